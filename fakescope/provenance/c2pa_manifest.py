@@ -1,0 +1,234 @@
+"""C2PA manifests (Content Credentials) read with c2pa-python, never touching the network.
+
+Trust policy. The SDK reports one of three validation states:
+- "Trusted": signature valid, no integrity failure, signer on a trust list;
+- "Valid":   the same, but the signer is not on a trust list ("signingCredential.untrusted");
+- "Invalid": a signature or integrity check failed.
+This service ships no trust list, so almost every signer is "untrusted" here. What a
+signature proves is that the claim was not altered since signing, so "Valid" and
+"Trusted" both make a generative claim decisive; the trust state is kept in `details`.
+An "Invalid" manifest whose claim signature still verifies (only the asset changed since
+signing) keeps its generative claim as strong evidence; otherwise the claim is weak.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from fakescope.evidence import Evidence, Indication, Strength
+from fakescope.provenance.findings import DETAIL_ITEMS, clip, clip_list, metadata_error
+from fakescope.provenance.source_types import SourceClass, classify, source_code
+
+# Formats c2pa-rs reads that FakeScope also accepts (BMP carries no manifests).
+MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+    "HEIF": "image/heif",
+    "AVIF": "image/avif",
+}
+# Never fetch a manifest named by URL (the request would leave from the server, unguarded),
+# and never ask an OCSP responder either.
+OFFLINE_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+UNTRUSTED = "signingCredential.untrusted"
+_URL = re.compile(r"https?://\S+")
+
+
+def read_c2pa(data: bytes, image_format: str | None) -> list[Evidence]:
+    mime = MIME_TYPES.get((image_format or "").upper())
+    if mime is None:
+        return []
+    import c2pa  # the native library loads on first use only
+
+    try:
+        context = c2pa.Context.from_dict(OFFLINE_SETTINGS)
+        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, context)
+    except c2pa.C2paError as exc:
+        return [_error_finding(exc)] if _may_hold_manifest(data, exc) else []
+    if reader is None:
+        return []
+    try:
+        with reader:
+            store = json.loads(reader.json())
+            state = str(reader.get_validation_state() or store.get("validation_state") or "")
+    except (c2pa.C2paError, ValueError) as exc:
+        return [_error_finding(exc)]
+    return _manifest_findings(store, state)
+
+
+def _may_hold_manifest(data: bytes, exc: Exception) -> bool:
+    """Whether a reader error is about a manifest at all (JUMBF box or remote reference);
+    on other broken files the SDK fails too, and the container error is reported elsewhere."""
+    return b"jumb" in data or "remote" in str(exc).lower()
+
+
+def _error_finding(exc: Exception) -> Evidence:
+    message = str(exc)
+    if "remote" in message.lower():
+        url = _URL.search(message)
+        return Evidence(
+            kind="c2pa_remote_manifest",
+            indicates=Indication.NEUTRAL,
+            strength=Strength.INFO,
+            summary="The image points to a remote C2PA manifest, which was not fetched.",
+            source="c2pa",
+            details={"url": clip(url.group(0)) if url else None, "error": clip(message)},
+        )
+    return Evidence(
+        kind="c2pa_invalid",
+        indicates=Indication.NEUTRAL,
+        strength=Strength.INFO,
+        summary="A C2PA manifest is present but could not be read.",
+        source="c2pa",
+        details={"validation_state": "Unreadable", "error": clip(message)},
+    )
+
+
+def _manifest_findings(store: dict[str, Any], state: str) -> list[Evidence]:
+    manifests = store.get("manifests") or {}
+    active = manifests.get(store.get("active_manifest") or "")
+    if not isinstance(active, dict):
+        return [metadata_error("c2pa", "manifest store has no active manifest")]
+    failures = _failure_codes(store)
+    integrity_failures = [code for code in failures if code != UNTRUSTED]
+    actions = _actions(active)
+    source_types = [a["digitalSourceType"] for a in actions if a.get("digitalSourceType")]
+    signature = active.get("signature_info") or {}
+    details: dict[str, Any] = {
+        "claim_generator": clip(_claim_generator(active)),
+        "signer": clip(str(signature.get("common_name") or "")),
+        "issuer": clip(str(signature.get("issuer") or "")),
+        "signed_at": signature.get("time"),
+        "validation_state": state,
+        "trust": "trusted" if state == "Trusted" else "untrusted signer",
+        "validation_failures": clip_list(failures),
+        "digital_source_types": clip_list([source_code(t) for t in source_types]),
+        "actions": clip_list(actions),
+    }
+    valid = state in {"Valid", "Trusted"} and not integrity_failures
+    findings = [] if valid else [_invalid(details, integrity_failures)]
+    classes = {classify(t) for t in source_types}
+    if SourceClass.GENERATIVE in classes:
+        findings.append(_generative(details, valid, _claim_verified(store)))
+    elif valid and SourceClass.CAPTURE in classes:
+        findings.append(_capture(details))
+    elif valid:
+        findings.append(_plain_manifest(details))
+    return findings
+
+
+def _generative(details: dict[str, Any], valid: bool, claim_verified: bool) -> Evidence:
+    codes = ", ".join(dict.fromkeys(details["digital_source_types"]))
+    who = details["claim_generator"] or "unknown software"
+    if valid:
+        strength, how = Strength.DECISIVE, f"signed and valid ({details['trust']})"
+    elif claim_verified:
+        strength, how = Strength.STRONG, "signature valid but the file changed after signing"
+    else:
+        strength, how = Strength.WEAK, "manifest failed validation"
+    return Evidence(
+        kind="c2pa_generative",
+        indicates=Indication.FAKE,
+        strength=strength,
+        summary=clip(f"C2PA manifest by {who} declares generative AI ({codes}); {how}.", 200),
+        source="c2pa",
+        details=details,
+    )
+
+
+def _capture(details: dict[str, Any]) -> Evidence:
+    return Evidence(
+        kind="c2pa_capture",
+        indicates=Indication.REAL,
+        strength=Strength.WEAK,
+        summary=clip(
+            f"C2PA manifest by {details['claim_generator'] or 'unknown software'} declares a "
+            "camera capture; a claim of capture is not proof of authenticity.",
+            200,
+        ),
+        source="c2pa",
+        details=details,
+    )
+
+
+def _invalid(details: dict[str, Any], failures: list[str]) -> Evidence:
+    return Evidence(
+        kind="c2pa_invalid",
+        indicates=Indication.NEUTRAL,
+        strength=Strength.INFO,
+        summary=clip(f"C2PA manifest failed validation: {', '.join(failures) or 'invalid'}.", 200),
+        source="c2pa",
+        details=details,
+    )
+
+
+def _plain_manifest(details: dict[str, Any]) -> Evidence:
+    codes = ", ".join(dict.fromkeys(details["digital_source_types"]))
+    claim = f"declares the source type {codes}" if codes else "declares no source type"
+    return Evidence(
+        kind="c2pa_manifest",
+        indicates=Indication.NEUTRAL,
+        strength=Strength.INFO,
+        summary=clip(
+            f"C2PA manifest by {details['claim_generator'] or 'unknown software'} {claim}, "
+            "neither generated nor captured.",
+            200,
+        ),
+        source="c2pa",
+        details=details,
+    )
+
+
+def _claim_generator(manifest: dict[str, Any]) -> str:
+    generator = manifest.get("claim_generator")
+    if isinstance(generator, str) and generator:
+        return generator
+    infos = manifest.get("claim_generator_info") or []
+    names = [
+        " ".join(str(i.get(k, "")) for k in ("name", "version")).strip()
+        for i in infos
+        if isinstance(i, dict)
+    ]
+    return "; ".join(n for n in names if n)
+
+
+def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    actions: list[dict[str, Any]] = []
+    for assertion in manifest.get("assertions") or []:
+        if not str(assertion.get("label", "")).startswith("c2pa.actions"):
+            continue
+        for action in (assertion.get("data") or {}).get("actions") or []:
+            if not isinstance(action, dict):
+                continue
+            agent = action.get("softwareAgent")
+            if isinstance(agent, dict):
+                agent = " ".join(str(agent.get(k, "")) for k in ("name", "version")).strip()
+            actions.append(
+                {
+                    "action": clip(str(action.get("action", ""))),
+                    "digitalSourceType": clip(str(action.get("digitalSourceType") or "")),
+                    "softwareAgent": clip(str(agent or "")),
+                }
+            )
+    return actions[:DETAIL_ITEMS]
+
+
+def _failure_codes(store: dict[str, Any]) -> list[str]:
+    results = (store.get("validation_results") or {}).get("activeManifest")
+    entries = (results or {}).get("failure") if results else store.get("validation_status")
+    codes = [str(e.get("code")) for e in entries or [] if isinstance(e, dict) and e.get("code")]
+    return list(dict.fromkeys(codes))
+
+
+def _claim_verified(store: dict[str, Any]) -> bool:
+    results = (store.get("validation_results") or {}).get("activeManifest") or {}
+    succeeded = {str(e.get("code")) for e in results.get("success") or [] if isinstance(e, dict)}
+    failed = {str(e.get("code")) for e in results.get("failure") or [] if isinstance(e, dict)}
+    return "claimSignature.validated" in succeeded and not any(
+        code.startswith("claimSignature.") for code in failed
+    )

@@ -1,0 +1,176 @@
+"""Text that generators write into the files they make: Stable Diffusion WebUI parameters
+(PNG `parameters`, EXIF UserComment in JPEG/WebP), other generators' text chunks, and the
+Software / CreatorTool tags of known generators. All unsigned: strong, never decisive."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fakescope.evidence import Evidence, Indication, Strength
+from fakescope.provenance.findings import clip, decode_text
+from fakescope.provenance.metadata import RawMetadata, exif_raw, exif_text
+from fakescope.provenance.xmp import creator_tools
+
+EXIF_IFD = 0x8769
+TAG_SOFTWARE = 0x0131
+TAG_IMAGE_DESCRIPTION = 0x010E
+TAG_USER_COMMENT = 0x9286
+
+# PNG text keys other generators write (InvokeAI v1/v2/v3+).
+GENERATOR_TEXT_KEYS = {
+    "invokeai_metadata": "InvokeAI",
+    "invokeai_graph": "InvokeAI",
+    "sd-metadata": "InvokeAI",
+    "Dream": "InvokeAI",
+}
+# Software names that only generators write. Deliberately narrow: "Adobe Photoshop" or
+# "Lightroom" say nothing about generation, and a false "AI" on a photo is the worse error.
+KNOWN_GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern, re.IGNORECASE))
+    for name, pattern in (
+        ("NovelAI", r"\bnovel\s?ai\b"),
+        ("Midjourney", r"\bmidjourney\b"),
+        ("Adobe Firefly", r"\badobe\s+firefly\b"),
+        ("DALL·E", r"\bdall[\W_]?e\b"),
+        ("Stable Diffusion", r"\bstable[\s_-]?diffusion\b"),
+        ("ComfyUI", r"\bcomfy\s?ui\b"),
+        ("InvokeAI", r"\binvoke\s?ai\b"),
+        ("Fooocus", r"\bfooocus\b"),
+        ("Leonardo.Ai", r"\bleonardo\.?ai\b"),
+        ("Bing Image Creator", r"\bbing image creator\b"),
+        ("Ideogram", r"\bideogram\b"),
+        ("DreamStudio", r"\bdreamstudio\b"),
+        ("NightCafe", r"\bnightcafe\b"),
+    )
+)
+_SETTINGS_CHARS = 20_000
+_A1111_KEEP = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Model hash", "Version"}
+
+
+def read_generator_text(meta: RawMetadata) -> list[Evidence]:
+    findings = _png_parameters(meta)
+    findings += _exif_parameters(meta)
+    findings += _other_generator_chunks(meta)
+    findings += _generator_software(meta)
+    return findings
+
+
+def is_webui_parameters(text: str) -> bool:
+    """Stable Diffusion WebUI's last line: "Steps: 20, Sampler: Euler a, CFG scale: 7, ..."."""
+    return "Steps:" in text and ("Sampler:" in text or "Seed:" in text)
+
+
+def parse_webui_parameters(text: str) -> dict[str, Any]:
+    lines = text.strip().splitlines()
+    settings_at = max((i for i, line in enumerate(lines) if "Steps:" in line), default=len(lines))
+    prompt_lines = lines[:settings_at]
+    negative = [line for line in prompt_lines if line.startswith("Negative prompt:")]
+    prompt = "\n".join(line for line in prompt_lines if not line.startswith("Negative prompt:"))
+    # Split by hand, not by regex: a crafted megabyte-long line must cost linear time.
+    settings: dict[str, str] = {}
+    for field in " ".join(lines[settings_at:])[:_SETTINGS_CHARS].split(","):
+        key, colon, value = field.partition(":")
+        if colon and key.strip() in _A1111_KEEP:
+            settings.setdefault(key.strip(), value.strip().strip('"'))
+    details: dict[str, Any] = {
+        k.lower().replace(" ", "_"): clip(v, 200) for k, v in settings.items()
+    }
+    details["prompt"] = clip(prompt, 300)
+    if negative:
+        details["negative_prompt"] = clip(negative[0].removeprefix("Negative prompt:"), 300)
+    return details
+
+
+def _png_parameters(meta: RawMetadata) -> list[Evidence]:
+    text = meta.text.get("parameters", "")
+    if not is_webui_parameters(text):
+        return []
+    return [_parameters_finding(text, "png:parameters", "PNG text chunk")]
+
+
+def _exif_parameters(meta: RawMetadata) -> list[Evidence]:
+    comment = decode_user_comment(exif_raw(meta.exif, TAG_USER_COMMENT, EXIF_IFD))
+    if is_webui_parameters(comment):
+        return [_parameters_finding(comment, "exif:UserComment", "EXIF UserComment")]
+    description = exif_text(meta.exif, TAG_IMAGE_DESCRIPTION)
+    if is_webui_parameters(description):
+        return [_parameters_finding(description, "exif:ImageDescription", "EXIF ImageDescription")]
+    return []
+
+
+def _parameters_finding(text: str, source: str, where: str) -> Evidence:
+    details = parse_webui_parameters(text)
+    model = details.get("model") or details.get("model_hash")
+    named = f" (model {model})" if model else ""
+    return Evidence(
+        kind="generator_parameters",
+        indicates=Indication.FAKE,
+        strength=Strength.STRONG,
+        summary=clip(f"{where} holds Stable Diffusion generation parameters{named}.", 200),
+        source=source,
+        details=details,
+    )
+
+
+def _other_generator_chunks(meta: RawMetadata) -> list[Evidence]:
+    findings: list[Evidence] = []
+    for key, generator in GENERATOR_TEXT_KEYS.items():
+        if meta.text.get(key, "").strip():
+            findings.append(
+                Evidence(
+                    kind="generator_parameters",
+                    indicates=Indication.FAKE,
+                    strength=Strength.STRONG,
+                    summary=f"PNG text chunk '{key}' holds {generator} generation metadata.",
+                    source=f"png:{key}",
+                    details={"generator": generator, "excerpt": clip(meta.text[key], 300)},
+                )
+            )
+    return findings
+
+
+def _generator_software(meta: RawMetadata) -> list[Evidence]:
+    candidates = [
+        ("exif:Software", exif_text(meta.exif, TAG_SOFTWARE)),
+        ("png:Software", decode_text(meta.text.get("Software", ""))),
+        ("png:Source", decode_text(meta.text.get("Source", ""))),
+    ] + [("xmp:CreatorTool", tool) for tool in creator_tools(meta.xmp)]
+    findings: list[Evidence] = []
+    for source, value in candidates:
+        generator = known_generator(value)
+        if generator is None:
+            continue
+        findings.append(
+            Evidence(
+                kind="generator_software",
+                indicates=Indication.FAKE,
+                strength=Strength.STRONG,
+                summary=clip(f"{source} names the generator {generator} ({value}).", 200),
+                source=source,
+                details={"generator": generator, "value": clip(value, 200)},
+            )
+        )
+    return findings
+
+
+def known_generator(value: str) -> str | None:
+    if not value:
+        return None
+    return next((name for name, pattern in KNOWN_GENERATORS if pattern.search(value)), None)
+
+
+def decode_user_comment(raw: bytes | None) -> str:
+    """EXIF UserComment: an 8-byte character-code prefix, then the text (EXIF 2.32 §4.6.5)."""
+    if not raw:
+        return ""
+    prefix, body = raw[:8], raw[8:]
+    if prefix.startswith(b"UNICODE"):
+        # Writers disagree on byte order (WebUI writes big-endian): read the zero bytes.
+        big_endian = len(body) >= 2 and body[0] == 0 and body[1] != 0
+        little_endian = len(body) >= 2 and body[1] == 0 and body[0] != 0
+        encoding = "utf-16-le" if little_endian and not big_endian else "utf-16-be"
+        return body.decode(encoding, errors="replace").replace("\x00", "").strip()
+    if prefix.startswith((b"ASCII", b"JIS", b"\x00")):
+        return decode_text(body)
+    return decode_text(raw)
