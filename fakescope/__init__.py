@@ -3,14 +3,16 @@
 The public surface, each name backed by one module:
 
 - `load_model` (loading): a vision-language checkpoint, quantized on GPU.
-- `analyze_image`, `inspect_image`, `build_analysis`, `Analysis` (analysis): one image in, a verdict out.
+- `analyze_image`, `inspect_image`, `build_analysis`, `Analysis` (analysis): an image in,
+  a verdict out.
 - `decode_image`, `ImageLimits` (images): safe decoding, SHA-256 and PDQ identity.
 - `read_provenance` (provenance): C2PA, IPTC and generator metadata as `Evidence`.
 - `p_fake_from_logits` (scoring): the paper's token-based probability estimation.
 - `decide`, `Thresholds` (verdict): how evidence and score combine.
 - `build_tiny_checkpoint` (tiny): a random-weight checkpoint for tests and demos.
 
-Names are imported on first use, so `import fakescope` stays cheap (no torch until a model is needed).
+Names are imported on first use, so `import fakescope` stays cheap (no torch until a model
+is needed).
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from fakescope.analysis import Analysis, Inspection, analyze_image, build_analysis, inspect_image
+    from fakescope.analysis import (
+        Analysis,
+        Inspection,
+        analyze_image,
+        build_analysis,
+        inspect_image,
+    )
     from fakescope.images import DecodedImage, ImageLimits, decode_image
     from fakescope.loading import load_model
     from fakescope.model import ForensicModel, ModelInfo

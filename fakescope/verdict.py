@@ -23,7 +23,7 @@ BY_PROVENANCE, BY_MODEL, BY_REVIEW = "provenance", "model", "review"
 
 @dataclass(frozen=True)
 class Thresholds:
-    """p_fake at or above `fake` reads "fake"; at or below `real` reads "real"; between is uncertain."""
+    """p_fake at or above `fake` reads "fake", at or below `real` reads "real", else uncertain."""
 
     fake: float = 0.6
     real: float = 0.4
@@ -31,7 +31,9 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.real <= self.fake <= 1.0:
-            raise ValueError(f"thresholds need 0 <= real <= fake <= 1, got {self.real}, {self.fake}")
+            raise ValueError(
+                f"thresholds need 0 <= real <= fake <= 1, got {self.real}, {self.fake}"
+            )
         if not 0.5 <= self.conflict <= 1.0:
             raise ValueError(f"conflict threshold must lie in [0.5, 1], got {self.conflict}")
 
@@ -44,7 +46,9 @@ class Verdict:
     flags: tuple[str, ...]
 
 
-def _strongest(evidence: Sequence[Evidence], indication: Indication, strength: Strength) -> Evidence | None:
+def _strongest(
+    evidence: Sequence[Evidence], indication: Indication, strength: Strength
+) -> Evidence | None:
     return next((e for e in evidence if e.indicates is indication and e.strength is strength), None)
 
 

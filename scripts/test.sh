@@ -9,7 +9,6 @@ need_apt=()
 [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "installing ${need_apt[*]} (browser tests and extension unit tests need them)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
@@ -20,5 +19,4 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
-echo "== extension unit tests"; node --test extension/tests/
 echo "== pytest"; python -m pytest -m "not gpu" "$@"

@@ -45,7 +45,8 @@ def test_without_evidence_or_model_the_verdict_is_uncertain() -> None:
 
 
 @pytest.mark.parametrize(
-    ("p_fake", "label"), [(0.0, "real"), (0.4, "real"), (0.5, "uncertain"), (0.6, "fake"), (1.0, "fake")]
+    ("p_fake", "label"),
+    [(0.0, "real"), (0.4, "real"), (0.5, "uncertain"), (0.6, "fake"), (1.0, "fake")],
 )
 def test_model_decides_by_thresholds(p_fake: float, label: str) -> None:
     verdict = decide([], p_fake=p_fake)

@@ -1,0 +1,198 @@
+"""The `fakescope` command: analyse images, ask about them, evaluate, and run the service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fakescope.errors import FakeScopeError
+
+if TYPE_CHECKING:
+    from fakescope.model import ForensicModel
+
+QUANTIZATIONS = ("nf4", "int8", "none")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--model",
+        required=required,
+        help="checkpoint directory or hub id (image-text-to-text); without it, provenance only",
+    )
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="weights on the GPU: nf4 (default on CUDA), int8 or none (default on CPU)",
+    )
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
+
+
+def _load(args: argparse.Namespace) -> ForensicModel | None:
+    if not args.model:
+        return None
+    from fakescope.loading import load_model
+
+    model = load_model(args.model, quantization=args.quantization, device=args.device)
+    if model.info.untrained:
+        print(
+            f"note: {args.model} is an untrained random-weight checkpoint; "
+            "its scores and text mean nothing",
+            file=sys.stderr,
+        )
+    return model
+
+
+def _error_object(path: str, exc: BaseException) -> dict[str, Any]:
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return {"path": path, "error": {"type": type(exc).__name__, "detail": detail}}
+
+
+def _human_line(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"{result['path']}: error: {result['error']['type']}: {result['error']['detail']}"
+    score = "n/a" if result["p_fake"] is None else f"{result['p_fake']:.3f}"
+    line = (
+        f"{result['path']}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
+    )
+    if result["evidence"]:
+        line += "\n" + "\n".join(
+            f"  - [{e['strength']}] {e['summary']}" for e in result["evidence"]
+        )
+    if result["explanation"]:
+        line += f"\n  explanation: {result['explanation']}"
+    return line
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fakescope.analysis import analyze_image
+    from fakescope.images import ImageLimits
+    from fakescope.verdict import Thresholds
+
+    thresholds = Thresholds(fake=args.fake_threshold, real=args.real_threshold)
+    limits = ImageLimits(max_pixels=args.max_pixels)
+    model = _load(args)
+    failed = 0
+    paths: list[str] = args.images
+    show_progress = len(paths) > 1 and not args.quiet
+    for path in tqdm(
+        paths, desc="analysing", unit="image", disable=not show_progress, file=sys.stderr
+    ):
+        try:
+            data = Path(path).read_bytes()
+            analysis = analyze_image(
+                data, model=model, explain=args.explain, thresholds=thresholds, limits=limits
+            )
+            result: dict[str, Any] = {"path": path, **analysis.to_dict()}
+        except (FakeScopeError, OSError) as exc:
+            failed += 1
+            result = _error_object(path, exc)
+        output = json.dumps(result, ensure_ascii=False) if args.json else _human_line(result)
+        print(output, flush=True)
+    return 1 if failed else 0
+
+
+def _question_prompt(args: argparse.Namespace) -> str:
+    from fakescope import prompts
+
+    if args.aspect:
+        return prompts.aspect_prompt(args.aspect)
+    if args.enhance:
+        return prompts.ENHANCE_PROMPT
+    if args.explain:
+        return prompts.EXPLAIN_PROMPTS[args.explain]
+    return prompts.question_prompt(args.question)
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from fakescope import tasks
+    from fakescope.images import decode_image
+
+    try:
+        prompt = _question_prompt(args)
+    except ValueError as exc:
+        print(f"fakescope ask: error: {exc}", file=sys.stderr)
+        return 2
+    image = decode_image(Path(args.image).read_bytes()).rgb
+    model = _load(args)
+    assert model is not None
+    for piece in tasks.answer_stream(model, image, prompt, max_new_tokens=args.max_new_tokens):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_tiny_model(args: argparse.Namespace) -> int:
+    from fakescope.tiny import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(Path(args.directory), seed=args.seed)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fakescope", description="Transparent forensics for AI-generated images."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser("analyze", help="verdict, score and evidence for images")
+    analyze.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_model_options(analyze, required=False)
+    analyze.add_argument("--explain", action="store_true", help="also generate an explanation")
+    analyze.add_argument("--json", action="store_true", help="JSON Lines, one object per image")
+    analyze.add_argument("--fake-threshold", type=float, default=0.6)
+    analyze.add_argument("--real-threshold", type=float, default=0.4)
+    analyze.add_argument("--max-pixels", type=int, default=64_000_000)
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar")
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    ask = commands.add_parser("ask", help="ask the model one question about an image")
+    ask.add_argument("image", metavar="IMAGE")
+    _add_model_options(ask, required=True)
+    question = ask.add_mutually_exclusive_group(required=True)
+    question.add_argument("--aspect", help="one of the 14 forgery aspects, e.g. texture")
+    question.add_argument("--question", help="a free question")
+    question.add_argument("--enhance", action="store_true", help="suggest enhancements")
+    question.add_argument(
+        "--explain", choices=("inference", "fault_finding"), help="explain the verdict"
+    )
+    ask.add_argument("--max-new-tokens", type=int, default=256)
+    ask.set_defaults(handler=_cmd_ask)
+
+    tiny = commands.add_parser("tiny-model", help="write a tiny random-weight checkpoint")
+    tiny.add_argument("directory", metavar="DIR")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(handler=_cmd_tiny_model)
+
+    from fakescope.evaluation.cli import add_commands as add_eval_commands
+
+    add_eval_commands(commands)
+    try:
+        from server.cli import add_commands as add_server_commands
+    except ImportError:  # the library installed without its service
+        pass
+    else:
+        add_server_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except FakeScopeError as exc:
+        print(f"fakescope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
