@@ -1,0 +1,392 @@
+/**
+ * FakeScope service worker: the only part of the extension that talks to the
+ * network. It owns the context menu, reads image bytes, calls the server, keeps
+ * the short-lived cache, and relays answers to the content scripts.
+ *
+ * Follow one right-click: contextMenus.onClicked → handleMenuClick → readImage
+ * (worker fetch, else the page's content script) → ApiClient.analyze → the
+ * overlay content script (content/overlay.js) renders describeAnalysis(...).
+ */
+
+import { ApiClient } from './lib/api.js';
+import { ASPECTS, InvalidQuestionError, askBody } from './lib/aspects.js';
+import { base64ToBytes } from './lib/base64.js';
+import { TtlCache } from './lib/cache.js';
+import { sha256Hex, isSha256Hex } from './lib/hash.js';
+import { ApiError, ImageUnavailableError, describeFailure } from './lib/problem.js';
+import { BatchQueue, createLimiter } from './lib/queue.js';
+import { RECENT_KEY, withRecentCheck } from './lib/recent.js';
+import { loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
+import { describeAnalysis, shortVerdict } from './lib/verdict.js';
+
+const MENU_ID = 'fakescope-check';
+const FEED_SCRIPT_ID = 'fakescope-feed';
+const OVERLAY_SCRIPT = 'content/overlay.js';
+const CHECK_SCRIPTS = ['content/page-image.js', OVERLAY_SCRIPT];
+const FEED_SCRIPTS = [OVERLAY_SCRIPT, 'content/feed.js'];
+const ANALYSIS_TTL_MS = 10 * 60 * 1000;
+const MAX_LOOKUP_URLS_PER_MESSAGE = 32;
+const MAX_FEED_IMAGE_BYTES = 25 * 1024 * 1024;
+
+// Short-lived caches in chrome.storage.session: kept in memory, cleared when the
+// browser closes, not readable by content scripts. Keys include the server URL
+// so switching servers never shows another server's verdicts.
+const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis:', ttlMs: ANALYSIS_TTL_MS });
+const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS });
+const fetchLimit = createLimiter(4);
+
+// --- registration (top level, so the listeners exist every time the worker wakes) ---
+
+chrome.runtime.onInstalled.addListener(() => {
+  chrome.contextMenus.removeAll(() => {
+    chrome.contextMenus.create({ id: MENU_ID, title: 'Check with FakeScope', contexts: ['image'] });
+  });
+  syncFeedScripts();
+});
+chrome.runtime.onStartup.addListener(() => syncFeedScripts());
+chrome.contextMenus.onClicked.addListener((info, tab) => {
+  handleMenuClick(info, tab);
+});
+chrome.storage.onChanged.addListener((changes, area) => {
+  if (area === 'local' && changes.settings) syncFeedScripts();
+});
+chrome.permissions.onAdded.addListener(() => syncFeedScripts());
+chrome.permissions.onRemoved.addListener(() => syncFeedScripts());
+chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  if (sender.id !== chrome.runtime.id) return false;
+  const handler = MESSAGE_HANDLERS[message?.type];
+  if (!handler) return false;
+  handler(message, sender).then(sendResponse, (error) => sendResponse({ ok: false, failure: describeFailure(error) }));
+  return true; // answer asynchronously
+});
+chrome.runtime.onConnect.addListener((port) => {
+  if (port.name === 'fakescope-ask' && port.sender?.id === chrome.runtime.id) relayAnswer(port);
+});
+
+// --- settings and clients ---
+
+async function currentSettings() {
+  return loadSettings(chrome.storage.local);
+}
+
+function clientFor(settings) {
+  return new ApiClient({ baseUrl: settings.serverUrl, token: settings.apiToken });
+}
+
+const cacheKey = (settings, sha256) => `${settings.serverUrl}|${sha256}`;
+
+// --- right-click check ---
+
+/**
+ * Handles "Check with FakeScope" on an image. Exposed on `self` so browser
+ * tests can call it (the native context menu cannot be clicked by automation).
+ * Resolves to what happened, for tests and logs; the user sees the overlay.
+ */
+export async function handleMenuClick(info, tab) {
+  if (info?.menuItemId !== MENU_ID || !info.srcUrl || tab?.id === undefined) {
+    return { ok: false, reason: 'not an image check' };
+  }
+  const target = { tabId: tab.id, frameId: info.frameId ?? 0 };
+  try {
+    await injectOverlay(target);
+  } catch (error) {
+    // Browser pages, the web store and some viewers refuse scripts: say so on the toolbar icon.
+    const failure = {
+      title: 'FakeScope cannot show results on this page',
+      message: String(error?.message ?? error),
+      guidance: 'Open the image in its own tab and check it there.',
+    };
+    await flagOnToolbar(tab.id, failure);
+    return { ok: false, failure };
+  }
+  return checkAndShow(info.srcUrl, target, tab.url ?? info.pageUrl ?? null);
+}
+
+async function flagOnToolbar(tabId, failure) {
+  await chrome.action.setBadgeBackgroundColor({ tabId, color: '#a4001d' });
+  await chrome.action.setBadgeText({ tabId, text: '!' });
+  await chrome.action.setTitle({ tabId, title: `FakeScope: ${failure.title}. ${failure.guidance}` });
+}
+
+async function checkAndShow(srcUrl, target, pageUrl) {
+  await showInTab(target, { state: 'loading', srcUrl });
+  try {
+    const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
+    await showInTab(target, { state: 'result', srcUrl, view: describeAnalysis(analysis), aspects: ASPECTS, cached });
+    return { ok: true, sha256: analysis.sha256, cached, via };
+  } catch (error) {
+    const failure = describeFailure(error);
+    await showInTab(target, { state: 'error', srcUrl, failure });
+    return { ok: false, failure };
+  }
+}
+
+async function injectOverlay(target) {
+  await chrome.scripting.executeScript({
+    target: { tabId: target.tabId, frameIds: [target.frameId] },
+    files: CHECK_SCRIPTS,
+  });
+}
+
+async function showInTab(target, payload) {
+  await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, { frameId: target.frameId });
+}
+
+/** The analysis for an image: from the session cache when this image was checked recently. */
+async function checkImage(srcUrl, target, pageUrl) {
+  const settings = await currentSettings();
+  const knownSha = await imageHashes.get(`${srcUrl}`);
+  if (knownSha) {
+    const cached = await analyses.get(cacheKey(settings, knownSha));
+    if (cached) return { analysis: cached, cached: true, via: 'cache' };
+  }
+  const image = await readImage(srcUrl, target);
+  const sha256 = await sha256Hex(image.bytes);
+  let analysis = await analyses.get(cacheKey(settings, sha256));
+  const cached = Boolean(analysis);
+  if (!analysis) {
+    analysis = await whileKeepingAlive(
+      clientFor(settings).analyze(image.bytes, { filename: fileNameOf(srcUrl), contentType: image.contentType }),
+    );
+    if (!isSha256Hex(analysis?.sha256) || typeof analysis.label !== 'string') {
+      throw new ApiError('protocol', 'The analysis has no sha256 or label.', { serverUrl: settings.serverUrl });
+    }
+    await analyses.set(cacheKey(settings, analysis.sha256), analysis);
+  }
+  await imageHashes.set(srcUrl, analysis.sha256);
+  await rememberRecent(analysis, srcUrl, pageUrl);
+  return { analysis, cached, via: image.via };
+}
+
+/**
+ * Chrome stops a service worker idle for 30 s even while a fetch is pending; a
+ * model explanation can take longer. A cheap extension call every 20 s counts
+ * as activity until the promise settles.
+ */
+async function whileKeepingAlive(promise) {
+  const timer = setInterval(() => chrome.runtime.getPlatformInfo(), 20_000);
+  try {
+    return await promise;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function fileNameOf(url) {
+  try {
+    const name = new URL(url).pathname.split('/').pop();
+    return name && name.length <= 100 ? name : 'image';
+  } catch {
+    return 'image';
+  }
+}
+
+/**
+ * The image's bytes. The worker fetches first (host permissions, no page
+ * cookies); when the site refuses (hotlink protection, no permission) or the
+ * URL is the page's own blob:, the content script reads it in the page.
+ */
+async function readImage(srcUrl, target) {
+  const reasons = [];
+  if (/^(https?|data):/i.test(srcUrl)) {
+    try {
+      return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
+    } catch (error) {
+      reasons.push(`the extension’s request failed (${error.message})`);
+    }
+  }
+  try {
+    const reply = await chrome.tabs.sendMessage(
+      target.tabId,
+      { type: 'fakescope:read-image', srcUrl },
+      { frameId: target.frameId },
+    );
+    if (reply?.ok) return { bytes: base64ToBytes(reply.base64), contentType: reply.contentType, via: 'page' };
+    reasons.push(`the page could not read it (${reply?.error ?? 'no answer'})`);
+  } catch (error) {
+    reasons.push(`the page could not read it (${error.message})`);
+  }
+  throw new ImageUnavailableError(srcUrl, reasons);
+}
+
+async function fetchImageBytes(url) {
+  const response = await fetch(url, { credentials: 'omit', cache: 'force-cache' });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const declared = Number(response.headers.get('Content-Length') ?? 0);
+  if (declared > MAX_FEED_IMAGE_BYTES) throw new Error('larger than 25 MiB');
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if (bytes.length === 0) throw new Error('empty response');
+  return { bytes, contentType: response.headers.get('Content-Type') ?? 'application/octet-stream' };
+}
+
+async function rememberRecent(analysis, imageUrl, pageUrl) {
+  const stored = (await chrome.storage.local.get(RECENT_KEY))[RECENT_KEY];
+  const entry = {
+    sha256: analysis.sha256,
+    imageUrl: imageUrl.startsWith('data:') ? 'data: image' : imageUrl.slice(0, 500),
+    pageUrl: pageUrl ? pageUrl.slice(0, 500) : null,
+    verdict: shortVerdict(analysis),
+    label: analysis.label,
+    at: Date.now(),
+  };
+  await chrome.storage.local.set({ [RECENT_KEY]: withRecentCheck(stored, entry) });
+}
+
+// --- feed mode ---
+
+let lookupQueue = null;
+
+/** One batching queue per server: images hashed here, looked up in batches via /v1/lookup. */
+function lookupQueueFor(settings) {
+  const id = `${settings.serverUrl}|${settings.apiToken}`;
+  if (lookupQueue?.id !== id) {
+    const client = clientFor(settings);
+    lookupQueue = {
+      id,
+      queue: new BatchQueue(async (sha256s) => (await client.lookup(sha256s)).results, {
+        maxBatch: 32,
+        delayMs: 200,
+        maxPending: 256,
+      }),
+    };
+  }
+  return lookupQueue.queue;
+}
+
+/**
+ * Feed lookups for images visible on a page: hash each image here, ask the
+ * server for cached verdicts only. No image bytes leave the browser.
+ */
+async function lookupImages(urls) {
+  const settings = await currentSettings();
+  const queue = lookupQueueFor(settings);
+  const results = {};
+  let failure = null;
+  await Promise.all(
+    urls.slice(0, MAX_LOOKUP_URLS_PER_MESSAGE).map(async (url) => {
+      results[url] = null;
+      if (typeof url !== 'string' || !/^https?:/i.test(url)) return;
+      try {
+        let sha256 = await imageHashes.get(url);
+        if (!sha256) {
+          const image = await fetchLimit(() => fetchImageBytes(url));
+          sha256 = await sha256Hex(image.bytes);
+          await imageHashes.set(url, sha256);
+        }
+        let analysis = await analyses.get(cacheKey(settings, sha256));
+        if (!analysis) {
+          analysis = await queue.add(sha256);
+          if (analysis) await analyses.set(cacheKey(settings, sha256), analysis);
+        }
+        if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
+      } catch (error) {
+        // An image the worker cannot read simply gets no badge; a server failure is reported once.
+        if (error instanceof ApiError) failure ??= describeFailure(error);
+      }
+    }),
+  );
+  return { ok: failure === null, results, aspects: ASPECTS, failure };
+}
+
+let feedSync = Promise.resolve();
+
+/** Registers the feed content scripts for exactly the sites switched on (and permitted). */
+export function syncFeedScripts() {
+  feedSync = feedSync.then(syncFeedScriptsNow, syncFeedScriptsNow);
+  return feedSync;
+}
+
+async function syncFeedScriptsNow() {
+  const settings = await currentSettings();
+  const matches = [];
+  for (const site of settings.feedSites) {
+    if (await chrome.permissions.contains({ origins: [originPattern(site)] })) matches.push(`${site}/*`);
+  }
+  const existing = await chrome.scripting.getRegisteredContentScripts({ ids: [FEED_SCRIPT_ID] });
+  if (existing.length) await chrome.scripting.unregisterContentScripts({ ids: [FEED_SCRIPT_ID] });
+  if (matches.length) {
+    await chrome.scripting.registerContentScripts([
+      { id: FEED_SCRIPT_ID, matches, js: FEED_SCRIPTS, runAt: 'document_idle', persistAcrossSessions: true },
+    ]);
+  }
+  return matches;
+}
+
+// --- questions, reports, status ---
+
+/** Streams an answer from /v1/ask to the overlay through a Port, piece by piece. */
+function relayAnswer(port) {
+  const controller = new AbortController();
+  port.onDisconnect.addListener(() => controller.abort());
+  port.onMessage.addListener(async (request) => {
+    try {
+      const body = askBody(request?.sha256, request);
+      const settings = await currentSettings();
+      const answer = await whileKeepingAlive(
+        clientFor(settings).ask(body, {
+          signal: controller.signal,
+          onText: (text) => port.postMessage({ type: 'text', text }),
+        }),
+      );
+      port.postMessage({ type: 'done', answer });
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      const failure = error instanceof InvalidQuestionError
+        ? { title: 'Cannot ask that', message: error.message, guidance: '' }
+        : describeFailure(error);
+      port.postMessage({ type: 'error', failure });
+    }
+  });
+}
+
+const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
+
+const MESSAGE_HANDLERS = {
+  /** The overlay's "report a wrong verdict" form. */
+  'fakescope:report': async (message) => {
+    if (!isSha256Hex(message.sha256)) throw new TypeError('Unknown image.');
+    const reason = String(message.reason ?? '').trim().slice(0, 2000);
+    if (!reason) return { ok: false, failure: { title: 'Say what is wrong', message: 'Describe why the verdict is wrong.', guidance: '' } };
+    const suggestedLabel = REPORT_LABELS.has(message.suggestedLabel) ? message.suggestedLabel : null;
+    const settings = await currentSettings();
+    await clientFor(settings).report({ sha256: message.sha256, reason, suggestedLabel });
+    return { ok: true };
+  },
+  /** The overlay's retry button after an error. */
+  'fakescope:recheck': async (message, sender) => {
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0 };
+    return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
+  },
+  'fakescope:lookup': async (message) => lookupImages(Array.isArray(message.urls) ? message.urls : []),
+  /** The popup's status line. */
+  'fakescope:status': async () => {
+    const settings = await currentSettings();
+    const ready = await clientFor(settings).ready();
+    return { ok: true, serverUrl: settings.serverUrl, ready };
+  },
+  /** The options page's "Test connection" button, on the values typed (not yet saved). */
+  'fakescope:test-connection': async (message) => {
+    const server = validateServerUrl(message.serverUrl);
+    if (!server.ok) return { ok: false, failure: { title: 'Invalid address', message: server.error, guidance: '' } };
+    const token = validateToken(message.apiToken);
+    if (!token.ok) return { ok: false, failure: { title: 'Invalid token', message: token.error, guidance: '' } };
+    const ready = await new ApiClient({ baseUrl: server.value, token: token.value }).ready();
+    return { ok: true, serverUrl: server.value, ready };
+  },
+  /** The overlay's "Allow this image site" button: the options page asks for the permission. */
+  'fakescope:open-options': async (message) => {
+    const query = typeof message.grant === 'string' ? `?grant=${encodeURIComponent(message.grant)}` : '';
+    await chrome.tabs.create({ url: chrome.runtime.getURL(`options/options.html${query}`) });
+    return { ok: true };
+  },
+  /** The popup's feed switch: start feed mode in the open tab right away. */
+  'fakescope:start-feed': async (message) => {
+    await syncFeedScripts();
+    await chrome.scripting.executeScript({ target: { tabId: message.tabId }, files: FEED_SCRIPTS });
+    return { ok: true };
+  },
+};
+
+// Test hooks: browser tests drive the worker through these (see tests/extension/).
+self.fakescopeHandleMenuClick = handleMenuClick;
+self.fakescopeSyncFeedScripts = syncFeedScripts;

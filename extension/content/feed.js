@@ -1,0 +1,192 @@
+/**
+ * FakeScope feed mode: small verdict badges on images the server has already
+ * analysed. Runs only on sites the user switched on (registered by the service
+ * worker), after content/overlay.js, whose showOverlay the badges open.
+ *
+ * Images entering the viewport (IntersectionObserver; MutationObserver catches
+ * images added by infinite scroll or lazy loaders that swap `src`) are queued by
+ * URL and sent to the worker in debounced batches. The worker hashes the bytes
+ * and asks /v1/lookup; no image leaves the browser. Work per page is bounded.
+ */
+(() => {
+  if (globalThis.__fakescopeFeed || !globalThis.__fakescope) return;
+  const { showOverlay, h } = globalThis.__fakescope;
+
+  const MAX_IMAGES_PER_PAGE = 400;
+  const MIN_SIDE_PX = 48;
+  const BATCH_SIZE = 24;
+  const DEBOUNCE_MS = 300;
+
+  const seenUrls = new Set();
+  const queued = new Set();
+  const verdicts = new Map(); // url → {view, short}
+  const badges = new Map(); // img → badge button
+  let aspects = [];
+  let timer = null;
+  let failureShown = false;
+
+  const host = document.createElement('fakescope-badges');
+  const root = host.attachShadow({ mode: 'open' });
+  root.append(h('style', {}, `
+    :host { all: initial !important; display: block !important; position: absolute !important;
+      inset: 0 auto auto 0 !important; width: 0 !important; height: 0 !important; overflow: visible !important;
+      margin: 0 !important; padding: 0 !important; border: 0 !important; z-index: 2147483646 !important;
+      pointer-events: none !important; visibility: visible !important; opacity: 1 !important; }
+    button { pointer-events: auto; position: absolute; font: 700 12px/1 system-ui, sans-serif; padding: 4px 6px;
+      border-radius: 10px; border: 2px solid #fff; color: #fff; cursor: pointer; box-shadow: 0 1px 4px rgba(0,0,0,.5); }
+    button:focus-visible { outline: 3px solid #1a56c4; outline-offset: 2px; }
+    .fake { background: #a4001d; } .real { background: #17602a; } .uncertain { background: #6b4700; }
+    .notice { pointer-events: auto; position: fixed; right: 12px; bottom: 12px; max-width: 320px; padding: 8px 10px;
+      background: #fff; color: #1a1a1a; border: 1px solid #a4001d; border-radius: 8px; font: 13px/1.4 system-ui, sans-serif; }
+  `));
+
+  function attachHost() {
+    if (host.isConnected) return;
+    document.documentElement.append(host);
+    if (typeof host.showPopover === 'function') {
+      host.setAttribute('popover', 'manual');
+      try {
+        host.showPopover();
+      } catch {
+        host.removeAttribute('popover');
+      }
+    }
+  }
+
+  const urlOf = (img) => img.currentSrc || img.src || '';
+
+  function isWorthChecking(img) {
+    const url = urlOf(img);
+    if (!/^https?:/i.test(url)) return false;
+    const rect = img.getBoundingClientRect();
+    return rect.width >= MIN_SIDE_PX && rect.height >= MIN_SIDE_PX;
+  }
+
+  const visibility = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting) consider(entry.target);
+    }
+  }, { rootMargin: '200px' });
+
+  function consider(img) {
+    const url = urlOf(img);
+    if (verdicts.has(url)) {
+      placeBadge(img, verdicts.get(url));
+      return;
+    }
+    if (!isWorthChecking(img) || seenUrls.has(url) || seenUrls.size >= MAX_IMAGES_PER_PAGE) return;
+    seenUrls.add(url);
+    queued.add(url);
+    if (queued.size >= BATCH_SIZE) flush();
+    else if (timer === null) timer = setTimeout(flush, DEBOUNCE_MS);
+  }
+
+  async function flush() {
+    clearTimeout(timer);
+    timer = null;
+    const urls = [...queued].slice(0, BATCH_SIZE);
+    urls.forEach((u) => queued.delete(u));
+    if (queued.size) timer = setTimeout(flush, DEBOUNCE_MS);
+    if (!urls.length) return;
+    let reply;
+    try {
+      reply = await chrome.runtime.sendMessage({ type: 'fakescope:lookup', urls });
+    } catch {
+      return; // the extension was reloaded or disabled: nothing to show
+    }
+    if (reply?.aspects) aspects = reply.aspects;
+    if (reply?.failure) showFailureOnce(reply.failure);
+    for (const [url, result] of Object.entries(reply?.results ?? {})) {
+      if (!result) continue;
+      verdicts.set(url, result);
+      for (const img of document.images) if (urlOf(img) === url) placeBadge(img, result);
+    }
+  }
+
+  function showFailureOnce(failure) {
+    if (failureShown) return;
+    failureShown = true;
+    attachHost();
+    const close = h('button', { type: 'button', style: 'position: static; margin-left: 8px; background: #18386e', 'aria-label': 'Dismiss' }, '×');
+    const notice = h('div', { className: 'notice', role: 'status' },
+      `FakeScope feed lookups failed: ${failure.title}. ${failure.guidance ?? ''}`, close);
+    close.addEventListener('click', () => notice.remove());
+    root.append(notice);
+  }
+
+  function placeBadge(img, result) {
+    attachHost();
+    let badge = badges.get(img);
+    if (!badge) {
+      badge = h('button', { type: 'button' });
+      badge.addEventListener('click', (event) => {
+        event.preventDefault();
+        event.stopPropagation();
+        showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
+      });
+      badges.set(img, badge);
+      root.append(badge);
+    }
+    badge.result = result;
+    const { view } = result;
+    badge.className = view.label;
+    badge.dataset.src = urlOf(img);
+    badge.dataset.label = view.label;
+    badge.textContent = view.label === 'fake' ? 'AI?' : view.label === 'real' ? 'Real' : '?';
+    badge.setAttribute('aria-label', `FakeScope: ${result.short}. Show details`);
+    badge.title = `FakeScope: ${result.short}`;
+    positionBadge(img, badge);
+  }
+
+  function positionBadge(img, badge) {
+    if (!img.isConnected) {
+      badge.remove();
+      badges.delete(img);
+      return;
+    }
+    const rect = img.getBoundingClientRect();
+    badge.hidden = rect.width === 0 && rect.height === 0;
+    badge.style.top = `${Math.round(window.scrollY + rect.top + 6)}px`;
+    badge.style.left = `${Math.round(window.scrollX + rect.left + 6)}px`;
+  }
+
+  let repositionScheduled = false;
+  function scheduleReposition() {
+    if (repositionScheduled) return;
+    repositionScheduled = true;
+    requestAnimationFrame(() => {
+      repositionScheduled = false;
+      for (const [img, badge] of badges) positionBadge(img, badge);
+    });
+  }
+
+  function observeImagesIn(node) {
+    if (node instanceof HTMLImageElement) visibility.observe(node);
+    else if (node.querySelectorAll) node.querySelectorAll('img').forEach((img) => visibility.observe(img));
+  }
+
+  const mutations = new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.type === 'attributes' && record.target instanceof HTMLImageElement) {
+        // A lazy loader swapped the source: observe again so it is reconsidered when visible.
+        visibility.unobserve(record.target);
+        visibility.observe(record.target);
+      }
+      record.addedNodes.forEach(observeImagesIn);
+    }
+    scheduleReposition();
+  });
+
+  mutations.observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ['src', 'srcset'] });
+  document.addEventListener('load', (event) => {
+    if (event.target instanceof HTMLImageElement) {
+      visibility.unobserve(event.target);
+      visibility.observe(event.target);
+    }
+  }, true);
+  window.addEventListener('scroll', scheduleReposition, { passive: true, capture: true });
+  window.addEventListener('resize', scheduleReposition, { passive: true });
+  observeImagesIn(document);
+
+  globalThis.__fakescopeFeed = { flush };
+})();

@@ -1,0 +1,374 @@
+/**
+ * FakeScope overlay: shows one image's verdict next to it, inside a Shadow DOM.
+ *
+ * A classic (non-module) content script, self-contained on purpose: content
+ * scripts cannot be ES modules, and importing lib/ modules dynamically would
+ * mean listing them as web_accessible_resources, which lets any page detect the
+ * extension. Instead the service worker sends a ready-made view (lib/verdict.js
+ * describeAnalysis) and this script only renders it and relays the user's
+ * actions back. Injected on demand (right-click, with content/page-image.js) or
+ * with content/feed.js on the sites where feed mode is on.
+ *
+ * Isolation: the host element sits in the top layer (popover) with its own
+ * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
+ * huge z-indexes cannot hide or restyle it; it is absolutely positioned in
+ * document coordinates, so it never changes the page's layout or scrolling.
+ */
+(() => {
+  if (globalThis.__fakescope) return;
+
+  const STYLE = `
+    :host { all: initial !important; display: block !important; position: absolute !important;
+      inset: 0 auto auto 0 !important; width: 0 !important; height: 0 !important; margin: 0 !important;
+      padding: 0 !important; border: 0 !important; overflow: visible !important; background: none !important;
+      z-index: 2147483647 !important; visibility: visible !important; opacity: 1 !important;
+      pointer-events: none !important; transform: none !important; filter: none !important; }
+    .panel { pointer-events: auto; position: absolute; box-sizing: border-box; width: min(380px, calc(100vw - 16px));
+      max-height: min(80vh, 640px); overflow: auto; overscroll-behavior: contain; background: #fff; color: #1a1a1a;
+      border: 1px solid #5a5a5a; border-radius: 10px; box-shadow: 0 6px 28px rgba(0,0,0,.35);
+      font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-align: left;
+      letter-spacing: normal; text-transform: none; direction: ltr; }
+    .panel:focus { outline: 3px solid #1a56c4; outline-offset: 2px; }
+    * { box-sizing: border-box; }
+    header { display: flex; align-items: center; justify-content: space-between; gap: 8px; padding: 10px 12px;
+      border-bottom: 1px solid #ddd; background: #f3f5f9; border-radius: 10px 10px 0 0; }
+    h2 { margin: 0; font-size: 15px; font-weight: 700; color: #18386e; }
+    h3 { margin: 14px 0 6px; font-size: 13px; font-weight: 700; color: #333; text-transform: uppercase; letter-spacing: .03em; }
+    .body { padding: 12px; }
+    button, select, input, textarea { font: inherit; color: #1a1a1a; }
+    button { cursor: pointer; border: 1px solid #18386e; background: #18386e; color: #fff; border-radius: 6px; padding: 5px 10px; }
+    button.secondary { background: #fff; color: #18386e; }
+    button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, summary:focus-visible {
+      outline: 3px solid #1a56c4; outline-offset: 2px; }
+    button:disabled { opacity: .6; cursor: default; }
+    .close { background: transparent; color: #333; border: 1px solid transparent; font-size: 20px; line-height: 1; padding: 2px 8px; }
+    .close:hover { border-color: #999; }
+    .verdict { margin: 0 0 8px; font-size: 20px; font-weight: 800; }
+    .tone-fake { color: #a4001d; } .tone-real { color: #17602a; } .tone-uncertain { color: #6b4700; }
+    .gauge { margin: 4px 0 8px; }
+    .bar { position: relative; height: 12px; border-radius: 6px; border: 1px solid #777;
+      background: linear-gradient(90deg, #d9efdc 0 40%, #f6ecd2 40% 60%, #f6d6da 60% 100%); }
+    .fill { position: absolute; top: -4px; width: 4px; height: 18px; margin-left: -2px; background: #1a1a1a; border-radius: 2px; }
+    .scale { display: flex; justify-content: space-between; font-size: 11px; color: #555; }
+    .muted { color: #555; }
+    .warning { margin: 8px 0; padding: 8px; border-left: 4px solid #a86b00; background: #fff4dc; color: #4a3200; }
+    .error-title { margin: 0 0 6px; font-size: 17px; font-weight: 800; color: #a4001d; }
+    ul { margin: 0; padding-left: 18px; }
+    li { margin: 3px 0; }
+    .tag { display: inline-block; font-size: 11px; color: #444; border: 1px solid #bbb; border-radius: 4px; padding: 0 4px; margin-left: 4px; }
+    .row { display: flex; gap: 6px; align-items: center; margin: 6px 0; }
+    .row > select, .row > input { flex: 1; min-width: 0; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
+    label { font-size: 13px; color: #333; }
+    textarea { width: 100%; min-height: 56px; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
+    .explanation { max-height: 12em; overflow: auto; overscroll-behavior: contain; white-space: pre-wrap; }
+    .answer { white-space: pre-wrap; margin-top: 6px; padding: 8px; background: #f6f7f9; border-radius: 6px; min-height: 1.5em; }
+    .answer:empty { display: none; }
+    fieldset { border: 1px solid #ccc; border-radius: 6px; margin: 6px 0; padding: 6px 8px; }
+    legend { font-size: 13px; padding: 0 4px; }
+    .spinner { display: inline-block; width: 14px; height: 14px; border: 2px solid #18386e; border-right-color: transparent;
+      border-radius: 50%; animation: spin .8s linear infinite; vertical-align: -2px; margin-right: 6px; }
+    @keyframes spin { to { transform: rotate(360deg); } }
+    @media (prefers-reduced-motion: reduce) { .spinner { animation: none; } }
+    .status { margin-top: 6px; font-size: 13px; }
+  `;
+
+  /** Creates an element; strings become text nodes (never HTML: server text is untrusted). */
+  function h(tag, attrs = {}, ...children) {
+    const el = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === false || value === null || value === undefined) continue;
+      if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+      else if (name === 'className') el.className = value;
+      else el.setAttribute(name, value === true ? '' : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return el;
+  }
+
+  let idCounter = 0;
+  const uid = (prefix) => `fs-${prefix}-${(idCounter += 1)}`;
+
+  /** The <img> elements showing this URL, best candidate (largest visible) first. */
+  function findImages(srcUrl) {
+    return [...document.images]
+      .filter((img) => img.currentSrc === srcUrl || img.src === srcUrl)
+      .sort((a, b) => b.clientWidth * b.clientHeight - a.clientWidth * a.clientHeight);
+  }
+
+  class Overlay {
+    constructor() {
+      this.host = document.createElement('fakescope-overlay');
+      this.root = this.host.attachShadow({ mode: 'open' });
+      this.root.append(h('style', {}, STYLE));
+      this.titleId = uid('title');
+      this.closeButton = h('button', { className: 'close', type: 'button', 'aria-label': 'Close FakeScope result', onclick: () => this.close() }, '×');
+      this.body = h('div', { className: 'body' });
+      this.panel = h(
+        'section',
+        { className: 'panel', role: 'dialog', 'aria-labelledby': this.titleId, tabindex: '-1' },
+        h('header', {}, h('h2', { id: this.titleId }, 'FakeScope'), this.closeButton),
+        this.body,
+      );
+      this.root.append(this.panel);
+      this.root.addEventListener('keydown', (event) => {
+        if (event.key === 'Escape') {
+          event.stopPropagation();
+          this.close();
+        }
+      });
+      this.askPort = null;
+      this.returnFocus = null;
+      this.onResize = () => this.position();
+    }
+
+    get isOpen() {
+      return this.host.isConnected;
+    }
+
+    open(anchor) {
+      this.anchor = anchor ?? null;
+      if (!this.isOpen) {
+        const active = document.activeElement;
+        this.returnFocus = active && active !== document.body ? active : null;
+        document.documentElement.append(this.host);
+        // The top layer puts it above any z-index the page uses; older browsers fall back to z-index.
+        if (typeof this.host.showPopover === 'function') {
+          this.host.setAttribute('popover', 'manual');
+          try {
+            this.host.showPopover();
+          } catch {
+            this.host.removeAttribute('popover');
+          }
+        }
+        window.addEventListener('resize', this.onResize, { passive: true });
+      }
+      this.position();
+      this.panel.focus({ preventScroll: true });
+    }
+
+    /** Places the panel over the image's top-left corner, kept inside the viewport horizontally. */
+    position() {
+      const margin = 8;
+      const width = this.panel.offsetWidth || 380;
+      let top = window.scrollY + 16;
+      let left = window.scrollX + document.documentElement.clientWidth - width - 16;
+      if (this.anchor?.isConnected) {
+        const rect = this.anchor.getBoundingClientRect();
+        top = window.scrollY + Math.max(rect.top, 0) + margin;
+        left = window.scrollX + rect.left + margin;
+      }
+      const maxLeft = window.scrollX + document.documentElement.clientWidth - width - margin;
+      left = Math.max(window.scrollX + margin, Math.min(left, maxLeft));
+      this.panel.style.top = `${Math.round(top)}px`;
+      this.panel.style.left = `${Math.round(left)}px`;
+    }
+
+    close() {
+      this.askPort?.disconnect();
+      this.askPort = null;
+      window.removeEventListener('resize', this.onResize);
+      if (this.host.matches?.(':popover-open')) this.host.hidePopover();
+      this.host.remove();
+      if (this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });
+      this.returnFocus = null;
+    }
+
+    setBody(...children) {
+      this.body.replaceChildren(...children);
+      this.body.removeAttribute('aria-busy');
+    }
+
+    showLoading(srcUrl) {
+      this.srcUrl = srcUrl;
+      this.setBody(h('p', { role: 'status' }, h('span', { className: 'spinner', 'aria-hidden': 'true' }), 'Checking this image…'));
+      this.body.setAttribute('aria-busy', 'true');
+    }
+
+    showError(srcUrl, failure) {
+      this.srcUrl = srcUrl;
+      this.setBody(
+        h('div', { role: 'alert' },
+          h('p', { className: 'error-title' }, failure?.title ?? 'Something went wrong'),
+          h('p', {}, failure?.message ?? ''),
+          failure?.guidance ? h('p', { className: 'muted' }, failure.guidance) : null),
+        h('div', { className: 'row' },
+          h('button', { type: 'button', onclick: () => this.retry() }, 'Try again'),
+          failure?.imageOrigin
+            ? h('button', {
+                type: 'button', className: 'secondary',
+                onclick: () => chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }),
+              }, 'Allow this image site…')
+            : null,
+          h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),
+      );
+    }
+
+    retry() {
+      this.showLoading(this.srcUrl);
+      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl });
+    }
+
+    showResult(srcUrl, view, aspects, cached) {
+      this.srcUrl = srcUrl;
+      this.view = view;
+      const score = view.score.percent;
+      const gauge = score === null
+        ? h('p', { className: 'muted' }, view.score.text)
+        : h('div', { className: 'gauge' },
+            h('div', {
+              className: 'bar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': '100',
+              'aria-valuenow': String(score), 'aria-valuetext': view.score.text, 'aria-label': 'Likelihood of AI generation',
+            }, h('span', { className: 'fill', style: `left: ${score}%` })),
+            h('div', { className: 'scale', 'aria-hidden': 'true' }, h('span', {}, 'authentic'), h('span', {}, 'AI-generated')),
+            h('p', { className: 'score' }, view.score.text));
+      this.setBody(
+        h('p', { className: `verdict tone-${view.label}`, 'data-label': view.label }, view.headline),
+        gauge,
+        h('p', { className: 'decided' }, view.decidedBy),
+        view.untrainedWarning ? h('p', { className: 'warning', role: 'note' }, view.untrainedWarning) : null,
+        h('h3', {}, 'Explanation'),
+        h('p', { className: 'explanation' }, view.explanation ?? 'The server gave no explanation for this image.'),
+        h('h3', {}, 'Evidence'),
+        view.evidence.length
+          ? h('ul', { className: 'evidence' }, view.evidence.map((item) =>
+              h('li', {}, item.summary, h('span', { className: 'tag' }, item.tag))))
+          : h('p', { className: 'muted' }, 'No provenance metadata (C2PA, IPTC, generator tags, camera EXIF) was found in the file.'),
+        h('p', { className: 'muted model' }, view.model ? `Model: ${view.model}` : 'No model ran on this server.',
+          cached ? ' · from this browser’s recent checks' : ''),
+        this.askSection(aspects),
+        this.reportSection(),
+      );
+    }
+
+    askSection(aspects) {
+      const aspectId = uid('aspect');
+      const questionId = uid('question');
+      const answer = h('div', { className: 'answer', 'aria-live': 'polite' });
+      const status = h('p', { className: 'status muted', role: 'status' });
+      const select = h('select', { id: aspectId }, (aspects ?? []).map((a) => h('option', { value: a.name }, a.label)));
+      const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
+      const buttons = [];
+      const ask = (request) => this.ask(request, answer, status, buttons);
+      const aspectButton = h('button', { type: 'button', onclick: () => ask({ aspect: select.value }) }, 'Ask');
+      const questionButton = h('button', { type: 'button', onclick: () => ask({ question: input.value }) }, 'Ask');
+      buttons.push(aspectButton, questionButton);
+      input.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter') ask({ question: input.value });
+      });
+      return h('section', { 'aria-label': 'Ask about this image' },
+        h('h3', {}, 'Ask about this image'),
+        h('label', { for: aspectId }, 'An aspect'),
+        h('div', { className: 'row' }, select, aspectButton),
+        h('label', { for: questionId }, 'Or your own question'),
+        h('div', { className: 'row' }, input, questionButton),
+        status, answer);
+    }
+
+    /** Streams the answer from the service worker (which reads the server's SSE) into the panel. */
+    ask(request, answer, status, buttons) {
+      this.askPort?.disconnect();
+      answer.textContent = '';
+      status.textContent = 'Waiting for the answer…';
+      buttons.forEach((b) => { b.disabled = true; });
+      const port = chrome.runtime.connect({ name: 'fakescope-ask' });
+      this.askPort = port;
+      const finish = (text) => {
+        status.textContent = text;
+        buttons.forEach((b) => { b.disabled = false; });
+        if (this.askPort === port) {
+          port.disconnect();
+          this.askPort = null;
+        }
+      };
+      port.onMessage.addListener((message) => {
+        if (message.type === 'text') {
+          status.textContent = 'Answering…';
+          answer.append(message.text);
+        } else if (message.type === 'done') {
+          if (!answer.textContent && message.answer) answer.textContent = message.answer;
+          finish('Answer complete.');
+        } else if (message.type === 'error') {
+          const f = message.failure ?? {};
+          finish(`${f.title ?? 'Failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim());
+        }
+      });
+      port.onDisconnect.addListener(() => {
+        if (this.askPort === port) finish('The connection to FakeScope closed.');
+      });
+      port.postMessage({ sha256: this.view.sha256, ...request });
+    }
+
+    reportSection() {
+      const formId = uid('report');
+      const reasonId = uid('reason');
+      const status = h('p', { className: 'status report-status', role: 'status' });
+      const choices = [['fake', 'AI-generated'], ['real', 'Authentic'], ['uncertain', 'Not sure']]
+        .filter(([value]) => value !== this.view.label);
+      const radios = choices.map(([value, text], i) =>
+        h('label', { className: 'row' }, h('input', { type: 'radio', name: formId, value, checked: i === 0 }), text));
+      const reason = h('textarea', { id: reasonId, maxlength: '2000', 'aria-required': 'true' });
+      const submit = h('button', { type: 'submit' }, 'Send report');
+      const form = h('form', { id: formId, hidden: true },
+        h('fieldset', {}, h('legend', {}, 'What should the verdict be?'), radios),
+        h('label', { for: reasonId }, 'Why is the verdict wrong?'),
+        reason,
+        h('div', { className: 'row' }, submit));
+      const toggle = h('button', { type: 'button', className: 'secondary', 'aria-expanded': 'false', 'aria-controls': formId }, 'Report a wrong verdict');
+      toggle.addEventListener('click', () => {
+        form.hidden = !form.hidden;
+        toggle.setAttribute('aria-expanded', String(!form.hidden));
+        if (!form.hidden) reason.focus();
+      });
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        if (!reason.value.trim()) {
+          status.textContent = 'Please say why the verdict is wrong.';
+          reason.setAttribute('aria-invalid', 'true');
+          reason.focus();
+          return;
+        }
+        reason.removeAttribute('aria-invalid');
+        submit.disabled = true;
+        status.textContent = 'Sending…';
+        const suggestedLabel = form.querySelector('input[type=radio]:checked')?.value ?? null;
+        const reply = await chrome.runtime.sendMessage({
+          type: 'fakescope:report', sha256: this.view.sha256, reason: reason.value, suggestedLabel,
+        }).catch((error) => ({ ok: false, failure: { title: 'FakeScope is unavailable', message: String(error.message ?? error) } }));
+        submit.disabled = false;
+        if (reply?.ok) {
+          form.hidden = true;
+          toggle.hidden = true;
+          status.textContent = 'Thank you: the image was sent to human review.';
+        } else {
+          const f = reply?.failure ?? {};
+          status.textContent = `${f.title ?? 'The report failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim();
+        }
+      });
+      return h('section', { 'aria-label': 'Report a wrong verdict' }, h('h3', {}, 'Wrong verdict?'), toggle, form, status);
+    }
+  }
+
+  let overlay = null;
+
+  /** Shows a state (loading / result / error) for an image URL, anchored at that image. */
+  function showOverlay({ state, srcUrl, view, aspects, cached, failure, anchor }) {
+    overlay ??= new Overlay();
+    const target = anchor ?? findImages(srcUrl)[0] ?? null;
+    if (state === 'loading') overlay.showLoading(srcUrl);
+    else if (state === 'result') overlay.showResult(srcUrl, view, aspects, cached);
+    else overlay.showError(srcUrl, failure);
+    overlay.open(target);
+  }
+
+  chrome.runtime.onMessage.addListener((message, _sender, sendResponse) => {
+    if (message?.type !== 'fakescope:overlay') return false;
+    showOverlay(message);
+    sendResponse({ ok: true });
+    return false;
+  });
+
+  globalThis.__fakescope = { showOverlay, findImages, h };
+})();

@@ -1,0 +1,150 @@
+/**
+ * Failures as the user reads them: every error the extension can meet (server
+ * down, problem+json 4xx/5xx, 413, 429/503 with Retry-After, an image the page's
+ * site will not share) becomes a title, a message and guidance. Never swallowed.
+ */
+
+export class ApiError extends Error {
+  /**
+   * @param {'network'|'http'|'timeout'|'protocol'} kind
+   * @param {{status?: number, problem?: object|null, retryAfterSeconds?: number|null,
+   *          serverUrl?: string, cause?: unknown}} [info]
+   */
+  constructor(kind, message, { status = 0, problem = null, retryAfterSeconds = null, serverUrl = '', cause } = {}) {
+    super(message, { cause });
+    this.name = 'ApiError';
+    this.kind = kind;
+    this.status = status;
+    this.problem = problem;
+    this.retryAfterSeconds = retryAfterSeconds;
+    this.serverUrl = serverUrl;
+  }
+}
+
+export class ImageUnavailableError extends Error {
+  /** @param {string} imageUrl @param {string[]} reasons what each way of reading it answered */
+  constructor(imageUrl, reasons) {
+    super(`Could not read the image at ${imageUrl}: ${reasons.join('; ')}`);
+    this.name = 'ImageUnavailableError';
+    this.imageUrl = imageUrl;
+    this.reasons = reasons;
+  }
+}
+
+/** Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
+export function parseRetryAfter(value, now = Date.now()) {
+  if (value === null || value === undefined || value === '') return null;
+  const text = String(value).trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) return null;
+  return Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+function waitText(seconds) {
+  if (seconds === null || seconds === undefined) return 'Try again in a little while.';
+  if (seconds <= 1) return 'Try again in a second.';
+  if (seconds < 120) return `Try again in ${seconds} seconds.`;
+  return `Try again in about ${Math.round(seconds / 60)} minutes.`;
+}
+
+function detailOf(error) {
+  const problem = error.problem;
+  const detail = problem && typeof problem.detail === 'string' ? problem.detail.trim() : '';
+  const title = problem && typeof problem.title === 'string' ? problem.title.trim() : '';
+  return detail || title || '';
+}
+
+function hostOf(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url || 'the image’s site';
+  }
+}
+
+/**
+ * @returns {{title: string, message: string, guidance: string, status: number|null,
+ *            retryAfterSeconds: number|null, imageOrigin?: string}}
+ */
+export function describeFailure(error) {
+  if (error instanceof ImageUnavailableError || error?.name === 'ImageUnavailableError') {
+    let imageOrigin;
+    try {
+      imageOrigin = new URL(error.imageUrl).origin;
+    } catch {
+      imageOrigin = undefined;
+    }
+    return {
+      title: 'This image could not be read',
+      message: `The site ${hostOf(error.imageUrl)} refused to share the image with FakeScope (${(error.reasons ?? []).join('; ')}).`,
+      guidance:
+        'Allow FakeScope to read images from this site in the options page, or save the image and check it from a page that serves it directly.',
+      status: null,
+      retryAfterSeconds: null,
+      imageOrigin,
+    };
+  }
+  if (!(error instanceof ApiError) && error?.name !== 'ApiError') {
+    return {
+      title: 'Something went wrong',
+      message: String(error?.message ?? error),
+      guidance: 'Try again; if it keeps happening, reload the page.',
+      status: null,
+      retryAfterSeconds: null,
+    };
+  }
+  const server = error.serverUrl || 'the configured address';
+  const retry = error.retryAfterSeconds ?? null;
+  const base = { status: error.status || null, retryAfterSeconds: retry };
+  if (error.kind === 'network') {
+    return {
+      ...base,
+      title: 'FakeScope server unreachable',
+      message: `Could not connect to the FakeScope server at ${server}.`,
+      guidance: 'Check that the server is running and that the address in FakeScope’s options is right.',
+    };
+  }
+  if (error.kind === 'timeout') {
+    return {
+      ...base,
+      title: 'The server took too long',
+      message: `No answer from ${server} in time.`,
+      guidance: 'The server may be overloaded. Try again in a minute.',
+    };
+  }
+  if (error.kind === 'protocol') {
+    return {
+      ...base,
+      title: 'Unexpected answer from the server',
+      message: error.message,
+      guidance: 'Check that the address in the options points at a FakeScope server.',
+    };
+  }
+  const detail = detailOf(error);
+  const withDetail = (fallback) => detail || fallback;
+  switch (error.status) {
+    case 400:
+      return { ...base, title: 'The server could not read this image', message: withDetail('The image is damaged or not an image.'), guidance: 'Try another copy of the image.' };
+    case 401:
+    case 403:
+      return { ...base, title: 'The server refused the request', message: withDetail('A valid API token is required.'), guidance: 'Set a valid API token in FakeScope’s options.' };
+    case 404:
+      return { ...base, title: 'Not found on the server', message: withDetail('The server does not know this image.'), guidance: 'Check the image again first.' };
+    case 413:
+      return { ...base, title: 'This image is too large', message: withDetail('The image is larger than the server accepts.'), guidance: 'Use a smaller copy of the image.' };
+    case 415:
+      return { ...base, title: 'Unsupported image format', message: withDetail('The server does not accept this kind of file.'), guidance: 'FakeScope reads JPEG, PNG, WebP, GIF, BMP, TIFF and HEIF images.' };
+    case 422:
+      return { ...base, title: 'The server rejected the request', message: withDetail('The request was not valid.'), guidance: 'Check what you typed and try again.' };
+    case 429:
+      return { ...base, title: 'Too many requests', message: withDetail('The server is rate limiting this browser.'), guidance: waitText(retry) };
+    case 503:
+      return { ...base, title: 'The server is busy', message: withDetail('The server’s queue is full or the model is not ready.'), guidance: waitText(retry) };
+    default:
+      if (error.status >= 500) {
+        return { ...base, title: 'The server failed', message: withDetail(`HTTP ${error.status}`), guidance: 'Try again later; if it persists, tell the server’s operator.' };
+      }
+      return { ...base, title: `The server answered HTTP ${error.status}`, message: withDetail('Unexpected status.'), guidance: 'Check FakeScope’s options.' };
+  }
+}

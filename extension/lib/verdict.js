@@ -1,0 +1,101 @@
+/**
+ * Verdict wording: turns an Analysis (the server's JSON) into the words and
+ * numbers the overlay, badges and popup show. Pure: no chrome.* and no DOM, so
+ * the content scripts receive a ready-made view and never interpret raw JSON.
+ */
+
+export const VERDICT_HEADLINES = Object.freeze({
+  fake: 'Likely AI-generated',
+  real: 'Likely authentic',
+  uncertain: 'Uncertain',
+});
+
+const DECIDERS = Object.freeze({
+  provenance: 'Decided by provenance metadata embedded in the file',
+  model: "Decided by the forensic model's score",
+  review: 'Decided by a human reviewer',
+});
+
+const INDICATES = Object.freeze({
+  fake: 'points to AI generation',
+  real: 'points to a real capture',
+  neutral: 'neutral',
+});
+
+export const UNTRAINED_WARNING =
+  'Untrained demo model: this server runs random weights for testing, so the score and ' +
+  'explanation carry no meaning.';
+
+/** The headline for a label; unknown labels read as "Uncertain" rather than crashing. */
+export function verdictHeadline(label) {
+  return VERDICT_HEADLINES[label] ?? VERDICT_HEADLINES.uncertain;
+}
+
+/** p_fake in [0, 1] as a whole percentage, or null when no model ran. */
+export function scorePercent(pFake) {
+  if (typeof pFake !== 'number' || !Number.isFinite(pFake)) return null;
+  return Math.round(Math.min(1, Math.max(0, pFake)) * 100);
+}
+
+/** Who decided the verdict, in words (review decisions name the reviewer's note when present). */
+export function decidedByText(analysis) {
+  const base = DECIDERS[analysis?.decided_by] ?? 'Decided by an unknown rule';
+  const note = analysis?.decided_by === 'review' ? analysis?.review?.note : null;
+  return note ? `${base}: “${note}”` : base;
+}
+
+function modelText(model) {
+  if (!model || typeof model !== 'object') return null;
+  const parts = [String(model.id ?? 'unknown model')];
+  if (model.revision) parts.push(`revision ${model.revision}`);
+  if (model.quantization && model.quantization !== 'none') parts.push(`${model.quantization} quantized`);
+  return parts.join(', ');
+}
+
+function evidenceItem(item) {
+  const indicates = INDICATES[item?.indicates] ?? INDICATES.neutral;
+  const strength = typeof item?.strength === 'string' ? item.strength : 'info';
+  return {
+    summary: String(item?.summary ?? item?.kind ?? 'evidence'),
+    kind: String(item?.kind ?? ''),
+    indicates: item?.indicates in INDICATES ? item.indicates : 'neutral',
+    strength,
+    tag: `${strength} · ${indicates}`,
+    source: item?.source ? String(item.source) : null,
+  };
+}
+
+/**
+ * The overlay's view of an analysis. Everything the content script renders
+ * comes from here, already worded.
+ */
+export function describeAnalysis(analysis) {
+  const label = analysis?.label in VERDICT_HEADLINES ? analysis.label : 'uncertain';
+  const percent = scorePercent(analysis?.p_fake);
+  const untrained = Boolean(analysis?.untrained || analysis?.model?.untrained);
+  return {
+    sha256: String(analysis?.sha256 ?? ''),
+    label,
+    headline: verdictHeadline(label),
+    score:
+      percent === null
+        ? { percent: null, text: 'No model score (the server runs provenance checks only)' }
+        : { percent, text: `${percent}% likelihood of AI generation` },
+    decidedBy: decidedByText(analysis),
+    explanation: typeof analysis?.explanation === 'string' && analysis.explanation.trim()
+      ? analysis.explanation.trim()
+      : null,
+    evidence: Array.isArray(analysis?.evidence) ? analysis.evidence.map(evidenceItem) : [],
+    model: modelText(analysis?.model),
+    untrained,
+    untrainedWarning: untrained ? UNTRAINED_WARNING : null,
+    flags: Array.isArray(analysis?.flags) ? analysis.flags.map(String) : [],
+  };
+}
+
+/** A one-line summary for badges and the popup's recent list. */
+export function shortVerdict(analysis) {
+  const headline = verdictHeadline(analysis?.label);
+  const percent = scorePercent(analysis?.p_fake);
+  return percent === null ? headline : `${headline} (${percent}%)`;
+}

@@ -1,0 +1,148 @@
+/**
+ * Options page: server address and token (validated, with a connection test
+ * through the service worker), feed-mode sites, image-site permissions.
+ * Permission requests happen here because they need the user's click.
+ */
+
+import {
+  loadSettings, saveSettings, validateServerUrl, validateToken, originPattern, siteOf, withFeedSite,
+  isLoopbackHost,
+} from '../lib/settings.js';
+
+const $ = (id) => document.getElementById(id);
+let settings = null;
+
+function showFieldError(input, errorEl, message) {
+  errorEl.textContent = message ?? '';
+  if (message) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+function setStatus(el, text, ok) {
+  el.textContent = text;
+  el.className = `status ${ok === undefined ? '' : ok ? 'ok' : 'bad'}`;
+}
+
+/** Validates both fields, marks the invalid ones, focuses the first; returns values or null. */
+function readServerForm() {
+  const server = validateServerUrl($('server-url').value);
+  const token = validateToken($('api-token').value);
+  showFieldError($('server-url'), $('server-url-error'), server.ok ? '' : server.error);
+  showFieldError($('api-token'), $('api-token-error'), token.ok ? '' : token.error);
+  if (!server.ok) $('server-url').focus();
+  else if (!token.ok) $('api-token').focus();
+  return server.ok && token.ok ? { serverUrl: server.value, apiToken: token.value } : null;
+}
+
+/** Asks for host access to a non-local server (the click is the user gesture the browser wants). */
+async function ensureServerPermission(serverUrl) {
+  if (isLoopbackHost(new URL(serverUrl).hostname)) return true;
+  return chrome.permissions.request({ origins: [originPattern(serverUrl)] });
+}
+
+function describe(reply) {
+  if (reply?.ok) {
+    const ready = reply.ready ?? {};
+    const model = ready.model?.id ?? ready.model ?? null;
+    return `Connected to ${reply.serverUrl}: ready${typeof model === 'string' ? ` (model ${model})` : ''}.`;
+  }
+  const f = reply?.failure ?? {};
+  return `${f.title ?? 'Failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim();
+}
+
+async function testConnection() {
+  const values = readServerForm();
+  if (!values) return;
+  setStatus($('server-status'), 'Testing…');
+  if (!(await ensureServerPermission(values.serverUrl))) {
+    setStatus($('server-status'), 'FakeScope needs your permission to contact that server.', false);
+    return;
+  }
+  const reply = await chrome.runtime.sendMessage({ type: 'fakescope:test-connection', ...values });
+  setStatus($('server-status'), describe(reply), Boolean(reply?.ok));
+}
+
+async function saveServer(event) {
+  event.preventDefault();
+  const values = readServerForm();
+  if (!values) {
+    setStatus($('server-status'), 'Not saved: fix the highlighted field.', false);
+    return;
+  }
+  if (!(await ensureServerPermission(values.serverUrl))) {
+    setStatus($('server-status'), 'Not saved: FakeScope needs your permission to contact that server.', false);
+    return;
+  }
+  settings = await saveSettings(chrome.storage.local, { ...settings, ...values });
+  $('server-url').value = settings.serverUrl;
+  setStatus($('server-status'), 'Saved.', true);
+}
+
+function renderSites() {
+  const list = $('feed-sites');
+  list.replaceChildren();
+  for (const site of settings.feedSites) {
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'secondary';
+    remove.textContent = 'Turn off';
+    remove.setAttribute('aria-label', `Turn off feed mode on ${site}`);
+    remove.addEventListener('click', async () => {
+      settings = await saveSettings(chrome.storage.local, withFeedSite(settings, site, false));
+      renderSites();
+    });
+    const item = document.createElement('li');
+    const name = document.createElement('span');
+    name.textContent = site;
+    item.append(name, remove);
+    list.append(item);
+  }
+  $('feed-empty').hidden = settings.feedSites.length > 0;
+}
+
+async function addSite(event) {
+  event.preventDefault();
+  const input = $('feed-site');
+  const site = siteOf(input.value.trim());
+  if (!site) {
+    showFieldError(input, $('feed-site-error'), 'Enter a site address starting with http:// or https://');
+    input.focus();
+    return;
+  }
+  const granted = await chrome.permissions.request({ origins: [originPattern(site)] });
+  if (!granted) {
+    showFieldError(input, $('feed-site-error'), `Feed mode needs permission to read ${site}; it stays off.`);
+    return;
+  }
+  showFieldError(input, $('feed-site-error'), '');
+  settings = await saveSettings(chrome.storage.local, withFeedSite(settings, site, true));
+  input.value = '';
+  renderSites();
+}
+
+async function grantImageSite(event) {
+  event.preventDefault();
+  const site = siteOf($('grant-origin').value.trim());
+  if (!site) {
+    setStatus($('grant-status'), 'Enter an address starting with http:// or https://', false);
+    return;
+  }
+  const granted = await chrome.permissions.request({ origins: [originPattern(site)] });
+  setStatus($('grant-status'), granted ? `FakeScope may now read images from ${site}.` : 'Permission was not granted.', granted);
+}
+
+async function init() {
+  settings = await loadSettings(chrome.storage.local);
+  $('server-url').value = settings.serverUrl;
+  $('api-token').value = settings.apiToken;
+  const grant = new URLSearchParams(location.search).get('grant');
+  if (grant && siteOf(grant)) $('grant-origin').value = siteOf(grant);
+  renderSites();
+  $('server-form').addEventListener('submit', saveServer);
+  $('test-connection').addEventListener('click', testConnection);
+  $('feed-form').addEventListener('submit', addSite);
+  $('grant-form').addEventListener('submit', grantImageSite);
+  document.body.dataset.ready = 'true';
+}
+
+init();

@@ -1,0 +1,76 @@
+/** Toolbar popup: is the server up, feed mode for the current site, the last checks. */
+
+import { loadSettings, saveSettings, originPattern, siteOf, withFeedSite, isFeedEnabled } from '../lib/settings.js';
+import { RECENT_KEY } from '../lib/recent.js';
+
+const $ = (id) => document.getElementById(id);
+
+async function showServerStatus() {
+  const el = $('server-status');
+  const reply = await chrome.runtime.sendMessage({ type: 'fakescope:status' }).catch((error) => ({ ok: false, failure: { title: String(error) } }));
+  if (reply?.ok) {
+    el.textContent = `Server ready at ${reply.serverUrl}`;
+    el.className = 'status ok';
+  } else {
+    const f = reply?.failure ?? {};
+    el.textContent = `${f.title ?? 'Server problem'}. ${f.message ?? ''} ${f.guidance ?? ''}`.trim();
+    el.className = 'status bad';
+  }
+}
+
+async function showFeedToggle() {
+  const [tab] = await chrome.tabs.query({ active: true, currentWindow: true });
+  const site = tab?.url ? siteOf(tab.url) : null;
+  const toggle = $('feed-toggle');
+  if (!site) {
+    $('feed-site').textContent = 'not available on this page';
+    return;
+  }
+  let settings = await loadSettings(chrome.storage.local);
+  $('feed-site').textContent = site;
+  toggle.checked = isFeedEnabled(settings, tab.url);
+  toggle.disabled = false;
+  toggle.addEventListener('change', async () => {
+    if (toggle.checked) {
+      // Requested inside the click: the browser shows its own prompt for this one site.
+      const granted = await chrome.permissions.request({ origins: [originPattern(site)] });
+      if (!granted) {
+        toggle.checked = false;
+        $('feed-status').textContent = 'Feed mode needs permission to read this site.';
+        return;
+      }
+    }
+    settings = await saveSettings(chrome.storage.local, withFeedSite(settings, tab.url, toggle.checked));
+    if (toggle.checked) {
+      await chrome.runtime.sendMessage({ type: 'fakescope:start-feed', tabId: tab.id });
+      $('feed-status').textContent = 'Badges appear on images FakeScope already knows.';
+    } else {
+      $('feed-status').textContent = 'Off. Reload the page to remove the badges.';
+    }
+  });
+}
+
+async function showRecent() {
+  const list = (await chrome.storage.local.get(RECENT_KEY))[RECENT_KEY] ?? [];
+  const ol = $('recent');
+  for (const entry of list) {
+    const li = document.createElement('li');
+    const verdict = document.createElement('span');
+    verdict.className = entry.label;
+    verdict.textContent = entry.verdict;
+    const where = document.createElement('div');
+    where.className = 'hint';
+    where.textContent = `${entry.imageUrl} · ${new Date(entry.at).toLocaleTimeString()}`;
+    li.append(verdict, where);
+    ol.append(li);
+  }
+  $('recent-empty').hidden = list.length > 0;
+}
+
+$('options').addEventListener('click', (event) => {
+  event.preventDefault();
+  chrome.runtime.openOptionsPage();
+});
+showServerStatus();
+showFeedToggle();
+showRecent();

@@ -1,0 +1,97 @@
+"""Errors are shown, not swallowed: a stopped server gives a clear message in the overlay.
+The options page validates what it saves and tests the connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_stopped_server_gives_a_clear_error_in_the_overlay(
+    browser: Any, page_server: Any, server_factory: Any, artifacts_dir: Path
+) -> None:
+    server = server_factory()
+    try:
+        browser.set_settings(serverUrl=server.url)
+        page = browser.context.new_page()
+        page.goto(page_server.url("/plain.html"))
+        assert browser.check_image(page, page_server.url("/img/report.png"))["ok"]
+    finally:
+        server.stop()
+
+    result = browser.check_image(page, page_server.url("/img/down.png"))
+
+    assert not result["ok"]
+    alert = page.locator("fakescope-overlay [role=alert]")
+    assert "FakeScope server unreachable" in alert.inner_text()
+    assert server.url in alert.inner_text()
+    assert "running" in alert.inner_text()
+    assert page.locator("fakescope-overlay").get_by_role("button", name="Try again").is_visible()
+    page.screenshot(path=str(artifacts_dir / "extension-overlay-server-down.png"))
+
+
+def test_a_refused_image_shows_the_servers_problem_detail(
+    browser: Any, fakescope_server: Any, page_server: Any
+) -> None:
+    direct = httpx.post(
+        f"{fakescope_server.url}/v1/analyze",
+        files={"file": ("broken.png", b"these bytes are not an image at all", "image/png")},
+        timeout=30,
+    )
+    assert 400 <= direct.status_code < 500
+    detail = direct.json()["detail"]
+    browser.set_settings(serverUrl=fakescope_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/plain.html"))
+
+    result = browser.check_image(page, page_server.url("/img/broken.png"))
+
+    assert not result["ok"]
+    assert result["failure"]["status"] == direct.status_code
+    alert = page.locator("fakescope-overlay [role=alert]").inner_text()
+    assert detail in alert
+
+
+def test_options_page_validates_saves_and_tests_the_connection(
+    until: Any, browser: Any, fakescope_server: Any, artifacts_dir: Path
+) -> None:
+    page = browser.context.new_page()
+    page.goto(browser.extension_url("options/options.html"))
+    page.wait_for_selector("body[data-ready=true]")
+    stored = lambda: browser.worker.evaluate(  # noqa: E731
+        "async () => (await chrome.storage.local.get('settings')).settings ?? null"
+    )
+
+    page.fill("#server-url", "ftp://127.0.0.1:1")
+    page.click("#save")
+    assert page.get_attribute("#server-url", "aria-invalid") == "true"
+    assert "http://" in page.inner_text("#server-url-error")
+    assert "Not saved" in page.inner_text("#server-status")
+    page.fill("#server-url", "http://fakescope.example.org")
+    page.click("#save")
+    assert "https://" in page.inner_text("#server-url-error")
+    page.fill("#server-url", fakescope_server.url)
+    page.fill("#api-token", "has a space")
+    page.click("#save")
+    assert page.get_attribute("#api-token", "aria-invalid") == "true"
+    assert stored() is None, "nothing invalid was saved"
+
+    page.fill("#api-token", "")
+    page.fill("#server-url", fakescope_server.url + "/")
+    page.click("#save")
+    until(lambda: page.inner_text("#server-status") == "Saved.", what="the saved message")
+    assert stored()["serverUrl"] == fakescope_server.url
+    assert page.get_attribute("#server-url", "aria-invalid") is None
+
+    page.click("#test-connection")
+    until(lambda: "Connected to" in page.inner_text("#server-status"), what="the connection test")
+    page.screenshot(path=str(artifacts_dir / "extension-options.png"), full_page=True)
+
+    page.fill("#server-url", "http://127.0.0.1:9")
+    page.click("#test-connection")
+    until(lambda: "unreachable" in page.inner_text("#server-status"), what="the failed test")
