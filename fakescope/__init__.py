@@ -9,6 +9,7 @@ The public surface, each name backed by one module:
 - `read_provenance` (provenance): C2PA, IPTC and generator metadata as `Evidence`.
 - `p_fake_from_logits` (scoring): the paper's token-based probability estimation.
 - `decide`, `Thresholds` (verdict): how evidence and score combine.
+- `evaluate`, `EvalConfig` (evaluation): the paper's benchmarks, metrics and reports.
 - `build_tiny_checkpoint` (tiny): a random-weight checkpoint for tests and demos.
 
 Names are imported on first use, so `import fakescope` stays cheap (no torch until a model
@@ -56,6 +57,8 @@ _LAZY = {
     "build_tiny_checkpoint": "fakescope.tiny",
     "PROMPT_VERSION": "fakescope.prompts",
     "ASPECTS": "fakescope.prompts",
+    "evaluate": "fakescope.evaluation.evaluate",
+    "EvalConfig": "fakescope.evaluation.evaluate",
 }
 
 if TYPE_CHECKING:
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
         build_analysis,
         inspect_image,
     )
+    from fakescope.evaluation.evaluate import EvalConfig, evaluate
     from fakescope.images import DecodedImage, ImageLimits, decode_image
     from fakescope.loading import load_model
     from fakescope.model import ForensicModel, ModelInfo
@@ -92,6 +96,7 @@ __all__ = [
     "DatasetError",
     "DecodedImage",
     "EmptyImageError",
+    "EvalConfig",
     "Evidence",
     "FakeScopeError",
     "ForensicModel",
@@ -114,6 +119,7 @@ __all__ = [
     "build_tiny_checkpoint",
     "decide",
     "decode_image",
+    "evaluate",
     "inspect_image",
     "load_model",
     "p_fake_from_logits",

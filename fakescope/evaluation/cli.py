@@ -1,0 +1,110 @@
+"""`fakescope eval`: the evaluation commands, added to the main parser by `add_commands`.
+
+Only argparse at import time: torch, scikit-learn and matplotlib load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+USAGE = (
+    "fakescope eval DATASET... --model M [--out DIR] [options]\n"
+    "       fakescope eval compare RUN_A RUN_B"
+)
+DATASETS_HELP = (
+    "PATH or NAME=PATH of: a folder tree with 0_real/1_fake or real/fake folders (WildRF); "
+    "a SynthWildX folder or list.csv; a FakeBench root or FakeClass.json; a multiple-choice "
+    "JSON/JSONL; a CSV/JSON/JSONL manifest (path,label[,generator]); a MANIFEST.tsv"
+)
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `eval` to the `fakescope` command's subparsers."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="benchmark a checkpoint: metrics, report, plots, per-image predictions",
+        usage=USAGE,
+        description="Evaluate a checkpoint on datasets, or compare two evaluation runs.",
+    )
+    parser.add_argument("datasets", nargs="+", metavar="DATASET", help=DATASETS_HELP)
+    parser.add_argument("--model", help="checkpoint directory or hub id (required unless compare)")
+    parser.add_argument("--quantization", choices=("nf4", "int8", "none"))
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("eval-out"), help="output folder (resumes)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("quantitative", "closed", "both"),
+        default="quantitative",
+        help="quantitative: p_fake; closed: verdict from a generated answer",
+    )
+    parser.add_argument(
+        "--no-provenance",
+        dest="provenance",
+        action="store_false",
+        help="measure the model alone (metadata never decides)",
+    )
+    parser.add_argument(
+        "--robustness", action="store_true", help="JPEG/downscale/crop/screenshot sweeps"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="at most N images per dataset (balanced, seeded)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="resamples for 95%% intervals (0: none)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skip-missing", action="store_true", help="leave out listed images that are absent"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.datasets[0] == "compare":
+        return _compare(args.datasets[1:])
+    if not args.model:
+        print("fakescope eval: error: --model is required", file=sys.stderr)
+        return 2
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1) or args.bootstrap < 0:
+        print(
+            "fakescope eval: error: --batch-size and --limit must be >= 1, --bootstrap >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    from fakescope.evaluation.evaluate import EvalConfig, evaluate
+    from fakescope.evaluation.report import REPORT_FILE
+
+    config = EvalConfig(
+        datasets=list(args.datasets),
+        model=args.model,
+        out=args.out,
+        quantization=args.quantization,
+        device=args.device,
+        protocol=args.protocol,
+        provenance=args.provenance,
+        robustness=args.robustness,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        skip_missing=args.skip_missing,
+        progress=not args.quiet,
+    )
+    evaluate(config)
+    print(args.out / REPORT_FILE)
+    return 0
+
+
+def _compare(runs: list[str]) -> int:
+    if len(runs) != 2:
+        print("fakescope eval compare: error: give exactly two run folders", file=sys.stderr)
+        return 2
+    from fakescope.evaluation.compare import compare_runs
+
+    print(compare_runs(Path(runs[0]), Path(runs[1])))
+    return 0

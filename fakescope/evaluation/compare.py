@@ -1,0 +1,82 @@
+"""`fakescope eval compare RUN_A RUN_B`: the differences between two runs, subset by subset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fakescope.errors import DatasetError
+
+COMPARED = ("ap", "auc", "accuracy", "tpr", "tnr")
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """A run folder (or its metrics.json)."""
+    file = path / "metrics.json" if path.is_dir() else path
+    if not file.is_file():
+        raise DatasetError(f"{path}: no metrics.json (is this an `fakescope eval --out` folder?)")
+    try:
+        loaded: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{file}: not valid JSON: {exc}") from exc
+    return loaded
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _delta(a: float | None, b: float | None) -> str:
+    return "—" if a is None or b is None else f"{b - a:+.3f}"
+
+
+Row = tuple[str, str, str, dict[str, Any], dict[str, Any]]
+
+
+def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
+    """(dataset, protocol, subset, metrics A, metrics B) for everything either run measured."""
+    rows: list[Row] = []
+    for name in sorted(set(a["datasets"]) | set(b["datasets"])):
+        pa = a["datasets"].get(name, {}).get("protocols", {})
+        pb = b["datasets"].get(name, {}).get("protocols", {})
+        for protocol in sorted(set(pa) | set(pb)):
+            sa, sb = pa.get(protocol, {}), pb.get(protocol, {})
+            subsets = sorted(set(sa.get("subsets", {})) | set(sb.get("subsets", {})))
+            for subset in subsets:
+                ma = sa.get("subsets", {}).get(subset, {})
+                mb = sb.get("subsets", {}).get(subset, {})
+                rows.append((name, protocol, subset, ma, mb))
+            rows.append((name, protocol, "overall", sa.get("overall", {}), sb.get("overall", {})))
+            map_a, map_b = {"ap": sa.get("mean_ap")}, {"ap": sb.get("mean_ap")}
+            rows.append((name, protocol, "mAP", map_a, map_b))
+        mcq_a = a["datasets"].get(name, {}).get("mcq")
+        mcq_b = b["datasets"].get(name, {}).get("mcq")
+        if mcq_a or mcq_b:
+            rows.append((name, "mcq", "questions", mcq_a or {}, mcq_b or {}))
+    return rows
+
+
+def compare_runs(run_a: Path, run_b: Path) -> str:
+    """A plain-text table: each metric in A, in B, and B - A."""
+    a, b = load_run(run_a), load_run(run_b)
+    model_a = a.get("run", {}).get("model", {}).get("id", str(run_a))
+    model_b = b.get("run", {}).get("model", {}).get("id", str(run_b))
+    header = ["dataset", "protocol", "subset"]
+    for metric in COMPARED:
+        header += [f"{metric} A", f"{metric} B", f"Δ{metric}"]
+    table = [header]
+    for name, protocol, subset, ma, mb in _rows(a, b):
+        cells = [name, protocol, subset]
+        for metric in COMPARED:
+            va, vb = ma.get(metric), mb.get(metric)
+            cells += [_cell(va), _cell(vb), _delta(va, vb)]
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [f"A: {run_a} ({model_a})", f"B: {run_b} ({model_b})", ""]
+    for row in table:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for tag, run in (("A", a), ("B", b)):
+        if run.get("run", {}).get("untrained"):
+            lines.append(f"note: run {tag} used an untrained checkpoint (chance by construction)")
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,161 @@
+"""Evaluation samples and the dispatcher that recognises a dataset's published layout.
+
+A dataset argument is `PATH` or `NAME=PATH`. The layout is recognised from what PATH holds:
+
+- a `MANIFEST.tsv`, or a folder holding one: the shared-data manifest (`../shared/data`);
+- a SynthWildX `list.csv` (url,filename,typ), or a folder holding one: SynthWildX;
+- a FakeBench root (`FakeBench_images/`, `Evaluation/FakeClass.json`) or `FakeClass.json`;
+- a JSON/JSONL file of objects with `options`: multiple-choice questions;
+- any other `.csv`, `.json` or `.jsonl` file: a generic manifest (path, label[, generator]);
+- any other folder: a tree with `0_real`/`1_fake` or `real`/`fake` folders (WildRF, CNNDetection).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fakescope.errors import DatasetError
+
+FAKE, REAL = 1, 0
+LABEL_NAMES = {FAKE: "fake", REAL: "real"}
+_LABEL_WORDS = {
+    "1": FAKE, "fake": FAKE, "ai": FAKE, "generated": FAKE, "synthetic": FAKE, "1_fake": FAKE,
+    "0": REAL, "real": REAL, "authentic": REAL, "camera": REAL, "0_real": REAL,
+}  # fmt: skip
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image. `key` is unique within its dataset and stable across runs."""
+
+    path: Path
+    label: int  # FAKE (1) or REAL (0)
+    subset: str  # platform, generator or source family the metrics are broken down by
+    key: str
+    question: str | None = None  # the benchmark's own closed-ended question, when it has one
+
+
+@dataclass(frozen=True)
+class McqItem:
+    """One multiple-choice question about an image; `answer` is the correct option's letter."""
+
+    path: Path
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    key: str
+
+
+@dataclass
+class Dataset:
+    name: str
+    layout: str  # folder | synthwildx | fakebench | manifest | shared_manifest | mcq
+    samples: list[Sample] = field(default_factory=list)
+    mcq: list[McqItem] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)  # listed but absent on disk
+
+    @property
+    def subsets(self) -> list[str]:
+        return sorted({s.subset for s in self.samples})
+
+
+def parse_label(value: object, where: str) -> int:
+    """Map a label as datasets write it ("fake", "1", "real", ...) to FAKE or REAL."""
+    word = str(value).strip().lower()
+    if word not in _LABEL_WORDS:
+        raise DatasetError(f"{where}: unknown label {value!r} (expected fake/real or 1/0)")
+    return _LABEL_WORDS[word]
+
+
+def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
+    """Read the dataset named by `PATH` or `NAME=PATH`, recognising its layout.
+
+    Images listed but absent raise DatasetError, unless `skip_missing` (SynthWildX is downloaded
+    from X, where posts disappear): then they are left out and counted in `Dataset.missing`.
+    """
+    dataset = _read_layout(spec)
+    if dataset.missing and not skip_missing:
+        shown = ", ".join(str(p) for p in dataset.missing[:3])
+        raise DatasetError(
+            f"{dataset.name}: {len(dataset.missing)} listed image(s) not found ({shown}"
+            f"{', ...' if len(dataset.missing) > 3 else ''}); pass --skip-missing to leave them out"
+        )
+    if not dataset.samples and not dataset.mcq:
+        raise DatasetError(f"{dataset.name}: no images found")
+    return dataset
+
+
+def _read_layout(spec: str) -> Dataset:
+    from fakescope.evaluation import fakebench, readers
+
+    name, sep, raw = spec.partition("=")
+    if not sep or not name or "/" in name:  # no NAME= prefix (a path may hold "=" itself)
+        name, raw = "", spec
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}")
+    name = name or (path.stem if path.is_file() else path.name) or "dataset"
+
+    if path.is_dir():
+        if (path / "MANIFEST.tsv").is_file():
+            return readers.read_shared_manifest(path / "MANIFEST.tsv", name)
+        if (path / "list.csv").is_file():
+            return readers.read_synthwildx(path / "list.csv", name)
+        if fakebench.looks_like_fakebench(path):
+            return fakebench.read_fakeclass(fakebench.find_fakeclass_json(path), name)
+        return readers.read_folder_tree(path, name)
+
+    suffix = path.suffix.lower()
+    if suffix == ".tsv":
+        return readers.read_shared_manifest(path, name)
+    if suffix == ".csv":
+        if readers.csv_header(path)[:2] == ["url", "filename"]:
+            return readers.read_synthwildx(path, name)
+        return readers.read_manifest(path, name)
+    if suffix in {".json", ".jsonl"}:
+        records = read_json_records(path)
+        if records and all("options" in r or "choices" in r for r in records[:20]):
+            return fakebench.read_mcq(path, records, name)
+        if records and "image_id" in records[0] and "authenticity" in records[0]:
+            return fakebench.read_fakeclass(path, name, records)
+        return readers.read_manifest(path, name, records)
+    raise DatasetError(f"{path}: not a dataset layout FakeScope reads (see `fakescope eval -h`)")
+
+
+def read_json_records(path: Path) -> list[dict[str, object]]:
+    """A JSON array of objects, or JSON Lines, as a list of dicts."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            loaded = json.loads(text)
+            records = loaded if isinstance(loaded, list) else [loaded]
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON: {exc}") from exc
+    if not all(isinstance(r, dict) for r in records):
+        raise DatasetError(f"{path}: expected JSON objects, one per image")
+    return records
+
+
+def limit_samples(samples: list[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+    """A reproducible subset of `limit` samples that keeps both classes (alternating fake/real)."""
+    if limit is None or limit >= len(samples):
+        return samples
+    rng = random.Random(seed)
+    by_label = {lab: [s for s in samples if s.label == lab] for lab in (FAKE, REAL)}
+    for group in by_label.values():
+        rng.shuffle(group)
+    chosen: list[Sample] = []
+    while len(chosen) < limit and (by_label[FAKE] or by_label[REAL]):
+        for lab in (FAKE, REAL):
+            if by_label[lab] and len(chosen) < limit:
+                chosen.append(by_label[lab].pop())
+    keep = {s.key for s in chosen}
+    return [s for s in samples if s.key in keep]  # the dataset's own order

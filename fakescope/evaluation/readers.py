@@ -1,0 +1,146 @@
+"""Readers for folder trees, SynthWildX, generic manifests and the shared-data manifest."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from fakescope.errors import DatasetError
+from fakescope.evaluation.datasets import (
+    FAKE,
+    IMAGE_SUFFIXES,
+    REAL,
+    Dataset,
+    Sample,
+    parse_label,
+)
+
+_FOLDER_LABELS = {"0_real": REAL, "real": REAL, "1_fake": FAKE, "fake": FAKE}
+# Split folders say nothing about the subset (WildRF/test/reddit/real -> subset "reddit").
+_SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test", "testing", "eval"})
+_PATH_COLUMNS = ("path", "filename", "file", "image", "image_path", "relative_path")
+_SUBSET_COLUMNS = ("generator", "subset", "source", "platform", "typ")
+
+
+def csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [c.strip().lower() for c in next(csv.reader(fh), [])]
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter=delimiter))
+    return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in rows]
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def read_folder_tree(root: Path, name: str) -> Dataset:
+    """Images under `0_real`/`1_fake` (or `real`/`fake`) folders anywhere below `root`.
+
+    The subset is the folder path around the label folder, split names dropped:
+    `WildRF/test/reddit/real/x.jpg` -> "reddit"; `cnn/1_fake/biggan/x.png` -> "biggan".
+    """
+    dataset = Dataset(name=name, layout="folder")
+    for current, dirs, _files in os.walk(root):
+        dirs.sort()
+        here = Path(current)
+        label = _FOLDER_LABELS.get(here.name.lower())
+        if label is None:
+            continue
+        dirs.clear()  # everything below a label folder belongs to it
+        outer = [p for p in here.relative_to(root).parts[:-1] if p.lower() not in _SPLIT_NAMES]
+        for image in sorted(p for p in here.rglob("*") if _is_image(p)):
+            inner = list(image.relative_to(here).parts[:-1])
+            subset = "/".join(outer + inner) or "all"
+            key = image.relative_to(root).as_posix()
+            dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
+    if not dataset.samples:
+        raise DatasetError(
+            f"{root}: no images under 0_real/1_fake or real/fake folders "
+            "(expected e.g. WildRF/test/reddit/{real,fake}/*.jpg)"
+        )
+    return dataset
+
+
+def read_synthwildx(list_csv: Path, name: str) -> Dataset:
+    """SynthWildX: `list.csv` (url,filename,typ) with images at `<typ>/<id>.jpg` beside it.
+
+    `typ` is the generator (dalle3, firefly, midjourney) or `real`; the 500 real images are shared
+    by the three generators, so each generator's AP is measured against all of them.
+    """
+    rows = _read_csv(list_csv)
+    if rows and not {"filename", "typ"} <= rows[0].keys():
+        raise DatasetError(f"{list_csv}: a SynthWildX list needs the columns filename and typ")
+    dataset = Dataset(name=name, layout="synthwildx")
+    for number, row in enumerate(rows, start=2):
+        typ = row["typ"].lower()
+        if not typ:
+            raise DatasetError(f"{list_csv}:{number}: empty typ")
+        label = REAL if typ == "real" else FAKE
+        path = list_csv.parent / row["filename"]
+        if not path.is_file():
+            dataset.missing.append(path)
+            continue
+        sample = Sample(path=path, label=label, subset=typ, key=row["filename"])
+        dataset.samples.append(sample)
+    return dataset
+
+
+def read_manifest(path: Path, name: str, records: list[dict[str, object]] | None = None) -> Dataset:
+    """A generic CSV or JSON/JSONL manifest: path, label and an optional generator (or subset).
+
+    Paths are relative to the manifest's folder (or absolute).
+    """
+    if records is None:
+        records = [dict(row) for row in _read_csv(path)]
+    dataset = Dataset(name=name, layout="manifest")
+    for number, record in enumerate(records, start=1):
+        row = {str(k).strip().lower(): v for k, v in record.items()}
+        where = f"{path}:{number}"
+        column = next((c for c in _PATH_COLUMNS if row.get(c)), None)
+        if column is None or "label" not in row:
+            raise DatasetError(f"{where}: each entry needs a path and a label")
+        image = path.parent / str(row[column])
+        label = parse_label(row["label"], where)
+        subset_column = next((c for c in _SUBSET_COLUMNS if c in row), None)
+        subset = "all"
+        if subset_column is not None:
+            subset = str(row[subset_column] or "") or ("fake" if label == FAKE else "real")
+        if not image.is_file():
+            dataset.missing.append(image)
+            continue
+        key = str(row[column])
+        dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
+    return dataset
+
+
+def read_shared_manifest(path: Path, name: str) -> Dataset:
+    """`MANIFEST.tsv` as in `../shared/data`: relative_path, label, generator_or_camera, ...
+
+    The subset is the source family from the path (`images/fake/kolors/x.png` -> "kolors",
+    `images/real/cnndetection/biggan/x.jpg` -> "cnndetection/biggan"), else generator_or_camera.
+    """
+    rows = _read_csv(path, delimiter="\t")
+    if rows and not {"relative_path", "label"} <= rows[0].keys():
+        raise DatasetError(f"{path}: a shared manifest needs the columns relative_path and label")
+    dataset = Dataset(name=name, layout="shared_manifest")
+    for number, row in enumerate(rows, start=2):
+        where = f"{path}:{number}"
+        label = parse_label(row["label"], where)
+        relative = Path(row["relative_path"])
+        parts = relative.parts
+        family = [
+            p for p in parts[:-1] if p.lower() not in {"images", "fake", "real", "0_real", "1_fake"}
+        ]
+        subset = "/".join(family) or row.get("generator_or_camera") or "all"
+        image = path.parent / relative
+        if not image.is_file():
+            dataset.missing.append(image)
+            continue
+        key = relative.as_posix()
+        dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
+    return dataset

@@ -1,0 +1,191 @@
+"""`report.md`: the run's numbers laid out for people, the paper's table first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
+from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE
+
+REPORT_FILE = "report.md"
+WILDRF_PLATFORMS = (("reddit", "Reddit"), ("facebook", "Facebook"), ("twitter", "X (Twitter)"))
+SYNTHWILDX_GENERATORS = (
+    ("dalle3", "DALL-E 3"),
+    ("firefly", "Firefly"),
+    ("midjourney", "Midjourney"),
+)
+UNTRAINED_WARNING = (
+    "> **Untrained model.** This checkpoint has random weights (it is marked `untrained`). "
+    "Every number below is near chance *by construction*: AP close to the share of fakes, "
+    "ROC-AUC close to 0.5, accuracy close to the share of the majority class. The run shows that "
+    "the evaluation pipeline works end to end; it says nothing about how well FakeScope detects."
+)
+
+
+def fmt(value: float | None, ci: list[float] | None = None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.3f}"
+    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _find(metrics: dict[str, Any], test: Any) -> tuple[str, dict[str, Any]] | None:
+    return next(((n, d) for n, d in metrics["datasets"].items() if test(n, d)), None)
+
+
+def _is_wildrf(name: str, entry: dict[str, Any]) -> bool:
+    subsets = set(entry.get("protocols", {}).get(QUANTITATIVE, {}).get("subsets", {}))
+    return "wildrf" in name.lower() or {"reddit", "facebook", "twitter"} <= subsets
+
+
+def _paper_table(metrics: dict[str, Any]) -> list[str]:
+    """The FakeScope paper's table: FakeClass detection rate, AP per platform/generator, mAP."""
+    fakebench = _find(metrics, lambda n, d: d["layout"] == "fakebench")
+    wildrf = _find(metrics, _is_wildrf)
+    synth = _find(metrics, lambda n, d: d["layout"] == "synthwildx")
+    mcq = _find(metrics, lambda n, d: "mcq" in d)
+    if not (fakebench or wildrf or synth or mcq):
+        return []
+    cells: list[str] = []
+    aps: list[float] = []
+    if fakebench:
+        protocols = fakebench[1]["protocols"]
+        chosen = protocols.get(CLOSED) or protocols[QUANTITATIVE]
+        cells.append(fmt(chosen["overall"]["accuracy"]))
+    else:
+        cells.append("—")
+    for found, columns in ((wildrf, WILDRF_PLATFORMS), (synth, SYNTHWILDX_GENERATORS)):
+        subsets = found[1]["protocols"].get(QUANTITATIVE, {}).get("subsets", {}) if found else {}
+        for key, _title in columns:
+            ap = subsets.get(key, {}).get("ap")
+            cells.append(fmt(ap))
+            if ap is not None:
+                aps.append(ap)
+    cells.append(fmt(sum(aps) / len(aps)) if aps else "—")
+    cells.append(fmt(mcq[1]["mcq"]["accuracy"]) if mcq else "—")
+    header = ["FakeClass detection rate"]
+    header += [f"WildRF {t} AP" for _, t in WILDRF_PLATFORMS]
+    header += [f"SynthWildX {t} AP" for _, t in SYNTHWILDX_GENERATORS]
+    header += ["mAP", "FakeBench MCQ acc."]
+    note = (
+        "FakeClass detection rate: accuracy of the closed-ended answers when `--protocol closed` "
+        "or `both` ran, else of p_fake >= 0.5. AP columns: quantitative protocol (p_fake). "
+        "mAP: mean of the AP columns present. — : dataset not evaluated in this run."
+    )
+    return ["## The paper's table", "", *_table(header, [cells]), "", note, ""]
+
+
+def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
+    lines = [f"### {name} ({entry['layout']})", ""]
+    if entry.get("n_missing"):
+        lines += [f"{entry['n_missing']} listed image(s) were missing and left out.", ""]
+    header = [
+        "subset",
+        "fakes",
+        "reals",
+        "acc",
+        "balanced acc",
+        "fakes detected (TPR)",
+        "reals detected (TNR)",
+        "AP [95% CI]",
+        "ROC-AUC [95% CI]",
+        "reals used",
+    ]
+    for protocol, result in entry.get("protocols", {}).items():
+        rows = []
+        for subset, m in [*result["subsets"].items(), ("**overall**", result["overall"])]:
+            ci = m.get("ci95") or {}
+            rows.append(
+                [
+                    subset,
+                    str(m["n_fake"]),
+                    str(m["n_real"]),
+                    fmt(m["accuracy"]),
+                    fmt(m["balanced_accuracy"]),
+                    fmt(m["tpr"]),
+                    fmt(m["tnr"]),
+                    fmt(m["ap"], ci.get("ap")),
+                    fmt(m["auc"], ci.get("auc")),
+                    "all of the dataset's" if m.get("reference") == "all_reals" else "own",
+                ]
+            )
+        overall = result["overall"]
+        lines += [
+            f"**{protocol}** protocol — mAP over subsets: {fmt(result['mean_ap'])}; "
+            f"unreadable images: {result['errors']}; decided by provenance: "
+            f"{overall.get('decided_by_provenance', 0)}; answers neither fake nor real: "
+            f"{fmt(overall.get('unknown_rate'))}",
+            "",
+        ]
+        lines += [*_table(header, rows), ""]
+    if "mcq" in entry:
+        m = entry["mcq"]
+        ci = (m.get("ci95") or {}).get("accuracy")
+        lines += [
+            f"Multiple choice: accuracy {fmt(m['accuracy'], ci)} over {m['n']} questions "
+            f"(answers without an option letter: {fmt(m['unparsed_rate'])}).",
+            "",
+        ]
+    return lines
+
+
+def _robustness_section(robustness: dict[str, Any]) -> list[str]:
+    if not robustness:
+        return []
+    lines = ["## Robustness (model alone: re-encoding strips metadata)", ""]
+    for dataset, per_protocol in robustness.items():
+        for protocol, per_condition in per_protocol.items():
+            header = ["condition", "AP", "ROC-AUC", "acc", "mAP over subsets"]
+            rows = [
+                [c, fmt(m["ap"]), fmt(m["auc"]), fmt(m["accuracy"]), fmt(m["mean_ap"])]
+                for c, m in per_condition.items()
+            ]
+            lines += [f"### {dataset}, {protocol} protocol", "", *_table(header, rows), ""]
+    return [*lines, f"![AP against degradation]({ROBUSTNESS_FILE})", ""]
+
+
+def render_report(metrics: dict[str, Any]) -> str:
+    run = metrics["run"]
+    model = run["model"]
+    lines = ["# FakeScope evaluation", ""]
+    if run["untrained"]:
+        lines += [UNTRAINED_WARNING, ""]
+    lines += [
+        f"- model: `{model.get('id')}` (quantization {model.get('quantization', '?')}, "
+        f"revision {model.get('revision') or '-'})",
+        f"- protocols: {', '.join(run['protocols'])}; provenance evidence "
+        f"{'on' if run['provenance'] else 'off (model alone)'}; "
+        f"prompt version {run['prompt_version']}",
+        "- datasets: " + ", ".join(f"{n} ({d['layout']})" for n, d in run["datasets"].items()),
+        f"- bootstrap resamples: {run['bootstrap']} (seed {run['seed']}); "
+        f"limit: {run['limit'] or 'none'}",
+        f"- mAP over every subset of every dataset: {fmt(metrics.get('mean_ap_all_subsets'))}",
+        "",
+    ]
+    lines += _paper_table(metrics)
+    lines += ["## Per dataset", ""]
+    lines += [
+        "Labels: fake is the positive class. A fake-only subset (a generator) is measured against "
+        "all of its dataset's reals, as in SynthWildX. Accuracy uses p_fake >= 0.5 (quantitative) "
+        "or the answer's verdict (closed); an answer that is neither counts as wrong.",
+        "",
+    ]
+    for name, entry in metrics["datasets"].items():
+        lines += _dataset_section(name, entry)
+    if QUANTITATIVE in run["protocols"]:
+        lines += ["## Curves", "", f"![precision-recall]({PR_FILE}) ![ROC]({ROC_FILE})", ""]
+    lines += _robustness_section(metrics.get("robustness", {}))
+    lines += ["Per-image predictions: `predictions.csv`; all numbers: `metrics.json`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, metrics: dict[str, Any]) -> Path:
+    path = out / REPORT_FILE
+    path.write_text(render_report(metrics), encoding="utf-8")
+    return path

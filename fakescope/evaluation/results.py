@@ -1,0 +1,138 @@
+"""From prediction rows to the metrics of a run (the content of `metrics.json`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fakescope.evaluation.datasets import Dataset
+from fakescope.evaluation.metrics import (
+    Scored,
+    bootstrap_intervals,
+    group_metrics,
+    mean_ap,
+    subset_metrics,
+)
+from fakescope.evaluation.protocols import MCQ, QUANTITATIVE, label_of
+from fakescope.evaluation.robustness import CLEAN
+
+_LABELS = {"fake": 1, "real": 0}
+
+
+def _float(value: str) -> float | None:
+    return float(value) if value not in ("", None) else None
+
+
+def _scored(rows: Sequence[dict[str, str]], *, model_only: bool) -> list[Scored]:
+    """Rows to metric inputs: final (with provenance) values, or the model's own."""
+    return [
+        Scored(
+            label=_LABELS[r["label"]],
+            score=_float(r["p_fake"] if model_only else r["score"]),
+            predicted=label_of(r["model_label"] if model_only else r["predicted"]),
+            subset=r["subset"],
+        )
+        for r in rows
+    ]
+
+
+def _select(
+    rows: Sequence[dict[str, str]], dataset: Dataset, condition: str, protocol: str
+) -> list[dict[str, str]]:
+    keys = {s.key for s in dataset.samples} | {m.key for m in dataset.mcq}
+    return [
+        r
+        for r in rows
+        if r["dataset"] == dataset.name
+        and r["condition"] == condition
+        and r["protocol"] == protocol
+        and r["key"] in keys
+    ]
+
+
+def _protocol_metrics(rows: list[dict[str, str]], bootstrap: int, seed: int) -> dict[str, Any]:
+    usable = [r for r in rows if not r["error"]]
+    items = _scored(usable, model_only=False)
+    subsets = subset_metrics(items, bootstrap=bootstrap, seed=seed)
+    overall = group_metrics(items, bootstrap=bootstrap, seed=seed)
+    overall["decided_by_provenance"] = sum(r["decided_by"] == "provenance" for r in usable)
+    return {
+        "overall": overall,
+        "subsets": subsets,
+        "mean_ap": mean_ap(subsets),
+        "errors": len(rows) - len(usable),
+    }
+
+
+def _mcq_metrics(rows: list[dict[str, str]], bootstrap: int, seed: int) -> dict[str, Any]:
+    usable = [r for r in rows if not r["error"]]
+    correct = [int(r["predicted"] == r["label"]) for r in usable]
+    ci = bootstrap_intervals([1] * len(correct), None, correct, n=bootstrap, seed=seed)
+    return {
+        "n": len(usable),
+        "accuracy": float(np.mean(correct)) if correct else None,
+        "unparsed_rate": (sum(not r["predicted"] for r in usable) / len(usable))
+        if usable
+        else None,
+        "ci95": {"accuracy": ci["accuracy"]} if bootstrap else None,
+        "errors": len(rows) - len(usable),
+    }
+
+
+def _robustness(
+    rows: Sequence[dict[str, str]],
+    dataset: Dataset,
+    protocols: Sequence[str],
+    conditions: Sequence[str],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Model-only metrics per condition (degradations strip metadata, so provenance is left out).
+
+    Only the quantitative protocol is swept: AP needs scores.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for protocol in [p for p in protocols if p == QUANTITATIVE]:
+        per_condition: dict[str, dict[str, Any]] = {}
+        for condition in conditions:
+            usable = [r for r in _select(rows, dataset, condition, protocol) if not r["error"]]
+            items = _scored(usable, model_only=True)
+            subsets = subset_metrics(items)
+            result = group_metrics(items)
+            result["mean_ap"] = mean_ap(subsets)
+            per_condition[condition] = result
+        out[protocol] = per_condition
+    return out
+
+
+def build_metrics(
+    rows: Sequence[dict[str, str]],
+    datasets: Sequence[Dataset],
+    protocols: Sequence[str],
+    conditions: Sequence[str],
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per dataset and protocol: overall and per-subset metrics, mAP; MCQ; robustness."""
+    result: dict[str, Any] = {"datasets": {}, "robustness": {}}
+    all_subsets: dict[str, dict[str, Any]] = {}
+    for dataset in datasets:
+        entry: dict[str, Any] = {"layout": dataset.layout, "n_missing": len(dataset.missing)}
+        if dataset.samples:
+            entry["protocols"] = {
+                p: _protocol_metrics(_select(rows, dataset, CLEAN, p), bootstrap, seed)
+                for p in protocols
+            }
+            if QUANTITATIVE in protocols:
+                subsets = entry["protocols"][QUANTITATIVE]["subsets"]
+                all_subsets.update({f"{dataset.name}/{k}": v for k, v in subsets.items()})
+            if len(conditions) > 1:
+                result["robustness"][dataset.name] = _robustness(
+                    rows, dataset, protocols, conditions
+                )
+        if dataset.mcq:
+            entry["mcq"] = _mcq_metrics(_select(rows, dataset, CLEAN, MCQ), bootstrap, seed)
+        result["datasets"][dataset.name] = entry
+    result["mean_ap_all_subsets"] = mean_ap(all_subsets)
+    return result

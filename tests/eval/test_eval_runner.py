@@ -1,0 +1,139 @@
+"""Predictions are batched, appended as they finish, and a re-run continues where one stopped."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from eval_helpers import StandInModel, write_png
+
+from fakescope.evaluation.evaluate import EvalConfig, RunMismatchError, evaluate
+
+
+def _tree(root: Path, n: int = 6) -> Path:
+    for i in range(n):
+        write_png(root / "reddit" / "fake" / f"f{i}.png", 120 + 20 * i)
+        write_png(root / "reddit" / "real" / f"r{i}.png", 40 + 25 * i)
+        write_png(root / "twitter" / "fake" / f"f{i}.png", 60 + 30 * i)
+        write_png(root / "twitter" / "real" / f"r{i}.png", 30 + 35 * i)
+    return root
+
+
+def _config(data: Path, out: Path, **overrides: object) -> EvalConfig:
+    values: dict[str, object] = {
+        "datasets": [f"wildrf={data}"],
+        "model": "stand-in",
+        "out": out,
+        "batch_size": 4,
+        "bootstrap": 50,
+        "progress": False,
+    }
+    values.update(overrides)
+    return EvalConfig(**values)  # type: ignore[arg-type]
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with (out / "predictions.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _without_run(metrics: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in metrics.items() if k != "run"}
+
+
+def test_each_finished_batch_is_on_disk_when_a_run_crashes(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        evaluate(_config(data, tmp_path / "out"), StandInModel(fail_after_calls=3))
+    assert len(_rows(tmp_path / "out")) == 12  # three batches of four
+
+
+def test_resumed_run_equals_an_uninterrupted_one_and_redoes_nothing(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data")
+    whole = evaluate(_config(data, tmp_path / "whole", protocol="both"), StandInModel())
+
+    out = tmp_path / "crashed"
+    with pytest.raises(RuntimeError):
+        evaluate(_config(data, out, protocol="both"), StandInModel(fail_after_calls=2))
+    resumed_model = StandInModel()
+    resumed = evaluate(_config(data, out, protocol="both"), resumed_model)
+
+    assert _without_run(resumed) == _without_run(whole)
+    ids = [(r["key"], r["condition"], r["protocol"]) for r in _rows(out)]
+    assert len(ids) == len(set(ids)) == 24 * 2
+    assert resumed["run"]["processed_this_run"] < 24  # the batches done before the crash are kept
+
+    again = StandInModel()
+    evaluate(_config(data, out, protocol="both"), again)
+    assert again.calls == 0
+
+
+def test_a_half_written_last_line_is_dropped_and_redone(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data")
+    out = tmp_path / "out"
+    whole = evaluate(_config(data, out), StandInModel())
+    predictions = out / "predictions.csv"
+    lines = predictions.read_text().splitlines(keepends=True)
+    predictions.write_text("".join(lines[:-1]) + lines[-1][:25])  # crash mid-write
+    resumed = evaluate(_config(data, out), StandInModel())
+    assert resumed["run"]["processed_this_run"] == 1
+    assert _without_run(resumed) == _without_run(whole)
+
+
+def test_resuming_with_another_setting_is_refused(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data")
+    out = tmp_path / "out"
+    evaluate(_config(data, out), StandInModel())
+    with pytest.raises(RunMismatchError, match="another --out"):
+        evaluate(_config(data, out, provenance=False), StandInModel())
+
+
+def test_unreadable_images_are_reported_not_fatal(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data", n=2)
+    (data / "reddit" / "fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    metrics = evaluate(_config(data, tmp_path / "out"), StandInModel())
+    quantitative = metrics["datasets"]["wildrf"]["protocols"]["quantitative"]
+    assert quantitative["errors"] == 1
+    assert quantitative["overall"]["n"] == 8
+    broken = [r for r in _rows(tmp_path / "out") if r["key"].endswith("broken.png")]
+    assert broken[0]["error"].startswith(("UndecodableImageError", "UnsupportedFormatError"))
+
+
+def test_robustness_sweep_scores_every_degradation_for_the_quantitative_protocol(
+    tmp_path: Path,
+) -> None:
+    data = _tree(tmp_path / "data", n=2)
+    metrics = evaluate(
+        _config(data, tmp_path / "out", robustness=True, protocol="both"), StandInModel()
+    )
+    sweep = metrics["robustness"]["wildrf"]["quantitative"]
+    assert next(iter(sweep)) == "clean" and {"jpeg:30", "downscale:0.25", "crop:0.5"} <= set(sweep)
+    rows = _rows(tmp_path / "out")
+    assert {r["protocol"] for r in rows if r["condition"] != "clean"} == {"quantitative"}
+    assert (tmp_path / "out" / "robustness.png").stat().st_size > 10_000
+
+
+@pytest.mark.shared_data
+def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: Path) -> None:
+    # ComfyUI outputs carry their workflow: strong evidence of generation.
+    comfy = sorted((shared_data / "images" / "fake" / "comfyui_examples").glob("*.png"))[:2]
+    reals = sorted((shared_data / "images" / "real" / "cnndetection").rglob("*.jpg"))[:2]
+    manifest = tmp_path / "set.csv"
+    lines = ["path,label"] + [f"{p},fake" for p in comfy] + [f"{p},real" for p in reals]
+    manifest.write_text("\n".join(lines) + "\n")
+    config = _config(manifest, tmp_path / "on")
+    config.datasets = [str(manifest)]
+    evaluate(config, StandInModel())
+    on = {r["key"]: r for r in _rows(tmp_path / "on")}
+    assert all(on[str(p)]["decided_by"] == "provenance" for p in comfy)
+    assert all(
+        on[str(p)]["score"] == "1.000000" and on[str(p)]["predicted"] == "fake" for p in comfy
+    )
+    assert all(on[str(p)]["decided_by"] == "model" for p in reals)
+
+    config.out, config.provenance = tmp_path / "off", False
+    evaluate(config, StandInModel())
+    off = {r["key"]: r for r in _rows(tmp_path / "off")}
+    assert {r["decided_by"] for r in off.values()} == {"model"}
+    assert all(off[k]["p_fake"] == on[k]["p_fake"] for k in off)
