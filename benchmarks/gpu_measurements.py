@@ -1,0 +1,370 @@
+"""The measurements behind bench_gpu.py: verdicts, decoding, memory, hardware ceilings.
+
+Every timing synchronises the device before reading the clock, warms up first and
+reports the median of its repetitions. Each verdict variant changes one thing against
+the path ``ForensicModel`` ships, so its effect is measured on its own.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.generation.streamers import BaseStreamer
+
+from fakescope.cuda_graphs import capturing, warm_up
+from fakescope.model import ForensicModel
+from fakescope.prompts import EXPLAIN_PROMPTS
+
+GIB = 1024**3
+
+
+def synthetic_images(count: int, size: int, seed: int = 0) -> list[Image.Image]:
+    """Photo-sized RGB images (smooth gradients plus noise): what the processor resizes."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    images = []
+    for _ in range(count):
+        base = ramp[None, :, None] * rng.uniform(0.2, 1.0, 3) + ramp[:, None, None] * 0.3
+        noisy = base + rng.normal(0, 12, (size, size, 3))
+        images.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB"))
+    return images
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, *, reps: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in milliseconds, the device drained around each call."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated since ``reset_peak``; on the CPU, the process's peak RSS."""
+    if device.type != "cuda":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    return torch.cuda.max_memory_allocated(device) / GIB
+
+
+# -- hardware ceilings --------------------------------------------------------------------
+
+
+def matmul_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> float:
+    """bf16 matrix-product rate on random data (the arithmetic ceiling)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    ms = median_ms(lambda: a @ b, device, reps=reps, warmup=3)
+    return 2 * n**3 / (ms / 1000) / 1e12
+
+
+def copy_tb_s(device: torch.device, gib: float = 2.0, reps: int = 10) -> float:
+    """Device-to-device copy rate, bytes read plus written (the bandwidth ceiling)."""
+    src = torch.empty(int(gib * GIB), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, reps=reps, warmup=3)
+    return 2 * src.numel() / (ms / 1000) / 1e12
+
+
+# -- verdicts -----------------------------------------------------------------------------
+
+
+def forward_variant(
+    fm: ForensicModel,
+    inputs: Any,
+    *,
+    keep_last: bool = True,
+    use_cache: bool = False,
+    non_blocking: bool = False,
+) -> torch.Tensor:
+    """``ForensicModel.score_inputs`` with one of its choices undone or changed."""
+    model = fm.model
+    with torch.inference_mode():
+        batch = {
+            key: value.to(
+                model.device,
+                dtype=model.dtype if value.is_floating_point() else value.dtype,
+                non_blocking=non_blocking,
+            )
+            for key, value in inputs.items()
+        }
+        mask = batch["attention_mask"]
+        batch["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        extra: dict[str, Any] = {"use_cache": use_cache}
+        if keep_last:
+            extra["logits_to_keep"] = 1
+        logits = model(**batch, **extra).logits[:, -1, :]
+        return logits.float().cpu()
+
+
+def pinned(inputs: Any) -> dict[str, torch.Tensor]:
+    """The inputs in page-locked memory (done in preprocessing, off the GPU's path)."""
+    return {key: value.pin_memory() for key, value in inputs.items()}
+
+
+def sustained_verdicts_per_s(
+    prepare: Callable[[Sequence[Image.Image]], Any],
+    forward: Callable[[Any], Any],
+    images: Sequence[Image.Image],
+    *,
+    batches: int,
+    device: torch.device,
+) -> float:
+    """Verdicts per second when the next batch is preprocessed while this one runs.
+
+    That is how the server runs them: preprocessing on a worker thread, the forward on
+    the inference thread.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        forward(prepare(images))  # warm-up
+        sync(device)
+        started = time.perf_counter()
+        pending = pool.submit(prepare, images)
+        for index in range(batches):
+            inputs = pending.result()
+            if index + 1 < batches:
+                pending = pool.submit(prepare, images)
+            forward(inputs)
+        sync(device)
+        elapsed = time.perf_counter() - started
+    return batches * len(images) / elapsed
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
+class TokenClock(BaseStreamer):
+    """Notes the time of each decoding step (transformers calls ``put`` once per step)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.times: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # the first call carries the prompt, not a new token
+            self._prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def decode_rates(
+    run: Callable[[TokenClock], None], tokens: int, device: torch.device, *, reps: int
+) -> dict[str, float]:
+    """Time to first token and steady tokens/s per row of ``run`` (median of ``reps``).
+
+    The rate is timed from the first token to the last, so it excludes the prefill.
+    """
+    run(TokenClock())  # warm-up (and capture, for graphs)
+    ttft, rate = [], []
+    for _ in range(reps):
+        sync(device)
+        clock = TokenClock()
+        run(clock)
+        if len(clock.times) != tokens:
+            raise RuntimeError(f"expected {tokens} steps, timed {len(clock.times)}")
+        ttft.append((clock.times[0] - clock.started) * 1000)
+        rate.append((tokens - 1) / (clock.times[-1] - clock.times[0]))
+    return {"ttft_ms": statistics.median(ttft), "tok_s_per_row": statistics.median(rate)}
+
+
+def _with_total(rates: dict[str, float], rows: int) -> dict[str, float]:
+    return {**rates, "tok_s": rates["tok_s_per_row"] * rows}
+
+
+EXPLAIN_PROMPT = EXPLAIN_PROMPTS["inference"]
+
+
+def decode_through_model(
+    fm: ForensicModel,
+    images: Sequence[Image.Image],
+    tokens: int,
+    device: torch.device,
+    *,
+    graph: bool,
+) -> dict[str, float]:
+    """``ForensicModel.generate_batch`` through the graph decoder or ``model.generate``."""
+    prompts = [EXPLAIN_PROMPT] * len(images)
+    default = fm.graph_decoding
+    fm.graph_decoding = graph
+
+    def run(clock: TokenClock) -> None:
+        fm.generate_batch(
+            images, prompts, max_new_tokens=tokens, min_new_tokens=tokens, streamer=clock
+        )
+
+    try:
+        return _with_total(decode_rates(run, tokens, device, reps=2 if graph else 1), len(images))
+    finally:
+        fm.graph_decoding = default
+
+
+def hf_static_decode(
+    fm: ForensicModel,
+    images: Sequence[Image.Image],
+    tokens: int,
+    device: torch.device,
+    *,
+    force_compile: bool,
+) -> dict[str, float]:
+    """transformers' own static cache (it compiles the decode step where it may).
+
+    ``force_compile`` makes transformers compile under bitsandbytes 4-bit too, whose
+    quantizer says it cannot (``is_compileable`` false): the experiment of issue 7.
+    """
+    prompts = [EXPLAIN_PROMPT] * len(images)
+    quantizer = getattr(fm.model, "hf_quantizer", None)
+    patched: Any = None
+    if force_compile and quantizer is not None and not quantizer.is_compileable:
+        patched = type(quantizer)
+        original = patched.is_compileable
+        patched.is_compileable = property(lambda self: True)
+
+    def run(clock: TokenClock) -> None:
+        fm.generate_batch(
+            images,
+            prompts,
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            cache_implementation="static",
+            streamer=clock,
+        )
+
+    try:
+        started = time.perf_counter()
+        run(TokenClock())  # the first call compiles
+        sync(device)
+        first_call_s = time.perf_counter() - started
+        rates = decode_rates(run, tokens, device, reps=1)
+    finally:
+        if patched is not None:
+            patched.is_compileable = original
+    return {**_with_total(rates, len(images)), "first_call_s": first_call_s}
+
+
+def compiled_layers_verdicts(
+    fm: ForensicModel, images: Sequence[Image.Image], device: torch.device, *, reps: int
+) -> dict[str, float]:
+    """The detect forward with each language-model layer compiled (regional compilation).
+
+    The 32 layers share one compiled graph (their parameters are graph inputs), which
+    fuses the element-wise work between the matrix products: RMSNorm, rotary
+    embedding, SiLU-gating, residual adds. Undone afterwards.
+    """
+    import torch._dynamo
+
+    inputs = fm.prepare_detect(images)
+    layers = fm.model.model.language_model.layers
+    limit = torch._dynamo.config.cache_size_limit
+    torch._dynamo.config.cache_size_limit = max(limit, 2 * len(layers))
+    try:
+        for layer in layers:
+            layer.compile(dynamic=False)
+        started = time.perf_counter()
+        fm.score_inputs(inputs)  # compiles
+        sync(device)
+        compile_s = time.perf_counter() - started
+        forward_ms = median_ms(lambda: fm.score_inputs(inputs), device, reps=reps, warmup=1)
+        sustained = sustained_verdicts_per_s(
+            fm.prepare_detect, fm.score_inputs, images, batches=4, device=device
+        )
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None
+        torch._dynamo.config.cache_size_limit = limit
+        torch._dynamo.reset()
+    return {"compile_s": compile_s, "forward_ms": forward_ms, "verdicts_per_s": sustained}
+
+
+def warm_gpu(fm: ForensicModel, images: Sequence[Image.Image], seconds: float) -> None:
+    """Run verdicts until the clocks are up: an idle GPU starts measurements slow."""
+    inputs = fm.prepare_detect(images[:8])
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        fm.score_inputs(inputs)
+
+
+def capture_diagnosis(fm: ForensicModel, inputs: Any) -> dict[str, str | float]:
+    """Which part of the detect forward a CUDA graph captures, and its replay time.
+
+    Each part is captured on its own (language model on precomputed embeddings, vision
+    tower, the whole forward), so a failure points at the code that breaks capture.
+    """
+    model = fm.model
+    ids = inputs["input_ids"].to(model.device)
+    pixels = inputs["pixel_values"].to(model.device, model.dtype)
+    with torch.inference_mode():
+        embeds = model.get_input_embeddings()(ids)
+    parts: dict[str, Callable[[], Any]] = {
+        "language_model": lambda: (
+            model.model.language_model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+        ),
+        "vision_tower": lambda: model.model.vision_tower(
+            pixels, output_hidden_states=True
+        ).hidden_states[-2],
+        "whole_forward": lambda: (
+            model(input_ids=ids, pixel_values=pixels, use_cache=False, logits_to_keep=1).logits
+        ),
+    }
+    found: dict[str, str | float] = {}
+    for name, part in parts.items():
+        try:
+            with torch.inference_mode(), capturing():
+                warm_up(part, 2)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=torch.cuda.graph_pool_handle()):
+                    part()
+            # Replays run the recorded kernels alone: the part's GPU time at this size.
+            found[f"{name}_replay_ms"] = median_ms(graph.replay, model.device, reps=10)
+            found[name] = "captured"
+        except Exception as exc:  # the error is the finding
+            found[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            torch.cuda.synchronize()
+    return found
+
+
+def forced_bnb_kernel_decode(
+    fm: ForensicModel, images: Sequence[Image.Image], tokens: int, device: torch.device
+) -> dict[str, float]:
+    """Graph decoding with bitsandbytes' fused 4-bit kernel forced for every small matmul.
+
+    bitsandbytes picks, per shape, its fused kernel or dequantize-then-matmul; on an
+    H100 at 8 rows it dequantizes the attention and down-projection weights to bf16 at
+    every step. This measures its fused kernel everywhere instead.
+    """
+    import bitsandbytes.backends.cuda.ops as bnb_ops
+
+    original = bnb_ops._gemm_4bit_use_custom_fn
+    setattr(bnb_ops, "_gemm_4bit_use_custom_fn", lambda *args: True)  # noqa: B010
+    fm._decoders.clear()  # recapture with the forced kernel
+    try:
+        return decode_through_model(fm, images, tokens, device, graph=True)
+    finally:
+        setattr(bnb_ops, "_gemm_4bit_use_custom_fn", original)  # noqa: B010
+        fm._decoders.clear()
