@@ -1,0 +1,362 @@
+"""Server benchmark: prints the three figures issue 3 asks for (not a test; loopback only).
+
+1. Cached `GET /v1/analyses/{sha256}` throughput as a ratio to a bare Litestar JSON route,
+   both served by uvicorn the same way (one process, no access log) in the same run.
+2. `POST /v1/lookup` with 100 keys on SQLite: median and p99 latency.
+3. Batching gain with the tiny checkpoint on CPU: uncached analyses/s with 32 in flight vs
+   one at a time.
+
+    python benchmarks/bench_server.py            # full run (about a minute)
+    python benchmarks/bench_server.py --quick    # smoke run for CI (small counts)
+    python benchmarks/bench_server.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from litestar import Litestar, get
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+@get("/bare")
+async def bare_json() -> dict[str, Any]:
+    """The baseline: a JSON body of about the size of a cached analysis, no I/O."""
+    return BARE_BODY
+
+
+BARE_BODY: dict[str, Any] = {
+    "sha256": "0" * 64,
+    "label": "uncertain",
+    "p_fake": None,
+    "evidence": [{"kind": "camera_exif", "summary": "x" * 120, "details": {"make": "Canon"}}],
+    "image": {"format": "PNG", "width": 64, "height": 64, "pdq": "f" * 64},
+    "timings_ms": {"decode": 1.0, "provenance": 0.5},
+}
+bare_app = Litestar([bare_json], openapi_config=None)
+
+
+# -- a light HTTP/1.1 keep-alive client (httpx would be the bottleneck on 2 cores) ----------
+
+
+class RawConnection:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader
+        self.writer: asyncio.StreamWriter
+
+    async def open(self) -> RawConnection:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        if body:
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(headers[9:12])
+        length = 0
+        for line in headers.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = "benchboundary7d9f"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def random_png(seed: int, size: int = 64) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def start_server(
+    target: str, env: dict[str, str], app_dir: Path, ready_s: float = 90
+) -> Server:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--app-dir",
+        str(app_dir),
+    ]
+    if target.endswith("create_app"):
+        command.append("--factory")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env})  # noqa: ASYNC220
+    server = Server(process, port)
+    deadline = time.monotonic() + ready_s
+    probe = "/bare" if "bare" in target else "/readyz"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{target} exited with {process.returncode}")
+        try:
+            conn = await RawConnection(port).open()
+            status, _ = await conn.request("GET", probe)
+            await conn.close()
+            if status == 200:
+                return server
+        except OSError:
+            pass
+        await asyncio.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"{target} did not become ready")
+
+
+# -- measurements -------------------------------------------------------------------------
+
+
+async def throughput(port: int, path: str, seconds: float, connections: int) -> float:
+    """Completed requests per second with `connections` keep-alive clients in a closed loop."""
+    conns = [await RawConnection(port).open() for _ in range(connections)]
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def loop(conn: RawConnection) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            status, _ = await conn.request("GET", path)
+            if status != 200:
+                raise RuntimeError(f"GET {path} answered {status}")
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    return done / elapsed
+
+
+async def post_image(port: int, data: bytes) -> dict[str, Any]:
+    conn = await RawConnection(port).open()
+    body, content_type = multipart(data)
+    status, payload = await conn.request("POST", "/v1/analyze", body, content_type)
+    await conn.close()
+    if status != 200:
+        raise RuntimeError(f"analyze answered {status}: {payload[:200]!r}")
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+async def bench_cached_get(env: dict[str, str], seconds: float, rounds: int) -> dict[str, float]:
+    ours = await start_server("server.asgi:create_app", env, REPO_ROOT)
+    bare = await start_server("bench_server:bare_app", {}, BENCH_DIR)
+    try:
+        sha = (await post_image(ours.port, random_png(1)))["sha256"]
+        path = f"/v1/analyses/{sha}"
+        await throughput(ours.port, path, 0.5, 8)  # warm-up
+        await throughput(bare.port, "/bare", 0.5, 8)
+        ours_rps, bare_rps = [], []
+        for _ in range(rounds):  # interleaved, so drift in the machine hits both alike
+            bare_rps.append(await throughput(bare.port, "/bare", seconds, 16))
+            ours_rps.append(await throughput(ours.port, path, seconds, 16))
+    finally:
+        ours.stop()
+        bare.stop()
+    ours_mean, bare_mean = statistics.mean(ours_rps), statistics.mean(bare_rps)
+    return {"cached_get_rps": ours_mean, "bare_rps": bare_mean, "ratio": ours_mean / bare_mean}
+
+
+async def bench_lookup(env: dict[str, str], samples: int) -> dict[str, float]:
+    ours = await start_server("server.asgi:create_app", env, REPO_ROOT)
+    try:
+        # Fixed seeds: the second run (cache off) finds the first run's rows already stored.
+        shas = [(await post_image(ours.port, random_png(1000 + i)))["sha256"] for i in range(100)]
+        body = json.dumps({"sha256": shas}).encode()
+        conn = await RawConnection(ours.port).open()
+        for _ in range(10):  # warm-up
+            await conn.request("POST", "/v1/lookup", body)
+        latencies = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            status, payload = await conn.request("POST", "/v1/lookup", body)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 200 or len(json.loads(payload)["results"]) != 100:
+                raise RuntimeError(f"lookup answered {status}")
+        await conn.close()
+    finally:
+        ours.stop()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    return {"lookup_median_ms": statistics.median(latencies), "lookup_p99_ms": p99}
+
+
+async def bench_batching(
+    env: dict[str, str], count: int, concurrency: int, rounds: int
+) -> dict[str, float]:
+    from fakescope.tiny import build_tiny_checkpoint
+
+    checkpoint = build_tiny_checkpoint(Path(env["FAKESCOPE_DATA_DIR"]) / "tiny")
+    model_env = {
+        **env,
+        "FAKESCOPE_MODEL": str(checkpoint),
+        "FAKESCOPE_DEVICE": "cpu",
+        "FAKESCOPE_QUANTIZATION": "none",
+        "FAKESCOPE_BATCH_SIZE": str(concurrency),
+        "FAKESCOPE_QUEUE_SIZE": str(max(64, concurrency * 2)),
+        "FAKESCOPE_DATABASE_URL": env["FAKESCOPE_DATABASE_URL"].replace(".db", "-model.db"),
+    }
+    from server.db.migrate import upgrade_async
+
+    await upgrade_async(model_env["FAKESCOPE_DATABASE_URL"])
+    ours = await start_server("server.asgi:create_app", model_env, REPO_ROOT, ready_s=180)
+    try:
+        await post_image(ours.port, random_png(99_999))  # warm-up: first forward pass
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(data: bytes) -> None:
+            async with slots:
+                await post_image(ours.port, data)
+
+        sequential_runs, concurrent_runs = [], []
+        for round_no in range(rounds):  # alternated: a busy neighbour hits both alike
+            images = [random_png(50_000 + 1000 * round_no + i) for i in range(2 * count)]
+            started = time.perf_counter()
+            for data in images[:count]:
+                await post_image(ours.port, data)
+            sequential_runs.append(count / (time.perf_counter() - started))
+            started = time.perf_counter()
+            await asyncio.gather(*(one(d) for d in images[count:]))
+            concurrent_runs.append(count / (time.perf_counter() - started))
+    finally:
+        ours.stop()
+    sequential = statistics.median(sequential_runs)
+    concurrent = statistics.median(concurrent_runs)
+    return {
+        "sequential_per_s": sequential,
+        "concurrent_per_s": concurrent,
+        "batching_gain": concurrent / sequential,
+    }
+
+
+async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--skip-batching", action="store_true", help="no model (saves ~10 s)")
+    args = parser.parse_args(argv)
+    seconds, rounds, samples = (0.5, 1, 30) if args.quick else (4.0, 3, 500)
+    count, concurrency = (32, 32) if not args.quick else (8, 8)
+
+    with tempfile.TemporaryDirectory(prefix="fakescope-bench-") as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        env = {
+            "FAKESCOPE_DATA_DIR": tmp,
+            "FAKESCOPE_DATABASE_URL": url,
+            "FAKESCOPE_RATE_LIMIT": "off",
+            "FAKESCOPE_MODEL": "",
+            "HF_HUB_OFFLINE": "1",
+        }
+        from server.db.migrate import upgrade_async
+
+        await upgrade_async(url)
+        figures: dict[str, Any] = {
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
+            "python": platform.python_version(),
+            "quick": args.quick,
+        }
+        no_cache = {**env, "FAKESCOPE_CACHE_TTL_S": "0"}
+        for label, run_env, suffix in (("", env, ""), (" [cache off]", no_cache, "_no_cache")):
+            got = await bench_cached_get(run_env, seconds, rounds)
+            figures.update({k + suffix: v for k, v in got.items()})
+            print(
+                f"cached GET /v1/analyses/{{sha}}{label}: {got['cached_get_rps']:.0f} req/s; "
+                f"bare Litestar JSON route: {got['bare_rps']:.0f} req/s; "
+                f"ratio {got['ratio']:.2f} (target >= 0.5)"
+            )
+            got = await bench_lookup(run_env, samples)
+            figures.update({k + suffix: v for k, v in got.items()})
+            print(
+                f"POST /v1/lookup{label}, 100 keys, SQLite: "
+                f"median {got['lookup_median_ms']:.2f} ms, "
+                f"p99 {got['lookup_p99_ms']:.2f} ms over {samples} requests (target p99 <= 20 ms)"
+            )
+        if not args.skip_batching:
+            figures.update(await bench_batching(env, count, concurrency, rounds))
+            print(
+                f"tiny checkpoint on CPU, uncached analyses (median of {rounds}): one at a time "
+                f"{figures['sequential_per_s']:.1f}/s; {concurrency} in flight "
+                f"{figures['concurrent_per_s']:.1f}/s; batching gain "
+                f"{figures['batching_gain']:.2f}x (target >= 2x)"
+            )
+    print(f"machine: {figures['machine']}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,215 @@
+"""The review API under /v1/admin: queue, items, decisions, audit log, export, tokens.
+
+Every handler sits behind a role guard; reviewers review, admins also read the audit log,
+export and manage tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.admin.audit import MAX_PAGE as MAX_AUDIT_PAGE
+from server.admin.audit import audit_entry_to_dict, list_audit
+from server.admin.auth import admin_guard, current_principal, reviewer_guard
+from server.admin.context import database, provide_admin_session
+from server.admin.export import EXPORT_MEDIA_TYPE, export_reviewed, to_jsonl
+from server.admin.review_items import (
+    MAX_NOTE_CHARS,
+    ItemNotFoundError,
+    load_item,
+    record_decision,
+)
+from server.admin.review_queue import LABELS, MAX_PAGE, STATUSES, QueueFilters, read_queue
+from server.admin.roles import Role
+from server.admin.token_store import (
+    MAX_NAME_CHARS,
+    TokenNotFoundError,
+    create_token,
+    list_tokens,
+    revoke_token,
+    token_to_dict,
+)
+from server.problems import ProblemError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def checked_sha256(value: str) -> str:
+    sha = value.strip().lower()
+    if not SHA256_RE.match(sha):
+        raise ProblemError(422, "sha256 must be 64 hexadecimal characters", code="invalid-sha256")
+    return sha
+
+
+def _hours(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(hours=value)
+
+
+@dataclass
+class DecisionRequest:
+    """A reviewer's final label for an image; ``note`` says why (kept in history and export)."""
+
+    label: Literal["fake", "real"]
+    note: str | None = None
+
+
+@dataclass
+class TokenRequest:
+    role: Literal["admin", "reviewer", "client"]
+    name: str | None = None
+
+
+class ReviewController(Controller):
+    """Queue, item and decision routes, open to reviewers and admins."""
+
+    path = "/v1/admin"
+    guards = [reviewer_guard]
+    dependencies = {"admin_db": Provide(provide_admin_session)}
+    tags = ["admin"]
+
+    @get("/queue", summary="Items waiting for (or past) review, oldest first")
+    async def queue(
+        self,
+        admin_db: NamedDependency[AsyncSession],
+        status: Annotated[str, QueryParameter(description="open, decided or any")] = "open",
+        reason: FromQuery[str | None] = None,
+        label: FromQuery[Literal["fake", "real", "uncertain"] | None] = None,
+        min_age_hours: Annotated[float | None, QueryParameter(ge=0)] = None,
+        max_age_hours: Annotated[float | None, QueryParameter(ge=0)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        if status not in (*STATUSES, "any"):
+            raise ProblemError(422, "status must be open, decided or any", code="invalid-filter")
+        if reason is not None and not REASON_RE.match(reason):
+            raise ProblemError(422, "reason must be a snake_case name", code="invalid-filter")
+        filters = QueueFilters(
+            status=None if status == "any" else status,
+            reason=reason,
+            label=label if label in LABELS else None,
+            min_age=_hours(min_age_hours),
+            max_age=_hours(max_age_hours),
+        )
+        page = await read_queue(
+            admin_db, filters, limit=limit, cursor=checked_sha256(cursor) if cursor else None
+        )
+        return {
+            "items": [entry.to_dict() for entry in page.entries],
+            "total": page.total,
+            "next_cursor": page.next_cursor,
+        }
+
+    @get("/items/{sha256:str}", summary="Everything about one item: facts, analysis, reports")
+    async def item(
+        self, admin_db: NamedDependency[AsyncSession], sha256: FromPath[str]
+    ) -> dict[str, Any]:
+        try:
+            return await load_item(admin_db, checked_sha256(sha256))
+        except ItemNotFoundError as exc:
+            raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
+
+    @post("/items/{sha256:str}/decision", status_code=201, summary="Decide the final label")
+    async def decide(
+        self,
+        request: Request[Any, Any, Any],
+        sha256: FromPath[str],
+        data: JSONBody[DecisionRequest],
+    ) -> dict[str, Any]:
+        if data.note is not None and len(data.note) > MAX_NOTE_CHARS:
+            raise ProblemError(422, f"note is longer than {MAX_NOTE_CHARS} characters")
+        sha = checked_sha256(sha256)
+        principal = current_principal(request)
+        try:
+            async with database(request.app).write() as session:
+                decision = await record_decision(
+                    session, sha, label=data.label, note=data.note, principal=principal
+                )
+        except ItemNotFoundError as exc:
+            raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
+        return {
+            "id": decision.id,
+            "sha256": decision.sha256,
+            "label": decision.label,
+            "note": decision.note,
+            "previous_label": decision.previous_label,
+            "decided_at": decision.decided_at,
+            "reviewer": decision.reviewer,
+        }
+
+
+class AdminOnlyController(Controller):
+    """Audit log, export and token management: admins only."""
+
+    path = "/v1/admin"
+    guards = [admin_guard]
+    dependencies = {"admin_db": Provide(provide_admin_session)}
+    tags = ["admin"]
+
+    @get("/audit", summary="The audit log, newest first")
+    async def audit(
+        self,
+        admin_db: NamedDependency[AsyncSession],
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_AUDIT_PAGE)] = 50,
+        before_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        action: FromQuery[str | None] = None,
+        sha256: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        entries, next_cursor = await list_audit(
+            admin_db,
+            limit=limit,
+            before_id=before_id,
+            action=action,
+            sha256=checked_sha256(sha256) if sha256 else None,
+        )
+        return {"entries": [audit_entry_to_dict(e) for e in entries], "next_before_id": next_cursor}
+
+    @get("/export", summary="Reviewed items as JSON Lines (fine-tuning data)")
+    async def export(self, admin_db: NamedDependency[AsyncSession]) -> Response[str]:
+        records = await export_reviewed(admin_db)
+        return Response(
+            content="".join(to_jsonl(records)),
+            media_type=EXPORT_MEDIA_TYPE,
+            headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
+        )
+
+    @get("/tokens", summary="API tokens (never their secrets)")
+    async def tokens(self, admin_db: NamedDependency[AsyncSession]) -> dict[str, Any]:
+        return {"tokens": [token_to_dict(row) for row in await list_tokens(admin_db)]}
+
+    @post("/tokens", status_code=201, summary="Create a token; its secret is returned once")
+    async def create(
+        self, request: Request[Any, Any, Any], data: JSONBody[TokenRequest]
+    ) -> dict[str, Any]:
+        if data.name is not None and len(data.name) > MAX_NAME_CHARS:
+            raise ProblemError(422, f"name is longer than {MAX_NAME_CHARS} characters")
+        actor = current_principal(request).actor
+        async with database(request.app).write() as session:
+            created = await create_token(session, role=Role(data.role), name=data.name, actor=actor)
+        return {
+            "id": created.id,
+            "name": created.name,
+            "role": created.role.value,
+            "prefix": created.prefix,
+            "token": created.secret,
+        }
+
+    @delete("/tokens/{token_id:int}", status_code=200, summary="Revoke a token")
+    async def revoke(
+        self, request: Request[Any, Any, Any], token_id: FromPath[int]
+    ) -> dict[str, Any]:
+        actor = current_principal(request).actor
+        try:
+            async with database(request.app).write() as session:
+                row = await revoke_token(session, token_id, actor=actor)
+                return token_to_dict(row)
+        except TokenNotFoundError as exc:
+            raise ProblemError(404, str(exc), code="not-found") from exc

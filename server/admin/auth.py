@@ -1,0 +1,127 @@
+"""Authentication and role guards for the admin API (Bearer tokens) and page (cookie).
+
+A wrong or revoked token counts as a failed attempt for the client's address; past the
+limit the address gets 429 until the window passes, even with a good token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from server.admin.context import database, failed_auth_limiter, settings_of
+from server.admin.principal import Principal
+from server.admin.roles import Role, role_allows
+from server.admin.token_store import find_active_token, mark_used, needs_touch
+from server.admin.tokens import hash_token, hashes_match
+from server.problems import ProblemError
+
+SESSION_COOKIE = "fakescope_admin_session"
+PRINCIPAL_STATE_KEY = "admin_principal"
+BOOTSTRAP_ADMIN_NAME = "bootstrap admin"
+
+
+class AuthFailedError(Exception):
+    """The credential was wrong or revoked."""
+
+
+class AuthRateLimitedError(Exception):
+    """Too many failed attempts from this client."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed authentication attempts; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+def client_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def authenticate_secret(
+    connection: ASGIConnection[Any, Any, Any, Any], secret: str
+) -> Principal:
+    """The principal a secret belongs to; raises AuthRateLimitedError or AuthFailedError."""
+    limiter = failed_auth_limiter(connection.app)
+    client = client_key(connection)
+    retry_after = limiter.retry_after(client)
+    if retry_after is not None:
+        raise AuthRateLimitedError(retry_after)
+    settings = settings_of(connection.app)
+    bootstrap = settings.admin_token if settings else None
+    if bootstrap and hashes_match(hash_token(bootstrap), secret):
+        return Principal(token_id=None, name=BOOTSTRAP_ADMIN_NAME, role=Role.ADMIN)
+    db = database(connection.app)
+    async with db.read() as session:
+        row = await find_active_token(session, secret)
+        principal = (
+            None if row is None else Principal(token_id=row.id, name=row.name, role=Role(row.role))
+        )
+        stale = row is not None and needs_touch(row)
+    if principal is not None:
+        if stale and principal.token_id is not None:
+            async with db.write() as session:
+                await mark_used(session, principal.token_id)
+        return principal
+    limiter.record_failure(client)
+    raise AuthFailedError("the token is not valid (wrong or revoked)")
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        401, detail, code="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="fakescope"'}
+    )
+
+
+async def require_api_principal(
+    connection: ASGIConnection[Any, Any, Any, Any], required: Role
+) -> Principal:
+    """Authenticate the Bearer token and check its role; raises problem+json 401/403/429."""
+    secret = bearer_secret(connection)
+    if secret is None:
+        raise _unauthorized("send an admin or reviewer token as 'Authorization: Bearer <token>'")
+    try:
+        principal = await authenticate_secret(connection, secret)
+    except AuthRateLimitedError as exc:
+        raise ProblemError(
+            429, str(exc), code="auth-rate-limited", headers={"Retry-After": str(exc.retry_after_s)}
+        ) from exc
+    except AuthFailedError as exc:
+        raise _unauthorized(str(exc)) from exc
+    if not role_allows(principal.role, required):
+        raise ProblemError(
+            403,
+            f"this route needs the {required.value} role; the token has {principal.role.value}",
+            code="forbidden",
+        )
+    connection.state[PRINCIPAL_STATE_KEY] = principal
+    return principal
+
+
+async def reviewer_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard: a reviewer or admin token."""
+    await require_api_principal(connection, Role.REVIEWER)
+
+
+async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: an admin token."""
+    await require_api_principal(connection, Role.ADMIN)
+
+
+def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The principal a guard stored for this request."""
+    principal = connection.state.get(PRINCIPAL_STATE_KEY)
+    if not isinstance(principal, Principal):
+        raise _unauthorized("not authenticated")
+    return principal

@@ -1,0 +1,47 @@
+"""What the admin package takes from the running app (``server/app.py``).
+
+``app.state.db`` is the app's :class:`server.db.database.Database`: reads use its sessions,
+writes go through ``Database.write()``, which serialises writers on SQLite.
+``app.state.settings`` holds the :class:`server.settings.Settings` (bootstrap admin token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.admin.failed_auth import FailedAuthLimiter
+from server.db.database import Database
+from server.settings import Settings
+
+_LIMITER_KEY = "admin_failed_auth_limiter"
+
+
+def database(app: Litestar) -> Database:
+    db = app.state.get("db")
+    if not isinstance(db, Database):
+        raise RuntimeError("app.state.db must hold the app's Database for the admin routes")
+    return db
+
+
+def settings_of(app: Litestar) -> Settings | None:
+    settings = app.state.get("settings")
+    return settings if isinstance(settings, Settings) else None
+
+
+def failed_auth_limiter(app: Litestar) -> FailedAuthLimiter:
+    """The app's limiter, created on first use (one per app, so tests stay independent)."""
+    limiter = app.state.get(_LIMITER_KEY)
+    if not isinstance(limiter, FailedAuthLimiter):
+        limiter = FailedAuthLimiter()
+        app.state[_LIMITER_KEY] = limiter
+    return limiter
+
+
+async def provide_admin_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+    """Litestar dependency: a read session for one admin request, closed afterwards."""
+    async with database(request.app).read() as session:
+        yield session

@@ -1,0 +1,330 @@
+"""The server-rendered review page at /admin: sign in, work through the queue, decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.admin.api import REASON_RE, SHA256_RE
+from server.admin.auth import SESSION_COOKIE
+from server.admin.context import database, provide_admin_session
+from server.admin.csrf import LOGIN_CSRF_COOKIE, csrf_matches, new_login_csrf_token
+from server.admin.page_session import (
+    PageAuthOutcome,
+    PageSession,
+    current_page_session,
+    expired_cookie,
+    login_csrf_cookie,
+    login_with_secret,
+    session_cookie,
+)
+from server.admin.review_items import DECISION_LABELS, ItemNotFoundError, load_item, record_decision
+from server.admin.review_queue import REASONS, STATUSES, QueueFilters, read_queue
+from server.admin.stored_images import browser_media_type, stored_image
+
+STATIC_PREFIX = "/admin/static"
+QUEUE_SHOWN = 100
+SECURITY_HEADERS = [
+    ResponseHeader(
+        name="Content-Security-Policy",
+        value=(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        ),
+    ),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="Cache-Control", value="no-store"),
+]
+
+
+@dataclass
+class LoginForm:
+    token: str = ""
+    csrf_token: str = ""
+
+
+@dataclass
+class CsrfForm:
+    csrf_token: str = ""
+
+
+@dataclass
+class DecisionForm:
+    label: str = ""
+    note: str = ""
+    csrf_token: str = ""
+    filter_reason: str = ""
+    filter_status: str = "open"
+
+
+@dataclass(frozen=True)
+class PageFilters:
+    reason: str | None
+    status: str
+
+    @classmethod
+    def parse(cls, reason: str | None, status: str | None) -> PageFilters:
+        # Unknown values fall back to defaults: they also end up in redirect URLs.
+        return cls(
+            reason=reason if reason and REASON_RE.match(reason) else None,
+            status=status if status in STATUSES else "open",
+        )
+
+    @property
+    def query(self) -> str:
+        params = {"reason": self.reason or "", "status": self.status}
+        kept = {k: v for k, v in params.items() if v and not (k == "status" and v == "open")}
+        return "?" + urlencode(kept) if kept else ""
+
+    def to_queue_filters(self) -> QueueFilters:
+        return QueueFilters(status=self.status, reason=self.reason)
+
+
+def _login_page(
+    request: Request[Any, Any, Any],
+    error: str | None = None,
+    status_code: int = 200,
+    clear_session: bool = False,
+) -> Template:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf_token()
+    cookies = [login_csrf_cookie(request, token)]
+    if clear_session:
+        cookies.append(expired_cookie(SESSION_COOKIE))
+    return Template(
+        template_name="admin/login.html.jinja",
+        context={
+            "static_prefix": STATIC_PREFIX,
+            "principal": None,
+            "csrf_token": token,
+            "error": error,
+        },
+        status_code=status_code,
+        cookies=cookies,
+    )
+
+
+def _refusal(request: Request[Any, Any, Any], outcome: PageAuthOutcome) -> Template:
+    status = outcome.status_code if outcome.error else 200
+    return _login_page(request, outcome.error, status, clear_session=outcome.stale_cookie)
+
+
+def _csrf_refused(session: PageSession | None) -> Template:
+    return Template(
+        template_name="admin/error.html.jinja",
+        context={
+            "static_prefix": STATIC_PREFIX,
+            "principal": session.principal if session else None,
+            "csrf_token": session.csrf_token if session else "",
+            "title": "Form expired",
+            "message": (
+                "This form was missing its security token (CSRF). Reload the page and try again."
+            ),
+        },
+        status_code=403,
+    )
+
+
+async def _review_page(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    session: PageSession,
+    filters: PageFilters,
+    sha256: str | None,
+    *,
+    after: str | None = None,
+    notice: str | None = None,
+) -> Template:
+    queue = await read_queue(db, filters.to_queue_filters(), limit=QUEUE_SHOWN)
+    shown = [entry.sha256 for entry in queue.entries]
+    if sha256 is None and shown:
+        sha256 = shown[0]
+        if after is not None:
+            # Continue after the item just decided, wrapping to the start of the queue.
+            following = await read_queue(db, filters.to_queue_filters(), limit=1, cursor=after)
+            sha256 = following.entries[0].sha256 if following.entries else shown[0]
+    item = None
+    status_code = 200
+    if sha256 is not None:
+        try:
+            item = await load_item(db, sha256)
+        except ItemNotFoundError:
+            notice, status_code = "No image with this SHA-256 is known.", 404
+    image_url = None
+    if item is not None and stored_image(request.app, item) is not None:
+        image_url = f"/admin/items/{item['sha256']}/image"
+    skip_to = None
+    if item is not None and len(shown) > 1:
+        position = shown.index(item["sha256"]) if item["sha256"] in shown else -1
+        skip_to = shown[(position + 1) % len(shown)]
+    return Template(
+        template_name="admin/review.html.jinja",
+        context={
+            "static_prefix": STATIC_PREFIX,
+            "principal": session.principal,
+            "csrf_token": session.csrf_token,
+            "queue": {"open_count": queue.total, "entries": queue.entries},
+            "filters": filters,
+            "filter_query": filters.query,
+            "reason_names": REASONS,
+            "item": item,
+            "skip_to": skip_to,
+            "image_url": image_url,
+            "notice": notice,
+        },
+        status_code=status_code,
+    )
+
+
+class ReviewPageController(Controller):
+    """HTML routes. Authentication is by the session cookie; every POST checks a CSRF token."""
+
+    path = "/admin"
+    include_in_schema = False
+    dependencies = {"admin_db": Provide(provide_admin_session)}
+    response_headers = SECURITY_HEADERS
+
+    @get("/", name="admin-review")
+    async def index(
+        self,
+        request: Request[Any, Any, Any],
+        admin_db: NamedDependency[AsyncSession],
+        reason: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        after: FromQuery[str | None] = None,
+        decided: FromQuery[str | None] = None,
+        label: FromQuery[str | None] = None,
+    ) -> Template:
+        outcome = await current_page_session(request)
+        if outcome.session is None:
+            return _refusal(request, outcome)
+        notice = None
+        if decided and SHA256_RE.match(decided) and label in DECISION_LABELS:
+            notice = f"Saved: {decided[:12]}… is {label}."
+        after_sha = after if after and SHA256_RE.match(after) else None
+        filters = PageFilters.parse(reason, status)
+        return await _review_page(
+            request, admin_db, outcome.session, filters, None, after=after_sha, notice=notice
+        )
+
+    @get("/items/{sha256:str}", name="admin-item")
+    async def item(
+        self,
+        request: Request[Any, Any, Any],
+        admin_db: NamedDependency[AsyncSession],
+        sha256: FromPath[str],
+        reason: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+    ) -> Template | Redirect:
+        outcome = await current_page_session(request)
+        if outcome.session is None:
+            return _refusal(request, outcome)
+        sha = sha256.lower()
+        if not SHA256_RE.match(sha):
+            return Redirect(path="/admin", status_code=303)
+        filters = PageFilters.parse(reason, status)
+        return await _review_page(request, admin_db, outcome.session, filters, sha)
+
+    @get("/items/{sha256:str}/image", name="admin-item-image")
+    async def image(
+        self,
+        request: Request[Any, Any, Any],
+        admin_db: NamedDependency[AsyncSession],
+        sha256: FromPath[str],
+    ) -> Response[bytes]:
+        """The stored bytes of an analysed image, for reviewers signed in to this page."""
+        outcome = await current_page_session(request)
+        if outcome.session is None:
+            return Response(b"", status_code=outcome.status_code if outcome.error else 401)
+        sha = sha256.lower()
+        if not SHA256_RE.match(sha):
+            return Response(b"", status_code=404)
+        try:
+            item = await load_item(admin_db, sha)
+        except ItemNotFoundError:
+            return Response(b"", status_code=404)
+        path = stored_image(request.app, item)
+        media_type = browser_media_type(item)
+        if path is None or media_type is None:
+            return Response(b"", status_code=404)
+        return Response(path.read_bytes(), media_type=media_type)
+
+    @post("/login", status_code=303)
+    async def login(
+        self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
+    ) -> Template | Redirect:
+        if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), data.csrf_token):
+            return _csrf_refused(None)
+        outcome = await login_with_secret(request, data.token.strip())
+        if outcome.session is None:
+            return _login_page(request, outcome.error, outcome.status_code)
+        return Redirect(
+            path="/admin",
+            status_code=303,
+            cookies=[
+                session_cookie(request, data.token.strip()),
+                expired_cookie(LOGIN_CSRF_COOKIE),
+            ],
+        )
+
+    @post("/logout", status_code=303)
+    async def logout(
+        self, request: Request[Any, Any, Any], data: URLEncodedBody[CsrfForm]
+    ) -> Template | Redirect:
+        outcome = await current_page_session(request)
+        if outcome.session is not None and not csrf_matches(
+            outcome.session.csrf_token, data.csrf_token
+        ):
+            return _csrf_refused(outcome.session)
+        return Redirect(path="/admin", status_code=303, cookies=[expired_cookie(SESSION_COOKIE)])
+
+    @post("/items/{sha256:str}/decision", status_code=303)
+    async def decide(
+        self,
+        request: Request[Any, Any, Any],
+        admin_db: NamedDependency[AsyncSession],
+        sha256: FromPath[str],
+        data: URLEncodedBody[DecisionForm],
+    ) -> Template | Redirect:
+        outcome = await current_page_session(request)
+        if outcome.session is None:
+            return _refusal(request, outcome)
+        session = outcome.session
+        if not csrf_matches(session.csrf_token, data.csrf_token):
+            return _csrf_refused(session)
+        filters = PageFilters.parse(data.filter_reason, data.filter_status)
+        sha = sha256.lower()
+        if not SHA256_RE.match(sha) or data.label not in DECISION_LABELS:
+            return await _review_page(
+                request,
+                admin_db,
+                session,
+                filters,
+                None,
+                notice="Choose Fake or Real for a known item.",
+            )
+        try:
+            async with database(request.app).write() as write_session:
+                await record_decision(
+                    write_session,
+                    sha,
+                    label=data.label,
+                    note=data.note,
+                    principal=session.principal,
+                )
+        except ItemNotFoundError:
+            return await _review_page(request, admin_db, session, filters, sha)
+        params = {"after": sha, "decided": sha, "label": data.label}
+        if filters.reason:
+            params["reason"] = filters.reason
+        if filters.status != "open":
+            params["status"] = filters.status
+        return Redirect(path="/admin", query_params=params, status_code=303)

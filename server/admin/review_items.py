@@ -1,0 +1,208 @@
+"""One item under review: everything a reviewer needs to see, and recording a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.admin.audit import record_audit
+from server.admin.principal import Principal
+from server.admin.timeutil import iso_z, utc_now
+from server.db.models import AnalysisRow, ApiToken, Image, Report, ReviewDecision, ReviewItem
+
+DECISION_LABELS = ("fake", "real")
+MAX_NOTE_CHARS = 2000
+
+
+class ItemNotFoundError(LookupError):
+    """The server has never seen an image with this SHA-256."""
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    id: int
+    sha256: str
+    label: str
+    note: str | None
+    previous_label: str | None
+    decided_at: str | None
+    reviewer: str
+
+
+def image_to_dict(image: Image) -> dict[str, Any]:
+    return {
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+        "bytes": image.bytes,
+        "pdq": image.pdq,
+        "pdq_quality": image.pdq_quality,
+        "n_frames": image.n_frames,
+        "first_seen_at": iso_z(image.first_seen_at),
+    }
+
+
+def analysis_to_dict(row: AnalysisRow) -> dict[str, Any]:
+    """The stored analysis as the core produced it (before any review override)."""
+    model = row.model or None
+    return {
+        "id": row.id,
+        "label": row.label,
+        "p_fake": row.p_fake,
+        "decided_by": row.decided_by,
+        "mode": row.mode,
+        "evidence": list(row.evidence or []),
+        "explanation": row.explanation,
+        "model": model,
+        "untrained": bool(model and model.get("untrained")),
+        "model_key": row.model_key,
+        "prompt_version": row.prompt_version,
+        "flags": list(row.flags or []),
+        "created_at": iso_z(row.created_at),
+    }
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "reason": report.reason,
+        "suggested_label": report.suggested_label,
+        "note": report.note,
+        "created_at": iso_z(report.created_at),
+    }
+
+
+def _reviewer_name(token: ApiToken | None, token_id: int | None) -> str:
+    if token is not None:
+        return token.name
+    return "bootstrap admin" if token_id is None else f"token #{token_id}"
+
+
+async def _decision_history(session: AsyncSession, sha256: str) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            select(ReviewDecision, ApiToken)
+            .outerjoin(ApiToken, ApiToken.id == ReviewDecision.token_id)
+            .where(ReviewDecision.sha256 == sha256)
+            .order_by(ReviewDecision.created_at, ReviewDecision.id)
+        )
+    ).all()
+    return [
+        {
+            "id": decision.id,
+            "label": decision.label,
+            "note": decision.note,
+            "reviewer": _reviewer_name(token, decision.token_id),
+            "token_id": decision.token_id,
+            "created_at": iso_z(decision.created_at),
+        }
+        for decision, token in rows
+    ]
+
+
+async def load_item(session: AsyncSession, sha256: str) -> dict[str, Any]:
+    """Image facts, every analysis (newest first), every report and the decision history."""
+    image = await session.get(Image, sha256)
+    item = await session.get(ReviewItem, sha256)
+    if image is None and item is None:
+        raise ItemNotFoundError(sha256)
+    analyses = (
+        await session.scalars(
+            select(AnalysisRow)
+            .where(AnalysisRow.sha256 == sha256)
+            .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
+        )
+    ).all()
+    reports = (
+        await session.scalars(
+            select(Report).where(Report.sha256 == sha256).order_by(Report.created_at, Report.id)
+        )
+    ).all()
+    decisions = await _decision_history(session, sha256)
+    latest = analyses[0] if analyses else None
+    final = decisions[-1] if decisions else None
+    served = {
+        "label": final["label"] if final else (latest.label if latest else None),
+        "decided_by": "review" if final else (latest.decided_by if latest else None),
+        "p_fake": latest.p_fake if latest else None,
+    }
+    return {
+        "sha256": sha256,
+        "status": item.status if item else "not_flagged",
+        "reasons": list(item.reasons or []) if item else [],
+        "flagged_at": iso_z(item.created_at) if item else None,
+        "served": served,
+        "image": image_to_dict(image) if image else None,
+        "analysis": analysis_to_dict(latest) if latest else None,
+        "analyses": [analysis_to_dict(row) for row in analyses],
+        "reports": [report_to_dict(report) for report in reports],
+        "decisions": decisions,
+        "review": (
+            {
+                "label": final["label"],
+                "note": final["note"],
+                "decided_at": final["created_at"],
+                "reviewer": final["reviewer"],
+            }
+            if final
+            else None
+        ),
+    }
+
+
+async def record_decision(
+    session: AsyncSession, sha256: str, *, label: str, note: str | None, principal: Principal
+) -> RecordedDecision:
+    """Append a decision (history is kept), close the item, audit it; the caller commits."""
+    if label not in DECISION_LABELS:
+        raise ValueError(f"label must be one of {', '.join(DECISION_LABELS)}")
+    image = await session.get(Image, sha256)
+    if image is None:
+        raise ItemNotFoundError(sha256)
+    note = (note or "").strip()[:MAX_NOTE_CHARS] or None
+    previous_label = await session.scalar(
+        select(ReviewDecision.label)
+        .where(ReviewDecision.sha256 == sha256)
+        .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
+        .limit(1)
+    )
+    now = utc_now()
+    item = await session.get(ReviewItem, sha256)
+    if item is None:
+        # A reviewer may decide an image nobody flagged; it then appears among decided items.
+        item = ReviewItem(
+            sha256=sha256, reasons=[], status="decided", created_at=now, updated_at=now
+        )
+        session.add(item)
+    item.status = "decided"
+    item.updated_at = now
+    decision = ReviewDecision(
+        sha256=sha256, label=label, note=note, token_id=principal.token_id, created_at=now
+    )
+    session.add(decision)
+    await session.flush()
+    record_audit(
+        session,
+        actor=principal.actor,
+        action="review.revise" if previous_label is not None else "review.decide",
+        sha256=sha256,
+        details={
+            "label": label,
+            "previous_label": previous_label,
+            "note": note,
+            "decision_id": decision.id,
+            "role": principal.role.value,
+        },
+    )
+    return RecordedDecision(
+        id=decision.id,
+        sha256=sha256,
+        label=label,
+        note=note,
+        previous_label=previous_label,
+        decided_at=iso_z(now),
+        reviewer=principal.name,
+    )

@@ -1,0 +1,146 @@
+"""Reading the review queue: filtered, oldest first, keyset-paginated by SHA-256."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.admin.timeutil import iso_z, utc_now
+from server.db.models import AnalysisRow, ReviewDecision, ReviewItem
+
+REASONS: dict[str, str] = {
+    "user_report": "User report",
+    "uncertain": "Uncertain verdict",
+    "conflict_camera_vs_model": "Camera evidence vs model",
+    "conflict_provenance_vs_model": "Provenance vs model",
+    "c2pa_invalid": "C2PA manifest invalid",
+}
+STATUSES = ("open", "decided")
+LABELS = ("fake", "real", "uncertain")
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the queue is narrowed to; every field is optional except the status."""
+
+    status: str | None = "open"  # None: any status
+    reason: str | None = None
+    label: str | None = None  # the label served now: latest decision, else latest analysis
+    min_age: timedelta | None = None  # flagged at least this long ago
+    max_age: timedelta | None = None  # flagged at most this long ago
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    sha256: str
+    reasons: list[str]
+    status: str
+    label: str | None
+    decided_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "reasons": self.reasons,
+            "status": self.status,
+            "label": self.label,
+            "decided_by": self.decided_by,
+            "created_at": iso_z(self.created_at),
+            "updated_at": iso_z(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    entries: list[QueueEntry]
+    next_cursor: str | None
+    total: int
+    filters: QueueFilters = field(default_factory=QueueFilters)
+
+
+def _latest_decision_label() -> Any:
+    return (
+        select(ReviewDecision.label)
+        .where(ReviewDecision.sha256 == ReviewItem.sha256)
+        .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _latest_analysis(column: Any) -> Any:
+    return (
+        select(column)
+        .where(AnalysisRow.sha256 == ReviewItem.sha256)
+        .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _conditions(filters: QueueFilters, served_label: Any) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    now = utc_now()
+    if filters.status:
+        conditions.append(ReviewItem.status == filters.status)
+    if filters.reason:
+        # JSON containment differs between SQLite and PostgreSQL; the JSON text of a list of
+        # plain identifiers contains '"reason"' exactly when the list holds that reason.
+        conditions.append(cast(ReviewItem.reasons, String).like(f'%"{filters.reason}"%'))
+    if filters.label:
+        conditions.append(served_label == filters.label)
+    if filters.min_age is not None:
+        conditions.append(ReviewItem.created_at <= now - filters.min_age)
+    if filters.max_age is not None:
+        conditions.append(ReviewItem.created_at >= now - filters.max_age)
+    return conditions
+
+
+async def read_queue(
+    session: AsyncSession,
+    filters: QueueFilters,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> QueuePage:
+    """One page, oldest flag first; ``cursor`` is the last SHA-256 of the previous page."""
+    decided_label = _latest_decision_label()
+    served_label = func.coalesce(decided_label, _latest_analysis(AnalysisRow.label))
+    conditions = _conditions(filters, served_label)
+    total = await session.scalar(select(func.count()).select_from(ReviewItem).where(*conditions))
+    query = (
+        select(ReviewItem, served_label, decided_label, _latest_analysis(AnalysisRow.decided_by))
+        .where(*conditions)
+        .order_by(ReviewItem.created_at, ReviewItem.sha256)
+        .limit(limit + 1)
+    )
+    if cursor:
+        after = select(ReviewItem.created_at).where(ReviewItem.sha256 == cursor).scalar_subquery()
+        query = query.where(
+            or_(
+                ReviewItem.created_at > after,
+                and_(ReviewItem.created_at == after, ReviewItem.sha256 > cursor),
+            )
+        )
+    rows = (await session.execute(query)).all()
+    entries = [
+        QueueEntry(
+            sha256=item.sha256,
+            reasons=list(item.reasons or []),
+            status=item.status,
+            label=label,
+            decided_by="review" if decided is not None else analysis_decided_by,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+        for item, label, decided, analysis_decided_by in rows[:limit]
+    ]
+    next_cursor = entries[-1].sha256 if len(rows) > limit and entries else None
+    return QueuePage(entries=entries, next_cursor=next_cursor, total=total or 0, filters=filters)

@@ -1,0 +1,213 @@
+"""The analysis workflow: cache first, then decode + provenance, then the batched model."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from fakescope.analysis import Inspection, build_analysis, inspect_image
+from fakescope.images import ImageLimits
+from fakescope.verdict import Thresholds
+from server.analyze.image_store import ImageStore
+from server.analyze.served_cache import ServedCache
+from server.db.analyses import Identity, fetch_served, set_explanation, store_analysis
+from server.db.coalesce import ReadCoalescer
+from server.db.database import Database
+from server.inference.host import ModelHost, ModelState
+from server.inference.queue import QueueFullError
+from server.metrics import Metrics
+from server.problems import ProblemError, service_unavailable
+from server.settings import Settings
+
+HASH_IN_THREAD_BYTES = 1 << 20
+RETRY_AFTER_BUSY_S = 2
+RETRY_AFTER_LOADING_S = 5
+
+
+@dataclass(frozen=True)
+class AnalyzeResult:
+    analysis: dict[str, Any]
+    cache_hit: bool
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+async def sha256_of(data: bytes) -> str:
+    if len(data) < HASH_IN_THREAD_BYTES:
+        return hashlib.sha256(data).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+
+
+class AnalysisService:
+    """Analyses images once per (sha256, model, prompt version); concurrent twins share work."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        host: ModelHost,
+        metrics: Metrics,
+        images: ImageStore,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.host = host
+        self.metrics = metrics
+        self.images = images
+        self.served = ServedCache(settings.cache_ttl_s)
+        db.decision_listeners.append(self.served.invalidate)
+        self._reads = ReadCoalescer(self._fetch_served)
+        self.limits = ImageLimits(
+            max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels
+        )
+        self.thresholds = Thresholds(fake=settings.fake_threshold, real=settings.real_threshold)
+        self._inflight: dict[tuple[str, str, bool], asyncio.Task[dict[str, Any]]] = {}
+        # Decoding a large image holds hundreds of MB; a few at a time is as fast and bounded.
+        self._decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+
+    def require_ready(self) -> None:
+        if self.host.state is ModelState.LOADING:
+            raise service_unavailable(
+                "the model is still loading", RETRY_AFTER_LOADING_S, "loading"
+            )
+        if self.host.state is ModelState.FAILED:
+            raise ProblemError(
+                503, f"the model failed to load: {self.host.error}", code="model-failed"
+            )
+
+    async def cached(self, sha256: str) -> dict[str, Any] | None:
+        return (await self.cached_many([sha256])).get(sha256)
+
+    async def cached_many(self, shas: list[str]) -> dict[str, dict[str, Any]]:
+        """Served analyses of those `shas` analysed under the current model and prompts."""
+        identity = self.host.identity
+        found: dict[str, dict[str, Any]] = {}
+        missing = []
+        for sha in shas:
+            hit = self.served.get(sha, identity)
+            if hit is None:
+                missing.append(sha)
+            else:
+                found[sha] = hit
+        if missing:
+            found.update(await self._reads.get_many(missing))
+        return found
+
+    async def _fetch_served(self, shas: list[str]) -> dict[str, Any]:
+        identity = self.host.identity
+        async with self.db.connect() as conn:
+            stored = await fetch_served(conn, shas, identity)
+        for sha, served in stored.items():
+            self.served.put(sha, identity, served)
+        return stored
+
+    async def analyze(self, data: bytes, *, explain: bool) -> AnalyzeResult:
+        self.require_ready()
+        sha = await sha256_of(data)
+        identity = self.host.identity
+        explain = explain and self.host.model is not None
+        existing = await self.cached(sha)
+        if existing is not None and (not explain or existing["explanation"] is not None):
+            self.metrics.cache_result("analyze", hit=True)
+            return AnalyzeResult(existing, cache_hit=True)
+        self.metrics.cache_result("analyze", hit=False)
+        key = (sha, identity.model_key, explain)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._compute(data, sha, identity, explain, has_row=existing is not None)
+            )
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._finished(key, t))
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                result = await asyncio.shield(task)
+        except TimeoutError as exc:
+            raise service_unavailable(
+                f"analysis did not finish within {self.settings.request_timeout_s:g} s",
+                RETRY_AFTER_BUSY_S,
+                "timeout",
+            ) from exc
+        except QueueFullError as exc:
+            self.metrics.rejected.inc()
+            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        return AnalyzeResult(result, cache_hit=False)
+
+    def _finished(self, key: tuple[str, str, bool], task: asyncio.Task[dict[str, Any]]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so that an unawaited failure is not logged twice
+
+    async def _compute(
+        self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
+    ) -> dict[str, Any]:
+        model = self.host.model
+        will_score = model is not None and not has_row
+        if will_score:
+            self.host.queue.announce()
+        try:
+            async with self._decode_slots:
+                inspection: Inspection = await asyncio.to_thread(inspect_image, data, self.limits)
+        except BaseException:
+            if will_score:
+                self.host.queue.withdraw()
+            raise
+        timings: dict[str, float] = {}
+        if has_row:
+            # Cached verdict without an explanation, and one is asked for now: add it.
+            added = await self._explain(inspection, timings)
+            async with self.db.write() as session:
+                await set_explanation(session, sha, identity, added)
+            return await self._served(sha)
+        p_fake = None
+        if model is not None:
+            started = time.perf_counter()
+            p_fake = await self.host.queue.score(inspection.image.rgb, announced=True)
+            timings["score"] = _elapsed_ms(started)
+        explanation = await self._explain(inspection, timings) if explain else None
+        analysis = build_analysis(
+            inspection,
+            p_fake=p_fake,
+            model_info=model.info if model is not None else None,
+            explanation=explanation,
+            thresholds=self.thresholds,
+            timings_ms=timings,
+        ).to_dict()
+        if model is not None:
+            await asyncio.to_thread(self.images.save, sha, data)
+        try:
+            async with self.db.write() as session:
+                await store_analysis(session, analysis, identity)
+        except IntegrityError:
+            # Someone stored this analysis first (another process, or a concurrent request
+            # with a different `explain`): keep theirs, adding our explanation if it has none.
+            if explanation is not None:
+                async with self.db.write() as session:
+                    await set_explanation(session, sha, identity, explanation, only_if_missing=True)
+        return await self._served(sha)
+
+    async def _explain(self, inspection: Inspection, timings: dict[str, float]) -> str:
+        from fakescope.tasks import explain
+
+        model = self.host.model
+        image = inspection.image.rgb
+        started = time.perf_counter()
+        tokens = self.settings.max_new_tokens
+        text = await self.host.queue.call(lambda: explain(model, image, max_new_tokens=tokens))
+        timings["explain"] = _elapsed_ms(started)
+        return str(text)
+
+    async def _served(self, sha: str) -> dict[str, Any]:
+        """The analysis just stored, as served (fresh from the database, review applied)."""
+        self.served.invalidate(sha)
+        found = await self._reads.get_many([sha])
+        return dict(found[sha])

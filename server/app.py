@@ -1,0 +1,170 @@
+"""The app factory: settings in, a Litestar app out, with every plugin wired in one place."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
+from server.analyze.image_store import ImageStore
+from server.analyze.service import AnalysisService
+from server.ask.controller import AskController
+from server.ask.service import AskService
+from server.auth import require_client_token
+from server.db.database import Database
+from server.db.engine import create_engine
+from server.db.migrate import ensure_migrated
+from server.health.controller import HealthController
+from server.inference.host import ModelHost, ModelLoader
+from server.lookup.controller import LookupController
+from server.metrics import Metrics, RequestMetricsMiddleware
+from server.net.ssrf import FetchLimits, GuardedFetcher
+from server.problems import EXCEPTION_HANDLERS
+from server.reports.controller import ReportsController
+from server.settings import Settings
+
+log = logging.getLogger("fakescope.server")
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+UNLIMITED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema"]
+
+
+def _optional_module(name: str) -> Any | None:
+    """Import a module that a sibling feature may or may not provide yet."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return None
+        raise
+
+
+def admin_route_handlers() -> list[Any]:
+    """The review feature's handlers (server/admin/routes.py), when that feature is present."""
+    module = _optional_module("server.admin.routes")
+    if module is None:
+        return []
+    factory = getattr(module, "admin_routers", None) or module.admin_route_handlers
+    return list(factory())
+
+
+def template_config() -> Any | None:
+    """Jinja on server/templates (HTML autoescaped), for the admin page."""
+    module = _optional_module("server.admin.routes")
+    if module is not None and hasattr(module, "admin_template_config"):
+        return module.admin_template_config()
+    if not TEMPLATES_DIR.is_dir():
+        return None
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from litestar.plugins.jinja import JinjaTemplateEngine
+    from litestar.template.config import TemplateConfig
+
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html", "jinja"], default=True),
+    )
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+def create_app(
+    settings: Settings | None = None, *, model_loader: ModelLoader | None = None
+) -> Litestar:
+    """Build the app. `model_loader` replaces loading settings.model (tests inject models)."""
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+    engine = create_engine(settings.database_url)
+    write_engine = (
+        create_engine(settings.database_url, immediate=True)
+        if "sqlite" in engine.dialect.name
+        else None
+    )
+    db = Database(engine, write_engine)
+    host = ModelHost(settings, metrics, loader=model_loader)
+    analyses = AnalysisService(settings, db, host, metrics, ImageStore(settings.image_store_dir))
+    fetcher = GuardedFetcher(
+        FetchLimits(
+            max_bytes=settings.max_upload_bytes, total_timeout_s=settings.url_fetch_timeout_s
+        ),
+        allow_loopback=settings.allow_private_urls,
+    )
+    alchemy = SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        before_send_handler="autocommit",
+        create_all=False,
+    )
+
+    async def check_database(_app: Litestar) -> None:
+        await ensure_migrated(engine)
+
+    async def start_model(_app: Litestar) -> None:
+        await host.start()
+        metrics.model_ready.set(1 if host.ready else 0)
+
+    async def stop_model(_app: Litestar) -> None:
+        await host.stop()
+        await db.dispose()
+
+    middleware: list[Any] = [DefineMiddleware(RequestMetricsMiddleware, metrics=metrics)]
+    if settings.rate_limit is not None:
+        unit, count = settings.rate_limit
+        limit = RateLimitConfig(rate_limit=(unit, count), exclude=UNLIMITED_PATHS)  # type: ignore[arg-type]
+        middleware.append(limit.middleware)
+    cors = None
+    if settings.cors_origins:
+        cors = CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "Accept"],
+            expose_headers=["X-Cache", "Retry-After"],
+        )
+    # Litestar copies the handler for every guard call: no guard at all when tokens are off.
+    guards = [require_client_token] if settings.require_token else []
+    public = [AnalyzeController, LookupController, AskController, ReportsController]
+    return Litestar(
+        route_handlers=[
+            Router("/", route_handlers=public, guards=guards),
+            HealthController,
+            *admin_route_handlers(),
+        ],
+        plugins=[SQLAlchemyPlugin(config=alchemy)],
+        on_startup=[check_database, start_model],
+        on_shutdown=[stop_model],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=middleware,
+        cors_config=cors,
+        request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        openapi_config=OpenAPIConfig(
+            title="FakeScope",
+            version="1",
+            description="AI-generated image forensics: verdicts, evidence and explanations.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        template_config=template_config(),
+        state=State(
+            {
+                "settings": settings,
+                "db": db,
+                "metrics": metrics,
+                "model_host": host,
+                "fetcher": fetcher,
+                "analysis_service": analyses,
+                "ask_service": AskService(analyses),
+            }
+        ),
+    )

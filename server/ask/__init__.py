@@ -1,0 +1,1 @@
+"""POST /v1/ask: questions about an analysed image, answered by the model and cached."""

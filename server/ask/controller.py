@@ -1,0 +1,45 @@
+"""POST /v1/ask: JSON answer, or Server-Sent Events with `Accept: text/event-stream`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from litestar.response import Stream
+
+from server.ask.questions import parse_question
+from server.ask.service import AskService
+from server.requests import json_object
+
+JSON_BODY_LIMIT = 64 * 1024
+
+
+class AskController(Controller):
+    path = "/v1"
+    tags = ["questions"]
+
+    @post(
+        "/ask",
+        status_code=200,
+        request_max_body_size=JSON_BODY_LIMIT,
+        summary="Ask about an analysed image: one aspect, enhancement tips, or a free question",
+        description=(
+            'Body: {"sha256": ..., and exactly one of "aspect": "texture" (one of the 14 '
+            'FakeQA aspects), "enhance": true, "question": "..."}. Answers are cached per '
+            "image, model and prompt version (`X-Cache`). With `Accept: text/event-stream` the "
+            "answer streams as SSE: `token` events with {text}, then one `done` event with "
+            "the full answer object."
+        ),
+    )
+    async def ask(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        question = parse_question(await json_object(request))
+        service: AskService = request.app.state.ask_service
+        if "text/event-stream" in request.headers.get("accept", ""):
+            events, hit = await service.start_stream(question)
+            return Stream(
+                events,
+                media_type="text/event-stream",
+                headers={"X-Cache": "hit" if hit else "miss", "Cache-Control": "no-cache"},
+            )
+        payload, hit = await service.answer(question)
+        return Response(payload, headers={"X-Cache": "hit" if hit else "miss"})

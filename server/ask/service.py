@@ -1,0 +1,167 @@
+"""Answering questions: cached answers first, else one generation on the model thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from fakescope.images import decode_image
+from server.analyze.service import RETRY_AFTER_BUSY_S, AnalysisService
+from server.ask.questions import Question
+from server.db.answers import find_answer, image_known, new_answer
+from server.db.models import Answer
+from server.inference.queue import QueueFullError
+from server.problems import ProblemError, service_unavailable
+from server.timefmt import iso_z
+
+_DONE = object()
+
+
+class AskService:
+    def __init__(self, analyses: AnalysisService) -> None:
+        self.analyses = analyses
+        self.host = analyses.host
+        self.db = analyses.db
+
+    def payload(self, question: Question, answer: str, created_at: Any) -> dict[str, Any]:
+        model = self.host.model
+        info = model.info.to_dict() if model is not None else None
+        return {
+            "sha256": question.sha256,
+            "kind": question.kind,
+            "aspect": question.text if question.kind == "aspect" else None,
+            "question": question.text if question.kind == "question" else None,
+            "answer": answer,
+            "model": info,
+            "untrained": bool(info and info.get("untrained")),
+            "prompt_version": self.host.prompt_version,
+            "created_at": iso_z(created_at),
+        }
+
+    async def cached(self, question: Question) -> Answer | None:
+        """The stored answer, or None after checking that the model may answer it at all."""
+        self.analyses.require_ready()
+        if self.host.model is None:
+            raise ProblemError(
+                409,
+                "this server runs in provenance-only mode (no model configured); "
+                "questions need a model",
+                code="provenance-only",
+            )
+        async with self.db.read() as session:
+            if not await image_known(session, question.sha256):
+                raise ProblemError(404, "this image has not been analysed; POST /v1/analyze first")
+            return await find_answer(
+                session, question.sha256, self.host.identity, question.kind, question.prompt_hash
+            )
+
+    async def _image(self, question: Question) -> Any:
+        data = await asyncio.to_thread(self.analyses.images.load, question.sha256)
+        if data is None:
+            raise ProblemError(
+                409,
+                "the image's bytes are not kept on this server; analyse it again to ask about it",
+                code="image-not-stored",
+            )
+        decoded = await asyncio.to_thread(decode_image, data, self.analyses.limits)
+        return decoded.rgb
+
+    async def _store(self, question: Question, text: str) -> Answer:
+        row = new_answer(
+            question.sha256,
+            self.host.identity,
+            question.kind,
+            question.prompt_hash,
+            question.text,
+            text,
+        )
+        try:
+            async with self.db.write() as session:
+                session.add(row)
+        except IntegrityError:
+            pass  # answered twice at once: greedy decoding gives the same text
+        return row
+
+    async def answer(self, question: Question) -> tuple[dict[str, Any], bool]:
+        found = await self.cached(question)
+        if found is not None:
+            return self.payload(question, found.answer, found.created_at), True
+        image = await self._image(question)
+        try:
+            tokens = self.analyses.settings.max_new_tokens
+            future = self.host.queue.submit(question.answer_fn(self.host.model, image, tokens))
+        except QueueFullError as exc:
+            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        try:
+            async with asyncio.timeout(self.analyses.settings.request_timeout_s):
+                text = str(await asyncio.shield(future))
+        except TimeoutError as exc:
+            raise service_unavailable(
+                "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
+            ) from exc
+        row = await self._store(question, text)
+        return self.payload(question, text, row.created_at), False
+
+    async def start_stream(self, question: Question) -> tuple[AsyncIterator[str], bool]:
+        """SSE-ready events (JSON `data`): `token` pieces, then `done` with the whole answer.
+
+        Everything that can fail with a problem response fails here, before streaming starts.
+        """
+        found = await self.cached(question)
+        if found is not None:
+            return self._replay(question, found), True
+        image = await self._image(question)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+        produce = question.stream_fn(self.host.model, image, self.analyses.settings.max_new_tokens)
+
+        def run() -> None:
+            try:
+                for piece in produce():
+                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
+                    if stop.is_set():
+                        break
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
+
+        try:
+            job = self.host.queue.submit(run)
+        except QueueFullError as exc:
+            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        return self._relay(question, pieces, job, stop), False
+
+    async def _replay(self, question: Question, row: Answer) -> AsyncIterator[str]:
+        yield _event("token", {"text": row.answer})
+        yield _event("done", self.payload(question, row.answer, row.created_at))
+
+    async def _relay(
+        self,
+        question: Question,
+        pieces: asyncio.Queue[object],
+        job: asyncio.Future[None],
+        stop: threading.Event,
+    ) -> AsyncIterator[str]:
+        collected: list[str] = []
+        try:
+            while (piece := await pieces.get()) is not _DONE:
+                collected.append(str(piece))
+                yield _event("token", {"text": str(piece)})
+            await job
+        except Exception as exc:
+            yield _event("error", {"status": 503, "detail": f"generation failed: {exc}"})
+            return
+        finally:
+            stop.set()  # the client may have gone: stop generating for nobody
+        text = "".join(collected).strip()
+        row = await self._store(question, text)
+        yield _event("done", self.payload(question, text, row.created_at))
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"

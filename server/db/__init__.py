@@ -1,0 +1,1 @@
+"""Database layer: models, engine set-up, migrations check and the queries the API needs."""

@@ -1,0 +1,201 @@
+"""Stored analyses: write one atomically, read them back in the API's JSON shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Select, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision, utcnow
+from server.db.review import flag_for_review
+from server.timefmt import iso_z
+
+PROVENANCE_ONLY_KEY = "provenance-only"
+
+_COLUMNS = (
+    AnalysisRow.id,
+    AnalysisRow.sha256,
+    AnalysisRow.label,
+    AnalysisRow.p_fake,
+    AnalysisRow.decided_by,
+    AnalysisRow.mode,
+    AnalysisRow.evidence,
+    AnalysisRow.explanation,
+    AnalysisRow.model,
+    AnalysisRow.prompt_version,
+    AnalysisRow.flags,
+    AnalysisRow.timings,
+    AnalysisRow.created_at,
+    Image.format,
+    Image.width,
+    Image.height,
+    Image.bytes,
+    Image.pdq,
+    Image.pdq_quality,
+    Image.n_frames,
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a cached result is keyed by, besides the image: the model and the prompts."""
+
+    model_key: str
+    prompt_version: str
+
+
+def render(row: Row[Any]) -> dict[str, Any]:
+    """One analysis as served. A review decision overrides the label and says so."""
+    model = row.model
+    review = None
+    if row.review_label is not None:
+        review = {
+            "label": row.review_label,
+            "note": row.review_note,
+            "decided_at": iso_z(row.decided_at),
+            "reviewer": row.reviewer,
+        }
+    return {
+        "sha256": row.sha256,
+        "label": row.label if review is None else review["label"],
+        "p_fake": row.p_fake,
+        "decided_by": row.decided_by if review is None else "review",
+        "mode": row.mode,
+        "evidence": row.evidence,
+        "explanation": row.explanation,
+        "model": model,
+        "untrained": bool(model and model.get("untrained")),
+        "image": {
+            "format": row.format,
+            "width": row.width,
+            "height": row.height,
+            "bytes": row.bytes,
+            "pdq": row.pdq,
+            "pdq_quality": row.pdq_quality,
+            "n_frames": row.n_frames,
+        },
+        "prompt_version": row.prompt_version,
+        "flags": row.flags,
+        "created_at": iso_z(row.created_at),
+        "timings_ms": row.timings,
+        "review": review,
+    }
+
+
+def served_query(shas: Sequence[str], identity: Identity) -> Select[Any]:
+    """Analyses under `identity` with their image facts and the latest review decision."""
+    latest_decision = (
+        select(ReviewDecision.id)
+        .where(ReviewDecision.sha256 == AnalysisRow.sha256)
+        .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
+        .limit(1)
+        .correlate(AnalysisRow)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            *_COLUMNS,
+            ReviewDecision.label.label("review_label"),
+            ReviewDecision.note.label("review_note"),
+            ReviewDecision.created_at.label("decided_at"),
+            ApiToken.name.label("reviewer"),
+        )
+        .join(Image, Image.sha256 == AnalysisRow.sha256)
+        .outerjoin(ReviewDecision, ReviewDecision.id == latest_decision)
+        .outerjoin(ApiToken, ApiToken.id == ReviewDecision.token_id)
+        .where(
+            AnalysisRow.sha256.in_(list(shas)),
+            AnalysisRow.model_key == identity.model_key,
+            AnalysisRow.prompt_version == identity.prompt_version,
+        )
+    )
+
+
+async def fetch_served(
+    conn: AsyncConnection | AsyncSession, shas: Sequence[str], identity: Identity
+) -> dict[str, dict[str, Any]]:
+    """Served analyses (with review overrides) for those of `shas` that are cached (one query)."""
+    if not shas:
+        return {}
+    rows = (await conn.execute(served_query(shas, identity))).all()
+    return {row.sha256: render(row) for row in rows}
+
+
+def _insert_ignoring_duplicates(session: AsyncSession, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+async def store_analysis(
+    session: AsyncSession, analysis: dict[str, Any], identity: Identity
+) -> None:
+    """Insert the image (if new), the analysis and its review flags, in the caller's transaction.
+
+    Core statements, not the ORM unit of work: this runs for every new analysis.
+    """
+    sha = analysis["sha256"]
+    facts = analysis["image"]
+    now = utcnow()
+    await session.execute(
+        _insert_ignoring_duplicates(session, Image).values(
+            sha256=sha,
+            pdq=facts["pdq"],
+            pdq_quality=facts["pdq_quality"],
+            format=facts["format"],
+            width=facts["width"],
+            height=facts["height"],
+            bytes=facts["bytes"],
+            n_frames=facts.get("n_frames", 1),
+            first_seen_at=now,
+        )
+    )
+    await session.execute(
+        insert(AnalysisRow).values(
+            sha256=sha,
+            model_key=identity.model_key,
+            prompt_version=identity.prompt_version,
+            label=analysis["label"],
+            p_fake=analysis["p_fake"],
+            decided_by=analysis["decided_by"],
+            mode=analysis["mode"],
+            evidence=analysis["evidence"],
+            explanation=analysis["explanation"],
+            model=analysis["model"],
+            flags=analysis["flags"],
+            timings=analysis["timings_ms"],
+            created_at=now,
+        )
+    )
+    await flag_for_review(session, sha, analysis["flags"])
+
+
+async def set_explanation(
+    session: AsyncSession,
+    sha256: str,
+    identity: Identity,
+    explanation: str,
+    *,
+    only_if_missing: bool = False,
+) -> None:
+    query = update(AnalysisRow).where(
+        AnalysisRow.sha256 == sha256,
+        AnalysisRow.model_key == identity.model_key,
+        AnalysisRow.prompt_version == identity.prompt_version,
+    )
+    if only_if_missing:
+        query = query.where(AnalysisRow.explanation.is_(None))
+    await session.execute(query.values(explanation=explanation))
+
+
+async def image_pdqs(session: AsyncSession) -> list[tuple[str, str]]:
+    """(sha256, pdq) of every known image, for near-duplicate search."""
+    return [
+        (sha, pdq) for sha, pdq in (await session.execute(select(Image.sha256, Image.pdq))).all()
+    ]

@@ -1,0 +1,32 @@
+"""Review state the public API writes: flagging images for human review."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import ReviewItem, utcnow
+
+USER_REPORT = "user_report"
+
+
+async def flag_for_review(
+    session: AsyncSession, sha256: str, reasons: Iterable[str], *, reopen: bool = False
+) -> None:
+    """Add reasons to the image's review item (creating it). New reasons, or `reopen`, reopen it."""
+    wanted = list(dict.fromkeys(reasons))
+    if not wanted:
+        return
+    now = utcnow()
+    item = await session.get(ReviewItem, sha256, with_for_update=True)
+    if item is None:
+        session.add(
+            ReviewItem(sha256=sha256, reasons=wanted, status="open", created_at=now, updated_at=now)
+        )
+        return
+    merged = list(dict.fromkeys([*item.reasons, *wanted]))
+    if merged != list(item.reasons) or reopen:
+        item.reasons = merged
+        item.status = "open"
+        item.updated_at = now

@@ -1,0 +1,47 @@
+"""/healthz (the process answers), /readyz (model loaded or provenance-only), /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from sqlalchemy import text
+
+from server.db.database import Database
+from server.inference.host import ModelHost
+from server.metrics import Metrics
+
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HealthController(Controller):
+    tags = ["operations"]
+    include_in_schema = True
+
+    @get("/healthz", summary="Liveness: the process answers (even while the model loads)")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", summary="Readiness: database reachable and model ready (or provenance-only)")
+    async def readyz(self, state: State) -> Response[dict[str, Any]]:
+        host: ModelHost = state.model_host
+        db: Database = state.db
+        body = host.describe()
+        try:
+            async with db.read() as session:
+                await session.execute(text("SELECT 1"))
+            body["database"] = "ok"
+        except Exception as exc:
+            body["database"] = f"unreachable: {type(exc).__name__}"
+            return Response({**body, "status": "unready"}, status_code=503)
+        if not host.ready:
+            headers = {"Retry-After": "5"} if body["state"] == "loading" else None
+            return Response({**body, "status": "unready"}, status_code=503, headers=headers)
+        return Response({**body, "status": "ready"})
+
+    @get("/metrics", summary="Prometheus metrics", media_type=PROMETHEUS_MEDIA_TYPE)
+    async def metrics(self, state: State) -> Response[bytes]:
+        metrics: Metrics = state.metrics
+        metrics.queue_depth(state.model_host.queue.depth)
+        return Response(metrics.render(), media_type=PROMETHEUS_MEDIA_TYPE)

@@ -1,0 +1,118 @@
+"""The process's one model: loaded once at startup on the model thread, then served by a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
+from server.inference.queue import InferenceQueue, QueueObserver, model_executor
+from server.settings import Settings
+
+log = logging.getLogger("fakescope.server")
+ModelLoader = Callable[[], Any]
+
+
+class ModelState(StrEnum):
+    NONE = "provenance-only"  # no model configured: provenance evidence only, by design
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def default_loader(settings: Settings) -> ModelLoader:
+    def load() -> Any:
+        from fakescope.loading import load_model  # torch is imported only when a model is used
+
+        assert settings.model is not None
+        return load_model(
+            settings.model,
+            quantization=settings.quantization,
+            device=settings.device,
+            progress=False,
+        )
+
+    return load
+
+
+class ModelHost:
+    """Owns the model, its thread and its queue. `identity` keys cached results."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        observer: QueueObserver,
+        loader: ModelLoader | None = None,
+    ) -> None:
+        from fakescope.prompts import PROMPT_VERSION
+
+        self.settings = settings
+        self.prompt_version = PROMPT_VERSION
+        self.model: Any = None
+        self.error: str | None = None
+        self.state = (
+            ModelState.NONE if settings.provenance_only and loader is None else ModelState.LOADING
+        )
+        self._loader = loader or default_loader(settings)
+        self._executor = model_executor()
+        self._load_task: asyncio.Future[Any] | None = None
+        self.queue = InferenceQueue(
+            self._score,
+            max_queue=settings.queue_size,
+            batch_size=settings.batch_size,
+            batch_wait_s=settings.batch_wait_ms / 1000.0,
+            executor=self._executor,
+            observer=observer,
+        )
+
+    def _score(self, images: Any) -> list[float]:
+        return list(self.model.score(images))
+
+    @property
+    def ready(self) -> bool:
+        return self.state in (ModelState.READY, ModelState.NONE)
+
+    @property
+    def identity(self) -> Identity:
+        key = PROVENANCE_ONLY_KEY if self.model is None else str(self.model.info.key)
+        return Identity(model_key=key, prompt_version=self.prompt_version)
+
+    def describe(self) -> dict[str, Any]:
+        mode = "provenance-only" if self.state is ModelState.NONE else "model"
+        info = self.model.info.to_dict() if self.model is not None else None
+        return {"mode": mode, "state": self.state.value, "model": info, "error": self.error}
+
+    async def start(self) -> None:
+        if self.state is ModelState.NONE:
+            return
+        loop = asyncio.get_running_loop()
+        # Loading runs on the model thread, so the event loop keeps answering /healthz meanwhile.
+        self._load_task = loop.run_in_executor(self._executor, self._loader)
+        self._load_task.add_done_callback(self._loaded)
+        self.queue.start()
+
+    def _loaded(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self.state, self.error = ModelState.FAILED, "loading was cancelled"
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.state, self.error = ModelState.FAILED, f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.error)
+            return
+        self.model = future.result()
+        self.state = ModelState.READY
+        log.info("model ready: %s", self.model.info.key)
+
+    async def wait_ready(self, within_s: float | None = None) -> None:
+        if self._load_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._load_task), within_s)
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)

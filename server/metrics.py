@@ -1,0 +1,103 @@
+"""Prometheus metrics, one registry per app so several apps can live in one process (tests)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    """Every metric the server exports; it is also the inference queue's observer."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.requests = Counter(
+            "fakescope_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "fakescope_http_request_seconds", "HTTP request latency", ["route"], registry=r
+        )
+        self.cache = Counter(
+            "fakescope_cache_lookups", "Cache lookups by result", ["endpoint", "result"], registry=r
+        )
+        self.queue_depth_gauge = Gauge(
+            "fakescope_queue_depth", "Inference jobs waiting", registry=r
+        )
+        self.batch_size = Histogram(
+            "fakescope_batch_size",
+            "Images per model forward pass",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Histogram(
+            "fakescope_model_seconds", "Model call latency", ["task"], registry=r
+        )
+        self.rejected = Counter(
+            "fakescope_queue_rejected", "Requests refused because the queue was full", registry=r
+        )
+        self.model_ready = Gauge(
+            "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
+        )
+
+    def queue_depth(self, depth: int) -> None:
+        self.queue_depth_gauge.set(depth)
+
+    def batch_done(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.model_seconds.labels("score").observe(seconds)
+
+    def call_done(self, seconds: float) -> None:
+        self.model_seconds.labels("generate").observe(seconds)
+
+    def cache_result(self, endpoint: str, hit: bool, count: int = 1) -> None:
+        self._child(self.cache, endpoint, "hit" if hit else "miss").inc(count)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(*labels), memoised: labels() costs more than the increment itself."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._child(self.requests, method, route, str(status)).inc()
+        self._child(self.request_seconds, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetricsMiddleware:
+    """Counts requests by route template (not raw path, so label cardinality stays bounded)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("path_template") or "unmatched"
+            method: Any = scope.get("method", "?")
+            self.metrics.request_done(method, route, status, time.perf_counter() - started)

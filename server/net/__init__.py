@@ -1,0 +1,1 @@
+"""Outbound network access (only through the SSRF guard)."""

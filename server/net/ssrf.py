@@ -1,0 +1,228 @@
+"""Fetch a user-supplied URL without letting it reach private networks (SSRF guard).
+
+Every hop: http/https only, no userinfo, the host resolved here and *every* address checked,
+the connection made to the checked address (Host header and TLS SNI keep the real name, so
+certificates are still verified against it), redirects followed by hand and re-checked,
+bytes and time capped. The body's type is decided later by decoding it, never by headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+MAX_REDIRECTS = 5
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
+)
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+TEREDO = ipaddress.ip_network("2001::/32")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
+
+
+class UrlRefusedError(Exception):
+    """The URL (or a redirect it led to) points somewhere the server must not go."""
+
+
+class UrlFetchError(Exception):
+    """The remote end could not be reached or did not answer with an image body."""
+
+
+class UrlTimeoutError(UrlFetchError):
+    """The fetch took longer than allowed."""
+
+
+class UrlTooLargeError(Exception):
+    """The body is larger than the upload limit."""
+
+
+def forbidden_reason(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
+    """Why connecting to `address` is refused, or None when it is a public address."""
+    if allow_loopback and (address == ipaddress.IPv6Address("::1") or address in LOOPBACK_V4):
+        return None
+    if address in METADATA_ADDRESSES:
+        return "cloud metadata address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return "IPv4-mapped IPv6 address"
+        if address in SIX_TO_FOUR or address in TEREDO or address in NAT64:
+            return "IPv6 transition address (6to4/Teredo/NAT64)"
+        if address.scope_id:
+            return "scoped IPv6 address"
+    checks = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("private", address.is_private),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+    )
+    for name, hit in checks:
+        if hit:
+            return f"{name} address"
+    if not address.is_global:
+        return "non-global address"
+    return None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """All addresses getaddrinfo gives for host (run in a thread by the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 25 * 1024 * 1024
+    total_timeout_s: float = 15.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+
+
+class GuardedFetcher:
+    """Fetches URLs for /v1/analyze {"url": ...}. One instance per app; holds no connections."""
+
+    def __init__(
+        self,
+        limits: FetchLimits = FetchLimits(),
+        *,
+        allow_loopback: bool = False,
+        resolver: Resolver = system_resolver,
+        user_agent: str = "FakeScope/0.1 (+image forensics)",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.limits = limits
+        self.allow_loopback = allow_loopback
+        self.resolver = resolver
+        self.user_agent = user_agent
+        self.verify = verify  # tests pass a context trusting their own certificate
+
+    async def fetch(self, url: str) -> bytes:
+        try:
+            async with asyncio.timeout(self.limits.total_timeout_s):
+                return await self._follow(url)
+        except TimeoutError as exc:
+            raise UrlTimeoutError(
+                f"fetching the URL took longer than {self.limits.total_timeout_s:g} s"
+            ) from exc
+
+    async def _follow(self, url: str) -> bytes:
+        current = self._parse(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            address = await self.check(current)
+            location, body = await self._get(current, address)
+            if location is None:
+                return body
+            try:
+                current = self._parse(str(current.join(location)))
+            except UrlRefusedError as exc:
+                raise UrlRefusedError(f"redirect refused: {exc}") from exc
+        raise UrlRefusedError(f"more than {MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _parse(raw: str) -> httpx.URL:
+        if any(ch in raw for ch in "\r\n\t\x00"):
+            raise UrlRefusedError("control characters in URL")
+        try:
+            url = httpx.URL(raw)
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            raise UrlRefusedError(f"not a valid URL: {exc}") from exc
+        if url.scheme not in ("http", "https"):
+            raise UrlRefusedError(f"scheme {url.scheme or '(none)'!r} is not allowed")
+        if url.userinfo:
+            raise UrlRefusedError("credentials (user@host) in URLs are not allowed")
+        if not url.host:
+            raise UrlRefusedError("URL has no host")
+        return url
+
+    async def check(self, url: httpx.URL) -> IPAddress:
+        """Resolve url's host; refuse unless every address is allowed. Returns the one to use."""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            found = await self.resolver(url.host, port)
+        except (OSError, UnicodeError) as exc:
+            raise UrlRefusedError(f"host {url.host!r} does not resolve") from exc
+        if not found:
+            raise UrlRefusedError(f"host {url.host!r} does not resolve")
+        addresses: list[IPAddress] = []
+        for text in found:
+            try:
+                address = ipaddress.ip_address(text.split("%", 1)[0])
+            except ValueError as exc:
+                raise UrlRefusedError(f"resolver returned {text!r}") from exc
+            reason = forbidden_reason(address, allow_loopback=self.allow_loopback)
+            if reason:
+                raise UrlRefusedError(f"host {url.host!r} resolves to {address} ({reason})")
+            addresses.append(address)
+        return addresses[0]
+
+    def _pinned_request(
+        self, client: httpx.AsyncClient, url: httpx.URL, ip: IPAddress
+    ) -> httpx.Request:
+        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+        headers = {
+            "Host": url.netloc.decode("ascii"),
+            "User-Agent": self.user_agent,
+            "Accept": "image/*",
+        }
+        return client.build_request(
+            "GET", url.copy_with(host=str(ip)), headers=headers, extensions=extensions
+        )
+
+    async def _get(self, url: httpx.URL, ip: IPAddress) -> tuple[str | None, bytes]:
+        timeout = httpx.Timeout(self.limits.read_timeout_s, connect=self.limits.connect_timeout_s)
+        # A fresh client per hop: no pooled connection is ever reused for another host name.
+        async with httpx.AsyncClient(
+            trust_env=False, follow_redirects=False, timeout=timeout, verify=self.verify
+        ) as client:
+            request = self._pinned_request(client, url, ip)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                raise UrlTimeoutError(f"timed out talking to {url.host}") from exc
+            except httpx.HTTPError as exc:
+                raise UrlFetchError(f"could not fetch from {url.host}: {exc}") from exc
+            try:
+                if response.status_code in REDIRECT_CODES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise UrlFetchError("redirect without a Location header")
+                    return location, b""
+                if response.status_code != 200:
+                    raise UrlFetchError(f"{url.host} answered HTTP {response.status_code}")
+                return None, await self._read_capped(response)
+            finally:
+                await response.aclose()
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        cap = self.limits.max_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise UrlTooLargeError(f"remote image is {declared} bytes; the limit is {cap}")
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > cap:
+                    raise UrlTooLargeError(f"remote image exceeds the limit of {cap} bytes")
+                chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise UrlTimeoutError("timed out reading the remote image") from exc
+        except httpx.HTTPError as exc:
+            raise UrlFetchError(f"error reading the remote image: {exc}") from exc
+        return b"".join(chunks)

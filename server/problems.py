@@ -1,0 +1,150 @@
+"""RFC 9457 problem+json responses for every error the API returns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from fakescope.errors import (
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    UndecodableImageError,
+    UnsupportedFormatError,
+)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://fakescope.dev/problems/"
+log = logging.getLogger("fakescope.server")
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+class ProblemError(HTTPException):
+    """An error the API reports on purpose, with a stable `code` (the problem type's last part)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status, headers=headers)
+        self.code = code or TITLES.get(status, "error").lower().replace(" ", "-")
+        self.extra_fields = extra or {}
+
+
+def service_unavailable(detail: str, retry_after_s: int, code: str = "overloaded") -> ProblemError:
+    return ProblemError(503, detail, code=code, headers={"Retry-After": str(retry_after_s)})
+
+
+def image_problem(exc: ImageError) -> ProblemError:
+    """Map the core's image errors to HTTP: too large 413, unsupported 415, the rest 400."""
+    if isinstance(exc, ImageTooLargeError):
+        return ProblemError(413, str(exc) or "image too large", code="image-too-large")
+    if isinstance(exc, UnsupportedFormatError):
+        return ProblemError(415, str(exc) or "unsupported image format", code="unsupported-image")
+    if isinstance(exc, EmptyImageError):
+        return ProblemError(400, str(exc) or "empty image", code="empty-image")
+    if isinstance(exc, UndecodableImageError):
+        return ProblemError(400, str(exc) or "image cannot be decoded", code="undecodable-image")
+    return ProblemError(400, str(exc) or "not a usable image", code="bad-image")
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    title = TITLES.get(status, "Error")
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + (code or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    return Response(
+        content=body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _validation_detail(exc: ValidationException) -> tuple[str, dict[str, Any]]:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    if errors:
+        parts = [
+            f"{e.get('key') or e.get('source') or 'body'}: {e.get('message')}"
+            for e in errors
+            if isinstance(e, dict)
+        ]
+        return "; ".join(parts) or exc.detail, {"errors": errors}
+    return exc.detail or "invalid request", {}
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ProblemError):
+        return problem_response(
+            status,
+            exc.detail,
+            code=exc.code,
+            headers=headers,
+            instance=request.url.path,
+            extra=exc.extra_fields,
+        )
+    if isinstance(exc, ValidationException):
+        detail, extra = _validation_detail(exc)
+        # Litestar reports unparseable bodies as 400 validation errors; the request is invalid.
+        return problem_response(
+            422, detail, headers=headers, instance=request.url.path, extra=extra
+        )
+    return problem_response(status, exc.detail, headers=headers, instance=request.url.path)
+
+
+def handle_image_error(request: Request[Any, Any, Any], exc: ImageError) -> Response[Any]:
+    return handle_http_exception(request, image_problem(exc))
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal error; it has been logged",
+        code="internal-error",
+        instance=request.url.path,
+    )
+
+
+EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
+    HTTPException: handle_http_exception,
+    ImageError: handle_image_error,
+    Exception: handle_unexpected,
+}

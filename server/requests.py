@@ -1,0 +1,63 @@
+"""Small helpers shared by controllers: reading JSON bodies and validating keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from server.problems import ProblemError
+
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def media_type(request: Request[Any, Any, Any]) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request body as a JSON object; 415 when it is not JSON, 400 when it is malformed."""
+    kind = media_type(request)
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise ProblemError(415, f"expected application/json, got {kind or 'no content type'}")
+    try:
+        body = msgspec.json.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, f"malformed JSON: {exc}", code="malformed-json") from exc
+    if not isinstance(body, dict):
+        raise ProblemError(422, "the JSON body must be an object")
+    return body
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ProblemError(422, f"{name} must be true or false, got {value!r}")
+
+
+def sha256_key(value: Any, name: str = "sha256") -> str:
+    if not isinstance(value, str) or not SHA256_RE.match(value):
+        raise ProblemError(422, f"{name} must be 64 hexadecimal characters")
+    return value.lower()
+
+
+def optional_text(body: dict[str, Any], name: str, max_chars: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProblemError(422, f"{name} must be a string")
+    if len(value) > max_chars:
+        raise ProblemError(422, f"{name} is longer than {max_chars} characters")
+    return value.strip() or None

@@ -1,0 +1,138 @@
+"""Server settings, read once from FAKESCOPE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+RATE_UNITS = ("second", "minute", "hour", "day")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def parse_rate_limit(text: str | None) -> tuple[str, int] | None:
+    """`600/minute` → ("minute", 600); empty or `off` → None (no limit)."""
+    if text is None or text.strip().lower() in {"", "off", "none", "0"}:
+        return None
+    count, _, unit = text.strip().partition("/")
+    unit = unit.strip().lower().rstrip("s") or "minute"
+    if unit not in RATE_UNITS or not count.strip().isdigit():
+        raise SettingsError(f"FAKESCOPE_RATE_LIMIT must look like '600/minute', got {text!r}")
+    return unit, int(count)
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir.resolve() / 'fakescope.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told. Build with `Settings.from_env()` or directly in tests."""
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    model: str | None = None
+    quantization: str | None = None
+    device: str | None = None
+    max_upload_bytes: int = 25 * MIB
+    max_pixels: int = 64_000_000
+    queue_size: int = 64
+    batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    request_timeout_s: float = 120.0
+    cors_origins: tuple[str, ...] = ()
+    rate_limit: tuple[str, int] | None = ("minute", 600)
+    admin_token: str | None = None
+    allow_private_urls: bool = False
+    fake_threshold: float = 0.6
+    real_threshold: float = 0.4
+    require_token: bool = False
+    pdq_max_distance: int = 31
+    url_fetch_timeout_s: float = 15.0
+    max_new_tokens: int = 256
+    cache_ttl_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", default_database_url(self.data_dir))
+        if not 0.0 <= self.real_threshold <= self.fake_threshold <= 1.0:
+            raise SettingsError("thresholds must satisfy 0 <= real <= fake <= 1")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def provenance_only(self) -> bool:
+        return not self.model
+
+    @property
+    def image_store_dir(self) -> Path:
+        """Where analysed image bytes are kept so that /v1/ask can look at them again."""
+        return self.data_dir / "images"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("FAKESCOPE_DATA_DIR") or "var")
+        origins = tuple(
+            o.strip() for o in (env.get("FAKESCOPE_CORS_ORIGINS") or "").split(",") if o.strip()
+        )
+        return cls(
+            data_dir=data_dir,
+            database_url=env.get("FAKESCOPE_DATABASE_URL") or default_database_url(data_dir),
+            model=env.get("FAKESCOPE_MODEL") or None,
+            quantization=env.get("FAKESCOPE_QUANTIZATION") or None,
+            device=env.get("FAKESCOPE_DEVICE") or None,
+            max_upload_bytes=_int(env, "FAKESCOPE_MAX_UPLOAD_BYTES", 25 * MIB, 1),
+            max_pixels=_int(env, "FAKESCOPE_MAX_PIXELS", 64_000_000, 1),
+            queue_size=_int(env, "FAKESCOPE_QUEUE_SIZE", 64, 1),
+            batch_size=_int(env, "FAKESCOPE_BATCH_SIZE", 8, 1),
+            batch_wait_ms=_float(env, "FAKESCOPE_BATCH_WAIT_MS", 5.0),
+            request_timeout_s=_float(env, "FAKESCOPE_REQUEST_TIMEOUT_S", 120.0),
+            cors_origins=origins,
+            rate_limit=parse_rate_limit(env.get("FAKESCOPE_RATE_LIMIT", "600/minute")),
+            admin_token=env.get("FAKESCOPE_ADMIN_TOKEN") or None,
+            allow_private_urls=_bool(env.get("FAKESCOPE_ALLOW_PRIVATE_URLS")),
+            fake_threshold=_float(env, "FAKESCOPE_FAKE_THRESHOLD", 0.6),
+            real_threshold=_float(env, "FAKESCOPE_REAL_THRESHOLD", 0.4),
+            require_token=_bool(env.get("FAKESCOPE_REQUIRE_TOKEN")),
+            pdq_max_distance=_int(env, "FAKESCOPE_PDQ_MAX_DISTANCE", 31, 0),
+            url_fetch_timeout_s=_float(env, "FAKESCOPE_URL_FETCH_TIMEOUT_S", 15.0),
+            max_new_tokens=_int(env, "FAKESCOPE_MAX_NEW_TOKENS", 256, 1),
+            cache_ttl_s=_float(env, "FAKESCOPE_CACHE_TTL_S", 2.0),
+        )

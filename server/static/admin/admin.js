@@ -1,0 +1,51 @@
+// FakeScope review page: keyboard shortcuts. The page works without JavaScript;
+// this only maps keys to the buttons and links already on the page.
+"use strict";
+
+(function () {
+  const typingTarget = (el) =>
+    el instanceof HTMLElement &&
+    (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+
+  function moveInQueue(step) {
+    const links = Array.from(document.querySelectorAll("a[data-queue-link]"));
+    if (links.length === 0) return;
+    const current = links.findIndex((a) => a.getAttribute("aria-current") === "page");
+    const next = current === -1 ? 0 : current + step;
+    if (next >= 0 && next < links.length) window.location.assign(links[next].href);
+  }
+
+  function click(id) {
+    const el = document.getElementById(id);
+    if (el) el.click();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (typingTarget(event.target)) {
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    const actions = {
+      f: () => click("decide-fake"),
+      r: () => click("decide-real"),
+      s: () => click("skip"),
+      j: () => moveInQueue(1),
+      k: () => moveInQueue(-1),
+      n: () => document.getElementById("note")?.focus(),
+    };
+    const action = actions[event.key];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  });
+
+  // A second press while the first decision is in flight would post twice.
+  const form = document.getElementById("decide-form");
+  if (form) {
+    form.addEventListener("submit", () => {
+      setTimeout(() => form.querySelectorAll("button").forEach((b) => (b.disabled = true)), 0);
+    });
+  }
+})();

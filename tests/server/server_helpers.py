@@ -1,0 +1,158 @@
+"""Helpers for the server tests: images, row counts, an in-process app runner, problems."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import numpy as np
+from litestar import Litestar
+from PIL import Image
+from sqlalchemy import text
+
+from server.db.engine import create_engine
+from server.db.models import Base
+
+HOSTILE_PATH = Path(__file__).resolve().parent.parent / "core" / "hostile_images.py"
+TABLES = [table.name for table in Base.metadata.sorted_tables]
+_image_seeds = itertools.count(1)
+
+
+def load_hostile() -> ModuleType:
+    """The core's builders of hostile images (tests/core/hostile_images.py)."""
+    spec = importlib.util.spec_from_file_location("hostile_images", HOSTILE_PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def unique_png(size: int = 64) -> bytes:
+    """A small PNG nobody has analysed before (random pixels, fresh seed each call)."""
+    rng = np.random.default_rng(next(_image_seeds) * 7919)
+    pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def count_rows(database_url: str) -> dict[str, int]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return {
+                t: (await conn.execute(text(f"SELECT COUNT(*) FROM {t}"))).scalar_one()
+                for t in TABLES
+            }
+    finally:
+        await engine.dispose()
+
+
+async def run_sql(database_url: str, statement: str, **params: Any) -> list[Any]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+class StartupFailed(RuntimeError):
+    """The app's startup hooks failed (the message is the one the ASGI server would print)."""
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Drive the ASGI lifespan protocol in its own task, as a server does.
+
+    (Litestar's own `app.lifespan()` holds an anyio cancel scope, which breaks when pytest
+    sets a fixture up and tears it down in different tasks.)
+    """
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def send(message: Any) -> None:
+        await outbox.put(dict(message))
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, receive, send))  # type: ignore[arg-type]
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        await asyncio.gather(task, return_exceptions=True)
+        raise StartupFailed(started.get("message", "startup failed"))
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class AppClient(httpx.AsyncClient):
+    """An httpx client calling the app in-process (concurrent requests really run concurrently)."""
+
+    app: Litestar
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[AppClient]:
+    """The app with its lifespan (startup checks, model loading) running, and a client."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        lifespan(app),
+        AppClient(transport=transport, base_url="http://testserver.local", timeout=60) as client,
+    ):
+        client.app = app
+        yield client
+
+
+class CountingModel:
+    """Wraps a ForensicModel and records how many images each score() call got."""
+
+    def __init__(self, model: Any, score_delay_s: float = 0.0) -> None:
+        self.inner = model
+        self.info = model.info
+        self.score_calls: list[int] = []
+        self.score_delay_s = score_delay_s
+
+    def score(self, images: Any) -> list[float]:
+        self.score_calls.append(len(images))
+        if self.score_delay_s:
+            time.sleep(self.score_delay_s)
+        return list(self.inner.score(images))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def wait_until_ready(client: AppClient, within_s: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if (await client.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the app never became ready")
+
+
+def problem(response: Any) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response and return its body."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == response.status_code
+    assert body["title"] and body["detail"] and body["type"]
+    return body

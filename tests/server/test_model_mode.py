@@ -1,0 +1,253 @@
+"""With a model: batched scoring, shared computations, explanations, questions, overload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from server_helpers import CountingModel, count_rows, problem, running, unique_png, wait_until_ready
+
+from server.app import create_app
+from server.settings import Settings
+
+
+@pytest.fixture
+def sqlite_settings(sqlite_url: str, tmp_path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=sqlite_url,
+        rate_limit=None,
+        batch_wait_ms=30.0,
+        max_new_tokens=24,
+    )
+
+
+@pytest.fixture
+def counting(tiny_model: Any) -> CountingModel:
+    return CountingModel(tiny_model)
+
+
+@pytest.fixture
+async def model_client(sqlite_settings: Settings, counting: CountingModel) -> AsyncIterator[Any]:
+    async with running(create_app(sqlite_settings, model_loader=lambda: counting)) as client:
+        await wait_until_ready(client)
+        yield client
+
+
+def upload(data: bytes) -> dict[str, Any]:
+    return {"files": {"file": ("image.png", data, "image/png")}}
+
+
+async def test_model_mode_reports_p_fake_and_marks_untrained_models(model_client, counting) -> None:
+    response = await model_client.post("/v1/analyze", **upload(unique_png()))
+    body = response.json()
+    assert response.status_code == 200 and response.headers["x-cache"] == "miss"
+    assert body["mode"] == "model" and body["decided_by"] == "model"
+    assert 0.0 <= body["p_fake"] <= 1.0
+    assert body["untrained"] is True and body["model"]["untrained"] is True
+    assert counting.score_calls == [1]
+    ready = (await model_client.get("/readyz")).json()
+    assert ready["mode"] == "model" and ready["state"] == "ready"
+
+
+async def test_concurrent_uncached_requests_share_forward_passes(model_client, counting) -> None:
+    images = [unique_png() for _ in range(16)]
+    responses = await asyncio.gather(
+        *(model_client.post("/v1/analyze", **upload(d)) for d in images)
+    )
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(counting.score_calls) == 16
+    assert max(counting.score_calls) > 1
+    metrics = (await model_client.get("/metrics")).text
+    count = next(
+        line for line in metrics.splitlines() if line.startswith("fakescope_batch_size_count")
+    )
+    assert float(count.split()[-1]) < 16
+
+
+async def test_concurrent_requests_for_the_same_image_run_the_model_once(
+    model_client, counting, sqlite_settings
+) -> None:
+    data = unique_png()
+    responses = await asyncio.gather(
+        *(model_client.post("/v1/analyze", **upload(data)) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["p_fake"] for r in responses}) == 1
+    assert sum(counting.score_calls) == 1
+    assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1
+
+
+async def test_second_request_is_a_cache_hit_without_the_model(model_client, counting) -> None:
+    data = unique_png()
+    await model_client.post("/v1/analyze", **upload(data))
+    again = await model_client.post("/v1/analyze", **upload(data))
+    assert again.headers["x-cache"] == "hit"
+    assert sum(counting.score_calls) == 1
+
+
+async def test_lookup_never_runs_the_model(model_client, counting) -> None:
+    sha = (await model_client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+    calls = len(counting.score_calls)
+    found = await model_client.post("/v1/lookup", json={"sha256": [sha, "ab" * 32]})
+    assert set(found.json()["results"]) == {sha}
+    assert len(counting.score_calls) == calls
+
+
+async def test_explanation_is_added_to_a_cached_verdict_on_request(
+    model_client, sqlite_settings
+) -> None:
+    data = unique_png()
+    plain = (await model_client.post("/v1/analyze", **upload(data))).json()
+    assert plain["explanation"] is None
+    explained = await model_client.post("/v1/analyze?explain=true", **upload(data))
+    assert explained.status_code == 200
+    assert isinstance(explained.json()["explanation"], str)
+    assert explained.json()["p_fake"] == plain["p_fake"]
+    assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1
+    cached = await model_client.post("/v1/analyze", data={"explain": "true"}, **upload(data))
+    assert cached.headers["x-cache"] == "hit"
+
+
+async def test_ask_answers_aspects_and_caches_the_answer(model_client, sqlite_settings) -> None:
+    sha = (await model_client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+    first = await model_client.post("/v1/ask", json={"sha256": sha, "aspect": "Light & Shadow"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert first.headers["x-cache"] == "miss"
+    assert body["kind"] == "aspect" and body["aspect"] == "light_and_shadow"
+    assert isinstance(body["answer"], str) and body["untrained"] is True
+    second = await model_client.post("/v1/ask", json={"sha256": sha, "aspect": "light_and_shadow"})
+    assert second.headers["x-cache"] == "hit" and second.json()["answer"] == body["answer"]
+    enhance = await model_client.post("/v1/ask", json={"sha256": sha, "enhance": True})
+    assert enhance.status_code == 200 and enhance.json()["kind"] == "enhance"
+    assert (await count_rows(sqlite_settings.database_url))["answers"] == 2
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+async def test_ask_streams_server_sent_events_and_caches_the_whole_answer(model_client) -> None:
+    sha = (await model_client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+    question = {"sha256": sha, "question": "Are the shadows consistent?"}
+    streamed = await model_client.post(
+        "/v1/ask", json=question, headers={"Accept": "text/event-stream"}
+    )
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(streamed.text)
+    assert events[-1][0] == "done"
+    tokens = "".join(data["text"] for name, data in events if name == "token")
+    assert events[-1][1]["answer"] == tokens.strip()
+    again = await model_client.post("/v1/ask", json=question)
+    assert again.headers["x-cache"] == "hit"
+    assert again.json()["answer"] == events[-1][1]["answer"]
+
+
+async def test_ask_about_an_image_never_analysed_is_a_404(model_client) -> None:
+    response = await model_client.post("/v1/ask", json={"sha256": "12" * 32, "enhance": True})
+    assert response.status_code == 404
+    problem(response)
+
+
+async def test_healthz_answers_while_the_model_loads_and_readyz_says_loading(
+    sqlite_settings: Settings, tiny_model: Any
+) -> None:
+    release = threading.Event()
+
+    def slow_loader() -> Any:
+        release.wait(30)
+        return tiny_model
+
+    async with running(create_app(sqlite_settings, model_loader=slow_loader)) as client:
+        try:
+            assert (await client.get("/healthz")).status_code == 200
+            loading = await client.get("/readyz")
+            assert loading.status_code == 503 and loading.json()["state"] == "loading"
+            busy = await client.post("/v1/analyze", **upload(unique_png()))
+            assert busy.status_code == 503 and "retry-after" in busy.headers
+            problem(busy)
+        finally:
+            release.set()
+        await wait_until_ready(client)
+        assert (await client.post("/v1/analyze", **upload(unique_png()))).status_code == 200
+
+
+async def test_a_model_that_fails_to_load_makes_the_server_unready(
+    sqlite_settings: Settings,
+) -> None:
+    def broken() -> Any:
+        raise OSError("checkpoint not found")
+
+    async with running(create_app(sqlite_settings, model_loader=broken)) as client:
+        await asyncio.sleep(0.2)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and "checkpoint not found" in ready.json()["error"]
+        response = await client.post("/v1/analyze", **upload(unique_png()))
+        assert response.status_code == 503
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_overload_answers_503_with_retry_after_and_stays_healthy(
+    sqlite_settings: Settings, tiny_model: Any, sqlite_url: str
+) -> None:
+    slow = CountingModel(tiny_model, score_delay_s=0.4)
+    settings = replace(sqlite_settings, queue_size=2, batch_size=1, batch_wait_ms=0)
+    async with running(create_app(settings, model_loader=lambda: slow)) as client:
+        await wait_until_ready(client)
+        storm = [
+            asyncio.ensure_future(client.post("/v1/analyze", **upload(unique_png())))
+            for _ in range(12)
+        ]
+        await asyncio.sleep(0.2)
+        assert (await client.get("/healthz")).status_code == 200
+        responses = await asyncio.gather(*storm)
+        codes = sorted(r.status_code for r in responses)
+        refused = [r for r in responses if r.status_code == 503]
+        assert refused and set(codes) <= {200, 503}
+        assert all(r.headers["retry-after"].isdigit() for r in refused)
+        problem(refused[0])
+        accepted = codes.count(200)
+        assert (await count_rows(sqlite_url))["analyses"] == accepted
+        metrics = (await client.get("/metrics")).text
+        assert f"fakescope_queue_rejected_total {float(len(refused))}" in metrics
+        assert (await client.post("/v1/analyze", **upload(unique_png()))).status_code == 200
+
+
+async def test_request_timeout_is_a_503_and_the_work_still_lands_in_the_cache(
+    sqlite_settings: Settings, tiny_model: Any
+) -> None:
+    slow = CountingModel(tiny_model, score_delay_s=0.8)
+    settings = replace(sqlite_settings, request_timeout_s=0.2)
+    async with running(create_app(settings, model_loader=lambda: slow)) as client:
+        await wait_until_ready(client)
+        data = unique_png()
+        late = await client.post("/v1/analyze", **upload(data))
+        assert late.status_code == 503 and "retry-after" in late.headers
+        await asyncio.sleep(1.2)
+        cached = await client.post("/v1/analyze", **upload(data))
+        assert cached.status_code == 200 and cached.headers["x-cache"] == "hit"
+
+
+async def test_concurrent_plain_and_explained_requests_both_get_what_they_asked_for(
+    model_client, sqlite_settings
+) -> None:
+    data = unique_png()
+    plain, explained = await asyncio.gather(
+        model_client.post("/v1/analyze", **upload(data)),
+        model_client.post("/v1/analyze?explain=true", **upload(data)),
+    )
+    assert plain.status_code == explained.status_code == 200
+    assert isinstance(explained.json()["explanation"], str)
+    assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1

@@ -1,0 +1,52 @@
+"""`fakescope db upgrade|current` and `fakescope serve` on the embedded default database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from live_server import REPO_ROOT, LiveServer, free_port
+
+
+def fakescope(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fakescope.cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_serve_refuses_an_unmigrated_database_then_upgrade_makes_it_serve(tmp_path: Path) -> None:
+    env = {"FAKESCOPE_DATA_DIR": str(tmp_path / "var"), "FAKESCOPE_DATABASE_URL": ""}
+    refused = fakescope("serve", "--port", str(free_port()), env=env)
+    assert refused.returncode == 2
+    assert "fakescope db upgrade" in refused.stderr
+
+    behind = fakescope("db", "current", env=env)
+    assert behind.returncode == 1 and "current: (none)" in behind.stdout
+    upgraded = fakescope("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (tmp_path / "var" / "fakescope.db").is_file()
+    current = fakescope("db", "current", env=env)
+    assert current.returncode == 0
+
+    server = LiveServer(env, tmp_path / "serve.log").start()
+    try:
+        ready = httpx.get(server.base + "/readyz", timeout=5).json()
+        assert ready["mode"] == "provenance-only"
+    finally:
+        server.stop()
+
+
+def test_bad_settings_end_the_command_with_the_variable_named(tmp_path: Path) -> None:
+    result = fakescope(
+        "db", "upgrade", env={"FAKESCOPE_DATA_DIR": str(tmp_path), "FAKESCOPE_QUEUE_SIZE": "lots"}
+    )
+    assert result.returncode == 2
+    assert "FAKESCOPE_QUEUE_SIZE" in result.stderr and "Traceback" not in result.stderr
