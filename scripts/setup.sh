@@ -8,6 +8,8 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || { echo "FakeScope needs Python 3.11 or newer (found $("$PYTHON" --version))" >&2; exit 1; }
+    "$PYTHON" -c 'import ensurepip' 2>/dev/null \
+        || { echo "$PYTHON cannot create virtual environments: install python3-venv (Debian, Ubuntu)" >&2; exit 1; }
     "$PYTHON" -m venv .venv
 fi
 # shellcheck disable=SC1091

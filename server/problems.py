@@ -18,7 +18,8 @@ from fakescope.errors import (
 )
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://fakescope.dev/problems/"
+# A URN names each kind of problem without pointing at a web page that does not exist.
+PROBLEM_TYPE_BASE = "urn:fakescope:problem:"
 log = logging.getLogger("fakescope.server")
 
 TITLES = {
