@@ -363,32 +363,26 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 # -- image-only Qwen processors -----------------------------------------------------------
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+class _WithoutVideoProcessor:
+    """The Qwen processors' __init__ minus the video processor (which requires torchvision)."""
+
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _set_qwen_tokens(self, tokenizer)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)  # type: ignore[arg-type]
+
+
+class ImageOnlyQwen2VLProcessor(_WithoutVideoProcessor, Qwen2VLProcessor):
     """Qwen2-VL's processor without the video processor (which requires torchvision)."""
 
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        _set_qwen_tokens(self, tokenizer)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
-
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+class ImageOnlyQwen2_5_VLProcessor(_WithoutVideoProcessor, Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without the video processor (which requires torchvision)."""
-
-    def __init__(
-        self,
-        image_processor: Any = None,
-        tokenizer: Any = None,
-        chat_template: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        _set_qwen_tokens(self, tokenizer)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
 
 def _set_qwen_tokens(processor: Any, tokenizer: Any) -> None:

@@ -213,28 +213,43 @@ def _clip_vision_config() -> Any:
     )
 
 
+def _llava_config(tokenizer: Any) -> dict[str, Any]:
+    """What LLaVA and LLaVA-NeXT configs share: the tiny towers and LLaVA-1.5's features."""
+    return {
+        "vision_config": _clip_vision_config(),
+        "text_config": _llama_text_config(tokenizer),
+        "image_token_index": tokenizer.convert_tokens_to_ids("<image>"),
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+        "tie_word_embeddings": False,
+    }
+
+
+def _llava_processor(tokenizer: Any) -> dict[str, Any]:
+    """What LLaVA and LLaVA-NeXT processors share, besides the image processor."""
+    return {
+        "tokenizer": tokenizer,
+        "patch_size": 8,
+        "vision_feature_select_strategy": "default",
+        "num_additional_image_tokens": 1,
+        "chat_template": LLAVA_CHAT_TEMPLATE,
+    }
+
+
+_LLAVA_IMAGE_SIZE: dict[str, Any] = {
+    "size": {"shortest_edge": 32},
+    "crop_size": {"height": 32, "width": 32},
+}
+
+
 def _llava(tokenizer: Any) -> tuple[Any, Any]:
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-    config = LlavaConfig(
-        vision_config=_clip_vision_config(),
-        text_config=_llama_text_config(tokenizer),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        tie_word_embeddings=False,
-    )
-    image_processor = LlavaImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
+    config = LlavaConfig(**_llava_config(tokenizer))
     processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
+        image_processor=LlavaImageProcessorPil(**_LLAVA_IMAGE_SIZE),
+        **_llava_processor(tokenizer),
     )
     return LlavaForConditionalGeneration(config).eval(), processor
 
@@ -250,27 +265,12 @@ def _llava_next(tokenizer: Any) -> tuple[Any, Any]:
     )
 
     pinpoints = [[32, 64], [64, 32], [64, 64]]
-    config = LlavaNextConfig(
-        vision_config=_clip_vision_config(),
-        text_config=_llama_text_config(tokenizer),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_grid_pinpoints=pinpoints,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        tie_word_embeddings=False,
-    )
-    image_processor = LlavaNextImageProcessorPil(
-        size={"shortest_edge": 32},
-        crop_size={"height": 32, "width": 32},
-        image_grid_pinpoints=pinpoints,
-    )
+    config = LlavaNextConfig(**_llava_config(tokenizer), image_grid_pinpoints=pinpoints)
     processor = LlavaNextProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
+        image_processor=LlavaNextImageProcessorPil(
+            **_LLAVA_IMAGE_SIZE, image_grid_pinpoints=pinpoints
+        ),
+        **_llava_processor(tokenizer),
     )
     return LlavaNextForConditionalGeneration(config).eval(), processor
 

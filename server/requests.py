@@ -13,6 +13,8 @@ from server.problems import ProblemError
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+# The body limit of the small JSON requests (a question, a report): room for long text, no more.
+JSON_BODY_LIMIT = 64 * 1024
 
 
 def media_type(request: Request[Any, Any, Any]) -> str:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("FAKESCOPE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -91,6 +95,59 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated to the newest revision."""
+    from server.db.migrate import upgrade_async
+
+    asyncio.run(upgrade_async(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file, migrated to the newest revision."""
+    from server.db.migrate import upgrade_async
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fakescope.db'}"
+    asyncio.run(upgrade_async(url))
+    return url
+
+
+async def _empty_all_tables(database_url: str) -> None:
+    from sqlalchemy import text
+
+    from server.db.engine import create_engine
+    from server.db.models import Base
+
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated, empty database: a fresh SQLite file, or the session's PostgreSQL emptied."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_url")
+        return
+    url: str = request.getfixturevalue("migrated_postgres")
+    asyncio.run(_empty_all_tables(url))
+    yield url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Provenance-only server settings on the parametrised database, with no rate limit."""
+    from server.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, rate_limit=None)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.timeutil import iso_z, utc_now
 from server.db.models import AuditEntry
+from server.timefmt import iso_z, utcnow
 
 MAX_PAGE = 500
 
@@ -23,7 +23,7 @@ def record_audit(
 ) -> AuditEntry:
     """Add an audit row to the session; it is written with the caller's transaction."""
     entry = AuditEntry(
-        at=utc_now(), actor=actor, action=action, sha256=sha256, details=details or {}
+        at=utcnow(), actor=actor, action=action, sha256=sha256, details=details or {}
     )
     session.add(entry)
     return entry

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.review_items import analysis_to_dict, image_to_dict
-from server.admin.timeutil import iso_z
 from server.db.models import AnalysisRow, Image, ReviewDecision, ReviewItem
+from server.timefmt import iso_z
 
 EXPORT_MEDIA_TYPE = "application/x-ndjson"
 _CHUNK = 500

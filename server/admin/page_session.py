@@ -46,20 +46,18 @@ def _secure(request: Request[Any, Any, Any]) -> bool:
 
 def session_cookie(request: Request[Any, Any, Any], secret: str) -> Cookie:
     # No max_age: a browser-session cookie, gone when the browser closes.
-    return Cookie(
-        key=SESSION_COOKIE,
-        value=secret,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-    )
+    return _page_cookie(request, SESSION_COOKIE, secret)
 
 
 def login_csrf_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
+    return _page_cookie(request, LOGIN_CSRF_COOKIE, token)
+
+
+def _page_cookie(request: Request[Any, Any, Any], key: str, value: str) -> Cookie:
+    """HttpOnly, SameSite=Strict, scoped to the review page, Secure over HTTPS."""
     return Cookie(
-        key=LOGIN_CSRF_COOKIE,
-        value=token,
+        key=key,
+        value=value,
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",

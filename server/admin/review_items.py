@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import record_audit
 from server.admin.principal import Principal
-from server.admin.timeutil import iso_z, utc_now
+from server.db.analyses import IMAGE_FACTS
 from server.db.models import AnalysisRow, ApiToken, Image, Report, ReviewDecision, ReviewItem
+from server.timefmt import iso_z, utcnow
 
 DECISION_LABELS = ("fake", "real")
 MAX_NOTE_CHARS = 2000
@@ -33,16 +34,8 @@ class RecordedDecision:
 
 
 def image_to_dict(image: Image) -> dict[str, Any]:
-    return {
-        "format": image.format,
-        "width": image.width,
-        "height": image.height,
-        "bytes": image.bytes,
-        "pdq": image.pdq,
-        "pdq_quality": image.pdq_quality,
-        "n_frames": image.n_frames,
-        "first_seen_at": iso_z(image.first_seen_at),
-    }
+    facts = {name: getattr(image, name) for name in IMAGE_FACTS}
+    return {**facts, "first_seen_at": iso_z(image.first_seen_at)}
 
 
 def analysis_to_dict(row: AnalysisRow) -> dict[str, Any]:
@@ -169,7 +162,7 @@ async def record_decision(
         .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
         .limit(1)
     )
-    now = utc_now()
+    now = utcnow()
     item = await session.get(ReviewItem, sha256)
     if item is None:
         # A reviewer may decide an image nobody flagged; it then appears among decided items.

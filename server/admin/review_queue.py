@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.timeutil import iso_z, utc_now
 from server.db.models import AnalysisRow, ReviewDecision, ReviewItem
+from server.timefmt import iso_z, utcnow
 
 REASONS: dict[str, str] = {
     "user_report": "User report",
@@ -87,7 +87,7 @@ def _latest_analysis(column: Any) -> Any:
 
 def _conditions(filters: QueueFilters, served_label: Any) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    now = utc_now()
+    now = utcnow()
     if filters.status:
         conditions.append(ReviewItem.status == filters.status)
     if filters.reason:

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import record_audit
 from server.admin.roles import Role
-from server.admin.timeutil import as_utc, iso_z, utc_now
 from server.admin.tokens import display_prefix, generate_token, hash_token, hashes_match
 from server.db.models import ApiToken
+from server.timefmt import as_utc, iso_z, utcnow
 
 MAX_NAME_CHARS = 200
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # fewer writes: last_used_at is a hint, not a log
@@ -59,7 +59,7 @@ async def create_token(
         role=role.value,
         token_hash=hash_token(secret),
         prefix=prefix,
-        created_at=utc_now(),
+        created_at=utcnow(),
     )
     session.add(row)
     await session.flush()
@@ -78,7 +78,7 @@ async def revoke_token(session: AsyncSession, token_id: int, *, actor: str) -> A
     if row is None:
         raise TokenNotFoundError(f"no token with id {token_id}")
     if row.revoked_at is None:
-        row.revoked_at = utc_now()
+        row.revoked_at = utcnow()
         record_audit(
             session,
             actor=actor,
@@ -114,10 +114,10 @@ def needs_touch(row: ApiToken) -> bool:
     """True when ``last_used_at`` is older than its resolution (or unset)."""
     if row.last_used_at is None:
         return True
-    return utc_now() - as_utc(row.last_used_at) >= _LAST_USED_RESOLUTION
+    return utcnow() - as_utc(row.last_used_at) >= _LAST_USED_RESOLUTION
 
 
 async def mark_used(session: AsyncSession, token_id: int) -> None:
     await session.execute(
-        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utc_now())
+        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
     )

@@ -9,9 +9,7 @@ from litestar.response import Stream
 
 from server.ask.questions import parse_question
 from server.ask.service import AskService
-from server.requests import json_object
-
-JSON_BODY_LIMIT = 64 * 1024
+from server.requests import JSON_BODY_LIMIT, json_object
 
 
 class AskController(Controller):

@@ -6,16 +6,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, insert, select, update
+from sqlalchemy import ColumnElement, Row, Select, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision, utcnow
+from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision
 from server.db.review import flag_for_review
-from server.timefmt import iso_z
+from server.timefmt import iso_z, utcnow
 
 PROVENANCE_ONLY_KEY = "provenance-only"
+# The image facts the core reports, stored once per image and served with every analysis.
+IMAGE_FACTS = ("format", "width", "height", "bytes", "pdq", "pdq_quality", "n_frames")
 
 _COLUMNS = (
     AnalysisRow.id,
@@ -31,13 +33,7 @@ _COLUMNS = (
     AnalysisRow.flags,
     AnalysisRow.timings,
     AnalysisRow.created_at,
-    Image.format,
-    Image.width,
-    Image.height,
-    Image.bytes,
-    Image.pdq,
-    Image.pdq_quality,
-    Image.n_frames,
+    *(getattr(Image, name) for name in IMAGE_FACTS),
 )
 
 
@@ -47,6 +43,14 @@ class Identity:
 
     model_key: str
     prompt_version: str
+
+
+def _under(identity: Identity) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """The WHERE conditions that pick the analyses made under `identity`."""
+    return (
+        AnalysisRow.model_key == identity.model_key,
+        AnalysisRow.prompt_version == identity.prompt_version,
+    )
 
 
 def render(row: Row[Any]) -> dict[str, Any]:
@@ -70,15 +74,7 @@ def render(row: Row[Any]) -> dict[str, Any]:
         "explanation": row.explanation,
         "model": model,
         "untrained": bool(model and model.get("untrained")),
-        "image": {
-            "format": row.format,
-            "width": row.width,
-            "height": row.height,
-            "bytes": row.bytes,
-            "pdq": row.pdq,
-            "pdq_quality": row.pdq_quality,
-            "n_frames": row.n_frames,
-        },
+        "image": {name: getattr(row, name) for name in IMAGE_FACTS},
         "prompt_version": row.prompt_version,
         "flags": row.flags,
         "created_at": iso_z(row.created_at),
@@ -110,8 +106,7 @@ def served_query(shas: Sequence[str], identity: Identity) -> Select[Any]:
         .outerjoin(ApiToken, ApiToken.id == ReviewDecision.token_id)
         .where(
             AnalysisRow.sha256.in_(list(shas)),
-            AnalysisRow.model_key == identity.model_key,
-            AnalysisRow.prompt_version == identity.prompt_version,
+            *_under(identity),
         )
     )
 
@@ -141,18 +136,12 @@ async def store_analysis(
     Core statements, not the ORM unit of work: this runs for every new analysis.
     """
     sha = analysis["sha256"]
-    facts = analysis["image"]
+    facts = {"n_frames": 1, **analysis["image"]}  # one frame unless the core says otherwise
     now = utcnow()
     await session.execute(
         _insert_ignoring_duplicates(session, Image).values(
             sha256=sha,
-            pdq=facts["pdq"],
-            pdq_quality=facts["pdq_quality"],
-            format=facts["format"],
-            width=facts["width"],
-            height=facts["height"],
-            bytes=facts["bytes"],
-            n_frames=facts.get("n_frames", 1),
+            **{name: facts[name] for name in IMAGE_FACTS},
             first_seen_at=now,
         )
     )
@@ -184,11 +173,7 @@ async def set_explanation(
     *,
     only_if_missing: bool = False,
 ) -> None:
-    query = update(AnalysisRow).where(
-        AnalysisRow.sha256 == sha256,
-        AnalysisRow.model_key == identity.model_key,
-        AnalysisRow.prompt_version == identity.prompt_version,
-    )
+    query = update(AnalysisRow).where(AnalysisRow.sha256 == sha256, *_under(identity))
     if only_if_missing:
         query = query.where(AnalysisRow.explanation.is_(None))
     await session.execute(query.values(explanation=explanation))

@@ -6,7 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
-from server.db.models import Answer, Image, utcnow
+from server.db.models import Answer, Image
+from server.timefmt import utcnow
 
 
 async def find_answer(

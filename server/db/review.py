@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import ReviewItem, utcnow
+from server.db.models import ReviewItem
+from server.timefmt import utcnow
 
 USER_REPORT = "user_report"
 

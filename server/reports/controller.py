@@ -7,15 +7,14 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 
 from server.db.database import Database
-from server.db.models import Image, Report, utcnow
+from server.db.models import Image, Report
 from server.db.review import USER_REPORT, flag_for_review
 from server.problems import ProblemError
-from server.requests import json_object, optional_text, sha256_key
-from server.timefmt import iso_z
+from server.requests import JSON_BODY_LIMIT, json_object, optional_text, sha256_key
+from server.timefmt import iso_z, utcnow
 
 LABELS = frozenset({"fake", "real", "uncertain"})
 MAX_TEXT = 2000
-JSON_BODY_LIMIT = 64 * 1024
 
 
 class ReportsController(Controller):

@@ -1,13 +1,15 @@
-"""Fixtures for the review tests: a migrated database, the running app, tokens, flagged images."""
+"""Fixtures for the review tests: the running app, tokens, flagged images.
+
+The migrated databases and the settings come from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,19 +17,15 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from PIL import Image
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin.roles import Role
 from server.admin.token_store import create_token, revoke_token
 from server.app import create_app
 from server.db.engine import create_engine
-from server.db.migrate import upgrade_async
-from server.db.models import Base
 from server.db.review import flag_for_review
 from server.settings import Settings
 
-TABLES = [table.name for table in Base.metadata.sorted_tables]
 _seeds = itertools.count(1)
 
 
@@ -82,48 +80,10 @@ async def _make_tokens(database_url: str) -> Tokens:
     return Tokens(admin.secret, reviewer.secret, client.secret, revoked.secret)
 
 
-async def _truncate(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def admin_postgres(postgres_url: str) -> str:
-    asyncio.run(upgrade_async(postgres_url))
-    return postgres_url
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'fakescope.db'}"
-    asyncio.run(upgrade_async(url))
-    return url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A migrated, empty database: a fresh SQLite file or the session's PostgreSQL, emptied."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("sqlite_url")
-        return
-    url: str = request.getfixturevalue("admin_postgres")
-    asyncio.run(_truncate(url))
-    yield url
-
-
 @pytest.fixture
 def sqlite_only(sqlite_url: str) -> str:
     """For tests whose subject does not depend on the database engine."""
     return sqlite_url
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, rate_limit=None)
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import CHROMIUM_ARGS, LiveServer
 from PIL import Image, ImageDraw, PngImagePlugin
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -22,36 +19,16 @@ from server.admin.roles import Role
 from server.admin.token_store import create_token
 from server.analyze.image_store import ImageStore
 from server.db.engine import create_engine
-from server.db.migrate import upgrade_async
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
-class LiveServer:
+class ReviewServer:
     url: str
     reviewer_token: str
     data_dir: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _prepare_database(url: str) -> str:
-    await upgrade_async(url)
+async def _reviewer_token(url: str) -> str:
     engine = create_engine(url)
     try:
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:
@@ -64,66 +41,22 @@ async def _prepare_database(url: str) -> str:
     return created.secret
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], within_s: float = 60) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not become healthy")
-
-
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """`uvicorn server.app:create_app` on a free loopback port, provenance-only, SQLite in tmp."""
+def live_server(sqlite_url: str, tmp_path: Path) -> Iterator[ReviewServer]:
+    """`fakescope serve` on a free loopback port, provenance-only, SQLite in tmp."""
     data_dir = tmp_path / "data"
-    database_url = f"sqlite+aiosqlite:///{tmp_path / 'fakescope.db'}"
-    token = asyncio.run(_prepare_database(database_url))
-    port = _free_port()
+    token = asyncio.run(_reviewer_token(sqlite_url))
     env = {
-        **os.environ,
         "FAKESCOPE_DATA_DIR": str(data_dir),
-        "FAKESCOPE_DATABASE_URL": database_url,
+        "FAKESCOPE_DATABASE_URL": sqlite_url,
         "FAKESCOPE_RATE_LIMIT": "off",
+        "FAKESCOPE_MODEL": "",
     }
-    env.pop("FAKESCOPE_MODEL", None)
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "server.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = LiveServer(env, tmp_path / "server.log").start()
     try:
-        _wait_healthy(url, process)
-        yield LiveServer(url=url, reviewer_token=token, data_dir=data_dir)
+        yield ReviewServer(url=server.base, reviewer_token=token, data_dir=data_dir)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        server.stop()
 
 
 def _picture(
@@ -149,7 +82,7 @@ def _picture(
     return buffer.getvalue()
 
 
-def _seed_flagged_items(server: LiveServer) -> list[str]:
+def _seed_flagged_items(server: ReviewServer) -> list[str]:
     """Three analysed images reported by users, so three open items, oldest first."""
     pictures = [
         _picture(0, {"parameters": "a sunny valley\nSteps: 20, Sampler: Euler a, Seed: 7"}),
@@ -176,7 +109,7 @@ def _seed_flagged_items(server: LiveServer) -> list[str]:
 
 @pytest.mark.browser
 def test_a_reviewer_signs_in_and_decides_by_click_and_by_keyboard_in_chromium(
-    live_server: LiveServer, chromium_path: str, artifacts_dir: Path, tmp_path: Path
+    live_server: ReviewServer, chromium_path: str, artifacts_dir: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 

@@ -4,9 +4,7 @@ headless Chromium with the unpacked extension loaded (Playwright, sync API)."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,27 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from live_server import CHROMIUM_ARGS, REPO_ROOT, LiveServer, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO_ROOT / "extension"
 ADMIN_TOKEN = "fs-test-admin-token-0123456789abcdef"
 PAGE_HOST = "localhost"  # pages on localhost, the server on 127.0.0.1: two different origins
 MIGRATE_SNIPPET = "import sys; from server.db.migrate import upgrade; upgrade(sys.argv[1])"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def extension_id() -> str:
@@ -57,96 +40,42 @@ def extension_id() -> str:
 # --- the FakeScope server, as a real process -------------------------------------------
 
 
-@dataclass
-class ServerProcess:
-    """`python -m uvicorn --factory server.app:create_app` on a free loopback port."""
+class ServerProcess(LiveServer):
+    """`fakescope serve` with the tiny model and its own SQLite file, on a free loopback port."""
 
-    data_dir: Path
-    model_dir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    def __init__(self, data_dir: Path, model_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "FAKESCOPE_DATA_DIR": str(data_dir),
+            "FAKESCOPE_DATABASE_URL": f"sqlite+aiosqlite:///{self.database_path}",
+            "FAKESCOPE_MODEL": str(model_dir),
+            "FAKESCOPE_QUANTIZATION": "none",
+            "FAKESCOPE_DEVICE": "cpu",
+            "FAKESCOPE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "FAKESCOPE_CORS_ORIGINS": f"chrome-extension://{extension_id()}",
+            "FAKESCOPE_RATE_LIMIT": "off",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        super().__init__(env, data_dir / "server.log")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "fakescope.db"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            FAKESCOPE_DATA_DIR=str(self.data_dir),
-            FAKESCOPE_DATABASE_URL=f"sqlite+aiosqlite:///{self.database_path}",
-            FAKESCOPE_MODEL=str(self.model_dir),
-            FAKESCOPE_QUANTIZATION="none",
-            FAKESCOPE_DEVICE="cpu",
-            FAKESCOPE_ADMIN_TOKEN=ADMIN_TOKEN,
-            FAKESCOPE_CORS_ORIGINS=f"chrome-extension://{extension_id()}",
-            FAKESCOPE_RATE_LIMIT="off",
-            HF_HUB_OFFLINE="1",
-            PYTHONPATH=str(REPO_ROOT),
-        )
-        return env
-
     def migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-c", MIGRATE_SNIPPET, f"sqlite+aiosqlite:///{self.database_path}"],
+            [sys.executable, "-c", MIGRATE_SNIPPET, self.env["FAKESCOPE_DATABASE_URL"]],
             cwd=REPO_ROOT,
-            env=self.env(),
+            env=self.env,
             check=True,
             timeout=120,
         )
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "server.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO_ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server not ready after {timeout_s}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-
-    def log_tail(self) -> str:
-        path = self.data_dir / "server.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def analyze(self, data: bytes, name: str = "image.png") -> dict[str, Any]:
         response = httpx.post(
@@ -179,7 +108,7 @@ class ServerProcess:
 def start_server(tmp_dir: Path, model_dir: Path) -> ServerProcess:
     server = ServerProcess(data_dir=tmp_dir, model_dir=model_dir)
     server.migrate()
-    server.start()
+    server.start(ready_within_s=120)
     return server
 
 

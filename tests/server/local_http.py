@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -78,11 +78,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve_site(image: bytes) -> Iterator[Site]:
+def _serve(image: bytes, tls: ssl.SSLContext | None) -> Iterator[Site]:
+    """The site on a free port of 127.0.0.1, over HTTPS when given a TLS context."""
     site = Site(image)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
     server.daemon_threads = True
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    site.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -90,6 +94,10 @@ def serve_site(image: bytes) -> Iterator[Site]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serve_site(image: bytes) -> AbstractContextManager[Site]:
+    return _serve(image, None)
 
 
 def self_signed_certificate(directory: Path, hostname: str) -> tuple[Path, Path]:
@@ -124,20 +132,8 @@ def self_signed_certificate(directory: Path, hostname: str) -> tuple[Path, Path]
     return cert, key
 
 
-@contextmanager
-def serve_tls_site(image: bytes, cert: Path, key: Path) -> Iterator[Site]:
+def serve_tls_site(image: bytes, cert: Path, key: Path) -> AbstractContextManager[Site]:
     """The same site over HTTPS on 127.0.0.1 with the given certificate."""
-    site = Site(image)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    site.base = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield site
-    finally:
-        server.shutdown()
-        server.server_close()
+    return _serve(image, context)
