@@ -1,10 +1,12 @@
-"""Server benchmark: prints the three figures issue 3 asks for (not a test; loopback only).
+"""Server benchmark: prints the figures issues 3 and 7 ask for (not a test; loopback only).
 
 1. Cached `GET /v1/analyses/{sha256}` throughput as a ratio to a bare Litestar JSON route,
    both served by uvicorn the same way (one process, no access log) in the same run.
 2. `POST /v1/lookup` with 100 keys on SQLite: median and p99 latency.
 3. Batching gain with the tiny checkpoint on CPU: uncached analyses/s with 32 in flight vs
    one at a time.
+4. Explanation batching gain with the tiny checkpoint on CPU: `POST /v1/analyze?explain=true`
+   on new images, K in flight vs one at a time (short answers: FAKESCOPE_MAX_NEW_TOKENS=16).
 
     python benchmarks/bench_server.py            # full run (about a minute)
     python benchmarks/bench_server.py --quick    # smoke run for CI (small counts)
@@ -198,14 +200,17 @@ async def throughput(port: int, path: str, seconds: float, connections: int) -> 
     return done / elapsed
 
 
-async def post_image(port: int, data: bytes) -> dict[str, Any]:
+async def post_image(port: int, data: bytes, *, explain: bool = False) -> dict[str, Any]:
     conn = await RawConnection(port).open()
     body, content_type = multipart(data)
-    status, payload = await conn.request("POST", "/v1/analyze", body, content_type)
+    path = "/v1/analyze?explain=true" if explain else "/v1/analyze"
+    status, payload = await conn.request("POST", path, body, content_type)
     await conn.close()
     if status != 200:
         raise RuntimeError(f"analyze answered {status}: {payload[:200]!r}")
     result: dict[str, Any] = json.loads(payload)
+    if explain and not isinstance(result.get("explanation"), str):
+        raise RuntimeError("an explained analysis came back without its explanation")
     return result
 
 
@@ -252,9 +257,8 @@ async def bench_lookup(env: dict[str, str], samples: int) -> dict[str, float]:
     return {"lookup_median_ms": statistics.median(latencies), "lookup_p99_ms": p99}
 
 
-async def bench_batching(
-    env: dict[str, str], count: int, concurrency: int, rounds: int
-) -> dict[str, float]:
+async def start_model_server(env: dict[str, str], batch_size: int) -> Server:
+    """The server with the tiny checkpoint on CPU (its own database), warmed up."""
     from fakescope.tiny import build_tiny_checkpoint
 
     checkpoint = build_tiny_checkpoint(Path(env["FAKESCOPE_DATA_DIR"]) / "tiny")
@@ -263,8 +267,9 @@ async def bench_batching(
         "FAKESCOPE_MODEL": str(checkpoint),
         "FAKESCOPE_DEVICE": "cpu",
         "FAKESCOPE_QUANTIZATION": "none",
-        "FAKESCOPE_BATCH_SIZE": str(concurrency),
-        "FAKESCOPE_QUEUE_SIZE": str(max(64, concurrency * 2)),
+        "FAKESCOPE_BATCH_SIZE": str(batch_size),
+        "FAKESCOPE_QUEUE_SIZE": str(max(64, batch_size * 2)),
+        "FAKESCOPE_MAX_NEW_TOKENS": str(EXPLAIN_TOKENS),
         "FAKESCOPE_DATABASE_URL": env["FAKESCOPE_DATABASE_URL"].replace(".db", "-model.db"),
     }
     from server.db.migrate import upgrade_async
@@ -273,30 +278,61 @@ async def bench_batching(
     ours = await start_server("server.asgi:create_app", model_env, REPO_ROOT, ready_s=180)
     try:
         await post_image(ours.port, random_png(99_999))  # warm-up: first forward pass
-        slots = asyncio.Semaphore(concurrency)
+        await post_image(ours.port, random_png(99_998), explain=True)  # and first generation
+    except BaseException:
+        ours.stop()
+        raise
+    return ours
 
-        async def one(data: bytes) -> None:
-            async with slots:
-                await post_image(ours.port, data)
 
-        sequential_runs, concurrent_runs = [], []
-        for round_no in range(rounds):  # alternated: a busy neighbour hits both alike
-            images = [random_png(50_000 + 1000 * round_no + i) for i in range(2 * count)]
-            started = time.perf_counter()
-            for data in images[:count]:
-                await post_image(ours.port, data)
-            sequential_runs.append(count / (time.perf_counter() - started))
-            started = time.perf_counter()
-            await asyncio.gather(*(one(d) for d in images[count:]))
-            concurrent_runs.append(count / (time.perf_counter() - started))
+EXPLAIN_TOKENS = 16  # short answers: the figure is about batching, not answer length
+
+
+async def sequential_vs_concurrent(
+    port: int, count: int, concurrency: int, rounds: int, *, seed: int, explain: bool
+) -> tuple[float, float]:
+    """Median requests/s of `count` new images one at a time, and `concurrency` in flight."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(data: bytes) -> None:
+        async with slots:
+            await post_image(port, data, explain=explain)
+
+    sequential_runs, concurrent_runs = [], []
+    for round_no in range(rounds):  # alternated: a busy neighbour hits both alike
+        images = [random_png(seed + 1000 * round_no + i) for i in range(2 * count)]
+        started = time.perf_counter()
+        for data in images[:count]:
+            await post_image(port, data, explain=explain)
+        sequential_runs.append(count / (time.perf_counter() - started))
+        started = time.perf_counter()
+        await asyncio.gather(*(one(d) for d in images[count:]))
+        concurrent_runs.append(count / (time.perf_counter() - started))
+    return statistics.median(sequential_runs), statistics.median(concurrent_runs)
+
+
+async def bench_batching(
+    env: dict[str, str], count: int, concurrency: int, rounds: int, explain_count: int
+) -> dict[str, float]:
+    ours = await start_model_server(env, concurrency)
+    try:
+        sequential, concurrent = await sequential_vs_concurrent(
+            ours.port, count, concurrency, rounds, seed=50_000, explain=False
+        )
+        explain_sequential, explain_concurrent = await sequential_vs_concurrent(
+            ours.port, explain_count, explain_count, rounds, seed=70_000, explain=True
+        )
     finally:
         ours.stop()
-    sequential = statistics.median(sequential_runs)
-    concurrent = statistics.median(concurrent_runs)
     return {
         "sequential_per_s": sequential,
         "concurrent_per_s": concurrent,
         "batching_gain": concurrent / sequential,
+        "explain_count": explain_count,
+        "explain_max_new_tokens": EXPLAIN_TOKENS,
+        "explain_sequential_per_s": explain_sequential,
+        "explain_concurrent_per_s": explain_concurrent,
+        "explain_batching_gain": explain_concurrent / explain_sequential,
     }
 
 
@@ -310,6 +346,7 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     seconds, rounds, samples = (0.5, 1, 30) if args.quick else (4.0, 3, 500)
     count, concurrency = (32, 32) if not args.quick else (8, 8)
+    explain_count = 4 if args.quick else 8
 
     with tempfile.TemporaryDirectory(prefix="fakescope-bench-") as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
@@ -345,12 +382,18 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"p99 {got['lookup_p99_ms']:.2f} ms over {samples} requests (target p99 <= 20 ms)"
             )
         if not args.skip_batching:
-            figures.update(await bench_batching(env, count, concurrency, rounds))
+            figures.update(await bench_batching(env, count, concurrency, rounds, explain_count))
             print(
                 f"tiny checkpoint on CPU, uncached analyses (median of {rounds}): one at a time "
                 f"{figures['sequential_per_s']:.1f}/s; {concurrency} in flight "
                 f"{figures['concurrent_per_s']:.1f}/s; batching gain "
                 f"{figures['batching_gain']:.2f}x (target >= 2x)"
+            )
+            print(
+                f"tiny checkpoint on CPU, explained analyses ({EXPLAIN_TOKENS} new tokens, "
+                f"median of {rounds}): one at a time {figures['explain_sequential_per_s']:.2f}/s; "
+                f"{explain_count} in flight {figures['explain_concurrent_per_s']:.2f}/s; "
+                f"explanation batching gain {figures['explain_batching_gain']:.2f}x"
             )
     print(f"machine: {figures['machine']}")
     if args.json:

@@ -36,6 +36,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.generation_batch_size = Histogram(
+            "fakescope_generation_batch_size",
+            "Answers per batched generation call (explanations, non-streamed answers)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.model_seconds = Histogram(
             "fakescope_model_seconds", "Model call latency", ["task"], registry=r
         )
@@ -53,8 +59,12 @@ class Metrics:
         self.batch_size.observe(size)
         self.model_seconds.labels("score").observe(seconds)
 
-    def call_done(self, seconds: float) -> None:
+    def generation_done(self, size: int, seconds: float) -> None:
+        self.generation_batch_size.observe(size)
         self.model_seconds.labels("generate").observe(seconds)
+
+    def call_done(self, seconds: float) -> None:
+        self.model_seconds.labels("call").observe(seconds)  # streamed answers
 
     def cache_result(self, endpoint: str, hit: bool, count: int = 1) -> None:
         self._child(self.cache, endpoint, "hit" if hit else "miss").inc(count)

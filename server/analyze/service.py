@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fakescope.analysis import Inspection, build_analysis, inspect_image
 from fakescope.images import ImageLimits
+from fakescope.prompts import explain_prompt
 from fakescope.verdict import Thresholds
 from server.analyze.image_store import ImageStore
 from server.analyze.served_cache import ServedCache
@@ -20,7 +21,7 @@ from server.db.analyses import Identity, fetch_served, set_explanation, store_an
 from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
 from server.inference.host import ModelHost, ModelState
-from server.inference.queue import QueueFullError
+from server.inference.queue import Announcement, QueueFullError
 from server.metrics import Metrics
 from server.problems import ProblemError, service_unavailable
 from server.settings import Settings
@@ -28,6 +29,7 @@ from server.settings import Settings
 HASH_IN_THREAD_BYTES = 1 << 20
 RETRY_AFTER_BUSY_S = 2
 RETRY_AFTER_LOADING_S = 5
+EXPLAIN_MODE = "inference"  # what fakescope.tasks.explain asks by default
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,25 @@ class AnalysisService:
     async def _compute(
         self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
     ) -> dict[str, Any]:
+        # An explanation is generated after the verdict; announcing it lets the batcher
+        # wait a batch window for concurrent explanations and generate them together.
+        announcement = self.host.queue.announce_generation() if explain else None
+        try:
+            return await self._analyse(data, sha, identity, explain, announcement, has_row=has_row)
+        finally:
+            if announcement is not None:
+                announcement.withdraw()
+
+    async def _analyse(
+        self,
+        data: bytes,
+        sha: str,
+        identity: Identity,
+        explain: bool,
+        announcement: Announcement | None,
+        *,
+        has_row: bool,
+    ) -> dict[str, Any]:
         model = self.host.model
         will_score = model is not None and not has_row
         if will_score:
@@ -164,7 +185,7 @@ class AnalysisService:
         timings: dict[str, float] = {}
         if has_row:
             # Cached verdict without an explanation, and one is asked for now: add it.
-            added = await self._explain(inspection, timings)
+            added = await self._explain(inspection, timings, announcement)
             async with self.db.write() as session:
                 await set_explanation(session, sha, identity, added)
             return await self._served(sha)
@@ -173,7 +194,7 @@ class AnalysisService:
             started = time.perf_counter()
             p_fake = await self.host.queue.score(inspection.image.rgb, announced=True)
             timings["score"] = _elapsed_ms(started)
-        explanation = await self._explain(inspection, timings) if explain else None
+        explanation = await self._explain(inspection, timings, announcement) if explain else None
         analysis = build_analysis(
             inspection,
             p_fake=p_fake,
@@ -195,16 +216,21 @@ class AnalysisService:
                     await set_explanation(session, sha, identity, explanation, only_if_missing=True)
         return await self._served(sha)
 
-    async def _explain(self, inspection: Inspection, timings: dict[str, float]) -> str:
-        from fakescope.tasks import explain
-
-        model = self.host.model
-        image = inspection.image.rgb
+    async def _explain(
+        self, inspection: Inspection, timings: dict[str, float], announcement: Announcement | None
+    ) -> str:
+        """The explanation, generated in one batch with the others waiting (same as alone:
+        greedy decoding, and the batch's left padding is masked)."""
         started = time.perf_counter()
-        tokens = self.settings.max_new_tokens
-        text = await self.host.queue.call(lambda: explain(model, image, max_new_tokens=tokens))
+        text = await self.host.queue.generate(
+            inspection.image.rgb,
+            explain_prompt(EXPLAIN_MODE),
+            max_new_tokens=self.settings.max_new_tokens,
+            key=inspection.image.sha256,
+            announcement=announcement,
+        )
         timings["explain"] = _elapsed_ms(started)
-        return str(text)
+        return text
 
     async def _served(self, sha: str) -> dict[str, Any]:
         """The analysis just stored, as served (fresh from the database, review applied)."""

@@ -23,16 +23,6 @@ class Question:
     def prompt_hash(self) -> str:
         return hashlib.sha256(f"{self.kind}\n{self.prompt}".encode()).hexdigest()
 
-    def answer_fn(self, model: Any, image: Any, max_new_tokens: int) -> Callable[[], str]:
-        from fakescope import tasks
-
-        n = max_new_tokens
-        if self.kind == "aspect":
-            return lambda: tasks.discuss_aspect(model, image, self.text, max_new_tokens=n)
-        if self.kind == "enhance":
-            return lambda: tasks.suggest_enhancements(model, image, max_new_tokens=n)
-        return lambda: tasks.ask(model, image, self.text, max_new_tokens=n)
-
     def stream_fn(self, model: Any, image: Any, max_new_tokens: int) -> Callable[[], Iterator[str]]:
         from fakescope import tasks
 

@@ -93,8 +93,13 @@ class AskService:
             return self.payload(question, found.answer, found.created_at), True
         image = await self._image(question)
         try:
-            tokens = self.analyses.settings.max_new_tokens
-            future = self.host.queue.submit(question.answer_fn(self.host.model, image, tokens))
+            # Batched with the other generations waiting; a twin question shares one.
+            future = self.host.queue.submit_generation(
+                image,
+                question.prompt,
+                max_new_tokens=self.analyses.settings.max_new_tokens,
+                key=question.sha256,
+            )
         except QueueFullError as exc:
             raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
         try:
@@ -120,6 +125,9 @@ class AskService:
         pieces: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
         produce = question.stream_fn(self.host.model, image, self.analyses.settings.max_new_tokens)
+        # Streams run alone on the model thread, not in generation batches: each must hand
+        # its tokens to its own client as they come and stop when that client goes, and a
+        # batched decode has one streamer for all rows and no way to stop a single row.
 
         def run() -> None:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -39,6 +39,18 @@ def default_loader(settings: Settings) -> ModelLoader:
     return load
 
 
+def has_two_stages(model: Any) -> bool:
+    """Whether the model's class splits scoring into `prepare_detect` and `score_inputs`.
+
+    Asked of the class, not the instance: a wrapper that overrides `score` and forwards
+    everything else through `__getattr__` (tests count calls that way) keeps its `score`.
+    """
+    kind = type(model)
+    return callable(getattr(kind, "prepare_detect", None)) and callable(
+        getattr(kind, "score_inputs", None)
+    )
+
+
 class ModelHost:
     """Owns the model, its thread and its queue. `identity` keys cached results."""
 
@@ -60,6 +72,7 @@ class ModelHost:
         self._loader = loader or default_loader(settings)
         self._executor = model_executor()
         self._load_task: asyncio.Future[Any] | None = None
+        self._two_stage = False  # set when the model is loaded
         self.queue = InferenceQueue(
             self._score,
             max_queue=settings.queue_size,
@@ -67,10 +80,37 @@ class ModelHost:
             batch_wait_s=settings.batch_wait_ms / 1000.0,
             executor=self._executor,
             observer=observer,
+            prepare=self._prepare,
+            score_inputs=self._score_inputs,
+            generate_batch=self._generate_batch,
         )
 
-    def _score(self, images: Any) -> list[float]:
-        return list(self.model.score(images))
+    # The queue's stages. With a two-stage model, preprocessing (`prepare_detect`) runs on
+    # the preprocessing thread and only the forward (`score_inputs`) on the model thread.
+    # Otherwise the images pass through and `score()` does both on the model thread (no
+    # tokenizer conflict: the preprocessing thread then touches nothing of the model).
+
+    def _score(self, images: Sequence[Any]) -> list[float]:
+        return [float(p) for p in self.model.score(images)]
+
+    def _prepare(self, images: Sequence[Any]) -> Any:
+        return self.model.prepare_detect(images) if self._two_stage else images
+
+    def _score_inputs(self, inputs: Any) -> list[float]:
+        if self._two_stage:
+            return [float(p) for p in self.model.score_inputs(inputs)]
+        return self._score(inputs)
+
+    def _generate_batch(
+        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: int
+    ) -> list[str]:
+        if hasattr(self.model, "generate_batch"):
+            answers = self.model.generate_batch(images, prompts, max_new_tokens=max_new_tokens)
+            return [str(answer) for answer in answers]
+        return [
+            str(self.model.generate(image, prompt, max_new_tokens=max_new_tokens))
+            for image, prompt in zip(images, prompts, strict=True)
+        ]
 
     @property
     def ready(self) -> bool:
@@ -105,6 +145,7 @@ class ModelHost:
             log.error("model failed to load: %s", self.error)
             return
         self.model = future.result()
+        self._two_stage = has_two_stages(self.model)
         self.state = ModelState.READY
         log.info("model ready: %s", self.model.info.key)
 

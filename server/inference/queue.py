@@ -1,21 +1,39 @@
-"""A bounded queue in front of the one model thread; detect requests are grouped into batches.
+"""A bounded queue in front of the one model thread; verdicts and generations run in batches.
 
-The model is not re-entrant, so everything that touches it (batched scoring, explanations,
-answers) runs on one worker thread, fed by one asyncio task that drains the queue.
+The model is not re-entrant, so everything that touches it runs on one worker thread, fed by
+one asyncio task that drains the queue. Three kinds of job wait in it:
+
+- score jobs (verdicts): grouped into one forward pass. With a two-stage model (`prepare`
+  + `score_inputs`), a batch's preprocessing runs on a separate preprocessing thread, so
+  batch N+1 is prepared while the model thread runs batch N's forward;
+- generation jobs (explanations, non-streaming answers): those with the same
+  `max_new_tokens` are grouped into one `generate_batch` call (greedy decoding gives each
+  row what it would get alone); twins (same image key and prompt) share one generation;
+- call jobs (streamed answers, anything else): run alone, in queue order.
+
+Tokenizer rule (fakescope/model.py): a fast tokenizer must not be used by two threads at
+once. Only one preprocessing thread exists, it holds `tokenizer_lock` while it prepares,
+and the model thread holds the same lock for everything except the forward pass of
+prepared inputs (generation, calls and plain `score` all tokenize).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
+Prepare = Callable[[Sequence[Any]], Any]
+ScoreInputs = Callable[[Any], Sequence[float]]
+GenerateBatch = Callable[[Sequence[Any], Sequence[str], int], Sequence[str]]
 
 
 class QueueFullError(Exception):
@@ -25,6 +43,7 @@ class QueueFullError(Exception):
 class QueueObserver(Protocol):
     def queue_depth(self, depth: int) -> None: ...
     def batch_done(self, size: int, seconds: float) -> None: ...
+    def generation_done(self, size: int, seconds: float) -> None: ...
     def call_done(self, seconds: float) -> None: ...
 
 
@@ -33,6 +52,9 @@ class _NullObserver:
         pass
 
     def batch_done(self, size: int, seconds: float) -> None:
+        pass
+
+    def generation_done(self, size: int, seconds: float) -> None:
         pass
 
     def call_done(self, seconds: float) -> None:
@@ -46,13 +68,33 @@ class _ScoreJob:
 
 
 @dataclass
+class _GenerateJob:
+    image: Any
+    prompt: str
+    max_new_tokens: int
+    future: asyncio.Future[str]
+
+
+@dataclass
 class _CallJob:
     fn: Callable[[], Any]
     future: asyncio.Future[Any]
     queued_at: float = field(default_factory=time.monotonic)
 
 
-_Job = _ScoreJob | _CallJob
+_Job = _ScoreJob | _GenerateJob | _CallJob
+
+
+class Announcement:
+    """A job announced to the batcher; `withdraw` it once (again is a no-op)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def withdraw(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def model_executor() -> ThreadPoolExecutor:
@@ -60,8 +102,19 @@ def model_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-model")
 
 
+def preprocess_executor() -> ThreadPoolExecutor:
+    """The single preprocessing thread (one only: the tokenizer is not thread-safe)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-preprocess")
+
+
 class InferenceQueue:
-    """Bounded queue + batcher. `score_batch` maps a list of images to one p_fake each."""
+    """Bounded queue + batcher. `score_batch` maps a list of images to one p_fake each.
+
+    With `prepare` and `score_inputs` (both given), `score_batch` is not used: `prepare`
+    runs on the preprocessing thread and `score_inputs` on the model thread, overlapping
+    with the next batch's `prepare`. `generate_batch(images, prompts, max_new_tokens)`
+    answers generation jobs.
+    """
 
     def __init__(
         self,
@@ -72,19 +125,37 @@ class InferenceQueue:
         batch_wait_s: float,
         executor: ThreadPoolExecutor | None = None,
         observer: QueueObserver | None = None,
+        prepare: Prepare | None = None,
+        score_inputs: ScoreInputs | None = None,
+        generate_batch: GenerateBatch | None = None,
     ) -> None:
+        if (prepare is None) != (score_inputs is None):
+            raise ValueError("prepare and score_inputs come together")
         self._score_batch = score_batch
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
+        self._prepare = prepare
+        self._score_inputs = score_inputs
+        self._generate_batch = generate_batch
+        # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
+        # jobs taken out of order and set aside (the backlog), so both count.
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._backlog: deque[_Job] = deque()
+        self._max_queue = max(1, max_queue)
         self._batch_size = max(1, batch_size)
         self._batch_wait_s = max(0.0, batch_wait_s)
         self._executor = executor or model_executor()
+        self._preprocessor = preprocess_executor() if prepare is not None else None
+        self.tokenizer_lock = threading.Lock()
         self._observer: QueueObserver = observer or _NullObserver()
         self._task: asyncio.Task[None] | None = None
+        self._forward: asyncio.Task[None] | None = None  # the scoring batch on the model thread
+        self._current: list[_Job] = []  # taken by the batcher, not yet handed to a thread
         self._announced = 0
+        self._announced_generations = 0
+        self._generations: dict[Hashable, asyncio.Future[str]] = {}
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._backlog)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -95,15 +166,24 @@ class InferenceQueue:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="batcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._forward):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._forward = None
+        waiting = [*self._current, *self._backlog]
+        self._current = []
+        self._backlog.clear()
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for job in waiting:
             if not job.future.done():
                 job.future.set_exception(QueueFullError("server is shutting down"))
+        if self._preprocessor is not None:
+            self._preprocessor.shutdown(wait=False, cancel_futures=True)
+
+    # -- announcements: work known to be coming, worth waiting a batch window for ---------
 
     def announce(self) -> None:
         """A score request is on its way (its image is being decoded): worth waiting for."""
@@ -113,6 +193,20 @@ class InferenceQueue:
         """An announced request will not come after all (or has just arrived)."""
         self._announced = max(0, self._announced - 1)
 
+    def announce_generation(self) -> Announcement:
+        """A generation job is on its way (its request is scored first): worth waiting for.
+
+        Withdraw the announcement (idempotent) when the job will not come; submitting the
+        job with it withdraws it too.
+        """
+        self._announced_generations += 1
+        return Announcement(self._generation_withdrawn)
+
+    def _generation_withdrawn(self) -> None:
+        self._announced_generations = max(0, self._announced_generations - 1)
+
+    # -- submitting work ------------------------------------------------------------------
+
     async def score(self, image: Any, *, announced: bool = False) -> float:
         """p_fake for one image, computed in a batch with whatever else is waiting."""
         if announced:
@@ -121,8 +215,56 @@ class InferenceQueue:
         self._put(_ScoreJob(image, future))
         return await future
 
+    async def generate(
+        self,
+        image: Any,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        key: Hashable | None = None,
+        announcement: Announcement | None = None,
+    ) -> str:
+        """The answer to `prompt` about `image`, generated in a batch with its peers."""
+        future = self.submit_generation(
+            image, prompt, max_new_tokens=max_new_tokens, key=key, announcement=announcement
+        )
+        return await asyncio.shield(future)  # shielded: a twin may share this future
+
+    def submit_generation(
+        self,
+        image: Any,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        key: Hashable | None = None,
+        announcement: Announcement | None = None,
+    ) -> asyncio.Future[str]:
+        """Enqueue a generation now (QueueFullError at once when full).
+
+        `key` names the image (e.g. its sha256): a request for the same key, prompt and
+        `max_new_tokens` as one not yet answered shares its future (await it through
+        `asyncio.shield`, since it may be shared).
+        """
+        if announcement is not None:
+            announcement.withdraw()
+        twin_key = None if key is None else (key, prompt, max_new_tokens)
+        if twin_key is not None:
+            twin = self._generations.get(twin_key)
+            if twin is not None and not twin.done():
+                return twin
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._put(_GenerateJob(image, prompt, max_new_tokens, future))
+        if twin_key is not None:
+            self._generations[twin_key] = future
+            future.add_done_callback(lambda done: self._forget(twin_key, done))
+        return future
+
+    def _forget(self, twin_key: Hashable, future: asyncio.Future[str]) -> None:
+        if self._generations.get(twin_key) is future:
+            del self._generations[twin_key]
+
     async def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the model thread, in queue order (explanations, answers, streams)."""
+        """Run `fn` on the model thread, in queue order (streams, anything unbatched)."""
         return await self.submit(fn)
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
@@ -132,13 +274,12 @@ class InferenceQueue:
         return future
 
     def _put(self, job: _Job) -> None:
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull as exc:
-            raise QueueFullError(
-                f"inference queue is full ({self._queue.maxsize} waiting)"
-            ) from exc
-        self._observer.queue_depth(self._queue.qsize())
+        if self.depth >= self._max_queue:
+            raise QueueFullError(f"inference queue is full ({self._max_queue} waiting)")
+        self._queue.put_nowait(job)
+        self._observer.queue_depth(self.depth)
+
+    # -- the batcher ----------------------------------------------------------------------
 
     async def _next(self, wait_s: float) -> _Job | None:
         with contextlib.suppress(asyncio.QueueEmpty):
@@ -151,53 +292,141 @@ class InferenceQueue:
         except TimeoutError:
             return None
 
-    async def _drain(self) -> None:
+    async def _take(self) -> _Job:
+        """The oldest job: set-aside jobs first, they were queued before the rest."""
+        if self._backlog:
+            return self._backlog.popleft()
+        return await self._queue.get()
+
+    def _set_aside(self, matches: Callable[[_Job], bool]) -> _Job | None:
+        for job in self._backlog:
+            if matches(job):
+                self._backlog.remove(job)
+                return job
+        return None
+
+    async def _collect(
+        self, first: _Job, matches: Callable[[_Job], bool], announced: Callable[[], int]
+    ) -> list[_Job]:
+        """`first` and the jobs like it that are waiting, or come within the batch window."""
         loop = asyncio.get_running_loop()
-        while True:
-            job = await self._queue.get()
-            if isinstance(job, _CallJob):
-                self._observer.queue_depth(self._queue.qsize())
-                await self._run_call(job)
-                continue
-            batch: list[_ScoreJob] = [job]
-            deferred: list[_CallJob] = []
-            deadline = loop.time() + self._batch_wait_s
-            while len(batch) < self._batch_size:
+        batch = [first]
+        deadline = loop.time() + self._batch_wait_s
+        while len(batch) < self._batch_size:
+            job = self._set_aside(matches)
+            if job is None:
                 # Wait (at most batch_wait) only for requests known to be coming: a lone
                 # request goes straight to the model.
-                if self._queue.empty() and self._announced == 0:
+                if self._queue.empty() and announced() == 0:
                     break
-                nxt = await self._next(deadline - loop.time())
-                if nxt is None:
+                job = await self._next(deadline - loop.time())
+                if job is None:
                     break
-                if isinstance(nxt, _ScoreJob):
-                    batch.append(nxt)
-                else:
-                    deferred.append(nxt)
-            self._observer.queue_depth(self._queue.qsize())
-            await self._run_batch(batch)
-            for call in deferred:
-                await self._run_call(call)
+                if not matches(job):
+                    self._backlog.append(job)  # runs after this batch, in its queue order
+                    continue
+            batch.append(job)
+        self._observer.queue_depth(self.depth)
+        return batch
 
-    async def _run_batch(self, batch: list[_ScoreJob]) -> None:
+    async def _drain(self) -> None:
+        while True:
+            job = await self._take()
+            self._current = [job]  # out of the queue: stop() fails these if it cancels us
+            self._observer.queue_depth(self.depth)
+            if isinstance(job, _CallJob):
+                await self._run_call(job)
+            elif isinstance(job, _GenerateJob):
+                self._current = batch = await self._collect(
+                    job, _same_generation(job.max_new_tokens), lambda: self._announced_generations
+                )
+                await self._run_generations([j for j in batch if isinstance(j, _GenerateJob)])
+            else:
+                self._current = batch = await self._collect(
+                    job, lambda j: isinstance(j, _ScoreJob), lambda: self._announced
+                )
+                await self._score([j for j in batch if isinstance(j, _ScoreJob)])
+            self._current = []
+
+    # -- scoring --------------------------------------------------------------------------
+
+    async def _score(self, batch: list[_ScoreJob]) -> None:
         live = [job for job in batch if not job.future.done()]
         if not live:
             return
+        if self._prepare is None or self._preprocessor is None:
+            await self._run_batch(live)
+            return
+        loop = asyncio.get_running_loop()
+        images = [job.image for job in live]
+        try:
+            # Overlaps with the previous batch's forward, still on the model thread.
+            inputs = await loop.run_in_executor(
+                self._preprocessor, self._exclusive, self._prepare, images
+            )
+        except Exception as exc:
+            _fail(live, exc)
+            return
+        previous, self._forward = self._forward, loop.create_task(self._run_forward(live, inputs))
+        if previous is not None:
+            # At most one batch queued behind the running one: the queue stays the bound.
+            await previous
+
+    async def _run_forward(self, live: list[_ScoreJob], inputs: Any) -> None:
+        assert self._score_inputs is not None
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            # No tokenizer_lock: the forward pass does not tokenize, and this overlap with
+            # the preprocessing thread is the point of the pipeline.
+            scores = await loop.run_in_executor(self._executor, self._score_inputs, inputs)
+        except asyncio.CancelledError:
+            _fail(live, QueueFullError("server is shutting down"))
+            raise
+        except Exception as exc:
+            _fail(live, exc)
+            return
+        self._observer.batch_done(len(live), time.perf_counter() - started)
+        _succeed(live, [float(score) for score in scores])
+
+    async def _run_batch(self, live: list[_ScoreJob]) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             scores = await loop.run_in_executor(
-                self._executor, self._score_batch, [job.image for job in live]
+                self._executor, self._exclusive, self._score_batch, [job.image for job in live]
             )
         except Exception as exc:
-            for job in live:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            _fail(live, exc)
             return
         self._observer.batch_done(len(live), time.perf_counter() - started)
-        for job, score in zip(live, scores, strict=True):
-            if not job.future.done():
-                job.future.set_result(float(score))
+        _succeed(live, [float(score) for score in scores])
+
+    # -- generation and calls -------------------------------------------------------------
+
+    async def _run_generations(self, batch: list[_GenerateJob]) -> None:
+        live = [job for job in batch if not job.future.done()]
+        if not live:
+            return
+        if self._generate_batch is None:
+            _fail(live, RuntimeError("this queue was given no generate_batch"))
+            return
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            texts = await loop.run_in_executor(
+                self._executor,
+                self._exclusive,
+                self._generate_batch,
+                [job.image for job in live],
+                [job.prompt for job in live],
+                live[0].max_new_tokens,
+            )
+        except Exception as exc:
+            _fail(live, exc)
+            return
+        self._observer.generation_done(len(live), time.perf_counter() - started)
+        _succeed(live, [str(text) for text in texts])
 
     async def _run_call(self, job: _CallJob) -> None:
         if job.future.done():
@@ -205,11 +434,33 @@ class InferenceQueue:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            result = await loop.run_in_executor(self._executor, job.fn)
+            result = await loop.run_in_executor(self._executor, self._exclusive, job.fn)
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
             return
         self._observer.call_done(time.perf_counter() - started)
+        if not job.future.done():
+            job.future.set_result(result)
+
+    def _exclusive(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` holding the tokenizer lock (see the module docstring)."""
+        with self.tokenizer_lock:
+            return fn(*args)
+
+
+def _same_generation(max_new_tokens: int) -> Callable[[_Job], bool]:
+    """Generation jobs that can share a `generate_batch` call with one of this length."""
+    return lambda job: isinstance(job, _GenerateJob) and job.max_new_tokens == max_new_tokens
+
+
+def _fail(jobs: Sequence[_ScoreJob | _GenerateJob], exc: BaseException) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
+def _succeed(jobs: Sequence[_ScoreJob | _GenerateJob], results: Sequence[Any]) -> None:
+    for job, result in zip(jobs, results, strict=True):
         if not job.future.done():
             job.future.set_result(result)
