@@ -36,6 +36,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import gpu_measurements as gm
 
+from fakescope.cuda_graphs import VerdictGraphs
 from fakescope.model import ForensicModel
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -62,13 +63,13 @@ class Settings:
     graph_decode_tokens: int
     explore: bool  # ablations, graphs, compilation: GPU only
     budget_s: float  # optional experiments start only while time is left
-    compile: bool  # the torch.compile experiments (a minute of GPU time)
+    compile: str  # load_model's compile mode for the shipped path: auto, on or off
 
     @classmethod
-    def for_run(cls, tiny: bool, budget_s: float, *, compile: bool = True) -> Settings:
+    def for_run(cls, tiny: bool, budget_s: float, *, compile: str = "auto") -> Settings:
         if tiny:
             return cls(
-                torch.device("cpu"), 64, {1: 2, 8: 1, 32: 1}, 2, 3, 3, False, budget_s, False
+                torch.device("cpu"), 64, {1: 2, 8: 1, 32: 1}, 2, 3, 3, False, budget_s, compile
             )
         return cls(
             torch.device("cuda"), 1024, {1: 10, 8: 5, 32: 3}, 4, 32, 128, True, budget_s, compile
@@ -137,23 +138,41 @@ def measure(
     gm.reset_peak(device)
     began = time.perf_counter()
     fm = load_model(
-        str(checkpoint), quantization=quantization, device=str(device), dtype=dtype, progress=False
+        str(checkpoint),
+        quantization=quantization,
+        device=str(device),
+        dtype=dtype,
+        compile=settings.compile,
+        progress=False,
     )
     data["load_s"] = time.perf_counter() - began
     if device.type == "cuda":
         data["memory_gib"]["weights"] = torch.cuda.memory_allocated(device) / gm.GIB
+    # What the server does before it says ready: graph captures, layer compilation.
+    began = time.perf_counter()
+    run.attempt("warm_up", lambda: fm.warm_up(max(settings.verdict_reps)))
+    data["warm_up_s"] = time.perf_counter() - began
+    data["compiled_layers"] = _compiled_state(fm)
+    data["nf4_kernel"] = None if fm.kernel_report is None else fm.kernel_report.to_dict()
     images = gm.synthetic_images(32, settings.image_size)
     if device.type == "cuda":
         gm.warm_gpu(fm, images, seconds=3)
 
     measure_verdicts(fm, images, settings, run)
     measure_decoding(fm, images, settings, run)
+    data["compiled_layers"] = _compiled_state(fm)  # a failure on a later shape shows here
     save()  # the core numbers survive whatever the experiments below do
     if settings.explore:
-        steps = [explore_verdicts] + [explore_kernels_and_compile] * settings.compile
-        for explore in steps:
+        for explore in (explore_small_batch_kernel, explore_compiled_layers, explore_verdicts):
             run.attempt(explore.__name__, partial(explore, fm, images, settings, run))
             save()
+
+
+def _compiled_state(fm: ForensicModel) -> str:
+    layers = fm.compiled_layers
+    if layers is None:
+        return "off"
+    return "on" if layers.failed is None else f"failed: {layers.failed}"[:500]
 
 
 def measure_verdicts(fm: ForensicModel, images: list[Any], settings: Settings, run: Run) -> None:
@@ -179,9 +198,16 @@ def measure_verdicts(fm: ForensicModel, images: list[Any], settings: Settings, r
         data[f"per_image_ms_b{batch}"] = (prep + forward) / batch
         data[f"forward_per_image_ms_b{batch}"] = forward / batch
     graphs = fm.verdict_graphs
+    compiled = "+compiled_layers" if _compiled_state(fm) == "on" else ""
     for batch in settings.verdict_reps:
         replayed = graphs is not None and batch <= graphs.max_batch
-        data[f"verdict_path_b{batch}"] = "cuda_graph" if replayed else "eager"
+        data[f"verdict_path_b{batch}"] = ("cuda_graph" if replayed else "eager") + compiled
+    # The shipped path (graphs, compiled layers) against transformers' plain forward.
+    for batch in (8, max(settings.verdict_reps)):
+        data[f"p_fake_max_abs_diff_b{batch}"] = run.attempt(
+            f"p_fake_max_abs_diff_b{batch}",
+            partial(gm.p_fake_difference, fm, images[:batch]),
+        )
     if "prepare_ms_b1" in data:
         # Latency as a user sees it: preprocessing and the forward, one after the other.
         data["verdict_ms_b1"] = data["prepare_ms_b1"] + data["forward_ms_b1"]
@@ -292,38 +318,74 @@ def eager_attention(fm: ForensicModel, images: list[Any], settings: Settings, ru
         fm.model.set_attn_implementation("sdpa")
 
 
-def explore_kernels_and_compile(
+def explore_small_batch_kernel(
     fm: ForensicModel, images: list[Any], settings: Settings, run: Run
 ) -> None:
-    """torch.compile of the verdict forward's layers; bitsandbytes' fused 4-bit kernel
-    forced at batch 8; transformers' static-cache decoding compiled (which bitsandbytes
-    4-bit declares not compileable: forced here)."""
-    device, variants = settings.device, run.data["variants"]
-    variants["verdict_b32_compiled_layers"] = run.attempt(
-        "verdict_b32_compiled_layers",
-        lambda: gm.compiled_layers_verdicts(fm, images[:32], device, reps=3),
-        optional=True,
-        needs_s=40,
+    """Batch-8 graph decoding on the other NF4 small-batch kernel than the one load chose.
+
+    Where the load installed the Triton kernel, this measures bitsandbytes alone; where
+    it kept bitsandbytes everywhere, it forces the Triton kernel (if it passes its
+    self-check), so both numbers come from this run on this card.
+    """
+    if fm.kernel_report is None:
+        return
+    from fakescope.kernels.nf4_dispatch import (
+        install_small_batch_kernel,
+        uninstall_small_batch_kernel,
     )
-    if fm.info.quantization == "nf4":
-        variants["decode_b8_bnb_fused_kernel_forced"] = run.attempt(
-            "decode_b8_bnb_fused_kernel_forced",
-            lambda: gm.forced_bnb_kernel_decode(
-                fm, images[:8], settings.graph_decode_tokens, device
+
+    chosen = fm.kernel_report
+    other = "bitsandbytes" if chosen.installed_layers else "triton"
+    variants = run.data["variants"]
+    fm._decoders.clear()  # graphs recorded with the other kernel: capture again
+    try:
+        forced = install_small_batch_kernel(fm.model, policy=other)
+        variants["nf4_kernel_forced"] = forced.to_dict()
+        variants[f"decode_b8_graph_decoder_{other}_kernel"] = run.attempt(
+            f"decode_b8_graph_decoder_{other}_kernel",
+            lambda: gm.decode_through_model(
+                fm, images[:8], settings.graph_decode_tokens, settings.device, graph=True
             ),
             optional=True,
             needs_s=20,
         )
-    quantizer = getattr(fm.model, "hf_quantizer", None)
-    variants["bnb_quantizer_is_compileable"] = (
-        None if quantizer is None else bool(quantizer.is_compileable)
-    )
-    variants["decode_b1_hf_static_compile"] = run.attempt(
-        "decode_b1_hf_static_compile",
-        lambda: gm.hf_static_decode(fm, images[:1], 64, device, force_compile=True),
-        optional=True,
-        needs_s=75,
-    )
+    finally:
+        uninstall_small_batch_kernel(fm.model)
+        fm._decoders.clear()
+        fm.kernel_report = install_small_batch_kernel(fm.model, policy=chosen.policy)
+
+
+def explore_compiled_layers(
+    fm: ForensicModel, images: list[Any], settings: Settings, run: Run
+) -> None:
+    """The shipped verdict path with its decoder layers compiled, against the same path
+    with plain layers (and plain-layer graphs), in this run, on this card."""
+    if fm.compiled_layers is None:
+        return
+    device, variants = settings.device, run.data["variants"]
+    compiled, graphs = fm.compiled_layers, fm.verdict_graphs
+    fm.compiled_layers = None
+    if graphs is not None:  # graphs recorded without the compiled layers
+        fm.verdict_graphs = VerdictGraphs(fm.model, graphs.prompt_ids, max_batch=graphs.max_batch)
+    try:
+        for batch in (1, 8, 32):
+            inputs = fm.prepare_detect(images[:batch])
+            variants[f"verdict_b{batch}_plain_layers_ms"] = run.attempt(
+                f"verdict_b{batch}_plain_layers_ms",
+                partial(gm.median_ms, partial(fm.score_inputs, inputs), device, reps=3),
+                optional=True,
+                needs_s=20,
+            )
+        variants["verdicts_per_s_b32_plain_layers"] = run.attempt(
+            "verdicts_per_s_b32_plain_layers",
+            lambda: gm.sustained_verdicts_per_s(
+                fm.prepare_detect, fm.score_inputs, images[:32], batches=4, device=device
+            ),
+            optional=True,
+            needs_s=20,
+        )
+    finally:
+        fm.compiled_layers, fm.verdict_graphs = compiled, graphs
 
 
 # -- targets, output ----------------------------------------------------------------------
@@ -369,8 +431,15 @@ def _limit(key: str, data: dict[str, Any]) -> str:
         )
     batch = 1 if key.endswith("b1") else 8
     per_row = data.get(key, float("nan")) / batch
+    kernel = data.get("nf4_kernel") or {}
+    on_triton = (
+        f" with {kernel['installed_layers']} layers on the Triton NF4 kernel at 2-16 rows"
+        if batch > 1 and kernel.get("installed_layers")
+        else ""
+    )
     return (
-        f"path {data.get('decode_path')}: {1000 / per_row:.1f} ms per step; a step reads every "
+        f"path {data.get('decode_path')}{on_triton}: {1000 / per_row:.1f} ms per step; "
+        "a step reads every "
         f"weight once: floor {floor.get('decode_ms_per_step', float('nan')):.2f} ms/step "
         f"({floor.get('decode_tok_s_b1_ceiling', float('nan')):.0f} tok/s per row)"
     )
@@ -501,7 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-s", type=float, default=330.0, help="optional experiments stop after this"
     )
     parser.add_argument(
-        "--no-compile", action="store_true", help="skip the torch.compile experiments"
+        "--compile",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="compiled decoder layers for verdicts (load_model's compile; auto: on CUDA)",
     )
     args = parser.parse_args(argv)
     if not args.tiny and not torch.cuda.is_available():
@@ -512,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         build_checkpoint(args.build_checkpoint, args.tiny)
         print(f"checkpoint built in {time.perf_counter() - started:.0f} s", flush=True)
         return 0
-    settings = Settings.for_run(args.tiny, args.budget_s, compile=not args.no_compile)
+    settings = Settings.for_run(args.tiny, args.budget_s, compile=args.compile)
     quants = ["nf4", "bf16"] if args.quantization == "both" else [args.quantization]
     workdir = None if args.checkpoint else Path(tempfile.mkdtemp(dir=_fast_dir()))
     records = []

@@ -7,6 +7,8 @@
    one at a time.
 4. Explanation batching gain with the tiny checkpoint on CPU: `POST /v1/analyze?explain=true`
    on new images, K in flight vs one at a time (short answers: FAKESCOPE_MAX_NEW_TOKENS=16).
+5. Streamed-answer batching gain, same setup: `POST /v1/ask` with `Accept: text/event-stream`
+   (new questions on analysed images), K streams in flight vs one at a time.
 
     python benchmarks/bench_server.py            # full run (about a minute)
     python benchmarks/bench_server.py --quick    # smoke run for CI (small counts)
@@ -311,6 +313,47 @@ async def sequential_vs_concurrent(
     return statistics.median(sequential_runs), statistics.median(concurrent_runs)
 
 
+async def ask_streamed(port: int, sha: str, question: str) -> None:
+    """One streamed answer, read to its end (the response is streamed: read until close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"sha256": sha, "question": question}).encode()
+    writer.write(
+        (
+            "POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    payload = await reader.read()  # until the server closes
+    writer.close()
+    await writer.wait_closed()
+    if not payload.startswith(b"HTTP/1.1 200") or b"event: done" not in payload:
+        raise RuntimeError(f"a streamed answer failed: {payload[:300]!r}")
+
+
+async def streamed_sequential_vs_concurrent(
+    port: int, count: int, rounds: int, *, seed: int
+) -> tuple[float, float]:
+    """Median streamed answers/s: `count` new questions one at a time, and all in flight."""
+    shas = [(await post_image(port, random_png(seed + i)))["sha256"] for i in range(count)]
+    sequential_runs, concurrent_runs = [], []
+    for round_no in range(rounds):
+        started = time.perf_counter()
+        for i, sha in enumerate(shas):
+            await ask_streamed(port, sha, f"Is detail {round_no}-{i} consistent?")
+        sequential_runs.append(count / (time.perf_counter() - started))
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                ask_streamed(port, sha, f"Is part {round_no}-{i} consistent?")
+                for i, sha in enumerate(shas)
+            )
+        )
+        concurrent_runs.append(count / (time.perf_counter() - started))
+    return statistics.median(sequential_runs), statistics.median(concurrent_runs)
+
+
 async def bench_batching(
     env: dict[str, str], count: int, concurrency: int, rounds: int, explain_count: int
 ) -> dict[str, float]:
@@ -321,6 +364,9 @@ async def bench_batching(
         )
         explain_sequential, explain_concurrent = await sequential_vs_concurrent(
             ours.port, explain_count, explain_count, rounds, seed=70_000, explain=True
+        )
+        streamed_sequential, streamed_concurrent = await streamed_sequential_vs_concurrent(
+            ours.port, explain_count, rounds, seed=90_000
         )
     finally:
         ours.stop()
@@ -333,6 +379,9 @@ async def bench_batching(
         "explain_sequential_per_s": explain_sequential,
         "explain_concurrent_per_s": explain_concurrent,
         "explain_batching_gain": explain_concurrent / explain_sequential,
+        "streamed_sequential_per_s": streamed_sequential,
+        "streamed_concurrent_per_s": streamed_concurrent,
+        "streamed_batching_gain": streamed_concurrent / streamed_sequential,
     }
 
 
@@ -394,6 +443,12 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"median of {rounds}): one at a time {figures['explain_sequential_per_s']:.2f}/s; "
                 f"{explain_count} in flight {figures['explain_concurrent_per_s']:.2f}/s; "
                 f"explanation batching gain {figures['explain_batching_gain']:.2f}x"
+            )
+            print(
+                f"tiny checkpoint on CPU, streamed answers ({EXPLAIN_TOKENS} new tokens, "
+                f"median of {rounds}): one at a time {figures['streamed_sequential_per_s']:.2f}/s; "
+                f"{explain_count} in flight {figures['streamed_concurrent_per_s']:.2f}/s; "
+                f"streamed batching gain {figures['streamed_batching_gain']:.2f}x"
             )
     print(f"machine: {figures['machine']}")
     if args.json:

@@ -22,6 +22,7 @@ from transformers.generation.streamers import BaseStreamer
 from fakescope.cuda_graphs import capturing, warm_up
 from fakescope.model import ForensicModel
 from fakescope.prompts import EXPLAIN_PROMPTS
+from fakescope.scoring import p_fake_from_logits
 
 GIB = 1024**3
 
@@ -118,6 +119,15 @@ def forward_variant(
             extra["logits_to_keep"] = 1
         logits = model(**batch, **extra).logits[:, -1, :]
         return logits.float().cpu()
+
+
+def p_fake_difference(fm: ForensicModel, images: Sequence[Image.Image]) -> float:
+    """Largest |p_fake| difference between the shipped verdict path (CUDA graphs,
+    compiled layers, where on) and transformers' plain forward, on the same inputs."""
+    inputs = fm.prepare_detect(images)
+    shipped = torch.tensor(fm.score_inputs(inputs))
+    plain = p_fake_from_logits(forward_variant(fm, inputs), fm.fake_ids, fm.real_ids)
+    return float((shipped - plain.double()).abs().max())
 
 
 def pinned(inputs: Any) -> dict[str, torch.Tensor]:
@@ -225,83 +235,6 @@ def decode_through_model(
         fm.graph_decoding = default
 
 
-def hf_static_decode(
-    fm: ForensicModel,
-    images: Sequence[Image.Image],
-    tokens: int,
-    device: torch.device,
-    *,
-    force_compile: bool,
-) -> dict[str, float]:
-    """transformers' own static cache (it compiles the decode step where it may).
-
-    ``force_compile`` makes transformers compile under bitsandbytes 4-bit too, whose
-    quantizer says it cannot (``is_compileable`` false): the experiment of issue 7.
-    """
-    prompts = [EXPLAIN_PROMPT] * len(images)
-    quantizer = getattr(fm.model, "hf_quantizer", None)
-    patched: Any = None
-    if force_compile and quantizer is not None and not quantizer.is_compileable:
-        patched = type(quantizer)
-        original = patched.is_compileable
-        patched.is_compileable = property(lambda self: True)
-
-    def run(clock: TokenClock) -> None:
-        fm.generate_batch(
-            images,
-            prompts,
-            max_new_tokens=tokens,
-            min_new_tokens=tokens,
-            cache_implementation="static",
-            streamer=clock,
-        )
-
-    try:
-        started = time.perf_counter()
-        run(TokenClock())  # the first call compiles
-        sync(device)
-        first_call_s = time.perf_counter() - started
-        rates = decode_rates(run, tokens, device, reps=1)
-    finally:
-        if patched is not None:
-            patched.is_compileable = original
-    return {**_with_total(rates, len(images)), "first_call_s": first_call_s}
-
-
-def compiled_layers_verdicts(
-    fm: ForensicModel, images: Sequence[Image.Image], device: torch.device, *, reps: int
-) -> dict[str, float]:
-    """The detect forward with each language-model layer compiled (regional compilation).
-
-    The 32 layers share one compiled graph (their parameters are graph inputs), which
-    fuses the element-wise work between the matrix products: RMSNorm, rotary
-    embedding, SiLU-gating, residual adds. Undone afterwards.
-    """
-    import torch._dynamo
-
-    inputs = fm.prepare_detect(images)
-    layers = fm.model.model.language_model.layers
-    limit = torch._dynamo.config.cache_size_limit
-    torch._dynamo.config.cache_size_limit = max(limit, 2 * len(layers))
-    try:
-        for layer in layers:
-            layer.compile(dynamic=False)
-        started = time.perf_counter()
-        fm.score_inputs(inputs)  # compiles
-        sync(device)
-        compile_s = time.perf_counter() - started
-        forward_ms = median_ms(lambda: fm.score_inputs(inputs), device, reps=reps, warmup=1)
-        sustained = sustained_verdicts_per_s(
-            fm.prepare_detect, fm.score_inputs, images, batches=4, device=device
-        )
-    finally:
-        for layer in layers:
-            layer._compiled_call_impl = None
-        torch._dynamo.config.cache_size_limit = limit
-        torch._dynamo.reset()
-    return {"compile_s": compile_s, "forward_ms": forward_ms, "verdicts_per_s": sustained}
-
-
 def warm_gpu(fm: ForensicModel, images: Sequence[Image.Image], seconds: float) -> None:
     """Run verdicts until the clocks are up: an idle GPU starts measurements slow."""
     inputs = fm.prepare_detect(images[:8])
@@ -347,24 +280,3 @@ def capture_diagnosis(fm: ForensicModel, inputs: Any) -> dict[str, str | float]:
             found[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             torch.cuda.synchronize()
     return found
-
-
-def forced_bnb_kernel_decode(
-    fm: ForensicModel, images: Sequence[Image.Image], tokens: int, device: torch.device
-) -> dict[str, float]:
-    """Graph decoding with bitsandbytes' fused 4-bit kernel forced for every small matmul.
-
-    bitsandbytes picks, per shape, its fused kernel or dequantize-then-matmul; on an
-    H100 at 8 rows it dequantizes the attention and down-projection weights to bf16 at
-    every step. This measures its fused kernel everywhere instead.
-    """
-    import bitsandbytes.backends.cuda.ops as bnb_ops
-
-    original = bnb_ops._gemm_4bit_use_custom_fn
-    setattr(bnb_ops, "_gemm_4bit_use_custom_fn", lambda *args: True)  # noqa: B010
-    fm._decoders.clear()  # recapture with the forced kernel
-    try:
-        return decode_through_model(fm, images, tokens, device, graph=True)
-    finally:
-        setattr(bnb_ops, "_gemm_4bit_use_custom_fn", original)  # noqa: B010
-        fm._decoders.clear()

@@ -11,7 +11,8 @@ static buffers before a replay and outputs read from static buffers after it.
   step keeps its whole state on the GPU (next token, positions, attention mask; the
   cache's own write index), so replays need nothing from the host. On an H100 with a
   LLaVA-1.5-7B-shaped model (benchmarks/bench_gpu.py), NF4 at batch 1 went from 22 to
-  150 tokens/s.
+  150 tokens/s. Qwen2-VL families decode through it too: their prompt positions come
+  from the model's own multimodal-RoPE index (three rows), which then advance together.
 - ``VerdictGraphs`` replays the LLaVA detect forward per batch size. transformers'
   own forward does not capture (its image-token merge fails inside a capture), its
   parts do: the vision tower, then the image features written over the prompt's image
@@ -31,6 +32,8 @@ from typing import Any
 
 import torch
 from transformers import StaticCache
+
+from fakescope.compiled_layers import CompiledLayers, run_compiled
 
 # Eager runs before capture: the first calls allocate lazily and pick kernels.
 _WARMUP_CALLS = 2
@@ -91,7 +94,11 @@ class GraphDecoder:
         self.cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
         vocab = model.get_output_embeddings().out_features
         self._tokens = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
-        self._positions = torch.zeros((batch_size, 1), dtype=torch.long, device=device)
+        # Multimodal RoPE (Qwen2-VL, Qwen2.5-VL): three position rows (time, height,
+        # width); after the prompt's last token they advance together, one per token.
+        self._rope_index = _rope_index_of(model)
+        sections = (3,) if self._rope_index is not None else ()
+        self._positions = torch.zeros((*sections, batch_size, 1), dtype=torch.long, device=device)
         self._mask = torch.zeros((batch_size, max_cache_len), dtype=torch.long, device=device)
         # Added to the logits: -inf on end-of-sequence ids while min_new_tokens is not met.
         self._bias = torch.zeros(vocab, dtype=torch.float32, device=device)
@@ -151,7 +158,7 @@ class GraphDecoder:
         self.cache.reset()
         self._mask.zero_()
         self._mask[:, :length].copy_(mask)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = self._prompt_positions(inputs, mask)
         extra = {k: v for k, v in inputs.items() if k not in ("attention_mask", "position_ids")}
         out = self.model(
             **extra,
@@ -163,9 +170,18 @@ class GraphDecoder:
         )
         first = (out.logits[:, -1, :].float() + self._bias).argmax(-1)
         self._tokens.copy_(first[:, None])
-        self._positions.copy_(positions[:, -1:] + 1)
+        self._positions.copy_(positions[..., -1:] + 1)  # left padding: the last is real
         tokens: list[int] = first.tolist()
         return tokens
+
+    def _prompt_positions(self, inputs: Mapping[str, torch.Tensor], mask: torch.Tensor) -> Any:
+        """The prompt's position ids: the mask's running count (padding at 0), or, with
+        multimodal RoPE, the model's own 3-D positions of the image and text tokens."""
+        if self._rope_index is None:
+            return (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = {k: inputs[k] for k in ("image_grid_thw", "mm_token_type_ids") if k in inputs}
+        positions, _ = self._rope_index(inputs["input_ids"], attention_mask=mask, **extra)
+        return positions
 
     def _step(self) -> None:
         """One decode step, entirely on the device (this is what the graph records)."""
@@ -208,6 +224,12 @@ class GraphDecoder:
         self._graph.replay()
 
 
+def _rope_index_of(model: Any) -> Any:
+    """The model's multimodal-RoPE position function (Qwen2-VL families), else None."""
+    inner = getattr(model, "model", None)
+    return getattr(inner, "get_rope_index", None) or getattr(model, "get_rope_index", None)
+
+
 class VerdictGraphs:
     """The detect forward of a LLaVA-style model, captured once per batch size.
 
@@ -216,9 +238,17 @@ class VerdictGraphs:
     logits ``(batch, vocab)``; ``forward`` is the recorded computation, run eagerly.
     """
 
-    def __init__(self, model: Any, prompt_ids: torch.Tensor, *, max_batch: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        prompt_ids: torch.Tensor,
+        *,
+        max_batch: int = 8,
+        compiled: CompiledLayers | None = None,
+    ) -> None:
         self.model = model
         self.max_batch = max_batch
+        self.compiled = compiled  # compiled decoder layers to record, if any
         image_positions = (prompt_ids[0] == model.config.image_token_id).nonzero().flatten()
         start, count = int(image_positions[0]), len(image_positions)
         if image_positions.tolist() != list(range(start, start + count)):
@@ -242,7 +272,10 @@ class VerdictGraphs:
         embeds = model.get_input_embeddings()(ids)
         embeds[:, self._image_block] = features.to(embeds.dtype)
         # No padding: no mask, positions 0..n-1 (what the mask and positions would give).
-        hidden = model.model.language_model(inputs_embeds=embeds, use_cache=False)
+        hidden = run_compiled(
+            self.compiled,
+            lambda: model.model.language_model(inputs_embeds=embeds, use_cache=False),
+        )
         logits: torch.Tensor = model.lm_head(hidden.last_hidden_state[:, -1, :])
         return logits
 

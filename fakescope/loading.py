@@ -32,7 +32,10 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
+from fakescope.compiled_layers import resolve_compile
 from fakescope.errors import ModelLoadError, QuantizationError
+from fakescope.kernels.nf4_dispatch import POLICIES as KERNEL_POLICIES
+from fakescope.kernels.nf4_dispatch import install_small_batch_kernel
 from fakescope.model import ForensicModel, ModelInfo
 
 QUANTIZATIONS = ("nf4", "int8", "none")
@@ -57,12 +60,20 @@ def load_model(
     quantization: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    compile: str | None = None,
+    nf4_kernel: str | None = None,
     progress: bool = True,
 ) -> ForensicModel:
     """Load a checkpoint (local directory or hub id) as a ForensicModel.
 
     Defaults: the first CUDA device if there is one, else the CPU; NF4 on CUDA and no
-    quantization on the CPU; bfloat16 (float16 on older GPUs) on CUDA, float32 on CPU.
+    quantization on the CPU; bfloat16 (float16 on older GPUs) on CUDA, float32 on CPU;
+    ``compile`` ``auto``: the verdict forward's decoder layers compiled on CUDA only
+    (see compiled_layers.py; ``on`` / ``off`` force it); ``nf4_kernel`` ``auto``: on
+    CUDA with NF4, decode steps of 2 to 16 rows take the Triton kernel of
+    kernels/nf4_matmul.py for each weight shape where it checks out and times faster than
+    bitsandbytes (``triton`` / ``bitsandbytes`` force one; the outcome is in
+    ``ForensicModel.kernel_report``).
     Raises ModelLoadError (missing or unrecognised checkpoint, bad device or dtype) and
     QuantizationError (unknown mode, or bitsandbytes unavailable).
     """
@@ -71,6 +82,16 @@ def load_model(
     target = _resolve_device(device)
     quant = _resolve_quantization(quantization, target)
     torch_dtype = _resolve_dtype(dtype, target)
+    try:
+        compile_layers = resolve_compile(compile, target)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    kernel_policy = (nf4_kernel or "auto").strip().lower()
+    if kernel_policy not in KERNEL_POLICIES:
+        raise ModelLoadError(
+            f"unknown NF4 kernel policy {nf4_kernel!r}; "
+            f"expected one of {', '.join(KERNEL_POLICIES)}"
+        )
     _check_source(model)
 
     with _progress_bars(progress):
@@ -91,7 +112,12 @@ def load_model(
         family=family,
         untrained=bool(getattr(config, "fakescope_untrained", False)),
     )
-    forensic = ForensicModel(weights, processor, info)
+    forensic = ForensicModel(weights, processor, info, compile_layers=compile_layers)
+    if quant == "nf4" and target.type == "cuda":
+        say(f"choosing the small-batch NF4 kernels ({kernel_policy})")
+        report = install_small_batch_kernel(weights, policy=kernel_policy)
+        forensic.kernel_report = report
+        say(f"{report.installed_layers} layers on the Triton NF4 kernel for 2-16 rows")
     say(f"ready in {time.perf_counter() - started:.1f} s" + (" (untrained)" * info.untrained))
     return forensic
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from threading import Event, Thread
@@ -41,7 +42,11 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from fakescope.answer_pieces import AnswerPieces, OnText, PieceStreamer
+from fakescope.compiled_layers import CompiledLayers, decoder_layers, run_compiled
 from fakescope.cuda_graphs import GraphCaptureError, GraphDecoder, VerdictGraphs
+from fakescope.kernels.nf4_dispatch import KernelReport
+from fakescope.pixels import ClipPixels
 from fakescope.prompts import DETECT_PROMPT
 from fakescope.scoring import p_fake_from_logits, resolve_label_tokens
 
@@ -82,10 +87,15 @@ class ModelInfo:
 class ForensicModel:
     """One checkpoint with its processor, asking the forensic questions of prompts.py.
 
+    With ``compile_layers``, verdict forwards run the language model's decoder layers
+    compiled (``compiled_layers``); ``warm_up`` compiles and captures ahead of traffic.
+
     Not thread-safe: use one model from one worker thread at a time.
     """
 
-    def __init__(self, model: Any, processor: Any, info: ModelInfo) -> None:
+    def __init__(
+        self, model: Any, processor: Any, info: ModelInfo, *, compile_layers: bool = False
+    ) -> None:
         self.model = model
         self.processor = processor
         self.info = info
@@ -102,13 +112,20 @@ class ForensicModel:
         self._detect_text = self.chat_text(DETECT_PROMPT)
         self._detect_ids = self._fixed_detect_ids()
         self._pixel_pool: ThreadPoolExecutor | None = None
+        # The processor's pixels computed straight from PIL, where pixels.py can.
+        self._fast_pixels = ClipPixels.for_processor(processor.image_processor)
         self.eos_ids = _eos_ids(model, self.tokenizer)
         # CUDA graphs: on a GPU, with bitsandbytes NF4 or no quantization (both measured;
-        # int8's outlier handling is not known to capture); decoding needs 1-D positions.
+        # int8's outlier handling is not known to capture). Decoding takes 1-D positions
+        # (LLaVA) and Qwen2-VL's 3-D multimodal-RoPE positions alike.
         on_graphs = self.model.device.type == "cuda" and info.quantization in ("nf4", "none")
-        self.graph_decoding = on_graphs and self._explicit_positions
+        self.graph_decoding = on_graphs
         self._decoders: dict[int, GraphDecoder] = {}  # by batch size, oldest first
+        layers = decoder_layers(model) if compile_layers else None
+        self.compiled_layers = CompiledLayers(layers) if layers is not None else None
         self.verdict_graphs = self._verdict_graphs() if on_graphs else None
+        # Set by the loader where it chose NF4 kernels for small batches (CUDA only).
+        self.kernel_report: KernelReport | None = None
 
     # -- preprocessing (no model state: may run off the inference thread, one at a time) -
 
@@ -134,7 +151,8 @@ class ForensicModel:
 
         Where every image becomes the same number of tokens (LLaVA-1.5: a fixed crop),
         the prompt's ids are tokenized once and reused, and only the pixels are computed
-        per image, on several threads for a large batch: the same tensors the processor
+        per image, on several threads for a large batch, straight from PIL where
+        ``pixels.ClipPixels`` reproduces the processor: the same tensors the processor
         makes, at a fraction of the CPU time.
         """
         if self._detect_ids is None or not images:
@@ -161,20 +179,25 @@ class ForensicModel:
 
     def _pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        fast = self._fast_pixels
         processor = self.processor.image_processor
 
         def pixels(chunk: list[Image.Image]) -> torch.Tensor:
+            if fast is not None:
+                return fast.crops(chunk)  # uint8; normalised below, for the whole batch
             values: torch.Tensor = processor(images=chunk, return_tensors="pt")["pixel_values"]
             return values
 
         if len(rgb) < 2 * _PIXEL_THREADS:
-            return pixels(rgb)
-        # PIL's resize releases the GIL: chunks of the batch resize in parallel.
-        if self._pixel_pool is None:
-            self._pixel_pool = ThreadPoolExecutor(_PIXEL_THREADS, "fakescope-pixels")
-        size = -(-len(rgb) // _PIXEL_THREADS)
-        chunks = [rgb[i : i + size] for i in range(0, len(rgb), size)]
-        return torch.cat(list(self._pixel_pool.map(pixels, chunks)))
+            values = pixels(rgb)
+        else:
+            # PIL's resize releases the GIL: chunks of the batch resize in parallel.
+            if self._pixel_pool is None:
+                self._pixel_pool = ThreadPoolExecutor(_PIXEL_THREADS, "fakescope-pixels")
+            size = -(-len(rgb) // _PIXEL_THREADS)
+            chunks = [rgb[i : i + size] for i in range(0, len(rgb), size)]
+            values = torch.cat(list(self._pixel_pool.map(pixels, chunks)))
+        return values if fast is None else fast.normalize(values)
 
     def _encode(self, images: Sequence[Image.Image], texts: list[str]) -> BatchFeature:
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
@@ -204,17 +227,33 @@ class ForensicModel:
             extra: dict[str, Any] = {"use_cache": False}
             if self._keeps_last_logits_only:
                 extra["logits_to_keep"] = 1  # only the answer position's logits are needed
-            logits = self.model(**batch, **extra).logits
+            logits = run_compiled(self.compiled_layers, lambda: self.model(**batch, **extra).logits)
             answer_logits = logits[:, -1, :]  # left padding: the answer position is last
         p_fake = p_fake_from_logits(answer_logits, self.fake_ids, self.real_ids)
         return [float(p) for p in p_fake.cpu()]
+
+    def warm_up(self, max_batch: int) -> None:
+        """Compile and capture now what the first requests would otherwise wait for.
+
+        Verdict graphs are captured per batch size (up to ``max_batch``) and compiled
+        layers compile on their first call; without either this is one small forward.
+        """
+        sizes = {1, max_batch}
+        if self.verdict_graphs is not None:
+            sizes.update(range(1, min(max_batch, self.verdict_graphs.max_batch) + 1))
+        blank = Image.new("RGB", (64, 64))
+        for size in sorted(sizes):
+            started = time.perf_counter()
+            self.score([blank] * size)
+            elapsed = time.perf_counter() - started
+            logger.info("warmed up verdicts at batch %d in %.1f s", size, elapsed)
 
     def _verdict_graphs(self) -> VerdictGraphs | None:
         """Graphs for the LLaVA detect forward, where its prompt allows them."""
         if self.info.family != "llava" or self._detect_ids is None:
             return None
         try:
-            return VerdictGraphs(self.model, self._detect_ids)
+            return VerdictGraphs(self.model, self._detect_ids, compiled=self.compiled_layers)
         except ValueError:  # the image tokens are not one block
             return None
 
@@ -269,38 +308,53 @@ class ForensicModel:
         *,
         max_new_tokens: int = 256,
         min_new_tokens: int = 0,
+        on_text: OnText | None = None,
+        should_stop: Callable[[], bool] | None = None,
         **generate_kwargs: Any,
     ) -> list[str]:
         """Answers for image/prompt pairs in one left-padded batch.
 
-        On a GPU the graph decoder answers (a ``streamer`` is told of each step as
-        ``model.generate`` tells it); any other ``generate_kwargs`` (e.g. sampling or
-        ``cache_implementation``) send the batch to ``model.generate`` instead.
+        ``on_text(row, piece)`` is told each row's new text as it is decoded, on this
+        thread (a batch of streamed answers); ``should_stop()``, asked after each step,
+        ends decoding early, every row keeping what it has. On a GPU the graph decoder
+        answers (a ``streamer`` is told of each step as ``model.generate`` tells it); any
+        other ``generate_kwargs`` (e.g. sampling or ``cache_implementation``) send the
+        batch to ``model.generate`` instead.
         """
         if not images:
             return []
         inputs = self.prepare(images, prompts)
+        pieces = AnswerPieces(
+            self.tokenizer, len(images), self.eos_ids, streamed=on_text is not None
+        )
         if self._graph_decodes(generate_kwargs):
             streamer = generate_kwargs.get("streamer")
             if streamer is not None:  # told of the prompt, then of each step, like generate()
                 streamer.put(inputs["input_ids"])
-            rows: list[list[int]] = [[] for _ in images]
-            ended = [False] * len(images)
             for step in self._decode(inputs, max_new_tokens, min_new_tokens):
                 if streamer is not None:
                     streamer.put(torch.tensor(step))
-                for row, token in enumerate(step):
-                    ended[row] = ended[row] or token in self.eos_ids
-                    if not ended[row]:
-                        rows[row].append(token)
+                for row, piece in pieces.add(step):
+                    if on_text is not None:
+                        on_text(row, piece)
+                if should_stop is not None and should_stop():
+                    break
+            if on_text is not None:
+                for row, piece in pieces.flush():
+                    on_text(row, piece)
             if streamer is not None:
                 streamer.end()
-            texts = self.tokenizer.batch_decode(rows, skip_special_tokens=True)
-            return [text.strip() for text in texts]
-        output = self.model.generate(
-            **self._generation_inputs(inputs),
-            **self._generation_settings(max_new_tokens, min_new_tokens, generate_kwargs),
-        )
+            return pieces.texts()
+        settings = self._generation_settings(max_new_tokens, min_new_tokens, generate_kwargs)
+        if on_text is not None:
+            if "streamer" in settings:
+                raise ValueError("give on_text or a streamer, not both")
+            settings["streamer"] = PieceStreamer(pieces, on_text)
+        if should_stop is not None:
+            settings["stopping_criteria"] = StoppingCriteriaList(
+                [*settings.get("stopping_criteria", []), _StopWhen(should_stop)]
+            )
+        output = self.model.generate(**self._generation_inputs(inputs), **settings)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [text.strip() for text in texts]
@@ -326,9 +380,9 @@ class ForensicModel:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         settings = self._generation_settings(max_new_tokens, min_new_tokens, generate_kwargs)
         # A reader that stops early (a client gone) stops the generation too.
-        stop = _StopWhenSet()
+        stop = Event()
         settings["stopping_criteria"] = StoppingCriteriaList(
-            [*settings.get("stopping_criteria", []), stop]
+            [*settings.get("stopping_criteria", []), _StopWhen(stop.is_set)]
         )
         failure: list[BaseException] = []
 
@@ -353,7 +407,7 @@ class ForensicModel:
                 if piece:
                     yield piece
         finally:
-            stop.event.set()
+            stop.set()
             thread.join()
         if failure:
             raise failure[0]
@@ -365,19 +419,14 @@ class ForensicModel:
     def _stream_decoded(
         self, inputs: BatchFeature, max_new_tokens: int, min_new_tokens: int
     ) -> Iterator[str]:
-        ids: list[int] = []
-        sent = ""
-        for (token,) in self._decode(inputs, max_new_tokens, min_new_tokens):
-            if token in self.eos_ids:
-                return
-            ids.append(token)
-            # Decode the whole answer so far: a piece is what it adds to the last text
-            # (one token can be half a UTF-8 character: then wait for the rest).
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).lstrip()
-            if text.endswith("\ufffd") or not text.startswith(sent) or text == sent:
-                continue
-            yield text[len(sent) :]
-            sent = text
+        pieces = AnswerPieces(self.tokenizer, 1, self.eos_ids)
+        for step in self._decode(inputs, max_new_tokens, min_new_tokens):
+            for _, piece in pieces.add(step):
+                yield piece
+            if pieces.all_ended:
+                break
+        for _, piece in pieces.flush():
+            yield piece
 
     def _decode(
         self, inputs: BatchFeature, max_new_tokens: int, min_new_tokens: int
@@ -420,15 +469,15 @@ class ForensicModel:
         return settings
 
 
-class _StopWhenSet(StoppingCriteria):
-    """Stops a generation from another thread."""
+class _StopWhen(StoppingCriteria):
+    """Stops a generation when ``stop()`` says so (asked after each step)."""
 
-    def __init__(self) -> None:
-        self.event = Event()
+    def __init__(self, stop: Callable[[], bool]) -> None:
+        self.stop = stop
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
         return torch.full(
-            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+            (input_ids.shape[0],), bool(self.stop()), dtype=torch.bool, device=input_ids.device
         )
 
 

@@ -11,6 +11,12 @@ MIB = 1024 * 1024
 RATE_UNITS = ("second", "minute", "hour", "day")
 
 
+# As fakescope.compiled_layers.COMPILE_MODES and fakescope.kernels.nf4_dispatch.POLICIES
+# (not imported: those import torch).
+COMPILE_MODES = ("auto", "on", "off")
+NF4_KERNELS = ("auto", "triton", "bitsandbytes")
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the server cannot use."""
 
@@ -68,6 +74,8 @@ class Settings:
     model: str | None = None
     quantization: str | None = None
     device: str | None = None
+    compile: str | None = None
+    nf4_kernel: str | None = None
     max_upload_bytes: int = 25 * MIB
     max_pixels: int = 64_000_000
     queue_size: int = 64
@@ -91,6 +99,13 @@ class Settings:
             object.__setattr__(self, "database_url", default_database_url(self.data_dir))
         if not 0.0 <= self.real_threshold <= self.fake_threshold <= 1.0:
             raise SettingsError("thresholds must satisfy 0 <= real <= fake <= 1")
+        if self.compile is not None and self.compile.strip().lower() not in COMPILE_MODES:
+            raise SettingsError(f"FAKESCOPE_COMPILE must be auto, on or off, got {self.compile!r}")
+        if self.nf4_kernel is not None and self.nf4_kernel.strip().lower() not in NF4_KERNELS:
+            raise SettingsError(
+                "FAKESCOPE_NF4_KERNEL must be auto, triton or bitsandbytes, "
+                f"got {self.nf4_kernel!r}"
+            )
 
     @property
     def is_sqlite(self) -> bool:
@@ -118,6 +133,8 @@ class Settings:
             model=env.get("FAKESCOPE_MODEL") or None,
             quantization=env.get("FAKESCOPE_QUANTIZATION") or None,
             device=env.get("FAKESCOPE_DEVICE") or None,
+            compile=env.get("FAKESCOPE_COMPILE") or None,
+            nf4_kernel=env.get("FAKESCOPE_NF4_KERNEL") or None,
             max_upload_bytes=_int(env, "FAKESCOPE_MAX_UPLOAD_BYTES", 25 * MIB, 1),
             max_pixels=_int(env, "FAKESCOPE_MAX_PIXELS", 64_000_000, 1),
             queue_size=_int(env, "FAKESCOPE_QUEUE_SIZE", 64, 1),

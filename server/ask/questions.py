@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +21,6 @@ class Question:
     @property
     def prompt_hash(self) -> str:
         return hashlib.sha256(f"{self.kind}\n{self.prompt}".encode()).hexdigest()
-
-    def stream_fn(self, model: Any, image: Any, max_new_tokens: int) -> Callable[[], Iterator[str]]:
-        from fakescope import tasks
-
-        n = max_new_tokens
-        return lambda: tasks.answer_stream(model, image, self.prompt, max_new_tokens=n)
 
 
 def parse_question(body: dict[str, Any]) -> Question:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -124,24 +125,26 @@ class AskService:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
-        produce = question.stream_fn(self.host.model, image, self.analyses.settings.max_new_tokens)
-        # Streams run alone on the model thread, not in generation batches: each must hand
-        # its tokens to its own client as they come and stop when that client goes, and a
-        # batched decode has one streamer for all rows and no way to stop a single row.
 
-        def run() -> None:
-            try:
-                for piece in produce():
-                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
-                    if stop.is_set():
-                        break
-            finally:
-                loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
+        def on_text(piece: str) -> None:  # on the model thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody listens
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
+        # Batched with the other generations waiting: each row's text goes to its own
+        # client as it is decoded; a client that leaves sets `stop` (its row is then
+        # ignored, and the batch stops early once no row is wanted).
         try:
-            job = self.host.queue.submit(run)
+            job = self.host.queue.submit_stream(
+                image,
+                question.prompt,
+                max_new_tokens=self.analyses.settings.max_new_tokens,
+                on_text=on_text,
+                stop=stop,
+            )
         except QueueFullError as exc:
             raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        # Done callbacks run after the pieces already handed to the loop: _DONE comes last.
+        job.add_done_callback(lambda _: pieces.put_nowait(_DONE))
         return self._relay(question, pieces, job, stop), False
 
     async def _replay(self, question: Question, row: Answer) -> AsyncIterator[str]:
@@ -152,7 +155,7 @@ class AskService:
         self,
         question: Question,
         pieces: asyncio.Queue[object],
-        job: asyncio.Future[None],
+        job: asyncio.Future[str],
         stop: threading.Event,
     ) -> AsyncIterator[str]:
         collected: list[str] = []
@@ -160,14 +163,13 @@ class AskService:
             while (piece := await pieces.get()) is not _DONE:
                 collected.append(str(piece))
                 yield _event("token", {"text": str(piece)})
-            await job
+            text = str(await job)
         except Exception as exc:
             yield _event("error", {"status": 503, "detail": f"generation failed: {exc}"})
             return
         finally:
             stop.set()  # the client may have gone: stop generating for nobody
-        text = "".join(collected).strip()
-        row = await self._store(question, text)
+        row = await self._store(question, text)  # the whole answer, as the batch decoded it
         yield _event("done", self.payload(question, text, row.created_at))
 
 

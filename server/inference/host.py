@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -29,12 +30,18 @@ def default_loader(settings: Settings) -> ModelLoader:
         from fakescope.loading import load_model  # torch is imported only when a model is used
 
         assert settings.model is not None
-        return load_model(
+        model = load_model(
             settings.model,
             quantization=settings.quantization,
             device=settings.device,
+            compile=settings.compile,
+            nf4_kernel=settings.nf4_kernel,
             progress=False,
         )
+        # Graph captures and compilation happen now, before /readyz says ready, rather
+        # than in the first requests of each batch size.
+        model.warm_up(settings.batch_size)
+        return model
 
     return load
 
@@ -49,6 +56,20 @@ def has_two_stages(model: Any) -> bool:
     return callable(getattr(kind, "prepare_detect", None)) and callable(
         getattr(kind, "score_inputs", None)
     )
+
+
+def streams_batches(model: Any) -> bool:
+    """Whether the model's `generate_batch` takes `on_text` and `should_stop` (streams)."""
+    method = getattr(model, "generate_batch", None)
+    if method is None:
+        return False
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    names = {p.name for p in parameters}
+    forwards_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return {"on_text", "should_stop"} <= names or forwards_all
 
 
 class ModelHost:
@@ -73,6 +94,7 @@ class ModelHost:
         self._executor = model_executor()
         self._load_task: asyncio.Future[Any] | None = None
         self._two_stage = False  # set when the model is loaded
+        self._streams_batches = False  # likewise
         self.queue = InferenceQueue(
             self._score,
             max_queue=settings.queue_size,
@@ -102,15 +124,36 @@ class ModelHost:
         return self._score(inputs)
 
     def _generate_batch(
-        self, images: Sequence[Any], prompts: Sequence[str], max_new_tokens: int
+        self,
+        images: Sequence[Any],
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        *,
+        on_text: Callable[[int, str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[str]:
+        streamed = on_text is not None or should_stop is not None
+        if streamed and self._streams_batches:
+            answers = self.model.generate_batch(
+                images,
+                prompts,
+                max_new_tokens=max_new_tokens,
+                on_text=on_text,
+                should_stop=should_stop,
+            )
+            return [str(answer) for answer in answers]
         if hasattr(self.model, "generate_batch"):
             answers = self.model.generate_batch(images, prompts, max_new_tokens=max_new_tokens)
-            return [str(answer) for answer in answers]
-        return [
-            str(self.model.generate(image, prompt, max_new_tokens=max_new_tokens))
-            for image, prompt in zip(images, prompts, strict=True)
-        ]
+        else:
+            answers = [
+                self.model.generate(image, prompt, max_new_tokens=max_new_tokens)
+                for image, prompt in zip(images, prompts, strict=True)
+            ]
+        texts = [str(answer) for answer in answers]
+        if on_text is not None:  # a model that cannot stream a batch: each answer at once
+            for row, text in enumerate(texts):
+                on_text(row, text)
+        return texts
 
     @property
     def ready(self) -> bool:
@@ -146,6 +189,7 @@ class ModelHost:
             return
         self.model = future.result()
         self._two_stage = has_two_stages(self.model)
+        self._streams_batches = streams_batches(self.model)
         self.state = ModelState.READY
         log.info("model ready: %s", self.model.info.key)
 

@@ -6,10 +6,13 @@ one asyncio task that drains the queue. Three kinds of job wait in it:
 - score jobs (verdicts): grouped into one forward pass. With a two-stage model (`prepare`
   + `score_inputs`), a batch's preprocessing runs on a separate preprocessing thread, so
   batch N+1 is prepared while the model thread runs batch N's forward;
-- generation jobs (explanations, non-streaming answers): those with the same
+- generation jobs (explanations, answers, streamed or not): those with the same
   `max_new_tokens` are grouped into one `generate_batch` call (greedy decoding gives each
-  row what it would get alone); twins (same image key and prompt) share one generation;
-- call jobs (streamed answers, anything else): run alone, in queue order.
+  row what it would get alone); twins (same image key and prompt) share one generation.
+  A streamed job hands each new piece of its row's text to its own `on_text` as it is
+  decoded, and may be stopped (its client left): the batch decodes on while any of its
+  jobs still wants the answer, and stops early once none does;
+- call jobs (anything else): run alone, in queue order.
 
 Tokenizer rule (fakescope/model.py): a fast tokenizer must not be used by two threads at
 once. Only one preprocessing thread exists, it holds `tokenizer_lock` while it prepares,
@@ -27,13 +30,16 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
 Prepare = Callable[[Sequence[Any]], Any]
 ScoreInputs = Callable[[Any], Sequence[float]]
-GenerateBatch = Callable[[Sequence[Any], Sequence[str], int], Sequence[str]]
+# generate_batch(images, prompts, max_new_tokens, *, on_text=None, should_stop=None):
+# on_text(row, piece) streams each row's text, should_stop() ends the decoding early.
+GenerateBatch = Callable[..., Sequence[str]]
 
 
 class QueueFullError(Exception):
@@ -73,6 +79,12 @@ class _GenerateJob:
     prompt: str
     max_new_tokens: int
     future: asyncio.Future[str]
+    on_text: Callable[[str], None] | None = None  # streamed: called on the model thread
+    stop: threading.Event | None = None  # set when nobody wants this answer any more
+
+    @property
+    def abandoned(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
 
 @dataclass
@@ -259,6 +271,29 @@ class InferenceQueue:
             future.add_done_callback(lambda done: self._forget(twin_key, done))
         return future
 
+    def submit_stream(
+        self,
+        image: Any,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        on_text: Callable[[str], None],
+        stop: threading.Event,
+        announcement: Announcement | None = None,
+    ) -> asyncio.Future[str]:
+        """Enqueue a streamed generation now (QueueFullError at once when full).
+
+        It is batched with the other generations of the same `max_new_tokens`.
+        `on_text(piece)` is called on the model thread with each new piece of the
+        answer (hop to the event loop with `call_soon_threadsafe`); set `stop` when
+        the answer is no longer wanted. The future holds the whole answer.
+        """
+        if announcement is not None:
+            announcement.withdraw()
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._put(_GenerateJob(image, prompt, max_new_tokens, future, on_text, stop))
+        return future
+
     def _forget(self, twin_key: Hashable, future: asyncio.Future[str]) -> None:
         if self._generations.get(twin_key) is future:
             del self._generations[twin_key]
@@ -405,22 +440,32 @@ class InferenceQueue:
     # -- generation and calls -------------------------------------------------------------
 
     async def _run_generations(self, batch: list[_GenerateJob]) -> None:
+        for job in batch:
+            if job.abandoned and not job.future.done():
+                job.future.cancel()  # its client left before it ran: nobody waits for it
         live = [job for job in batch if not job.future.done()]
         if not live:
             return
         if self._generate_batch is None:
             _fail(live, RuntimeError("this queue was given no generate_batch"))
             return
+        extra: dict[str, Any] = {}
+        if any(job.on_text is not None for job in live):
+            extra["on_text"] = _text_router(live)
+            extra["should_stop"] = lambda: all(job.abandoned for job in live)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             texts = await loop.run_in_executor(
                 self._executor,
-                self._exclusive,
-                self._generate_batch,
-                [job.image for job in live],
-                [job.prompt for job in live],
-                live[0].max_new_tokens,
+                partial(
+                    self._exclusive,
+                    self._generate_batch,
+                    [job.image for job in live],
+                    [job.prompt for job in live],
+                    live[0].max_new_tokens,
+                    **extra,
+                ),
             )
         except Exception as exc:
             _fail(live, exc)
@@ -443,10 +488,21 @@ class InferenceQueue:
         if not job.future.done():
             job.future.set_result(result)
 
-    def _exclusive(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` holding the tokenizer lock (see the module docstring)."""
+    def _exclusive(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` holding the tokenizer lock (see the module docstring)."""
         with self.tokenizer_lock:
-            return fn(*args)
+            return fn(*args, **kwargs)
+
+
+def _text_router(jobs: Sequence[_GenerateJob]) -> Callable[[int, str], None]:
+    """`on_text(row, piece)` for a batch: each row's pieces to its own job, while wanted."""
+
+    def route(row: int, piece: str) -> None:
+        job = jobs[row]
+        if job.on_text is not None and not job.abandoned:
+            job.on_text(piece)
+
+    return route
 
 
 def _same_generation(max_new_tokens: int) -> Callable[[_Job], bool]:

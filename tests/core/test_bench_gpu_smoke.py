@@ -61,6 +61,14 @@ def test_every_headline_number_is_positive_and_finite(tiny_results: list[dict]) 
         assert math.isfinite(value) and value > 0, (key, value)
 
 
+def test_the_shipped_verdicts_agree_with_the_plain_forward(tiny_results: list[dict]) -> None:
+    result = tiny_results[0]
+    assert result["compiled_layers"] == "off"  # auto: compiled on CUDA only
+    assert result["warm_up_s"] > 0
+    for batch in (8, 32):
+        assert 0 <= result[f"p_fake_max_abs_diff_b{batch}"] < 1e-5
+
+
 def test_no_measurement_failed(tiny_results: list[dict]) -> None:
     assert tiny_results[0]["errors"] == {}
 

@@ -184,8 +184,10 @@ def test_detect_inputs_reuse_the_prompt_ids_yet_equal_the_processor_output(
     reference = tiny_model._encode(images, [tiny_model._detect_text] * len(images))
     assert tiny_model._detect_ids is not None
     assert set(fast.keys()) == set(reference.keys())
-    for key in reference:
+    for key in ("input_ids", "attention_mask"):
         assert torch.equal(fast[key], reference[key]), key
+    # Pixels come from pixels.py: the processor's values, up to float rounding.
+    torch.testing.assert_close(fast["pixel_values"], reference["pixel_values"], rtol=0, atol=1e-5)
 
 
 def test_decoder_tells_a_streamer_of_the_prompt_then_of_each_step(
@@ -261,3 +263,59 @@ def test_scoring_falls_back_to_the_eager_forward_when_capture_fails(
         assert tiny_model.verdict_graphs is None  # not tried again
     finally:
         tiny_model.verdict_graphs = None
+
+
+# -- multimodal RoPE (Qwen2-VL families): 3-D positions through the same decoder ----------
+
+
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+def qwen_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> ForensicModel:
+    from fakescope.loading import load_model
+    from fakescope.tiny import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path_factory.mktemp(request.param), family=request.param)
+    return load_model(str(path), device="cpu", progress=False)
+
+
+def test_qwen_decoder_reproduces_generate_on_a_left_padded_batch(
+    qwen_model: ForensicModel,
+) -> None:
+    inputs = _inputs(qwen_model, 3)
+    assert not bool(inputs["attention_mask"].all())
+    tokens = 8
+    expected = qwen_model.model.generate(
+        **inputs, **qwen_model._generation_settings(tokens, tokens, {})
+    )[:, inputs["input_ids"].shape[1] :]
+    decoder = GraphDecoder(qwen_model.model, batch_size=3, max_cache_len=128, use_graph=False)
+    assert tuple(decoder._positions.shape) == (3, 3, 1)  # (sections, rows, 1)
+    for _ in range(2):  # reused: the cache and the positions are reset by the prefill
+        steps = list(decoder.decode(inputs, max_new_tokens=tokens, min_new_tokens=tokens))
+        assert torch.tensor(steps).T.tolist() == expected.tolist()
+
+
+def test_qwen_models_answer_through_the_decoder_as_through_generate(
+    qwen_model: ForensicModel,
+) -> None:
+    images = _images(3)
+    generated = qwen_model.generate_batch(images, PROMPTS, max_new_tokens=10, min_new_tokens=5)
+    qwen_model.graph_decoding = True  # what CUDA gets
+    try:
+        decoded = qwen_model.generate_batch(images, PROMPTS, max_new_tokens=10, min_new_tokens=5)
+        streamed = "".join(qwen_model.stream(images[1], PROMPTS[1], max_new_tokens=10))
+    finally:
+        qwen_model.graph_decoding = False
+    assert decoded == generated
+    assert streamed.strip() == generated[1]
+
+
+@pytest.mark.usefixtures("as_if_capturing")
+def test_qwen_decode_step_reads_nothing_back_to_the_host(qwen_model: ForensicModel) -> None:
+    inputs = _inputs(qwen_model, 2)
+    decoder = GraphDecoder(qwen_model.model, batch_size=2, max_cache_len=128, use_graph=False)
+    next(iter(decoder.decode(inputs, max_new_tokens=4)))  # prefill, outside the graph
+    reads = HostReads()
+    with torch.inference_mode(), reads:
+        decoder._step()
+    assert reads.seen == []

@@ -37,3 +37,4 @@ def test_bench_server_quick_prints_and_records_the_four_figures(tmp_path: Path) 
     assert figures["sequential_per_s"] > 0 and figures["concurrent_per_s"] > 0
     assert figures["explain_sequential_per_s"] > 0 and figures["explain_concurrent_per_s"] > 0
     assert figures["explain_batching_gain"] > 0
+    assert figures["streamed_batching_gain"] > 0

@@ -8,6 +8,7 @@ what it would alone (checked here for explanations and for mixed questions).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +18,7 @@ import pytest
 from server_helpers import running, unique_png, wait_until_ready
 
 from fakescope.images import decode_image
-from fakescope.prompts import aspect_prompt, explain_prompt, question_prompt
+from fakescope.prompts import ENHANCE_PROMPT, aspect_prompt, explain_prompt, question_prompt
 from server.app import create_app
 from server.inference.queue import InferenceQueue, QueueFullError
 from server.settings import Settings
@@ -33,6 +34,7 @@ class SpyModel:
         self.inner = model
         self.info = model.info
         self.generate_batch_sizes: list[int] = []
+        self.streamed_batches: list[bool] = []
         self.threads: dict[str, set[str]] = {"prepare": set(), "forward": set(), "generate": set()}
         self.intervals: dict[str, list[tuple[float, float]]] = {"prepare": [], "generate": []}
         self._lock = threading.Lock()
@@ -57,13 +59,23 @@ class SpyModel:
         return self.score_inputs(self.prepare_detect(images))
 
     def generate_batch(
-        self, images: Sequence[Any], prompts: Sequence[str], *, max_new_tokens: int
+        self,
+        images: Sequence[Any],
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        **streaming: Any,
     ) -> list[str]:
         self._record("generate")
         self.generate_batch_sizes.append(len(images))
+        self.streamed_batches.append(streaming.get("on_text") is not None)
         started = time.perf_counter()
         try:
-            return list(self.inner.generate_batch(images, prompts, max_new_tokens=max_new_tokens))
+            return list(
+                self.inner.generate_batch(
+                    images, prompts, max_new_tokens=max_new_tokens, **streaming
+                )
+            )
         finally:
             self.intervals["generate"].append((started, time.perf_counter()))
 
@@ -185,6 +197,48 @@ async def test_concurrent_questions_are_answered_in_batches_as_they_would_be_alo
     assert len(spy.generate_batch_sizes) < len(asked)
 
 
+def sse_tokens_and_answer(text: str) -> tuple[list[str], str]:
+    tokens, answer = [], None
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if fields.get("event") == "token":
+            tokens.append(json.loads(fields["data"])["text"])
+        elif fields.get("event") == "done":
+            answer = json.loads(fields["data"])["answer"]
+    assert answer is not None, text[-500:]
+    return tokens, answer
+
+
+async def test_concurrent_streamed_answers_share_batches_and_each_gets_its_own_tokens(
+    spy_client: Any, spy: SpyModel, tiny_model: Any
+) -> None:
+    data = unique_png()
+    sha = (await spy_client.post("/v1/analyze", **upload(data))).json()["sha256"]
+    image = decode_image(data).rgb
+    asked = [
+        ({"aspect": "texture"}, aspect_prompt("texture")),
+        ({"question": "Where is the light from?"}, question_prompt("Where is the light from?")),
+        ({"question": "Why?"}, question_prompt("Why?")),
+        ({"aspect": "layout"}, aspect_prompt("layout")),
+        ({"enhance": True}, ENHANCE_PROMPT),
+    ]
+    expected = [
+        tiny_model.generate(image, prompt, max_new_tokens=MAX_NEW_TOKENS) for _, prompt in asked
+    ]
+    stream = {"Accept": "text/event-stream"}
+    responses = await asyncio.gather(
+        *(spy_client.post("/v1/ask", json={"sha256": sha, **b}, headers=stream) for b, _ in asked)
+    )
+    assert [r.status_code for r in responses] == [200] * len(asked)
+    for response, answer in zip(responses, expected, strict=True):
+        tokens, done = sse_tokens_and_answer(response.text)
+        assert done == answer
+        assert "".join(tokens).strip() == answer
+        assert len(tokens) > 1 or len(answer.split()) <= 1  # piece by piece
+    assert all(spy.streamed_batches) and sum(spy.generate_batch_sizes) == len(asked)
+    assert max(spy.generate_batch_sizes) > 1  # streams shared a decode
+
+
 # -- the queue alone, with fakes ---------------------------------------------------------
 
 
@@ -287,6 +341,105 @@ async def test_the_next_batch_is_prepared_while_the_model_runs_the_current_one()
     finally:
         await queue.stop()
     assert overlapped == [True] and prepared == [[1], [2]]
+
+
+class StreamingFake:
+    """A generate_batch that streams each row word by word and obeys should_stop."""
+
+    def __init__(self, words: int = 5) -> None:
+        self.words = words
+        self.rows: list[list[str]] = []
+        self.stopped_after: list[int] = []
+        self.step_done = threading.Event()
+        self.go_on = threading.Event()
+
+    def __call__(
+        self,
+        images: Sequence[Any],
+        prompts: Sequence[str],
+        tokens: int,
+        *,
+        on_text: Any = None,
+        should_stop: Any = None,
+    ) -> list[str]:
+        self.rows.append(list(prompts))
+        texts = [""] * len(prompts)
+        for step in range(self.words):
+            for row, prompt in enumerate(prompts):
+                piece = f" {prompt}{step}"
+                texts[row] += piece
+                if on_text is not None:
+                    on_text(row, piece)
+            if step == 1:  # let the test act between two steps
+                self.step_done.set()
+                self.go_on.wait(5)
+            if should_stop is not None and should_stop():
+                self.stopped_after.append(step)
+                break
+        return [text.strip() for text in texts]
+
+
+async def test_a_stream_gets_its_rows_pieces_and_the_batch_stops_when_nobody_listens() -> None:
+    fake = StreamingFake()
+    queue = InferenceQueue(
+        unused_score, max_queue=8, batch_size=4, batch_wait_s=0.05, generate_batch=fake
+    )
+    queue.start()
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    stops = {name: threading.Event() for name in got}
+    try:
+        futures = [
+            queue.submit_stream(
+                name,
+                name,
+                max_new_tokens=8,
+                on_text=got[name].append,
+                stop=stops[name],
+            )
+            for name in got
+        ]
+        await asyncio.to_thread(fake.step_done.wait, 5)
+        stops["a"].set()  # a's client leaves: b still wants its answer
+        fake.go_on.set()
+        assert await futures[1] == "b0 b1 b2 b3 b4"
+    finally:
+        await queue.stop()
+    assert fake.rows == [["a", "b"]]
+    assert got["b"] == [" b0", " b1", " b2", " b3", " b4"]
+    assert got["a"] == [" a0", " a1"]  # nothing after its client left
+    assert fake.stopped_after == []  # b was still wanted: the batch went on
+
+    fake, stop = StreamingFake(), threading.Event()
+    queue = InferenceQueue(
+        unused_score, max_queue=8, batch_size=4, batch_wait_s=0.0, generate_batch=fake
+    )
+    queue.start()
+    try:
+        future = queue.submit_stream("c", "c", max_new_tokens=8, on_text=list().append, stop=stop)
+        await asyncio.to_thread(fake.step_done.wait, 5)
+        stop.set()  # the only listener leaves: the decoding stops at the next step
+        fake.go_on.set()
+        assert await future == "c0 c1"
+    finally:
+        await queue.stop()
+    assert fake.stopped_after == [1]
+
+
+async def test_a_stream_abandoned_before_it_runs_costs_nothing() -> None:
+    fake = StreamingFake()
+    queue = InferenceQueue(
+        unused_score, max_queue=8, batch_size=4, batch_wait_s=0.0, generate_batch=fake
+    )
+    stop = threading.Event()
+    stop.set()
+    future = queue.submit_stream("d", "d", max_new_tokens=8, on_text=list().append, stop=stop)
+    queue.start()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await future
+    finally:
+        await queue.stop()
+    assert fake.rows == []
 
 
 async def test_stopping_fails_a_batch_the_model_is_still_working_on() -> None:
