@@ -35,8 +35,9 @@ T = TypeVar("T")
 COMPILE_MODES = ("auto", "on", "off")
 
 
-def resolve_compile(mode: str | None, device: torch.device) -> bool:
-    """Whether to compile: ``auto`` (the default) compiles on CUDA only.
+def resolve_compile(mode: str | None, device: torch.device, quantization: str = "none") -> bool:
+    """Whether to compile: ``auto`` (the default) compiles on CUDA, for NF4 or no
+    quantization (the two measured; int8's outlier handling has data-dependent shapes).
 
     On the CPU, compiling a real model's layers takes minutes and the element-wise work
     it removes is a small share of a CPU forward; on CUDA it is what separates the
@@ -48,7 +49,7 @@ def resolve_compile(mode: str | None, device: torch.device) -> bool:
             f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}"
         )
     if choice == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" and quantization in ("nf4", "none")
     return choice == "on"
 
 

@@ -83,7 +83,7 @@ def load_model(
     quant = _resolve_quantization(quantization, target)
     torch_dtype = _resolve_dtype(dtype, target)
     try:
-        compile_layers = resolve_compile(compile, target)
+        compile_layers = resolve_compile(compile, target, quant)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     kernel_policy = (nf4_kernel or "auto").strip().lower()

@@ -22,6 +22,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
 from server.analyze.image_store import ImageStore
+from server.analyze.retention import ImageRetention
 from server.analyze.service import AnalysisService
 from server.ask.controller import AskController
 from server.ask.service import AskService
@@ -94,7 +95,13 @@ def create_app(
     )
     db = Database(engine, write_engine)
     host = ModelHost(settings, metrics, loader=model_loader)
-    analyses = AnalysisService(settings, db, host, metrics, ImageStore(settings.image_store_dir))
+    images = ImageStore(settings.image_store_dir)
+    analyses = AnalysisService(settings, db, host, metrics, images)
+    retention = (
+        ImageRetention(images, db, settings.image_retention_days, metrics.images_purged.inc)
+        if settings.image_retention_days is not None
+        else None
+    )
     fetcher = GuardedFetcher(
         FetchLimits(
             max_bytes=settings.max_upload_bytes, total_timeout_s=settings.url_fetch_timeout_s
@@ -114,8 +121,12 @@ def create_app(
     async def start_model(_app: Litestar) -> None:
         await host.start()
         metrics.model_ready.set(1 if host.ready else 0)
+        if retention is not None:
+            retention.start()
 
     async def stop_model(_app: Litestar) -> None:
+        if retention is not None:
+            await retention.stop()
         await host.stop()
         await db.dispose()
 
@@ -165,6 +176,7 @@ def create_app(
                 "fetcher": fetcher,
                 "analysis_service": analyses,
                 "ask_service": AskService(analyses),
+                "image_retention": retention,
             }
         ),
     )

@@ -48,6 +48,11 @@ class Metrics:
         self.rejected = Counter(
             "fakescope_queue_rejected", "Requests refused because the queue was full", registry=r
         )
+        self.images_purged = Counter(
+            "fakescope_images_purged",
+            "Stored image bytes deleted by the retention policy",
+            registry=r,
+        )
         self.model_ready = Gauge(
             "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
         )

@@ -50,6 +50,23 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def parse_retention(text: str | None) -> float | None:
+    """Days to keep analysed image bytes: a positive number, `off` (forever); default 30."""
+    if text is None or text.strip() == "":
+        return 30.0
+    if text.strip().lower() in {"off", "never", "none"}:
+        return None
+    try:
+        days = float(text)
+    except ValueError as exc:
+        raise SettingsError(
+            f"FAKESCOPE_IMAGE_RETENTION_DAYS must be a number of days or 'off', got {text!r}"
+        ) from exc
+    if not days > 0:
+        raise SettingsError(f"FAKESCOPE_IMAGE_RETENTION_DAYS must be > 0 (or 'off'), got {text!r}")
+    return days
+
+
 def parse_rate_limit(text: str | None) -> tuple[str, int] | None:
     """`600/minute` → ("minute", 600); empty or `off` → None (no limit)."""
     if text is None or text.strip().lower() in {"", "off", "none", "0"}:
@@ -93,6 +110,7 @@ class Settings:
     url_fetch_timeout_s: float = 15.0
     max_new_tokens: int = 256
     cache_ttl_s: float = 2.0
+    image_retention_days: float | None = 30.0  # None: stored image bytes are kept forever
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -152,4 +170,5 @@ class Settings:
             url_fetch_timeout_s=_float(env, "FAKESCOPE_URL_FETCH_TIMEOUT_S", 15.0),
             max_new_tokens=_int(env, "FAKESCOPE_MAX_NEW_TOKENS", 256, 1),
             cache_ttl_s=_float(env, "FAKESCOPE_CACHE_TTL_S", 2.0),
+            image_retention_days=parse_retention(env.get("FAKESCOPE_IMAGE_RETENTION_DAYS")),
         )

@@ -44,6 +44,9 @@ def compiled_model(tiny_model_dir: Path) -> Iterator[ForensicModel]:
 def test_compile_auto_means_cuda_only() -> None:
     assert resolve_compile(None, torch.device("cpu")) is False
     assert resolve_compile("auto", torch.device("cuda", 0)) is True
+    assert resolve_compile("auto", torch.device("cuda", 0), "nf4") is True
+    assert resolve_compile("auto", torch.device("cuda", 0), "int8") is False
+    assert resolve_compile("on", torch.device("cuda", 0), "int8") is True
     assert resolve_compile(" ON ", torch.device("cpu")) is True
     assert resolve_compile("off", torch.device("cuda", 0)) is False
     with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
