@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from fakescope.cuda_graphs import warm_up
 from fakescope.kernels import nf4_matmul
 
 POLICIES = ("auto", "triton", "bitsandbytes")
@@ -300,12 +301,7 @@ def _bound(layer: Any, x: torch.Tensor, cfg: Any) -> Callable[[], torch.Tensor]:
 def _time_ms(call: Callable[[], Any], method: str) -> tuple[float, str]:
     """GPU milliseconds per call, and how they were measured: a CUDA graph of
     TIMING_REPS calls replayed (``method="cuda-graph"``), else calls between events."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(_WARMUP_CALLS):
-            call()
-    torch.cuda.current_stream().wait_stream(side)
+    warm_up(call, _WARMUP_CALLS)
     torch.cuda.synchronize()
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)

@@ -109,15 +109,19 @@ def test_decoder_refuses_other_batch_sizes_and_answers_beyond_its_cache(
         next(iter(decoder.decode(_inputs(tiny_model, 2), max_new_tokens=60)))
 
 
-@pytest.mark.usefixtures("as_if_capturing")
-def test_decode_step_reads_nothing_back_to_the_host(tiny_model: ForensicModel) -> None:
-    inputs = _inputs(tiny_model, 2)
-    decoder = GraphDecoder(tiny_model.model, batch_size=2, max_cache_len=128, use_graph=False)
+def _step_host_reads(model: ForensicModel) -> list[str]:
+    inputs = _inputs(model, 2)
+    decoder = GraphDecoder(model.model, batch_size=2, max_cache_len=128, use_graph=False)
     next(iter(decoder.decode(inputs, max_new_tokens=4)))  # prefill, outside the graph
     reads = HostReads()
     with torch.inference_mode(), reads:
         decoder._step()
-    assert reads.seen == []
+    return reads.seen
+
+
+@pytest.mark.usefixtures("as_if_capturing")
+def test_decode_step_reads_nothing_back_to_the_host(tiny_model: ForensicModel) -> None:
+    assert _step_host_reads(tiny_model) == []
 
 
 def test_host_read_detector_sees_the_reads_of_an_ordinary_forward(
@@ -312,10 +316,4 @@ def test_qwen_models_answer_through_the_decoder_as_through_generate(
 
 @pytest.mark.usefixtures("as_if_capturing")
 def test_qwen_decode_step_reads_nothing_back_to_the_host(qwen_model: ForensicModel) -> None:
-    inputs = _inputs(qwen_model, 2)
-    decoder = GraphDecoder(qwen_model.model, batch_size=2, max_cache_len=128, use_graph=False)
-    next(iter(decoder.decode(inputs, max_new_tokens=4)))  # prefill, outside the graph
-    reads = HostReads()
-    with torch.inference_mode(), reads:
-        decoder._step()
-    assert reads.seen == []
+    assert _step_host_reads(qwen_model) == []

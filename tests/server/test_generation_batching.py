@@ -170,24 +170,36 @@ async def test_preprocessing_never_overlaps_generation_so_the_tokenizer_has_one_
             assert p_end <= g_start or g_end <= p_start
 
 
+Asked = list[tuple[dict[str, Any], str]]  # (request body, the prompt it asks)
+
+
+async def analysed_with_questions(
+    client: Any, model: Any, asked: Asked
+) -> tuple[str, Asked, list[str]]:
+    """A new analysed image, the questions, and the answer each gets asked alone."""
+    data = unique_png()
+    sha = (await client.post("/v1/analyze", **upload(data))).json()["sha256"]
+    image = decode_image(data).rgb
+    expected = [model.generate(image, prompt, max_new_tokens=MAX_NEW_TOKENS) for _, prompt in asked]
+    return sha, asked, expected
+
+
 async def test_concurrent_questions_are_answered_in_batches_as_they_would_be_alone(
     spy_client: Any, spy: SpyModel, tiny_model: Any
 ) -> None:
-    data = unique_png()
-    sha = (await spy_client.post("/v1/analyze", **upload(data))).json()["sha256"]
-    image = decode_image(data).rgb
-    asked = [
-        ({"aspect": "texture"}, aspect_prompt("texture")),
-        (
-            {"question": "Is the lighting consistent?"},
-            question_prompt("Is the lighting consistent?"),
-        ),
-        ({"question": "Why?"}, question_prompt("Why?")),
-        ({"aspect": "edge"}, aspect_prompt("edge")),
-    ]
-    expected = [
-        tiny_model.generate(image, prompt, max_new_tokens=MAX_NEW_TOKENS) for _, prompt in asked
-    ]
+    sha, asked, expected = await analysed_with_questions(
+        spy_client,
+        tiny_model,
+        [
+            ({"aspect": "texture"}, aspect_prompt("texture")),
+            (
+                {"question": "Is the lighting consistent?"},
+                question_prompt("Is the lighting consistent?"),
+            ),
+            ({"question": "Why?"}, question_prompt("Why?")),
+            ({"aspect": "edge"}, aspect_prompt("edge")),
+        ],
+    )
     responses = await asyncio.gather(
         *(spy_client.post("/v1/ask", json={"sha256": sha, **body}) for body, _ in asked)
     )
@@ -212,19 +224,17 @@ def sse_tokens_and_answer(text: str) -> tuple[list[str], str]:
 async def test_concurrent_streamed_answers_share_batches_and_each_gets_its_own_tokens(
     spy_client: Any, spy: SpyModel, tiny_model: Any
 ) -> None:
-    data = unique_png()
-    sha = (await spy_client.post("/v1/analyze", **upload(data))).json()["sha256"]
-    image = decode_image(data).rgb
-    asked = [
-        ({"aspect": "texture"}, aspect_prompt("texture")),
-        ({"question": "Where is the light from?"}, question_prompt("Where is the light from?")),
-        ({"question": "Why?"}, question_prompt("Why?")),
-        ({"aspect": "layout"}, aspect_prompt("layout")),
-        ({"enhance": True}, ENHANCE_PROMPT),
-    ]
-    expected = [
-        tiny_model.generate(image, prompt, max_new_tokens=MAX_NEW_TOKENS) for _, prompt in asked
-    ]
+    sha, asked, expected = await analysed_with_questions(
+        spy_client,
+        tiny_model,
+        [
+            ({"aspect": "texture"}, aspect_prompt("texture")),
+            ({"question": "Where is the light from?"}, question_prompt("Where is the light from?")),
+            ({"question": "Why?"}, question_prompt("Why?")),
+            ({"aspect": "layout"}, aspect_prompt("layout")),
+            ({"enhance": True}, ENHANCE_PROMPT),
+        ],
+    )
     stream = {"Accept": "text/event-stream"}
     responses = await asyncio.gather(
         *(spy_client.post("/v1/ask", json={"sha256": sha, **b}, headers=stream) for b, _ in asked)
