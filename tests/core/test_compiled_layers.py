@@ -151,3 +151,20 @@ def test_warm_up_scores_the_batch_sizes_it_will_serve(
     monkeypatch.setattr(tiny_model, "score", counting)
     tiny_model.warm_up(8)
     assert seen == [1, 8]  # no graphs on the CPU: the smallest and the largest batch
+
+
+def test_nf4_layers_compile_whole_with_bitsandbytes_ops_inside(tiny_model_dir: Path) -> None:
+    """bitsandbytes' 4-bit matmuls trace as custom ops: one graph, no breaks, same values."""
+    plain = load_model(str(tiny_model_dir), device="cpu", quantization="nf4", progress=False)
+    compiled = load_model(
+        str(tiny_model_dir), device="cpu", quantization="nf4", compile="on", progress=False
+    )
+    assert compiled.compiled_layers is not None
+    torch._dynamo.reset()
+    counters.clear()
+    images = _images(4)
+    assert compiled.score(images) == pytest.approx(plain.score(images), abs=1e-5)
+    assert compiled.compiled_layers.failed is None
+    assert counters["stats"]["unique_graphs"] == 1
+    assert dict(counters["graph_break"]) == {}
+    torch._dynamo.reset()
