@@ -33,6 +33,7 @@ from server.db.migrate import ensure_migrated
 from server.health.controller import HealthController
 from server.inference.host import ModelHost, ModelLoader
 from server.lookup.controller import LookupController
+from server.lookup.live_index import LivePdqIndex
 from server.metrics import Metrics, RequestMetricsMiddleware
 from server.net.ssrf import FetchLimits, GuardedFetcher
 from server.problems import EXCEPTION_HANDLERS
@@ -177,6 +178,7 @@ def create_app(
                 "analysis_service": analyses,
                 "ask_service": AskService(analyses),
                 "image_retention": retention,
+                "pdq_index": LivePdqIndex(db),
             }
         ),
     )

@@ -177,10 +177,3 @@ async def set_explanation(
     if only_if_missing:
         query = query.where(AnalysisRow.explanation.is_(None))
     await session.execute(query.values(explanation=explanation))
-
-
-async def image_pdqs(session: AsyncSession) -> list[tuple[str, str]]:
-    """(sha256, pdq) of every known image, for near-duplicate search."""
-    return [
-        (sha, pdq) for sha, pdq in (await session.execute(select(Image.sha256, Image.pdq))).all()
-    ]

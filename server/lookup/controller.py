@@ -8,8 +8,7 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 
 from server.analyze.service import AnalysisService
-from server.db.analyses import image_pdqs
-from server.lookup.pdq_index import near_matches
+from server.lookup.live_index import LivePdqIndex
 from server.problems import ProblemError
 from server.requests import json_object, sha256_key
 
@@ -63,11 +62,8 @@ class LookupController(Controller):
         service: AnalysisService = request.app.state.analysis_service
         service.require_ready()
         results = await service.cached_many(shas)
-        known: list[tuple[str, str]] = []
-        if pdqs:
-            async with service.db.read() as session:
-                known = await image_pdqs(session)
-        near = near_matches(pdqs, known, max_distance=service.settings.pdq_max_distance)
+        pdq_index: LivePdqIndex = request.app.state.pdq_index
+        near = await pdq_index.search(pdqs, max_distance=service.settings.pdq_max_distance)
         hits = len(results)
         service.metrics.cache_result("lookup", hit=True, count=hits)
         service.metrics.cache_result("lookup", hit=False, count=len(shas) - hits)
