@@ -264,12 +264,25 @@ class ForensicModel:
             return None
         if ids.shape[1] != self._detect_ids.shape[1] or not bool((ids == self._detect_ids).all()):
             return None  # not the detect prompt alone
+        pixels = inputs["pixel_values"].to(self.model.device, self.model.dtype)
         try:
-            return graphs.logits(inputs["pixel_values"].to(self.model.device, self.model.dtype))
+            return graphs.logits(pixels)
         except GraphCaptureError as exc:
-            logger.warning("verdicts without CUDA graphs: %s", exc)
-            self.verdict_graphs = None
-            return None
+            failure = exc
+        if graphs.compiled is not None:
+            # Compiled layers that do not capture may still run compiled, eagerly (batches
+            # above max_batch do); the plain layers may capture: small batches keep graphs.
+            logger.warning("verdict graphs without compiled layers: %s", failure)
+            graphs = self.verdict_graphs = VerdictGraphs(
+                self.model, self._detect_ids, max_batch=graphs.max_batch
+            )
+            try:
+                return graphs.logits(pixels)
+            except GraphCaptureError as exc:
+                failure = exc
+        logger.warning("verdicts without CUDA graphs: %s", failure)
+        self.verdict_graphs = None
+        return None
 
     def _to_model(self, inputs: BatchFeature) -> dict[str, Any]:
         # Floating tensors (pixel values) take the model's dtype; ids stay integers.

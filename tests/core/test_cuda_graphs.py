@@ -259,12 +259,32 @@ def test_scoring_falls_back_to_the_eager_forward_when_capture_fails(
 ) -> None:
     images = _images(2)
     expected = tiny_model.score(images)
-    failing = mock.Mock(max_batch=8)
+    failing = mock.Mock(max_batch=8, compiled=None)
     failing.logits.side_effect = GraphCaptureError("refused")
     tiny_model.verdict_graphs = failing
     try:
         assert tiny_model.score(images) == expected
         assert tiny_model.verdict_graphs is None  # not tried again
+    finally:
+        tiny_model.verdict_graphs = None
+
+
+def test_graphs_of_compiled_layers_that_fail_are_recaptured_with_plain_layers(
+    tiny_model: ForensicModel,
+) -> None:
+    images = _images(2)
+    expected = tiny_model.score(images)
+    failing = mock.Mock(max_batch=6, compiled=object())
+    failing.logits.side_effect = GraphCaptureError("compiled code does not capture")
+    plain = VerdictGraphs(tiny_model.model, tiny_model._detect_ids)  # eager on the CPU
+    replayed = mock.Mock(max_batch=6, compiled=None)
+    replayed.logits.side_effect = plain.forward
+    tiny_model.verdict_graphs = failing
+    try:
+        with mock.patch("fakescope.model.VerdictGraphs", return_value=replayed) as made:
+            assert tiny_model.score(images) == pytest.approx(expected, abs=1e-5)
+        made.assert_called_once_with(tiny_model.model, tiny_model._detect_ids, max_batch=6)
+        assert tiny_model.verdict_graphs is replayed  # kept for the next verdicts
     finally:
         tiny_model.verdict_graphs = None
 
