@@ -20,6 +20,7 @@ from server.analyze.served_cache import ServedCache
 from server.db.analyses import Identity, fetch_served, set_explanation, store_analysis
 from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
+from server.db.group_commit import GroupCommit
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue import Announcement, QueueFullError
 from server.metrics import Metrics
@@ -67,6 +68,7 @@ class AnalysisService:
         self.served = ServedCache(settings.cache_ttl_s)
         db.decision_listeners.append(self.served.invalidate)
         self._reads = ReadCoalescer(self._fetch_served)
+        self._writes = GroupCommit(db)
         self.limits = ImageLimits(
             max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels
         )
@@ -210,8 +212,8 @@ class AnalysisService:
         if model is not None:
             await asyncio.to_thread(self.images.save, sha, data)
         try:
-            async with self.db.write() as session:
-                await store_analysis(session, analysis, identity)
+            # One transaction with the other analyses finishing now (one commit for all).
+            await self._writes.run(lambda session: store_analysis(session, analysis, identity))
         except IntegrityError:
             # Someone stored this analysis first (another process, or a concurrent request
             # with a different `explain`): keep theirs, adding our explanation if it has none.
