@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,10 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_every_variable_the_server_reads_is_in_the_readme() -> None:
+    root = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r"FAKESCOPE_[A-Z0-9_]+", (root / "server/settings.py").read_text()))
+    documented = set(re.findall(r"FAKESCOPE_[A-Z0-9_]+", (root / "README.md").read_text()))
+    assert read and read <= documented, sorted(read - documented)
