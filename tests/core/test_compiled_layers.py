@@ -168,3 +168,21 @@ def test_nf4_layers_compile_whole_with_bitsandbytes_ops_inside(tiny_model_dir: P
     assert counters["stats"]["unique_graphs"] == 1
     assert dict(counters["graph_break"]) == {}
     torch._dynamo.reset()
+
+
+def test_qwen_layers_compile_with_their_3d_positions(tmp_path: Path) -> None:
+    """Qwen2.5-VL (multimodal RoPE, per-image token counts) compiles as one graph too."""
+    from fakescope.tiny import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path / "qwen", family="qwen2_5_vl")
+    plain = load_model(str(path), device="cpu", progress=False)
+    compiled = load_model(str(path), device="cpu", compile="on", progress=False)
+    assert compiled.compiled_layers is not None
+    torch._dynamo.reset()
+    counters.clear()
+    images = _images(4)  # four sizes: four image-token counts, one batch
+    assert compiled.score(images) == pytest.approx(plain.score(images), abs=1e-5)
+    assert compiled.compiled_layers.failed is None
+    assert counters["stats"]["unique_graphs"] >= 1
+    assert dict(counters["graph_break"]) == {}
+    torch._dynamo.reset()
