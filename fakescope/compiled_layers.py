@@ -73,7 +73,6 @@ class CompiledLayers:
         self, layers: nn.ModuleList, *, dynamic: bool = True, backend: Any = "inductor"
     ) -> None:
         self.layers = layers
-        self.dynamic = dynamic
         self._plain = list(layers)
         # The layers share one code object: every layer is one more cache entry for it
         # when parameters are not inlined as graph inputs. Leave room for all of them.

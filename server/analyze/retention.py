@@ -42,7 +42,6 @@ class ImageRetention:
         self.retention_s = retention_days * DAY_S
         # Often enough that nothing outlives the period by more than a tenth of it.
         self.interval_s = min(MAX_INTERVAL_S, max(1.0, self.retention_s / 10))
-        self.purged_total = 0
         self._task: asyncio.Task[None] | None = None
 
     async def purge_once(self) -> int:
@@ -53,7 +52,6 @@ class ImageRetention:
             )
             under_review = {str(sha) for sha in rows.scalars()}
         deleted = await asyncio.to_thread(self.store.purge, self.retention_s, keep=under_review)
-        self.purged_total += deleted
         if self.on_purged is not None:
             self.on_purged(deleted)
         if deleted:
