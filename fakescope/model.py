@@ -236,7 +236,9 @@ class ForensicModel:
         """Compile and capture now what the first requests would otherwise wait for.
 
         Verdict graphs are captured per batch size (up to ``max_batch``) and compiled
-        layers compile on their first call; without either this is one small forward.
+        layers compile on their first call; without either, this runs two small
+        forwards (batch 1 and ``max_batch``), which also bring the process's lazy
+        allocations forward.
         """
         sizes = {1, max_batch}
         if self.verdict_graphs is not None:
