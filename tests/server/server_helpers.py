@@ -45,6 +45,11 @@ def unique_png(size: int = 64) -> bytes:
     return buffer.getvalue()
 
 
+def upload(data: bytes, name: str = "image.png", media_type: str = "image/png") -> dict[str, Any]:
+    """httpx keyword arguments for a multipart upload of ``data`` as the field ``file``."""
+    return {"files": {"file": (name, data, media_type)}}
+
+
 async def count_rows(database_url: str) -> dict[str, int]:
     engine = create_engine(database_url)
     try:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from server_helpers import running, unique_png, wait_until_ready
+from server_helpers import running, unique_png, upload, wait_until_ready
 
 from fakescope.images import decode_image
 from fakescope.prompts import ENHANCE_PROMPT, aspect_prompt, explain_prompt, question_prompt
@@ -104,10 +104,6 @@ async def spy_client(batching_settings: Settings, spy: SpyModel) -> AsyncIterato
     async with running(create_app(batching_settings, model_loader=lambda: spy)) as client:
         await wait_until_ready(client)
         yield client
-
-
-def upload(data: bytes) -> dict[str, Any]:
-    return {"files": {"file": ("image.png", data, "image/png")}}
 
 
 def lone_explanation(model: Any, data: bytes) -> str:

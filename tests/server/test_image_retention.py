@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_helpers import CountingModel, problem, running, unique_png, wait_until_ready
+from server_helpers import CountingModel, problem, running, unique_png, upload, wait_until_ready
 
 from server.analyze.image_store import ImageStore
 from server.analyze.retention import ImageRetention
@@ -99,10 +99,6 @@ async def client(sqlite_url: str, tmp_path: Path, tiny_model: Any) -> AsyncItera
     async with running(app) as client:
         await wait_until_ready(client)
         yield client
-
-
-def upload(data: bytes) -> dict[str, Any]:
-    return {"files": {"file": ("image.png", data, "image/png")}}
 
 
 async def test_the_server_purges_old_bytes_but_keeps_reported_ones_and_asks_follow(

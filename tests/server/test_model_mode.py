@@ -10,7 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from server_helpers import CountingModel, count_rows, problem, running, unique_png, wait_until_ready
+from server_helpers import (
+    CountingModel,
+    count_rows,
+    problem,
+    running,
+    unique_png,
+    upload,
+    wait_until_ready,
+)
 
 from server.app import create_app
 from server.settings import Settings
@@ -37,10 +45,6 @@ async def model_client(sqlite_settings: Settings, counting: CountingModel) -> As
     async with running(create_app(sqlite_settings, model_loader=lambda: counting)) as client:
         await wait_until_ready(client)
         yield client
-
-
-def upload(data: bytes) -> dict[str, Any]:
-    return {"files": {"file": ("image.png", data, "image/png")}}
 
 
 async def test_model_mode_reports_p_fake_and_marks_untrained_models(model_client, counting) -> None:
