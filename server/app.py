@@ -31,14 +31,17 @@ from server.db.database import Database
 from server.db.engine import create_engine
 from server.db.migrate import ensure_migrated
 from server.health.controller import HealthController
-from server.inference.host import ModelHost, ModelLoader
+from server.inference.host import ModelHost, ModelLoader, ModelState
+from server.jobs.remote_host import RemoteHost
+from server.jobs.store import JobStore
+from server.jobs.worker import JobWorker
 from server.lookup.controller import LookupController
 from server.lookup.live_index import LivePdqIndex
 from server.metrics import Metrics, RequestMetricsMiddleware
 from server.net.ssrf import FetchLimits, GuardedFetcher
 from server.problems import EXCEPTION_HANDLERS
 from server.reports.controller import ReportsController
-from server.settings import Settings
+from server.settings import Settings, SettingsError
 
 log = logging.getLogger("fakescope.server")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -95,12 +98,27 @@ def create_app(
         else None
     )
     db = Database(engine, write_engine)
-    host = ModelHost(settings, metrics, loader=model_loader)
+    jobs = JobStore(db, lease_s=settings.job_lease_s, attempts=settings.job_attempts)
+    # The API role runs no model: its analyses and answers are jobs for the workers.
+    host: ModelHost | RemoteHost = (
+        RemoteHost(settings, db, jobs)
+        if settings.role == "api"
+        else ModelHost(settings, metrics, loader=model_loader)
+    )
+    if settings.role == "worker" and host.state is ModelState.NONE:
+        raise SettingsError("FAKESCOPE_ROLE=worker needs a model (FAKESCOPE_MODEL)")
     images = ImageStore(settings.image_store_dir)
     analyses = AnalysisService(settings, db, host, metrics, images)
+    ask = AskService(analyses)
+    worker = (
+        JobWorker(host, analyses, ask, jobs, metrics)
+        if isinstance(host, ModelHost) and settings.role == "worker"
+        else None
+    )
+    # Image bytes are kept where the model runs (all-in-one, or the workers).
     retention = (
         ImageRetention(images, db, settings.image_retention_days, metrics.images_purged.inc)
-        if settings.image_retention_days is not None
+        if settings.image_retention_days is not None and settings.role != "api"
         else None
     )
     fetcher = GuardedFetcher(
@@ -124,8 +142,12 @@ def create_app(
         metrics.model_ready.set(1 if host.ready else 0)
         if retention is not None:
             retention.start()
+        if worker is not None:
+            worker.start()
 
     async def stop_model(_app: Litestar) -> None:
+        if worker is not None:
+            await worker.stop()  # gives back the jobs it could not finish
         if retention is not None:
             await retention.stop()
         await host.stop()
@@ -147,12 +169,13 @@ def create_app(
     # Litestar copies the handler for every guard call: no guard at all when tokens are off.
     guards = [require_client_token] if settings.require_token else []
     public = [AnalyzeController, LookupController, AskController, ReportsController]
+    # A worker answers health checks and metrics only; its work comes from the job queue.
+    route_handlers: list[Any] = [HealthController]
+    if settings.role != "worker":
+        route_handlers += [Router("/", route_handlers=public, guards=guards)]
+        route_handlers += admin_route_handlers()
     return Litestar(
-        route_handlers=[
-            Router("/", route_handlers=public, guards=guards),
-            HealthController,
-            *admin_route_handlers(),
-        ],
+        route_handlers=route_handlers,
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_startup=[check_database, start_model],
         on_shutdown=[stop_model],
@@ -176,7 +199,8 @@ def create_app(
                 "model_host": host,
                 "fetcher": fetcher,
                 "analysis_service": analyses,
-                "ask_service": AskService(analyses),
+                "ask_service": ask,
+                "job_worker": worker,
                 "image_retention": retention,
                 "pdq_index": LivePdqIndex(db),
             }

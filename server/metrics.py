@@ -53,6 +53,12 @@ class Metrics:
             "Stored image bytes deleted by the retention policy",
             registry=r,
         )
+        self.jobs = Counter(
+            "fakescope_jobs",
+            "Queue jobs a worker ran (FAKESCOPE_ROLE=worker), by kind and outcome",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.model_ready = Gauge(
             "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
         )
@@ -70,6 +76,9 @@ class Metrics:
 
     def call_done(self, seconds: float) -> None:
         self.model_seconds.labels("call").observe(seconds)  # streamed answers
+
+    def job_done(self, kind: str, outcome: str) -> None:
+        self._child(self.jobs, kind, outcome).inc()
 
     def cache_result(self, endpoint: str, hit: bool, count: int = 1) -> None:
         self._child(self.cache, endpoint, "hit" if hit else "miss").inc(count)

@@ -15,6 +15,9 @@ RATE_UNITS = ("second", "minute", "hour", "day")
 # (not imported: those import torch).
 COMPILE_MODES = ("auto", "on", "off")
 NF4_KERNELS = ("auto", "triton", "bitsandbytes")
+# all: one process serves HTTP and runs the model; api: HTTP only, work goes to the job
+# queue in SQL; worker: runs the model for the queue's jobs (and answers health checks).
+ROLES = ("all", "api", "worker")
 
 
 class SettingsError(ValueError):
@@ -111,8 +114,16 @@ class Settings:
     max_new_tokens: int = 256
     cache_ttl_s: float = 2.0
     image_retention_days: float | None = 30.0  # None: stored image bytes are kept forever
+    role: str = "all"
+    job_lease_s: float = 30.0  # a worker silent this long loses its jobs to the others
+    job_attempts: int = 3  # claims of one job before it fails (its workers kept dying)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "role", self.role.strip().lower())
+        if self.role not in ROLES:
+            raise SettingsError(f"FAKESCOPE_ROLE must be all, api or worker, got {self.role!r}")
+        if not self.job_lease_s > 0:
+            raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
         if not self.database_url:
             object.__setattr__(self, "database_url", default_database_url(self.data_dir))
         if not 0.0 <= self.real_threshold <= self.fake_threshold <= 1.0:
@@ -171,4 +182,7 @@ class Settings:
             max_new_tokens=_int(env, "FAKESCOPE_MAX_NEW_TOKENS", 256, 1),
             cache_ttl_s=_float(env, "FAKESCOPE_CACHE_TTL_S", 2.0),
             image_retention_days=parse_retention(env.get("FAKESCOPE_IMAGE_RETENTION_DAYS")),
+            role=env.get("FAKESCOPE_ROLE") or "all",
+            job_lease_s=_float(env, "FAKESCOPE_JOB_LEASE_S", 30.0),
+            job_attempts=_int(env, "FAKESCOPE_JOB_ATTEMPTS", 3, 1),
         )

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from fakescope.analysis import Inspection, build_analysis, inspect_image
-from fakescope.images import ImageLimits
+from fakescope.images import ImageLimits, decode_image
 from fakescope.prompts import explain_prompt
 from fakescope.verdict import Thresholds
 from server.analyze.image_store import ImageStore
@@ -23,6 +23,8 @@ from server.db.database import Database
 from server.db.group_commit import GroupCommit
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue import Announcement, QueueFullError
+from server.jobs.remote_host import RemoteHost
+from server.jobs.store import JobOutcome
 from server.metrics import Metrics
 from server.problems import ProblemError, service_unavailable
 from server.settings import Settings
@@ -30,6 +32,7 @@ from server.settings import Settings
 HASH_IN_THREAD_BYTES = 1 << 20
 RETRY_AFTER_BUSY_S = 2
 RETRY_AFTER_LOADING_S = 5
+RETRY_AFTER_NO_WORKERS_S = 5
 EXPLAIN_MODE = "inference"  # what fakescope.tasks.explain asks by default
 
 
@@ -56,7 +59,7 @@ class AnalysisService:
         self,
         settings: Settings,
         db: Database,
-        host: ModelHost,
+        host: ModelHost | RemoteHost,
         metrics: Metrics,
         images: ImageStore,
     ) -> None:
@@ -77,7 +80,15 @@ class AnalysisService:
         # Decoding a large image holds hundreds of MB; a few at a time is as fast and bounded.
         self._decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
 
-    def require_ready(self) -> None:
+    def require_ready(self, *, needs_worker: bool = True) -> None:
+        """503 unless results can be served; `needs_worker=False`: cached ones only (an API
+        process knows its workers' model from the workers table even when none is live)."""
+        if isinstance(self.host, RemoteHost) and needs_worker and not self.host.ready:
+            raise service_unavailable(
+                "no GPU worker is running: analyses wait for one (FAKESCOPE_ROLE=worker)",
+                RETRY_AFTER_NO_WORKERS_S,
+                "no-workers",
+            )
         if self.host.state is ModelState.LOADING:
             raise service_unavailable(
                 "the model is still loading", RETRY_AFTER_LOADING_S, "loading"
@@ -158,6 +169,9 @@ class AnalysisService:
     async def _compute(
         self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
     ) -> dict[str, Any]:
+        if isinstance(self.host, RemoteHost):
+            return await self._compute_remotely(self.host, data, sha, explain)
+        assert isinstance(self.host, ModelHost)
         # An explanation is generated after the verdict; announcing it lets the batcher
         # wait a batch window for concurrent explanations and generate them together.
         announcement = self.host.queue.announce_generation() if explain else None
@@ -166,6 +180,15 @@ class AnalysisService:
         finally:
             if announcement is not None:
                 announcement.withdraw()
+
+    async def _compute_remotely(
+        self, remote: RemoteHost, data: bytes, sha: str, explain: bool
+    ) -> dict[str, Any]:
+        """A GPU worker analyses the image (FAKESCOPE_ROLE=api); bad bytes never reach one."""
+        async with self._decode_slots:
+            await asyncio.to_thread(decode_image, data, self.limits)
+        raise_for_outcome(await remote.run("analyze", sha, image=data, explain=explain))
+        return await self._served(sha)
 
     async def _analyse(
         self,
@@ -177,6 +200,7 @@ class AnalysisService:
         *,
         has_row: bool,
     ) -> dict[str, Any]:
+        assert isinstance(self.host, ModelHost)
         model = self.host.model
         will_score = model is not None and not has_row
         if will_score:
@@ -227,6 +251,7 @@ class AnalysisService:
     ) -> str:
         """The explanation, generated in one batch with the others waiting (same as alone:
         greedy decoding, and the batch's left padding is masked)."""
+        assert isinstance(self.host, ModelHost)
         started = time.perf_counter()
         text = await self.host.queue.generate(
             inspection.image.rgb,
@@ -243,3 +268,16 @@ class AnalysisService:
         self.served.invalidate(sha)
         found = await self._reads.get_many([sha])
         return dict(found[sha])
+
+
+def raise_for_outcome(outcome: JobOutcome) -> None:
+    """A failed job's problem, raised here as the worker raised it there."""
+    if outcome.state == "failed":
+        status = outcome.error_status or 503
+        headers = {"Retry-After": str(RETRY_AFTER_BUSY_S)} if status == 503 else None
+        raise ProblemError(
+            status,
+            outcome.error_detail or "the GPU worker could not finish this job",
+            code=outcome.error_code,
+            headers=headers,
+        )

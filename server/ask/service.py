@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from fakescope.images import decode_image
-from server.analyze.service import RETRY_AFTER_BUSY_S, AnalysisService
+from server.analyze.service import RETRY_AFTER_BUSY_S, AnalysisService, raise_for_outcome
 from server.ask.questions import Question
 from server.db.answers import find_answer, image_known, new_answer
 from server.db.models import Answer
+from server.inference.host import ModelHost
 from server.inference.queue import QueueFullError
+from server.jobs.remote_host import RemoteHost
 from server.problems import ProblemError, service_unavailable
 from server.timefmt import iso_z
 
@@ -88,10 +90,35 @@ class AskService:
             pass  # answered twice at once: greedy decoding gives the same text
         return row
 
+    async def _answer_remotely(self, remote: RemoteHost, question: Question) -> Answer:
+        """A GPU worker answers (FAKESCOPE_ROLE=api) and stores the answer; read it back."""
+        from server.jobs.worker import question_to_job
+
+        try:
+            async with asyncio.timeout(self.analyses.settings.request_timeout_s):
+                outcome = await remote.run(
+                    "ask", question.sha256, image=None, question=question_to_job(question)
+                )
+        except TimeoutError as exc:
+            raise service_unavailable(
+                "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
+            ) from exc
+        except QueueFullError as exc:
+            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        raise_for_outcome(outcome)
+        found = await self.cached(question)
+        if found is None:  # stored by the worker a moment ago: only a purge could remove it
+            raise ProblemError(503, "the worker's answer was not found", code="worker-error")
+        return found
+
     async def answer(self, question: Question) -> tuple[dict[str, Any], bool]:
         found = await self.cached(question)
         if found is not None:
             return self.payload(question, found.answer, found.created_at), True
+        if isinstance(self.host, RemoteHost):
+            row = await self._answer_remotely(self.host, question)
+            return self.payload(question, row.answer, row.created_at), False
+        assert isinstance(self.host, ModelHost)
         image = await self._image(question)
         try:
             # Batched with the other generations waiting; a twin question shares one.
@@ -121,6 +148,10 @@ class AskService:
         found = await self.cached(question)
         if found is not None:
             return self._replay(question, found), True
+        if isinstance(self.host, RemoteHost):
+            # Workers store whole answers: the stream is the answer once it is ready.
+            return self._replay(question, await self._answer_remotely(self.host, question)), False
+        assert isinstance(self.host, ModelHost)
         image = await self._image(question)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[object] = asyncio.Queue()

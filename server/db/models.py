@@ -8,10 +8,12 @@ from typing import Any
 from sqlalchemy import (
     CHAR,
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -148,3 +150,53 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str | None] = mapped_column(CHAR(64), nullable=True, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Job(Base):
+    """Work an API process hands to the GPU workers (FAKESCOPE_ROLE=api|worker).
+
+    `queued` → `running` (claimed by one worker under a lease it keeps renewing) → `done`
+    or `failed`. A worker that dies leaves its lease to run out; the job is then queued
+    again, up to `max_attempts`. The image bytes travel in the row and are dropped when
+    the job finishes; the analysis or answer itself lands in `analyses` or `answers`.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "analyze" | "ask"
+    sha256: Mapped[str] = mapped_column(CHAR(64))
+    model_key: Mapped[str] = mapped_column(String(300))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    explain: Mapped[bool] = mapped_column(Boolean, default=False)
+    question: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    image: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Worker(Base):
+    """A GPU worker process: which model it serves, and when it last said it was alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    model_key: Mapped[str] = mapped_column(String(300))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    model: Mapped[dict[str, Any]] = mapped_column(JSON)
+    capacity: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

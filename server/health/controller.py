@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from server.db.database import Database
 from server.inference.host import ModelHost
+from server.jobs.remote_host import RemoteHost
 from server.metrics import Metrics
 
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -25,9 +26,9 @@ class HealthController(Controller):
 
     @get("/readyz", summary="Readiness: database reachable and model ready (or provenance-only)")
     async def readyz(self, state: State) -> Response[dict[str, Any]]:
-        host: ModelHost = state.model_host
+        host: ModelHost | RemoteHost = state.model_host
         db: Database = state.db
-        body = host.describe()
+        body, ready = host.describe(), host.ready  # one moment's view, before any await
         try:
             async with db.read() as session:
                 await session.execute(text("SELECT 1"))
@@ -35,7 +36,7 @@ class HealthController(Controller):
         except Exception as exc:
             body["database"] = f"unreachable: {type(exc).__name__}"
             return Response({**body, "status": "unready"}, status_code=503)
-        if not host.ready:
+        if not ready:
             headers = {"Retry-After": "5"} if body["state"] == "loading" else None
             return Response({**body, "status": "unready"}, status_code=503, headers=headers)
         return Response({**body, "status": "ready"})

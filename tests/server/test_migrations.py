@@ -38,6 +38,8 @@ async def test_migration_records_its_revision_and_creates_every_table(database_u
         "review_decisions",
         "api_tokens",
         "audit_log",
+        "jobs",
+        "workers",
     }
 
 

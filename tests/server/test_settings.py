@@ -41,8 +41,12 @@ def test_every_variable_is_read() -> None:
             "FAKESCOPE_FAKE_THRESHOLD": "0.7",
             "FAKESCOPE_REAL_THRESHOLD": "0.2",
             "FAKESCOPE_REQUIRE_TOKEN": "1",
+            "FAKESCOPE_ROLE": " Worker ",
+            "FAKESCOPE_JOB_LEASE_S": "12.5",
+            "FAKESCOPE_JOB_ATTEMPTS": "5",
         }
     )
+    assert (settings.role, settings.job_lease_s, settings.job_attempts) == ("worker", 12.5, 5)
     assert settings.model == "lingcco/fakeVLM" and not settings.is_sqlite
     assert settings.cors_origins == ("chrome-extension://abc", "https://example.org")
     assert settings.rate_limit == ("second", 20)
@@ -66,6 +70,9 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
         {"FAKESCOPE_QUEUE_SIZE": "zero"},
         {"FAKESCOPE_BATCH_SIZE": "0"},
         {"FAKESCOPE_FAKE_THRESHOLD": "0.3", "FAKESCOPE_REAL_THRESHOLD": "0.5"},
+        {"FAKESCOPE_ROLE": "gpu"},
+        {"FAKESCOPE_JOB_LEASE_S": "0"},
+        {"FAKESCOPE_JOB_ATTEMPTS": "0"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:

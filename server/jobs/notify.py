@@ -1,0 +1,101 @@
+"""Wake-ups for the job queue: PostgreSQL LISTEN where there is one, plain polling elsewhere.
+
+A `Wakeups` object holds one asyncio.Event per channel. On PostgreSQL a dedicated asyncpg
+connection LISTENs and sets the channel's event whenever a NOTIFY arrives (the job store
+sends them on commit); if that connection drops, it is opened again. Waiters always wait
+with a timeout, so a lost notification only costs one polling interval, and SQLite (one
+machine, no NOTIFY) simply polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("fakescope.server")
+RECONNECT_S = 2.0
+
+
+def asyncpg_connect_args(url: str) -> dict[str, Any]:
+    """asyncpg.connect() keywords for a SQLAlchemy PostgreSQL URL."""
+    parsed = make_url(url)
+    args: dict[str, Any] = {
+        "user": parsed.username,
+        "password": parsed.password,
+        "host": parsed.host,
+        "port": parsed.port,
+        "database": parsed.database,
+    }
+    return {key: value for key, value in args.items() if value is not None}
+
+
+class Wakeups:
+    def __init__(self, database_url: str, channels: Sequence[str]) -> None:
+        self.events = {channel: asyncio.Event() for channel in channels}
+        self._url = database_url
+        self._listens = make_url(database_url).get_backend_name() == "postgresql"
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()  # set while LISTEN is active (tests wait on it)
+
+    async def wait(self, channel: str, timeout_s: float) -> None:
+        """Return when `channel` was notified since the last wait, or after `timeout_s`."""
+        event = self.events[channel]
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the event is set, and the cancelled task then runs on.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
+        event.clear()
+
+    def poke(self, channel: str) -> None:
+        """Wake this process's waiters on `channel` (for work this process itself made)."""
+        self.events[channel].set()
+
+    def start(self) -> None:
+        if self._listens and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        def heard(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
+            event = self.events.get(channel)
+            if event is not None:
+                event.set()
+
+        while True:
+            try:
+                conn = await asyncpg.connect(**asyncpg_connect_args(self._url))
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("job notifications unavailable (%s); polling", exc)
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            try:
+                for channel in self.events:
+                    await conn.add_listener(channel, heard)
+                self.connected.set()
+                for event in self.events.values():
+                    event.set()  # anything notified while we were not listening
+                await lost.wait()
+                log.warning("job notification connection lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("job notifications failed (%s); reconnecting", exc)
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2.0)
+            await asyncio.sleep(RECONNECT_S)

@@ -1,0 +1,271 @@
+"""The job queue in SQL: API processes queue jobs; workers claim, renew and finish them.
+
+Claiming is one statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)` on
+PostgreSQL, so concurrent workers never take the same job and never wait on each other's
+rows; on SQLite the write lock serialises claimers. Every state change is guarded by the
+worker's id, so a worker whose lease ran out (and whose job went to another) cannot
+finish or fail that job afterwards.
+
+On PostgreSQL each queued and finished job is also announced with NOTIFY (`notify.py`),
+which wakes workers and waiting API processes at once; polling covers the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.analyses import Identity
+from server.db.database import Database
+from server.db.models import Job
+from server.inference.queue import QueueFullError
+from server.timefmt import utcnow
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+QUEUED_CHANNEL = "fakescope_jobs_queued"
+FINISHED_CHANNEL = "fakescope_jobs_finished"
+KEEP_FINISHED = timedelta(hours=1)  # finished rows kept for inspection, then deleted
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    sha256: str
+    explain: bool
+    question: dict[str, Any] | None
+    image: bytes | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job as its waiter sees it: done (with an answer for `ask`) or failed."""
+
+    id: int
+    state: str
+    answer: str | None = None
+    error_status: int | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Expired:
+    requeued: int
+    failed: int
+
+
+class JobStore:
+    def __init__(self, db: Database, *, lease_s: float, attempts: int) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease_s)
+        self.attempts = attempts
+        self.notifies = not db.is_sqlite
+
+    async def _notify(self, session: AsyncSession, channel: str, payload: str = "") -> None:
+        if self.notifies:  # delivered when the transaction commits, not before
+            await session.execute(select(func.pg_notify(channel, payload)))
+
+    async def enqueue(
+        self,
+        kind: str,
+        sha256: str,
+        identity: Identity,
+        *,
+        image: bytes | None,
+        explain: bool = False,
+        question: dict[str, Any] | None = None,
+        max_queued: int,
+    ) -> int:
+        """Queue one job, or raise QueueFullError when `max_queued` jobs already wait."""
+        async with self.db.write() as session:
+            waiting = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.state == QUEUED)
+            )
+            if (waiting or 0) >= max_queued:
+                raise QueueFullError(f"{waiting} jobs are waiting for a GPU worker")
+            job = Job(
+                kind=kind,
+                sha256=sha256,
+                model_key=identity.model_key,
+                prompt_version=identity.prompt_version,
+                explain=explain,
+                question=question,
+                image=image,
+                state=QUEUED,
+                attempts=0,
+            )
+            session.add(job)
+            await session.flush()
+            await self._notify(session, QUEUED_CHANNEL)
+            return int(job.id)
+
+    async def claim(self, worker_id: str, identity: Identity, limit: int) -> list[ClaimedJob]:
+        """Up to `limit` of the oldest queued jobs for this model, now running under a lease."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        oldest = (
+            select(Job.id)
+            .where(
+                Job.state == QUEUED,
+                Job.model_key == identity.model_key,
+                Job.prompt_version == identity.prompt_version,
+            )
+            .order_by(Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # ignored on SQLite, whose writers take turns
+        )
+        statement = (
+            update(Job)
+            .where(Job.id.in_(oldest.scalar_subquery()))
+            .values(
+                state=RUNNING,
+                worker_id=worker_id,
+                lease_until=now + self.lease,
+                attempts=Job.attempts + 1,
+            )
+            .returning(
+                Job.id,
+                Job.kind,
+                Job.sha256,
+                Job.explain,
+                Job.question,
+                Job.image,
+                Job.attempts,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.write() as session:
+            rows = (await session.execute(statement)).all()
+        jobs = [ClaimedJob(*row) for row in rows]
+        return sorted(jobs, key=lambda job: job.id)
+
+    async def finish(self, job_id: int, worker_id: str, *, answer: str | None = None) -> bool:
+        return await self._end(job_id, worker_id, state=DONE, answer=answer)
+
+    async def fail(
+        self, job_id: int, worker_id: str, *, status: int, code: str, detail: str
+    ) -> bool:
+        return await self._end(
+            job_id,
+            worker_id,
+            state=FAILED,
+            error_status=status,
+            error_code=code,
+            error_detail=detail,
+        )
+
+    async def _end(self, job_id: int, worker_id: str, *, state: str, **values: Any) -> bool:
+        """Finish a job this worker still holds; False when it lost the job meanwhile."""
+        statement = (
+            update(Job)
+            .where(Job.id == job_id, Job.worker_id == worker_id, Job.state == RUNNING)
+            .values(state=state, image=None, lease_until=None, finished_at=utcnow(), **values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.write() as session:
+            ended = (await session.execute(statement)).rowcount > 0  # type: ignore[attr-defined]
+            if ended:
+                await self._notify(session, FINISHED_CHANNEL, str(job_id))
+        return bool(ended)
+
+    async def renew(self, worker_id: str) -> int:
+        """Extend the lease of every job this worker runs; the number of jobs renewed."""
+        statement = (
+            update(Job)
+            .where(Job.worker_id == worker_id, Job.state == RUNNING)
+            .values(lease_until=utcnow() + self.lease)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.write() as session:
+            return int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, worker_id: str) -> int:
+        """Queue again the jobs of a worker that is stopping (this claim does not count)."""
+        statement = (
+            update(Job)
+            .where(Job.worker_id == worker_id, Job.state == RUNNING)
+            .values(state=QUEUED, worker_id=None, lease_until=None, attempts=Job.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.write() as session:
+            released = int((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+            if released:
+                await self._notify(session, QUEUED_CHANNEL)
+        return released
+
+    async def expire(self) -> Expired:
+        """Jobs whose worker stopped renewing: queued again, or failed after `attempts` tries.
+
+        Also deletes jobs finished more than an hour ago (nobody waits that long).
+        """
+        now = utcnow()
+        lapsed = (Job.state == RUNNING, Job.lease_until < now)
+        async with self.db.write() as session:
+            failed = await session.execute(
+                update(Job)
+                .where(*lapsed, Job.attempts >= self.attempts)
+                .values(
+                    state=FAILED,
+                    image=None,
+                    lease_until=None,
+                    finished_at=now,
+                    error_status=503,
+                    error_code="worker-lost",
+                    error_detail=(
+                        f"the GPU worker running this job stopped answering "
+                        f"{self.attempts} times; try again later"
+                    ),
+                )
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+            failed_ids = list(failed.scalars())
+            requeued = await session.execute(
+                update(Job)
+                .where(*lapsed)
+                .values(state=QUEUED, worker_id=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            count = int(requeued.rowcount)  # type: ignore[attr-defined]
+            await session.execute(
+                delete(Job).where(
+                    Job.state.in_((DONE, FAILED)), Job.finished_at < now - KEEP_FINISHED
+                )
+            )
+            if count:
+                await self._notify(session, QUEUED_CHANNEL)
+            for job_id in failed_ids:
+                await self._notify(session, FINISHED_CHANNEL, str(job_id))
+        return Expired(requeued=count, failed=len(failed_ids))
+
+    async def outcomes(self, ids: Sequence[int]) -> dict[int, JobOutcome]:
+        """The finished jobs among `ids` (unfinished ones are left out)."""
+        if not ids:
+            return {}
+        statement = select(
+            Job.id,
+            Job.state,
+            Job.answer,
+            Job.error_status,
+            Job.error_code,
+            Job.error_detail,
+        ).where(Job.id.in_(list(ids)), Job.state.in_((DONE, FAILED)))
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return {int(row[0]): JobOutcome(*row) for row in rows}
+
+    async def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (finished ones for the last hour)."""
+        statement = select(Job.state, func.count()).group_by(Job.state)
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        found = {str(state): int(count) for state, count in rows}
+        return {state: found.get(state, 0) for state in (QUEUED, RUNNING, DONE, FAILED)}

@@ -1,0 +1,205 @@
+"""The worker role: claim jobs from the SQL queue and run them on this process's model.
+
+A job runs through the same services an all-in-one server uses (`AnalysisService`,
+`AskService`), so it is batched with the other jobs in flight, cached, and stored exactly
+as if it had come in over HTTP here. The worker keeps up to `capacity` jobs in flight
+(twice the batch size: the next batch is ready when one finishes), renews their lease
+every third of it, and gives back what it still holds when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from functools import partial
+from typing import Any
+
+from fakescope.errors import ImageError
+from server.analyze.service import AnalysisService
+from server.ask.questions import Question
+from server.ask.service import AskService
+from server.inference.host import ModelHost, ModelState
+from server.inference.queue import QueueFullError
+from server.jobs import registry
+from server.jobs.notify import Wakeups
+from server.jobs.store import QUEUED_CHANNEL, ClaimedJob, JobStore
+from server.metrics import Metrics
+from server.problems import ProblemError, image_problem
+
+log = logging.getLogger("fakescope.server")
+POLL_S = 0.02  # claim polling without notifications (SQLite)
+POLL_NOTIFIED_S = 1.0  # with LISTEN active: a safety net for lost notifications
+STOP_GRACE_S = 10.0  # how long a stopping worker lets its running jobs finish
+
+
+class JobWorker:
+    def __init__(
+        self,
+        host: ModelHost,
+        analyses: AnalysisService,
+        ask: AskService,
+        jobs: JobStore,
+        metrics: Metrics,
+    ) -> None:
+        self.host = host
+        self.analyses = analyses
+        self.ask = ask
+        self.jobs = jobs
+        self.metrics = metrics
+        self.settings = analyses.settings
+        self.id = uuid.uuid4().hex
+        self.capacity = max(2, 2 * self.settings.batch_size)
+        self.wakeups = Wakeups(self.settings.database_url, [QUEUED_CHANNEL])
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.registered = asyncio.Event()
+        self._stopping = False
+
+    def start(self) -> None:
+        self.wakeups.start()
+        self._tasks = [asyncio.get_running_loop().create_task(self._serve())]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=STOP_GRACE_S)
+        for task in list(self._running.values()):
+            task.cancel()
+        await self.wakeups.stop()
+        if self.registered.is_set():
+            with contextlib.suppress(Exception):
+                released = await self.jobs.release(self.id)
+                if released:
+                    log.info("worker %s gave back %d unfinished jobs", self.id, released)
+                await registry.stopped(self.analyses.db, self.id)
+
+    async def _serve(self) -> None:
+        await self.host.wait_ready()
+        # The load's done-callback may not have run yet when wait_ready returns.
+        while self.host.state is ModelState.LOADING:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if self.host.state is not ModelState.READY or self.host.model is None:
+            log.error("worker has no model (%s): it takes no jobs", self.host.error)
+            return
+        await registry.register(
+            self.analyses.db,
+            self.id,
+            self.host.identity,
+            self.host.model.info.to_dict(),
+            self.capacity,
+        )
+        self.registered.set()
+        log.info("worker %s serves %s", self.id, self.host.identity.model_key)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._keep_alive()))
+        while not self._stopping:
+            try:
+                claimed = await self.jobs.claim(
+                    self.id, self.host.identity, self.capacity - len(self._running)
+                )
+            except Exception as exc:
+                log.warning("could not claim jobs: %s", exc)
+                claimed = []
+            for job in claimed:
+                task = loop.create_task(self._run(job))
+                self._running[job.id] = task
+                task.add_done_callback(partial(self._done, job.id))
+            if claimed and len(self._running) < self.capacity:
+                continue  # more may be waiting
+            notified = self.wakeups.connected.is_set()
+            await self.wakeups.wait(QUEUED_CHANNEL, POLL_NOTIFIED_S if notified else POLL_S)
+
+    def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self.wakeups.poke(QUEUED_CHANNEL)  # room for another job
+
+    async def _keep_alive(self) -> None:
+        """Heartbeat, lease renewal and expiry of dead workers' jobs, every third of a lease."""
+        interval = self.settings.job_lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await registry.heartbeat(self.analyses.db, self.id)
+                await self.jobs.renew(self.id)
+                expired = await self.jobs.expire()
+                if expired.requeued or expired.failed:
+                    log.warning(
+                        "jobs of a lost worker: %d queued again, %d failed",
+                        expired.requeued,
+                        expired.failed,
+                    )
+            except Exception as exc:
+                log.warning("worker heartbeat failed: %s", exc)
+
+    async def _run(self, job: ClaimedJob) -> None:
+        answer: str | None = None
+        try:
+            answer = await self._execute(job)
+        except (ProblemError, ImageError) as exc:
+            problem = image_problem(exc) if isinstance(exc, ImageError) else exc
+            await self._end(
+                job, status=problem.status_code, code=problem.code, detail=problem.detail
+            )
+            return
+        except QueueFullError as exc:
+            await self._end(job, status=503, code="overloaded", detail=f"worker busy: {exc}")
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %d failed", job.id)
+            detail = f"the GPU worker failed: {type(exc).__name__}: {exc}"
+            await self._end(job, status=503, code="worker-error", detail=detail)
+            return
+        try:
+            if not await self.jobs.finish(job.id, self.id, answer=answer):
+                log.warning("job %d was taken from this worker before it finished", job.id)
+        except Exception as exc:
+            log.warning("could not finish job %d: %s", job.id, exc)
+        self.metrics.job_done(job.kind, "done")
+
+    async def _end(self, job: ClaimedJob, *, status: int, code: str, detail: str) -> None:
+        self.metrics.job_done(job.kind, "failed")
+        try:
+            await self.jobs.fail(job.id, self.id, status=status, code=code, detail=detail)
+        except Exception as exc:
+            log.warning("could not fail job %d: %s", job.id, exc)
+
+    async def _execute(self, job: ClaimedJob) -> str | None:
+        if job.kind == "analyze":
+            if job.image is None:
+                raise ProblemError(400, "the job carries no image")
+            await self.analyses.analyze(job.image, explain=job.explain)
+            return None
+        if job.kind == "ask":
+            question = question_from_job(job.question)
+            payload, _ = await self.ask.answer(question)
+            return str(payload["answer"])
+        raise ProblemError(422, f"unknown job kind {job.kind!r}")
+
+
+def question_to_job(question: Question) -> dict[str, Any]:
+    return {
+        "sha256": question.sha256,
+        "kind": question.kind,
+        "text": question.text,
+        "prompt": question.prompt,
+    }
+
+
+def question_from_job(data: dict[str, Any] | None) -> Question:
+    if not data:
+        raise ProblemError(422, "the job carries no question")
+    return Question(
+        sha256=str(data["sha256"]),
+        kind=str(data["kind"]),
+        text=str(data["text"]),
+        prompt=str(data["prompt"]),
+    )

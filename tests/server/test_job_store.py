@@ -1,0 +1,171 @@
+"""The SQL job queue on SQLite and PostgreSQL: claims, leases, outcomes, bounds, NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from server_helpers import run_sql
+
+from server.db.analyses import Identity
+from server.db.database import Database
+from server.db.engine import create_engine
+from server.inference.queue import QueueFullError
+from server.jobs.notify import Wakeups, asyncpg_connect_args
+from server.jobs.store import FINISHED_CHANNEL, QUEUED_CHANNEL, JobStore
+
+MODEL = Identity(model_key="tiny@-:none", prompt_version="p1")
+OTHER = Identity(model_key="other@-:nf4", prompt_version="p1")
+
+
+def _database(url: str) -> Database:
+    engine = create_engine(url)
+    write = create_engine(url, immediate=True) if url.startswith("sqlite") else None
+    return Database(engine, write)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[JobStore]:
+    db = _database(database_url)
+    yield JobStore(db, lease_s=30, attempts=3)
+    await db.dispose()
+
+
+async def _queue(store: JobStore, n: int, identity: Identity = MODEL) -> list[int]:
+    return [
+        await store.enqueue("analyze", f"{i:064x}", identity, image=b"bytes %d" % i, max_queued=100)
+        for i in range(n)
+    ]
+
+
+async def test_claimed_jobs_run_once_and_finish_with_their_image_dropped(store, database_url):
+    ids = await _queue(store, 3)
+    claimed = await store.claim("w1", MODEL, 2)
+    assert [job.id for job in claimed] == ids[:2]  # oldest first
+    assert [job.image for job in claimed] == [b"bytes 0", b"bytes 1"]
+    assert all(job.attempts == 1 and job.kind == "analyze" for job in claimed)
+    assert [job.id for job in await store.claim("w2", MODEL, 5)] == ids[2:]
+    assert await store.claim("w3", MODEL, 5) == []
+
+    assert await store.finish(ids[0], "w1")
+    assert await store.fail(ids[1], "w1", status=400, code="bad", detail="no")
+    outcomes = await store.outcomes(ids)
+    assert set(outcomes) == {ids[0], ids[1]}  # the third still runs
+    assert outcomes[ids[0]].state == "done"
+    assert (outcomes[ids[1]].state, outcomes[ids[1]].error_status) == ("failed", 400)
+    rows = await run_sql(database_url, "SELECT id, image FROM jobs ORDER BY id")
+    assert [row[1] for row in rows] == [None, None, b"bytes 2"]
+    assert await store.counts() == {"queued": 0, "running": 1, "done": 1, "failed": 1}
+
+
+async def test_a_worker_claims_only_jobs_for_its_own_model(store) -> None:
+    mine = await _queue(store, 2)
+    theirs = await _queue(store, 1, OTHER)
+    assert [job.id for job in await store.claim("w1", MODEL, 10)] == mine
+    assert [job.id for job in await store.claim("w2", OTHER, 10)] == theirs
+
+
+async def test_concurrent_claimers_never_share_a_job(database_url: str) -> None:
+    stores = [JobStore(_database(database_url), lease_s=30, attempts=3) for _ in range(4)]
+    try:
+        ids = await _queue(stores[0], 40)
+        taken: list[int] = []
+
+        async def drain(store: JobStore, worker: str) -> None:
+            while claimed := await store.claim(worker, MODEL, 3):
+                taken.extend(job.id for job in claimed)
+
+        await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate(stores)))
+        assert sorted(taken) == ids  # every job exactly once
+    finally:
+        for store in stores:
+            await store.db.dispose()
+
+
+async def test_a_lapsed_lease_requeues_the_job_until_its_attempts_run_out(database_url) -> None:
+    db = _database(database_url)
+    store = JobStore(db, lease_s=0.05, attempts=2)
+    try:
+        [job_id] = await _queue(store, 1)
+        assert [j.id for j in await store.claim("dead", MODEL, 1)] == [job_id]
+        await asyncio.sleep(0.1)
+        expired = await store.expire()
+        assert (expired.requeued, expired.failed) == (1, 0)
+        # The worker that lost it cannot finish it any more.
+        assert not await store.finish(job_id, "dead")
+        [again] = await store.claim("also-dead", MODEL, 1)
+        assert again.attempts == 2
+        await asyncio.sleep(0.1)
+        expired = await store.expire()
+        assert (expired.requeued, expired.failed) == (0, 1)
+        outcome = (await store.outcomes([job_id]))[job_id]
+        assert (outcome.state, outcome.error_status, outcome.error_code) == (
+            "failed",
+            503,
+            "worker-lost",
+        )
+    finally:
+        await db.dispose()
+
+
+async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(database_url) -> None:
+    db = _database(database_url)
+    store = JobStore(db, lease_s=0.3, attempts=3)
+    try:
+        ids = await _queue(store, 2)
+        await store.claim("w1", MODEL, 2)
+        for _ in range(3):
+            await asyncio.sleep(0.15)
+            assert await store.renew("w1") == 2
+        assert (await store.expire()).requeued == 0
+        assert await store.release("w1") == 2
+        claimed = await store.claim("w2", MODEL, 2)
+        assert [job.id for job in claimed] == ids
+        assert all(job.attempts == 1 for job in claimed)  # a clean stop costs no attempt
+    finally:
+        await db.dispose()
+
+
+async def test_the_queue_is_bounded(store) -> None:
+    for i in range(2):
+        await store.enqueue("analyze", f"{i:064x}", MODEL, image=b"x", max_queued=2)
+    with pytest.raises(QueueFullError):
+        await store.enqueue("analyze", "f" * 64, MODEL, image=b"x", max_queued=2)
+    await store.claim("w1", MODEL, 1)  # running jobs do not count against the bound
+    await store.enqueue("analyze", "e" * 64, MODEL, image=b"x", max_queued=2)
+
+
+@pytest.mark.postgres
+async def test_postgres_notifies_workers_and_waiters(migrated_postgres: str) -> None:
+    await run_sql(migrated_postgres, "DELETE FROM jobs")  # other tests' jobs
+    db = _database(migrated_postgres)
+    store = JobStore(db, lease_s=30, attempts=3)
+    wakeups = Wakeups(migrated_postgres, [QUEUED_CHANNEL, FINISHED_CHANNEL])
+    wakeups.start()
+    try:
+        await asyncio.wait_for(wakeups.connected.wait(), 10)
+        for event in wakeups.events.values():
+            event.clear()
+        [job_id] = await _queue(store, 1)
+        # Only a notification sets the event (no polling involved here).
+        await asyncio.wait_for(wakeups.events[QUEUED_CHANNEL].wait(), 10)
+        assert not wakeups.events[FINISHED_CHANNEL].is_set()
+        assert [job.id for job in await store.claim("w1", MODEL, 1)] == [job_id]
+        assert await store.finish(job_id, "w1")
+        await asyncio.wait_for(wakeups.events[FINISHED_CHANNEL].wait(), 10)
+    finally:
+        await wakeups.stop()
+        await run_sql(migrated_postgres, "DELETE FROM jobs")
+        await db.dispose()
+
+
+def test_asyncpg_arguments_come_from_the_sqlalchemy_url() -> None:
+    args = asyncpg_connect_args("postgresql+asyncpg://fs:s3cret@db.internal:6432/fakescope")
+    assert args == {
+        "user": "fs",
+        "password": "s3cret",
+        "host": "db.internal",
+        "port": 6432,
+        "database": "fakescope",
+    }

@@ -1,0 +1,192 @@
+"""API and worker roles sharing one database: analyses and answers go through the job queue.
+
+Both apps run in this process here (on SQLite and PostgreSQL); test_scale_out_processes.py
+runs them as separate processes over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from PIL import Image
+from server_helpers import AppClient, problem, run_sql, running, unique_png, upload
+
+from server.app import create_app
+from server.db.database import Database
+from server.db.engine import create_engine
+from server.jobs.store import JobStore
+from server.settings import Settings
+from server.timefmt import utcnow
+
+
+@pytest.fixture
+def scale_settings(settings: Settings) -> Settings:
+    return replace(settings, max_new_tokens=12, job_lease_s=1.5, batch_wait_ms=20.0)
+
+
+@pytest.fixture
+async def worker(scale_settings: Settings, tiny_model: Any) -> AsyncIterator[AppClient]:
+    app = create_app(replace(scale_settings, role="worker"), model_loader=lambda: tiny_model)
+    async with running(app) as client:
+        await _until(lambda: app.state.job_worker.registered.is_set())
+        yield client
+
+
+@pytest.fixture
+async def api(scale_settings: Settings) -> AsyncIterator[AppClient]:
+    async with running(create_app(replace(scale_settings, role="api"))) as client:
+        yield client
+
+
+async def _until(check: Any, within_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not check():
+        assert loop.time() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
+
+
+async def _api_ready(api: AppClient) -> dict[str, Any]:
+    for _ in range(300):
+        response = await api.get("/readyz")
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the API never saw a worker: {response.text}")
+
+
+async def test_the_api_hands_analyses_to_the_worker(api, worker, tiny_model, settings) -> None:
+    ready = await _api_ready(api)
+    assert ready["mode"] == "api" and ready["workers"] == 1
+    assert ready["model"]["id"] == tiny_model.info.id
+    images = [unique_png() for _ in range(6)]
+    responses = await asyncio.gather(*(api.post("/v1/analyze", **upload(i)) for i in images))
+    assert [r.status_code for r in responses] == [200] * 6, responses[0].text
+    for data, response in zip(images, responses, strict=True):
+        body = response.json()
+        assert response.headers["x-cache"] == "miss"
+        assert body["mode"] == "model" and body["model"]["id"] == tiny_model.info.id
+        # The worker ran the real model on these bytes: the same p_fake as here.
+        expected = tiny_model.score([Image.open(io.BytesIO(data)).convert("RGB")])[0]
+        assert body["p_fake"] == pytest.approx(expected, abs=1e-5)
+    rows = await run_sql(settings.database_url, "SELECT state, image FROM jobs")
+    assert rows and all(state == "done" and image is None for state, image in rows)
+    jobs_before = len(rows)
+    again = await api.post("/v1/analyze", **upload(images[0]))
+    assert again.headers["x-cache"] == "hit"  # from the shared cache: no job
+    assert len(await run_sql(settings.database_url, "SELECT id FROM jobs")) == jobs_before
+    metrics = (await worker.get("/metrics")).text
+    assert 'fakescope_jobs_total{kind="analyze",outcome="done"} 6.0' in metrics
+
+
+async def test_explanations_and_questions_are_generated_by_the_worker(api, worker) -> None:
+    await _api_ready(api)
+    data = unique_png()
+    analysed = await api.post("/v1/analyze?explain=true", **upload(data))
+    assert analysed.status_code == 200, analysed.text
+    sha = analysed.json()["sha256"]
+    assert analysed.json()["explanation"]
+    asked = await api.post("/v1/ask", json={"sha256": sha, "aspect": "texture"})
+    assert asked.status_code == 200, asked.text
+    assert asked.json()["answer"] and asked.json()["model"]["untrained"] is True
+    again = await api.post("/v1/ask", json={"sha256": sha, "aspect": "texture"})
+    assert again.json()["answer"] == asked.json()["answer"]
+    streamed = await api.post(
+        "/v1/ask",
+        json={"sha256": sha, "aspect": "edge"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in streamed.text.split("\n\n") if block.strip()]
+    assert events[0].startswith("event: token") and events[-1].startswith("event: done")
+    done = json.loads(events[-1].split("data: ", 1)[1])
+    assert done["aspect"] == "edge" and done["answer"]
+
+
+async def test_bad_images_are_refused_by_the_api_and_never_queued(api, worker, settings) -> None:
+    await _api_ready(api)
+    response = await api.post("/v1/analyze", **upload(b"not an image at all"))
+    assert problem(response)["status"] == 415
+    assert await run_sql(settings.database_url, "SELECT id FROM jobs") == []
+
+
+async def test_without_a_worker_the_api_says_so_and_still_serves_lookups(api) -> None:
+    ready = await api.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["state"] in {"loading", "no-workers"}
+    response = await api.post("/v1/analyze", **upload(unique_png()))
+    body = problem(response)
+    assert body["status"] == 503 and "worker" in body["detail"]
+    assert response.headers["retry-after"] == "5"
+    lookup = await api.post("/v1/lookup", json={"sha256": ["a" * 64]})
+    assert lookup.status_code == 200
+
+
+async def test_a_dead_workers_job_is_finished_by_a_live_worker(worker, settings) -> None:
+    identity = worker.app.state.model_host.identity
+    # A job a dead worker ("ghost") claimed: its lease ran out a while ago.
+    await run_sql(
+        settings.database_url,
+        "INSERT INTO jobs (kind, sha256, model_key, prompt_version, explain, image, state,"
+        " attempts, worker_id, lease_until, created_at) VALUES ('analyze', :sha, :model,"
+        " :prompts, :no, :image, 'running', 1, 'ghost', :lapsed, :lapsed)",
+        sha="0" * 64,
+        model=identity.model_key,
+        prompts=identity.prompt_version,
+        no=False,
+        image=unique_png(),
+        lapsed=utcnow() - timedelta(minutes=5),
+    )
+    db = Database(create_engine(settings.database_url))
+    store = JobStore(db, lease_s=30, attempts=3)
+    try:
+        [[job_id]] = await run_sql(settings.database_url, "SELECT id FROM jobs")
+        # The live worker's keep-alive queues it again, then claims and runs it.
+        for _ in range(300):
+            outcome = (await store.outcomes([job_id])).get(job_id)
+            if outcome is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert outcome is not None and outcome.state == "done"
+        rows = await run_sql(settings.database_url, "SELECT attempts, worker_id FROM jobs")
+        assert rows[0][0] == 2 and rows[0][1] != "ghost"
+        assert len(await run_sql(settings.database_url, "SELECT id FROM analyses")) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_a_job_the_worker_cannot_run_fails_with_its_reason(worker, settings) -> None:
+    db = Database(create_engine(settings.database_url))
+    store = JobStore(db, lease_s=30, attempts=3)
+    try:
+        identity = worker.app.state.model_host.identity
+        job_id = await store.enqueue("analyze", "0" * 64, identity, image=b"junk", max_queued=9)
+        for _ in range(300):
+            outcome = (await store.outcomes([job_id])).get(job_id)
+            if outcome is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert outcome is not None and outcome.state == "failed"
+        assert outcome.error_status == 415 and outcome.error_detail
+    finally:
+        await db.dispose()
+
+
+async def test_a_worker_serves_no_public_api(worker) -> None:
+    assert (await worker.get("/healthz")).status_code == 200
+    assert (await worker.post("/v1/analyze", **upload(unique_png()))).status_code == 404
+
+
+def test_a_worker_without_a_model_is_a_settings_error(settings: Settings) -> None:
+    from server.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="FAKESCOPE_MODEL"):
+        create_app(replace(settings, role="worker"))
