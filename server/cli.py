@@ -34,7 +34,10 @@ def add_commands(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="server processes; each loads its own model, so keep 1 with a GPU model",
+        help=(
+            "server processes; each loads its own model, so keep 1 with a GPU model "
+            "(FAKESCOPE_ROLE=api processes load none)"
+        ),
     )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_reporting_settings_errors(_cmd_serve))

@@ -11,13 +11,13 @@ asking about a purged image answers 409 ``image-not-stored`` (analyse it again).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
 
 from server.analyze.image_store import ImageStore
+from server.background import cancel_and_wait
 from server.db.database import Database
 from server.db.models import ReviewItem
 
@@ -71,8 +71,5 @@ class ImageRetention:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="image-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

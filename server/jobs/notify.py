@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from server.background import cancel_and_wait
+
 log = logging.getLogger("fakescope.server")
 RECONNECT_S = 2.0
 
@@ -61,11 +63,8 @@ class Wakeups:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _listen_forever(self) -> None:
         import asyncpg

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from server.background import cancel_and_wait
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
 from server.db.database import Database
 from server.inference.host import ModelState
@@ -109,11 +110,7 @@ class RemoteHost:
                 await self._refreshed.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.wakeups.stop()
         for future in self.queue.futures.values():

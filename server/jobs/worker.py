@@ -20,6 +20,7 @@ from fakescope.errors import ImageError
 from server.analyze.service import AnalysisService
 from server.ask.questions import Question
 from server.ask.service import AskService
+from server.background import cancel_and_wait
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue import QueueFullError
 from server.jobs import registry
@@ -63,11 +64,7 @@ class JobWorker:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=STOP_GRACE_S)
         for task in list(self._running.values()):

@@ -21,7 +21,7 @@ from server_helpers import AppClient, problem, run_sql, running, unique_png, upl
 from server.app import create_app
 from server.db.database import Database
 from server.db.engine import create_engine
-from server.jobs.store import JobStore
+from server.jobs.store import JobOutcome, JobStore
 from server.settings import Settings
 from server.timefmt import utcnow
 
@@ -51,6 +51,16 @@ async def _until(check: Any, within_s: float = 30.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition never became true"
         await asyncio.sleep(0.02)
+
+
+async def _outcome(store: JobStore, job_id: int) -> JobOutcome | None:
+    """The job's outcome once it has one (None after 15 s)."""
+    for _ in range(300):
+        outcome = (await store.outcomes([job_id])).get(job_id)
+        if outcome is not None:
+            return outcome
+        await asyncio.sleep(0.05)
+    return None
 
 
 async def _api_ready(api: AppClient) -> dict[str, Any]:
@@ -150,11 +160,7 @@ async def test_a_dead_workers_job_is_finished_by_a_live_worker(worker, settings)
     try:
         [[job_id]] = await run_sql(settings.database_url, "SELECT id FROM jobs")
         # The live worker's keep-alive queues it again, then claims and runs it.
-        for _ in range(300):
-            outcome = (await store.outcomes([job_id])).get(job_id)
-            if outcome is not None:
-                break
-            await asyncio.sleep(0.05)
+        outcome = await _outcome(store, job_id)
         assert outcome is not None and outcome.state == "done"
         rows = await run_sql(settings.database_url, "SELECT attempts, worker_id FROM jobs")
         assert rows[0][0] == 2 and rows[0][1] != "ghost"
@@ -169,11 +175,7 @@ async def test_a_job_the_worker_cannot_run_fails_with_its_reason(worker, setting
     try:
         identity = worker.app.state.model_host.identity
         job_id = await store.enqueue("analyze", "0" * 64, identity, image=b"junk", max_queued=9)
-        for _ in range(300):
-            outcome = (await store.outcomes([job_id])).get(job_id)
-            if outcome is not None:
-                break
-            await asyncio.sleep(0.05)
+        outcome = await _outcome(store, job_id)
         assert outcome is not None and outcome.state == "failed"
         assert outcome.error_status == 415 and outcome.error_detail
     finally:
