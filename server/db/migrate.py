@@ -9,12 +9,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.engine import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Held by an upgrade on PostgreSQL until it commits: machines starting together (API
+# processes, GPU workers, each running `fakescope db upgrade`) migrate one at a time, and
+# the later ones find the database already at head.
+UPGRADE_LOCK_KEY = 0x46414B45  # "FAKE"
 
 
 class DatabaseNotMigratedError(RuntimeError):
@@ -37,6 +42,10 @@ async def upgrade_async(database_url: str, revision: str = "head") -> None:
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                )
 
             def run(sync_connection: Connection) -> None:
                 config.attributes["connection"] = sync_connection

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from server_helpers import TABLES, run_sql
@@ -10,6 +18,11 @@ from sqlalchemy.engine import Connection
 from server.db.engine import create_engine
 from server.db.migrate import head_revision
 from server.db.models import Base
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FAKESCOPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 async def test_migrated_database_matches_the_models_exactly(database_url: str) -> None:
@@ -53,3 +66,27 @@ async def test_sqlite_runs_in_wal_mode_with_full_sync(sqlite_url: str) -> None:
     finally:
         await engine.dispose()
     assert (mode, sync, fks) == ("wal", 2, 1)
+
+
+@pytest.mark.postgres
+def test_machines_starting_together_migrate_one_at_a_time(postgres_url: str) -> None:
+    """Four `fakescope db upgrade` processes on one empty PostgreSQL database all succeed."""
+    fresh = f"{postgres_url}_upgrade_race"
+    name = fresh.rsplit("/", 1)[1]
+    admin = POSTGRES_ADMIN_URL
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env = {**os.environ, "FAKESCOPE_DATABASE_URL": fresh}
+        command = [sys.executable, "-m", "fakescope.cli", "db", "upgrade"]
+        processes = [
+            subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else b"") for p in processes]
+        assert [code for code, _ in outcomes] == [0] * 4, outcomes
+        rows = asyncio.run(run_sql(fresh, "SELECT version_num FROM alembic_version"))
+        assert rows == [(head_revision(),)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
