@@ -18,7 +18,8 @@ from server.db.answers import find_answer, image_known, new_answer
 from server.db.models import Answer
 from server.inference.host import ModelHost
 from server.inference.queue import QueueFullError
-from server.jobs.remote_host import RemoteHost
+from server.jobs.remote_host import RemoteHost, RemoteStream
+from server.jobs.store import FAILED, JobOutcome
 from server.problems import ProblemError, service_unavailable
 from server.timefmt import iso_z
 
@@ -106,10 +107,64 @@ class AskService:
         except QueueFullError as exc:
             raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
         raise_for_outcome(outcome)
-        found = await self.cached(question)
-        if found is None:  # stored by the worker a moment ago: only a purge could remove it
+        return await self._stored(question)
+
+    async def _stored(self, question: Question) -> Answer:
+        """The answer a worker has just stored."""
+        async with self.db.read() as session:
+            found = await find_answer(
+                session, question.sha256, self.host.identity, question.kind, question.prompt_hash
+            )
+        if found is None:  # the workers now serve another model (a rolling upgrade)
             raise ProblemError(503, "the worker's answer was not found", code="worker-error")
         return found
+
+    async def _stream_remotely(self, remote: RemoteHost, question: Question) -> AsyncIterator[str]:
+        """A GPU worker answers (FAKESCOPE_ROLE=api); its text is relayed as it grows.
+
+        Fails with a problem (before streaming starts) when the job fails before any text.
+        """
+        from server.jobs.worker import question_to_job
+
+        job = {**question_to_job(question), "stream": True}
+        try:
+            stream = await remote.stream("ask", question.sha256, question=job)
+        except QueueFullError as exc:
+            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+        try:
+            async with asyncio.timeout(self.analyses.settings.request_timeout_s):
+                first = await stream.next()
+        except TimeoutError as exc:
+            remote.forget(stream)
+            raise service_unavailable(
+                "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
+            ) from exc
+        if isinstance(first, JobOutcome):
+            raise_for_outcome(first)
+        return self._relay_remote(question, remote, stream, first)
+
+    async def _relay_remote(
+        self,
+        question: Question,
+        remote: RemoteHost,
+        stream: RemoteStream,
+        item: str | JobOutcome,
+    ) -> AsyncIterator[str]:
+        try:
+            while not isinstance(item, JobOutcome):
+                yield _event("token", {"text": item})
+                item = await stream.next()
+            if item.state == FAILED:
+                detail = item.error_detail or "generation failed"
+                yield _event("error", {"status": item.error_status or 503, "detail": detail})
+                return
+            row = await self._stored(question)
+        except ProblemError as exc:
+            yield _event("error", {"status": exc.status_code, "detail": exc.detail})
+            return
+        finally:
+            remote.forget(stream)  # a client that left: the job still finishes and is cached
+        yield _event("done", self.payload(question, row.answer, row.created_at))
 
     async def answer(self, question: Question) -> tuple[dict[str, Any], bool]:
         found = await self.cached(question)
@@ -149,8 +204,7 @@ class AskService:
         if found is not None:
             return self._replay(question, found), True
         if isinstance(self.host, RemoteHost):
-            # Workers store whole answers: the stream is the answer once it is ready.
-            return self._replay(question, await self._answer_remotely(self.host, question)), False
+            return await self._stream_remotely(self.host, question), False
         assert isinstance(self.host, ModelHost)
         image = await self._image(question)
         loop = asyncio.get_running_loop()
@@ -206,3 +260,10 @@ class AskService:
 
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def parse_event(block: str) -> tuple[str, dict[str, Any]]:
+    """The name and data of one event as this module writes it."""
+    head, _, data = block.strip().partition("\ndata: ")
+    parsed: dict[str, Any] = json.loads(data)
+    return head.removeprefix("event: "), parsed

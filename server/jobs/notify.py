@@ -1,10 +1,11 @@
 """Wake-ups for the job queue: PostgreSQL LISTEN where there is one, plain polling elsewhere.
 
-A `Wakeups` object holds one asyncio.Event per channel. On PostgreSQL a dedicated asyncpg
-connection LISTENs and sets the channel's event whenever a NOTIFY arrives (the job store
-sends them on commit); if that connection drops, it is opened again. Waiters always wait
-with a timeout, so a lost notification only costs one polling interval, and SQLite (one
-machine, no NOTIFY) simply polls.
+A `Wakeups` object serves one waiting loop (a worker's claim loop, an API process's
+poller). On PostgreSQL a dedicated asyncpg connection LISTENs on its channels and sets
+its event whenever a NOTIFY arrives on any of them (the job store sends them on commit);
+if that connection drops, it is opened again. The loop always waits with a timeout, so a
+lost notification costs one polling interval, and SQLite (one machine, no NOTIFY) simply
+polls.
 """
 
 from __future__ import annotations
@@ -38,25 +39,25 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
 
 class Wakeups:
     def __init__(self, database_url: str, channels: Sequence[str]) -> None:
-        self.events = {channel: asyncio.Event() for channel in channels}
+        self.channels = tuple(channels)
+        self.event = asyncio.Event()
         self._url = database_url
         self._listens = make_url(database_url).get_backend_name() == "postgresql"
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # set while LISTEN is active (tests wait on it)
 
-    async def wait(self, channel: str, timeout_s: float) -> None:
-        """Return when `channel` was notified since the last wait, or after `timeout_s`."""
-        event = self.events[channel]
+    async def wait(self, timeout_s: float) -> None:
+        """Return when a channel was notified since the last wait, or after `timeout_s`."""
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
         # that arrives as the event is set, and the cancelled task then runs on.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await event.wait()
-        event.clear()
+                await self.event.wait()
+        self.event.clear()
 
-    def poke(self, channel: str) -> None:
-        """Wake this process's waiters on `channel` (for work this process itself made)."""
-        self.events[channel].set()
+    def poke(self) -> None:
+        """Wake the loop now (for work this process itself made)."""
+        self.event.set()
 
     def start(self) -> None:
         if self._listens and self._task is None:
@@ -69,10 +70,8 @@ class Wakeups:
     async def _listen_forever(self) -> None:
         import asyncpg
 
-        def heard(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
-            event = self.events.get(channel)
-            if event is not None:
-                event.set()
+        def heard(_conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+            self.event.set()
 
         while True:
             try:
@@ -84,11 +83,10 @@ class Wakeups:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
-                for channel in self.events:
+                for channel in self.channels:
                     await conn.add_listener(channel, heard)
                 self.connected.set()
-                for event in self.events.values():
-                    event.set()  # anything notified while we were not listening
+                self.event.set()  # anything notified while we were not listening
                 await lost.wait()
                 log.warning("job notification connection lost; reconnecting")
             except (OSError, asyncpg.PostgresError) as exc:

@@ -20,7 +20,14 @@ from server.db.database import Database
 from server.inference.host import ModelState
 from server.jobs import registry
 from server.jobs.notify import Wakeups
-from server.jobs.store import FINISHED_CHANNEL, JobOutcome, JobStore
+from server.jobs.store import (
+    DONE,
+    FAILED,
+    FINISHED_CHANNEL,
+    PROGRESS_CHANNEL,
+    JobOutcome,
+    JobStore,
+)
 from server.settings import Settings
 
 log = logging.getLogger("fakescope.server")
@@ -46,15 +53,39 @@ class RemoteModel:
     info: RemoteModelInfo
 
 
+class RemoteStream:
+    """A streamed job as its API process sees it: new text as it grows, then the outcome."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.sent = 0  # characters of the job's text already queued for the client
+        self.items: asyncio.Queue[str | JobOutcome] = asyncio.Queue()
+
+    def offer(self, outcome: JobOutcome) -> bool:
+        """Queue what is new in the job's row; True once the job has finished."""
+        text = outcome.answer or ""
+        if len(text) > self.sent:
+            self.items.put_nowait(text[self.sent :])
+            self.sent = len(text)
+        if outcome.state in (DONE, FAILED):
+            self.items.put_nowait(outcome)
+            return True
+        return False
+
+    async def next(self) -> str | JobOutcome:
+        return await self.items.get()
+
+
 class _Waiting:
-    """What the health endpoint reads as the queue depth: jobs this process waits for."""
+    """Jobs this process waits for; their number is what /metrics reads as queue depth."""
 
     def __init__(self) -> None:
         self.futures: dict[int, asyncio.Future[JobOutcome]] = {}
+        self.streams: dict[int, RemoteStream] = {}
 
     @property
     def depth(self) -> int:
-        return len(self.futures)
+        return len(self.futures) + len(self.streams)
 
 
 class RemoteHost:
@@ -72,7 +103,7 @@ class RemoteHost:
         self.error: str | None = None
         self.live_workers: list[registry.LiveWorker] = []
         self.queue = _Waiting()
-        self.wakeups = Wakeups(settings.database_url, [FINISHED_CHANNEL])
+        self.wakeups = Wakeups(settings.database_url, [FINISHED_CHANNEL, PROGRESS_CHANNEL])
         self._identity = Identity(model_key=PROVENANCE_ONLY_KEY, prompt_version=PROMPT_VERSION)
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed = asyncio.Event()
@@ -141,6 +172,24 @@ class RemoteHost:
                 log.warning("could not read the workers table: %s", exc)
             await asyncio.sleep(REFRESH_S if self.live_workers else REFRESH_NO_WORKERS_S)
 
+    async def _enqueue(
+        self,
+        kind: str,
+        sha256: str,
+        image: bytes | None,
+        explain: bool,
+        question: dict[str, Any] | None,
+    ) -> int:
+        return await self.jobs.enqueue(
+            kind,
+            sha256,
+            self.identity,
+            image=image,
+            explain=explain,
+            question=question,
+            max_queued=self.settings.queue_size,
+        )
+
     async def run(
         self,
         kind: str,
@@ -155,40 +204,47 @@ class RemoteHost:
         A caller that stops waiting (a timeout) leaves the job queued: its result is
         cached when a worker gets to it.
         """
-        job_id = await self.jobs.enqueue(
-            kind,
-            sha256,
-            self.identity,
-            image=image,
-            explain=explain,
-            question=question,
-            max_queued=self.settings.queue_size,
-        )
+        job_id = await self._enqueue(kind, sha256, image, explain, question)
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         self.queue.futures[job_id] = future
-        self.wakeups.poke(FINISHED_CHANNEL)
+        self.wakeups.poke()
         try:
             return await asyncio.shield(future)
         finally:
             self.queue.futures.pop(job_id, None)
 
+    async def stream(self, kind: str, sha256: str, *, question: dict[str, Any]) -> RemoteStream:
+        """Queue a streamed job; its text arrives as the worker records it. `forget` it
+        when done (a client that leaves early leaves the job to finish and be cached)."""
+        job_id = await self._enqueue(kind, sha256, None, False, question)
+        stream = RemoteStream(job_id)
+        self.queue.streams[job_id] = stream
+        self.wakeups.poke()
+        return stream
+
+    def forget(self, stream: RemoteStream) -> None:
+        self.queue.streams.pop(stream.job_id, None)
+
     async def _poll(self) -> None:
-        """Resolve waiting futures from the jobs table, one query for all of them."""
+        """Resolve waiting futures and feed streams from the jobs table, one query for all."""
+        waiting = self.queue
         while True:
-            waiting = self.queue.futures
-            interval = POLL_NOTIFIED_S if self.wakeups.connected.is_set() else POLL_S
-            if not waiting:
-                interval = POLL_NOTIFIED_S
-            await self.wakeups.wait(FINISHED_CHANNEL, interval)
-            if not waiting:
+            busy = waiting.futures or waiting.streams
+            interval = POLL_NOTIFIED_S if self.wakeups.connected.is_set() or not busy else POLL_S
+            await self.wakeups.wait(interval)
+            if not (waiting.futures or waiting.streams):
                 continue
+            ids = [*waiting.futures, *waiting.streams]
             try:
-                finished = await self.jobs.outcomes(list(waiting))
+                found = await self.jobs.outcomes(ids, finished_only=not waiting.streams)
             except Exception as exc:
                 log.warning("could not read job outcomes: %s", exc)
                 await asyncio.sleep(POLL_NOTIFIED_S)
                 continue
-            for job_id, outcome in finished.items():
-                future = waiting.get(job_id)
-                if future is not None and not future.done():
+            for job_id, outcome in found.items():
+                future = waiting.futures.get(job_id)
+                if future is not None and not future.done() and outcome.state in (DONE, FAILED):
                     future.set_result(outcome)
+                stream = waiting.streams.get(job_id)
+                if stream is not None and stream.offer(outcome):
+                    del waiting.streams[job_id]

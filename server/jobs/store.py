@@ -7,7 +7,8 @@ worker's id, so a worker whose lease ran out (and whose job went to another) can
 finish or fail that job afterwards.
 
 On PostgreSQL each queued and finished job is also announced with NOTIFY (`notify.py`),
-which wakes workers and waiting API processes at once; polling covers the rest.
+which wakes workers and waiting API processes at once; polling covers the rest. A
+streamed answer's text so far is kept in the job's `answer` while it runs (`progress`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from server.timefmt import utcnow
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 QUEUED_CHANNEL = "fakescope_jobs_queued"
 FINISHED_CHANNEL = "fakescope_jobs_finished"
+PROGRESS_CHANNEL = "fakescope_jobs_progress"  # a streamed answer's text grew
 KEEP_FINISHED = timedelta(hours=1)  # finished rows kept for inspection, then deleted
 
 
@@ -176,6 +178,20 @@ class JobStore:
                 await self._notify(session, FINISHED_CHANNEL, str(job_id))
         return bool(ended)
 
+    async def progress(self, job_id: int, worker_id: str, text: str) -> bool:
+        """Record a streamed answer's text so far (the API process relays the new part)."""
+        statement = (
+            update(Job)
+            .where(Job.id == job_id, Job.worker_id == worker_id, Job.state == RUNNING)
+            .values(answer=text)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.write() as session:
+            kept = (await session.execute(statement)).rowcount > 0  # type: ignore[attr-defined]
+            if kept:
+                await self._notify(session, PROGRESS_CHANNEL, str(job_id))
+        return bool(kept)
+
     async def renew(self, worker_id: str) -> int:
         """Extend the lease of every job this worker runs; the number of jobs renewed."""
         statement = (
@@ -246,8 +262,11 @@ class JobStore:
                 await self._notify(session, FINISHED_CHANNEL, str(job_id))
         return Expired(requeued=count, failed=len(failed_ids))
 
-    async def outcomes(self, ids: Sequence[int]) -> dict[int, JobOutcome]:
-        """The finished jobs among `ids` (unfinished ones are left out)."""
+    async def outcomes(
+        self, ids: Sequence[int], *, finished_only: bool = True
+    ) -> dict[int, JobOutcome]:
+        """The finished jobs among `ids`; with `finished_only=False` every one found (the
+        `answer` of a running job is its streamed text so far)."""
         if not ids:
             return {}
         statement = select(
@@ -257,7 +276,9 @@ class JobStore:
             Job.error_status,
             Job.error_code,
             Job.error_detail,
-        ).where(Job.id.in_(list(ids)), Job.state.in_((DONE, FAILED)))
+        ).where(Job.id.in_(list(ids)))
+        if finished_only:
+            statement = statement.where(Job.state.in_((DONE, FAILED)))
         async with self.db.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return {int(row[0]): JobOutcome(*row) for row in rows}

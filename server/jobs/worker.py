@@ -19,7 +19,7 @@ from typing import Any
 from fakescope.errors import ImageError
 from server.analyze.service import AnalysisService
 from server.ask.questions import Question
-from server.ask.service import AskService
+from server.ask.service import AskService, parse_event
 from server.background import cancel_and_wait
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue import QueueFullError
@@ -33,6 +33,7 @@ log = logging.getLogger("fakescope.server")
 POLL_S = 0.02  # claim polling without notifications (SQLite)
 POLL_NOTIFIED_S = 1.0  # with LISTEN active: a safety net for lost notifications
 STOP_GRACE_S = 10.0  # how long a stopping worker lets its running jobs finish
+PROGRESS_EVERY_S = 0.1  # how often a streamed answer's text so far is written
 
 
 class JobWorker:
@@ -111,11 +112,11 @@ class JobWorker:
             if claimed and len(self._running) < self.capacity:
                 continue  # more may be waiting
             notified = self.wakeups.connected.is_set()
-            await self.wakeups.wait(QUEUED_CHANNEL, POLL_NOTIFIED_S if notified else POLL_S)
+            await self.wakeups.wait(POLL_NOTIFIED_S if notified else POLL_S)
 
     def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
-        self.wakeups.poke(QUEUED_CHANNEL)  # room for another job
+        self.wakeups.poke()  # room for another job
 
     async def _keep_alive(self) -> None:
         """Heartbeat, lease renewal and expiry of dead workers' jobs, every third of a lease."""
@@ -169,6 +170,26 @@ class JobWorker:
         except Exception as exc:
             log.warning("could not fail job %d: %s", job.id, exc)
 
+    async def _stream_answer(self, job: ClaimedJob, question: Question) -> str:
+        """Generate as a streamed answer, recording the text so far in the job's row (at
+        most every PROGRESS_EVERY_S) for the API process to relay; the whole answer."""
+        events, _ = await self.ask.start_stream(question)
+        loop = asyncio.get_running_loop()
+        text, recorded, recorded_at = "", "", -PROGRESS_EVERY_S
+        async for block in events:
+            name, data = parse_event(block)
+            if name == "token":
+                text += str(data["text"])
+                if loop.time() - recorded_at >= PROGRESS_EVERY_S and text != recorded:
+                    await self.jobs.progress(job.id, self.id, text)
+                    recorded, recorded_at = text, loop.time()
+            elif name == "error":
+                status = int(data.get("status") or 503)
+                raise ProblemError(status, str(data.get("detail")), code="generation-failed")
+            elif name == "done":
+                return str(data["answer"])
+        raise ProblemError(503, "the answer stream ended without an answer", code="worker-error")
+
     async def _execute(self, job: ClaimedJob) -> str | None:
         if job.kind == "analyze":
             if job.image is None:
@@ -177,6 +198,8 @@ class JobWorker:
             return None
         if job.kind == "ask":
             question = question_from_job(job.question)
+            if job.question and job.question.get("stream"):
+                return await self._stream_answer(job, question)
             payload, _ = await self.ask.answer(question)
             return str(payload["answer"])
         raise ProblemError(422, f"unknown job kind {job.kind!r}")

@@ -13,7 +13,7 @@ from server.db.database import Database
 from server.db.engine import create_engine
 from server.inference.queue import QueueFullError
 from server.jobs.notify import Wakeups, asyncpg_connect_args
-from server.jobs.store import FINISHED_CHANNEL, QUEUED_CHANNEL, JobStore
+from server.jobs.store import FINISHED_CHANNEL, PROGRESS_CHANNEL, QUEUED_CHANNEL, JobStore
 
 MODEL = Identity(model_key="tiny@-:none", prompt_version="p1")
 OTHER = Identity(model_key="other@-:nf4", prompt_version="p1")
@@ -141,23 +141,42 @@ async def test_postgres_notifies_workers_and_waiters(migrated_postgres: str) -> 
     await run_sql(migrated_postgres, "DELETE FROM jobs")  # other tests' jobs
     db = _database(migrated_postgres)
     store = JobStore(db, lease_s=30, attempts=3)
-    wakeups = Wakeups(migrated_postgres, [QUEUED_CHANNEL, FINISHED_CHANNEL])
-    wakeups.start()
+    workers = Wakeups(migrated_postgres, [QUEUED_CHANNEL])
+    waiters = Wakeups(migrated_postgres, [FINISHED_CHANNEL, PROGRESS_CHANNEL])
+    for wakeups in (workers, waiters):
+        wakeups.start()
     try:
-        await asyncio.wait_for(wakeups.connected.wait(), 10)
-        for event in wakeups.events.values():
-            event.clear()
+        for wakeups in (workers, waiters):
+            await asyncio.wait_for(wakeups.connected.wait(), 10)
+            wakeups.event.clear()
         [job_id] = await _queue(store, 1)
-        # Only a notification sets the event (no polling involved here).
-        await asyncio.wait_for(wakeups.events[QUEUED_CHANNEL].wait(), 10)
-        assert not wakeups.events[FINISHED_CHANNEL].is_set()
+        # Only a notification sets an event (no polling involved here).
+        await asyncio.wait_for(workers.event.wait(), 10)
+        assert not waiters.event.is_set()
         assert [job.id for job in await store.claim("w1", MODEL, 1)] == [job_id]
-        assert await store.finish(job_id, "w1")
-        await asyncio.wait_for(wakeups.events[FINISHED_CHANNEL].wait(), 10)
+        assert await store.progress(job_id, "w1", "half an answer")
+        await asyncio.wait_for(waiters.event.wait(), 10)
+        waiters.event.clear()
+        assert await store.finish(job_id, "w1", answer="a whole answer")
+        await asyncio.wait_for(waiters.event.wait(), 10)
     finally:
-        await wakeups.stop()
+        for wakeups in (workers, waiters):
+            await wakeups.stop()
         await run_sql(migrated_postgres, "DELETE FROM jobs")
         await db.dispose()
+
+
+async def test_a_streamed_answer_is_visible_while_it_grows(store) -> None:
+    [job_id] = await _queue(store, 1)
+    await store.claim("w1", MODEL, 1)
+    assert await store.outcomes([job_id]) == {}  # not finished
+    assert await store.progress(job_id, "w1", "Hel")
+    running = (await store.outcomes([job_id], finished_only=False))[job_id]
+    assert (running.state, running.answer) == ("running", "Hel")
+    assert not await store.progress(job_id, "someone else", "Help")
+    assert await store.finish(job_id, "w1", answer="Hello")
+    assert (await store.outcomes([job_id]))[job_id].answer == "Hello"
+    assert not await store.progress(job_id, "w1", "Hello again")  # finished: no change
 
 
 def test_asyncpg_arguments_come_from_the_sqlalchemy_url() -> None:

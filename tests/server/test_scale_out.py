@@ -192,3 +192,97 @@ def test_a_worker_without_a_model_is_a_settings_error(settings: Settings) -> Non
 
     with pytest.raises(SettingsError, match="FAKESCOPE_MODEL"):
         create_app(replace(settings, role="worker"))
+
+
+async def _fake_worker(settings: Settings, api: AppClient) -> tuple[JobStore, Any, str]:
+    """A worker registered by hand (the test plays its part) and an analysed image."""
+    from server.db.analyses import Identity
+    from server.jobs import registry
+
+    db = Database(create_engine(settings.database_url))
+    identity = Identity(
+        model_key="fake@-:none", prompt_version=api.app.state.model_host.prompt_version
+    )
+    await registry.register(db, "fake", identity, {"id": "fake", "untrained": True}, 4)
+    sha = "a" * 64
+    await run_sql(
+        settings.database_url,
+        "INSERT INTO images (sha256, pdq, pdq_quality, format, width, height, bytes, n_frames,"
+        " first_seen_at) VALUES (:sha, :pdq, 100, 'PNG', 8, 8, 100, 1, :now)",
+        sha=sha,
+        pdq="0" * 64,
+        now=utcnow(),
+    )
+    await _api_ready(api)
+    return JobStore(db, lease_s=30, attempts=3), identity, sha
+
+
+async def _claimed(store: JobStore, identity: Any) -> Any:
+    for _ in range(300):
+        claimed = await store.claim("fake", identity, 1)
+        if claimed:
+            return claimed[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError("the API never queued the job")
+
+
+async def test_a_streamed_answer_is_relayed_as_the_worker_writes_it(api, settings) -> None:
+    from server.db.answers import new_answer
+
+    store, identity, sha = await _fake_worker(settings, api)
+    question = {"sha256": sha, "aspect": "texture"}
+    try:
+        asking = asyncio.create_task(
+            api.post("/v1/ask", json=question, headers={"Accept": "text/event-stream"})
+        )
+        job = await _claimed(store, identity)
+        assert job.kind == "ask" and job.question["stream"] is True
+        for text in ("The tex", "The texture is", "The texture is smooth."):
+            assert await store.progress(job.id, "fake", text)
+            await asyncio.sleep(0.3)  # the API relays each step before the next
+        async with store.db.write() as session:
+            session.add(
+                new_answer(
+                    sha,
+                    identity,
+                    "aspect",
+                    question_prompt_hash(job.question),
+                    "texture",
+                    "The texture is smooth.",
+                )
+            )
+        assert await store.finish(job.id, "fake", answer="The texture is smooth.")
+        response = await asking
+        assert response.status_code == 200, response.text
+        events = [b for b in response.text.split("\n\n") if b.strip()]
+        tokens = [json.loads(e.split("data: ", 1)[1])["text"] for e in events[:-1]]
+        assert tokens == ["The tex", "ture is", " smooth."]
+        done = json.loads(events[-1].split("data: ", 1)[1])
+        assert events[-1].startswith("event: done") and done["answer"] == "The texture is smooth."
+    finally:
+        await store.db.dispose()
+
+
+async def test_a_stream_whose_job_fails_first_is_a_problem_response(api, settings) -> None:
+    store, identity, sha = await _fake_worker(settings, api)
+    try:
+        asking = asyncio.create_task(
+            api.post(
+                "/v1/ask",
+                json={"sha256": sha, "enhance": True},
+                headers={"Accept": "text/event-stream"},
+            )
+        )
+        job = await _claimed(store, identity)
+        await store.fail(job.id, "fake", status=409, code="image-not-stored", detail="gone")
+        body = problem(await asking)
+        assert (body["status"], body["detail"]) == (409, "gone")
+        assert body["type"].endswith("image-not-stored")
+    finally:
+        await store.db.dispose()
+
+
+def question_prompt_hash(question: dict[str, Any]) -> str:
+    from server.jobs.worker import question_from_job
+
+    return question_from_job(question).prompt_hash
