@@ -132,9 +132,10 @@ class AnalysisService:
         existing = await self.cached(sha)
         if existing is not None and (not explain or existing["explanation"] is not None):
             self.metrics.cache_result("analyze", hit=True)
-            if self.host.model is not None:
+            if isinstance(self.host, ModelHost) and self.host.model is not None:
                 # The bytes may have been purged (image retention): keep them again, so
-                # that /v1/ask works after this request, and restart their clock.
+                # that /v1/ask works after this request, and restart their clock. (An API
+                # process keeps none: the workers keep what they analysed.)
                 await asyncio.to_thread(self.images.save, sha, data)
             return AnalyzeResult(existing, cache_hit=True)
         self.metrics.cache_result("analyze", hit=False)

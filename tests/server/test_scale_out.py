@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +41,10 @@ async def worker(scale_settings: Settings, tiny_model: Any) -> AsyncIterator[App
 
 
 @pytest.fixture
-async def api(scale_settings: Settings) -> AsyncIterator[AppClient]:
-    async with running(create_app(replace(scale_settings, role="api"))) as client:
+async def api(scale_settings: Settings, tmp_path: Path) -> AsyncIterator[AppClient]:
+    # Its own data directory, as on another machine.
+    api_settings = replace(scale_settings, role="api", data_dir=tmp_path / "api-data")
+    async with running(create_app(api_settings)) as client:
         yield client
 
 
@@ -92,6 +95,12 @@ async def test_the_api_hands_analyses_to_the_worker(api, worker, tiny_model, set
     jobs_before = len(rows)
     again = await api.post("/v1/analyze", **upload(images[0]))
     assert again.headers["x-cache"] == "hit"  # from the shared cache: no job
+    # Image bytes are kept by the worker that analysed them, never by the API process.
+    api_images = api.app.state.settings.image_store_dir
+    assert sorted(p.name for p in settings.image_store_dir.rglob("*") if p.is_file()) == sorted(
+        r.json()["sha256"] for r in responses
+    )
+    assert not api_images.exists() or not any(api_images.rglob("*"))
     assert len(await run_sql(settings.database_url, "SELECT id FROM jobs")) == jobs_before
     metrics = (await worker.get("/metrics")).text
     assert 'fakescope_jobs_total{kind="analyze",outcome="done"} 6.0' in metrics
