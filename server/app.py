@@ -201,6 +201,7 @@ def create_app(
                 "analysis_service": analyses,
                 "ask_service": ask,
                 "job_worker": worker,
+                "job_store": jobs,
                 "image_retention": retention,
                 "pdq_index": LivePdqIndex(db),
             }

@@ -59,6 +59,15 @@ class Metrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.jobs_in_state = Gauge(
+            "fakescope_jobs_in_state",
+            "Jobs in the shared queue by state (finished ones: the last hour), API/worker roles",
+            ["state"],
+            registry=r,
+        )
+        self.workers_live = Gauge(
+            "fakescope_workers_live", "GPU workers with a recent heartbeat", registry=r
+        )
         self.model_ready = Gauge(
             "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
         )
@@ -79,6 +88,10 @@ class Metrics:
 
     def job_done(self, kind: str, outcome: str) -> None:
         self._child(self.jobs, kind, outcome).inc()
+
+    def jobs_by_state(self, counts: dict[str, int]) -> None:
+        for state, count in counts.items():
+            self._child(self.jobs_in_state, state).set(count)
 
     def cache_result(self, endpoint: str, hit: bool, count: int = 1) -> None:
         self._child(self.cache, endpoint, "hit" if hit else "miss").inc(count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from litestar import Controller, Response, get
@@ -10,8 +11,11 @@ from sqlalchemy import text
 
 from server.db.database import Database
 from server.inference.host import ModelHost
+from server.jobs import registry
 from server.jobs.remote_host import RemoteHost
+from server.jobs.store import JobStore
 from server.metrics import Metrics
+from server.settings import Settings
 
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -45,4 +49,12 @@ class HealthController(Controller):
     async def metrics(self, state: State) -> Response[bytes]:
         metrics: Metrics = state.metrics
         metrics.queue_depth(state.model_host.queue.depth)
+        settings: Settings = state.settings
+        if settings.role != "all":
+            # The shared queue, for alerts and for scaling the workers: one query each.
+            with contextlib.suppress(Exception):  # the database is down: /readyz says so
+                jobs: JobStore = state.job_store
+                metrics.jobs_by_state(await jobs.counts())
+                live = await registry.live_workers(state.db, settings.job_lease_s)
+                metrics.workers_live.set(len(live))
         return Response(metrics.render(), media_type=PROMETHEUS_MEDIA_TYPE)

@@ -104,6 +104,10 @@ async def test_the_api_hands_analyses_to_the_worker(api, worker, tiny_model, set
     assert len(await run_sql(settings.database_url, "SELECT id FROM jobs")) == jobs_before
     metrics = (await worker.get("/metrics")).text
     assert 'fakescope_jobs_total{kind="analyze",outcome="done"} 6.0' in metrics
+    shared = (await api.get("/metrics")).text
+    assert 'fakescope_jobs_in_state{state="done"} 6.0' in shared
+    assert 'fakescope_jobs_in_state{state="queued"} 0.0' in shared
+    assert "fakescope_workers_live 1.0" in shared
 
 
 async def test_explanations_and_questions_are_generated_by_the_worker(api, worker) -> None:
