@@ -32,6 +32,7 @@ QUEUED_CHANNEL = "fakescope_jobs_queued"
 FINISHED_CHANNEL = "fakescope_jobs_finished"
 PROGRESS_CHANNEL = "fakescope_jobs_progress"  # a streamed answer's text grew
 KEEP_FINISHED = timedelta(hours=1)  # finished rows kept for inspection, then deleted
+MAX_QUEUED = timedelta(hours=1)  # a job nobody claimed for this long fails (nobody waits)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class JobOutcome:
 class Expired:
     requeued: int
     failed: int
+    stale: int = 0  # queued too long
 
 
 class JobStore:
@@ -220,11 +222,28 @@ class JobStore:
     async def expire(self) -> Expired:
         """Jobs whose worker stopped renewing: queued again, or failed after `attempts` tries.
 
-        Also deletes jobs finished more than an hour ago (nobody waits that long).
+        Also fails jobs queued for over an hour (for a model no worker serves any more, or
+        while no worker ran), dropping their image bytes, and deletes jobs finished more
+        than an hour ago: nobody waits that long.
         """
         now = utcnow()
         lapsed = (Job.state == RUNNING, Job.lease_until < now)
         async with self.db.write() as session:
+            stale = await session.execute(
+                update(Job)
+                .where(Job.state == QUEUED, Job.created_at < now - MAX_QUEUED)
+                .values(
+                    state=FAILED,
+                    image=None,
+                    finished_at=now,
+                    error_status=503,
+                    error_code="expired",
+                    error_detail="no GPU worker took this job within an hour",
+                )
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+            stale_ids = list(stale.scalars())
             failed = await session.execute(
                 update(Job)
                 .where(*lapsed, Job.attempts >= self.attempts)
@@ -258,9 +277,9 @@ class JobStore:
             )
             if count:
                 await self._notify(session, QUEUED_CHANNEL)
-            for job_id in failed_ids:
+            for job_id in failed_ids + stale_ids:
                 await self._notify(session, FINISHED_CHANNEL, str(job_id))
-        return Expired(requeued=count, failed=len(failed_ids))
+        return Expired(requeued=count, failed=len(failed_ids), stale=len(stale_ids))
 
     async def outcomes(
         self, ids: Sequence[int], *, finished_only: bool = True

@@ -127,11 +127,12 @@ class JobWorker:
                 await registry.heartbeat(self.analyses.db, self.id)
                 await self.jobs.renew(self.id)
                 expired = await self.jobs.expire()
-                if expired.requeued or expired.failed:
+                if expired.requeued or expired.failed or expired.stale:
                     log.warning(
-                        "jobs of a lost worker: %d queued again, %d failed",
+                        "jobs of a lost worker: %d queued again, %d failed; %d never claimed",
                         expired.requeued,
                         expired.failed,
+                        expired.stale,
                     )
             except Exception as exc:
                 log.warning("worker heartbeat failed: %s", exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from server_helpers import run_sql
@@ -14,6 +15,7 @@ from server.db.engine import create_engine
 from server.inference.queue import QueueFullError
 from server.jobs.notify import Wakeups, asyncpg_connect_args
 from server.jobs.store import FINISHED_CHANNEL, PROGRESS_CHANNEL, QUEUED_CHANNEL, JobStore
+from server.timefmt import utcnow
 
 MODEL = Identity(model_key="tiny@-:none", prompt_version="p1")
 OTHER = Identity(model_key="other@-:nf4", prompt_version="p1")
@@ -125,6 +127,28 @@ async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(database_url) 
         assert all(job.attempts == 1 for job in claimed)  # a clean stop costs no attempt
     finally:
         await db.dispose()
+
+
+async def test_jobs_nobody_claims_for_an_hour_fail_and_finished_ones_go(
+    store, database_url
+) -> None:
+    old, fresh = await _queue(store, 2, OTHER)  # a model no worker serves any more
+    long_ago = utcnow() - timedelta(hours=2)
+    await run_sql(
+        database_url, "UPDATE jobs SET created_at = :t WHERE id = :id", t=long_ago, id=old
+    )
+    expired = await store.expire()
+    assert (expired.requeued, expired.failed, expired.stale) == (0, 0, 1)
+    outcome = (await store.outcomes([old]))[old]
+    assert (outcome.state, outcome.error_code) == ("failed", "expired")
+    assert await store.counts() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
+    rows = await run_sql(database_url, "SELECT id, image FROM jobs ORDER BY id")
+    assert rows == [(old, None), (fresh, b"bytes 1")]
+    await run_sql(
+        database_url, "UPDATE jobs SET finished_at = :t WHERE id = :id", t=long_ago, id=old
+    )
+    await store.expire()
+    assert [row[0] for row in await run_sql(database_url, "SELECT id FROM jobs")] == [fresh]
 
 
 async def test_the_queue_is_bounded(store) -> None:
