@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from nf4_layout import gpu_layout_on_cpu
 from PIL import Image
 from torch._dynamo.utils import counters
 
@@ -155,9 +156,13 @@ def test_warm_up_scores_the_batch_sizes_it_will_serve(
 
 def test_nf4_layers_compile_whole_with_bitsandbytes_ops_inside(tiny_model_dir: Path) -> None:
     """bitsandbytes' 4-bit matmuls trace as custom ops: one graph, no breaks, same values."""
-    plain = load_model(str(tiny_model_dir), device="cpu", quantization="nf4", progress=False)
-    compiled = load_model(
-        str(tiny_model_dir), device="cpu", quantization="nf4", compile="on", progress=False
+    plain = gpu_layout_on_cpu(
+        load_model(str(tiny_model_dir), device="cpu", quantization="nf4", progress=False)
+    )
+    compiled = gpu_layout_on_cpu(
+        load_model(
+            str(tiny_model_dir), device="cpu", quantization="nf4", compile="on", progress=False
+        )
     )
     assert compiled.compiled_layers is not None
     torch._dynamo.reset()

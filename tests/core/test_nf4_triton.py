@@ -20,6 +20,7 @@ import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import pytest
 import torch
+from nf4_layout import gpu_layout_on_cpu
 
 from fakescope.kernels import nf4_dispatch, nf4_matmul
 from fakescope.kernels.nf4_dispatch import (
@@ -410,8 +411,10 @@ def test_failed_self_check_keeps_bitsandbytes(
 def test_tiny_llava_decoder_with_the_kernel(tiny_model_dir: Path) -> None:
     from fakescope.loading import load_model
 
-    forensic = load_model(
-        str(tiny_model_dir), quantization="nf4", device="cpu", dtype="float16", progress=False
+    forensic = gpu_layout_on_cpu(
+        load_model(
+            str(tiny_model_dir), quantization="nf4", device="cpu", dtype="float16", progress=False
+        )
     )
     model = forensic.model
     decoder = model.model.language_model
