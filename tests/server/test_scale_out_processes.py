@@ -55,6 +55,8 @@ def _wait_for_workers(api: LiveServer, count: int, within_s: float = 60.0) -> di
 async def test_an_api_process_spreads_work_over_two_worker_processes(
     migrated_postgres: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    # The session's database: other tests' jobs and workers would count here.
+    await run_sql(migrated_postgres, "DELETE FROM jobs")
     await run_sql(migrated_postgres, "DELETE FROM workers")
     data_dir = tmp_path / "shared-data"  # one volume for all: images for /v1/ask
     worker_env = _env(
