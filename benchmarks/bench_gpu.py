@@ -256,6 +256,13 @@ def measure_decoding(fm: ForensicModel, images: list[Any], settings: Settings, r
             if batch == 1:
                 data["ttft_ms_b1"] = shipped["ttft_ms"]
     data["decode_path"] = shipped_path
+    # Continuous batching (an answer joining a running decode): right answers first.
+    joined = run.attempt(
+        "decode_joined",
+        partial(gm.joined_decode, fm, images, max(16, settings.graph_decode_tokens), device),
+    )
+    variants["decode_joined"] = joined
+    data["continuous_matches_eager"] = None if joined is None else joined["matches_eager"]
     data["peak_mem_gib_b1"] = _max_known(
         data["memory_gib"].get("verdict_b1"),
         data["memory_gib"].get(f"decode_b1_{shipped_path}"),

@@ -9,6 +9,10 @@
    on new images, K in flight vs one at a time (short answers: FAKESCOPE_MAX_NEW_TOKENS=16).
 5. Streamed-answer batching gain, same setup: `POST /v1/ask` with `Accept: text/event-stream`
    (new questions on analysed images), K streams in flight vs one at a time.
+6. Continuous batching: time to first token of a stream that arrives while another answer
+   decodes, when it joins the running decode vs when it waits for the next batch (both
+   servers decode through the graph decoder, eagerly on the CPU; answers run their full
+   FAKESCOPE_MAX_NEW_TOKENS, end ids ignored). The ratio is waiting / joining.
 
     python benchmarks/bench_server.py            # full run (about a minute)
     python benchmarks/bench_server.py --quick    # smoke run for CI (small counts)
@@ -57,6 +61,50 @@ BARE_BODY: dict[str, Any] = {
     "timings_ms": {"decode": 1.0, "provenance": 0.5},
 }
 bare_app = Litestar([bare_json], openapi_config=None)
+
+
+# -- continuous batching: the tiny model decoding through its graph decoder --------------
+
+
+def _graph_decoding_loader(settings: Any, *, joins: bool) -> Any:
+    from server.inference.host import default_loader
+
+    load = default_loader(settings)
+
+    def loader() -> Any:
+        from fakescope.model import ForensicModel
+
+        class BatchAtATime(ForensicModel):
+            """The same model, answering batch at a time (no joins)."""
+
+            decodes_continuously = False  # type: ignore[assignment]
+
+        model = load()
+        model.graph_decoding = True  # what CUDA gets: the decoder that rows can join
+        model.eos_ids = []  # every answer runs its full length, whatever the weights
+        if not joins:
+            model.__class__ = BatchAtATime
+        return model
+
+    return loader
+
+
+def joining_app() -> Litestar:
+    """uvicorn factory: generations that arrive mid-decode join it."""
+    from server.app import create_app
+    from server.settings import Settings
+
+    settings = Settings.from_env()
+    return create_app(settings, model_loader=_graph_decoding_loader(settings, joins=True))
+
+
+def waiting_app() -> Litestar:
+    """uvicorn factory: generations that arrive mid-decode wait for the next batch."""
+    from server.app import create_app
+    from server.settings import Settings
+
+    settings = Settings.from_env()
+    return create_app(settings, model_loader=_graph_decoding_loader(settings, joins=False))
 
 
 # -- a light HTTP/1.1 keep-alive client (httpx would be the bottleneck on 2 cores) ----------
@@ -155,7 +203,7 @@ async def start_server(
         "--app-dir",
         str(app_dir),
     ]
-    if target.endswith("create_app"):
+    if target.endswith(("create_app", "_app")) and "bare" not in target:
         command.append("--factory")
     process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env})  # noqa: ASYNC220
     server = Server(process, port)
@@ -259,7 +307,9 @@ async def bench_lookup(env: dict[str, str], samples: int) -> dict[str, float]:
     return {"lookup_median_ms": statistics.median(latencies), "lookup_p99_ms": p99}
 
 
-async def start_model_server(env: dict[str, str], batch_size: int) -> Server:
+async def start_model_server(
+    env: dict[str, str], batch_size: int, target: str = "server.asgi:create_app", name: str = ""
+) -> Server:
     """The server with the tiny checkpoint on CPU (its own database), warmed up."""
     from fakescope.tiny import build_tiny_checkpoint
 
@@ -271,13 +321,14 @@ async def start_model_server(env: dict[str, str], batch_size: int) -> Server:
         "FAKESCOPE_QUANTIZATION": "none",
         "FAKESCOPE_BATCH_SIZE": str(batch_size),
         "FAKESCOPE_QUEUE_SIZE": str(max(64, batch_size * 2)),
-        "FAKESCOPE_MAX_NEW_TOKENS": str(EXPLAIN_TOKENS),
-        "FAKESCOPE_DATABASE_URL": env["FAKESCOPE_DATABASE_URL"].replace(".db", "-model.db"),
+        "FAKESCOPE_MAX_NEW_TOKENS": env.get("FAKESCOPE_MAX_NEW_TOKENS", str(EXPLAIN_TOKENS)),
+        "FAKESCOPE_DATABASE_URL": env["FAKESCOPE_DATABASE_URL"].replace(".db", f"-model{name}.db"),
     }
     from server.db.migrate import upgrade_async
 
     await upgrade_async(model_env["FAKESCOPE_DATABASE_URL"])
-    ours = await start_server("server.asgi:create_app", model_env, REPO_ROOT, ready_s=180)
+    app_dir = REPO_ROOT if target.startswith("server.") else BENCH_DIR
+    ours = await start_server(target, model_env, app_dir, ready_s=180)
     try:
         await post_image(ours.port, random_png(99_999))  # warm-up: first forward pass
         await post_image(ours.port, random_png(99_998), explain=True)  # and first generation
@@ -288,6 +339,7 @@ async def start_model_server(env: dict[str, str], batch_size: int) -> Server:
 
 
 EXPLAIN_TOKENS = 16  # short answers: the figure is about batching, not answer length
+JOIN_TOKENS = 64  # the running answer's length: a late stream waits for its rest
 
 
 async def sequential_vs_concurrent(
@@ -330,6 +382,70 @@ async def ask_streamed(port: int, sha: str, question: str) -> None:
     await writer.wait_closed()
     if not payload.startswith(b"HTTP/1.1 200") or b"event: done" not in payload:
         raise RuntimeError(f"a streamed answer failed: {payload[:300]!r}")
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def open_stream(port: int, sha: str, question: str) -> Stream:
+    """Sends a streamed question; the reader yields its SSE response (keep the writer:
+    a collected writer closes the connection)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"sha256": sha, "question": question}).encode()
+    writer.write(
+        (
+            "POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    return reader, writer
+
+
+async def first_token(stream: Stream) -> None:
+    await stream[0].readuntil(b"event: token")
+
+
+async def rest_of_stream(stream: Stream) -> None:
+    reader, writer = stream
+    payload = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    if b"event: done" not in payload:
+        raise RuntimeError(f"a streamed answer failed: {payload[-300:]!r}")
+
+
+async def first_token_while_decoding(port: int, rounds: int, *, seed: int) -> float:
+    """Median seconds to the first token of a stream sent while another one decodes."""
+    shas = [(await post_image(port, random_png(seed + i)))["sha256"] for i in range(2)]
+    waits = []
+    for round_no in range(rounds):
+        running = await open_stream(port, shas[0], f"Is sky {seed}-{round_no} consistent?")
+        await first_token(running)  # it is decoding now
+        started = time.perf_counter()
+        late = await open_stream(port, shas[1], f"Are edges {seed}-{round_no} consistent?")
+        await first_token(late)
+        waits.append(time.perf_counter() - started)
+        await asyncio.gather(rest_of_stream(running), rest_of_stream(late))
+    return statistics.median(waits)
+
+
+async def bench_joining(env: dict[str, str], rounds: int, tokens: int) -> dict[str, float]:
+    """Time to first token mid-decode, joining vs waiting: the same server otherwise."""
+    env = {**env, "FAKESCOPE_MAX_NEW_TOKENS": str(tokens)}
+    figures: dict[str, float] = {"join_max_new_tokens": tokens}
+    for name in ("joining", "waiting"):
+        ours = await start_model_server(env, 8, f"bench_server:{name}_app", f"-{name}")
+        try:
+            await first_token_while_decoding(ours.port, 1, seed=110_000)  # warm-up
+            figures[f"ttft_{name}_s"] = await first_token_while_decoding(
+                ours.port, rounds, seed=120_000
+            )
+        finally:
+            ours.stop()
+    figures["ttft_ratio"] = figures["ttft_waiting_s"] / figures["ttft_joining_s"]
+    return figures
 
 
 async def streamed_sequential_vs_concurrent(
@@ -449,6 +565,14 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"median of {rounds}): one at a time {figures['streamed_sequential_per_s']:.2f}/s; "
                 f"{explain_count} in flight {figures['streamed_concurrent_per_s']:.2f}/s; "
                 f"streamed batching gain {figures['streamed_batching_gain']:.2f}x"
+            )
+            figures.update(await bench_joining(env, rounds * 3, JOIN_TOKENS))
+            print(
+                f"tiny checkpoint on CPU, graph decoder, time to first token of a stream sent "
+                f"while a {JOIN_TOKENS}-token answer decodes (median of {rounds * 3}): "
+                f"joining {figures['ttft_joining_s'] * 1000:.0f} ms; waiting for the next "
+                f"batch {figures['ttft_waiting_s'] * 1000:.0f} ms; "
+                f"ttft ratio {figures['ttft_ratio']:.2f}x"
             )
     print(f"machine: {figures['machine']}")
     if args.json:

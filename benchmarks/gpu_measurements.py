@@ -235,6 +235,107 @@ def decode_through_model(
         fm.graph_decoding = default
 
 
+def joined_decode(
+    fm: ForensicModel,
+    images: Sequence[Image.Image],
+    tokens: int,
+    device: torch.device,
+    *,
+    join_after: int | None = None,
+) -> dict[str, Any]:
+    """Continuous batching as the server runs it: one answer decodes, a second (another
+    prompt, another length) joins after ``join_after`` text pieces of the first (8, or a
+    quarter of ``tokens`` when fewer).
+
+    The session runs three times: twice on the decoders' CUDA graphs (the first run
+    captures those of 1 and 2 rows) and once with the same decoders eager. The graph runs
+    must give the eager run's answers token for token (``matches_eager``): a join must
+    keep the captured graphs valid, writing only into their buffers. ``matches_alone``
+    compares with each prompt decoded alone; in bf16 a row's values may differ with the
+    batch it is in, so random weights can pick another token there without a fault.
+    Reports the joiner's time to first token and the session's tokens/s (last graph run).
+    """
+    from fakescope.joining import AnswerRequest, JoinInbox
+    from fakescope.prompts import aspect_prompt
+
+    prompts = (EXPLAIN_PROMPT, aspect_prompt("texture"))
+    join_after = join_after or min(8, tokens // 4)  # pieces: a piece may hold a few tokens
+    default = fm.graph_decoding
+    fm.graph_decoding = True  # the CPU runs the same decoder eagerly (--tiny)
+
+    def session() -> tuple[dict[str, str], float, float | None]:
+        inbox = JoinInbox()
+        answers: dict[str, str] = {}
+        marks: dict[str, float] = {}
+        pieces = [0]
+
+        def joiner_piece(_piece: str) -> None:
+            marks.setdefault("first_piece", time.perf_counter())
+
+        joiner = AnswerRequest(
+            images[1],
+            prompts[1],
+            tokens,
+            min_new_tokens=tokens,
+            on_text=joiner_piece,
+            finish=lambda text: answers.__setitem__("joiner", text),
+        )
+
+        def first_piece(_piece: str) -> None:
+            pieces[0] += 1
+            if pieces[0] == join_after:
+                marks["offered"] = time.perf_counter()
+                inbox.offer(joiner)
+
+        first = AnswerRequest(
+            images[0],
+            prompts[0],
+            tokens,
+            min_new_tokens=tokens,
+            on_text=first_piece,
+            finish=lambda text: answers.__setitem__("first", text),
+        )
+        sync(device)
+        began = time.perf_counter()
+        fm.answer_continuously([first], inbox, rows=8)
+        sync(device)
+        elapsed = time.perf_counter() - began
+        ttft = None
+        if "offered" in marks and "first_piece" in marks:
+            ttft = (marks["first_piece"] - marks["offered"]) * 1000.0
+        return answers, elapsed, ttft
+
+    try:
+        alone = [
+            fm.generate_batch([image], [prompt], max_new_tokens=tokens, min_new_tokens=tokens)[0]
+            for image, prompt in zip(images[:2], prompts, strict=True)
+        ]
+        on_graphs = [session(), session()]
+        decoders = list(fm._decoders.values())
+        graphs = [decoder.use_graph and decoder._graph is not None for decoder in decoders]
+        settings = [decoder.use_graph for decoder in decoders]
+        for decoder in decoders:
+            decoder.use_graph = False
+        try:
+            eager, _, _ = session()
+        finally:
+            for decoder, use_graph in zip(decoders, settings, strict=True):
+                decoder.use_graph = use_graph
+        answers, elapsed, ttft = on_graphs[-1]
+        return {
+            "joined": all("joiner" in a for a, _, _ in on_graphs),
+            "matches_eager": all(a == eager for a, _, _ in on_graphs),
+            "matches_alone": all(
+                a.get("first") == alone[0] and a.get("joiner") == alone[1] for a, _, _ in on_graphs
+            ),
+            "graphs_captured": sum(graphs),
+            "joiner_ttft_ms": ttft,
+            "session_tok_s": tokens * len(answers) / elapsed if elapsed > 0 else None,
+        }
+    finally:
+        fm.graph_decoding = default
+
+
 def warm_gpu(fm: ForensicModel, images: Sequence[Image.Image], seconds: float) -> None:
     """Run verdicts until the clocks are up: an idle GPU starts measurements slow."""
     inputs = fm.prepare_detect(images[:8])

@@ -13,6 +13,11 @@ static buffers before a replay and outputs read from static buffers after it.
   LLaVA-1.5-7B-shaped model (benchmarks/bench_gpu.py), NF4 at batch 1 went from 22 to
   150 tokens/s. Qwen2-VL families decode through it too: their prompt positions come
   from the model's own multimodal-RoPE index (three rows), which then advance together.
+  Rows share the cache's write index, so a prompt may enter a free row between steps
+  (``admit``): prefilled on its own, its keys and values are copied into the row's slots
+  just before the write index, where left padding would have put them. Keys carry their
+  rotary positions, not their slots, so the row decodes what it would alone; the copy
+  changes buffer contents only, never addresses, and the captured graph stays valid.
 - ``VerdictGraphs`` replays the LLaVA detect forward per batch size. transformers'
   own forward does not capture (its image-token merge fails inside a capture), its
   parts do: the vision tower, then the image features written over the prompt's image
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from transformers import StaticCache
+from transformers.cache_utils import StaticLayer
 
 from fakescope.compiled_layers import CompiledLayers, run_compiled
 
@@ -76,6 +82,9 @@ class GraphDecoder:
     first is one replay of a captured graph on CUDA (``use_graph``), an eager call
     elsewhere. The decoder, its cache and its graph are reused across calls of the same
     batch size; a call's prompt plus answer must fit ``max_cache_len``.
+
+    ``start``, ``admit`` and ``step`` are the same decoding one row at a time, for
+    continuous batching (``fakescope.continuous``): prompts join free rows between steps.
     """
 
     def __init__(
@@ -100,10 +109,13 @@ class GraphDecoder:
         sections = (3,) if self._rope_index is not None else ()
         self._positions = torch.zeros((*sections, batch_size, 1), dtype=torch.long, device=device)
         self._mask = torch.zeros((batch_size, max_cache_len), dtype=torch.long, device=device)
-        # Added to the logits: -inf on end-of-sequence ids while min_new_tokens is not met.
-        self._bias = torch.zeros(vocab, dtype=torch.float32, device=device)
+        # Added to each row's logits: -inf on end-of-sequence ids while that row has not
+        # met its min_new_tokens.
+        self._bias = torch.zeros((batch_size, vocab), dtype=torch.float32, device=device)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._eager_steps = 0
+        # The cache's write index as the host knows it (the device holds its own copy).
+        self.write_index = 0
 
     @torch.inference_mode()
     def decode(
@@ -132,47 +144,132 @@ class GraphDecoder:
         if max_new_tokens <= 0:
             return
         eos = list(eos_token_ids)
-        self._ban(eos, min_new_tokens > 0)
-        first = self._prefill(inputs)
+        self.start(length)
+        first = self.admit(range(rows), inputs, banned=[eos if min_new_tokens > 0 else []] * rows)
         finished = [False] * rows
         for step in range(max_new_tokens):
             if step > 0:
                 if step == min_new_tokens:
                     self._bias.zero_()
-                self._run_step()
-            tokens = first if step == 0 else self._tokens[:, 0].tolist()
+                tokens = self.step()
+            else:
+                tokens = first
             yield tokens
             finished = [done or token in eos for done, token in zip(finished, tokens, strict=True)]
             if all(finished) and step + 1 >= min_new_tokens:
                 return
 
-    def _ban(self, eos: list[int], banned: bool) -> None:
-        self._bias.zero_()
-        if banned and eos:
-            self._bias[eos] = float("-inf")
+    # -- row by row: what continuous batching needs ---------------------------------------
 
-    def _prefill(self, inputs: Mapping[str, torch.Tensor]) -> list[int]:
-        """The prompt's forward (eager: its shape changes per call) and the first token."""
-        mask = inputs["attention_mask"].long()
-        length = mask.shape[1]
-        self.cache.reset()
+    def start(self, write_index: int) -> None:
+        """Begin anew, every row free; the first prompts admitted end at ``write_index``.
+
+        Slots before a prompt are masked, so a write index past the first prompts leaves
+        room for longer prompts to join later.
+        """
+        if not 0 <= write_index <= self.max_cache_len:
+            raise ValueError(f"write index {write_index} outside the cache")
         self._mask.zero_()
-        self._mask[:, :length].copy_(mask)
+        self._bias.zero_()
+        self.write_index = write_index
+
+    def fits(self, length: int, max_new_tokens: int) -> bool:
+        """Whether a prompt of ``length`` tokens could join now and answer in full."""
+        end = self.write_index + max_new_tokens
+        return length <= self.write_index and end <= self.max_cache_len
+
+    @torch.inference_mode()
+    def admit(
+        self,
+        rows: Iterable[int],
+        inputs: Mapping[str, torch.Tensor],
+        *,
+        banned: Sequence[Sequence[int]] = (),
+    ) -> list[int]:
+        """Prefill left-padded ``inputs`` into ``rows``, ending at the write index.
+
+        The prompts run through the model on their own (eagerly: their shape changes per
+        call); their keys and values are copied into the rows' slots just before the write
+        index, the rows' masks and positions set to theirs. Returns each prompt's first
+        token. ``banned`` holds each row's ids that may not be chosen until ``allow``
+        (its end ids, until its min_new_tokens is met).
+        """
+        rows = list(rows)
+        index = torch.tensor(rows, dtype=torch.long, device=self._tokens.device)
+        count, length = inputs["input_ids"].shape
+        if count != len(index):
+            raise ValueError(f"{count} prompts for {len(index)} rows")
+        if length > self.write_index:
+            raise ValueError(f"prompt ({length}) longer than the write index ({self.write_index})")
+        mask = inputs["attention_mask"].long()
         positions = self._prompt_positions(inputs, mask)
         extra = {k: v for k, v in inputs.items() if k not in ("attention_mask", "position_ids")}
         out = self.model(
-            **extra,
-            attention_mask=self._mask,
-            position_ids=positions,
-            cache=self.cache,
-            use_cache=True,
-            logits_to_keep=1,
+            **extra, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
         )
-        first = (out.logits[:, -1, :].float() + self._bias).argmax(-1)
-        self._tokens.copy_(first[:, None])
-        self._positions.copy_(positions[..., -1:] + 1)  # left padding: the last is real
+        slots = slice(self.write_index - length, self.write_index)
+        layers: list[Any] = list(self.cache.layers)  # StaticLayers (checked below)
+        for layer, prompt in zip(layers, out.cache.layers, strict=True):
+            self._prepare_layer(layer, prompt.keys, prompt.values)
+            layer.keys[index, :, slots] = prompt.keys.to(layer.keys.dtype)
+            layer.values[index, :, slots] = prompt.values.to(layer.values.dtype)
+        self._mask[index] = 0
+        self._mask[index, slots] = mask
+        self._bias[index] = 0
+        for row, ids in zip(rows, banned, strict=False):
+            if ids:
+                self._bias[row, list(ids)] = float("-inf")
+        first = (out.logits[:, -1, :].float() + self._bias[index]).argmax(-1)
+        self._tokens[index] = first[:, None]
+        self._positions[..., index, :] = positions[..., -1:] + 1  # left padding: last is real
         tokens: list[int] = first.tolist()
         return tokens
+
+    @torch.inference_mode()
+    def adopt(self, other: GraphDecoder) -> None:
+        """Go on with ``other``'s rows as rows ``0..other.batch_size - 1`` (a decoder with
+        more rows, whose cache is at least as long, takes over a full one between steps).
+        Slots, masks, positions, next tokens and bans carry over as they are."""
+        rows, length = other.batch_size, other.max_cache_len
+        if rows > self.batch_size or length > self.max_cache_len:
+            raise ValueError("a decoder can only adopt a smaller one")
+        self.write_index = other.write_index
+        layers: list[Any] = list(self.cache.layers)
+        others: list[Any] = list(other.cache.layers)
+        for mine, theirs in zip(layers, others, strict=True):
+            self._prepare_layer(mine, theirs.keys, theirs.values)
+            mine.keys[:rows, :, :length] = theirs.keys
+            mine.values[:rows, :, :length] = theirs.values
+        self._mask.zero_()
+        self._mask[:rows, :length] = other._mask
+        self._bias.zero_()
+        self._bias[:rows] = other._bias
+        self._tokens[:rows] = other._tokens
+        self._positions[..., :rows, :] = other._positions
+
+    def allow(self, rows: Iterable[int]) -> None:
+        """Lift the ban on end ids in ``rows`` (their min_new_tokens is met)."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self._bias.device)
+        self._bias[index] = 0
+
+    def step(self) -> list[int]:
+        """One decode step of every row (free rows decode what nobody reads): its ids."""
+        self._run_step()
+        self.write_index += 1
+        tokens: list[int] = self._tokens[:, 0].tolist()
+        return tokens
+
+    def _prepare_layer(self, layer: Any, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Allocate a cache layer on first use and set its write index to the host's."""
+        if not isinstance(layer, StaticLayer) or layer.is_sliding:
+            raise TypeError(f"rows cannot join a {type(layer).__name__} (a sliding window)")
+        if not layer.is_initialized:
+            heads, dims = keys.shape[1], (keys.shape[-1], values.shape[-1])
+            layer.lazy_initialization(
+                keys.new_empty((self.batch_size, heads, 1, dims[0])),
+                values.new_empty((self.batch_size, heads, 1, dims[1])),
+            )
+        layer.cumulative_length.fill_(self.write_index)
 
     def _prompt_positions(self, inputs: Mapping[str, torch.Tensor], mask: torch.Tensor) -> Any:
         """The prompt's position ids: the mask's running count (padding at 0), or, with

@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from transformers import (
     BatchFeature,
+    StaticCache,
     StoppingCriteria,
     StoppingCriteriaList,
     TextIteratorStreamer,
@@ -44,7 +45,9 @@ from transformers import (
 
 from fakescope.answer_pieces import AnswerPieces, OnText, PieceStreamer
 from fakescope.compiled_layers import CompiledLayers, decoder_layers, run_compiled
+from fakescope.continuous import ContinuousDecoding
 from fakescope.cuda_graphs import GraphCaptureError, GraphDecoder, VerdictGraphs
+from fakescope.joining import AnswerRequest, JoinInbox
 from fakescope.kernels.nf4_dispatch import KernelReport
 from fakescope.pixels import ClipPixels
 from fakescope.prompts import DETECT_PROMPT
@@ -119,7 +122,9 @@ class ForensicModel:
         # int8's outlier handling is not known to capture). Decoding takes 1-D positions
         # (LLaVA) and Qwen2-VL's 3-D multimodal-RoPE positions alike.
         on_graphs = self.model.device.type == "cuda" and info.quantization in ("nf4", "none")
-        self.graph_decoding = on_graphs
+        # Rows join a decode by copying into full-length cache layers; a sliding-window
+        # layer keeps another layout, so such models decode through generate().
+        self.graph_decoding = on_graphs and not _has_sliding_cache_layers(model)
         self._decoders: dict[int, GraphDecoder] = {}  # by batch size, oldest first
         layers = decoder_layers(model) if compile_layers else None
         self.compiled_layers = CompiledLayers(layers) if layers is not None else None
@@ -449,20 +454,58 @@ class ForensicModel:
         """Greedy token ids per step from the graph decoder of this batch size."""
         batch = self._generation_inputs(inputs)
         rows, length = batch["input_ids"].shape
-        decoder = self._decoders.get(rows)
-        if decoder is None or decoder.max_cache_len < length + max_new_tokens:
-            self._decoders.pop(rows, None)
-            while len(self._decoders) >= _MAX_DECODERS:  # each holds a KV cache: keep few
-                del self._decoders[next(iter(self._decoders))]
-            cache_len = -(-(length + max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
-            decoder = GraphDecoder(self.model, batch_size=rows, max_cache_len=cache_len)
-            self._decoders[rows] = decoder
+        decoder = self._decoder(rows, length + max_new_tokens)
         return decoder.decode(
             batch,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min(min_new_tokens, max_new_tokens),
             eos_token_ids=self.eos_ids,
         )
+
+    def _decoder(self, rows: int, tokens: int) -> GraphDecoder:
+        """The graph decoder of ``rows`` rows, with a cache of at least ``tokens``."""
+        decoder = self._decoders.get(rows)
+        if decoder is None or decoder.max_cache_len < tokens:
+            self._decoders.pop(rows, None)
+            while len(self._decoders) >= _MAX_DECODERS:  # each holds a KV cache: keep few
+                del self._decoders[next(iter(self._decoders))]
+            cache_len = -(-tokens // _CACHE_STEP) * _CACHE_STEP
+            decoder = GraphDecoder(self.model, batch_size=rows, max_cache_len=cache_len)
+            self._decoders[rows] = decoder
+        return decoder
+
+    # -- continuous batching: answers joining a running decode (fakescope/continuous.py) --
+
+    @property
+    def decodes_continuously(self) -> bool:
+        """Whether ``answer_continuously`` can let answers join a running decode."""
+        return self.graph_decoding
+
+    @torch.inference_mode()
+    def answer_continuously(
+        self, requests: Sequence[AnswerRequest], inbox: JoinInbox, *, rows: int
+    ) -> int:
+        """Greedy answers to ``requests``, and to those offered to ``inbox`` meanwhile.
+
+        The requests decode together in a graph decoder of at most ``rows`` rows (more
+        where there are more requests); between steps, waiting requests join free rows,
+        and each row leaves (``finish``) as soon as its answer ends. Returns once no row
+        decodes, with how many requests joined; the inbox is then closed, holding the
+        requests that never fitted.
+        """
+
+        def prepare(images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, Any]:
+            return self._generation_inputs(self.prepare(images, prompts))
+
+        session = ContinuousDecoding(
+            prepare=prepare,
+            decoders=self._decoder,
+            tokenizer=self.tokenizer,
+            eos_ids=self.eos_ids,
+            inbox=inbox,
+        )
+        session.run(requests, rows=rows)
+        return session.joined
 
     def _generation_inputs(self, inputs: BatchFeature) -> dict[str, Any]:
         # generate() derives positions from the attention mask itself.
@@ -503,6 +546,12 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
         configured = tokenizer.eos_token_id
     ids = configured if isinstance(configured, list) else [configured]
     return [int(i) for i in ids if i is not None]
+
+
+def _has_sliding_cache_layers(model: Any) -> bool:
+    """Whether a static cache for ``model`` would hold a sliding-window layer."""
+    cache = StaticCache(config=model.config, max_cache_len=8)  # lazy: allocates nothing
+    return any(getattr(layer, "is_sliding", False) for layer in cache.layers)
 
 
 def _computes_own_positions(model: Any) -> bool:

@@ -8,11 +8,14 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
 from server.inference.queue import InferenceQueue, QueueObserver, model_executor
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from fakescope.joining import AnswerRequest, JoinInbox
 
 log = logging.getLogger("fakescope.server")
 ModelLoader = Callable[[], Any]
@@ -105,6 +108,7 @@ class ModelHost:
             prepare=self._prepare,
             score_inputs=self._score_inputs,
             generate_batch=self._generate_batch,
+            generate_continuously=self._generate_continuously,
         )
 
     # The queue's stages. With a two-stage model, preprocessing (`prepare_detect`) runs on
@@ -154,6 +158,14 @@ class ModelHost:
             for row, text in enumerate(texts):
                 on_text(row, text)
         return texts
+
+    def _generate_continuously(self, requests: Sequence[AnswerRequest], joiners: JoinInbox) -> bool:
+        """Continuous batching where the model decodes through its graph decoder: the
+        queue's late generations join the running decode. False (nothing done) elsewhere."""
+        if getattr(self.model, "decodes_continuously", False) is not True:
+            return False
+        self.model.answer_continuously(requests, joiners, rows=self.settings.batch_size)
+        return True
 
     @property
     def ready(self) -> bool:

@@ -11,7 +11,11 @@ one asyncio task that drains the queue. Three kinds of job wait in it:
   row what it would get alone); twins (same image key and prompt) share one generation.
   A streamed job hands each new piece of its row's text to its own `on_text` as it is
   decoded, and may be stopped (its client left): the batch decodes on while any of its
-  jobs still wants the answer, and stops early once none does;
+  jobs still wants the answer, and stops early once none does. Where the model decodes
+  continuously (`generate_continuously`), the batch is a session instead: generation jobs
+  that arrive while it decodes join it between steps (any `max_new_tokens`, where they
+  fit), each row answers as soon as it ends, and jobs that could not join run next.
+  Joining stops once any other kind of job waits, so nothing is overtaken for long;
 - call jobs (anything else): run alone, in queue order.
 
 Tokenizer rule (fakescope/model.py): a fast tokenizer must not be used by two threads at
@@ -33,6 +37,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from fakescope.joining import AnswerRequest, JoinInbox
+
 T = TypeVar("T")
 ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
 Prepare = Callable[[Sequence[Any]], Any]
@@ -40,6 +46,10 @@ ScoreInputs = Callable[[Any], Sequence[float]]
 # generate_batch(images, prompts, max_new_tokens, *, on_text=None, should_stop=None):
 # on_text(row, piece) streams each row's text, should_stop() ends the decoding early.
 GenerateBatch = Callable[..., Sequence[str]]
+# generate_continuously(requests, inbox): answers the requests, and those offered to the
+# inbox meanwhile that fit, through each request's callbacks; closes the inbox, leaving
+# in it what never joined. Returns False, having done nothing, where the model cannot.
+GenerateContinuously = Callable[[Sequence[AnswerRequest], JoinInbox], bool]
 
 
 class QueueFullError(Exception):
@@ -140,6 +150,7 @@ class InferenceQueue:
         prepare: Prepare | None = None,
         score_inputs: ScoreInputs | None = None,
         generate_batch: GenerateBatch | None = None,
+        generate_continuously: GenerateContinuously | None = None,
     ) -> None:
         if (prepare is None) != (score_inputs is None):
             raise ValueError("prepare and score_inputs come together")
@@ -147,6 +158,8 @@ class InferenceQueue:
         self._prepare = prepare
         self._score_inputs = score_inputs
         self._generate_batch = generate_batch
+        self._generate_continuously = generate_continuously
+        self._joining: JoinInbox | None = None  # the running session's, while it runs
         # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
         # jobs taken out of order and set aside (the backlog), so both count.
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -167,7 +180,8 @@ class InferenceQueue:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize() + len(self._backlog)
+        joining = len(self._joining) if self._joining is not None else 0
+        return self._queue.qsize() + len(self._backlog) + joining
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -446,6 +460,8 @@ class InferenceQueue:
         live = [job for job in batch if not job.future.done()]
         if not live:
             return
+        if self._generate_continuously is not None and await self._run_session(live):
+            return
         if self._generate_batch is None:
             _fail(live, RuntimeError("this queue was given no generate_batch"))
             return
@@ -472,6 +488,86 @@ class InferenceQueue:
             return
         self._observer.generation_done(len(live), time.perf_counter() - started)
         _succeed(live, [str(text) for text in texts])
+
+    async def _run_session(self, live: list[_GenerateJob]) -> bool:
+        """`live` decoded continuously, with the generation jobs that arrive meanwhile.
+
+        False where the model cannot (nothing ran). Jobs that never joined go back to the
+        head of the backlog: they were queued before anything set aside while they waited.
+        """
+        assert self._generate_continuously is not None
+        loop = asyncio.get_running_loop()
+        inbox = JoinInbox()
+        joiners: dict[int, _GenerateJob] = {}  # by id() of the request offered for each
+        feeder = loop.create_task(self._feed(inbox, joiners), name="joiners")
+        self._joining = inbox
+        started = time.perf_counter()
+        try:
+            decoded = await loop.run_in_executor(
+                self._executor,
+                partial(
+                    self._exclusive,
+                    self._generate_continuously,
+                    [_answer_request(job, loop) for job in live],
+                    inbox,
+                ),
+            )
+        except Exception as exc:
+            failure: Exception | None = exc
+            decoded = True
+        else:
+            failure = None
+        finally:
+            inbox.close()
+            self._joining = None
+            feeder.cancel()
+            await asyncio.wait([feeder])  # not `await feeder`: our own cancel must propagate
+        left = [joiners.pop(id(request)) for request in inbox.waiting()]
+        self._backlog.extendleft(reversed(left))
+        self._observer.queue_depth(self.depth)
+        if failure is not None:  # a row without its answer would wait forever: fail them
+            _fail([*live, *joiners.values()], failure)
+        elif decoded:
+            self._observer.generation_done(len(live) + len(joiners), time.perf_counter() - started)
+        return bool(decoded)
+
+    async def _feed(self, inbox: JoinInbox, joiners: dict[int, _GenerateJob]) -> None:
+        """Offers the session the generations waiting (set aside, then as they arrive), in
+        queue order, until another kind of job waits (it must not be overtaken) or the
+        session closes its inbox."""
+        loop = asyncio.get_running_loop()
+        while self._backlog and isinstance(self._backlog[0], _GenerateJob):
+            if not self._offer(self._backlog[0], inbox, joiners, loop):
+                return
+            self._backlog.popleft()
+        while not self._backlog:
+            job = await self._queue.get()
+            if not (isinstance(job, _GenerateJob) and self._offer(job, inbox, joiners, loop)):
+                self._backlog.append(job)
+                self._observer.queue_depth(self.depth)
+                return
+
+    def _offer(
+        self,
+        job: _GenerateJob,
+        inbox: JoinInbox,
+        joiners: dict[int, _GenerateJob],
+        loop: asyncio.AbstractEventLoop,
+    ) -> bool:
+        """Hands `job` to the session, or drops it (answered, abandoned); False once the
+        session has closed its inbox."""
+        if job.future.done():
+            return True
+        if job.abandoned:
+            job.future.cancel()  # its client left before it ran
+            return True
+        request = _answer_request(job, loop)
+        if not inbox.offer(request):
+            return False
+        joiners[id(request)] = job
+        self._current.append(job)  # stop() fails it if it cancels us
+        self._observer.queue_depth(self.depth)
+        return True
 
     async def _run_call(self, job: _CallJob) -> None:
         if job.future.done():
@@ -503,6 +599,48 @@ def _text_router(jobs: Sequence[_GenerateJob]) -> Callable[[int, str], None]:
             job.on_text(piece)
 
     return route
+
+
+def _answer_request(job: _GenerateJob, loop: asyncio.AbstractEventLoop) -> AnswerRequest:
+    """The job as a continuous decoding sees it; its callbacks run on the model thread.
+
+    The answer is settled through the event loop after the pieces already sent there,
+    so a stream's last piece comes before its end.
+    """
+
+    def send(piece: str) -> None:
+        if job.on_text is not None and not job.abandoned:
+            job.on_text(piece)
+
+    def finish(text: str) -> None:
+        _call_soon(loop, _settle, job.future, str(text), None)
+
+    def fail(exc: BaseException) -> None:
+        _call_soon(loop, _settle, job.future, None, exc)
+
+    return AnswerRequest(
+        job.image,
+        job.prompt,
+        job.max_new_tokens,
+        on_text=send if job.on_text is not None else None,
+        wanted=lambda: not job.abandoned,
+        finish=finish,
+        fail=fail,
+    )
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _settle(future: asyncio.Future[str], text: str | None, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(text or "")
 
 
 def _same_generation(max_new_tokens: int) -> Callable[[_Job], bool]:

@@ -69,6 +69,17 @@ def test_the_shipped_verdicts_agree_with_the_plain_forward(tiny_results: list[di
         assert 0 <= result[f"p_fake_max_abs_diff_b{batch}"] < 1e-5
 
 
+def test_a_joining_answer_is_measured_and_checked(
+    tiny_results: list[dict],
+) -> None:
+    result = tiny_results[0]
+    joined = result["variants"]["decode_joined"]
+    assert joined["joined"] is True and result["continuous_matches_eager"] is True
+    assert isinstance(joined["matches_alone"], bool)  # bf16: rows may differ with the batch
+    assert joined["graphs_captured"] == 0  # the CPU decodes eagerly
+    assert joined["joiner_ttft_ms"] > 0 and joined["session_tok_s"] > 0
+
+
 def test_no_measurement_failed(tiny_results: list[dict]) -> None:
     assert tiny_results[0]["errors"] == {}
 

@@ -29,7 +29,7 @@ def test_bench_server_quick_prints_and_records_the_four_figures(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ratio" in result.stdout and "p99" in result.stdout and "batching gain" in result.stdout
-    assert "explanation batching gain" in result.stdout
+    assert "explanation batching gain" in result.stdout and "ttft ratio" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["quick"] is True
     assert figures["ratio"] > 0 and figures["bare_rps"] > 0
@@ -38,3 +38,4 @@ def test_bench_server_quick_prints_and_records_the_four_figures(tmp_path: Path) 
     assert figures["explain_sequential_per_s"] > 0 and figures["explain_concurrent_per_s"] > 0
     assert figures["explain_batching_gain"] > 0
     assert figures["streamed_batching_gain"] > 0
+    assert figures["ttft_joining_s"] > 0 and figures["ttft_waiting_s"] > 0
