@@ -367,16 +367,7 @@ async def sequential_vs_concurrent(
 
 async def ask_streamed(port: int, sha: str, question: str) -> None:
     """One streamed answer, read to its end (the response is streamed: read until close)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    body = json.dumps({"sha256": sha, "question": question}).encode()
-    writer.write(
-        (
-            "POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-            "Content-Type: application/json\r\nConnection: close\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        + body
-    )
+    reader, writer = await open_stream(port, sha, question)
     payload = await reader.read()  # until the server closes
     writer.close()
     await writer.wait_closed()

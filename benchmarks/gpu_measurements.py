@@ -269,17 +269,18 @@ def joined_decode(
         marks: dict[str, float] = {}
         pieces = [0]
 
+        def request(row: int, name: str, on_text: Callable[[str], None]) -> AnswerRequest:
+            def finish(text: str) -> None:
+                answers[name] = text
+
+            return AnswerRequest(
+                images[row], prompts[row], tokens, tokens, on_text=on_text, finish=finish
+            )
+
         def joiner_piece(_piece: str) -> None:
             marks.setdefault("first_piece", time.perf_counter())
 
-        joiner = AnswerRequest(
-            images[1],
-            prompts[1],
-            tokens,
-            min_new_tokens=tokens,
-            on_text=joiner_piece,
-            finish=lambda text: answers.__setitem__("joiner", text),
-        )
+        joiner = request(1, "joiner", joiner_piece)
 
         def first_piece(_piece: str) -> None:
             pieces[0] += 1
@@ -287,14 +288,7 @@ def joined_decode(
                 marks["offered"] = time.perf_counter()
                 inbox.offer(joiner)
 
-        first = AnswerRequest(
-            images[0],
-            prompts[0],
-            tokens,
-            min_new_tokens=tokens,
-            on_text=first_piece,
-            finish=lambda text: answers.__setitem__("first", text),
-        )
+        first = request(0, "first", first_piece)
         sync(device)
         began = time.perf_counter()
         fm.answer_continuously([first], inbox, rows=8)

@@ -96,6 +96,7 @@ class ModelHost:
         self._loader = loader or default_loader(settings)
         self._executor = model_executor()
         self._load_task: asyncio.Future[Any] | None = None
+        self._settled = asyncio.Event()  # set once `_loaded` has run
         self._two_stage = False  # set when the model is loaded
         self._streams_batches = False  # likewise
         self.queue = InferenceQueue(
@@ -191,6 +192,12 @@ class ModelHost:
         self.queue.start()
 
     def _loaded(self, future: asyncio.Future[Any]) -> None:
+        try:
+            self._take_loaded(future)
+        finally:
+            self._settled.set()
+
+    def _take_loaded(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
             self.state, self.error = ModelState.FAILED, "loading was cancelled"
             return
@@ -206,9 +213,15 @@ class ModelHost:
         log.info("model ready: %s", self.model.info.key)
 
     async def wait_ready(self, within_s: float | None = None) -> None:
+        """Until loading has ended (ready or failed: see `state`), or `within_s` passed.
+
+        Waits for `_loaded` itself, not the load: a load that ends at once has its result
+        before its done-callback has set `state`.
+        """
         if self._load_task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._load_task), within_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_s):
+                    await self._settled.wait()
 
     async def stop(self) -> None:
         await self.queue.stop()

@@ -80,9 +80,6 @@ class JobWorker:
 
     async def _serve(self) -> None:
         await self.host.wait_ready()
-        # The load's done-callback may not have run yet when wait_ready returns.
-        while self.host.state is ModelState.LOADING:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
         if self.host.state is not ModelState.READY or self.host.model is None:
             log.error("worker has no model (%s): it takes no jobs", self.host.error)
             return
