@@ -135,6 +135,28 @@ async def test_explanations_and_questions_are_generated_by_the_worker(api, worke
     assert done["aspect"] == "edge" and done["answer"]
 
 
+async def test_an_image_url_is_fetched_by_the_api_and_analysed_by_the_worker(
+    scale_settings: Settings, worker, tmp_path: Path
+) -> None:
+    from local_http import serve_site
+
+    settings = replace(
+        scale_settings, role="api", data_dir=tmp_path / "api-data", allow_private_urls=True
+    )
+    data = unique_png()
+    async with running(create_app(settings)) as api:
+        await _api_ready(api)
+        with serve_site(data) as site:
+            response = await api.post("/v1/analyze", json={"url": site.base + "/image"})
+            refused = await api.post("/v1/analyze", json={"url": "http://10.0.0.1/x.png"})
+    assert response.status_code == 200, response.text
+    assert response.json()["mode"] == "model" and response.json()["p_fake"] is not None
+    body = problem(refused)  # the SSRF guard runs where the URL came in: nothing queued
+    assert body["status"] == 422 and body["type"].endswith("url-refused")
+    rows = await run_sql(settings.database_url, "SELECT state FROM jobs")
+    assert rows == [("done",)]
+
+
 async def test_bad_images_are_refused_by_the_api_and_never_queued(api, worker, settings) -> None:
     await _api_ready(api)
     response = await api.post("/v1/analyze", **upload(b"not an image at all"))
