@@ -114,14 +114,20 @@ class JobStore:
         """Up to `limit` of the oldest queued jobs for this model, now running under a lease."""
         if limit <= 0:
             return []
+        mine = (
+            Job.state == QUEUED,
+            Job.model_key == identity.model_key,
+            Job.prompt_version == identity.prompt_version,
+        )
+        # A read first: an idle worker polls, and on SQLite every claim would otherwise
+        # take the database's one write lock, 50 times a second, for nothing.
+        async with self.db.connect() as conn:
+            if await conn.scalar(select(Job.id).where(*mine).limit(1)) is None:
+                return []
         now = utcnow()
         oldest = (
             select(Job.id)
-            .where(
-                Job.state == QUEUED,
-                Job.model_key == identity.model_key,
-                Job.prompt_version == identity.prompt_version,
-            )
+            .where(*mine)
             .order_by(Job.id)
             .limit(limit)
             .with_for_update(skip_locked=True)  # ignored on SQLite, whose writers take turns

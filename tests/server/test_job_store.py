@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from server_helpers import run_sql
@@ -59,6 +60,24 @@ async def test_claimed_jobs_run_once_and_finish_with_their_image_dropped(store, 
     rows = await run_sql(database_url, "SELECT id, image FROM jobs ORDER BY id")
     assert [row[1] for row in rows] == [None, None, b"bytes 2"]
     assert await store.counts() == {"queued": 0, "running": 1, "done": 1, "failed": 1}
+
+
+async def test_an_idle_claim_takes_no_write_lock(store) -> None:
+    """Idle workers poll; on SQLite each write transaction takes the one write lock."""
+    writes = []
+    original = store.db.write
+
+    def counted() -> Any:
+        writes.append(1)
+        return original()
+
+    store.db.write = counted
+    await _queue(store, 1, OTHER)  # one write: queued for another model
+    assert await store.claim("w1", MODEL, 8) == []
+    assert writes == [1]
+    await _queue(store, 1)
+    assert len(await store.claim("w1", MODEL, 8)) == 1
+    assert len(writes) == 3
 
 
 async def test_a_worker_claims_only_jobs_for_its_own_model(store) -> None:
