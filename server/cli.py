@@ -50,6 +50,10 @@ def add_commands(subparsers: Any) -> None:
     current = actions.add_parser("current", help="print the database's revision and the newest")
     current.set_defaults(handler=_reporting_settings_errors(_cmd_db_current))
 
+    from server.jobs.cli import add_commands as add_jobs_commands
+
+    add_jobs_commands(subparsers)
+
     try:
         from server.admin.cli import add_commands as add_admin_commands
     except ImportError:
@@ -131,7 +135,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"fakescope serve: {problem}", file=sys.stderr)
         return 2
-    if args.workers > 1 and settings.model:
+    if args.workers > 1 and settings.model and settings.role != "api":
         print(
             f"fakescope serve: {args.workers} workers each load the model {settings.model}",
             file=sys.stderr,

@@ -25,7 +25,7 @@ from server.db.analyses import Identity
 from server.db.database import Database
 from server.db.models import Job
 from server.inference.queue import QueueFullError
-from server.timefmt import utcnow
+from server.timefmt import as_utc, utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 QUEUED_CHANNEL = "fakescope_jobs_queued"
@@ -307,6 +307,12 @@ class JobStore:
         async with self.db.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return {int(row[0]): JobOutcome(*row) for row in rows}
+
+    async def oldest_queued_age_s(self) -> float | None:
+        """How long the oldest queued job has waited (None: none waits)."""
+        async with self.db.connect() as conn:
+            oldest = await conn.scalar(select(func.min(Job.created_at)).where(Job.state == QUEUED))
+        return None if oldest is None else (utcnow() - as_utc(oldest)).total_seconds()
 
     async def counts(self) -> dict[str, int]:
         """How many jobs are in each state (finished ones for the last hour)."""
