@@ -439,12 +439,9 @@ class InferenceQueue:
         _succeed(live, [float(score) for score in scores])
 
     async def _run_batch(self, live: list[_ScoreJob]) -> None:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            scores = await loop.run_in_executor(
-                self._executor, self._exclusive, self._score_batch, [job.image for job in live]
-            )
+            scores = await self._on_model_thread(self._score_batch, [job.image for job in live])
         except Exception as exc:
             _fail(live, exc)
             return
@@ -469,19 +466,14 @@ class InferenceQueue:
         if any(job.on_text is not None for job in live):
             extra["on_text"] = _text_router(live)
             extra["should_stop"] = lambda: all(job.abandoned for job in live)
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            texts = await loop.run_in_executor(
-                self._executor,
-                partial(
-                    self._exclusive,
-                    self._generate_batch,
-                    [job.image for job in live],
-                    [job.prompt for job in live],
-                    live[0].max_new_tokens,
-                    **extra,
-                ),
+            texts = await self._on_model_thread(
+                self._generate_batch,
+                [job.image for job in live],
+                [job.prompt for job in live],
+                live[0].max_new_tokens,
+                **extra,
             )
         except Exception as exc:
             _fail(live, exc)
@@ -503,14 +495,8 @@ class InferenceQueue:
         self._joining = inbox
         started = time.perf_counter()
         try:
-            decoded = await loop.run_in_executor(
-                self._executor,
-                partial(
-                    self._exclusive,
-                    self._generate_continuously,
-                    [_answer_request(job, loop) for job in live],
-                    inbox,
-                ),
+            decoded = await self._on_model_thread(
+                self._generate_continuously, [_answer_request(job, loop) for job in live], inbox
             )
         except Exception as exc:
             failure: Exception | None = exc
@@ -572,10 +558,9 @@ class InferenceQueue:
     async def _run_call(self, job: _CallJob) -> None:
         if job.future.done():
             return
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            result = await loop.run_in_executor(self._executor, self._exclusive, job.fn)
+            result = await self._on_model_thread(job.fn)
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
@@ -583,6 +568,11 @@ class InferenceQueue:
         self._observer.call_done(time.perf_counter() - started)
         if not job.future.done():
             job.future.set_result(result)
+
+    async def _on_model_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` on the model thread, holding the tokenizer lock."""
+        call = partial(self._exclusive, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _exclusive(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` holding the tokenizer lock (see the module docstring)."""
