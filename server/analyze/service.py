@@ -80,15 +80,18 @@ class AnalysisService:
         # Decoding a large image holds hundreds of MB; a few at a time is as fast and bounded.
         self._decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
 
-    def require_ready(self, *, needs_worker: bool = True) -> None:
-        """503 unless results can be served; `needs_worker=False`: cached ones only (an API
-        process knows its workers' model from the workers table even when none is live)."""
-        if isinstance(self.host, RemoteHost) and needs_worker and not self.host.ready:
+    def require_worker(self) -> None:
+        """503 on an API process that has no live GPU worker to hand new work to."""
+        if isinstance(self.host, RemoteHost) and not self.host.has_workers:
             raise service_unavailable(
                 "no GPU worker is running: analyses wait for one (FAKESCOPE_ROLE=worker)",
                 RETRY_AFTER_NO_WORKERS_S,
                 "no-workers",
             )
+
+    def require_ready(self) -> None:
+        """503 unless results can be served (cached ones: an API process knows its
+        workers' model from the workers table even while none is live)."""
         if self.host.state is ModelState.LOADING:
             raise service_unavailable(
                 "the model is still loading", RETRY_AFTER_LOADING_S, "loading"
@@ -139,6 +142,7 @@ class AnalysisService:
                 await asyncio.to_thread(self.images.save, sha, data)
             return AnalyzeResult(existing, cache_hit=True)
         self.metrics.cache_result("analyze", hit=False)
+        self.require_worker()
         key = (sha, identity.model_key, explain)
         task = self._inflight.get(key)
         if task is None:

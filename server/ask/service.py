@@ -95,6 +95,7 @@ class AskService:
         """A GPU worker answers (FAKESCOPE_ROLE=api) and stores the answer; read it back."""
         from server.jobs.worker import question_to_job
 
+        self.analyses.require_worker()
         try:
             async with asyncio.timeout(self.analyses.settings.request_timeout_s):
                 outcome = await remote.run(
@@ -126,6 +127,7 @@ class AskService:
         """
         from server.jobs.worker import question_to_job
 
+        self.analyses.require_worker()
         job = {**question_to_job(question), "stream": True}
         try:
             stream = await remote.stream("ask", question.sha256, question=job)

@@ -110,14 +110,21 @@ class RemoteHost:
 
     @property
     def ready(self) -> bool:
-        return self.state is ModelState.READY and bool(self.live_workers)
+        """Serving: the workers table was read. Without a live worker an API process still
+        serves cached results, lookups and reviews, so a load balancer keeps it; analyses
+        then answer 503 `no-workers` (see `has_workers`)."""
+        return self.state is ModelState.READY
+
+    @property
+    def has_workers(self) -> bool:
+        return bool(self.live_workers)
 
     @property
     def identity(self) -> Identity:
         return self._identity
 
     def describe(self) -> dict[str, Any]:
-        state = "ready" if self.ready else "no-workers"
+        state = "ready" if self.has_workers else "no-workers"
         if self.state is ModelState.LOADING:
             state = "loading"
         return {

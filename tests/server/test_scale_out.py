@@ -67,10 +67,11 @@ async def _outcome(store: JobStore, job_id: int) -> JobOutcome | None:
 
 
 async def _api_ready(api: AppClient) -> dict[str, Any]:
+    """/readyz once the API process has seen a live worker."""
     for _ in range(300):
         response = await api.get("/readyz")
-        if response.status_code == 200:
-            body: dict[str, Any] = response.json()
+        body: dict[str, Any] = response.json()
+        if response.status_code == 200 and body["workers"] > 0:
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"the API never saw a worker: {response.text}")
@@ -165,14 +166,45 @@ async def test_bad_images_are_refused_by_the_api_and_never_queued(api, worker, s
 
 
 async def test_without_a_worker_the_api_says_so_and_still_serves_lookups(api) -> None:
+    # Ready all the same: it serves cached results, lookups and reviews without one.
     ready = await api.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["state"] in {"loading", "no-workers"}
+    assert ready.status_code == 200 and ready.json()["state"] == "no-workers"
+    assert ready.json()["workers"] == 0
     response = await api.post("/v1/analyze", **upload(unique_png()))
     body = problem(response)
     assert body["status"] == 503 and "worker" in body["detail"]
     assert response.headers["retry-after"] == "5"
     lookup = await api.post("/v1/lookup", json={"sha256": ["a" * 64]})
     assert lookup.status_code == 200
+
+
+async def test_cached_results_are_served_while_no_worker_is_live(api, worker, settings) -> None:
+    await _api_ready(api)
+    data = unique_png()
+    sha = (await api.post("/v1/analyze", **upload(data))).json()["sha256"]
+    asked = {"sha256": sha, "aspect": "texture"}
+    assert (await api.post("/v1/ask", json=asked)).status_code == 200
+    # The only worker is gone as far as the API can tell.
+    await run_sql(settings.database_url, "UPDATE workers SET stopped_at = :t", t=utcnow())
+    for _ in range(200):
+        if (await api.get("/readyz")).json()["workers"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    again = await api.post("/v1/analyze", **upload(data))
+    assert again.status_code == 200 and again.headers["x-cache"] == "hit"
+    assert (await api.get(f"/v1/analyses/{sha}")).status_code == 200
+    assert (await api.post("/v1/ask", json=asked)).headers["x-cache"] == "hit"
+    for refused in (
+        await api.post("/v1/analyze", **upload(unique_png())),
+        await api.post("/v1/ask", json={"sha256": sha, "aspect": "edge"}),
+        await api.post(
+            "/v1/ask",
+            json={"sha256": sha, "enhance": True},
+            headers={"Accept": "text/event-stream"},
+        ),
+    ):
+        body = problem(refused)
+        assert body["status"] == 503 and body["type"].endswith("no-workers")
 
 
 async def test_a_dead_workers_job_is_finished_by_a_live_worker(worker, settings) -> None:
