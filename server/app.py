@@ -27,9 +27,10 @@ from server.analyze.service import AnalysisService
 from server.ask.controller import AskController
 from server.ask.service import AskService
 from server.auth import require_client_token
-from server.db.database import Database
+from server.db.database import DECISIONS_CHANNEL, Database
 from server.db.engine import create_engine
 from server.db.migrate import ensure_migrated
+from server.db.notify import Wakeups
 from server.health.controller import HealthController
 from server.inference.host import ModelHost, ModelLoader, ModelState
 from server.jobs.remote_host import RemoteHost
@@ -115,6 +116,12 @@ def create_app(
         if isinstance(host, ModelHost) and settings.role == "worker"
         else None
     )
+    # Review decisions made in other processes (PostgreSQL): drop the image's served entry.
+    decisions = (
+        Wakeups(settings.database_url, [DECISIONS_CHANNEL], on_payload=analyses.served.invalidate)
+        if settings.role != "worker"
+        else None
+    )
     # Image bytes are kept where the model runs (all-in-one, or the workers).
     retention = (
         ImageRetention(images, db, settings.image_retention_days, metrics.images_purged.inc)
@@ -144,8 +151,12 @@ def create_app(
             retention.start()
         if worker is not None:
             worker.start()
+        if decisions is not None:
+            decisions.start()
 
     async def stop_model(_app: Litestar) -> None:
+        if decisions is not None:
+            await decisions.stop()
         if worker is not None:
             await worker.stop()  # gives back the jobs it could not finish
         if retention is not None:
@@ -202,6 +213,7 @@ def create_app(
                 "ask_service": ask,
                 "job_worker": worker,
                 "job_store": jobs,
+                "decision_feed": decisions,
                 "image_retention": retention,
                 "pdq_index": LivePdqIndex(db),
             }

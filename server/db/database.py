@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from server.db.models import ReviewDecision
 
 DecisionListener = Callable[[str], None]
+DECISIONS_CHANNEL = "fakescope_review_decisions"  # NOTIFY payload: the image's sha256
 
 
 class Database:
@@ -23,7 +24,8 @@ class Database:
     write transactions take the lock when they begin (see create_engine(immediate=True)),
     so that writers in other processes (`fakescope admin`, more workers) wait their turn.
     Listeners hear of every review decision committed through these sessions (the served
-    analyses cache uses that to drop the image's entry at once).
+    analyses cache uses that to drop the image's entry at once); on PostgreSQL the commit
+    also NOTIFYs other processes, whose own caches then forget the image (`notify.py`).
     """
 
     def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine | None = None) -> None:
@@ -43,11 +45,15 @@ class Database:
             self.write_engine, expire_on_commit=False, sync_session_class=session_class
         )
 
-    @staticmethod
-    def _note_decisions(session: Session, _context: Any) -> None:
+    def _note_decisions(self, session: Session, _context: Any) -> None:
         for obj in session.new:
             if isinstance(obj, ReviewDecision):
                 session.info.setdefault("decided", set()).add(obj.sha256)
+                if not self.is_sqlite:  # other processes hear of it when this commits
+                    session.connection().execute(
+                        text("SELECT pg_notify(:channel, :sha)"),
+                        {"channel": DECISIONS_CHANNEL, "sha": obj.sha256},
+                    )
 
     def _announce_decisions(self, session: Session) -> None:
         for sha in session.info.pop("decided", ()):

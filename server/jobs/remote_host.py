@@ -17,9 +17,9 @@ from typing import Any
 from server.background import cancel_and_wait
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
 from server.db.database import Database
+from server.db.notify import Wakeups
 from server.inference.host import ModelState
 from server.jobs import registry
-from server.jobs.notify import Wakeups
 from server.jobs.store import (
     DONE,
     FAILED,

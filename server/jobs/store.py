@@ -6,7 +6,7 @@ rows; on SQLite the write lock serialises claimers. Every state change is guarde
 worker's id, so a worker whose lease ran out (and whose job went to another) cannot
 finish or fail that job afterwards.
 
-On PostgreSQL each queued and finished job is also announced with NOTIFY (`notify.py`),
+On PostgreSQL each queued and finished job is also announced with NOTIFY (`server/db/notify.py`),
 which wakes workers and waiting API processes at once; polling covers the rest. A
 streamed answer's text so far is kept in the job's `answer` while it runs (`progress`).
 """

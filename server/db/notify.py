@@ -1,9 +1,11 @@
-"""Wake-ups for the job queue: PostgreSQL LISTEN where there is one, plain polling elsewhere.
+"""PostgreSQL LISTEN where there is one, plain polling elsewhere: who hears of a change.
 
-A `Wakeups` object serves one waiting loop (a worker's claim loop, an API process's
-poller). On PostgreSQL a dedicated asyncpg connection LISTENs on its channels and sets
-its event whenever a NOTIFY arrives on any of them (the job store sends them on commit);
-if that connection drops, it is opened again. The loop always waits with a timeout, so a
+A `Wakeups` object serves one waiting loop (a job worker's claim loop, an API process's
+poller), or hands each notification's payload to a callback (a review decision made in
+another process: the served-analyses cache forgets that image). On PostgreSQL a
+dedicated asyncpg connection LISTENs on its channels and sets its event whenever a NOTIFY
+arrives on any of them (senders NOTIFY inside their transaction, delivered on commit);
+if that connection drops, it is opened again. A loop always waits with a timeout, so a
 lost notification costs one polling interval, and SQLite (one machine, no NOTIFY) simply
 polls.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -38,9 +40,15 @@ def asyncpg_connect_args(url: str) -> dict[str, Any]:
 
 
 class Wakeups:
-    def __init__(self, database_url: str, channels: Sequence[str]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        channels: Sequence[str],
+        on_payload: Callable[[str], None] | None = None,
+    ) -> None:
         self.channels = tuple(channels)
         self.event = asyncio.Event()
+        self._on_payload = on_payload
         self._url = database_url
         self._listens = make_url(database_url).get_backend_name() == "postgresql"
         self._task: asyncio.Task[None] | None = None
@@ -70,8 +78,13 @@ class Wakeups:
     async def _listen_forever(self) -> None:
         import asyncpg
 
-        def heard(_conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             self.event.set()
+            if self._on_payload is not None:
+                try:
+                    self._on_payload(payload)
+                except Exception:  # a listener's bug must not end the listening
+                    log.exception("a notification's handler failed")
 
         while True:
             try:
