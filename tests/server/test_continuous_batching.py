@@ -8,6 +8,7 @@ a job arrived while the decode was running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -70,6 +71,16 @@ def queue_for(sessions: Any) -> InferenceQueue:
     )
 
 
+@contextlib.asynccontextmanager
+async def started(queue: InferenceQueue) -> AsyncIterator[InferenceQueue]:
+    """The queue running; stopped (its jobs failed or answered) on the way out."""
+    queue.start()
+    try:
+        yield queue
+    finally:
+        await queue.stop()
+
+
 async def until_taken(queue: InferenceQueue) -> None:
     """Until the batcher has taken everything queued (offered it to the session)."""
     for _ in range(1000):  # 5 s at most
@@ -109,12 +120,10 @@ async def test_a_stream_arriving_mid_decode_joins_it_and_each_answers_as_alone(
     model: Any,
 ) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     first, second = Stream(on_first=release), Stream()
     asks = [(_image(1), question_prompt("Why?"), 14), (_image(2), question_prompt("Is it?"), 9)]
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         a = queue.submit_stream(*asks[0][:2], max_new_tokens=14, on_text=first, stop=first.stop)
         await asyncio.to_thread(first.started.wait, 5)  # decoding, held after its first piece
         b = queue.submit_stream(*asks[1][:2], max_new_tokens=9, on_text=second, stop=second.stop)
@@ -122,8 +131,6 @@ async def test_a_stream_arriving_mid_decode_joins_it_and_each_answers_as_alone(
         release.set()
         answers = await asyncio.wait_for(asyncio.gather(a, b), 30)
         await model_thread_idle(queue)
-    finally:
-        await queue.stop()
     assert sessions.joined == [1] and sessions.first_rows == [1]  # one decode, joined
     assert answers == [alone(model, *ask) for ask in asks]
     for stream, answer in zip((first, second), answers, strict=True):
@@ -132,12 +139,10 @@ async def test_a_stream_arriving_mid_decode_joins_it_and_each_answers_as_alone(
 
 async def test_a_row_that_ends_answers_while_the_others_decode_on(model: Any) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     long_stream = Stream(on_first=release)
     seen_when_short_done: list[bool] = []
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         long = queue.submit_stream(
             _image(3), "Describe", max_new_tokens=40, on_text=long_stream, stop=long_stream.stop
         )
@@ -148,8 +153,6 @@ async def test_a_row_that_ends_answers_while_the_others_decode_on(model: Any) ->
         release.set()
         await asyncio.wait_for(asyncio.gather(long, short), 30)
         await model_thread_idle(queue)
-    finally:
-        await queue.stop()
     assert sessions.joined == [1]
     assert short.result() == alone(model, _image(4), "Why?", 2)
     assert long.result() == alone(model, _image(3), "Describe", 40)
@@ -159,11 +162,9 @@ async def test_a_row_that_ends_answers_while_the_others_decode_on(model: Any) ->
 
 async def test_an_abandoned_stream_leaves_and_the_other_rows_are_unchanged(model: Any) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     leaving, staying = Stream(on_first=release), Stream()
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         gone = queue.submit_stream(
             _image(5), "Why?", max_new_tokens=30, on_text=leaving, stop=leaving.stop
         )
@@ -176,19 +177,15 @@ async def test_an_abandoned_stream_leaves_and_the_other_rows_are_unchanged(model
         release.set()
         answer = await asyncio.wait_for(kept, 30)
         await asyncio.wait_for(gone, 30)
-    finally:
-        await queue.stop()
     assert answer == alone(model, _image(6), "Is it?", 10)
     assert len(leaving.pieces) == 1  # nothing after its client left
 
 
 async def test_a_joiner_whose_answer_does_not_fit_the_cache_runs_next(model: Any) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     first = Stream(on_first=release)
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         a = queue.submit_stream(_image(7), "Why?", max_new_tokens=8, on_text=first, stop=first.stop)
         await asyncio.to_thread(first.started.wait, 5)
         # A longer answer than the running decode's cache holds: refused, run afterwards.
@@ -197,8 +194,6 @@ async def test_a_joiner_whose_answer_does_not_fit_the_cache_runs_next(model: Any
         release.set()
         await asyncio.wait_for(asyncio.gather(a, b), 60)
         await model_thread_idle(queue)
-    finally:
-        await queue.stop()
     assert sessions.joined == [0, 0] and sessions.first_rows == [1, 1]
     assert b.result() == alone(model, _image(8), "Why?", 400)
 
@@ -207,11 +202,9 @@ async def test_a_generation_set_aside_for_its_other_length_joins_the_session(
     model: Any,
 ) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     first = Stream(on_first=release)
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         a = queue.submit_stream(
             _image(14), "Why?", max_new_tokens=12, on_text=first, stop=first.stop
         )
@@ -221,20 +214,16 @@ async def test_a_generation_set_aside_for_its_other_length_joins_the_session(
         release.set()
         await asyncio.wait_for(asyncio.gather(a, b), 30)
         await model_thread_idle(queue)
-    finally:
-        await queue.stop()
     assert sessions.joined == [1] and sessions.first_rows == [1]
     assert b.result() == alone(model, _image(15), "Is it?", 5)
 
 
 async def test_waiting_work_of_another_kind_is_not_overtaken_by_joiners(model: Any) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     release = threading.Event()
     first = Stream(on_first=release)
     order: list[str] = []
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         a = queue.submit_stream(_image(9), "Why?", max_new_tokens=6, on_text=first, stop=first.stop)
         await asyncio.to_thread(first.started.wait, 5)
         call = queue.submit(lambda: order.append("call"))
@@ -244,8 +233,6 @@ async def test_waiting_work_of_another_kind_is_not_overtaken_by_joiners(model: A
         release.set()
         await asyncio.wait_for(asyncio.gather(a, b, call), 30)
         await model_thread_idle(queue)
-    finally:
-        await queue.stop()
     assert sessions.joined == [0, 0]
     assert order == ["call", "late generation"]
 
@@ -254,11 +241,9 @@ async def test_a_failing_step_fails_every_row_of_the_session_and_the_queue_goes_
     model: Any,
 ) -> None:
     sessions = Sessions(model)
-    queue = queue_for(sessions)
     first = Stream()
     broken = mock.patch.object(GraphDecoder, "step", side_effect=RuntimeError("device lost"))
-    queue.start()
-    try:
+    async with started(queue_for(sessions)) as queue:
         with broken:
             a = queue.submit_stream(
                 _image(11), "Why?", max_new_tokens=8, on_text=first, stop=first.stop
@@ -266,8 +251,6 @@ async def test_a_failing_step_fails_every_row_of_the_session_and_the_queue_goes_
             b = queue.submit_generation(_image(12), "Is it?", max_new_tokens=8)
             results = await asyncio.wait_for(asyncio.gather(a, b, return_exceptions=True), 30)
         after = await asyncio.wait_for(queue.generate(_image(13), "Why?", max_new_tokens=4), 30)
-    finally:
-        await queue.stop()
     assert [str(r) for r in results] == ["device lost", "device lost"]
     assert after == alone(model, _image(13), "Why?", 4)
 
@@ -276,9 +259,7 @@ async def test_a_session_that_raises_fails_its_rows_instead_of_hanging() -> None
     def crashing(requests: Sequence[AnswerRequest], inbox: JoinInbox) -> bool:
         raise RuntimeError("out of memory")
 
-    queue = queue_for(crashing)
-    queue.start()
-    try:
+    async with started(queue_for(crashing)) as queue:
         results = await asyncio.wait_for(
             asyncio.gather(
                 queue.generate(1, "a", max_new_tokens=4),
@@ -287,8 +268,6 @@ async def test_a_session_that_raises_fails_its_rows_instead_of_hanging() -> None
             ),
             10,
         )
-    finally:
-        await queue.stop()
     assert [str(r) for r in results] == ["out of memory", "out of memory"]
 
 
@@ -310,13 +289,10 @@ async def test_a_model_that_cannot_join_answers_in_batches_as_before() -> None:
         generate_batch=batch,
         generate_continuously=cannot,
     )
-    queue.start()
-    try:
+    async with started(queue):
         answers = await asyncio.gather(
             queue.generate(1, "a", max_new_tokens=4), queue.generate(2, "b", max_new_tokens=4)
         )
-    finally:
-        await queue.stop()
     assert answers == ["a!", "b!"] and calls == [["a", "b"]]
 
 
