@@ -18,6 +18,8 @@ NF4_KERNELS = ("auto", "triton", "bitsandbytes")
 # all: one process serves HTTP and runs the model; api: HTTP only, work goes to the job
 # queue in SQL; worker: runs the model for the queue's jobs (and answers health checks).
 ROLES = ("all", "api", "worker")
+IMAGE_STORES = ("files", "database")
+LIMITS_STORES = ("memory", "database")
 
 
 class SettingsError(ValueError):
@@ -117,6 +119,8 @@ class Settings:
     role: str = "all"
     job_lease_s: float = 30.0  # a worker silent this long loses its jobs to the others
     job_attempts: int = 3  # claims of one job before it fails (its workers kept dying)
+    image_store: str | None = None  # files | database; None: files for role all, else database
+    limits_store: str | None = None  # memory | database; None: memory for role all, else database
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", self.role.strip().lower())
@@ -124,6 +128,15 @@ class Settings:
             raise SettingsError(f"FAKESCOPE_ROLE must be all, api or worker, got {self.role!r}")
         if not self.job_lease_s > 0:
             raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
+        for name, allowed in (("image_store", IMAGE_STORES), ("limits_store", LIMITS_STORES)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            object.__setattr__(self, name, value.strip().lower())
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"FAKESCOPE_{name.upper()} must be {' or '.join(allowed)}, got {value!r}"
+                )
         if not self.database_url:
             object.__setattr__(self, "database_url", default_database_url(self.data_dir))
         if not 0.0 <= self.real_threshold <= self.fake_threshold <= 1.0:
@@ -143,6 +156,16 @@ class Settings:
     @property
     def provenance_only(self) -> bool:
         return not self.model
+
+    @property
+    def images_in_database(self) -> bool:
+        """Image bytes go to the database: the default once processes are split by role."""
+        return (self.image_store or ("files" if self.role == "all" else "database")) == "database"
+
+    @property
+    def limits_in_database(self) -> bool:
+        """Rate limits and failed logins are counted in the database, across processes."""
+        return (self.limits_store or ("memory" if self.role == "all" else "database")) == "database"
 
     @property
     def image_store_dir(self) -> Path:
@@ -185,4 +208,6 @@ class Settings:
             role=env.get("FAKESCOPE_ROLE") or "all",
             job_lease_s=_float(env, "FAKESCOPE_JOB_LEASE_S", 30.0),
             job_attempts=_int(env, "FAKESCOPE_JOB_ATTEMPTS", 3, 1),
+            image_store=env.get("FAKESCOPE_IMAGE_STORE") or None,
+            limits_store=env.get("FAKESCOPE_LIMITS_STORE") or None,
         )

@@ -200,3 +200,40 @@ class Worker(Base):
         DateTime(timezone=True), default=utcnow, index=True
     )
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StoredImage(Base):
+    """Analysed image bytes kept in the database (FAKESCOPE_IMAGE_STORE=database).
+
+    With API processes and GPU workers on several machines, no one disk holds every
+    image: `/v1/ask` on any worker and the review page on any API process read the
+    bytes from here. `stored_at` is when the bytes last came in (the retention clock).
+    """
+
+    __tablename__ = "stored_images"
+
+    sha256: Mapped[str] = mapped_column(CHAR(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class LimiterEntry(Base):
+    """One key of Litestar's rate-limit store, shared by every API process."""
+
+    __tablename__ = "limiter_entries"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+
+
+class AuthFailure(Base):
+    """One failed admin authentication, counted across processes (one row per attempt)."""
+
+    __tablename__ = "auth_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client: Mapped[str] = mapped_column(String(128), index=True)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -53,6 +53,9 @@ async def test_migration_records_its_revision_and_creates_every_table(database_u
         "audit_log",
         "jobs",
         "workers",
+        "stored_images",
+        "limiter_entries",
+        "auth_failures",
     }
 
 
