@@ -11,7 +11,10 @@ session starts with room before the first prompts), its answer within the cache.
 that never fits stays in the inbox for the next session. A session starts with as many
 rows as its first requests need (a power of two); when a request fits but no row is
 free, a decoder of twice the rows takes the session over (``GraphDecoder.adopt``), up to
-the session's limit: a lone answer decodes at batch 1, not at the largest batch.
+the session's limit: a lone answer decodes at batch 1, not at the largest batch. Where
+the device has no memory for the bigger decoder's cache, the session asks the model to
+let go of the decoders it keeps for later (``release``) and tries once more; failing
+that, it goes on with the rows it has and what did not join waits for the next session.
 
 Each row decodes exactly what it would alone: greedy, its own prompt, positions and
 end-id ban, the other rows masked.
@@ -25,6 +28,8 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from fakescope.answer_pieces import AnswerPieces
 from fakescope.cuda_graphs import GraphDecoder
@@ -58,9 +63,11 @@ class ContinuousDecoding:
         tokenizer: Any,
         eos_ids: Collection[int],
         inbox: JoinInbox,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self._prepare = prepare
         self._decoders = decoders
+        self._release = release
         self._max_rows = 1
         self._tokenizer = tokenizer
         self._eos = list(eos_ids)
@@ -157,6 +164,8 @@ class ContinuousDecoding:
                 continue  # a longer prompt than the write index: it may fit later
             if not free:
                 free = self._grow()
+                if not free:
+                    return  # no memory for more rows: the rest wait for the next session
             self.inbox.remove(request)
             del self._inputs[id(request)]
             self._owed.append(request)
@@ -164,14 +173,35 @@ class ContinuousDecoding:
             self.joined += 1
 
     def _grow(self) -> list[int]:
-        """A decoder of twice the rows (at most the limit) takes over: its free rows."""
+        """A decoder of twice the rows (at most the limit) takes over: its free rows.
+
+        None where the device cannot hold it even after the model let go of the
+        decoders it keeps; the session then stays at its size.
+        """
         assert self.decoder is not None
         smaller = self.decoder
         rows = min(2 * smaller.batch_size, self._max_rows)
-        bigger = self._decoders(rows, smaller.max_cache_len)
-        bigger.adopt(smaller)
-        self.decoder = bigger
-        return list(range(smaller.batch_size, rows))
+        for attempt in (1, 2):
+            try:
+                bigger = self._decoders(rows, smaller.max_cache_len)
+                bigger.adopt(smaller)  # reads the smaller one only: it stays intact
+            except torch.cuda.OutOfMemoryError:
+                bigger = None  # its half-made cache goes before anything else is tried
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if attempt == 1 and self._release is not None:
+                    self._release()
+                    continue
+                logger.warning(
+                    "no device memory for a %d-row decoder: the session stays at %d rows",
+                    rows,
+                    smaller.batch_size,
+                )
+                self._max_rows = smaller.batch_size
+                return []
+            self.decoder = bigger
+            return list(range(smaller.batch_size, rows))
+        raise AssertionError("unreachable")
 
     def _drop_unwanted(self) -> None:
         for row in [row for row, state in self.rows.items() if not state.request.wanted()]:

@@ -474,6 +474,18 @@ class ForensicModel:
             self._decoders[rows] = decoder
         return decoder
 
+    def release_decoders(self) -> None:
+        """Let go of the graph decoders kept for later (their KV caches and graphs).
+
+        A decoding under way keeps its own; the others are rebuilt, and captured again,
+        when next needed. For when the device runs short of memory.
+        """
+        dropped = len(self._decoders)
+        self._decoders.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        logger.info("released %d kept graph decoders", dropped)
+
     # -- continuous batching: answers joining a running decode (fakescope/continuous.py) --
 
     @property
@@ -503,6 +515,7 @@ class ForensicModel:
             tokenizer=self.tokenizer,
             eos_ids=self.eos_ids,
             inbox=inbox,
+            release=self.release_decoders,
         )
         session.run(requests, rows=rows)
         return session.joined

@@ -13,6 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fakescope.cuda_graphs import GraphDecoder
@@ -274,6 +275,50 @@ def test_a_lone_answer_decodes_in_one_row_and_the_session_grows_as_requests_join
     assert joined == 4 and len(inbox) == 0  # the fourth joiner waited for a free row
     for asked in [first, *joiners]:
         assert asked.answers == [alone(model, asked)], asked.prompt
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_without_memory_for_more_rows_the_session_goes_on_at_its_size(
+    model: ForensicModel, failures: int
+) -> None:
+    """An out-of-memory error while growing: the model lets go of the decoders it keeps
+    and the session tries again; failing twice, it stays at its size and the joiners take
+    the row as it frees. No request fails either way."""
+    first = Asked(_image(33), MEDIUM, 10, 10)
+    joiners = [Asked(_image(34), SHORT, 6, 6), Asked(_image(35), LONG, 6, 6)]
+    real_adopt, real_step = GraphDecoder.adopt, GraphDecoder.step
+    adopts = 0
+    sizes: list[int] = []
+
+    def short_of_memory(decoder: GraphDecoder, smaller: GraphDecoder) -> None:
+        nonlocal adopts
+        adopts += 1
+        if adopts <= failures:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        real_adopt(decoder, smaller)
+
+    def recording_step(decoder: GraphDecoder) -> list[int]:
+        sizes.append(decoder.batch_size)
+        return real_step(decoder)
+
+    model._decoder(1, 512)  # a decoder kept from an earlier session
+    with (
+        mock.patch.object(GraphDecoder, "adopt", autospec=True, side_effect=short_of_memory),
+        mock.patch.object(GraphDecoder, "step", autospec=True, side_effect=recording_step),
+        mock.patch.object(model, "release_decoders", wraps=model.release_decoders) as release,
+    ):
+        joined, inbox = run(model, [first], {2: joiners}, rows=4)
+    assert release.call_count == 1
+    assert adopts == (3 if failures == 1 else 2)  # 1 → 2 → 4 rows, or two tries for 2
+    assert joined == 2 and len(inbox) == 0
+    for asked in [first, *joiners]:
+        assert asked.answers == [alone(model, asked)] and not asked.errors
+    if failures == 1:  # released, then grew to two rows (and on to four)
+        assert max(sizes) > 1
+    else:  # stayed at one row: the joiners decoded one after the other in it
+        assert set(sizes) == {1}
+        # One after the other: each answer's first token comes from its prefill.
+        assert len(sizes) >= sum(a.max_new_tokens - 1 for a in [first, *joiners])
 
 
 def test_models_with_sliding_window_layers_decode_through_generate() -> None:
