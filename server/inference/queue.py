@@ -33,11 +33,25 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from fakescope.joining import AnswerRequest, JoinInbox
+from server.inference.queue_jobs import (
+    Announcement,
+    CallJob,
+    GenerateJob,
+    Job,
+    NullObserver,
+    QueueFullError,
+    QueueObserver,
+    ScoreJob,
+    answer_request,
+    fail_jobs,
+    same_generation,
+    succeed_jobs,
+    text_router,
+)
 
 T = TypeVar("T")
 ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
@@ -50,73 +64,6 @@ GenerateBatch = Callable[..., Sequence[str]]
 # inbox meanwhile that fit, through each request's callbacks; closes the inbox, leaving
 # in it what never joined. Returns False, having done nothing, where the model cannot.
 GenerateContinuously = Callable[[Sequence[AnswerRequest], JoinInbox], bool]
-
-
-class QueueFullError(Exception):
-    """The queue holds as many jobs as it may; the caller should answer 503 with Retry-After."""
-
-
-class QueueObserver(Protocol):
-    def queue_depth(self, depth: int) -> None: ...
-    def batch_done(self, size: int, seconds: float) -> None: ...
-    def generation_done(self, size: int, seconds: float) -> None: ...
-    def call_done(self, seconds: float) -> None: ...
-
-
-class _NullObserver:
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def batch_done(self, size: int, seconds: float) -> None:
-        pass
-
-    def generation_done(self, size: int, seconds: float) -> None:
-        pass
-
-    def call_done(self, seconds: float) -> None:
-        pass
-
-
-@dataclass
-class _ScoreJob:
-    image: Any
-    future: asyncio.Future[float]
-
-
-@dataclass
-class _GenerateJob:
-    image: Any
-    prompt: str
-    max_new_tokens: int
-    future: asyncio.Future[str]
-    on_text: Callable[[str], None] | None = None  # streamed: called on the model thread
-    stop: threading.Event | None = None  # set when nobody wants this answer any more
-
-    @property
-    def abandoned(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
-
-
-@dataclass
-class _CallJob:
-    fn: Callable[[], Any]
-    future: asyncio.Future[Any]
-    queued_at: float = field(default_factory=time.monotonic)
-
-
-_Job = _ScoreJob | _GenerateJob | _CallJob
-
-
-class Announcement:
-    """A job announced to the batcher; `withdraw` it once (again is a no-op)."""
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        self._release: Callable[[], None] | None = release
-
-    def withdraw(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release()
 
 
 def model_executor() -> ThreadPoolExecutor:
@@ -162,18 +109,18 @@ class InferenceQueue:
         self._joining: JoinInbox | None = None  # the running session's, while it runs
         # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
         # jobs taken out of order and set aside (the backlog), so both count.
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._backlog: deque[_Job] = deque()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._backlog: deque[Job] = deque()
         self._max_queue = max(1, max_queue)
         self._batch_size = max(1, batch_size)
         self._batch_wait_s = max(0.0, batch_wait_s)
         self._executor = executor or model_executor()
         self._preprocessor = preprocess_executor() if prepare is not None else None
         self.tokenizer_lock = threading.Lock()
-        self._observer: QueueObserver = observer or _NullObserver()
+        self._observer: QueueObserver = observer or NullObserver()
         self._task: asyncio.Task[None] | None = None
         self._forward: asyncio.Task[None] | None = None  # the scoring batch on the model thread
-        self._current: list[_Job] = []  # taken by the batcher, not yet handed to a thread
+        self._current: list[Job] = []  # taken by the batcher, not yet handed to a thread
         self._announced = 0
         self._announced_generations = 0
         self._generations: dict[Hashable, asyncio.Future[str]] = {}
@@ -238,7 +185,7 @@ class InferenceQueue:
         if announced:
             self.withdraw()
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._put(_ScoreJob(image, future))
+        self._put(ScoreJob(image, future))
         return await future
 
     async def generate(
@@ -279,7 +226,7 @@ class InferenceQueue:
             if twin is not None and not twin.done():
                 return twin
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._put(_GenerateJob(image, prompt, max_new_tokens, future))
+        self._put(GenerateJob(image, prompt, max_new_tokens, future))
         if twin_key is not None:
             self._generations[twin_key] = future
             future.add_done_callback(lambda done: self._forget(twin_key, done))
@@ -305,7 +252,7 @@ class InferenceQueue:
         if announcement is not None:
             announcement.withdraw()
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._put(_GenerateJob(image, prompt, max_new_tokens, future, on_text, stop))
+        self._put(GenerateJob(image, prompt, max_new_tokens, future, on_text, stop))
         return future
 
     def _forget(self, twin_key: Hashable, future: asyncio.Future[str]) -> None:
@@ -319,10 +266,10 @@ class InferenceQueue:
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Enqueue `fn` now (QueueFullError at once when full); await the future for its result."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._put(_CallJob(fn, future))
+        self._put(CallJob(fn, future))
         return future
 
-    def _put(self, job: _Job) -> None:
+    def _put(self, job: Job) -> None:
         if self.depth >= self._max_queue:
             raise QueueFullError(f"inference queue is full ({self._max_queue} waiting)")
         self._queue.put_nowait(job)
@@ -330,7 +277,7 @@ class InferenceQueue:
 
     # -- the batcher ----------------------------------------------------------------------
 
-    async def _next(self, wait_s: float) -> _Job | None:
+    async def _next(self, wait_s: float) -> Job | None:
         with contextlib.suppress(asyncio.QueueEmpty):
             return self._queue.get_nowait()
         if wait_s <= 0:
@@ -341,13 +288,13 @@ class InferenceQueue:
         except TimeoutError:
             return None
 
-    async def _take(self) -> _Job:
+    async def _take(self) -> Job:
         """The oldest job: set-aside jobs first, they were queued before the rest."""
         if self._backlog:
             return self._backlog.popleft()
         return await self._queue.get()
 
-    def _set_aside(self, matches: Callable[[_Job], bool]) -> _Job | None:
+    def _set_aside(self, matches: Callable[[Job], bool]) -> Job | None:
         for job in self._backlog:
             if matches(job):
                 self._backlog.remove(job)
@@ -355,8 +302,8 @@ class InferenceQueue:
         return None
 
     async def _collect(
-        self, first: _Job, matches: Callable[[_Job], bool], announced: Callable[[], int]
-    ) -> list[_Job]:
+        self, first: Job, matches: Callable[[Job], bool], announced: Callable[[], int]
+    ) -> list[Job]:
         """`first` and the jobs like it that are waiting, or come within the batch window."""
         loop = asyncio.get_running_loop()
         batch = [first]
@@ -383,23 +330,23 @@ class InferenceQueue:
             job = await self._take()
             self._current = [job]  # out of the queue: stop() fails these if it cancels us
             self._observer.queue_depth(self.depth)
-            if isinstance(job, _CallJob):
+            if isinstance(job, CallJob):
                 await self._run_call(job)
-            elif isinstance(job, _GenerateJob):
+            elif isinstance(job, GenerateJob):
                 self._current = batch = await self._collect(
-                    job, _same_generation(job.max_new_tokens), lambda: self._announced_generations
+                    job, same_generation(job.max_new_tokens), lambda: self._announced_generations
                 )
-                await self._run_generations([j for j in batch if isinstance(j, _GenerateJob)])
+                await self._run_generations([j for j in batch if isinstance(j, GenerateJob)])
             else:
                 self._current = batch = await self._collect(
-                    job, lambda j: isinstance(j, _ScoreJob), lambda: self._announced
+                    job, lambda j: isinstance(j, ScoreJob), lambda: self._announced
                 )
-                await self._score([j for j in batch if isinstance(j, _ScoreJob)])
+                await self._score([j for j in batch if isinstance(j, ScoreJob)])
             self._current = []
 
     # -- scoring --------------------------------------------------------------------------
 
-    async def _score(self, batch: list[_ScoreJob]) -> None:
+    async def _score(self, batch: list[ScoreJob]) -> None:
         live = [job for job in batch if not job.future.done()]
         if not live:
             return
@@ -414,14 +361,14 @@ class InferenceQueue:
                 self._preprocessor, self._exclusive, self._prepare, images
             )
         except Exception as exc:
-            _fail(live, exc)
+            fail_jobs(live, exc)
             return
         previous, self._forward = self._forward, loop.create_task(self._run_forward(live, inputs))
         if previous is not None:
             # At most one batch queued behind the running one: the queue stays the bound.
             await previous
 
-    async def _run_forward(self, live: list[_ScoreJob], inputs: Any) -> None:
+    async def _run_forward(self, live: list[ScoreJob], inputs: Any) -> None:
         assert self._score_inputs is not None
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
@@ -430,27 +377,27 @@ class InferenceQueue:
             # the preprocessing thread is the point of the pipeline.
             scores = await loop.run_in_executor(self._executor, self._score_inputs, inputs)
         except asyncio.CancelledError:
-            _fail(live, QueueFullError("server is shutting down"))
+            fail_jobs(live, QueueFullError("server is shutting down"))
             raise
         except Exception as exc:
-            _fail(live, exc)
+            fail_jobs(live, exc)
             return
         self._observer.batch_done(len(live), time.perf_counter() - started)
-        _succeed(live, [float(score) for score in scores])
+        succeed_jobs(live, [float(score) for score in scores])
 
-    async def _run_batch(self, live: list[_ScoreJob]) -> None:
+    async def _run_batch(self, live: list[ScoreJob]) -> None:
         started = time.perf_counter()
         try:
             scores = await self._on_model_thread(self._score_batch, [job.image for job in live])
         except Exception as exc:
-            _fail(live, exc)
+            fail_jobs(live, exc)
             return
         self._observer.batch_done(len(live), time.perf_counter() - started)
-        _succeed(live, [float(score) for score in scores])
+        succeed_jobs(live, [float(score) for score in scores])
 
     # -- generation and calls -------------------------------------------------------------
 
-    async def _run_generations(self, batch: list[_GenerateJob]) -> None:
+    async def _run_generations(self, batch: list[GenerateJob]) -> None:
         for job in batch:
             if job.abandoned and not job.future.done():
                 job.future.cancel()  # its client left before it ran: nobody waits for it
@@ -460,11 +407,11 @@ class InferenceQueue:
         if self._generate_continuously is not None and await self._run_session(live):
             return
         if self._generate_batch is None:
-            _fail(live, RuntimeError("this queue was given no generate_batch"))
+            fail_jobs(live, RuntimeError("this queue was given no generate_batch"))
             return
         extra: dict[str, Any] = {}
         if any(job.on_text is not None for job in live):
-            extra["on_text"] = _text_router(live)
+            extra["on_text"] = text_router(live)
             extra["should_stop"] = lambda: all(job.abandoned for job in live)
         started = time.perf_counter()
         try:
@@ -476,12 +423,12 @@ class InferenceQueue:
                 **extra,
             )
         except Exception as exc:
-            _fail(live, exc)
+            fail_jobs(live, exc)
             return
         self._observer.generation_done(len(live), time.perf_counter() - started)
-        _succeed(live, [str(text) for text in texts])
+        succeed_jobs(live, [str(text) for text in texts])
 
-    async def _run_session(self, live: list[_GenerateJob]) -> bool:
+    async def _run_session(self, live: list[GenerateJob]) -> bool:
         """`live` decoded continuously, with the generation jobs that arrive meanwhile.
 
         False where the model cannot (nothing ran). Jobs that never joined go back to the
@@ -490,13 +437,13 @@ class InferenceQueue:
         assert self._generate_continuously is not None
         loop = asyncio.get_running_loop()
         inbox = JoinInbox()
-        joiners: dict[int, _GenerateJob] = {}  # by id() of the request offered for each
+        joiners: dict[int, GenerateJob] = {}  # by id() of the request offered for each
         feeder = loop.create_task(self._feed(inbox, joiners), name="joiners")
         self._joining = inbox
         started = time.perf_counter()
         try:
             decoded = await self._on_model_thread(
-                self._generate_continuously, [_answer_request(job, loop) for job in live], inbox
+                self._generate_continuously, [answer_request(job, loop) for job in live], inbox
             )
         except Exception as exc:
             failure: Exception | None = exc
@@ -512,32 +459,32 @@ class InferenceQueue:
         self._backlog.extendleft(reversed(left))
         self._observer.queue_depth(self.depth)
         if failure is not None:  # a row without its answer would wait forever: fail them
-            _fail([*live, *joiners.values()], failure)
+            fail_jobs([*live, *joiners.values()], failure)
         elif decoded:
             self._observer.generation_done(len(live) + len(joiners), time.perf_counter() - started)
         return bool(decoded)
 
-    async def _feed(self, inbox: JoinInbox, joiners: dict[int, _GenerateJob]) -> None:
+    async def _feed(self, inbox: JoinInbox, joiners: dict[int, GenerateJob]) -> None:
         """Offers the session the generations waiting (set aside, then as they arrive), in
         queue order, until another kind of job waits (it must not be overtaken) or the
         session closes its inbox."""
         loop = asyncio.get_running_loop()
-        while self._backlog and isinstance(self._backlog[0], _GenerateJob):
+        while self._backlog and isinstance(self._backlog[0], GenerateJob):
             if not self._offer(self._backlog[0], inbox, joiners, loop):
                 return
             self._backlog.popleft()
         while not self._backlog:
             job = await self._queue.get()
-            if not (isinstance(job, _GenerateJob) and self._offer(job, inbox, joiners, loop)):
+            if not (isinstance(job, GenerateJob) and self._offer(job, inbox, joiners, loop)):
                 self._backlog.append(job)
                 self._observer.queue_depth(self.depth)
                 return
 
     def _offer(
         self,
-        job: _GenerateJob,
+        job: GenerateJob,
         inbox: JoinInbox,
-        joiners: dict[int, _GenerateJob],
+        joiners: dict[int, GenerateJob],
         loop: asyncio.AbstractEventLoop,
     ) -> bool:
         """Hands `job` to the session, or drops it (answered, abandoned); False once the
@@ -547,7 +494,7 @@ class InferenceQueue:
         if job.abandoned:
             job.future.cancel()  # its client left before it ran
             return True
-        request = _answer_request(job, loop)
+        request = answer_request(job, loop)
         if not inbox.offer(request):
             return False
         joiners[id(request)] = job
@@ -555,7 +502,7 @@ class InferenceQueue:
         self._observer.queue_depth(self.depth)
         return True
 
-    async def _run_call(self, job: _CallJob) -> None:
+    async def _run_call(self, job: CallJob) -> None:
         if job.future.done():
             return
         started = time.perf_counter()
@@ -578,73 +525,3 @@ class InferenceQueue:
         """`fn(*args, **kwargs)` holding the tokenizer lock (see the module docstring)."""
         with self.tokenizer_lock:
             return fn(*args, **kwargs)
-
-
-def _text_router(jobs: Sequence[_GenerateJob]) -> Callable[[int, str], None]:
-    """`on_text(row, piece)` for a batch: each row's pieces to its own job, while wanted."""
-
-    def route(row: int, piece: str) -> None:
-        job = jobs[row]
-        if job.on_text is not None and not job.abandoned:
-            job.on_text(piece)
-
-    return route
-
-
-def _answer_request(job: _GenerateJob, loop: asyncio.AbstractEventLoop) -> AnswerRequest:
-    """The job as a continuous decoding sees it; its callbacks run on the model thread.
-
-    The answer is settled through the event loop after the pieces already sent there,
-    so a stream's last piece comes before its end.
-    """
-
-    def send(piece: str) -> None:
-        if job.on_text is not None and not job.abandoned:
-            job.on_text(piece)
-
-    def finish(text: str) -> None:
-        _call_soon(loop, _settle, job.future, str(text), None)
-
-    def fail(exc: BaseException) -> None:
-        _call_soon(loop, _settle, job.future, None, exc)
-
-    return AnswerRequest(
-        job.image,
-        job.prompt,
-        job.max_new_tokens,
-        on_text=send if job.on_text is not None else None,
-        wanted=lambda: not job.abandoned,
-        finish=finish,
-        fail=fail,
-    )
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-        loop.call_soon_threadsafe(fn, *args)
-
-
-def _settle(future: asyncio.Future[str], text: str | None, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(text or "")
-
-
-def _same_generation(max_new_tokens: int) -> Callable[[_Job], bool]:
-    """Generation jobs that can share a `generate_batch` call with one of this length."""
-    return lambda job: isinstance(job, _GenerateJob) and job.max_new_tokens == max_new_tokens
-
-
-def _fail(jobs: Sequence[_ScoreJob | _GenerateJob], exc: BaseException) -> None:
-    for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(exc)
-
-
-def _succeed(jobs: Sequence[_ScoreJob | _GenerateJob], results: Sequence[Any]) -> None:
-    for job, result in zip(jobs, results, strict=True):
-        if not job.future.done():
-            job.future.set_result(result)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.analyses import Identity
 from server.db.database import Database
 from server.db.models import Job
-from server.inference.queue import QueueFullError
+from server.inference.queue_jobs import QueueFullError
 from server.timefmt import as_utc, utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"

@@ -23,7 +23,7 @@ from server.ask.service import AskService, parse_event
 from server.background import cancel_and_wait
 from server.db.notify import Wakeups
 from server.inference.host import ModelHost, ModelState
-from server.inference.queue import QueueFullError
+from server.inference.queue_jobs import QueueFullError
 from server.jobs import registry
 from server.jobs.store import QUEUED_CHANNEL, ClaimedJob, JobStore
 from server.metrics import Metrics

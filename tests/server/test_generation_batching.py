@@ -20,7 +20,8 @@ from server_helpers import running, unique_png, upload, wait_until_ready
 from fakescope.images import decode_image
 from fakescope.prompts import ENHANCE_PROMPT, aspect_prompt, explain_prompt, question_prompt
 from server.app import create_app
-from server.inference.queue import InferenceQueue, QueueFullError
+from server.inference.queue import InferenceQueue
+from server.inference.queue_jobs import QueueFullError
 from server.settings import Settings
 
 N_REQUESTS = 6

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.inference.queue import InferenceQueue, QueueFullError
+from server.inference.queue import InferenceQueue
+from server.inference.queue_jobs import QueueFullError
 
 
 class Recorder:

@@ -14,7 +14,7 @@ from server.db.analyses import Identity
 from server.db.database import Database
 from server.db.engine import create_engine
 from server.db.notify import Wakeups, asyncpg_connect_args
-from server.inference.queue import QueueFullError
+from server.inference.queue_jobs import QueueFullError
 from server.jobs.store import FINISHED_CHANNEL, PROGRESS_CHANNEL, QUEUED_CHANNEL, JobStore
 from server.timefmt import utcnow
 
