@@ -19,9 +19,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.stores.base import Store
 
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
-from server.analyze.image_store import ImageStore
+from server.analyze.image_rows import DatabaseImageStore
+from server.analyze.image_store import FileImageStore, ImageStore
 from server.analyze.retention import ImageRetention
 from server.analyze.service import AnalysisService
 from server.ask.controller import AskController
@@ -36,6 +38,7 @@ from server.inference.host import ModelHost, ModelLoader, ModelState
 from server.jobs.remote_host import RemoteHost
 from server.jobs.store import JobStore
 from server.jobs.worker import JobWorker
+from server.limits import DatabaseStore, SharedRateLimitMiddleware
 from server.lookup.controller import LookupController
 from server.lookup.live_index import LivePdqIndex
 from server.metrics import Metrics, RequestMetricsMiddleware
@@ -108,7 +111,11 @@ def create_app(
     )
     if settings.role == "worker" and host.state is ModelState.NONE:
         raise SettingsError("FAKESCOPE_ROLE=worker needs a model (FAKESCOPE_MODEL)")
-    images = ImageStore(settings.image_store_dir)
+    images: ImageStore = (
+        DatabaseImageStore(db)
+        if settings.images_in_database
+        else FileImageStore(settings.image_store_dir)
+    )
     analyses = AnalysisService(settings, db, host, metrics, images)
     ask = AskService(analyses)
     worker = (
@@ -122,10 +129,12 @@ def create_app(
         if settings.role != "worker"
         else None
     )
-    # Image bytes are kept where the model runs (all-in-one, or the workers).
+    # Files are kept where the model runs (all-in-one, or the workers); rows in the
+    # database are purged by every process (each pass is one query when nothing is due).
+    keeps_images = settings.role != "api" or settings.images_in_database
     retention = (
         ImageRetention(images, db, settings.image_retention_days, metrics.images_purged.inc)
-        if settings.image_retention_days is not None and settings.role != "api"
+        if settings.image_retention_days is not None and keeps_images
         else None
     )
     fetcher = GuardedFetcher(
@@ -165,9 +174,14 @@ def create_app(
         await db.dispose()
 
     middleware: list[Any] = [DefineMiddleware(RequestMetricsMiddleware, metrics=metrics)]
+    stores: dict[str, Store] = {}
     if settings.rate_limit is not None:
         unit, count = settings.rate_limit
         limit = RateLimitConfig(rate_limit=(unit, count), exclude=UNLIMITED_PATHS)  # type: ignore[arg-type]
+        if settings.limits_in_database:
+            # Counted in SQL, atomically: N API processes allow the rate, not N times it.
+            limit.middleware_class = SharedRateLimitMiddleware
+            stores[limit.store] = DatabaseStore(db)
         middleware.append(limit.middleware)
     cors = None
     if settings.cors_origins:
@@ -192,6 +206,7 @@ def create_app(
         on_shutdown=[stop_model],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
+        stores=stores,
         cors_config=cors,
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         openapi_config=OpenAPIConfig(
@@ -215,6 +230,7 @@ def create_app(
                 "job_store": jobs,
                 "decision_feed": decisions,
                 "image_retention": retention,
+                "image_store": images,
                 "pdq_index": LivePdqIndex(db),
             }
         ),

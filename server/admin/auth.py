@@ -53,7 +53,7 @@ async def authenticate_secret(
     """The principal a secret belongs to; raises AuthRateLimitedError or AuthFailedError."""
     limiter = failed_auth_limiter(connection.app)
     client = client_key(connection)
-    retry_after = limiter.retry_after(client)
+    retry_after = await limiter.retry_after(client)
     if retry_after is not None:
         raise AuthRateLimitedError(retry_after)
     settings = settings_of(connection.app)
@@ -72,7 +72,7 @@ async def authenticate_secret(
             async with db.write() as session:
                 await mark_used(session, principal.token_id)
         return principal
-    limiter.record_failure(client)
+    await limiter.record_failure(client)
     raise AuthFailedError("the token is not valid (wrong or revoked)")
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from litestar import Litestar, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.failed_auth import FailedAuthLimiter
 from server.db.database import Database
+from server.limits import FailedAuthLimiter, failed_auth_limiter_for
 from server.settings import Settings
 
 _LIMITER_KEY = "admin_failed_auth_limiter"
@@ -33,10 +33,13 @@ def settings_of(app: Litestar) -> Settings | None:
 
 
 def failed_auth_limiter(app: Litestar) -> FailedAuthLimiter:
-    """The app's limiter, created on first use (one per app, so tests stay independent)."""
-    limiter = app.state.get(_LIMITER_KEY)
-    if not isinstance(limiter, FailedAuthLimiter):
-        limiter = FailedAuthLimiter()
+    """The app's limiter, created on first use (one per app, so tests stay independent).
+
+    In memory, or in the database when the settings share limits across processes.
+    """
+    limiter: FailedAuthLimiter | None = app.state.get(_LIMITER_KEY)
+    if limiter is None:
+        limiter = failed_auth_limiter_for(settings_of(app), database(app))
         app.state[_LIMITER_KEY] = limiter
     return limiter
 

@@ -28,7 +28,7 @@ from server.admin.page_session import (
 )
 from server.admin.review_items import DECISION_LABELS, ItemNotFoundError, load_item, record_decision
 from server.admin.review_queue import REASONS, STATUSES, QueueFilters, read_queue
-from server.admin.stored_images import browser_media_type, stored_image
+from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
 
 STATIC_PREFIX = "/admin/static"
 QUEUE_SHOWN = 100
@@ -159,7 +159,7 @@ async def _review_page(
         except ItemNotFoundError:
             notice, status_code = "No image with this SHA-256 is known.", 404
     image_url = None
-    if item is not None and stored_image(request.app, item) is not None:
+    if item is not None and await has_stored_image(request.app, item):
         image_url = f"/admin/items/{item['sha256']}/image"
     skip_to = None
     if item is not None and len(shown) > 1:
@@ -251,11 +251,11 @@ class ReviewPageController(Controller):
             item = await load_item(admin_db, sha)
         except ItemNotFoundError:
             return Response(b"", status_code=404)
-        path = stored_image(request.app, item)
+        data = await stored_image(request.app, item)
         media_type = browser_media_type(item)
-        if path is None or media_type is None:
+        if data is None or media_type is None:
             return Response(b"", status_code=404)
-        return Response(path.read_bytes(), media_type=media_type)
+        return Response(data, media_type=media_type)
 
     @post("/login", status_code=303)
     async def login(

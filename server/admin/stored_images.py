@@ -1,4 +1,4 @@
-"""Image bytes the analysis service kept on disk (``Settings.image_store_dir``), for viewing.
+"""Image bytes the analysis service kept (files or database rows), for viewing.
 
 Only formats every browser renders are shown; the media type comes from the format the
 decoder recognised, never from the upload, and the page's CSP plus ``nosniff`` apply.
@@ -6,13 +6,12 @@ decoder recognised, never from the upload, and the page's CSP plus ``nosniff`` a
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
 
 from server.admin.context import settings_of
-from server.analyze.image_store import ImageStore
+from server.analyze.image_store import FileImageStore, ImageStore
 
 BROWSER_MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -29,10 +28,26 @@ def browser_media_type(item: dict[str, Any]) -> str | None:
     return BROWSER_MEDIA_TYPES.get(str(image.get("format", "")).upper())
 
 
-def stored_image(app: Litestar, item: dict[str, Any]) -> Path | None:
-    """The file holding the item's bytes, when it exists and a browser can show it."""
+def image_store(app: Litestar) -> ImageStore | None:
+    """The app's image store (files or database rows, as the analysis service keeps them)."""
+    store = app.state.get("image_store")
+    if store is not None:
+        return cast(ImageStore, store)
     settings = settings_of(app)
-    if settings is None or browser_media_type(item) is None:
+    return FileImageStore(settings.image_store_dir) if settings is not None else None
+
+
+async def has_stored_image(app: Litestar, item: dict[str, Any]) -> bool:
+    """Whether the item's bytes are kept and a browser can show them."""
+    store = image_store(app)
+    if store is None or browser_media_type(item) is None:
+        return False
+    return await store.contains(item["sha256"])
+
+
+async def stored_image(app: Litestar, item: dict[str, Any]) -> bytes | None:
+    """The item's bytes, when they are kept and a browser can show them."""
+    store = image_store(app)
+    if store is None or browser_media_type(item) is None:
         return None
-    path = ImageStore(settings.image_store_dir)._path(item["sha256"])  # the store's own layout
-    return path if path.is_file() else None
+    return await store.load(item["sha256"])

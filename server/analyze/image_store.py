@@ -1,7 +1,15 @@
-"""Analysed image bytes on disk, so that /v1/ask can show the model the same image later."""
+"""Where analysed image bytes are kept, so that /v1/ask can show the model the same image
+later and reviewers can see a flagged image.
+
+Two stores behind one async interface (:class:`ImageStore`): files under the data
+directory (one machine, the default for ``FAKESCOPE_ROLE=all``) and rows in the database
+(:mod:`server.analyze.image_rows`; the default once API processes and GPU workers run on
+several machines, where no one disk sees every image).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -9,12 +17,52 @@ import tempfile
 import time
 from collections.abc import Collection
 from pathlib import Path
+from typing import Protocol
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ABANDONED_TMP_S = 3600.0  # a half-written file this old belongs to a crashed writer
 
 
-class ImageStore:
+def is_sha256(text: str) -> bool:
+    return _SHA256.match(text) is not None
+
+
+class ImageStore(Protocol):
+    """Image bytes by SHA-256, kept for a retention period (see server/analyze/retention.py)."""
+
+    async def save(self, sha256: str, data: bytes) -> None:
+        """Keep the bytes; if they are kept already, restart their retention clock."""
+
+    async def load(self, sha256: str) -> bytes | None:
+        """The bytes, or None when they are not kept (never analysed here, or purged)."""
+
+    async def contains(self, sha256: str) -> bool:
+        """Whether the bytes are kept, without reading them."""
+
+    async def purge(self, older_than_s: float, *, keep: Collection[str] = ()) -> int:
+        """Delete bytes saved more than ``older_than_s`` ago, except ``keep``; how many."""
+
+
+class FileImageStore:
+    """:class:`ImageStore` on files under one directory; the disk work runs in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.files = ImageFiles(root)
+
+    async def save(self, sha256: str, data: bytes) -> None:
+        await asyncio.to_thread(self.files.save, sha256, data)
+
+    async def load(self, sha256: str) -> bytes | None:
+        return await asyncio.to_thread(self.files.load, sha256)
+
+    async def contains(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self.files.contains, sha256)
+
+    async def purge(self, older_than_s: float, *, keep: Collection[str] = ()) -> int:
+        return await asyncio.to_thread(self.files.purge, older_than_s, keep=keep)
+
+
+class ImageFiles:
     """Files named by SHA-256 under one directory (two-level fan-out)."""
 
     def __init__(self, root: Path) -> None:
@@ -53,6 +101,12 @@ class ImageStore:
             return self._path(sha256).read_bytes()
         except (FileNotFoundError, ValueError):
             return None
+
+    def contains(self, sha256: str) -> bool:
+        try:
+            return self._path(sha256).is_file()
+        except ValueError:
+            return False
 
     def purge(self, older_than_s: float, *, keep: Collection[str] = ()) -> int:
         """Delete images stored more than ``older_than_s`` seconds ago, except ``keep``.

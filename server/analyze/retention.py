@@ -1,4 +1,4 @@
-"""How long analysed image bytes stay on disk (``FAKESCOPE_IMAGE_RETENTION_DAYS``).
+"""How long analysed image bytes are kept (``FAKESCOPE_IMAGE_RETENTION_DAYS``).
 
 The server keeps the bytes of analysed images only so that ``/v1/ask`` can show the
 model the same pixels later and reviewers can see a flagged image. Users' images are not
@@ -51,7 +51,7 @@ class ImageRetention:
                 select(ReviewItem.sha256).where(ReviewItem.status == "open")
             )
             under_review = {str(sha) for sha in rows.scalars()}
-        deleted = await asyncio.to_thread(self.store.purge, self.retention_s, keep=under_review)
+        deleted = await self.store.purge(self.retention_s, keep=under_review)
         if self.on_purged is not None:
             self.on_purged(deleted)
         if deleted:

@@ -22,7 +22,7 @@ from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
 from server.db.group_commit import GroupCommit
 from server.inference.host import ModelHost, ModelState
-from server.inference.queue import Announcement, QueueFullError
+from server.inference.queue_jobs import Announcement, QueueFullError
 from server.jobs.remote_host import RemoteHost
 from server.jobs.store import JobOutcome
 from server.metrics import Metrics
@@ -127,6 +127,17 @@ class AnalysisService:
             self.served.put(sha, identity, served)
         return stored
 
+    def _keeps_images(self) -> bool:
+        """Whether this process keeps analysed bytes (for /v1/ask and the review page).
+
+        Where a model runs here, yes. An API process hands its work to the workers, which
+        keep what they analysed; with the database store it keeps bytes as well (they land
+        in the same shared table).
+        """
+        if isinstance(self.host, ModelHost):
+            return self.host.model is not None
+        return self.settings.images_in_database
+
     async def analyze(self, data: bytes, *, explain: bool) -> AnalyzeResult:
         self.require_ready()
         sha = await sha256_of(data)
@@ -135,11 +146,10 @@ class AnalysisService:
         existing = await self.cached(sha)
         if existing is not None and (not explain or existing["explanation"] is not None):
             self.metrics.cache_result("analyze", hit=True)
-            if isinstance(self.host, ModelHost) and self.host.model is not None:
+            if self._keeps_images():
                 # The bytes may have been purged (image retention): keep them again, so
-                # that /v1/ask works after this request, and restart their clock. (An API
-                # process keeps none: the workers keep what they analysed.)
-                await asyncio.to_thread(self.images.save, sha, data)
+                # that /v1/ask works after this request, and restart their clock.
+                await self.images.save(sha, data)
             return AnalyzeResult(existing, cache_hit=True)
         self.metrics.cache_result("analyze", hit=False)
         self.require_worker()
@@ -224,12 +234,29 @@ class AnalysisService:
             async with self.db.write() as session:
                 await set_explanation(session, sha, identity, added)
             return await self._served(sha)
-        p_fake = None
-        if model is not None:
-            started = time.perf_counter()
-            p_fake = await self.host.queue.score(inspection.image.rgb, announced=True)
-            timings["score"] = _elapsed_ms(started)
-        explanation = await self._explain(inspection, timings, announcement) if explain else None
+        # The bytes are kept (for /v1/ask) while the model runs: on the database store a
+        # save is a commit of up to 25 MiB, which would otherwise add to the latency.
+        keeping = (
+            asyncio.get_running_loop().create_task(self.images.save(sha, data))
+            if model is not None
+            else None
+        )
+        try:
+            p_fake = None
+            if model is not None:
+                started = time.perf_counter()
+                p_fake = await self.host.queue.score(inspection.image.rgb, announced=True)
+                timings["score"] = _elapsed_ms(started)
+            explanation = (
+                await self._explain(inspection, timings, announcement) if explain else None
+            )
+            if keeping is not None:
+                await keeping
+        except BaseException:
+            if keeping is not None:
+                keeping.cancel()
+                await asyncio.gather(keeping, return_exceptions=True)
+            raise
         analysis = build_analysis(
             inspection,
             p_fake=p_fake,
@@ -238,8 +265,6 @@ class AnalysisService:
             thresholds=self.thresholds,
             timings_ms=timings,
         ).to_dict()
-        if model is not None:
-            await asyncio.to_thread(self.images.save, sha, data)
         try:
             # One transaction with the other analyses finishing now (one commit for all).
             await self._writes.run(lambda session: store_analysis(session, analysis, identity))

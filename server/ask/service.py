@@ -17,7 +17,7 @@ from server.ask.questions import Question
 from server.db.answers import find_answer, image_known, new_answer
 from server.db.models import Answer
 from server.inference.host import ModelHost
-from server.inference.queue import QueueFullError
+from server.inference.queue_jobs import QueueFullError
 from server.jobs.remote_host import RemoteHost, RemoteStream
 from server.jobs.store import FAILED, JobOutcome
 from server.problems import ProblemError, service_unavailable
@@ -65,7 +65,7 @@ class AskService:
             )
 
     async def _image(self, question: Question) -> Any:
-        data = await asyncio.to_thread(self.analyses.images.load, question.sha256)
+        data = await self.analyses.images.load(question.sha256)
         if data is None:
             raise ProblemError(
                 409,

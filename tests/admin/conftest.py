@@ -1,83 +1,21 @@
 """Fixtures for the review tests: the running app, tokens, flagged images.
 
-The migrated databases and the settings come from tests/conftest.py.
+The migrated databases and the settings come from tests/conftest.py; the helpers the
+tests import live in admin_helpers.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pytest
+from admin_helpers import Tokens, make_tokens
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from PIL import Image
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from server.admin.roles import Role
-from server.admin.token_store import create_token, revoke_token
 from server.app import create_app
-from server.db.engine import create_engine
-from server.db.review import flag_for_review
 from server.settings import Settings
-
-_seeds = itertools.count(1)
-
-
-def unique_png(size: int = 48) -> bytes:
-    """A small PNG no test has used before (random pixels from a fresh seed)."""
-    rng = np.random.default_rng(next(_seeds) * 104_729)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB").save(
-        buffer, "PNG"
-    )
-    return buffer.getvalue()
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    """Assert an RFC 9457 problem+json response with this status; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json"), response.text
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """One live token per role plus a revoked admin token."""
-
-    admin: str
-    reviewer: str
-    client: str
-    revoked_admin: str
-    reviewer_name: str = "Rita Reviewer"
-
-
-async def _make_tokens(database_url: str) -> Tokens:
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            admin = await create_token(session, role=Role.ADMIN, name="Ada Admin", actor="test")
-            reviewer = await create_token(
-                session, role=Role.REVIEWER, name="Rita Reviewer", actor="test"
-            )
-            client = await create_token(session, role=Role.CLIENT, name="feed", actor="test")
-            revoked = await create_token(session, role=Role.ADMIN, name="old admin", actor="test")
-            await revoke_token(session, revoked.id, actor="test")
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return Tokens(admin.secret, reviewer.secret, client.secret, revoked.secret)
 
 
 @pytest.fixture
@@ -88,40 +26,10 @@ def sqlite_only(sqlite_url: str) -> str:
 
 @pytest.fixture
 def tokens(settings: Settings) -> Tokens:
-    return asyncio.run(_make_tokens(settings.database_url))
+    return asyncio.run(make_tokens(settings.database_url))
 
 
 @pytest.fixture
 async def client(settings: Settings, tokens: Tokens) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=create_app(settings), timeout=60) as test_client:
         yield test_client
-
-
-async def analysed_image(client: AsyncTestClient[Litestar], data: bytes | None = None) -> str:
-    """Analyse a fresh image through the public API; returns its SHA-256."""
-    response = await client.post("/v1/analyze", files={"file": ("x.png", data or unique_png())})
-    assert response.status_code == 200, response.text
-    sha: str = response.json()["sha256"]
-    return sha
-
-
-async def flag(database_url: str, sha256: str, reasons: list[str]) -> None:
-    """Flag an analysed image as the analysis service does when the core returns flags."""
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine)() as session, session.begin():
-            await flag_for_review(session, sha256, reasons)
-    finally:
-        await engine.dispose()
-
-
-async def reported_image(
-    client: AsyncTestClient[Litestar], suggested_label: str | None = "fake", reason: str = "wrong"
-) -> str:
-    """An analysed image that a user has reported; it is in the review queue."""
-    sha = await analysed_image(client)
-    response = await client.post(
-        "/v1/reports", json={"sha256": sha, "reason": reason, "suggested_label": suggested_label}
-    )
-    assert response.status_code == 201, response.text
-    return sha

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conftest import Tokens, analysed_image, bearer, problem
+from admin_helpers import Tokens, analysed_image, bearer, problem
 from litestar.testing import AsyncTestClient
 
 from server.app import create_app

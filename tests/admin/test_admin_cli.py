@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import bearer
+from admin_helpers import bearer
 from litestar.testing import TestClient
 
 from fakescope.cli import main

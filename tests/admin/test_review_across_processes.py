@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 
 import pytest
-from conftest import Tokens, bearer, reported_image
+from admin_helpers import Tokens, bearer, reported_image
 from litestar.testing import AsyncTestClient
 
 from server.app import create_app

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin.roles import Role
 from server.admin.token_store import create_token
-from server.analyze.image_store import ImageStore
+from server.analyze.image_store import ImageFiles
 from server.db.engine import create_engine
 
 
@@ -97,7 +97,7 @@ def _seed_flagged_items(server: ReviewServer) -> list[str]:
             assert analysed.status_code == 200, analysed.text
             sha = analysed.json()["sha256"]
             # A provenance-only server keeps no bytes; put them where a model server keeps them.
-            ImageStore(server.data_dir / "images").save(sha, data)
+            ImageFiles(server.data_dir / "images").save(sha, data)
             reported = client.post(
                 "/v1/reports", json={"sha256": sha, "reason": reason, "suggested_label": "fake"}
             )

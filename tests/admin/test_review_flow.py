@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from conftest import Tokens, analysed_image, bearer, flag, problem, reported_image
+from admin_helpers import Tokens, analysed_image, bearer, flag, problem, reported_image
 from sqlalchemy import update
 
 from server.db.engine import create_engine

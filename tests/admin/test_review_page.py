@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from typing import Any
 
-from conftest import Tokens, bearer, reported_image, unique_png
+import pytest
+from admin_helpers import Tokens, bearer, reported_image, unique_png
+from litestar.testing import AsyncTestClient
 
 from server.admin.csrf import LOGIN_CSRF_COOKIE
-from server.analyze.image_store import ImageStore
+from server.analyze.image_rows import DatabaseImageStore
+from server.analyze.image_store import FileImageStore, ImageFiles, ImageStore
+from server.app import create_app
+from server.db.database import Database
+from server.db.engine import create_engine
 from server.settings import Settings
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -133,14 +141,34 @@ async def test_a_revoked_token_ends_the_page_session(client, tokens: Tokens) -> 
     assert 'action="/admin/login"' in page.text
 
 
+@pytest.mark.parametrize("image_store", ["files", "database"])
 async def test_the_page_shows_stored_image_bytes_only_to_a_signed_in_reviewer(
-    client, tokens: Tokens, settings: Settings
+    settings: Settings, tokens: Tokens, image_store: str
+) -> None:
+    app = create_app(replace(settings, image_store=image_store))
+    # The app runs on the test client's own loop: the test keeps bytes through its own store.
+    if image_store == "files":
+        store: ImageStore = FileImageStore(settings.image_store_dir)
+        db = None
+    else:
+        db = Database(create_engine(settings.database_url))
+        store = DatabaseImageStore(db)
+    try:
+        async with AsyncTestClient(app=app, timeout=60) as client:
+            await _shows_stored_bytes_only_to_a_reviewer(client, tokens, store)
+    finally:
+        if db is not None:
+            await db.dispose()
+
+
+async def _shows_stored_bytes_only_to_a_reviewer(
+    client: Any, tokens: Tokens, store: ImageStore
 ) -> None:
     data = unique_png()
     response = await client.post("/v1/analyze", files={"file": ("x.png", data)})
     sha = response.json()["sha256"]
     # A provenance-only server keeps no bytes; put them where a model server keeps them.
-    ImageStore(settings.image_store_dir).save(sha, data)
+    await store.save(sha, data)
     await client.post("/v1/reports", json={"sha256": sha, "reason": "check"})
     assert (await client.get(f"/admin/items/{sha}/image")).status_code == 401
     await sign_in(client, tokens.reviewer)
@@ -156,7 +184,7 @@ async def test_without_stored_bytes_the_page_says_so_and_shows_facts_and_pdq(
     client, tokens: Tokens, settings: Settings
 ) -> None:
     sha = await reported_image(client)
-    ImageStore(settings.image_store_dir)._path(sha).unlink(missing_ok=True)
+    ImageFiles(settings.image_store_dir)._path(sha).unlink(missing_ok=True)
     await sign_in(client, tokens.reviewer)
     page = (await client.get(f"/admin/items/{sha}")).text
     assert 'id="no-image-bytes"' in page and "<img" not in page

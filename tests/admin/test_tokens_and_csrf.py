@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from server.admin.csrf import csrf_matches, new_login_csrf_token, session_csrf_token
-from server.admin.failed_auth import FailedAuthLimiter
 from server.admin.roles import Role, role_allows
 from server.admin.tokens import display_prefix, generate_token, hash_token, hashes_match
+from server.limits import MemoryFailedAuthLimiter
 
 
 def test_tokens_are_random_urlsafe_and_stored_only_as_their_sha256() -> None:
@@ -57,23 +57,24 @@ class FakeClock:
         return self.now
 
 
-def test_the_limiter_blocks_a_client_after_the_limit_until_the_window_passes() -> None:
+async def test_the_limiter_blocks_a_client_after_the_limit_until_the_window_passes() -> None:
     clock = FakeClock()
-    limiter = FailedAuthLimiter(max_failures=3, window_s=60, clock=clock)
+    limiter = MemoryFailedAuthLimiter(max_failures=3, window_s=60, clock=clock)
     for _ in range(3):
-        assert limiter.retry_after("10.0.0.1") is None
-        limiter.record_failure("10.0.0.1")
+        assert await limiter.retry_after("10.0.0.1") is None
+        await limiter.record_failure("10.0.0.1")
         clock.now += 1
-    assert limiter.retry_after("10.0.0.1") == 57  # the first failure leaves the window at 1060
-    assert limiter.retry_after("10.0.0.2") is None  # other clients are not affected
+    # The first failure leaves the window at 1060.
+    assert await limiter.retry_after("10.0.0.1") == 57
+    assert await limiter.retry_after("10.0.0.2") is None  # other clients are not affected
     clock.now += 57
-    assert limiter.retry_after("10.0.0.1") is None
+    assert await limiter.retry_after("10.0.0.1") is None
 
 
-def test_the_limiter_keeps_its_memory_bounded_under_many_addresses() -> None:
+async def test_the_limiter_keeps_its_memory_bounded_under_many_addresses() -> None:
     clock = FakeClock()
-    limiter = FailedAuthLimiter(max_failures=1, window_s=60, clock=clock)
+    limiter = MemoryFailedAuthLimiter(max_failures=1, window_s=60, clock=clock)
     for i in range(10_050):
-        limiter.record_failure(f"client-{i}")
+        await limiter.record_failure(f"client-{i}")
     assert len(limiter._failures) <= 10_000
-    assert limiter.retry_after("client-10049") is not None
+    assert await limiter.retry_after("client-10049") is not None

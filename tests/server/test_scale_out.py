@@ -96,12 +96,11 @@ async def test_the_api_hands_analyses_to_the_worker(api, worker, tiny_model, set
     jobs_before = len(rows)
     again = await api.post("/v1/analyze", **upload(images[0]))
     assert again.headers["x-cache"] == "hit"  # from the shared cache: no job
-    # Image bytes are kept by the worker that analysed them, never by the API process.
-    api_images = api.app.state.settings.image_store_dir
-    assert sorted(p.name for p in settings.image_store_dir.rglob("*") if p.is_file()) == sorted(
-        r.json()["sha256"] for r in responses
-    )
-    assert not api_images.exists() or not any(api_images.rglob("*"))
+    # Image bytes are kept in the database, where every worker and API process reads them.
+    stored = await run_sql(settings.database_url, "SELECT sha256 FROM stored_images")
+    assert sorted(sha for (sha,) in stored) == sorted(r.json()["sha256"] for r in responses)
+    for folder in (settings.image_store_dir, api.app.state.settings.image_store_dir):
+        assert not folder.exists() or not any(folder.rglob("*"))
     assert len(await run_sql(settings.database_url, "SELECT id FROM jobs")) == jobs_before
     metrics = (await worker.get("/metrics")).text
     assert 'fakescope_jobs_total{kind="analyze",outcome="done"} 6.0' in metrics
@@ -134,6 +133,36 @@ async def test_explanations_and_questions_are_generated_by_the_worker(api, worke
     assert events[0].startswith("event: token") and events[-1].startswith("event: done")
     done = json.loads(events[-1].split("data: ", 1)[1])
     assert done["aspect"] == "edge" and done["answer"]
+
+
+@pytest.mark.parametrize(("image_store", "status"), [("database", 200), ("files", 409)])
+async def test_a_question_reaches_a_worker_that_never_saw_the_image(
+    scale_settings: Settings, tiny_model: Any, tmp_path: Path, image_store: str, status: int
+) -> None:
+    """Workers on separate machines share image bytes through the database, not a disk."""
+    shared = replace(scale_settings, image_store=image_store)
+    api_app = create_app(replace(shared, role="api", data_dir=tmp_path / "api"))
+    async with running(api_app) as api:
+        first = create_app(
+            replace(shared, role="worker", data_dir=tmp_path / "first"),
+            model_loader=lambda: tiny_model,
+        )
+        async with running(first):
+            await _api_ready(api)
+            analysed = await api.post("/v1/analyze", **upload(unique_png()))
+            assert analysed.status_code == 200, analysed.text
+        second = create_app(
+            replace(shared, role="worker", data_dir=tmp_path / "second"),
+            model_loader=lambda: tiny_model,
+        )
+        async with running(second):
+            await _until(lambda: second.state.job_worker.registered.is_set())
+            await _api_ready(api)
+            question = {"sha256": analysed.json()["sha256"], "aspect": "texture"}
+            asked = await api.post("/v1/ask", json=question)
+    assert asked.status_code == status, asked.text
+    if status == 409:  # the first worker's disk held the bytes
+        assert problem(asked)["type"].endswith("image-not-stored")
 
 
 async def test_an_image_url_is_fetched_by_the_api_and_analysed_by_the_worker(
