@@ -28,7 +28,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,27 +35,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "FAKESCOPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+from bench_scale_out import create_database, drop_database  # noqa: E402
+
 OPERATIONS = ("save", "again", "load")
-
-
-def create_postgres() -> tuple[str, str]:
-    import psycopg
-
-    name = f"fakescope_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return name, f"{base}/{name}"
-
-
-def drop_postgres(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def payloads(size: int, count: int, seed: int) -> dict[str, bytes]:
@@ -95,7 +76,7 @@ async def run(sizes: Sequence[int], count: int, rounds: int) -> dict[str, Any]:
     from server.db.engine import create_engine
     from server.db.migrate import upgrade_async
 
-    pg_name, pg_url = create_postgres()
+    pg_name, pg_url = create_database()
     try:
         with tempfile.TemporaryDirectory(prefix="fakescope-images-") as tmp:
             sqlite_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -126,7 +107,7 @@ async def run(sizes: Sequence[int], count: int, rounds: int) -> dict[str, Any]:
                 await sqlite_db.dispose()
                 await pg_db.dispose()
     finally:
-        drop_postgres(pg_name)
+        drop_database(pg_name)
     best = {
         size: {
             name: {op: round(min(r[op] for r in measured), 3) for op in OPERATIONS}
