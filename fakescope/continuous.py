@@ -15,6 +15,7 @@ the session's limit: a lone answer decodes at batch 1, not at the largest batch.
 the device has no memory for the bigger decoder's cache, the session asks the model to
 let go of the decoders it keeps for later (``release``) and tries once more; failing
 that, it goes on with the rows it has and what did not join waits for the next session.
+The first rows' decoder is retried the same way once, and its requests fail only after.
 
 Each row decodes exactly what it would alone: greedy, its own prompt, positions and
 end-id ban, the other rows masked.
@@ -113,10 +114,21 @@ class ContinuousDecoding:
         # Room for joiners: prompts up to JOIN_ROOM tokens longer than the first ones, and
         # as many steps as the longest first answer (after that the cache is full).
         rows = min(_power_of_two(len(first)), self._max_rows)
-        decoder = self._decoders(rows, length + JOIN_ROOM + 2 * longest)
-        decoder.start(decoder.max_cache_len - 2 * longest)
-        self.decoder = decoder
-        self._admit(list(range(len(first))), first, inputs)
+        for attempt in (1, 2):
+            decoder = self._decoders(rows, length + JOIN_ROOM + 2 * longest)
+            decoder.start(decoder.max_cache_len - 2 * longest)
+            self.decoder = decoder
+            try:
+                # The prefill allocates the cache: nothing has reached a client before it.
+                self._admit(list(range(len(first))), first, inputs)
+                return
+            except torch.cuda.OutOfMemoryError:
+                self.decoder = None
+                del decoder  # with the kept ones below: the retry must not meet its cache
+                if attempt == 2 or self._release is None:
+                    raise
+                logger.warning("no device memory for a %d-row decoder: releasing kept ones", rows)
+                self._release()
 
     def _answered_at_once(self, request: AnswerRequest) -> bool:
         if request.max_new_tokens > 0:

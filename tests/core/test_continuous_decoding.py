@@ -321,6 +321,40 @@ def test_without_memory_for_more_rows_the_session_goes_on_at_its_size(
         assert len(sizes) >= sum(a.max_new_tokens - 1 for a in [first, *joiners])
 
 
+@pytest.mark.parametrize("failures", [1, 2])
+def test_without_memory_for_the_first_rows_kept_decoders_go_before_anyone_fails(
+    model: ForensicModel, failures: int
+) -> None:
+    """The first prefill allocates the session's cache: out of memory there, the model
+    lets go of the decoders it keeps and the session starts again once; only a second
+    failure fails the first requests (with the device's error)."""
+    first = [Asked(_image(36), SHORT, 6, 6, streamed=True), Asked(_image(37), LONG, 6, 6)]
+    real_admit = GraphDecoder.admit
+    admits = 0
+
+    def short_of_memory(decoder: GraphDecoder, *args: object, **kwargs: object) -> list[int]:
+        nonlocal admits
+        admits += 1
+        if admits <= failures:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_admit(decoder, *args, **kwargs)  # type: ignore[arg-type]
+
+    with (
+        mock.patch.object(GraphDecoder, "admit", autospec=True, side_effect=short_of_memory),
+        mock.patch.object(model, "release_decoders", wraps=model.release_decoders) as release,
+    ):
+        run(model, first, {}, rows=2)
+    assert release.call_count == 1
+    if failures == 1:
+        for asked in first:
+            assert asked.answers == [alone(model, asked)] and not asked.errors
+        assert "".join(first[0].pieces) == first[0].answers[0]  # streamed once, not twice
+    else:
+        for asked in first:
+            assert not asked.answers and not asked.pieces
+            assert [type(e) for e in asked.errors] == [torch.cuda.OutOfMemoryError]
+
+
 def test_models_with_sliding_window_layers_decode_through_generate() -> None:
     """Rows join by copying into full-length cache layers; a sliding window cannot take
     that, so such a model (a Mistral-based LLaVA-NeXT, say) keeps `generate`."""
