@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -37,6 +37,7 @@ from fakescope.cuda_graphs import GraphDecoder
 from fakescope.joining import AnswerRequest, JoinInbox
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Prepares model inputs (left-padded, on the model's device) for image/prompt pairs.
 PrepareInputs = Callable[[Sequence[Any], Sequence[str]], dict[str, Any]]
@@ -114,21 +115,20 @@ class ContinuousDecoding:
         # Room for joiners: prompts up to JOIN_ROOM tokens longer than the first ones, and
         # as many steps as the longest first answer (after that the cache is full).
         rows = min(_power_of_two(len(first)), self._max_rows)
-        for attempt in (1, 2):
-            decoder = self._decoders(rows, length + JOIN_ROOM + 2 * longest)
+        cache = length + JOIN_ROOM + 2 * longest
+
+        def start() -> None:
+            # The prefill allocates the cache: nothing has reached a client before it.
+            decoder = self._decoders(rows, cache)
             decoder.start(decoder.max_cache_len - 2 * longest)
             self.decoder = decoder
             try:
-                # The prefill allocates the cache: nothing has reached a client before it.
                 self._admit(list(range(len(first))), first, inputs)
-                return
             except torch.cuda.OutOfMemoryError:
-                self.decoder = None
-                del decoder  # with the kept ones below: the retry must not meet its cache
-                if attempt == 2 or self._release is None:
-                    raise
-                logger.warning("no device memory for a %d-row decoder: releasing kept ones", rows)
-                self._release()
+                self.decoder = None  # with the kept ones: a retry must not meet its cache
+                raise
+
+        self._after_releasing_if_short(start, rows)
 
     def _answered_at_once(self, request: AnswerRequest) -> bool:
         if request.max_new_tokens > 0:
@@ -193,27 +193,35 @@ class ContinuousDecoding:
         assert self.decoder is not None
         smaller = self.decoder
         rows = min(2 * smaller.batch_size, self._max_rows)
-        for attempt in (1, 2):
-            try:
-                bigger = self._decoders(rows, smaller.max_cache_len)
-                bigger.adopt(smaller)  # reads the smaller one only: it stays intact
-            except torch.cuda.OutOfMemoryError:
-                bigger = None  # its half-made cache goes before anything else is tried
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if attempt == 1 and self._release is not None:
-                    self._release()
-                    continue
-                logger.warning(
-                    "no device memory for a %d-row decoder: the session stays at %d rows",
-                    rows,
-                    smaller.batch_size,
-                )
-                self._max_rows = smaller.batch_size
-                return []
-            self.decoder = bigger
-            return list(range(smaller.batch_size, rows))
-        raise AssertionError("unreachable")
+
+        def bigger() -> GraphDecoder:
+            decoder = self._decoders(rows, smaller.max_cache_len)
+            decoder.adopt(smaller)  # reads the smaller one only: it stays intact
+            return decoder
+
+        try:
+            self.decoder = self._after_releasing_if_short(bigger, rows)
+        except torch.cuda.OutOfMemoryError:
+            logger.warning(
+                "no device memory for a %d-row decoder: the session stays at %d rows",
+                rows,
+                smaller.batch_size,
+            )
+            self._max_rows = smaller.batch_size
+            return []
+        return list(range(smaller.batch_size, rows))
+
+    def _after_releasing_if_short(self, allocate: Callable[[], T], rows: int) -> T:
+        """``allocate()``; out of device memory, once more after the model let go of the
+        decoders it keeps (``release``). A second failure is raised."""
+        try:
+            return allocate()
+        except torch.cuda.OutOfMemoryError:
+            if self._release is None:
+                raise
+        logger.warning("no device memory for a %d-row decoder: releasing kept ones", rows)
+        self._release()
+        return allocate()
 
     def _drop_unwanted(self) -> None:
         for row in [row for row, state in self.rows.items() if not state.request.wanted()]:

@@ -10,8 +10,7 @@ from typing import Any, cast
 
 from litestar import Litestar
 
-from server.admin.context import settings_of
-from server.analyze.image_store import FileImageStore, ImageStore
+from server.analyze.image_store import ImageStore
 
 BROWSER_MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -30,11 +29,7 @@ def browser_media_type(item: dict[str, Any]) -> str | None:
 
 def image_store(app: Litestar) -> ImageStore | None:
     """The app's image store (files or database rows, as the analysis service keeps them)."""
-    store = app.state.get("image_store")
-    if store is not None:
-        return cast(ImageStore, store)
-    settings = settings_of(app)
-    return FileImageStore(settings.image_store_dir) if settings is not None else None
+    return cast("ImageStore | None", app.state.get("image_store"))
 
 
 async def has_stored_image(app: Litestar, item: dict[str, Any]) -> bool:
