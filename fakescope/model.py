@@ -24,6 +24,7 @@ a fast tokenizer raises "Already borrowed" when two threads call it at once.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import time
@@ -482,6 +483,7 @@ class ForensicModel:
         """
         dropped = len(self._decoders)
         self._decoders.clear()
+        gc.collect()  # tensors of a failed call may still be held in reference cycles
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         logger.info("released %d kept graph decoders", dropped)

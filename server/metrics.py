@@ -48,6 +48,12 @@ class Metrics:
         self.rejected = Counter(
             "fakescope_queue_rejected", "Requests refused because the queue was full", registry=r
         )
+        self.out_of_memory_batches = Counter(
+            "fakescope_device_out_of_memory",
+            "Batches that ran out of device memory (run again in halves), by stage",
+            ["stage"],
+            registry=r,
+        )
         self.images_purged = Counter(
             "fakescope_images_purged",
             "Stored image bytes deleted by the retention policy",
@@ -85,6 +91,9 @@ class Metrics:
 
     def call_done(self, seconds: float) -> None:
         self.model_seconds.labels("call").observe(seconds)  # streamed answers
+
+    def out_of_memory(self, stage: str, size: int) -> None:
+        self._child(self.out_of_memory_batches, stage).inc()
 
     def job_done(self, kind: str, outcome: str) -> None:
         self._child(self.jobs, kind, outcome).inc()

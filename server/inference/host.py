@@ -111,6 +111,7 @@ class ModelHost:
             score_inputs=self._score_inputs,
             generate_batch=self._generate_batch,
             generate_continuously=self._generate_continuously,
+            release_memory=self._release_memory,
         )
 
     # The queue's stages. With a two-stage model, preprocessing (`prepare_detect`) runs on
@@ -160,6 +161,12 @@ class ModelHost:
             for row, text in enumerate(texts):
                 on_text(row, text)
         return texts
+
+    def _release_memory(self) -> None:
+        """After running out of device memory: the model lets go of what it keeps."""
+        release = getattr(self.model, "release_decoders", None)
+        if callable(release):
+            release()
 
     def _generate_continuously(self, requests: Sequence[AnswerRequest], joiners: JoinInbox) -> bool:
         """Continuous batching where the model decodes through its graph decoder: the

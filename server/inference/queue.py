@@ -18,6 +18,11 @@ one asyncio task that drains the queue. Three kinds of job wait in it:
   Joining stops once any other kind of job waits, so nothing is overtaken for long;
 - call jobs (anything else): run alone, in queue order.
 
+A score or generation batch that runs out of device memory is not failed: the model lets
+go of what it keeps (`release_memory`), the batch runs again in halves, and batches of that
+kind stay at the smaller size for a while (`BatchCaps`). Only a job that does not fit alone,
+or a streamed one that already sent part of its answer, fails (`DeviceMemoryError`, a 503).
+
 Tokenizer rule (fakescope/model.py): a fast tokenizer must not be used by two threads at
 once. Only one preprocessing thread exists, it holds `tokenizer_lock` while it prepares,
 and the model thread holds the same lock for everything except the forward pass of
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -36,10 +42,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from fakescope.device_memory import is_out_of_memory
 from fakescope.joining import AnswerRequest, JoinInbox
+from server.inference.batch_caps import BatchCaps
 from server.inference.queue_jobs import (
     Announcement,
     CallJob,
+    DeviceMemoryError,
     GenerateJob,
     Job,
     NullObserver,
@@ -54,6 +63,7 @@ from server.inference.queue_jobs import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("fakescope.server")
 ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
 Prepare = Callable[[Sequence[Any]], Any]
 ScoreInputs = Callable[[Any], Sequence[float]]
@@ -98,6 +108,7 @@ class InferenceQueue:
         score_inputs: ScoreInputs | None = None,
         generate_batch: GenerateBatch | None = None,
         generate_continuously: GenerateContinuously | None = None,
+        release_memory: Callable[[], None] | None = None,
     ) -> None:
         if (prepare is None) != (score_inputs is None):
             raise ValueError("prepare and score_inputs come together")
@@ -106,13 +117,14 @@ class InferenceQueue:
         self._score_inputs = score_inputs
         self._generate_batch = generate_batch
         self._generate_continuously = generate_continuously
+        self._release_memory = release_memory
         self._joining: JoinInbox | None = None  # the running session's, while it runs
         # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
         # jobs taken out of order and set aside (the backlog), so both count.
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._backlog: deque[Job] = deque()
         self._max_queue = max(1, max_queue)
-        self._batch_size = max(1, batch_size)
+        self._caps = BatchCaps(batch_size)
         self._batch_wait_s = max(0.0, batch_wait_s)
         self._executor = executor or model_executor()
         self._preprocessor = preprocess_executor() if prepare is not None else None
@@ -302,13 +314,18 @@ class InferenceQueue:
         return None
 
     async def _collect(
-        self, first: Job, matches: Callable[[Job], bool], announced: Callable[[], int]
+        self,
+        first: Job,
+        matches: Callable[[Job], bool],
+        announced: Callable[[], int],
+        limit: int,
     ) -> list[Job]:
-        """`first` and the jobs like it that are waiting, or come within the batch window."""
+        """`first` and the jobs like it that are waiting, or come within the batch window
+        (at most `limit` in all)."""
         loop = asyncio.get_running_loop()
         batch = [first]
         deadline = loop.time() + self._batch_wait_s
-        while len(batch) < self._batch_size:
+        while len(batch) < limit:
             job = self._set_aside(matches)
             if job is None:
                 # Wait (at most batch_wait) only for requests known to be coming: a lone
@@ -334,12 +351,18 @@ class InferenceQueue:
                 await self._run_call(job)
             elif isinstance(job, GenerateJob):
                 self._current = batch = await self._collect(
-                    job, same_generation(job.max_new_tokens), lambda: self._announced_generations
+                    job,
+                    same_generation(job.max_new_tokens),
+                    lambda: self._announced_generations,
+                    self._caps.limit("generate"),
                 )
                 await self._run_generations([j for j in batch if isinstance(j, GenerateJob)])
             else:
                 self._current = batch = await self._collect(
-                    job, lambda j: isinstance(j, ScoreJob), lambda: self._announced
+                    job,
+                    lambda j: isinstance(j, ScoreJob),
+                    lambda: self._announced,
+                    self._caps.limit("score"),
                 )
                 await self._score([j for j in batch if isinstance(j, ScoreJob)])
             self._current = []
@@ -380,20 +403,41 @@ class InferenceQueue:
             fail_jobs(live, QueueFullError("server is shutting down"))
             raise
         except Exception as exc:
-            fail_jobs(live, exc)
+            if not is_out_of_memory(exc):
+                fail_jobs(live, exc)
+                return
+        else:
+            self._observer.batch_done(len(live), time.perf_counter() - started)
+            succeed_jobs(live, [float(score) for score in scores])
             return
-        self._observer.batch_done(len(live), time.perf_counter() - started)
-        succeed_jobs(live, [float(score) for score in scores])
+        del inputs  # the batch's tensors: not kept on the device while it runs again
+        await self._score_in_halves(live)
 
     async def _run_batch(self, live: list[ScoreJob]) -> None:
         started = time.perf_counter()
         try:
             scores = await self._on_model_thread(self._score_batch, [job.image for job in live])
         except Exception as exc:
-            fail_jobs(live, exc)
+            if not is_out_of_memory(exc):
+                fail_jobs(live, exc)
+                return
+        else:
+            self._observer.batch_done(len(live), time.perf_counter() - started)
+            succeed_jobs(live, [float(score) for score in scores])
             return
-        self._observer.batch_done(len(live), time.perf_counter() - started)
-        succeed_jobs(live, [float(score) for score in scores])
+        await self._score_in_halves(live)
+
+    async def _score_in_halves(self, live: list[ScoreJob]) -> None:
+        """`live` ran out of device memory: each half again, once the model let go of what
+        it keeps; a single image that does not fit fails (the next batches are smaller)."""
+        await self._after_out_of_memory("score", len(live))
+        if len(live) == 1:
+            fail_jobs(live, DeviceMemoryError("the GPU is out of memory; try again shortly"))
+            return
+        half = len(live) // 2
+        for part in (live[:half], live[half:]):
+            if part := [job for job in part if not job.future.done()]:
+                await self._run_batch(part)
 
     # -- generation and calls -------------------------------------------------------------
 
@@ -409,9 +453,22 @@ class InferenceQueue:
         if self._generate_batch is None:
             fail_jobs(live, RuntimeError("this queue was given no generate_batch"))
             return
+        await self._generate_rows(live)
+
+    async def _generate_rows(self, live: list[GenerateJob]) -> None:
+        """One `generate_batch` call for `live`; in halves where it runs out of memory."""
+        assert self._generate_batch is not None
         extra: dict[str, Any] = {}
+        streamed: set[int] = set()  # rows whose client has text: they cannot start again
         if any(job.on_text is not None for job in live):
-            extra["on_text"] = text_router(live)
+            route = text_router(live)
+
+            def on_text(row: int, piece: str) -> None:
+                if live[row].on_text is not None:
+                    streamed.add(row)
+                route(row, piece)
+
+            extra["on_text"] = on_text
             extra["should_stop"] = lambda: all(job.abandoned for job in live)
         started = time.perf_counter()
         try:
@@ -423,10 +480,34 @@ class InferenceQueue:
                 **extra,
             )
         except Exception as exc:
-            fail_jobs(live, exc)
+            if not is_out_of_memory(exc):
+                fail_jobs(live, exc)
+                return
+        else:
+            self._observer.generation_done(len(live), time.perf_counter() - started)
+            succeed_jobs(live, [str(text) for text in texts])
             return
-        self._observer.generation_done(len(live), time.perf_counter() - started)
-        succeed_jobs(live, [str(text) for text in texts])
+        await self._after_out_of_memory("generate", len(live))
+        begun = [job for row, job in enumerate(live) if row in streamed or len(live) == 1]
+        fail_jobs(
+            begun, DeviceMemoryError("the GPU ran out of memory while answering; try again shortly")
+        )
+        rest = [job for job in live if not job.future.done()]
+        half = (len(rest) + 1) // 2
+        for part in (rest[:half], rest[half:]):
+            if part := [job for job in part if not job.future.done()]:
+                await self._generate_rows(part)
+
+    async def _after_out_of_memory(self, stage: str, rows: int) -> None:
+        """A batch of `rows` ran out of device memory: smaller batches for a while, and the
+        model lets go of the memory it keeps for later."""
+        self._observer.out_of_memory(stage, rows)
+        self._caps.lower(stage, rows)
+        if self._release_memory is not None:
+            try:
+                await self._on_model_thread(self._release_memory)
+            except Exception:
+                logger.exception("the model could not release device memory")
 
     async def _run_session(self, live: list[GenerateJob]) -> bool:
         """`live` decoded continuously, with the generation jobs that arrive meanwhile.

@@ -22,11 +22,17 @@ class QueueFullError(Exception):
     """The queue holds as many jobs as it may; the caller should answer 503 with Retry-After."""
 
 
+class DeviceMemoryError(QueueFullError):
+    """The device ran out of memory for this job even alone (or after streaming part of its
+    answer): a passing shortage, answered like a full queue (503 with Retry-After)."""
+
+
 class QueueObserver(Protocol):
     def queue_depth(self, depth: int) -> None: ...
     def batch_done(self, size: int, seconds: float) -> None: ...
     def generation_done(self, size: int, seconds: float) -> None: ...
     def call_done(self, seconds: float) -> None: ...
+    def out_of_memory(self, stage: str, size: int) -> None: ...
 
 
 class NullObserver:
@@ -40,6 +46,9 @@ class NullObserver:
         pass
 
     def call_done(self, seconds: float) -> None:
+        pass
+
+    def out_of_memory(self, stage: str, size: int) -> None:
         pass
 
 
