@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,7 +233,7 @@ class ShortOfMemory(CountingModel):
 
 
 async def test_the_service_answers_every_request_when_a_batch_runs_out_of_memory(
-    sqlite_url: str, tmp_path, tiny_model: Any
+    sqlite_url: str, tmp_path: Path, tiny_model: Any
 ) -> None:
     settings = Settings(
         data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, batch_wait_ms=50.0
