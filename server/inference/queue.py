@@ -46,6 +46,8 @@ from fakescope.device_memory import is_out_of_memory
 from fakescope.joining import AnswerRequest, JoinInbox
 from server.inference.batch_caps import BatchCaps
 from server.inference.queue_jobs import (
+    OUT_OF_MEMORY_ANSWERING,
+    OUT_OF_MEMORY_SCORING,
     Announcement,
     CallJob,
     DeviceMemoryError,
@@ -432,7 +434,7 @@ class InferenceQueue:
         it keeps; a single image that does not fit fails (the next batches are smaller)."""
         await self._after_out_of_memory("score", len(live))
         if len(live) == 1:
-            fail_jobs(live, DeviceMemoryError("the GPU is out of memory; try again shortly"))
+            fail_jobs(live, DeviceMemoryError(OUT_OF_MEMORY_SCORING))
             return
         half = len(live) // 2
         for part in (live[:half], live[half:]):
@@ -489,9 +491,7 @@ class InferenceQueue:
             return
         await self._after_out_of_memory("generate", len(live))
         begun = [job for row, job in enumerate(live) if row in streamed or len(live) == 1]
-        fail_jobs(
-            begun, DeviceMemoryError("the GPU ran out of memory while answering; try again shortly")
-        )
+        fail_jobs(begun, DeviceMemoryError(OUT_OF_MEMORY_ANSWERING))
         rest = [job for job in live if not job.future.done()]
         half = (len(rest) + 1) // 2
         for part in (rest[:half], rest[half:]):
@@ -540,7 +540,11 @@ class InferenceQueue:
         self._backlog.extendleft(reversed(left))
         self._observer.queue_depth(self.depth)
         if failure is not None:  # a row without its answer would wait forever: fail them
-            fail_jobs([*live, *joiners.values()], failure)
+            failed = [*live, *joiners.values()]
+            if is_out_of_memory(failure):
+                await self._after_out_of_memory("generate", len(failed))
+                failure = DeviceMemoryError(OUT_OF_MEMORY_ANSWERING)
+            fail_jobs(failed, failure)
         elif decoded:
             self._observer.generation_done(len(live) + len(joiners), time.perf_counter() - started)
         return bool(decoded)

@@ -15,11 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fakescope.device_memory import is_out_of_memory
 from fakescope.joining import AnswerRequest
 
 
 class QueueFullError(Exception):
     """The queue holds as many jobs as it may; the caller should answer 503 with Retry-After."""
+
+
+OUT_OF_MEMORY_SCORING = "the GPU is out of memory; try again shortly"
+OUT_OF_MEMORY_ANSWERING = "the GPU ran out of memory while answering; try again shortly"
 
 
 class DeviceMemoryError(QueueFullError):
@@ -120,6 +125,8 @@ def answer_request(job: GenerateJob, loop: asyncio.AbstractEventLoop) -> AnswerR
         call_soon(loop, settle, job.future, str(text), None)
 
     def fail(exc: BaseException) -> None:
+        if is_out_of_memory(exc):  # a passing shortage (503), not a broken request (500)
+            exc = DeviceMemoryError(OUT_OF_MEMORY_ANSWERING)
         call_soon(loop, settle, job.future, None, exc)
 
     return AnswerRequest(

@@ -24,6 +24,7 @@ from server_helpers import (
     wait_until_ready,
 )
 
+from fakescope.joining import AnswerRequest, JoinInbox
 from server.app import create_app
 from server.inference.batch_caps import BatchCaps
 from server.inference.queue import InferenceQueue
@@ -257,3 +258,36 @@ async def test_the_service_answers_every_request_when_a_batch_runs_out_of_memory
         assert response.status_code == 503 and response.headers["retry-after"]
         assert "out of memory" in body["detail"]
         assert await count_rows(sqlite_url) == before
+
+
+@pytest.mark.parametrize("where", ["session", "row"])
+async def test_a_continuous_session_short_of_memory_answers_503_errors(where: str) -> None:
+    """A session's failure, or one row's, as the queue's callers see it: a DeviceMemoryError."""
+    observer = Observer()
+
+    def decode(requests: Sequence[AnswerRequest], inbox: JoinInbox) -> bool:
+        inbox.close()
+        if where == "session":
+            raise out_of_memory(len(requests))
+        for request in requests:
+            request.fail(out_of_memory(1))
+        return True
+
+    queue = InferenceQueue(
+        Device(fits=8).score,
+        max_queue=8,
+        batch_size=8,
+        batch_wait_s=0.05,
+        observer=observer,
+        generate_continuously=decode,
+    )
+    queue.start()
+    try:
+        results = await asyncio.gather(
+            *(queue.generate(i, "why?", max_new_tokens=4) for i in range(2)),
+            return_exceptions=True,
+        )
+    finally:
+        await queue.stop()
+    assert all(isinstance(r, DeviceMemoryError) for r in results), results
+    assert observer.events == ([("generate", 2)] if where == "session" else [])
