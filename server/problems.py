@@ -33,6 +33,7 @@ TITLES = {
     415: "Unsupported media type",
     422: "Invalid request",
     429: "Too many requests",
+    500: "Internal server error",
     502: "Bad gateway",
     503: "Service unavailable",
     504: "Gateway timeout",
@@ -127,7 +128,23 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return problem_response(
             422, detail, headers=headers, instance=request.url.path, extra=extra
         )
-    return problem_response(status, exc.detail, headers=headers, instance=request.url.path)
+    detail = exc.detail
+    if status == 429:
+        detail = _rate_limited(headers, detail)
+    return problem_response(status, detail, headers=headers, instance=request.url.path)
+
+
+def _rate_limited(headers: dict[str, str], detail: str) -> str:
+    """Litestar's in-memory rate limit says when the window resets only in RateLimit-Reset:
+    add the standard Retry-After (the shared limiter sets it already) and say it in words."""
+    names = {name.lower(): name for name in headers}
+    reset = headers.get(names.get("ratelimit-reset", ""), "")
+    if "retry-after" not in names and reset.isdigit():
+        headers["Retry-After"] = reset
+    retry = headers.get(names.get("retry-after", "Retry-After"), reset)
+    if detail and detail.lower() != "too many requests":
+        return detail
+    return "rate limit exceeded for this client" + (f"; retry in {retry} s" if retry else "")
 
 
 def handle_image_error(request: Request[Any, Any, Any], exc: ImageError) -> Response[Any]:

@@ -10,7 +10,7 @@ from litestar import Request
 
 from server.problems import ProblemError
 
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 # The body limit of the small JSON requests (a question, a report): room for long text, no more.
@@ -30,6 +30,10 @@ async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
         body = msgspec.json.decode(await request.body())
     except msgspec.DecodeError as exc:
         raise ProblemError(400, f"malformed JSON: {exc}", code="malformed-json") from exc
+    except UnicodeDecodeError as exc:
+        raise ProblemError(400, "malformed JSON: not UTF-8", code="malformed-json") from exc
+    except RecursionError as exc:
+        raise ProblemError(400, "malformed JSON: nested too deeply", code="malformed-json") from exc
     if not isinstance(body, dict):
         raise ProblemError(422, "the JSON body must be an object")
     return body
@@ -49,7 +53,7 @@ def parse_bool(value: Any, name: str) -> bool:
 
 
 def sha256_key(value: Any, name: str = "sha256") -> str:
-    if not isinstance(value, str) or not SHA256_RE.match(value):
+    if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
         raise ProblemError(422, f"{name} must be 64 hexadecimal characters")
     return value.lower()
 
@@ -60,6 +64,13 @@ def optional_text(body: dict[str, Any], name: str, max_chars: int) -> str | None
         return None
     if not isinstance(value, str):
         raise ProblemError(422, f"{name} must be a string")
+    reject_nul(value, name)
     if len(value) > max_chars:
         raise ProblemError(422, f"{name} is longer than {max_chars} characters")
     return value.strip() or None
+
+
+def reject_nul(value: str, name: str) -> None:
+    """422 for text holding NUL characters (PostgreSQL cannot store them in text columns)."""
+    if "\x00" in value:
+        raise ProblemError(422, f"{name} must not contain NUL characters")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State, UploadFile
-from litestar.params import FromPath, FromQuery
+from litestar.datastructures import FormMultiDict, State, UploadFile
+from litestar.exceptions import ClientException
+from litestar.params import FromPath, Parameter
 
 from server.analyze.service import AnalysisService
 from server.net.ssrf import (
@@ -42,15 +43,47 @@ async def _fetch(fetcher: GuardedFetcher, url: Any) -> bytes:
         raise ProblemError(502, str(exc), code="url-fetch-failed") from exc
 
 
-async def _multipart_file(request: Request[Any, Any, Any]) -> tuple[bytes, Any]:
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ProblemError(422, 'multipart requests must carry the image in a field named "file"')
+async def _form(request: Request[Any, Any, Any]) -> FormMultiDict:
     try:
-        return await upload.read(), form.get("explain")
+        return await request.form()
+    except (UnicodeDecodeError, LookupError) as exc:
+        # A part without a filename is a text field, decoded by its charset (UTF-8 by default).
+        raise ProblemError(
+            422,
+            "a multipart text field is not text in its charset; send the image as a file part "
+            '(Content-Disposition: form-data; name="file"; filename="...")',
+        ) from exc
+    except ClientException as exc:
+        if exc.detail == "Request Entity Too Large":  # Litestar's multipart parser limits
+            raise ProblemError(
+                413,
+                "the multipart body has too many parts or too long a part header",
+                code="multipart-too-large",
+            ) from exc
+        raise
+
+
+async def _multipart_file(request: Request[Any, Any, Any]) -> tuple[bytes, Any]:
+    form = await _form(request)
+    try:
+        uploads = form.getall("file", [])
+        if len(uploads) > 1:
+            raise ProblemError(422, f'send one image per request; got {len(uploads)} "file" parts')
+        if not uploads or not isinstance(uploads[0], UploadFile):
+            raise ProblemError(
+                422, 'multipart requests must carry the image in a file field named "file"'
+            )
+        explain = form.getall("explain", [])
+        if len(explain) > 1 or any(isinstance(v, UploadFile) for v in explain):
+            raise ProblemError(422, "explain must be one text field, true or false")
+        return await uploads[0].read(), explain[0] if explain else None
     finally:
-        await upload.close()
+        await form.close()  # every uploaded part, also those refused
+
+
+def _explain_flag(query: str | None, body_value: Any) -> bool:
+    """The query parameter wins; otherwise the form field or JSON member (same words)."""
+    return parse_bool(query if query is not None else body_value, "explain")
 
 
 def analysis_response(analysis: dict[str, Any], cache_hit: bool) -> Response[dict[str, Any]]:
@@ -79,23 +112,26 @@ class AnalyzeController(Controller):
     async def analyze(
         self,
         request: Request[Any, Any, Any],
-        explain: FromQuery[bool | None] = None,
+        explain: Annotated[
+            str | None,
+            Parameter(description="true or false (also 1/0, yes/no, on/off); default false"),
+        ] = None,
     ) -> Response[dict[str, Any]]:
         state = request.app.state
         kind = media_type(request)
         if kind == "multipart/form-data":
             data, form_explain = await _multipart_file(request)
+            want_explain = _explain_flag(explain, form_explain)
         elif kind == "application/json":
             body = await json_object(request)
+            want_explain = _explain_flag(explain, body.get("explain"))  # before any fetch
             data = await _fetch(state.fetcher, body.get("url"))
-            form_explain = body.get("explain")
         else:
             raise ProblemError(
                 415,
                 "send multipart/form-data with a `file` field, or application/json with `url`; "
                 f"got {kind or 'no content type'}",
             )
-        want_explain = explain if explain is not None else parse_bool(form_explain, "explain")
         result = await _service(state).analyze(data, explain=want_explain)
         return analysis_response(result.analysis, result.cache_hit)
 

@@ -42,6 +42,12 @@ class AnalyzeResult:
     cache_hit: bool
 
 
+def storable_text(text: str) -> str:
+    """Generated text without NUL characters: a model can decode a NUL byte token, and
+    PostgreSQL text columns refuse it (the answer would be lost with a 500)."""
+    return text.replace("\x00", "")
+
+
 def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -291,7 +297,7 @@ class AnalysisService:
             announcement=announcement,
         )
         timings["explain"] = _elapsed_ms(started)
-        return text
+        return storable_text(text)
 
     async def _served(self, sha: str) -> dict[str, Any]:
         """The analysis just stored, as served (fresh from the database, review applied)."""

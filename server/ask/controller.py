@@ -12,6 +12,23 @@ from server.ask.service import AskService
 from server.requests import JSON_BODY_LIMIT, json_object
 
 
+def wants_event_stream(accept: str) -> bool:
+    """Whether the Accept header names text/event-stream with a quality above zero."""
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        if kind.lower() != "text/event-stream":
+            continue
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
 class AskController(Controller):
     path = "/v1"
     tags = ["questions"]
@@ -32,7 +49,7 @@ class AskController(Controller):
     async def ask(self, request: Request[Any, Any, Any]) -> Response[Any]:
         question = parse_question(await json_object(request))
         service: AskService = request.app.state.ask_service
-        if "text/event-stream" in request.headers.get("accept", ""):
+        if wants_event_stream(request.headers.get("accept", "")):
             events, hit = await service.start_stream(question)
             return Stream(
                 events,

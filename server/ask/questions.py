@@ -8,7 +8,7 @@ from typing import Any
 
 from fakescope import prompts
 from server.problems import ProblemError
-from server.requests import parse_bool, sha256_key
+from server.requests import parse_bool, reject_nul, sha256_key
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def parse_question(body: dict[str, Any]) -> Question:
         return Question(sha, "enhance", "enhance", prompts.ENHANCE_PROMPT)
     if not isinstance(question, str):
         raise ProblemError(422, "question must be a string")
+    reject_nul(question, "question")
     try:
         text = prompts.question_prompt(question)
     except ValueError as exc:

@@ -12,7 +12,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from fakescope.images import decode_image
-from server.analyze.service import RETRY_AFTER_BUSY_S, AnalysisService, raise_for_outcome
+from server.analyze.service import (
+    RETRY_AFTER_BUSY_S,
+    AnalysisService,
+    raise_for_outcome,
+    storable_text,
+)
 from server.ask.questions import Question
 from server.db.answers import find_answer, image_known, new_answer
 from server.db.models import Answer
@@ -189,7 +194,7 @@ class AskService:
             raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
         try:
             async with asyncio.timeout(self.analyses.settings.request_timeout_s):
-                text = str(await asyncio.shield(future))
+                text = storable_text(str(await asyncio.shield(future)))
         except TimeoutError as exc:
             raise service_unavailable(
                 "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
@@ -248,9 +253,9 @@ class AskService:
         collected: list[str] = []
         try:
             while (piece := await pieces.get()) is not _DONE:
-                collected.append(str(piece))
-                yield _event("token", {"text": str(piece)})
-            text = str(await job)
+                collected.append(storable_text(str(piece)))
+                yield _event("token", {"text": collected[-1]})
+            text = storable_text(str(await job))
         except Exception as exc:
             yield _event("error", {"status": 503, "detail": f"generation failed: {exc}"})
             return

@@ -17,7 +17,8 @@ from server.jobs.store import JobStore
 from server.metrics import Metrics
 from server.settings import Settings
 
-PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar appends "; charset=utf-8" to every text/* media type itself.
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
 
 
 class HealthController(Controller):

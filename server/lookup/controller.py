@@ -13,7 +13,7 @@ from server.problems import ProblemError
 from server.requests import json_object, sha256_key
 
 MAX_KEYS = 500
-PDQ_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+PDQ_RE = re.compile(r"[0-9a-fA-F]{64}")
 JSON_BODY_LIMIT = 1024 * 1024
 
 
@@ -27,7 +27,7 @@ def _key_list(body: dict[str, Any], name: str) -> list[Any]:
 
 
 def _pdq_key(value: Any) -> str:
-    if not isinstance(value, str) or not PDQ_RE.match(value):
+    if not isinstance(value, str) or not PDQ_RE.fullmatch(value):
         raise ProblemError(422, "pdq entries must be 64 hexadecimal characters")
     return value.lower()
 

@@ -139,13 +139,14 @@ class GuardedFetcher:
             raise UrlRefusedError("control characters in URL")
         try:
             url = httpx.URL(raw)
-        except (httpx.InvalidURL, TypeError, ValueError) as exc:
+            host = url.host  # decodes IDNA labels, which may be malformed ("xn--")
+        except (httpx.InvalidURL, TypeError, ValueError) as exc:  # idna errors are ValueErrors
             raise UrlRefusedError(f"not a valid URL: {exc}") from exc
         if url.scheme not in ("http", "https"):
             raise UrlRefusedError(f"scheme {url.scheme or '(none)'!r} is not allowed")
         if url.userinfo:
             raise UrlRefusedError("credentials (user@host) in URLs are not allowed")
-        if not url.host:
+        if not host:
             raise UrlRefusedError("URL has no host")
         return url
 
@@ -196,6 +197,9 @@ class GuardedFetcher:
                 raise UrlTimeoutError(f"timed out talking to {url.host}") from exc
             except httpx.HTTPError as exc:
                 raise UrlFetchError(f"could not fetch from {url.host}: {exc}") from exc
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                # httpx parses a redirect's Location even when it does not follow it.
+                raise UrlRefusedError(f"redirect refused: not a valid URL: {exc}") from exc
             try:
                 if response.status_code in REDIRECT_CODES:
                     location = response.headers.get("location")

@@ -27,8 +27,9 @@ class ReportsController(Controller):
         request_max_body_size=JSON_BODY_LIMIT,
         summary="Report a wrong verdict; the image enters the human review queue",
         description=(
-            'Body: {"sha256": ..., "reason": "...", "suggested_label": "fake"|"real"|null, '
-            '"note": "..."}. The image must have been analysed.'
+            'Body: {"sha256": ..., "reason": "...", '
+            '"suggested_label": "fake"|"real"|"uncertain"|null, "note": "..."}. '
+            "The image must have been analysed."
         ),
     )
     async def report(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
@@ -38,7 +39,7 @@ class ReportsController(Controller):
         if reason is None:
             raise ProblemError(422, "reason is required: say what is wrong with the verdict")
         suggested = body.get("suggested_label")
-        if suggested is not None and suggested not in LABELS:
+        if suggested is not None and (not isinstance(suggested, str) or suggested not in LABELS):
             raise ProblemError(422, f"suggested_label must be one of {sorted(LABELS)} or null")
         note = optional_text(body, "note", MAX_TEXT)
         db: Database = request.app.state.db

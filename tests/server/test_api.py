@@ -7,11 +7,21 @@ import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from server_helpers import StartupFailed, count_rows, problem, run_sql, running, unique_png
+from server_helpers import (
+    StartupFailed,
+    count_rows,
+    problem,
+    run_sql,
+    running,
+    unique_png,
+    wait_until_ready,
+)
 
 from server.app import create_app
+from server.ask.service import parse_event
 from server.db.models import ReviewDecision
 from server.settings import Settings
 
@@ -284,3 +294,95 @@ async def test_unknown_routes_and_methods_are_problems_too(client) -> None:
     wrong_method = await client.delete("/v1/lookup")
     assert wrong_method.status_code == 405
     problem(wrong_method)
+
+
+async def test_the_in_memory_rate_limit_says_when_to_retry(settings: Settings) -> None:
+    async with running(create_app(replace(settings, rate_limit=("minute", 1)))) as client:
+        assert (await client.get("/v1/analyses/" + "ab" * 32)).status_code == 404
+        limited = await client.get("/v1/analyses/" + "ab" * 32)
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert "retry in" in problem(limited)["detail"]
+
+
+async def test_metrics_name_their_charset_once(client) -> None:
+    response = await client.get("/metrics")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+class NulAnswers:
+    """The tiny model, except that every answer holds a NUL character, as a model that
+    decodes a NUL byte token writes it (PostgreSQL text columns refuse NUL)."""
+
+    def __init__(self, model: Any) -> None:
+        self.inner = model
+        self.info = model.info
+        self.decodes_continuously = False
+
+    def generate_batch(
+        self, images: Any, prompts: Any, *, max_new_tokens: int, **streaming: Any
+    ) -> list[str]:
+        answers = ["looks\x00 generated" for _ in images]
+        on_text = streaming.get("on_text")
+        for row, answer in enumerate(answers):
+            if on_text is not None:
+                on_text(row, answer)
+        return answers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_generated_nul_characters_never_fail_storing_the_answer(
+    settings: Settings, tiny_model: Any
+) -> None:
+    app = create_app(
+        replace(settings, max_new_tokens=8), model_loader=lambda: NulAnswers(tiny_model)
+    )
+    async with running(app) as client:
+        await wait_until_ready(client)
+        analysed = await client.post(
+            "/v1/analyze?explain=true", files={"file": ("a.png", unique_png())}
+        )
+        assert analysed.status_code == 200, analysed.text
+        assert analysed.json()["explanation"] == "looks generated"
+        sha = analysed.json()["sha256"]
+        asked = await client.post("/v1/ask", json={"sha256": sha, "aspect": "texture"})
+        assert asked.status_code == 200, asked.text
+        assert asked.json()["answer"] == "looks generated"
+        streamed = await client.post(
+            "/v1/ask",
+            json={"sha256": sha, "question": "why?"},
+            headers={"Accept": "text/event-stream"},
+        )
+        events = [parse_event(block) for block in streamed.text.split("\n\n") if block.strip()]
+        assert events[-1] == ("done", events[-1][1])
+        assert events[-1][1]["answer"] == "looks generated"
+        assert (await client.get(f"/v1/analyses/{sha}")).json()["explanation"] == "looks generated"
+    answers = await run_sql(settings.database_url, "SELECT answer FROM answers")
+    assert sorted(a for (a,) in answers) == ["looks generated", "looks generated"]
+
+
+async def test_ask_streams_only_when_the_client_accepts_an_event_stream(
+    sqlite_url: str, tmp_path: Path, tiny_model: Any
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, max_new_tokens=4
+    )
+    async with running(create_app(settings, model_loader=lambda: tiny_model)) as client:
+        await wait_until_ready(client)
+        sha = (await client.post("/v1/analyze", files={"file": ("a.png", unique_png())})).json()[
+            "sha256"
+        ]
+        ask = {"sha256": sha, "aspect": "edge"}
+        for accept, streams in [
+            ("text/event-stream", True),
+            ("application/json, text/event-stream;q=0.5", True),
+            ("text/event-stream;q=0, application/json", False),
+            ("TEXT/EVENT-STREAM; Q=0.0", False),
+            ("*/*", False),
+        ]:
+            response = await client.post("/v1/ask", json=ask, headers={"Accept": accept})
+            assert response.status_code == 200, (accept, response.text)
+            media = response.headers["content-type"].split(";")[0]
+            assert media == ("text/event-stream" if streams else "application/json"), accept

@@ -6,6 +6,7 @@ import zlib
 from dataclasses import replace
 
 import pytest
+from local_http import serve_site
 from server_helpers import count_rows, load_hostile, problem, running
 
 from server.app import create_app
@@ -195,3 +196,190 @@ async def test_lookup_body_over_its_limit_is_a_413(settings: Settings) -> None:
         response = await client.post("/v1/lookup", json={"sha256": ["a" * 64] * 20_000})
         assert response.status_code == 413
         problem(response)
+
+
+SHA = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "path,body,status",
+    [
+        ("/v1/lookup", b'{"sha256": ["\xff"]}', 400),
+        ("/v1/ask", b'{"sha256": "\xc3\x28", "question": "x"}', 400),
+        ("/v1/analyze", b'{"url": "http://\xff/"}', 400),
+        ("/v1/lookup", b'{"sha256": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400),
+        ("/v1/reports", b"[" * 30_000 + b"]" * 30_000, 400),
+        ("/v1/analyze", b'{"url": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400),
+        (
+            "/v1/reports",
+            b'{"sha256": "' + SHA.encode() + b'", "reason": "x", "suggested_label": ["fake"]}',
+            422,
+        ),
+        (
+            "/v1/reports",
+            b'{"sha256": "' + SHA.encode() + b'", "reason": "x", '
+            b'"suggested_label": {"label": "fake"}}',
+            422,
+        ),
+        ("/v1/reports", b'{"sha256": "' + SHA.encode() + b'", "reason": "a\\u0000b"}', 422),
+        (
+            "/v1/reports",
+            b'{"sha256": "' + SHA.encode() + b'", "reason": "x", "note": "\\u0000"}',
+            422,
+        ),
+        ("/v1/ask", b'{"sha256": "' + SHA.encode() + b'", "question": "why\\u0000?"}', 422),
+        ("/v1/lookup", b'{"sha256": ["' + SHA.encode() + b'\\n"]}', 422),
+        ("/v1/lookup", b'{"pdq": ["' + SHA.encode() + b'\\n"]}', 422),
+        ("/v1/ask", b'{"sha256": "' + SHA.encode() + b'\\n", "aspect": "texture"}', 422),
+        ("/v1/analyze", b'{"url": "http://xn--/a.png"}', 422),
+    ],
+    ids=[
+        "lookup-not-utf8",
+        "ask-not-utf8",
+        "analyze-not-utf8",
+        "lookup-nested-20000-deep",
+        "reports-nested-30000-deep",
+        "analyze-nested-20000-deep",
+        "reports-label-list",
+        "reports-label-object",
+        "reports-reason-nul",
+        "reports-note-nul",
+        "ask-question-nul",
+        "lookup-sha256-trailing-newline",
+        "lookup-pdq-trailing-newline",
+        "ask-sha256-trailing-newline",
+        "analyze-url-malformed-idna-label",
+    ],
+)
+async def test_hostile_json_bodies_are_the_right_4xx_and_write_nothing(
+    settings: Settings, path: str, body: bytes, status: int
+) -> None:
+    # Each of these was a 500 (NUL characters on PostgreSQL only) or slipped past validation.
+    async with running(create_app(settings)) as client:
+        response = await client.post(
+            path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == status, response.text
+        problem(response)
+    assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+async def test_a_sha256_path_with_a_trailing_newline_is_a_422(settings: Settings) -> None:
+    async with running(create_app(settings)) as client:
+        response = await client.get(f"/v1/analyses/{SHA}%0A")
+        assert response.status_code == 422
+        problem(response)
+
+
+async def test_nul_characters_in_report_text_are_refused_for_an_analysed_image(
+    settings: Settings,
+) -> None:
+    async with running(create_app(settings)) as client:
+        posted = await client.post("/v1/analyze", files={"file": ("a.png", _png())})
+        sha = posted.json()["sha256"]
+        before = await count_rows(settings.database_url)
+        for extra in ({"reason": "my\x00photo"}, {"reason": "mine", "note": "\x00"}):
+            response = await client.post("/v1/reports", json={"sha256": sha, **extra})
+            assert response.status_code == 422, response.text
+            assert "NUL" in problem(response)["detail"]
+        ok = await client.post("/v1/reports", json={"sha256": sha, "reason": "my photo"})
+        assert ok.status_code == 201
+    after = await count_rows(settings.database_url)
+    assert after["reports"] == before["reports"] + 1
+
+
+def _multipart(*parts: tuple[bytes, bytes]) -> tuple[bytes, dict[str, str]]:
+    body = b"".join(
+        b"--BOUND\r\nContent-Disposition: form-data; " + disposition + b"\r\n\r\n" + data + b"\r\n"
+        for disposition, data in parts
+    )
+    return body + b"--BOUND--\r\n", {"Content-Type": "multipart/form-data; boundary=BOUND"}
+
+
+FILE_PART = b'name="file"; filename="a.png"'
+
+
+@pytest.mark.parametrize(
+    "parts,status,words",
+    [
+        (((b'name="file"', _png()),), 422, "file part"),
+        (((b'name="file"; filename=""', _png()),), 422, "file part"),
+        (
+            (
+                (b'name="explain"\r\nContent-Type: text/plain; charset=nope', b"1"),
+                (FILE_PART, _png()),
+            ),
+            422,
+            "charset",
+        ),
+        (((FILE_PART, _png()), (b'name="file"; filename="b.png"', _png()[::-1])), 422, "one image"),
+        (
+            ((b'name="explain"', b"true"), (b'name="explain"', b"false"), (FILE_PART, _png())),
+            422,
+            "explain",
+        ),
+        (((b'name="explain"; filename="e.txt"', b"true"), (FILE_PART, _png())), 422, "explain"),
+        (
+            (*((b'name="f%d"' % i, b"v") for i in range(1100)), (FILE_PART, _png())),
+            413,
+            "too many parts",
+        ),
+        (((b'name="' + b"x" * 70_000 + b'"', b"v"), (FILE_PART, _png())), 413, "part header"),
+    ],
+    ids=[
+        "binary-field-without-filename",
+        "empty-filename",
+        "unknown-charset",
+        "two-files",
+        "explain-twice",
+        "explain-as-a-file",
+        "1100-parts",
+        "huge-field-name",
+    ],
+)
+async def test_ambiguous_or_hostile_multipart_is_a_clear_4xx_and_writes_nothing(
+    settings: Settings, parts: tuple[tuple[bytes, bytes], ...], status: int, words: str
+) -> None:
+    body, headers = _multipart(*parts)
+    async with running(create_app(settings)) as client:
+        response = await client.post("/v1/analyze", content=body, headers=headers)
+        assert response.status_code == status, response.text
+        assert words in problem(response)["detail"]
+    assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+async def test_url_analysis_checks_explain_before_fetching_and_refuses_bad_redirects(
+    settings: Settings,
+) -> None:
+    with serve_site(_png()) as site:
+        async with running(create_app(replace(settings, allow_private_urls=True))) as client:
+            maybe = await client.post(
+                "/v1/analyze", json={"url": site.base + "/image", "explain": "maybe"}
+            )
+            assert maybe.status_code == 422
+            assert "explain" in problem(maybe)["detail"]
+            assert site.hosts_seen == []  # refused before anything was fetched
+            for target in ("data:image/png;base64,iVBORw0KGgo=", "http://xn--/"):
+                response = await client.post(
+                    "/v1/analyze", json={"url": f"{site.base}/redirect?to={target}"}
+                )
+                assert response.status_code == 422, (target, response.text)
+                assert "redirect refused" in problem(response)["detail"]
+    assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+async def test_the_explain_query_parameter_takes_the_same_words_as_the_form_field(
+    settings: Settings,
+) -> None:
+    async with running(create_app(settings)) as client:
+        for word in ("yes", "on", "1", "TRUE", "off", ""):
+            response = await client.post(
+                f"/v1/analyze?explain={word}", files={"file": ("a.png", _png())}
+            )
+            assert response.status_code == 200, (word, response.text)
+        for word in ("maybe", "2"):
+            response = await client.post(
+                f"/v1/analyze?explain={word}", files={"file": ("a.png", _png())}
+            )
+            assert response.status_code == 422
+            assert "explain must be true or false" in problem(response)["detail"]
