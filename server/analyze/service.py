@@ -22,7 +22,7 @@ from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
 from server.db.group_commit import GroupCommit
 from server.inference.host import ModelHost, ModelState
-from server.inference.queue_jobs import Announcement, QueueFullError
+from server.inference.queue_jobs import Announcement, DeviceMemoryError, QueueFullError
 from server.jobs.remote_host import RemoteHost
 from server.jobs.store import JobOutcome
 from server.metrics import Metrics
@@ -178,7 +178,7 @@ class AnalysisService:
             ) from exc
         except QueueFullError as exc:
             self.metrics.rejected.inc()
-            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+            raise busy_problem(exc) from exc
         return AnalyzeResult(result, cache_hit=False)
 
     def _finished(self, key: tuple[str, str, bool], task: asyncio.Task[dict[str, Any]]) -> None:
@@ -304,6 +304,13 @@ class AnalysisService:
         self.served.invalidate(sha)
         found = await self._reads.get_many([sha])
         return dict(found[sha])
+
+
+def busy_problem(exc: QueueFullError) -> ProblemError:
+    """503 with Retry-After: the queue is full, or the GPU ran short of memory for the job."""
+    if isinstance(exc, DeviceMemoryError):
+        return service_unavailable(str(exc), RETRY_AFTER_BUSY_S, "gpu-out-of-memory")
+    return service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S)
 
 
 def raise_for_outcome(outcome: JobOutcome) -> None:

@@ -15,6 +15,7 @@ from fakescope.images import decode_image
 from server.analyze.service import (
     RETRY_AFTER_BUSY_S,
     AnalysisService,
+    busy_problem,
     raise_for_outcome,
     storable_text,
 )
@@ -111,7 +112,7 @@ class AskService:
                 "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
             ) from exc
         except QueueFullError as exc:
-            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+            raise busy_problem(exc) from exc
         raise_for_outcome(outcome)
         return await self._stored(question)
 
@@ -137,7 +138,7 @@ class AskService:
         try:
             stream = await remote.stream("ask", question.sha256, question=job)
         except QueueFullError as exc:
-            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+            raise busy_problem(exc) from exc
         try:
             async with asyncio.timeout(self.analyses.settings.request_timeout_s):
                 first = await stream.next()
@@ -191,7 +192,7 @@ class AskService:
                 key=question.sha256,
             )
         except QueueFullError as exc:
-            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+            raise busy_problem(exc) from exc
         try:
             async with asyncio.timeout(self.analyses.settings.request_timeout_s):
                 text = storable_text(str(await asyncio.shield(future)))
@@ -234,7 +235,7 @@ class AskService:
                 stop=stop,
             )
         except QueueFullError as exc:
-            raise service_unavailable(f"server busy: {exc}", RETRY_AFTER_BUSY_S) from exc
+            raise busy_problem(exc) from exc
         # Done callbacks run after the pieces already handed to the loop: _DONE comes last.
         job.add_done_callback(lambda _: pieces.put_nowait(_DONE))
         return self._relay(question, pieces, job, stop), False

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from fakescope.errors import ImageError
-from server.analyze.service import AnalysisService
+from server.analyze.service import AnalysisService, busy_problem
 from server.ask.questions import Question
 from server.ask.service import AskService, parse_event
 from server.background import cancel_and_wait
@@ -145,7 +145,10 @@ class JobWorker:
             )
             return
         except QueueFullError as exc:
-            await self._end(job, status=503, code="overloaded", detail=f"worker busy: {exc}")
+            problem = busy_problem(exc)
+            await self._end(
+                job, status=503, code=problem.code or "overloaded", detail=problem.detail
+            )
             return
         except asyncio.CancelledError:
             raise

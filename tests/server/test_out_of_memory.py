@@ -256,7 +256,7 @@ async def test_the_service_answers_every_request_when_a_batch_runs_out_of_memory
         response = await client.post("/v1/analyze", **upload(unique_png()))
         body = problem(response)
         assert response.status_code == 503 and response.headers["retry-after"]
-        assert "out of memory" in body["detail"]
+        assert "out of memory" in body["detail"] and body["type"].endswith(":gpu-out-of-memory")
         assert await count_rows(sqlite_url) == before
 
 
