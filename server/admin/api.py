@@ -8,26 +8,36 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import MAX_PAGE as MAX_AUDIT_PAGE
 from server.admin.audit import audit_entry_to_dict, list_audit
 from server.admin.auth import admin_guard, current_principal, reviewer_guard
 from server.admin.context import database, provide_admin_session
-from server.admin.export import EXPORT_MEDIA_TYPE, export_reviewed, to_jsonl
+from server.admin.export import EXPORT_MEDIA_TYPE, ExportFilters, jsonl_stream
+from server.admin.near import near_duplicates
 from server.admin.review_items import (
     MAX_NOTE_CHARS,
+    DecisionConflictError,
     ItemNotFoundError,
     load_item,
     record_decision,
 )
-from server.admin.review_queue import LABELS, MAX_PAGE, STATUSES, QueueFilters, read_queue
+from server.admin.review_queue import (
+    LABELS,
+    MAX_PAGE,
+    STATUSES,
+    QueueFilters,
+    UnknownCursorError,
+    read_queue,
+)
 from server.admin.roles import Role
 from server.admin.token_store import (
     MAX_NAME_CHARS,
@@ -38,9 +48,29 @@ from server.admin.token_store import (
     token_to_dict,
 )
 from server.problems import ProblemError
+from server.timefmt import as_utc
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+# Larger ages overflow datetime arithmetic; a century covers every real question.
+MAX_AGE_HOURS = 100 * 366 * 24
+# The largest id a database integer column holds; larger ones overflow the driver.
+MAX_ROW_ID = 2**63 - 1
+# NUL cannot be stored in PostgreSQL text; other C0 controls (but tab, newline, CR) are noise.
+CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def checked_text(name: str, value: str | None, max_chars: int) -> str | None:
+    """A free-text field as given, or a 422 naming the problem (too long, control characters)."""
+    if value is None:
+        return None
+    if len(value) > max_chars:
+        raise ProblemError(422, f"{name} is longer than {max_chars} characters")
+    if CONTROL_CHARS_RE.search(value):
+        raise ProblemError(
+            422, f"{name} must not contain control characters (other than tab and newline)"
+        )
+    return value
 
 
 def checked_sha256(value: str) -> str:
@@ -56,10 +86,16 @@ def _hours(value: float | None) -> timedelta | None:
 
 @dataclass
 class DecisionRequest:
-    """A reviewer's final label for an image; ``note`` says why (kept in history and export)."""
+    """A reviewer's final label for an image; ``note`` says why (kept in history and export).
+
+    ``expected_decision_id``: the id of the latest decision the reviewer saw (0 when there
+    was none). When it is given and another decision came in meanwhile, the answer is 409
+    ``decision-conflict`` and nothing is recorded. Left out, the decision is appended as is.
+    """
 
     label: Literal["fake", "real"]
     note: str | None = None
+    expected_decision_id: int | None = None
 
 
 @dataclass
@@ -83,8 +119,8 @@ class ReviewController(Controller):
         status: Annotated[str, QueryParameter(description="open, decided or any")] = "open",
         reason: FromQuery[str | None] = None,
         label: FromQuery[Literal["fake", "real", "uncertain"] | None] = None,
-        min_age_hours: Annotated[float | None, QueryParameter(ge=0)] = None,
-        max_age_hours: Annotated[float | None, QueryParameter(ge=0)] = None,
+        min_age_hours: Annotated[float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS)] = None,
+        max_age_hours: Annotated[float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
@@ -99,23 +135,38 @@ class ReviewController(Controller):
             min_age=_hours(min_age_hours),
             max_age=_hours(max_age_hours),
         )
-        page = await read_queue(
-            admin_db, filters, limit=limit, cursor=checked_sha256(cursor) if cursor else None
-        )
+        try:
+            page = await read_queue(
+                admin_db, filters, limit=limit, cursor=checked_sha256(cursor) if cursor else None
+            )
+        except UnknownCursorError as exc:
+            raise ProblemError(
+                422,
+                "cursor must be the next_cursor of an earlier page (no review item has it)",
+                code="unknown-cursor",
+            ) from exc
         return {
             "items": [entry.to_dict() for entry in page.entries],
             "total": page.total,
             "next_cursor": page.next_cursor,
         }
 
-    @get("/items/{sha256:str}", summary="Everything about one item: facts, analysis, reports")
+    @get(
+        "/items/{sha256:str}",
+        summary="Everything about one item: facts, analysis, reports, near duplicates",
+    )
     async def item(
-        self, admin_db: NamedDependency[AsyncSession], sha256: FromPath[str]
+        self,
+        request: Request[Any, Any, Any],
+        admin_db: NamedDependency[AsyncSession],
+        sha256: FromPath[str],
     ) -> dict[str, Any]:
         try:
-            return await load_item(admin_db, checked_sha256(sha256))
+            item = await load_item(admin_db, checked_sha256(sha256))
         except ItemNotFoundError as exc:
             raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
+        item["near_duplicates"] = await near_duplicates(request.app, admin_db, item)
+        return item
 
     @post("/items/{sha256:str}/decision", status_code=201, summary="Decide the final label")
     async def decide(
@@ -124,17 +175,28 @@ class ReviewController(Controller):
         sha256: FromPath[str],
         data: JSONBody[DecisionRequest],
     ) -> dict[str, Any]:
-        if data.note is not None and len(data.note) > MAX_NOTE_CHARS:
-            raise ProblemError(422, f"note is longer than {MAX_NOTE_CHARS} characters")
+        note = checked_text("note", data.note, MAX_NOTE_CHARS)
+        expected = data.expected_decision_id
+        if expected is not None and not 0 <= expected <= MAX_ROW_ID:
+            raise ProblemError(422, "expected_decision_id must be a decision id, or 0 for none")
         sha = checked_sha256(sha256)
         principal = current_principal(request)
         try:
             async with database(request.app).write() as session:
                 decision = await record_decision(
-                    session, sha, label=data.label, note=data.note, principal=principal
+                    session,
+                    sha,
+                    label=data.label,
+                    note=note,
+                    principal=principal,
+                    expected_decision_id=expected,
                 )
         except ItemNotFoundError as exc:
             raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
+        except DecisionConflictError as exc:
+            raise ProblemError(
+                409, str(exc), code="decision-conflict", extra={"latest_decision": exc.latest}
+            ) from exc
         return {
             "id": decision.id,
             "sha256": decision.sha256,
@@ -159,7 +221,7 @@ class AdminOnlyController(Controller):
         self,
         admin_db: NamedDependency[AsyncSession],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_AUDIT_PAGE)] = 50,
-        before_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
         action: FromQuery[str | None] = None,
         sha256: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
@@ -172,11 +234,29 @@ class AdminOnlyController(Controller):
         )
         return {"entries": [audit_entry_to_dict(e) for e in entries], "next_before_id": next_cursor}
 
-    @get("/export", summary="Reviewed items as JSON Lines (fine-tuning data)")
-    async def export(self, admin_db: NamedDependency[AsyncSession]) -> Response[str]:
-        records = await export_reviewed(admin_db)
-        return Response(
-            content="".join(to_jsonl(records)),
+    @get(
+        "/export",
+        summary="Reviewed items as JSON Lines (fine-tuning data), streamed",
+        description=(
+            "One line per reviewed image with its latest decision, ordered by sha256. "
+            "Filters: label (fake or real), since / until (the latest decision at or after / "
+            "before an ISO 8601 time; without a zone, UTC)."
+        ),
+    )
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        label: FromQuery[Literal["fake", "real"] | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+    ) -> Stream:
+        filters = ExportFilters(
+            label=label,
+            since=as_utc(since) if since else None,
+            until=as_utc(until) if until else None,
+        )
+        return Stream(
+            jsonl_stream(database(request.app), filters),
             media_type=EXPORT_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
         )
@@ -189,11 +269,10 @@ class AdminOnlyController(Controller):
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[TokenRequest]
     ) -> dict[str, Any]:
-        if data.name is not None and len(data.name) > MAX_NAME_CHARS:
-            raise ProblemError(422, f"name is longer than {MAX_NAME_CHARS} characters")
+        name = checked_text("name", data.name, MAX_NAME_CHARS)
         actor = current_principal(request).actor
         async with database(request.app).write() as session:
-            created = await create_token(session, role=Role(data.role), name=data.name, actor=actor)
+            created = await create_token(session, role=Role(data.role), name=name, actor=actor)
         return {
             "id": created.id,
             "name": created.name,
@@ -207,6 +286,8 @@ class AdminOnlyController(Controller):
         self, request: Request[Any, Any, Any], token_id: FromPath[int]
     ) -> dict[str, Any]:
         actor = current_principal(request).actor
+        if not 1 <= token_id <= MAX_ROW_ID:
+            raise ProblemError(404, f"no token with id {token_id}", code="not-found")
         try:
             async with database(request.app).write() as session:
                 row = await revoke_token(session, token_id, actor=actor)

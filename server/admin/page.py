@@ -13,10 +13,11 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.api import REASON_RE, SHA256_RE
+from server.admin.api import CONTROL_CHARS_RE, REASON_RE, SHA256_RE
 from server.admin.auth import SESSION_COOKIE
 from server.admin.context import database, provide_admin_session
 from server.admin.csrf import LOGIN_CSRF_COOKIE, csrf_matches, new_login_csrf_token
+from server.admin.near import near_duplicates
 from server.admin.page_session import (
     PageAuthOutcome,
     PageSession,
@@ -26,8 +27,21 @@ from server.admin.page_session import (
     login_with_secret,
     session_cookie,
 )
-from server.admin.review_items import DECISION_LABELS, ItemNotFoundError, load_item, record_decision
-from server.admin.review_queue import REASONS, STATUSES, QueueFilters, read_queue
+from server.admin.review_items import (
+    DECISION_LABELS,
+    DecisionConflictError,
+    ItemNotFoundError,
+    load_item,
+    record_decision,
+)
+from server.admin.review_queue import (
+    REASONS,
+    STATUSES,
+    QueueFilters,
+    QueuePage,
+    UnknownCursorError,
+    read_queue,
+)
 from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
 
 STATIC_PREFIX = "/admin/static"
@@ -64,26 +78,49 @@ class DecisionForm:
     csrf_token: str = ""
     filter_reason: str = ""
     filter_status: str = "open"
+    filter_cursor: str = ""
+    # The id of the latest decision the page showed ("0": none): a decision someone else
+    # made since is a conflict, not something to overwrite silently.
+    seen_decision: str = ""
 
 
 @dataclass(frozen=True)
 class PageFilters:
+    """The queue's filters, and where the shown page of it starts (``cursor``)."""
+
     reason: str | None
     status: str
+    cursor: str | None = None
 
     @classmethod
-    def parse(cls, reason: str | None, status: str | None) -> PageFilters:
+    def parse(
+        cls, reason: str | None, status: str | None, cursor: str | None = None
+    ) -> PageFilters:
         # Unknown values fall back to defaults: they also end up in redirect URLs.
         return cls(
             reason=reason if reason and REASON_RE.match(reason) else None,
             status=status if status in STATUSES else "open",
+            cursor=cursor if cursor and SHA256_RE.match(cursor) else None,
         )
 
     @property
+    def params(self) -> dict[str, str]:
+        params = {"reason": self.reason or "", "status": self.status, "cursor": self.cursor or ""}
+        return {k: v for k, v in params.items() if v and not (k == "status" and v == "open")}
+
+    @property
     def query(self) -> str:
-        params = {"reason": self.reason or "", "status": self.status}
-        kept = {k: v for k, v in params.items() if v and not (k == "status" and v == "open")}
+        kept = self.params
         return "?" + urlencode(kept) if kept else ""
+
+    def page_query(self, cursor: str | None) -> str:
+        """The query string of the queue page starting after ``cursor`` (None: the first)."""
+        kept = {**self.params, "cursor": cursor or ""}
+        kept = {k: v for k, v in kept.items() if v}
+        return "?" + urlencode(kept) if kept else ""
+
+    def first_page(self) -> PageFilters:
+        return PageFilters(reason=self.reason, status=self.status)
 
     def to_queue_filters(self) -> QueueFilters:
         return QueueFilters(status=self.status, reason=self.reason)
@@ -133,6 +170,25 @@ def _csrf_refused(session: PageSession | None) -> Template:
     )
 
 
+async def _queue_page(db: AsyncSession, filters: PageFilters) -> tuple[QueuePage, PageFilters]:
+    """The shown page of the queue; the first page when the cursor is unknown or past the end."""
+    if filters.cursor is not None:
+        try:
+            queue = await read_queue(
+                db,
+                filters.to_queue_filters(),
+                limit=QUEUE_SHOWN,
+                cursor=filters.cursor,
+                count_before=True,
+            )
+        except UnknownCursorError:
+            queue = None
+        if queue is not None and queue.entries:
+            return queue, filters
+        filters = filters.first_page()
+    return await read_queue(db, filters.to_queue_filters(), limit=QUEUE_SHOWN), filters
+
+
 async def _review_page(
     request: Request[Any, Any, Any],
     db: AsyncSession,
@@ -142,22 +198,29 @@ async def _review_page(
     *,
     after: str | None = None,
     notice: str | None = None,
+    saved: dict[str, str] | None = None,
+    conflict: dict[str, Any] | None = None,
+    status_code: int = 200,
 ) -> Template:
-    queue = await read_queue(db, filters.to_queue_filters(), limit=QUEUE_SHOWN)
+    queue, filters = await _queue_page(db, filters)
     shown = [entry.sha256 for entry in queue.entries]
     if sha256 is None and shown:
         sha256 = shown[0]
         if after is not None:
-            # Continue after the item just decided, wrapping to the start of the queue.
-            following = await read_queue(db, filters.to_queue_filters(), limit=1, cursor=after)
-            sha256 = following.entries[0].sha256 if following.entries else shown[0]
+            # Continue after the item just decided, wrapping to the start of the page.
+            try:
+                following = await read_queue(db, filters.to_queue_filters(), limit=1, cursor=after)
+            except UnknownCursorError:
+                following = None
+            if following is not None and following.entries and following.entries[0].sha256 in shown:
+                sha256 = following.entries[0].sha256
     item = None
-    status_code = 200
     if sha256 is not None:
         try:
             item = await load_item(db, sha256)
         except ItemNotFoundError:
             notice, status_code = "No image with this SHA-256 is known.", 404
+    near = await near_duplicates(request.app, db, item) if item is not None else []
     image_url = None
     if item is not None and await has_stored_image(request.app, item):
         image_url = f"/admin/items/{item['sha256']}/image"
@@ -171,14 +234,27 @@ async def _review_page(
             "static_prefix": STATIC_PREFIX,
             "principal": session.principal,
             "csrf_token": session.csrf_token,
-            "queue": {"open_count": queue.total, "entries": queue.entries},
+            "queue": {
+                "open_count": queue.total,
+                "entries": queue.entries,
+                "first": queue.offset + 1,
+                "last": queue.offset + len(queue.entries),
+                "next_url": (
+                    "/admin" + filters.page_query(queue.next_cursor) if queue.next_cursor else None
+                ),
+                "first_url": "/admin" + filters.page_query(None) if filters.cursor else None,
+            },
             "filters": filters,
             "filter_query": filters.query,
             "reason_names": REASONS,
             "item": item,
+            "seen_decision": item["decisions"][-1]["id"] if item and item["decisions"] else 0,
+            "near": near,
             "skip_to": skip_to,
             "image_url": image_url,
             "notice": notice,
+            "saved": saved,
+            "conflict": conflict,
         },
         status_code=status_code,
     )
@@ -202,17 +278,18 @@ class ReviewPageController(Controller):
         after: FromQuery[str | None] = None,
         decided: FromQuery[str | None] = None,
         label: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
     ) -> Template:
         outcome = await current_page_session(request)
         if outcome.session is None:
             return _refusal(request, outcome)
-        notice = None
+        saved = None
         if decided and SHA256_RE.match(decided) and label in DECISION_LABELS:
-            notice = f"Saved: {decided[:12]}… is {label}."
+            saved = {"sha256": decided, "label": label}
         after_sha = after if after and SHA256_RE.match(after) else None
-        filters = PageFilters.parse(reason, status)
+        filters = PageFilters.parse(reason, status, cursor)
         return await _review_page(
-            request, admin_db, outcome.session, filters, None, after=after_sha, notice=notice
+            request, admin_db, outcome.session, filters, None, after=after_sha, saved=saved
         )
 
     @get("/items/{sha256:str}", name="admin-item")
@@ -223,6 +300,7 @@ class ReviewPageController(Controller):
         sha256: FromPath[str],
         reason: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
     ) -> Template | Redirect:
         outcome = await current_page_session(request)
         if outcome.session is None:
@@ -230,7 +308,7 @@ class ReviewPageController(Controller):
         sha = sha256.lower()
         if not SHA256_RE.match(sha):
             return Redirect(path="/admin", status_code=303)
-        filters = PageFilters.parse(reason, status)
+        filters = PageFilters.parse(reason, status, cursor)
         return await _review_page(request, admin_db, outcome.session, filters, sha)
 
     @get("/items/{sha256:str}/image", name="admin-item-image")
@@ -256,6 +334,11 @@ class ReviewPageController(Controller):
         if data is None or media_type is None:
             return Response(b"", status_code=404)
         return Response(data, media_type=media_type)
+
+    @get("/login", name="admin-login-form")
+    async def login_form(self) -> Redirect:
+        """A failed sign-in leaves the browser on /admin/login: opening it again shows the form."""
+        return Redirect(path="/admin", status_code=303)
 
     @post("/login", status_code=303)
     async def login(
@@ -300,7 +383,7 @@ class ReviewPageController(Controller):
         session = outcome.session
         if not csrf_matches(session.csrf_token, data.csrf_token):
             return _csrf_refused(session)
-        filters = PageFilters.parse(data.filter_reason, data.filter_status)
+        filters = PageFilters.parse(data.filter_reason, data.filter_status, data.filter_cursor)
         sha = sha256.lower()
         if not SHA256_RE.match(sha) or data.label not in DECISION_LABELS:
             return await _review_page(
@@ -310,21 +393,25 @@ class ReviewPageController(Controller):
                 filters,
                 None,
                 notice="Choose Fake or Real for a known item.",
+                status_code=422,
             )
+        seen = data.seen_decision.strip()
         try:
             async with database(request.app).write() as write_session:
                 await record_decision(
                     write_session,
                     sha,
                     label=data.label,
-                    note=data.note,
+                    note=CONTROL_CHARS_RE.sub("", data.note),
                     principal=session.principal,
+                    expected_decision_id=int(seen) if seen.isdigit() and len(seen) < 19 else None,
                 )
         except ItemNotFoundError:
             return await _review_page(request, admin_db, session, filters, sha)
-        params = {"after": sha, "decided": sha, "label": data.label}
-        if filters.reason:
-            params["reason"] = filters.reason
-        if filters.status != "open":
-            params["status"] = filters.status
+        except DecisionConflictError as exc:
+            conflict = {"label": data.label, "note": data.note, "latest": exc.latest}
+            return await _review_page(
+                request, admin_db, session, filters, sha, conflict=conflict, status_code=409
+            )
+        params = {"after": sha, "decided": sha, "label": data.label, **filters.params}
         return Redirect(path="/admin", query_params=params, status_code=303)

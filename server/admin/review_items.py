@@ -22,6 +22,24 @@ class ItemNotFoundError(LookupError):
     """The server has never seen an image with this SHA-256."""
 
 
+class DecisionConflictError(Exception):
+    """Someone decided the item after the reviewer looked at it; nothing was recorded.
+
+    ``latest`` is the decision that came in meanwhile (as in the item's history), or None
+    when the reviewer expected a decision that is no longer the latest one.
+    """
+
+    def __init__(self, expected_id: int, latest: dict[str, Any] | None) -> None:
+        who = f" by {latest['reviewer']}" if latest else ""
+        label = f" as {latest['label']}" if latest else ""
+        super().__init__(
+            f"this item was decided{label}{who} after you looked at it "
+            f"(expected decision {expected_id or 'none'}); nothing was recorded"
+        )
+        self.expected_id = expected_id
+        self.latest = latest
+
+
 @dataclass(frozen=True)
 class RecordedDecision:
     id: int
@@ -147,21 +165,41 @@ async def load_item(session: AsyncSession, sha256: str) -> dict[str, Any]:
 
 
 async def record_decision(
-    session: AsyncSession, sha256: str, *, label: str, note: str | None, principal: Principal
+    session: AsyncSession,
+    sha256: str,
+    *,
+    label: str,
+    note: str | None,
+    principal: Principal,
+    expected_decision_id: int | None = None,
 ) -> RecordedDecision:
-    """Append a decision (history is kept), close the item, audit it; the caller commits."""
+    """Append a decision (history is kept), close the item, audit it; the caller commits.
+
+    ``expected_decision_id`` is the id of the latest decision the reviewer saw (0: none).
+    When given and another decision is the latest by now, DecisionConflictError is raised
+    and nothing is written: two reviewers on one item never silently overwrite each other.
+    """
     if label not in DECISION_LABELS:
         raise ValueError(f"label must be one of {', '.join(DECISION_LABELS)}")
-    image = await session.get(Image, sha256)
+    # The row lock serialises decisions on one image across processes (PostgreSQL), so the
+    # conflict check, the previous label and the review item's creation see every earlier
+    # decision. SQLite serialises all writers already.
+    image = await session.get(Image, sha256, with_for_update=True)
     if image is None:
         raise ItemNotFoundError(sha256)
     note = (note or "").strip()[:MAX_NOTE_CHARS] or None
-    previous_label = await session.scalar(
-        select(ReviewDecision.label)
-        .where(ReviewDecision.sha256 == sha256)
-        .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
-        .limit(1)
-    )
+    previous = (
+        await session.execute(
+            select(ReviewDecision.id, ReviewDecision.label)
+            .where(ReviewDecision.sha256 == sha256)
+            .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
+            .limit(1)
+        )
+    ).first()
+    previous_id, previous_label = (previous[0], previous[1]) if previous else (0, None)
+    if expected_decision_id is not None and expected_decision_id != previous_id:
+        history = await _decision_history(session, sha256)
+        raise DecisionConflictError(expected_decision_id, history[-1] if history else None)
     now = utcnow()
     item = await session.get(ReviewItem, sha256)
     if item is None:

@@ -35,6 +35,10 @@ class QueueFilters:
     max_age: timedelta | None = None  # flagged at most this long ago
 
 
+class UnknownCursorError(LookupError):
+    """The cursor names no review item (it must be the last SHA-256 of a page)."""
+
+
 @dataclass(frozen=True)
 class QueueEntry:
     sha256: str
@@ -63,6 +67,7 @@ class QueuePage:
     next_cursor: str | None
     total: int
     filters: QueueFilters = field(default_factory=QueueFilters)
+    offset: int = 0  # how many matching items come before this page (when asked for)
 
 
 def _latest_decision_label() -> Any:
@@ -93,7 +98,9 @@ def _conditions(filters: QueueFilters, served_label: Any) -> list[ColumnElement[
     if filters.reason:
         # JSON containment differs between SQLite and PostgreSQL; the JSON text of a list of
         # plain identifiers contains '"reason"' exactly when the list holds that reason.
-        conditions.append(cast(ReviewItem.reasons, String).like(f'%"{filters.reason}"%'))
+        # "_" is a LIKE wildcard: escape it, or "user_report" would also match "userXreport".
+        literal = filters.reason.replace("\\", "\\\\").replace("_", "\\_")
+        conditions.append(cast(ReviewItem.reasons, String).like(f'%"{literal}"%', escape="\\"))
     if filters.label:
         conditions.append(served_label == filters.label)
     if filters.min_age is not None:
@@ -109,8 +116,14 @@ async def read_queue(
     *,
     limit: int = 50,
     cursor: str | None = None,
+    count_before: bool = False,
 ) -> QueuePage:
-    """One page, oldest flag first; ``cursor`` is the last SHA-256 of the previous page."""
+    """One page, oldest flag first; ``cursor`` is the last SHA-256 of the previous page.
+
+    An unknown cursor raises UnknownCursorError (rather than answering an empty page, which
+    would read as the end of the queue). ``count_before`` also counts the matching items
+    before the page (``QueuePage.offset``), for "items 101-200 of 299".
+    """
     decided_label = _latest_decision_label()
     served_label = func.coalesce(decided_label, _latest_analysis(AnalysisRow.label))
     conditions = _conditions(filters, served_label)
@@ -121,7 +134,13 @@ async def read_queue(
         .order_by(ReviewItem.created_at, ReviewItem.sha256)
         .limit(limit + 1)
     )
+    offset = 0
     if cursor:
+        if (
+            await session.scalar(select(ReviewItem.sha256).where(ReviewItem.sha256 == cursor))
+            is None
+        ):
+            raise UnknownCursorError(cursor)
         after = select(ReviewItem.created_at).where(ReviewItem.sha256 == cursor).scalar_subquery()
         query = query.where(
             or_(
@@ -129,6 +148,17 @@ async def read_queue(
                 and_(ReviewItem.created_at == after, ReviewItem.sha256 > cursor),
             )
         )
+        if count_before:
+            before = or_(
+                ReviewItem.created_at < after,
+                and_(ReviewItem.created_at == after, ReviewItem.sha256 <= cursor),
+            )
+            offset = (
+                await session.scalar(
+                    select(func.count()).select_from(ReviewItem).where(*conditions, before)
+                )
+                or 0
+            )
     rows = (await session.execute(query)).all()
     entries = [
         QueueEntry(
@@ -143,4 +173,10 @@ async def read_queue(
         for item, label, decided, analysis_decided_by in rows[:limit]
     ]
     next_cursor = entries[-1].sha256 if len(rows) > limit and entries else None
-    return QueuePage(entries=entries, next_cursor=next_cursor, total=total or 0, filters=filters)
+    return QueuePage(
+        entries=entries,
+        next_cursor=next_cursor,
+        total=total or 0,
+        filters=filters,
+        offset=offset,
+    )

@@ -170,3 +170,96 @@ def test_a_reviewer_signs_in_and_decides_by_click_and_by_keyboard_in_chromium(
     assert first["review"]["note"] == "SD WebUI parameters in the file"
     assert (second["label"], second["decided_by"]) == ("real", "review")
     assert untouched["decided_by"] != "review"
+
+
+def _seed_queue(server: ReviewServer, count: int) -> list[str]:
+    """`count` reported images, oldest first; the first report's reason is a hostile string."""
+    hostile = "<img src=x onerror=alert(1)>" + "x" * 1500  # one long unbroken word
+    shas = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for seed in range(count):
+            image = Image.new("RGB", (40, 30), (seed % 256, (seed * 7) % 256, (seed * 13) % 256))
+            ImageDraw.Draw(image).rectangle([seed % 30, 5, seed % 30 + 8, 20], fill=(255, 255, 0))
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG")
+            analysed = client.post("/v1/analyze", files={"file": ("q.png", buffer.getvalue())})
+            assert analysed.status_code == 200, analysed.text
+            sha = analysed.json()["sha256"]
+            reason = hostile if seed == 0 else f"report {seed}"
+            reported = client.post("/v1/reports", json={"sha256": sha, "reason": reason})
+            assert reported.status_code == 201, reported.text
+            shas.append(sha)
+    return shas
+
+
+@pytest.mark.browser
+def test_two_reviewers_conflict_long_queues_page_and_hostile_text_stays_inside_in_chromium(
+    live_server: ReviewServer, sqlite_url: str, chromium_path: str, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shas = _seed_queue(live_server, 103)
+    second_token = asyncio.run(_reviewer_token(sqlite_url))
+    alerts: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            pages = []
+            for token in (live_server.reviewer_token, second_token):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+                page.goto(f"{live_server.url}/admin")
+                page.get_by_label("API token").fill(token)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.locator("#queue-count")).to_have_text("103 open")
+                pages.append(page)
+            rita, bob = pages
+
+            # The hostile, 1,500-character report is escaped and wraps inside its card.
+            expect(rita.locator("h1")).to_contain_text(shas[0][:16])
+            expect(rita.locator(".user-text")).to_contain_text("<img src=x onerror=alert(1)>")
+            assert rita.evaluate("document.documentElement.scrollWidth") <= 1280
+            rita.screenshot(path=str(artifacts_dir / "admin-long-text.png"), full_page=True)
+
+            # Both look at the first item; Rita decides first, Bob's stale page must not
+            # overwrite her decision without showing it to him.
+            rita.get_by_label("Note (optional)").fill("flat colours, generated")
+            bob.get_by_label("Note (optional)").fill("looks like a scan")
+            rita.keyboard.press("Escape")
+            rita.keyboard.press("f")
+            expect(rita.locator("#saved-notice")).to_contain_text("is fake")
+            bob.get_by_role("button", name="Real").click()
+            conflict = bob.get_by_role("alert")
+            expect(conflict).to_contain_text("someone else decided this item")
+            expect(conflict).to_contain_text("flat colours, generated")
+            expect(bob.get_by_label("Note (optional)")).to_have_value("looks like a scan")
+            bob.screenshot(path=str(artifacts_dir / "admin-conflict.png"))
+            with httpx.Client(base_url=live_server.url, timeout=30) as client:
+                served = client.get(f"/v1/analyses/{shas[0]}").json()
+            assert (served["label"], served["review"]["note"]) == (
+                "fake",
+                "flat colours, generated",
+            )
+            # Having seen it, Bob overrides on purpose.
+            bob.get_by_role("button", name="Real").click()
+            expect(bob.locator("#saved-notice")).to_contain_text("is real")
+
+            # 102 open items: the first page shows 100 and links to the rest; j past the
+            # last item of the page goes on to the next page.
+            expect(rita.locator("#queue-range")).to_contain_text("Items 1\u2013100 of 102")
+            rita.locator("a[data-queue-link]").last.click()
+            expect(rita.locator("h1")).to_contain_text(shas[100][:16])
+            rita.keyboard.press("j")
+            expect(rita.locator("#queue-range")).to_contain_text("Items 101\u2013102 of 102")
+            expect(rita.locator("a[data-queue-link]")).to_have_count(2)
+            rita.locator("a[data-queue-link]").last.click()
+            rita.keyboard.press("r")
+            expect(rita.locator("#saved-notice")).to_contain_text("is real")
+            expect(rita.locator("#queue-range")).to_contain_text("Items 101\u2013101 of 101")
+            expect(rita.locator("#queue-first")).to_be_visible()
+        finally:
+            browser.close()
+    assert alerts == []

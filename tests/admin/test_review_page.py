@@ -113,7 +113,10 @@ async def test_deciding_from_the_page_serves_the_label_and_shrinks_the_queue(
     assert decided.headers["location"].startswith("/admin?")
     after = await client.get(decided.headers["location"])
     assert "1 open" in after.text and "Saved:" in after.text
-    assert f'href="/admin/items/{first}"' not in after.text
+    queue_list = after.text.split('id="queue-list"', 1)[1].split("</ol>", 1)[0]
+    assert f'href="/admin/items/{first}"' not in queue_list
+    # The saved notice links back to the decided item, to change the decision.
+    assert 'id="saved-change"' in after.text and f"/admin/items/{first}" in after.text
     assert "Item <code" in after.text and second[:16] in after.text
     served = (await client.get(f"/v1/analyses/{first}")).json()
     assert served["label"] == "real" and served["decided_by"] == "review"

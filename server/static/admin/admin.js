@@ -13,6 +13,7 @@
     const current = links.findIndex((a) => a.getAttribute("aria-current") === "page");
     const next = current === -1 ? 0 : current + step;
     if (next >= 0 && next < links.length) window.location.assign(links[next].href);
+    else if (next >= links.length) click("queue-next"); // past the page's end: the next page
   }
 
   function click(id) {
