@@ -13,10 +13,10 @@ import { ASPECTS, InvalidQuestionError, askBody } from './lib/aspects.js';
 import { base64ToBytes } from './lib/base64.js';
 import { TtlCache } from './lib/cache.js';
 import { sha256Hex, isSha256Hex } from './lib/hash.js';
-import { ApiError, ImageUnavailableError, describeFailure } from './lib/problem.js';
+import { ApiError, ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES, describeFailure } from './lib/problem.js';
 import { BatchQueue, createLimiter } from './lib/queue.js';
 import { RECENT_KEY, withRecentCheck } from './lib/recent.js';
-import { loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
+import { isFeedEnabled, loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
 import { describeAnalysis, shortVerdict } from './lib/verdict.js';
 
 const MENU_ID = 'fakescope-check';
@@ -26,7 +26,9 @@ const CHECK_SCRIPTS = ['content/page-image.js', OVERLAY_SCRIPT];
 const FEED_SCRIPTS = [OVERLAY_SCRIPT, 'content/feed.js'];
 const ANALYSIS_TTL_MS = 10 * 60 * 1000;
 const MAX_LOOKUP_URLS_PER_MESSAGE = 32;
-const MAX_FEED_IMAGE_BYTES = 25 * 1024 * 1024;
+// Image addresses longer than this are not remembered (a data: URL carries the whole image:
+// as a storage key it would fill the 10 MB session area in a few checks).
+const MAX_REMEMBERED_URL_LENGTH = 2048;
 
 // Short-lived caches in chrome.storage.session: kept in memory, cleared when the
 // browser closes, not readable by content scripts. Keys include the server URL
@@ -45,7 +47,7 @@ chrome.runtime.onInstalled.addListener(() => {
 });
 chrome.runtime.onStartup.addListener(() => syncFeedScripts());
 chrome.contextMenus.onClicked.addListener((info, tab) => {
-  handleMenuClick(info, tab);
+  handleMenuClick(info, tab).catch((error) => console.warn('FakeScope: the check failed', error));
 });
 chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'local' && changes.settings) syncFeedScripts();
@@ -56,6 +58,9 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (sender.id !== chrome.runtime.id) return false;
   const handler = MESSAGE_HANDLERS[message?.type];
   if (!handler) return false;
+  // The options page and the popup may test servers and start feed mode; content scripts
+  // (which run inside web pages) may not.
+  if (EXTENSION_PAGE_ONLY.has(message.type) && !isExtensionPage(sender)) return false;
   handler(message, sender).then(sendResponse, (error) => sendResponse({ ok: false, failure: describeFailure(error) }));
   return true; // answer asynchronously
 });
@@ -103,22 +108,35 @@ export async function handleMenuClick(info, tab) {
 }
 
 async function flagOnToolbar(tabId, failure) {
-  await chrome.action.setBadgeBackgroundColor({ tabId, color: '#a4001d' });
-  await chrome.action.setBadgeText({ tabId, text: '!' });
-  await chrome.action.setTitle({ tabId, title: `FakeScope: ${failure.title}. ${failure.guidance}` });
+  try {
+    await chrome.action.setBadgeBackgroundColor({ tabId, color: '#a4001d' });
+    await chrome.action.setBadgeText({ tabId, text: '!' });
+    await chrome.action.setTitle({ tabId, title: `FakeScope: ${failure.title}. ${failure.guidance}` });
+  } catch {
+    // The tab was closed meanwhile: nobody to tell.
+  }
 }
 
 async function checkAndShow(srcUrl, target, pageUrl) {
   await showInTab(target, { state: 'loading', srcUrl });
+  let outcome;
+  let shown;
   try {
     const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
-    await showInTab(target, { state: 'result', srcUrl, view: describeAnalysis(analysis), aspects: ASPECTS, cached });
-    return { ok: true, sha256: analysis.sha256, cached, via };
+    outcome = { ok: true, sha256: analysis.sha256, cached, via };
+    shown = { state: 'result', srcUrl, view: describeAnalysis(analysis), aspects: ASPECTS, cached };
   } catch (error) {
     const failure = describeFailure(error);
-    await showInTab(target, { state: 'error', srcUrl, failure });
-    return { ok: false, failure };
+    outcome = { ok: false, failure };
+    shown = { state: 'error', srcUrl, failure };
   }
+  try {
+    await showInTab(target, shown);
+  } catch (error) {
+    // The tab navigated away or closed while the server worked: the result has no one to show it.
+    return { ...outcome, shown: false, reason: String(error?.message ?? error) };
+  }
+  return outcome;
 }
 
 async function injectOverlay(target) {
@@ -133,9 +151,14 @@ async function showInTab(target, payload) {
 }
 
 /** The analysis for an image: from the session cache when this image was checked recently. */
+/** Whether an image address is worth remembering (its sha256) for a later check or lookup. */
+function rememberable(url) {
+  return /^https?:/i.test(url) && url.length <= MAX_REMEMBERED_URL_LENGTH;
+}
+
 async function checkImage(srcUrl, target, pageUrl) {
   const settings = await currentSettings();
-  const knownSha = await imageHashes.get(`${srcUrl}`);
+  const knownSha = rememberable(srcUrl) ? await imageHashes.get(srcUrl) : undefined;
   if (knownSha) {
     const cached = await analyses.get(cacheKey(settings, knownSha));
     if (cached) return { analysis: cached, cached: true, via: 'cache' };
@@ -151,10 +174,14 @@ async function checkImage(srcUrl, target, pageUrl) {
     if (!isSha256Hex(analysis?.sha256) || typeof analysis.label !== 'string') {
       throw new ApiError('protocol', 'The analysis has no sha256 or label.', { serverUrl: settings.serverUrl });
     }
-    await analyses.set(cacheKey(settings, analysis.sha256), analysis);
+    await analyses.trySet(cacheKey(settings, analysis.sha256), analysis);
   }
-  await imageHashes.set(srcUrl, analysis.sha256);
-  await rememberRecent(analysis, srcUrl, pageUrl);
+  if (rememberable(srcUrl)) await imageHashes.trySet(srcUrl, analysis.sha256);
+  try {
+    await rememberRecent(analysis, srcUrl, pageUrl);
+  } catch (error) {
+    console.warn('FakeScope: could not update the recent checks', error); // the verdict still shows
+  }
   return { analysis, cached, via: image.via };
 }
 
@@ -188,13 +215,18 @@ function fileNameOf(url) {
  */
 async function readImage(srcUrl, target) {
   const reasons = [];
+  const statuses = [];
   if (/^(https?|data):/i.test(srcUrl)) {
     try {
       return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
     } catch (error) {
+      // Too large is too large for the page as well: do not download it a second time.
+      if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
+      statuses.push(error.status ?? 0);
       reasons.push(`the extension’s request failed (${error.message})`);
     }
   }
+  let pageTooLarge = false;
   try {
     const reply = await chrome.tabs.sendMessage(
       target.tabId,
@@ -202,20 +234,48 @@ async function readImage(srcUrl, target) {
       { frameId: target.frameId },
     );
     if (reply?.ok) return { bytes: base64ToBytes(reply.base64), contentType: reply.contentType, via: 'page' };
+    pageTooLarge = Boolean(reply?.tooLarge);
+    statuses.push(Number(reply?.status) || 0);
     reasons.push(`the page could not read it (${reply?.error ?? 'no answer'})`);
   } catch (error) {
+    statuses.push(0);
     reasons.push(`the page could not read it (${error.message})`);
   }
-  throw new ImageUnavailableError(srcUrl, reasons);
+  const notFound = statuses.length > 0 && statuses.every((status) => status === 404 || status === 410);
+  throw new ImageUnavailableError(srcUrl, reasons, {
+    notFound,
+    tooLarge: pageTooLarge,
+    canGrant: await mayAskForImageSite(srcUrl),
+  });
+}
+
+/** Whether allowing the image's site (Options → Image sites) could help: not yet allowed. */
+async function mayAskForImageSite(srcUrl) {
+  if (!/^https?:/i.test(srcUrl)) return false;
+  try {
+    return !(await chrome.permissions.contains({ origins: [originPattern(srcUrl)] }));
+  } catch {
+    return true;
+  }
 }
 
 async function fetchImageBytes(url) {
-  const response = await fetch(url, { credentials: 'omit', cache: 'force-cache' });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  let response;
+  try {
+    response = await fetch(url, { credentials: 'omit', cache: 'force-cache' });
+  } catch (error) {
+    throw new ImageFetchError(String(error?.message ?? error));
+  }
+  if (!response.ok) throw new ImageFetchError(`HTTP ${response.status}`, { status: response.status });
   const declared = Number(response.headers.get('Content-Length') ?? 0);
-  if (declared > MAX_FEED_IMAGE_BYTES) throw new Error('larger than 25 MiB');
+  const tooLarge = () => new ImageFetchError(`larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB`, { tooLarge: true });
+  if (declared > MAX_IMAGE_BYTES) {
+    response.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
   const bytes = new Uint8Array(await response.arrayBuffer());
-  if (bytes.length === 0) throw new Error('empty response');
+  if (bytes.length > MAX_IMAGE_BYTES) throw tooLarge(); // no (or a false) Content-Length
+  if (bytes.length === 0) throw new ImageFetchError('empty response');
   return { bytes, contentType: response.headers.get('Content-Type') ?? 'application/octet-stream' };
 }
 
@@ -257,8 +317,11 @@ function lookupQueueFor(settings) {
  * Feed lookups for images visible on a page: hash each image here, ask the
  * server for cached verdicts only. No image bytes leave the browser.
  */
-async function lookupImages(urls) {
+async function lookupImages(urls, sender) {
   const settings = await currentSettings();
+  // Feed mode was switched off for this site (or never on) while the page stayed open: its
+  // content script must not go on sending fingerprints. It is told to stop.
+  if (!isFeedEnabled(settings, sender?.url ?? '')) return { ok: true, results: {}, aspects: ASPECTS, failure: null, stopped: true };
   const queue = lookupQueueFor(settings);
   const results = {};
   let failure = null;
@@ -271,12 +334,12 @@ async function lookupImages(urls) {
         if (!sha256) {
           const image = await fetchLimit(() => fetchImageBytes(url));
           sha256 = await sha256Hex(image.bytes);
-          await imageHashes.set(url, sha256);
+          if (rememberable(url)) await imageHashes.trySet(url, sha256);
         }
         let analysis = await analyses.get(cacheKey(settings, sha256));
         if (!analysis) {
           analysis = await queue.add(sha256);
-          if (analysis) await analyses.set(cacheKey(settings, sha256), analysis);
+          if (analysis) await analyses.trySet(cacheKey(settings, sha256), analysis);
         }
         if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
       } catch (error) {
@@ -293,6 +356,9 @@ let feedSync = Promise.resolve();
 /** Registers the feed content scripts for exactly the sites switched on (and permitted). */
 export function syncFeedScripts() {
   feedSync = feedSync.then(syncFeedScriptsNow, syncFeedScriptsNow);
+  // Callers are event listeners that do not wait: log a failure here instead of leaving an
+  // unhandled rejection (the next sync starts afresh either way).
+  feedSync.catch((error) => console.warn('FakeScope: feed script registration failed', error));
   return feedSync;
 }
 
@@ -341,6 +407,13 @@ function relayAnswer(port) {
 
 const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
 
+/** Messages only the extension's own pages (options, popup) may send. */
+const EXTENSION_PAGE_ONLY = new Set(['fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status']);
+
+function isExtensionPage(sender) {
+  return typeof sender.url === 'string' && sender.url.startsWith(chrome.runtime.getURL(''));
+}
+
 const MESSAGE_HANDLERS = {
   /** The overlay's "report a wrong verdict" form. */
   'fakescope:report': async (message) => {
@@ -357,7 +430,7 @@ const MESSAGE_HANDLERS = {
     const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0 };
     return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
   },
-  'fakescope:lookup': async (message) => lookupImages(Array.isArray(message.urls) ? message.urls : []),
+  'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
   /** The popup's status line. */
   'fakescope:status': async () => {
     const settings = await currentSettings();
@@ -370,7 +443,26 @@ const MESSAGE_HANDLERS = {
     if (!server.ok) return { ok: false, failure: { title: 'Invalid address', message: server.error, guidance: '' } };
     const token = validateToken(message.apiToken);
     if (!token.ok) return { ok: false, failure: { title: 'Invalid token', message: token.error, guidance: '' } };
-    const ready = await new ApiClient({ baseUrl: server.value, token: token.value }).ready();
+    const client = new ApiClient({ baseUrl: server.value, token: token.value });
+    const ready = await client.ready();
+    // /readyz is public: an empty lookup checks that the server accepts this token (or none).
+    try {
+      await client.lookup([]);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+        const f = describeFailure(error);
+        return {
+          ok: false,
+          serverUrl: server.value,
+          ready,
+          failure: {
+            ...f,
+            title: token.value ? 'The server refused this API token' : 'The server requires an API token',
+          },
+        };
+      }
+      throw error;
+    }
     return { ok: true, serverUrl: server.value, ready };
   },
   /** The overlay's "Allow this image site" button: the options page asks for the permission. */
@@ -381,6 +473,9 @@ const MESSAGE_HANDLERS = {
   },
   /** The popup's feed switch: start feed mode in the open tab right away. */
   'fakescope:start-feed': async (message) => {
+    const settings = await currentSettings();
+    const tab = await chrome.tabs.get(message.tabId);
+    if (!isFeedEnabled(settings, tab.url ?? '')) return { ok: false, failure: { title: 'Feed mode is off on this site', message: '', guidance: '' } };
     await syncFeedScripts();
     await chrome.scripting.executeScript({ target: { tabId: message.tabId }, files: FEED_SCRIPTS });
     return { ok: true };

@@ -69,7 +69,11 @@
   }, { rootMargin: '200px' });
 
   function consider(img) {
+    // Still loading (a new source): its address may still be the old one's. The load event
+    // brings it back here once it shows what it will show.
+    if (!img.complete) return;
     const url = urlOf(img);
+    if (badges.has(img) && badges.get(img).dataset.src !== url) removeBadge(img);
     if (verdicts.has(url)) {
       placeBadge(img, verdicts.get(url));
       return;
@@ -92,7 +96,12 @@
     try {
       reply = await chrome.runtime.sendMessage({ type: 'fakescope:lookup', urls });
     } catch {
-      return; // the extension was reloaded or disabled: nothing to show
+      stop(); // the extension was reloaded or disabled: nothing more to do on this page
+      return;
+    }
+    if (reply?.stopped) {
+      stop(); // feed mode was switched off for this site while the page stayed open
+      return;
     }
     if (reply?.aspects) aspects = reply.aspects;
     if (reply?.failure) showFailureOnce(reply.failure);
@@ -138,10 +147,16 @@
     positionBadge(img, badge);
   }
 
+  function removeBadge(img) {
+    badges.get(img)?.remove();
+    badges.delete(img);
+  }
+
   function positionBadge(img, badge) {
-    if (!img.isConnected) {
-      badge.remove();
-      badges.delete(img);
+    // Gone, or now showing another image (a carousel or a recycled list row): the verdict was
+    // for the old image, so the badge goes; the new image is considered on its own.
+    if (!img.isConnected || urlOf(img) !== badge.dataset.src) {
+      removeBadge(img);
       return;
     }
     const rect = img.getBoundingClientRect();
@@ -168,7 +183,9 @@
   const mutations = new MutationObserver((records) => {
     for (const record of records) {
       if (record.type === 'attributes' && record.target instanceof HTMLImageElement) {
-        // A lazy loader swapped the source: observe again so it is reconsidered when visible.
+        // A lazy loader swapped the source: the badge (for the old source) goes, and the image
+        // is observed again so it is reconsidered when visible.
+        removeBadge(record.target);
         visibility.unobserve(record.target);
         visibility.observe(record.target);
       }
@@ -178,15 +195,31 @@
   });
 
   mutations.observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ['src', 'srcset'] });
-  document.addEventListener('load', (event) => {
+  function onImageLoad(event) {
     if (event.target instanceof HTMLImageElement) {
       visibility.unobserve(event.target);
       visibility.observe(event.target);
     }
-  }, true);
+  }
+  document.addEventListener('load', onImageLoad, true);
   window.addEventListener('scroll', scheduleReposition, { passive: true, capture: true });
   window.addEventListener('resize', scheduleReposition, { passive: true });
   observeImagesIn(document);
 
-  globalThis.__fakescopeFeed = { flush };
+  /** Stops feed mode on this page: no more lookups, no badges. */
+  function stop() {
+    visibility.disconnect();
+    mutations.disconnect();
+    clearTimeout(timer);
+    timer = null;
+    queued.clear();
+    document.removeEventListener('load', onImageLoad, true);
+    window.removeEventListener('scroll', scheduleReposition, { capture: true });
+    window.removeEventListener('resize', scheduleReposition);
+    badges.clear();
+    host.remove();
+    globalThis.__fakescopeFeed = null; // switching feed mode on again may start it afresh
+  }
+
+  globalThis.__fakescopeFeed = { flush, stop };
 })();

@@ -70,6 +70,8 @@
     @keyframes spin { to { transform: rotate(360deg); } }
     @media (prefers-reduced-motion: reduce) { .spinner { animation: none; } }
     .status { margin-top: 6px; font-size: 13px; }
+    .sr-only { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
+      clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
   `;
 
   /** Creates an element; strings become text nodes (never HTML: server text is untrusted). */
@@ -106,11 +108,16 @@
       this.titleId = uid('title');
       this.closeButton = h('button', { className: 'close', type: 'button', 'aria-label': 'Close FakeScope result', onclick: () => this.close() }, '×');
       this.body = h('div', { className: 'body' });
+      this.live = h('p', { className: 'sr-only', role: 'status', 'aria-live': 'polite' });
+      // Set when the user closes the panel while a check is still running: its result must
+      // not pop the panel open again (and steal the focus) for an image they gave up on.
+      this.dismissedSrc = null;
       this.panel = h(
         'section',
         { className: 'panel', role: 'dialog', 'aria-labelledby': this.titleId, tabindex: '-1' },
         h('header', {}, h('h2', { id: this.titleId }, 'FakeScope'), this.closeButton),
         this.body,
+        this.live,
       );
       this.root.append(this.panel);
       this.root.addEventListener('keydown', (event) => {
@@ -128,9 +135,16 @@
       return this.host.isConnected;
     }
 
-    open(anchor) {
+    /**
+     * Shows the panel at `anchor`. The focus moves into the panel when it opens or when the
+     * user asked for something new (`focus`), never on a later update of the same check: a
+     * slow check's result must not pull the focus away from where the user is typing.
+     */
+    open(anchor, { focus = true } = {}) {
       this.anchor = anchor ?? null;
-      if (!this.isOpen) {
+      const opening = !this.isOpen;
+      if (opening) {
+        this.dismissedSrc = null;
         const active = document.activeElement;
         this.returnFocus = active && active !== document.body ? active : null;
         document.documentElement.append(this.host);
@@ -146,7 +160,13 @@
         window.addEventListener('resize', this.onResize, { passive: true });
       }
       this.position();
-      this.panel.focus({ preventScroll: true });
+      if (opening || focus) this.panel.focus({ preventScroll: true });
+    }
+
+    /** Whether the keyboard focus is inside the panel (Escape only works from there). */
+    hasFocus() {
+      const inside = this.root.activeElement;
+      return Boolean(inside && this.panel.contains(inside));
     }
 
     /** Places the panel over the image's top-left corner, kept inside the viewport horizontally. */
@@ -167,6 +187,7 @@
     }
 
     close() {
+      if (this.isOpen && this.body.getAttribute('aria-busy') === 'true') this.dismissedSrc = this.srcUrl;
       this.askPort?.disconnect();
       this.askPort = null;
       window.removeEventListener('resize', this.onResize);
@@ -177,8 +198,16 @@
     }
 
     setBody(...children) {
-      this.body.replaceChildren(...children);
+      // replaceChildren() would insert `null` as the text "null": drop absent parts first.
+      this.body.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
       this.body.removeAttribute('aria-busy');
+    }
+
+    /** Says a state change to screen readers (focus stays where the user put it). */
+    announce(text) {
+      this.live.textContent = '';
+      // A fresh text node in the next task, so an identical message is announced again.
+      setTimeout(() => { this.live.textContent = text; }, 50);
     }
 
     showLoading(srcUrl) {
@@ -189,6 +218,7 @@
 
     showError(srcUrl, failure) {
       this.srcUrl = srcUrl;
+      this.announce(`FakeScope: ${failure?.title ?? 'Something went wrong'}`);
       this.setBody(
         h('div', { role: 'alert' },
           h('p', { className: 'error-title' }, failure?.title ?? 'Something went wrong'),
@@ -199,7 +229,7 @@
           failure?.imageOrigin
             ? h('button', {
                 type: 'button', className: 'secondary',
-                onclick: () => chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }),
+                onclick: () => chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }).catch(() => {}),
               }, 'Allow this image site…')
             : null,
           h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),
@@ -208,12 +238,23 @@
 
     retry() {
       this.showLoading(this.srcUrl);
-      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl });
+      // The focused "Try again" button is gone: keep the focus in the panel (Escape still closes it).
+      this.panel.focus({ preventScroll: true });
+      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl }).catch((error) => {
+        this.showError(this.srcUrl, {
+          title: 'FakeScope is unavailable',
+          message: String(error?.message ?? error),
+          guidance: 'Reload the page and try again.',
+        });
+      });
     }
 
     showResult(srcUrl, view, aspects, cached) {
       this.srcUrl = srcUrl;
       this.view = view;
+      this.askPort?.disconnect();
+      this.askPort = null;
+      this.announce(`FakeScope: ${view.headline}. ${view.score.text}.`);
       const score = view.score.percent;
       const gauge = score === null
         ? h('p', { className: 'muted' }, view.score.text)
@@ -342,6 +383,7 @@
           form.hidden = true;
           toggle.hidden = true;
           status.textContent = 'Thank you: the image was sent to human review.';
+          this.panel.focus({ preventScroll: true }); // the focused button was hidden
         } else {
           const f = reply?.failure ?? {};
           status.textContent = `${f.title ?? 'The report failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim();
@@ -356,11 +398,18 @@
   /** Shows a state (loading / result / error) for an image URL, anchored at that image. */
   function showOverlay({ state, srcUrl, view, aspects, cached, failure, anchor }) {
     overlay ??= new Overlay();
+    // The user closed the panel while this image was being checked: keep it closed (a badge
+    // click, which comes with its anchor, is the user asking again).
+    if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
     const target = anchor ?? findImages(srcUrl)[0] ?? null;
+    // A new check, or a badge the user clicked, takes the focus; the outcome of a check already
+    // shown as loading keeps the focus where it is (unless the update removed the focused control).
+    const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;
+    const hadFocus = overlay.hasFocus();
     if (state === 'loading') overlay.showLoading(srcUrl);
     else if (state === 'result') overlay.showResult(srcUrl, view, aspects, cached);
     else overlay.showError(srcUrl, failure);
-    overlay.open(target);
+    overlay.open(target, { focus: !update || (hadFocus && !overlay.hasFocus()) });
   }
 
   chrome.runtime.onMessage.addListener((message, _sender, sendResponse) => {

@@ -17,11 +17,20 @@
 
   async function readImage(srcUrl) {
     const reasons = [];
+    let status = 0;
     try {
       const response = await fetch(srcUrl, { credentials: 'include' });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      if (!response.ok) {
+        status = response.status;
+        throw new Error(`HTTP ${response.status}`);
+      }
+      const tooLarge = { ok: false, tooLarge: true, error: 'the image is larger than 25 MiB' };
+      if (Number(response.headers.get('Content-Length') ?? 0) > MAX_BYTES) {
+        response.body?.cancel().catch(() => {});
+        return tooLarge;
+      }
       const blob = await response.blob();
-      if (blob.size > MAX_BYTES) return { ok: false, error: 'the image is larger than 25 MiB' };
+      if (blob.size > MAX_BYTES) return tooLarge;
       return { ok: true, base64: await blobToBase64(blob), contentType: blob.type || 'application/octet-stream' };
     } catch (error) {
       reasons.push(`fetch: ${error.message}`);
@@ -41,7 +50,7 @@
         reasons.push(`canvas: ${error.message}`);
       }
     }
-    return { ok: false, error: reasons.join('; ') };
+    return { ok: false, status, error: reasons.join('; ') };
   }
 
   async function blobToBase64(blob) {

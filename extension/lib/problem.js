@@ -21,14 +21,40 @@ export class ApiError extends Error {
   }
 }
 
+/** The largest image the extension sends (the server's default upload limit). */
+export const MAX_IMAGE_BYTES = 25 * 1024 * 1024;
+
 export class ImageUnavailableError extends Error {
-  /** @param {string} imageUrl @param {string[]} reasons what each way of reading it answered */
-  constructor(imageUrl, reasons) {
+  /**
+   * @param {string} imageUrl
+   * @param {string[]} reasons what each way of reading it answered
+   * @param {{notFound?: boolean, tooLarge?: boolean, canGrant?: boolean}} [info]
+   *   notFound: every attempt got 404/410; tooLarge: over MAX_IMAGE_BYTES; canGrant: the
+   *   extension lacks host access to the image's site, so allowing it could help
+   */
+  constructor(imageUrl, reasons, { notFound = false, tooLarge = false, canGrant = true } = {}) {
     super(`Could not read the image at ${imageUrl}: ${reasons.join('; ')}`);
     this.name = 'ImageUnavailableError';
     this.imageUrl = imageUrl;
     this.reasons = reasons;
+    this.notFound = notFound;
+    this.tooLarge = tooLarge;
+    this.canGrant = canGrant;
   }
+}
+
+/** A failed read of image bytes: its HTTP status (0 when none), or too large. */
+export class ImageFetchError extends Error {
+  constructor(message, { status = 0, tooLarge = false } = {}) {
+    super(message);
+    this.name = 'ImageFetchError';
+    this.status = status;
+    this.tooLarge = tooLarge;
+  }
+}
+
+function sizeText(bytes) {
+  return `${Math.round(bytes / (1024 * 1024))} MiB`;
 }
 
 /** Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
@@ -69,20 +95,41 @@ function hostOf(url) {
  */
 export function describeFailure(error) {
   if (error instanceof ImageUnavailableError || error?.name === 'ImageUnavailableError') {
+    const base = { status: null, retryAfterSeconds: null };
+    const why = (error.reasons ?? []).join('; ');
+    if (error.tooLarge) {
+      return {
+        ...base,
+        title: 'This image is too large',
+        message: `The image is larger than ${sizeText(MAX_IMAGE_BYTES)}, more than FakeScope sends to the server.`,
+        guidance: 'Use a smaller copy of the image.',
+      };
+    }
+    if (error.notFound) {
+      return {
+        ...base,
+        title: 'The image is not there any more',
+        message: `The site ${hostOf(error.imageUrl)} answered “not found” for this image (${why}).`,
+        guidance: 'Reload the page; if the image still does not appear, the site removed it.',
+      };
+    }
     let imageOrigin;
     try {
-      imageOrigin = new URL(error.imageUrl).origin;
+      const url = new URL(error.imageUrl);
+      imageOrigin = /^https?:$/.test(url.protocol) ? url.origin : undefined;
     } catch {
       imageOrigin = undefined;
     }
+    const grant = Boolean(imageOrigin) && error.canGrant !== false;
     return {
+      ...base,
       title: 'This image could not be read',
-      message: `The site ${hostOf(error.imageUrl)} refused to share the image with FakeScope (${(error.reasons ?? []).join('; ')}).`,
-      guidance:
-        'Allow FakeScope to read images from this site in the options page, or save the image and check it from a page that serves it directly.',
-      status: null,
-      retryAfterSeconds: null,
-      imageOrigin,
+      message: `The site ${hostOf(error.imageUrl)} refused to share the image with FakeScope (${why}).`,
+      guidance: grant
+        ? 'Allow FakeScope to read images from this site in the options page, or save the image and check it from a page that serves it directly.'
+        : 'Save the image and check it from a page that serves it directly, or reload the page and try again.',
+      // The overlay offers "Allow this image site…" only where the permission could help.
+      ...(grant ? { imageOrigin } : {}),
     };
   }
   if (!(error instanceof ApiError) && error?.name !== 'ApiError') {

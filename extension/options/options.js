@@ -6,8 +6,10 @@
 
 import {
   loadSettings, saveSettings, validateServerUrl, validateToken, originPattern, siteOf, withFeedSite,
-  isLoopbackHost,
 } from '../lib/settings.js';
+
+// The hosts the manifest grants at install (host_permissions); any other server is asked for.
+const GRANTED_AT_INSTALL = new Set(['localhost', '127.0.0.1']);
 
 const $ = (id) => document.getElementById(id);
 let settings = null;
@@ -34,10 +36,23 @@ function readServerForm() {
   return server.ok && token.ok ? { serverUrl: server.value, apiToken: token.value } : null;
 }
 
-/** Asks for host access to a non-local server (the click is the user gesture the browser wants). */
+/**
+ * Asks for host access to a server the manifest does not cover (the click is the user
+ * gesture the browser wants). Other loopback addresses ([::1], 127.0.0.2) need it too.
+ */
 async function ensureServerPermission(serverUrl) {
-  if (isLoopbackHost(new URL(serverUrl).hostname)) return true;
-  return chrome.permissions.request({ origins: [originPattern(serverUrl)] });
+  if (GRANTED_AT_INSTALL.has(new URL(serverUrl).hostname)) return true;
+  try {
+    return await chrome.permissions.request({ origins: [originPattern(serverUrl)] });
+  } catch {
+    return false;
+  }
+}
+
+/** Settings as stored now: the popup (or another options tab) may have changed them. */
+async function freshSettings() {
+  settings = await loadSettings(chrome.storage.local);
+  return settings;
 }
 
 function describe(reply) {
@@ -73,7 +88,7 @@ async function saveServer(event) {
     setStatus($('server-status'), 'Not saved: FakeScope needs your permission to contact that server.', false);
     return;
   }
-  settings = await saveSettings(chrome.storage.local, { ...settings, ...values });
+  settings = await saveSettings(chrome.storage.local, { ...(await freshSettings()), ...values });
   $('server-url').value = settings.serverUrl;
   setStatus($('server-status'), 'Saved.', true);
 }
@@ -88,7 +103,7 @@ function renderSites() {
     remove.textContent = 'Turn off';
     remove.setAttribute('aria-label', `Turn off feed mode on ${site}`);
     remove.addEventListener('click', async () => {
-      settings = await saveSettings(chrome.storage.local, withFeedSite(settings, site, false));
+      settings = await saveSettings(chrome.storage.local, withFeedSite(await freshSettings(), site, false));
       renderSites();
     });
     const item = document.createElement('li');
@@ -115,7 +130,7 @@ async function addSite(event) {
     return;
   }
   showFieldError(input, $('feed-site-error'), '');
-  settings = await saveSettings(chrome.storage.local, withFeedSite(settings, site, true));
+  settings = await saveSettings(chrome.storage.local, withFeedSite(await freshSettings(), site, true));
   input.value = '';
   renderSites();
 }
@@ -142,6 +157,12 @@ async function init() {
   $('test-connection').addEventListener('click', testConnection);
   $('feed-form').addEventListener('submit', addSite);
   $('grant-form').addEventListener('submit', grantImageSite);
+  // Feed sites switched on or off from the popup show up here without a reload.
+  chrome.storage.onChanged.addListener(async (changes, area) => {
+    if (area !== 'local' || !changes.settings) return;
+    await freshSettings();
+    renderSites();
+  });
   document.body.dataset.ready = 'true';
 }
 

@@ -40,10 +40,15 @@ async function showFeedToggle() {
         return;
       }
     }
+    // Read again: the options page may have changed the settings since the popup opened.
+    settings = await loadSettings(chrome.storage.local);
     settings = await saveSettings(chrome.storage.local, withFeedSite(settings, tab.url, toggle.checked));
     if (toggle.checked) {
-      await chrome.runtime.sendMessage({ type: 'fakescope:start-feed', tabId: tab.id });
-      $('feed-status').textContent = 'Badges appear on images FakeScope already knows.';
+      const reply = await chrome.runtime.sendMessage({ type: 'fakescope:start-feed', tabId: tab.id })
+        .catch((error) => ({ ok: false, failure: { title: String(error?.message ?? error) } }));
+      $('feed-status').textContent = reply?.ok
+        ? 'Badges appear on images FakeScope already knows.'
+        : `On; reload the page to see badges (${reply?.failure?.title ?? 'the page refused the script'}).`;
     } else {
       $('feed-status').textContent = 'Off. Reload the page to remove the badges.';
     }

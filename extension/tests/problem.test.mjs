@@ -57,3 +57,28 @@ test('Retry-After accepts seconds and HTTP dates', () => {
   const now = Date.parse('2026-11-27T03:00:00Z');
   assert.equal(parseRetryAfter('Fri, 27 Nov 2026 03:01:00 GMT', now), 60);
 });
+
+test('an image the site no longer has is "not there", with no offer to allow the site', () => {
+  const text = describeFailure(new ImageUnavailableError('http://localhost:8000/gone.png', ['HTTP 404', 'fetch: HTTP 404'], { notFound: true, canGrant: false }));
+  assert.equal(text.title, 'The image is not there any more');
+  assert.match(text.message, /not found/);
+  assert.doesNotMatch(`${text.message} ${text.guidance}`, /refused|Allow FakeScope/);
+  assert.equal(text.imageOrigin, undefined);
+});
+
+test('an image over the size limit is "too large", not "refused"', () => {
+  const text = describeFailure(new ImageUnavailableError('https://cdn.example.org/huge.png', ['larger than 25 MiB'], { tooLarge: true }));
+  assert.equal(text.title, 'This image is too large');
+  assert.match(text.message, /25 MiB/);
+  assert.match(text.guidance, /smaller/);
+  assert.equal(text.imageOrigin, undefined);
+});
+
+test('allowing the image site is offered only when the extension lacks access to it', () => {
+  const refused = (canGrant) => describeFailure(new ImageUnavailableError('http://localhost:8000/hotlink.png', ['HTTP 403'], { canGrant }));
+  assert.equal(refused(true).imageOrigin, 'http://localhost:8000');
+  assert.equal(refused(false).imageOrigin, undefined);
+  assert.doesNotMatch(refused(false).guidance, /Allow FakeScope/);
+  const blob = describeFailure(new ImageUnavailableError('blob:http://localhost:8000/1d2c', ['revoked']));
+  assert.equal(blob.imageOrigin, undefined, 'a blob: URL has no site to allow');
+});

@@ -4,6 +4,7 @@ headless Chromium with the unpacked extension loaded (Playwright, sync API)."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import sqlite3
 import subprocess
@@ -20,7 +21,8 @@ import httpx
 import pytest
 from live_server import CHROMIUM_ARGS, REPO_ROOT, LiveServer, free_port
 
-EXTENSION_DIR = REPO_ROOT / "extension"
+# FAKESCOPE_EXTENSION_DIR runs the browser tests against another copy (e.g. an older build).
+EXTENSION_DIR = Path(os.environ.get("FAKESCOPE_EXTENSION_DIR") or REPO_ROOT / "extension")
 ADMIN_TOKEN = "fs-test-admin-token-0123456789abcdef"
 PAGE_HOST = "localhost"  # pages on localhost, the server on 127.0.0.1: two different origins
 MIGRATE_SNIPPET = "import sys; from server.db.migrate import upgrade; upgrade(sys.argv[1])"
@@ -203,6 +205,8 @@ class PageServer:
             if not own or (origin is not None and origin != self.origin):
                 return 403, b"hotlinking refused", "text/plain"
         name = path.rsplit("/", 1)[-1]
+        if name == "huge.png":
+            return 200, HUGE_IMAGE, "image/png"
         if name == "broken.png":
             return 200, b"these bytes are not an image at all", "image/png"
         if name in self.images:
@@ -214,6 +218,9 @@ class PageServer:
             self.httpd.shutdown()
             self.httpd.server_close()
 
+
+# Over the 25 MiB the extension sends (a PNG signature, then zeros: it is never decoded).
+HUGE_IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(26 * 1024 * 1024)
 
 FEED_PAGE = """<!doctype html><html><head><title>Feed</title>
 <style>
@@ -389,4 +396,98 @@ def server_factory(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[[]
 
     yield start
     for server in started:
+        server.stop()
+
+
+# --- a stub FakeScope server, for what the real one cannot be made to do on demand ----------
+
+
+@dataclass
+class StubServer:
+    """Answers like a FakeScope server, instantly or after `delay_s`, with `analysis` (a trained
+    model's verdict by default) for every upload; `token`, when set, is required on /v1/*."""
+
+    port: int = field(default_factory=free_port)
+    delay_s: float = 0.0
+    token: str | None = None
+    analysis: dict[str, Any] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+    httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def answer(self, sha256: str) -> dict[str, Any]:
+        return {
+            "sha256": sha256,
+            "label": "real",
+            "p_fake": 0.12,
+            "decided_by": "model",
+            "evidence": [],
+            "explanation": "Consistent sensor noise and natural lighting.",
+            "model": {
+                "id": "forensic-7b",
+                "revision": "r1",
+                "quantization": "nf4",
+                "untrained": False,
+            },
+            "untrained": False,
+            "flags": [],
+            **self.analysis,
+        }
+
+    def start(self) -> None:
+        import hashlib
+        import json
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                kind = "application/problem+json" if status >= 400 else "application/json"
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                owner.requests.append(f"GET {self.path}")
+                self.reply(200, {"status": "ready", "model": {"id": "forensic-7b"}})
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?", 1)[0]
+                owner.requests.append(f"POST {path}")
+                if owner.token and self.headers.get("Authorization") != f"Bearer {owner.token}":
+                    detail = "unknown or revoked API token"
+                    self.reply(401, {"title": "Unauthorized", "status": 401, "detail": detail})
+                    return
+                if path == "/v1/lookup":
+                    self.reply(200, {"results": {}, "near": []})
+                    return
+                time.sleep(owner.delay_s)
+                self.reply(200, owner.answer(hashlib.sha256(body).hexdigest()))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+@pytest.fixture
+def stub_server() -> Iterator[StubServer]:
+    server = StubServer()
+    server.start()
+    try:
+        yield server
+    finally:
         server.stop()

@@ -95,3 +95,46 @@ def test_options_page_validates_saves_and_tests_the_connection(
     page.fill("#server-url", "http://127.0.0.1:9")
     page.click("#test-connection")
     until(lambda: "unreachable" in page.inner_text("#server-status"), what="the failed test")
+
+
+def open_options(browser: Any) -> Any:
+    page = browser.context.new_page()
+    page.goto(browser.extension_url("options/options.html"))
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+def test_test_connection_says_when_the_server_refuses_the_token(
+    until: Any, browser: Any, stub_server: Any
+) -> None:
+    stub_server.token = "the-right-token"
+    page = open_options(browser)
+    page.fill("#server-url", stub_server.url)
+
+    page.click("#test-connection")
+    until(lambda: "requires an API token" in page.inner_text("#server-status"), what="no token")
+    page.fill("#api-token", "a-wrong-token")
+    page.click("#test-connection")
+    until(lambda: "refused this API token" in page.inner_text("#server-status"), what="refused")
+    assert "Connected" not in page.inner_text("#server-status")
+
+    page.fill("#api-token", "the-right-token")
+    page.click("#test-connection")
+    until(lambda: "Connected to" in page.inner_text("#server-status"), what="accepted")
+
+
+def test_saving_the_server_keeps_feed_sites_switched_on_elsewhere(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    page = open_options(browser)
+    # Meanwhile the popup switches feed mode on for a site.
+    browser.set_settings(feedSites=[page_server.origin])
+    until(lambda: page.locator("#feed-sites li").count() == 1, what="the list to follow")
+
+    page.fill("#server-url", stub_server.url)
+    page.click("#save")
+    until(lambda: page.inner_text("#server-status") == "Saved.", what="saved")
+
+    stored = browser.worker.evaluate("async () => (await chrome.storage.local.get('settings'))")
+    assert stored["settings"]["serverUrl"] == stub_server.url
+    assert stored["settings"]["feedSites"] == [page_server.origin]

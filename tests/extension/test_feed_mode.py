@@ -110,3 +110,54 @@ def test_feed_mode_is_off_until_a_site_is_switched_on(
     page.wait_for_timeout(1500)
     assert page.locator("fakescope-badges").count() == 0
     assert fakescope_server.request_count("POST", "/v1/lookup") == lookups_before
+
+
+def test_switching_feed_mode_off_stops_lookups_on_pages_already_open(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any
+) -> None:
+    fakescope_server.analyze(page_server.images["known.png"], "known.png")
+    fakescope_server.analyze(page_server.images["lazy.png"], "lazy.png")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/feed.html"))
+    until(lambda: page_server.url("/img/known.png") in badge_labels(page), what="a badge")
+
+    options = browser.context.new_page()
+    options.goto(browser.extension_url("options/options.html"))
+    options.wait_for_selector("body[data-ready=true]")
+    options.get_by_role("button", name=f"Turn off feed mode on {page_server.origin}").click()
+    until(lambda: options.locator("#feed-empty").is_visible(), what="feed mode off")
+    lookups_before = fakescope_server.request_count("POST", "/v1/lookup")
+
+    page.bring_to_front()
+    page.locator("#lazy").scroll_into_view_if_needed()
+    page.evaluate("window.appendImage('/img/later.png', 'later')")
+    page.locator("#later").scroll_into_view_if_needed()
+    page.wait_for_timeout(2000)
+
+    assert fakescope_server.request_count("POST", "/v1/lookup") == lookups_before, "no lookups"
+    assert badge_labels(page) == {}, "the badges went with feed mode"
+
+
+def test_a_badge_leaves_an_image_whose_source_changes(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any
+) -> None:
+    known = fakescope_server.analyze(page_server.images["known.png"], "known.png")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/feed.html"))
+    known_url = page_server.url("/img/known.png")
+    until(lambda: badge_labels(page).get(known_url) == known["label"], what="the badge")
+
+    # A carousel (or a recycled row of a virtual list) shows another image in the same <img>.
+    page.evaluate("document.getElementById('known').src = '/img/unknown.png'")
+    page.wait_for_function("document.getElementById('known').currentSrc.endsWith('unknown.png')")
+    page.wait_for_timeout(1200)
+
+    assert known_url not in badge_labels(page), "the old image's verdict left with it"
+    assert page.locator("fakescope-badges button").count() == 0
+
+    page.evaluate("document.getElementById('known').src = '/img/known.png'")
+    until(lambda: badge_labels(page).get(known_url) == known["label"], what="the badge again")

@@ -1,0 +1,190 @@
+"""The overlay across the life of a check, against a stub server that answers on demand: a
+trained model's verdict, a slow check the user closes or moves away from, keyboard focus
+after the panel changes, and images that cannot be sent (gone, too large, large data: URLs)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+FORM_PAGE = """<!doctype html><html><head><title>Form</title></head><body>
+<img id="pic" src="/img/check.png" width="240" height="180" alt="pic">
+<label>Comment <input id="comment" type="text"></label>
+</body></html>"""
+
+START_CHECK = """async ([pageUrl, srcUrl]) => {
+    const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
+    self.__outcome = null;
+    self.fakescopeHandleMenuClick(
+      {menuItemId: 'fakescope-check', srcUrl, frameId: 0, pageUrl}, tab,
+    ).then((r) => { self.__outcome = r; });
+}"""
+
+
+def start_check(browser: Any, page: Any, src: str) -> None:
+    """A right-click check that runs on while the test acts (check_image waits for it)."""
+    browser.worker.evaluate(START_CHECK, [page.url, src])
+
+
+def outcome(browser: Any) -> Any:
+    return browser.worker.evaluate("() => self.__outcome")
+
+
+def panel_text(page: Any) -> str:
+    body = page.locator("fakescope-overlay .body")
+    return str(body.inner_text()) if body.count() else ""
+
+
+def active_element(page: Any) -> str:
+    return page.evaluate("() => document.activeElement.id || document.activeElement.tagName")
+
+
+@pytest.fixture
+def form_page(browser: Any, stub_server: Any, page_server: Any) -> Any:
+    page_server.pages["/form.html"] = FORM_PAGE
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/form.html"))
+    return page
+
+
+def test_a_trained_models_verdict_has_no_stray_text_and_is_announced(
+    until: Any, browser: Any, form_page: Any, page_server: Any
+) -> None:
+    result = browser.check_image(form_page, page_server.url("/img/check.png"))
+
+    assert result["ok"], result
+    overlay = form_page.locator("fakescope-overlay")
+    body = overlay.locator(".body").inner_text()
+    assert "null" not in body and "undefined" not in body, body
+    assert overlay.locator(".warning").count() == 0, "no untrained warning for a trained model"
+    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
+    assert "Model: forensic-7b, revision r1, nf4 quantized" in body
+    live = overlay.locator(".sr-only[role=status]")
+    until(lambda: "Likely authentic" in live.inner_text(), what="the verdict announced")
+    assert "12% likelihood" in live.inner_text()
+
+
+def test_closing_the_panel_while_checking_keeps_it_closed(
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    stub_server.delay_s = 2.0
+    overlay = form_page.locator("fakescope-overlay")
+    start_check(browser, form_page, page_server.url("/img/check.png"))
+    until(lambda: "Checking this image" in panel_text(form_page), what="the loading state")
+
+    form_page.keyboard.press("Escape")
+    assert overlay.count() == 0
+    form_page.locator("#comment").focus()
+    form_page.keyboard.type("my own words")
+    until(lambda: outcome(browser), timeout_s=20, what="the check to finish")
+
+    assert outcome(browser)["ok"]
+    assert overlay.count() == 0, "the result did not reopen a panel the user closed"
+    assert active_element(form_page) == "comment"
+    assert form_page.input_value("#comment") == "my own words"
+
+
+def test_a_slow_result_does_not_take_the_focus_from_the_page(
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    stub_server.delay_s = 2.0
+    overlay = form_page.locator("fakescope-overlay")
+    start_check(browser, form_page, page_server.url("/img/check.png"))
+    until(lambda: "Checking this image" in panel_text(form_page), what="the loading state")
+    assert overlay.locator("section[role=dialog]").evaluate(
+        "(el) => el.getRootNode().activeElement === el"
+    ), "a new check takes the focus"
+
+    form_page.locator("#comment").click()
+    form_page.keyboard.type("typing")
+    until(lambda: outcome(browser), timeout_s=20, what="the check to finish")
+    form_page.keyboard.type(" on")
+
+    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
+    assert active_element(form_page) == "comment"
+    assert form_page.input_value("#comment") == "typing on"
+
+
+def test_escape_still_closes_the_panel_after_a_report_was_sent(
+    until: Any, browser: Any, form_page: Any, page_server: Any
+) -> None:
+    assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
+    overlay = form_page.locator("fakescope-overlay")
+    overlay.get_by_role("button", name="Report a wrong verdict").click()
+    overlay.get_by_label("Why is the verdict wrong?").fill("It is a render.")
+    overlay.get_by_role("button", name="Send report").focus()
+    form_page.keyboard.press("Enter")
+    until(
+        lambda: "sent to human review" in overlay.locator(".report-status").inner_text(),
+        what="the report confirmation",
+    )
+
+    form_page.keyboard.press("Escape")
+    assert overlay.count() == 0, "the focus stayed in the panel when the form was hidden"
+
+
+def test_an_image_that_is_gone_says_so_without_offering_a_permission(
+    browser: Any, form_page: Any, page_server: Any
+) -> None:
+    page_server.pages["/gone.html"] = '<!doctype html><img id="gone" src="/img/gone.png">'
+    form_page.goto(page_server.url("/gone.html"))
+
+    result = browser.check_image(form_page, page_server.url("/img/gone.png"))
+
+    assert not result["ok"]
+    alert = form_page.locator("fakescope-overlay [role=alert]").inner_text()
+    assert "The image is not there any more" in alert
+    assert "refused" not in alert
+    allow = form_page.locator("fakescope-overlay").get_by_role(
+        "button", name="Allow this image site"
+    )
+    assert allow.count() == 0, "the extension may read localhost already: no permission to ask"
+
+
+def test_a_huge_image_is_too_large_and_is_not_downloaded_again_by_the_page(
+    browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    page_server.pages["/huge.html"] = '<!doctype html><img id="huge" src="/img/huge.png">'
+    form_page.goto(page_server.url("/huge.html"))
+    form_page.wait_for_load_state("load")
+    before = len(page_server.requests_for("/img/huge.png"))
+
+    result = browser.check_image(form_page, page_server.url("/img/huge.png"))
+
+    assert not result["ok"]
+    assert result["failure"]["title"] == "This image is too large"
+    assert "25 MiB" in form_page.locator("fakescope-overlay [role=alert]").inner_text()
+    assert len(page_server.requests_for("/img/huge.png")) - before == 1, "one request, no retry"
+    assert not any(r.startswith("POST /v1/analyze") for r in stub_server.requests)
+
+
+def test_large_data_url_images_do_not_fill_the_extensions_storage(
+    browser: Any, form_page: Any, page_server: Any
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    sources = []
+    for seed in range(4):  # about 3.3 MB of PNG each, 4.4 MB as a data: URL
+        noise = np.random.default_rng(seed).integers(0, 256, (1000, 1100, 3), dtype=np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(noise).save(out, format="PNG")
+        sources.append("data:image/png;base64," + base64.b64encode(out.getvalue()).decode())
+    page_server.pages["/generated.html"] = "<!doctype html>" + "".join(
+        f'<img id="g{i}" src="{src}" width="220">' for i, src in enumerate(sources)
+    )
+    form_page.goto(page_server.url("/generated.html"))
+
+    for src in sources:
+        result = browser.check_image(form_page, src)
+        assert result["ok"], result["failure"]
+    form_page.goto(page_server.url("/form.html"))
+    assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
+    used = browser.worker.evaluate("() => chrome.storage.session.getBytesInUse(null)")
+    assert used < 1_000_000
