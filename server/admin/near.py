@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.context import settings_of
 from server.db.models import AnalysisRow, ReviewDecision, ReviewItem
-from server.lookup.live_index import LivePdqIndex
+from server.lookup.live_index import MIN_PDQ_QUALITY, LivePdqIndex
 
 MAX_NEAR = 10
 DEFAULT_MAX_DISTANCE = 31
@@ -57,6 +57,8 @@ async def near_duplicates(
     index = app.state.get("pdq_index")
     if not pdq or not isinstance(index, LivePdqIndex):
         return []
+    if (image.get("pdq_quality") or 0) < MIN_PDQ_QUALITY:
+        return []  # a flat image's hash matches other flat images, not copies of it
     settings = settings_of(app)
     max_distance = settings.pdq_max_distance if settings else DEFAULT_MAX_DISTANCE
     matches = await index.search([pdq], max_distance=max_distance, per_query=limit + 1)

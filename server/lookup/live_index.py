@@ -42,6 +42,12 @@ from server.timefmt import as_utc, utcnow
 
 log = logging.getLogger("fakescope.server")
 DEFAULT_MARGIN_S = 60.0
+# PDQ's own quality score (0-100) says how much structure the hash rests on. Flat or nearly
+# blank images score low and hash alike (all zeros, for a blank one), so they would be
+# reported as exact near matches of each other; PDQ's authors advise against matching
+# hashes under 50. Such images are left out of the index: their verdicts are still found
+# by SHA-256.
+MIN_PDQ_QUALITY = 50
 # Rows per fetch while loading; the most new rows, and (queries x images), handled on the
 # event loop (well under a millisecond of numpy): above that, the work goes to a thread.
 LOAD_PARTITION = 50_000
@@ -114,7 +120,9 @@ class LivePdqIndex:
         async with self.db.connect() as conn:
             newest = (await conn.execute(select(func.max(Image.first_seen_at)))).scalar()
             result = await conn.stream(
-                select(Image.sha256, Image.pdq).execution_options(yield_per=LOAD_PARTITION)
+                select(Image.sha256, Image.pdq)
+                .where(Image.pdq_quality >= MIN_PDQ_QUALITY)
+                .execution_options(yield_per=LOAD_PARTITION)
             )
             parts = [
                 await asyncio.to_thread(parse_rows, partition)
@@ -138,7 +146,7 @@ class LivePdqIndex:
         """The rows stamped at or after the watermark (mostly held already: skipped)."""
         assert self._since is not None
         query = select(Image.sha256, Image.pdq, Image.first_seen_at).where(
-            Image.first_seen_at >= self._since
+            Image.first_seen_at >= self._since, Image.pdq_quality >= MIN_PDQ_QUALITY
         )
         async with self.db.connect() as conn:
             rows = (await conn.execute(query)).all()

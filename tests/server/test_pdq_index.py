@@ -238,6 +238,27 @@ async def test_lookup_finds_an_image_analysed_after_the_first_lookup_and_a_jpeg_
     assert after["results"] == {}
 
 
+async def test_flat_images_are_never_near_matches_of_each_other(client) -> None:
+    """Blank and nearly blank images have PDQ hashes of quality near 0: never hints."""
+    flats = []
+    for shade in (0, 1, 255):
+        buffer = io.BytesIO()
+        PILImage.new("RGB", (128, 128), (shade, shade, shade)).save(buffer, "PNG")
+        flats.append(
+            (await client.post("/v1/analyze", files={"file": ("f.png", buffer.getvalue())})).json()
+        )
+    assert all(f["image"]["pdq_quality"] < 50 for f in flats)
+    # Their hashes are noise (a black one is all zeros): none is a hint about the others.
+    hashes = [f["image"]["pdq"] for f in flats]
+    found = (await client.post("/v1/lookup", json={"pdq": hashes})).json()
+    assert found["near"] == []
+    # The picture with structure next to them is still found through its hash.
+    picture = (await client.post("/v1/analyze", files={"file": ("a.png", _picture("PNG"))})).json()
+    assert picture["image"]["pdq_quality"] >= 50
+    again = (await client.post("/v1/lookup", json={"pdq": [picture["image"]["pdq"]]})).json()
+    assert [m["sha256"] for m in again["near"]] == [picture["sha256"]]
+
+
 def test_bench_pdq_quick_runs_and_prints_the_ratio() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_pdq.py"), "--quick"],
