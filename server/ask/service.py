@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,8 +28,9 @@ from server.inference.queue_jobs import QueueFullError
 from server.jobs.remote_host import RemoteHost, RemoteStream
 from server.jobs.store import FAILED, JobOutcome
 from server.problems import ProblemError, service_unavailable
-from server.timefmt import iso_z
+from server.timefmt import iso_z, utcnow
 
+log = logging.getLogger("fakescope.server")
 _DONE = object()
 
 
@@ -262,8 +264,14 @@ class AskService:
             return
         finally:
             stop.set()  # the client may have gone: stop generating for nobody
-        row = await self._store(question, text)  # the whole answer, as the batch decoded it
-        yield _event("done", self.payload(question, text, row.created_at))
+        try:
+            row = await self._store(question, text)  # the whole answer, as the batch decoded it
+            created_at = row.created_at
+        except Exception:
+            # The client has every piece already: end its stream properly, uncached.
+            log.exception("a streamed answer about %s could not be stored", question.sha256)
+            created_at = utcnow()
+        yield _event("done", self.payload(question, text, created_at))
 
 
 def _event(name: str, data: dict[str, Any]) -> str:

@@ -159,6 +159,26 @@ async def test_ask_streams_server_sent_events_and_caches_the_whole_answer(model_
     assert again.json()["answer"] == events[-1][1]["answer"]
 
 
+async def test_a_streamed_answer_that_cannot_be_stored_still_ends_with_done(
+    model_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client has every piece already: the stream ends properly, not cut off."""
+    sha = (await model_client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+
+    async def database_down(*_: Any) -> Any:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(model_client.app.state.ask_service, "_store", database_down)
+    question = {"sha256": sha, "aspect": "texture"}
+    streamed = await model_client.post(
+        "/v1/ask", json=question, headers={"Accept": "text/event-stream"}
+    )
+    events = sse_events(streamed.text)
+    assert streamed.status_code == 200 and events[-1][0] == "done"
+    tokens = "".join(data["text"] for name, data in events if name == "token")
+    assert events[-1][1]["answer"] == tokens.strip() and events[-1][1]["created_at"]
+
+
 async def test_ask_about_an_image_never_analysed_is_a_404(model_client) -> None:
     response = await model_client.post("/v1/ask", json={"sha256": "12" * 32, "enhance": True})
     assert response.status_code == 404
