@@ -153,8 +153,8 @@ def test_a_reviewer_signs_in_and_decides_by_click_and_by_keyboard_in_chromium(
             expect(page.locator(".evidence")).to_contain_text("camera_exif")
             page.screenshot(path=str(artifacts_dir / "admin-review.png"), full_page=True)
 
-            # Decide with the keyboard: r = Real.
-            page.keyboard.press("r")
+            # Decide with the keyboard: r = Real, whatever the case (as with Caps Lock on).
+            page.keyboard.press("R")
             expect(count).to_have_text("1 open")
             expect(page.locator("h1")).to_contain_text(shas[2][:16])
             assert page.locator("a[data-queue-link]").count() == 1

@@ -35,7 +35,8 @@
       k: () => moveInQueue(-1),
       n: () => document.getElementById("note")?.focus(),
     };
-    const action = actions[event.key];
+    // Case-blind: with Caps Lock on, F still means fake.
+    const action = actions[event.key.length === 1 ? event.key.toLowerCase() : event.key];
     if (action) {
       event.preventDefault();
       action();
