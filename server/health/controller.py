@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, head
 from litestar.datastructures import State
 from sqlalchemy import text
 
@@ -21,6 +21,25 @@ from server.settings import Settings
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
 
 
+async def _readiness(state: State) -> tuple[dict[str, Any], int, dict[str, str] | None]:
+    """/readyz's body, status and headers: 503 while the model loads (with Retry-After),
+    failed, or the database is unreachable."""
+    host: ModelHost | RemoteHost = state.model_host
+    db: Database = state.db
+    body, ready = host.describe(), host.ready  # one moment's view, before any await
+    try:
+        async with db.read() as session:
+            await session.execute(text("SELECT 1"))
+        body["database"] = "ok"
+    except Exception as exc:
+        body["database"] = f"unreachable: {type(exc).__name__}"
+        return {**body, "status": "unready"}, 503, None
+    if not ready:
+        headers = {"Retry-After": "5"} if body["state"] == "loading" else None
+        return {**body, "status": "unready"}, 503, headers
+    return {**body, "status": "ready"}, 200, None
+
+
 class HealthController(Controller):
     tags = ["operations"]
     include_in_schema = True
@@ -29,22 +48,19 @@ class HealthController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
+    @head("/healthz", summary="Liveness, as a status code alone (load balancers, monitors)")
+    async def healthz_head(self) -> None:
+        return None
+
     @get("/readyz", summary="Readiness: database reachable and model ready (or provenance-only)")
     async def readyz(self, state: State) -> Response[dict[str, Any]]:
-        host: ModelHost | RemoteHost = state.model_host
-        db: Database = state.db
-        body, ready = host.describe(), host.ready  # one moment's view, before any await
-        try:
-            async with db.read() as session:
-                await session.execute(text("SELECT 1"))
-            body["database"] = "ok"
-        except Exception as exc:
-            body["database"] = f"unreachable: {type(exc).__name__}"
-            return Response({**body, "status": "unready"}, status_code=503)
-        if not ready:
-            headers = {"Retry-After": "5"} if body["state"] == "loading" else None
-            return Response({**body, "status": "unready"}, status_code=503, headers=headers)
-        return Response({**body, "status": "ready"})
+        body, status, headers = await _readiness(state)
+        return Response(body, status_code=status, headers=headers)
+
+    @head("/readyz", summary="Readiness, as a status code alone (200 or 503)")
+    async def readyz_head(self, state: State) -> Response[None]:
+        _, status, headers = await _readiness(state)
+        return Response(None, status_code=status, headers=headers)
 
     @get("/metrics", summary="Prometheus metrics", media_type=PROMETHEUS_MEDIA_TYPE)
     async def metrics(self, state: State) -> Response[bytes]:

@@ -219,6 +219,9 @@ async def test_health_readiness_metrics_and_openapi_are_served(client) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = (await client.get("/readyz")).json()
     assert ready["status"] == "ready" and ready["mode"] == "provenance-only"
+    for path in ("/healthz", "/readyz"):  # monitors probe with HEAD: a status, no body
+        probed = await client.head(path)
+        assert probed.status_code == 200 and probed.content == b""
     await client.post("/v1/analyze", files={"file": ("a.png", unique_png())})
     metrics = (await client.get("/metrics")).text
     assert (

@@ -199,6 +199,8 @@ async def test_healthz_answers_while_the_model_loads_and_readyz_says_loading(
             assert (await client.get("/healthz")).status_code == 200
             loading = await client.get("/readyz")
             assert loading.status_code == 503 and loading.json()["state"] == "loading"
+            probed = await client.head("/readyz")
+            assert probed.status_code == 503 and probed.headers["retry-after"] == "5"
             busy = await client.post("/v1/analyze", **upload(unique_png()))
             assert busy.status_code == 503 and "retry-after" in busy.headers
             problem(busy)
