@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -396,38 +396,37 @@ class InferenceQueue:
     async def _run_forward(self, live: list[ScoreJob], inputs: Any) -> None:
         assert self._score_inputs is not None
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        # No tokenizer_lock: the forward pass does not tokenize, and this overlap with
+        # the preprocessing thread is the point of the pipeline.
+        forward = loop.run_in_executor(self._executor, self._score_inputs, inputs)
+        del inputs  # the batch's tensors: not kept on the device if it must run again
         try:
-            # No tokenizer_lock: the forward pass does not tokenize, and this overlap with
-            # the preprocessing thread is the point of the pipeline.
-            scores = await loop.run_in_executor(self._executor, self._score_inputs, inputs)
+            settled = await self._settle_scores(live, forward)
         except asyncio.CancelledError:
             fail_jobs(live, QueueFullError("server is shutting down"))
             raise
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                fail_jobs(live, exc)
-                return
-        else:
-            self._observer.batch_done(len(live), time.perf_counter() - started)
-            succeed_jobs(live, [float(score) for score in scores])
-            return
-        del inputs  # the batch's tensors: not kept on the device while it runs again
-        await self._score_in_halves(live)
+        if not settled:
+            await self._score_in_halves(live)
 
     async def _run_batch(self, live: list[ScoreJob]) -> None:
+        scoring = self._on_model_thread(self._score_batch, [job.image for job in live])
+        if not await self._settle_scores(live, scoring):
+            await self._score_in_halves(live)
+
+    async def _settle_scores(self, live: list[ScoreJob], scoring: Awaitable[Sequence[Any]]) -> bool:
+        """`live` settled with the scores `scoring` gives, or with its failure; False (and
+        nothing settled) when it ran out of device memory."""
         started = time.perf_counter()
         try:
-            scores = await self._on_model_thread(self._score_batch, [job.image for job in live])
+            scores = await scoring
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                fail_jobs(live, exc)
-                return
-        else:
-            self._observer.batch_done(len(live), time.perf_counter() - started)
-            succeed_jobs(live, [float(score) for score in scores])
-            return
-        await self._score_in_halves(live)
+            if is_out_of_memory(exc):
+                return False
+            fail_jobs(live, exc)
+            return True
+        self._observer.batch_done(len(live), time.perf_counter() - started)
+        succeed_jobs(live, [float(score) for score in scores])
+        return True
 
     async def _score_in_halves(self, live: list[ScoreJob]) -> None:
         """`live` ran out of device memory: each half again, once the model let go of what
