@@ -401,12 +401,11 @@ class InferenceQueue:
         forward = loop.run_in_executor(self._executor, self._score_inputs, inputs)
         del inputs  # the batch's tensors: not kept on the device if it must run again
         try:
-            settled = await self._settle_scores(live, forward)
-        except asyncio.CancelledError:
+            if not await self._settle_scores(live, forward):
+                await self._score_in_halves(live)
+        except asyncio.CancelledError:  # stop(): these jobs are no longer in _current
             fail_jobs(live, QueueFullError("server is shutting down"))
             raise
-        if not settled:
-            await self._score_in_halves(live)
 
     async def _run_batch(self, live: list[ScoreJob]) -> None:
         scoring = self._on_model_thread(self._score_batch, [job.image for job in live])

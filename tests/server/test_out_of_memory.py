@@ -291,3 +291,23 @@ async def test_a_continuous_session_short_of_memory_answers_503_errors(where: st
         await queue.stop()
     assert all(isinstance(r, DeviceMemoryError) for r in results), results
     assert observer.events == ([("generate", 2)] if where == "session" else [])
+
+
+async def test_stopping_while_halves_run_again_fails_them_instead_of_hanging() -> None:
+    entered, gate = threading.Event(), threading.Event()
+
+    class SlowAfterFailing(Device):
+        def score(self, images: Sequence[int]) -> list[float]:
+            if len(images) <= self.fits:  # a retried half: on the model thread at stop()
+                entered.set()
+                gate.wait(5)
+            return super().score(images)
+
+    queue = queue_for(SlowAfterFailing(fits=1), Observer(), two_stage=True)
+    queue.start()
+    scoring = asyncio.ensure_future(score_together(queue, range(2)))
+    assert await asyncio.to_thread(entered.wait, 5)
+    await queue.stop()
+    gate.set()
+    results = await asyncio.wait_for(scoring, 5)
+    assert all(isinstance(r, QueueFullError) for r in results), results
