@@ -21,6 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.stores.base import Store
 
+from server import openapi_docs
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
 from server.analyze.image_rows import DatabaseImageStore
 from server.analyze.image_store import FileImageStore, ImageStore
@@ -215,6 +216,7 @@ def create_app(
             description="AI-generated image forensics: verdicts, evidence and explanations.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            components=openapi_docs.COMPONENTS,
         ),
         template_config=template_config(),
         state=State(

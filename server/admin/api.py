@@ -47,6 +47,7 @@ from server.admin.token_store import (
     revoke_token,
     token_to_dict,
 )
+from server.openapi_docs import ADMIN_PROBLEMS, AdminOperation, problem_responses
 from server.problems import ProblemError
 from server.timefmt import as_utc
 
@@ -112,7 +113,15 @@ class ReviewController(Controller):
     dependencies = {"admin_db": Provide(provide_admin_session)}
     tags = ["admin"]
 
-    @get("/queue", summary="Items waiting for (or past) review, oldest first")
+    @get(
+        "/queue",
+        summary="Items waiting for (or past) review, oldest first",
+        operation_class=AdminOperation,
+        responses=problem_responses(
+            {422: "A bad filter (`invalid-filter`), limit or cursor (`unknown-cursor`)"},
+            ADMIN_PROBLEMS,
+        ),
+    )
     async def queue(
         self,
         admin_db: NamedDependency[AsyncSession],
@@ -154,6 +163,14 @@ class ReviewController(Controller):
     @get(
         "/items/{sha256:str}",
         summary="Everything about one item: facts, analysis, reports, near duplicates",
+        operation_class=AdminOperation,
+        responses=problem_responses(
+            {
+                404: "No image with this sha256 is known (`not-found`)",
+                422: "The path is not 64 hexadecimal characters (`invalid-sha256`)",
+            },
+            ADMIN_PROBLEMS,
+        ),
     )
     async def item(
         self,
@@ -168,7 +185,22 @@ class ReviewController(Controller):
         item["near_duplicates"] = await near_duplicates(request.app, admin_db, item)
         return item
 
-    @post("/items/{sha256:str}/decision", status_code=201, summary="Decide the final label")
+    @post(
+        "/items/{sha256:str}/decision",
+        status_code=201,
+        summary="Decide the final label",
+        operation_class=AdminOperation,
+        responses=problem_responses(
+            {
+                400: "Malformed JSON",
+                404: "No image with this sha256 is known (`not-found`)",
+                409: "Another decision came in since `expected_decision_id` "
+                "(`decision-conflict`, with `latest_decision`)",
+                422: "An invalid body (`errors` lists the fields), note or sha256",
+            },
+            ADMIN_PROBLEMS,
+        ),
+    )
     async def decide(
         self,
         request: Request[Any, Any, Any],
@@ -216,7 +248,12 @@ class AdminOnlyController(Controller):
     dependencies = {"admin_db": Provide(provide_admin_session)}
     tags = ["admin"]
 
-    @get("/audit", summary="The audit log, newest first")
+    @get(
+        "/audit",
+        summary="The audit log, newest first",
+        operation_class=AdminOperation,
+        responses=problem_responses({422: "A bad limit, before_id or sha256"}, ADMIN_PROBLEMS),
+    )
     async def audit(
         self,
         admin_db: NamedDependency[AsyncSession],
@@ -242,6 +279,9 @@ class AdminOnlyController(Controller):
             "Filters: label (fake or real), since / until (the latest decision at or after / "
             "before an ISO 8601 time; without a zone, UTC)."
         ),
+        media_type=EXPORT_MEDIA_TYPE,
+        operation_class=AdminOperation,
+        responses=problem_responses({422: "A bad label, since or until"}, ADMIN_PROBLEMS),
     )
     async def export(
         self,
@@ -261,11 +301,25 @@ class AdminOnlyController(Controller):
             headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
         )
 
-    @get("/tokens", summary="API tokens (never their secrets)")
+    @get(
+        "/tokens",
+        summary="API tokens (never their secrets)",
+        operation_class=AdminOperation,
+        responses=problem_responses({}, ADMIN_PROBLEMS),
+    )
     async def tokens(self, admin_db: NamedDependency[AsyncSession]) -> dict[str, Any]:
         return {"tokens": [token_to_dict(row) for row in await list_tokens(admin_db)]}
 
-    @post("/tokens", status_code=201, summary="Create a token; its secret is returned once")
+    @post(
+        "/tokens",
+        status_code=201,
+        summary="Create a token; its secret is returned once",
+        operation_class=AdminOperation,
+        responses=problem_responses(
+            {400: "Malformed JSON", 422: "An invalid body (`errors` lists the fields) or name"},
+            ADMIN_PROBLEMS,
+        ),
+    )
     async def create(
         self, request: Request[Any, Any, Any], data: JSONBody[TokenRequest]
     ) -> dict[str, Any]:
@@ -281,7 +335,13 @@ class AdminOnlyController(Controller):
             "token": created.secret,
         }
 
-    @delete("/tokens/{token_id:int}", status_code=200, summary="Revoke a token")
+    @delete(
+        "/tokens/{token_id:int}",
+        status_code=200,
+        summary="Revoke a token",
+        operation_class=AdminOperation,
+        responses=problem_responses({404: "No token with this id (`not-found`)"}, ADMIN_PROBLEMS),
+    )
     async def revoke(
         self, request: Request[Any, Any, Any], token_id: FromPath[int]
     ) -> dict[str, Any]:

@@ -17,6 +17,13 @@ from server.net.ssrf import (
     UrlTimeoutError,
     UrlTooLargeError,
 )
+from server.openapi_docs import (
+    Analysis,
+    AnalyzeOperation,
+    CachedOperation,
+    responses,
+    success,
+)
 from server.problems import ProblemError
 from server.requests import json_object, media_type, parse_bool, sha256_key
 
@@ -107,7 +114,27 @@ class AnalyzeController(Controller):
             "parameter or a form field. Cached results carry `X-Cache: hit`. Without a model "
             'configured the server runs in provenance-only mode (`"mode": "provenance-only"`).'
         ),
-        responses=None,
+        operation_class=AnalyzeOperation,
+        responses=responses(
+            200,
+            success(Analysis, "The analysis (`X-Cache: hit` when these bytes were seen before)"),
+            {
+                400: "Malformed JSON (`malformed-json`), or an empty or undecodable image "
+                "(`empty-image`, `undecodable-image`)",
+                413: "The image or the body is too large (`image-too-large`), or the multipart "
+                "body has too many parts (`multipart-too-large`)",
+                415: "Neither multipart/form-data nor application/json, or an unsupported image "
+                "format (`unsupported-image`)",
+                422: "Invalid request: no or several `file` parts, no `url`, a refused URL "
+                "(`url-refused`), or `explain` not a boolean",
+                502: "The URL could not be fetched (`url-fetch-failed`)",
+                503: "Busy: the queue is full (`overloaded`), the GPU ran out of memory "
+                "(`gpu-out-of-memory`), the model is loading (`loading`) or failed "
+                "(`model-failed`), no GPU worker runs (`no-workers`), a worker was lost "
+                "(`worker-lost`), or the analysis timed out (`timeout`)",
+                504: "Fetching the URL took too long (`url-timeout`)",
+            },
+        ),
     )
     async def analyze(
         self,
@@ -135,7 +162,20 @@ class AnalyzeController(Controller):
         result = await _service(state).analyze(data, explain=want_explain)
         return analysis_response(result.analysis, result.cache_hit)
 
-    @get("/analyses/{sha256:str}", summary="A cached analysis by the image's SHA-256, or 404")
+    @get(
+        "/analyses/{sha256:str}",
+        summary="A cached analysis by the image's SHA-256, or 404",
+        operation_class=CachedOperation,
+        responses=responses(
+            200,
+            success(Analysis, "The cached analysis (`X-Cache: hit`)"),
+            {
+                404: "No analysis of this image under the current model and prompts",
+                422: "The path is not 64 hexadecimal characters",
+                503: "The model is loading (`loading`) or failed to load (`model-failed`)",
+            },
+        ),
+    )
     async def get_analysis(
         self, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[dict[str, Any]]:

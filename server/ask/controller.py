@@ -9,6 +9,7 @@ from litestar.response import Stream
 
 from server.ask.questions import parse_question
 from server.ask.service import AskService
+from server.openapi_docs import BODY_PROBLEMS, Answer, AskOperation, responses, success
 from server.requests import JSON_BODY_LIMIT, json_object
 
 
@@ -44,6 +45,24 @@ class AskController(Controller):
             "image, model and prompt version (`X-Cache`). With `Accept: text/event-stream` the "
             "answer streams as SSE: `token` events with {text}, then one `done` event with "
             "the full answer object."
+        ),
+        operation_class=AskOperation,
+        responses=responses(
+            200,
+            success(Answer, "The answer (`X-Cache: hit` when it was asked before), or its stream"),
+            {
+                **BODY_PROBLEMS,
+                404: "The image has not been analysed",
+                409: "No model is configured (`provenance-only`), or the image's bytes are no "
+                "longer kept (`image-not-stored`: analyse it again)",
+                422: 'Invalid request: not exactly one of "aspect", "question", "enhance"; an '
+                "unknown aspect (`unknown-aspect`); an empty or too long question, or one "
+                "holding NUL characters",
+                503: "Busy: the queue is full (`overloaded`), the GPU ran out of memory "
+                "(`gpu-out-of-memory`), the model is loading (`loading`) or failed "
+                "(`model-failed`), no GPU worker runs (`no-workers`), or the answer timed out "
+                "(`timeout`)",
+            },
         ),
     )
     async def ask(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -9,6 +9,13 @@ from litestar import Controller, Request, Response, post
 
 from server.analyze.service import AnalysisService
 from server.lookup.live_index import LivePdqIndex
+from server.openapi_docs import (
+    BODY_PROBLEMS,
+    LookupOperation,
+    LookupResult,
+    responses,
+    success,
+)
 from server.problems import ProblemError
 from server.requests import json_object, sha256_key
 
@@ -46,6 +53,17 @@ class LookupController(Controller):
             '{"results": {sha256: analysis}, "near": [{"pdq", "sha256", "distance"}]}. '
             "Near matches are hints (a re-encoded copy may be a different image); they are "
             "never reported as that image's verdict. Never runs the model."
+        ),
+        operation_class=LookupOperation,
+        responses=responses(
+            200,
+            success(LookupResult, "Cached results (`X-Cache: hit` when every sha256 was found)"),
+            {
+                **BODY_PROBLEMS,
+                422: "Not a JSON object, keys that are not lists of 64 hex digits, or more than "
+                f"{MAX_KEYS} keys (`too-many-keys`)",
+                503: "The model is loading (`loading`) or failed to load (`model-failed`)",
+            },
         ),
     )
     async def lookup(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:

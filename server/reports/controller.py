@@ -9,6 +9,13 @@ from litestar import Controller, Request, Response, post
 from server.db.database import Database
 from server.db.models import Image, Report
 from server.db.review import USER_REPORT, flag_for_review
+from server.openapi_docs import (
+    BODY_PROBLEMS,
+    ReportCreated,
+    ReportOperation,
+    responses,
+    success,
+)
 from server.problems import ProblemError
 from server.requests import JSON_BODY_LIMIT, json_object, optional_text, sha256_key
 from server.timefmt import iso_z, utcnow
@@ -30,6 +37,17 @@ class ReportsController(Controller):
             'Body: {"sha256": ..., "reason": "...", '
             '"suggested_label": "fake"|"real"|"uncertain"|null, "note": "..."}. '
             "The image must have been analysed."
+        ),
+        operation_class=ReportOperation,
+        responses=responses(
+            201,
+            success(ReportCreated, "The report is stored and the review item is open"),
+            {
+                **BODY_PROBLEMS,
+                404: "The image has not been analysed",
+                422: "Invalid request: a bad sha256, no reason, an unknown suggested_label, or "
+                "text too long or holding NUL characters",
+            },
         ),
     )
     async def report(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
