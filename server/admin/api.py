@@ -18,7 +18,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import MAX_PAGE as MAX_AUDIT_PAGE
-from server.admin.audit import audit_entry_to_dict, list_audit
+from server.admin.audit import audit_entry_to_dict, list_audit, record_audit
 from server.admin.auth import admin_guard, current_principal, reviewer_guard
 from server.admin.context import database, provide_admin_session
 from server.admin.export import EXPORT_MEDIA_TYPE, ExportFilters, jsonl_stream
@@ -49,7 +49,7 @@ from server.admin.token_store import (
 )
 from server.openapi_docs import ADMIN_PROBLEMS, AdminOperation, problem_responses
 from server.problems import ProblemError
-from server.timefmt import as_utc
+from server.timefmt import as_utc, iso_z
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -295,6 +295,18 @@ class AdminOnlyController(Controller):
             since=as_utc(since) if since else None,
             until=as_utc(until) if until else None,
         )
+        # Reviewed labels and notes leave the server: who took them, and which, is audited.
+        async with database(request.app).write() as session:
+            record_audit(
+                session,
+                actor=current_principal(request).actor,
+                action="review.export",
+                details={
+                    "label": label,
+                    "since": iso_z(filters.since) if filters.since else None,
+                    "until": iso_z(filters.until) if filters.until else None,
+                },
+            )
         return Stream(
             jsonl_stream(database(request.app), filters),
             media_type=EXPORT_MEDIA_TYPE,

@@ -322,6 +322,14 @@ async def test_the_export_streams_in_chunks_and_filters_by_label_and_time(
     assert [json.loads(x)["sha256"] for x in older_reals.text.splitlines()] == [decided[1]]
     problem(await export(label="maybe"), 422)
     problem(await export(since="yesterday"), 422)
+    # Every export is in the audit log, with who took it and the filters it used.
+    audit = await client.get(
+        "/v1/admin/audit", params={"action": "review.export"}, headers=bearer(tokens.admin)
+    )
+    entries = audit.json()["entries"]
+    assert len(entries) == 4  # the refused ones wrote nothing
+    assert entries[0]["details"]["label"] == "real" and entries[0]["details"]["until"]
+    assert {e["actor"] for e in entries} == {entries[0]["actor"]} and entries[0]["actor"]
 
 
 async def test_opening_the_sign_in_address_again_shows_the_form_not_a_405(client) -> None:
