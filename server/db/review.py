@@ -28,6 +28,11 @@ async def flag_for_review(
         return
     merged = list(dict.fromkeys([*item.reasons, *wanted]))
     if merged != list(item.reasons) or reopen:
+        if item.status != "open":
+            # Flagged again after a decision: it queues behind what already waits (oldest
+            # flag first), not ahead of it with its first flag's time. The earlier reports
+            # and decisions keep that history.
+            item.created_at = now
         item.reasons = merged
         item.status = "open"
         item.updated_at = now

@@ -79,9 +79,11 @@ async def test_a_new_report_after_a_decision_reopens_the_item(client, tokens: To
     await client.post(
         f"/v1/admin/items/{sha}/decision", json={"label": "real"}, headers=bearer(tokens.admin)
     )
+    waiting = await reported_image(client)  # flagged after the first, before the new report
     await client.post("/v1/reports", json={"sha256": sha, "reason": "still looks fake"})
     queue = (await client.get("/v1/admin/queue", headers=bearer(tokens.reviewer))).json()
-    assert sha in [e["sha256"] for e in queue["items"]]
+    # Oldest flag first: the reopened item queues behind the one already waiting.
+    assert [e["sha256"] for e in queue["items"]] == [waiting, sha]
     assert next(e for e in queue["items"] if e["sha256"] == sha)["label"] == "real"
 
 
