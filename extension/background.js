@@ -13,11 +13,13 @@ import { ASPECTS, InvalidQuestionError, askBody } from './lib/aspects.js';
 import { base64ToBytes } from './lib/base64.js';
 import { TtlCache } from './lib/cache.js';
 import { sha256Hex, isSha256Hex } from './lib/hash.js';
+import { LOOKUP_MAX_KEYS, lookupKey, lookupKeyWeight, runLookupBatch } from './lib/lookup.js';
+import { pdqFromImageBytes } from './lib/pdq.js';
 import { ApiError, ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES, describeFailure } from './lib/problem.js';
 import { BatchQueue, createLimiter } from './lib/queue.js';
 import { RECENT_KEY, withRecentCheck } from './lib/recent.js';
 import { isFeedEnabled, loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
-import { describeAnalysis, shortVerdict } from './lib/verdict.js';
+import { describeAnalysis, describeHint, shortVerdict } from './lib/verdict.js';
 
 const MENU_ID = 'fakescope-check';
 const FEED_SCRIPT_ID = 'fakescope-feed';
@@ -35,6 +37,9 @@ const MAX_REMEMBERED_URL_LENGTH = 2048;
 // so switching servers never shows another server's verdicts.
 const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis:', ttlMs: ANALYSIS_TTL_MS });
 const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS });
+// The PDQ hash (and quality) of the pixels at an image address, computed here for feed
+// lookups; {hash: null} remembers an image that could not be decoded.
+const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
 const fetchLimit = createLimiter(4);
 
 // --- registration (top level, so the listeners exist every time the worker wakes) ---
@@ -124,7 +129,9 @@ async function checkAndShow(srcUrl, target, pageUrl) {
   try {
     const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
     outcome = { ok: true, sha256: analysis.sha256, cached, via };
-    shown = { state: 'result', srcUrl, view: describeAnalysis(analysis), aspects: ASPECTS, cached };
+    shown = {
+      state: 'result', srcUrl, view: describeAnalysis(analysis), short: shortVerdict(analysis), aspects: ASPECTS, cached,
+    };
   } catch (error) {
     const failure = describeFailure(error);
     outcome = { ok: false, failure };
@@ -296,17 +303,24 @@ async function rememberRecent(analysis, imageUrl, pageUrl) {
 
 let lookupQueue = null;
 
-/** One batching queue per server: images hashed here, looked up in batches via /v1/lookup. */
+/**
+ * One batching queue per server: images hashed here (SHA-256 and PDQ), looked up in batches
+ * via /v1/lookup. A key carries one or two of the request's keys (sha256, pdq): the queue
+ * counts both against the server's limit per request.
+ */
 function lookupQueueFor(settings) {
   const id = `${settings.serverUrl}|${settings.apiToken}`;
   if (lookupQueue?.id !== id) {
     const client = clientFor(settings);
+    const cached = (sha256) => analyses.get(cacheKey(settings, sha256));
     lookupQueue = {
       id,
-      queue: new BatchQueue(async (sha256s) => (await client.lookup(sha256s)).results, {
+      queue: new BatchQueue((keys) => runLookupBatch(client, keys, { cached }), {
         maxBatch: 32,
         delayMs: 200,
         maxPending: 256,
+        weightOf: lookupKeyWeight,
+        maxWeight: LOOKUP_MAX_KEYS,
       }),
     };
   }
@@ -314,8 +328,30 @@ function lookupQueueFor(settings) {
 }
 
 /**
- * Feed lookups for images visible on a page: hash each image here, ask the
- * server for cached verdicts only. No image bytes leave the browser.
+ * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels,
+ * each remembered per address. The bytes are fetched (and decoded, here in the worker) only
+ * when one of them is not known yet. An image that cannot be decoded just has no PDQ.
+ */
+async function fingerprints(url) {
+  let sha256 = await imageHashes.get(url);
+  let pdq = await imagePdqs.get(url);
+  if (!sha256 || pdq === undefined) {
+    ({ sha256, pdq } = await fetchLimit(async () => {
+      const image = await fetchImageBytes(url);
+      return { sha256: await sha256Hex(image.bytes), pdq: (await pdqFromImageBytes(image.bytes)) ?? { hash: null, quality: 0 } };
+    }));
+    if (rememberable(url)) {
+      await imageHashes.trySet(url, sha256);
+      await imagePdqs.trySet(url, pdq);
+    }
+  }
+  return { sha256, pdq };
+}
+
+/**
+ * Feed lookups for images visible on a page: fingerprint each image here, ask the server
+ * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
+ * like (PDQ near match) an image that was checked. No image bytes leave the browser.
  */
 async function lookupImages(urls, sender) {
   const settings = await currentSettings();
@@ -330,18 +366,22 @@ async function lookupImages(urls, sender) {
       results[url] = null;
       if (typeof url !== 'string' || !/^https?:/i.test(url)) return;
       try {
-        let sha256 = await imageHashes.get(url);
-        if (!sha256) {
-          const image = await fetchLimit(() => fetchImageBytes(url));
-          sha256 = await sha256Hex(image.bytes);
-          if (rememberable(url)) await imageHashes.trySet(url, sha256);
-        }
-        let analysis = await analyses.get(cacheKey(settings, sha256));
+        const known = await imageHashes.get(url);
+        let analysis = known ? await analyses.get(cacheKey(settings, known)) : undefined;
+        let hint = null;
         if (!analysis) {
-          analysis = await queue.add(sha256);
-          if (analysis) await analyses.trySet(cacheKey(settings, sha256), analysis);
+          const { sha256, pdq } = await fingerprints(url);
+          analysis = await analyses.get(cacheKey(settings, sha256));
+          if (!analysis) {
+            const found = await queue.add(lookupKey(sha256, pdq));
+            analysis = found?.analysis ?? null;
+            hint = found?.hint ?? null;
+            if (analysis) await analyses.trySet(cacheKey(settings, sha256), analysis);
+            if (hint) await analyses.trySet(cacheKey(settings, hint.sha256), hint.analysis);
+          }
         }
         if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
+        else if (hint) results[url] = { hint: describeHint(hint.analysis, hint.distance) };
       } catch (error) {
         // An image the worker cannot read simply gets no badge; a server failure is reported once.
         if (error instanceof ApiError) failure ??= describeFailure(error);
@@ -431,6 +471,19 @@ const MESSAGE_HANDLERS = {
     return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
+  /**
+   * "Check this image" in the panel of a feed hint: the user asks for the normal check (the
+   * image is sent to the server), as with the context menu.
+   */
+  'fakescope:check': async (message, sender) => {
+    const srcUrl = String(message.srcUrl ?? '');
+    if (!/^(https?|data):/i.test(srcUrl) || sender.tab?.id === undefined) {
+      return { ok: false, failure: { title: 'Not an image FakeScope can check', message: '', guidance: '' } };
+    }
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0 };
+    await injectOverlay(target); // adds the page reader (content/page-image.js) the feed scripts lack
+    return checkAndShow(srcUrl, target, sender.tab.url ?? null);
+  },
   /** The popup's status line. */
   'fakescope:status': async () => {
     const settings = await currentSettings();

@@ -7,6 +7,10 @@
  * images added by infinite scroll or lazy loaders that swap `src`) are queued by
  * URL and sent to the worker in debounced batches. The worker hashes the bytes
  * and asks /v1/lookup; no image leaves the browser. Work per page is bounded.
+ *
+ * An image the server has no verdict for may get a *hint* badge instead (dashed, "≈"): it
+ * looks like an image that was checked (a PDQ near match). The hint opens the panel in its
+ * hint state, which says the image itself was not checked and offers the real check.
  */
 (() => {
   if (globalThis.__fakescopeFeed || !globalThis.__fakescope) return;
@@ -19,7 +23,7 @@
 
   const seenUrls = new Set();
   const queued = new Set();
-  const verdicts = new Map(); // url → {view, short}
+  const verdicts = new Map(); // url → {view, short} or {hint}
   const badges = new Map(); // img → badge button
   let aspects = [];
   let timer = null;
@@ -33,9 +37,12 @@
       margin: 0 !important; padding: 0 !important; border: 0 !important; z-index: 2147483646 !important;
       pointer-events: none !important; visibility: visible !important; opacity: 1 !important; }
     button { pointer-events: auto; position: absolute; font: 700 12px/1 system-ui, sans-serif; padding: 4px 6px;
-      border-radius: 10px; border: 2px solid #fff; color: #fff; cursor: pointer; box-shadow: 0 1px 4px rgba(0,0,0,.5); }
+      border-radius: 10px; border: 2px solid #fff; color: #fff; cursor: pointer; box-shadow: 0 1px 4px rgba(0,0,0,.5);
+      white-space: nowrap; }
     button:focus-visible { outline: 3px solid #1a56c4; outline-offset: 2px; }
     .fake { background: #a4001d; } .real { background: #17602a; } .uncertain { background: #6b4700; }
+    button.hint { background: #fff; border: 2px dashed currentColor; font-weight: 600; }
+    .hint.fake { color: #a4001d; } .hint.real { color: #17602a; } .hint.uncertain { color: #6b4700; }
     .notice { pointer-events: auto; position: fixed; right: 12px; bottom: 12px; max-width: 320px; padding: 8px 10px;
       background: #fff; color: #1a1a1a; border: 1px solid #a4001d; border-radius: 8px; font: 13px/1.4 system-ui, sans-serif; }
   `));
@@ -131,19 +138,35 @@
       badge.addEventListener('click', (event) => {
         event.preventDefault();
         event.stopPropagation();
-        showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
+        if (badge.result.hint) showOverlay({ state: 'hint', srcUrl: urlOf(img), hint: badge.result.hint, anchor: img });
+        else showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
       });
       badges.set(img, badge);
       root.append(badge);
     }
     badge.result = result;
-    const { view } = result;
-    badge.className = view.label;
     badge.dataset.src = urlOf(img);
-    badge.dataset.label = view.label;
-    badge.textContent = view.label === 'fake' ? 'AI?' : view.label === 'real' ? 'Real' : '?';
-    badge.setAttribute('aria-label', `FakeScope: ${result.short}. Show details`);
-    badge.title = `FakeScope: ${result.short}`;
+    const { label } = result.hint ?? result.view;
+    const word = label === 'fake' ? 'AI?' : label === 'real' ? 'Real' : '?';
+    const short = result.hint?.short ?? result.short;
+    if (result.hint) {
+      // Not this image's verdict: a differently drawn badge, and no data-label.
+      badge.className = `hint ${label}`;
+      badge.dataset.kind = 'hint';
+      badge.dataset.hint = label;
+      badge.dataset.distance = String(result.hint.distance ?? '');
+      delete badge.dataset.label;
+      badge.textContent = `≈ ${word}`;
+    } else {
+      badge.className = label;
+      badge.dataset.kind = 'verdict';
+      badge.dataset.label = label;
+      delete badge.dataset.hint;
+      delete badge.dataset.distance;
+      badge.textContent = word;
+    }
+    badge.setAttribute('aria-label', `FakeScope: ${short}. Show details`);
+    badge.title = `FakeScope: ${short}`;
     positionBadge(img, badge);
   }
 
@@ -206,6 +229,16 @@
   window.addEventListener('resize', scheduleReposition, { passive: true });
   observeImagesIn(document);
 
+  /** A check finished on this page (a hint's "Check this image", or the menu): its badge shows it. */
+  function onCheckResult(message) {
+    if (message?.type !== 'fakescope:overlay' || message.state !== 'result' || !message.view || !message.short) return false;
+    const result = { view: message.view, short: message.short };
+    verdicts.set(message.srcUrl, result);
+    for (const img of document.images) if (urlOf(img) === message.srcUrl && badges.has(img)) placeBadge(img, result);
+    return false;
+  }
+  chrome.runtime.onMessage.addListener(onCheckResult);
+
   /** Stops feed mode on this page: no more lookups, no badges. */
   function stop() {
     visibility.disconnect();
@@ -216,6 +249,7 @@
     document.removeEventListener('load', onImageLoad, true);
     window.removeEventListener('scroll', scheduleReposition, { capture: true });
     window.removeEventListener('resize', scheduleReposition);
+    chrome.runtime.onMessage.removeListener(onCheckResult);
     badges.clear();
     host.remove();
     globalThis.__fakescopeFeed = null; // switching feed mode on again may start it afresh

@@ -70,6 +70,8 @@
     @keyframes spin { to { transform: rotate(360deg); } }
     @media (prefers-reduced-motion: reduce) { .spinner { animation: none; } }
     .status { margin-top: 6px; font-size: 13px; }
+    .hint-title { margin: 0 0 8px; font-size: 17px; font-weight: 800; }
+    .hint-note { margin: 8px 0; padding: 8px; border-left: 4px solid #18386e; background: #eef2fa; color: #1a1a1a; }
     .sr-only { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
       clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
   `;
@@ -249,6 +251,47 @@
       });
     }
 
+    /**
+     * A feed hint: this image was not checked, but it looks like one that was. Says so
+     * plainly and offers the real check (which sends the image, so it needs the user's click).
+     */
+    showHint(srcUrl, hint) {
+      this.srcUrl = srcUrl;
+      this.askPort?.disconnect();
+      this.askPort = null;
+      this.announce(`FakeScope: ${hint.short}`);
+      const check = h('button', { type: 'button', className: 'check' }, 'Check this image');
+      check.addEventListener('click', (event) => {
+        // Only a real click sends the image: a page script clicking this button does nothing.
+        if (!event.isTrusted) return;
+        this.checkNow();
+      });
+      this.setBody(
+        h('p', { className: `hint-title tone-${hint.label}`, 'data-hint': hint.label }, hint.title),
+        h('p', { className: 'hint-text' }, hint.text),
+        h('p', { className: 'hint-note', role: 'note' }, hint.caution),
+        h('p', { className: 'hint-distance muted' },
+          `Fingerprint distance: ${hint.distance ?? '?'} of 256 bits (PDQ perceptual hash).`),
+        h('div', { className: 'row' },
+          check,
+          h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),
+        h('p', { className: 'muted' }, 'Checking sends this image to your FakeScope server for a verdict of its own.'),
+      );
+    }
+
+    /** "Check this image" from a hint: the same check as the context menu's. */
+    checkNow() {
+      this.showLoading(this.srcUrl);
+      this.panel.focus({ preventScroll: true });
+      chrome.runtime.sendMessage({ type: 'fakescope:check', srcUrl: this.srcUrl }).catch((error) => {
+        this.showError(this.srcUrl, {
+          title: 'FakeScope is unavailable',
+          message: String(error?.message ?? error),
+          guidance: 'Reload the page and try again.',
+        });
+      });
+    }
+
     showResult(srcUrl, view, aspects, cached) {
       this.srcUrl = srcUrl;
       this.view = view;
@@ -395,8 +438,8 @@
 
   let overlay = null;
 
-  /** Shows a state (loading / result / error) for an image URL, anchored at that image. */
-  function showOverlay({ state, srcUrl, view, aspects, cached, failure, anchor }) {
+  /** Shows a state (loading / result / hint / error) for an image URL, anchored at that image. */
+  function showOverlay({ state, srcUrl, view, aspects, cached, failure, hint, anchor }) {
     overlay ??= new Overlay();
     // The user closed the panel while this image was being checked: keep it closed (a badge
     // click, which comes with its anchor, is the user asking again).
@@ -408,6 +451,7 @@
     const hadFocus = overlay.hasFocus();
     if (state === 'loading') overlay.showLoading(srcUrl);
     else if (state === 'result') overlay.showResult(srcUrl, view, aspects, cached);
+    else if (state === 'hint') overlay.showHint(srcUrl, hint);
     else overlay.showError(srcUrl, failure);
     overlay.open(target, { focus: !update || (hadFocus && !overlay.hasFocus()) });
   }

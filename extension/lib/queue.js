@@ -3,6 +3,10 @@
  * promise of that key's result; keys are sent to `run` in batches of at most
  * `maxBatch`, `delayMs` after the first key of a batch arrives. Used by feed
  * mode so a page full of images becomes a few /v1/lookup calls, not hundreds.
+ *
+ * A key may stand for several items of the request (a feed lookup key carries a SHA-256
+ * and, for most images, a PDQ hash too): `weightOf(key)` says how many, and no batch's
+ * total weight exceeds `maxWeight` (the server's limit of keys per request).
  */
 
 export class QueueFullError extends Error {
@@ -16,26 +20,33 @@ export class BatchQueue {
   /**
    * @param {(keys: string[]) => Promise<Map<string, unknown> | Record<string, unknown>>} run
    * @param {{maxBatch?: number, delayMs?: number, maxPending?: number,
+   *          weightOf?: (key: string) => number, maxWeight?: number,
    *          setTimer?: Function, clearTimer?: Function}} [options]
    */
   constructor(run, {
     maxBatch = 32,
     delayMs = 250,
     maxPending = 256,
+    weightOf = () => 1,
+    maxWeight = Infinity,
     setTimer = (fn, ms) => setTimeout(fn, ms),
     clearTimer = (id) => clearTimeout(id),
   } = {}) {
     if (!(maxBatch >= 1) || !(maxPending >= maxBatch)) {
       throw new RangeError('need 1 <= maxBatch <= maxPending');
     }
+    if (!(maxWeight >= 1)) throw new RangeError('maxWeight must be >= 1');
     this.run = run;
     this.maxBatch = maxBatch;
     this.delayMs = delayMs;
     this.maxPending = maxPending;
+    this.weightOf = weightOf;
+    this.maxWeight = maxWeight;
     this.setTimer = setTimer;
     this.clearTimer = clearTimer;
     /** @type {Map<string, {resolve: Function, reject: Function, promise: Promise<unknown>}>} */
     this.waiting = new Map();
+    this.waitingWeight = 0;
     this.timer = null;
     this.inFlight = 0;
   }
@@ -56,8 +67,10 @@ export class BatchQueue {
       resolve = res;
       reject = rej;
     });
-    this.waiting.set(key, { resolve, reject, promise });
-    if (this.waiting.size >= this.maxBatch) this.flush();
+    const weight = this.#weight(key);
+    this.waiting.set(key, { resolve, reject, promise, weight });
+    this.waitingWeight += weight;
+    if (this.waiting.size >= this.maxBatch || this.waitingWeight >= this.maxWeight) this.flush();
     else if (this.timer === null) this.timer = this.setTimer(() => this.flush(), this.delayMs);
     return promise;
   }
@@ -70,16 +83,31 @@ export class BatchQueue {
     }
     const batches = [];
     let batch = [];
+    let weight = 0;
     for (const [key, entry] of this.waiting) {
+      if (batch.length && weight + entry.weight > this.maxWeight) {
+        batches.push(batch);
+        batch = [];
+        weight = 0;
+      }
       batch.push([key, entry]);
+      weight += entry.weight;
       if (batch.length === this.maxBatch) {
         batches.push(batch);
         batch = [];
+        weight = 0;
       }
     }
     if (batch.length) batches.push(batch);
     this.waiting.clear();
+    this.waitingWeight = 0;
     return Promise.all(batches.map((b) => this.#send(b)));
+  }
+
+  /** A key's share of the request's limit: at least 1, at most the whole limit. */
+  #weight(key) {
+    const weight = Number(this.weightOf(key));
+    return Number.isFinite(weight) ? Math.min(Math.max(Math.ceil(weight), 1), this.maxWeight) : 1;
   }
 
   async #send(batch) {

@@ -99,3 +99,37 @@ export function shortVerdict(analysis) {
   const percent = scorePercent(analysis?.p_fake);
   return percent === null ? headline : `${headline} (${percent}%)`;
 }
+
+const JUDGED = Object.freeze({
+  fake: 'judged likely AI-generated',
+  real: 'judged likely authentic',
+  uncertain: 'with an uncertain verdict',
+});
+
+/**
+ * The view of a feed *hint*: this image was not checked, but its PDQ fingerprint is
+ * `distance` bits (of 256) from that of an image that was. Worded so that it never reads as
+ * this image's own verdict.
+ */
+export function describeHint(analysis, distance) {
+  const label = analysis?.label in VERDICT_HEADLINES ? analysis.label : 'uncertain';
+  const bits = Number.isInteger(distance) && distance >= 0 ? distance : null;
+  const differ = bits === null ? 'a few bits differ' : `${bits} of 256 bits differ`;
+  const similar = `similar to an image ${JUDGED[label]}`;
+  return {
+    kind: 'hint',
+    label,
+    distance: bits,
+    similarSha256: String(analysis?.sha256 ?? ''),
+    similarVerdict: shortVerdict(analysis),
+    short: `Not checked: ${similar} (${differ})`,
+    title: `Not checked · ${similar}`,
+    text:
+      `FakeScope has not checked this image itself. It looks like an image that was checked: ` +
+      `that image's verdict is “${shortVerdict(analysis)}”. Their perceptual fingerprints (PDQ) ` +
+      `are close: ${differ}.`,
+    caution:
+      'A resized or re-encoded copy of a picture usually differs in a few bits, but different ' +
+      'pictures can be this close too. This is a hint, not a verdict on this image.',
+  };
+}

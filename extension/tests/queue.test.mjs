@@ -118,3 +118,21 @@ test('a failing task does not block the limiter', async () => {
   await assert.rejects(limit(async () => { throw new Error('bad'); }), /bad/);
   assert.equal(await limit(async () => 'next'), 'next');
 });
+
+test('weighted keys: no batch goes over maxWeight, and a full weight is sent at once', async () => {
+  const timers = manualTimers();
+  const calls = [];
+  const queue = new BatchQueue(async (keys) => { calls.push(keys); return {}; }, {
+    maxBatch: 10, maxWeight: 5, weightOf: (key) => key.length, ...timers,
+  });
+  const first = [queue.add('aa'), queue.add('bb')];
+  assert.equal(calls.length, 0, 'weight 4 of 5: still waiting');
+  first.push(queue.add('c'));
+  await Promise.all(first);
+  assert.deepEqual(calls, [['aa', 'bb', 'c']], 'weight 5 reached: sent without the delay');
+  const second = [queue.add('ddd'), queue.add('ee'), queue.add('f')];
+  timers.fire();
+  await Promise.all(second);
+  assert.deepEqual(calls.slice(1), [['ddd', 'ee'], ['f']], 'split where the next key would go over');
+  for (const batch of calls) assert.ok(batch.reduce((sum, k) => sum + k.length, 0) <= 5);
+});

@@ -1,13 +1,20 @@
 """Feed mode: switched on per site in the options, badges only on images the server already
-knows, looked up by hash in batches; no image is uploaded."""
+knows, looked up by hash in batches; no image is uploaded. Re-encoded copies of a checked
+image get a hint badge (PDQ near match), never that image's verdict."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
+from PIL import Image
+
+from fakescope.images import decode_image, pdq_distance
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +38,8 @@ def enable_feed_mode_in_options(browser: Any, site: str, until: Any) -> None:
 
 
 def badge_labels(page: Any) -> dict[str, str]:
-    badges = page.locator("fakescope-badges button[data-src]")
+    """Verdict badges by image address (hint badges carry no data-label)."""
+    badges = page.locator("fakescope-badges button[data-src][data-label]")
     return {
         badges.nth(i).get_attribute("data-src"): badges.nth(i).get_attribute("data-label")
         for i in range(badges.count())
@@ -161,3 +169,134 @@ def test_a_badge_leaves_an_image_whose_source_changes(
 
     page.evaluate("document.getElementById('known').src = '/img/known.png'")
     until(lambda: badge_labels(page).get(known_url) == known["label"], what="the badge again")
+
+
+# --- near-duplicate hints (PDQ) -------------------------------------------------------
+
+
+def textured_picture(width: int, height: int, seed: int) -> Image.Image:
+    """Overlapping waves per channel: photo-like structure, PDQ quality 100."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    channels = []
+    for _ in range(3):
+        value = np.zeros_like(x)
+        for _ in range(6):
+            fx, fy, phase = rng.uniform(1, 9), rng.uniform(1, 9), rng.uniform(0, 6.3)
+            value += np.sin(2 * np.pi * (fx * x + fy * y) + phase)
+        channels.append(value)
+    stacked = np.stack(channels, axis=-1)
+    stacked = (stacked - stacked.min()) / np.ptp(stacked)
+    return Image.fromarray((stacked * 255).astype(np.uint8))
+
+
+def encoded(img: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+HINT_PAGE = """<!doctype html><html><head><title>Hints</title>
+<style>body { font-family: sans-serif; margin: 20px; } img { display: block; margin: 16px 0; }
+</style>
+</head><body><h1>Shared pictures</h1>
+<img id="copy" src="/img/hint-copy.jpg" width="400" height="300" alt="a re-shared copy">
+<img id="unrelated" src="/img/hint-unrelated.png" width="320" height="240" alt="another picture">
+<img id="known" src="/img/known.png" width="240" height="180" alt="known image">
+</body></html>"""
+
+HEADLINES = {"fake": "Likely AI-generated", "real": "Likely authentic", "uncertain": "Uncertain"}
+
+
+def hint_badges(page: Any) -> dict[str, dict[str, str | None]]:
+    badges = page.locator("fakescope-badges button[data-kind=hint]")
+    return {
+        badges.nth(i).get_attribute("data-src"): {
+            "hint": badges.nth(i).get_attribute("data-hint"),
+            "distance": badges.nth(i).get_attribute("data-distance"),
+            "label": badges.nth(i).get_attribute("data-label"),
+            "text": badges.nth(i).inner_text(),
+            "aria": badges.nth(i).get_attribute("aria-label"),
+        }
+        for i in range(badges.count())
+    }
+
+
+def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
+) -> None:
+    picture = textured_picture(640, 480, seed=21)
+    original_bytes = encoded(picture, "PNG")
+    copy_bytes = encoded(picture.resize((400, 300), Image.Resampling.LANCZOS), "JPEG", quality=70)
+    unrelated_bytes = encoded(textured_picture(640, 480, seed=22), "PNG")
+    original_pdq, copy_pdq = decode_image(original_bytes), decode_image(copy_bytes)
+    assert original_pdq.pdq_quality >= 50 and copy_pdq.pdq_quality >= 50
+    assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) <= 10, "the copy is a near duplicate"
+    assert pdq_distance(original_pdq.pdq, decode_image(unrelated_bytes).pdq) > 31
+
+    original = fakescope_server.analyze(original_bytes, "original.png")
+    known = fakescope_server.analyze(page_server.images["known.png"], "known.png")
+    page_server.images["hint-copy.jpg"] = copy_bytes
+    page_server.images["hint-unrelated.png"] = unrelated_bytes
+    page_server.pages["/hints.html"] = HINT_PAGE
+    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+
+    page = browser.context.new_page()
+    page.goto(page_server.url("/hints.html"))
+    copy_url = page_server.url("/img/hint-copy.jpg")
+    known_url = page_server.url("/img/known.png")
+    until(lambda: copy_url in hint_badges(page), what="a hint badge on the copy")
+    until(lambda: known_url in badge_labels(page), what="the verdict badge on the known image")
+    page.wait_for_timeout(1000)  # every lookup of the page has answered
+
+    hint = hint_badges(page)[copy_url]
+    assert hint["hint"] == original["label"], "the hint names the similar image's label"
+    assert hint["label"] is None, "a hint is not a verdict badge"
+    assert hint["text"].startswith("≈")
+    assert 0 <= int(hint["distance"] or -1) <= 31
+    assert "Not checked" in (hint["aria"] or "") and "of 256 bits differ" in (hint["aria"] or "")
+    labels = badge_labels(page)
+    assert copy_url not in labels, "the copy gets no verdict of its own"
+    assert labels[known_url] == known["label"], "an exact SHA-256 hit keeps its verdict badge"
+    unrelated_url = page_server.url("/img/hint-unrelated.png")
+    assert unrelated_url not in labels and unrelated_url not in hint_badges(page)
+    assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before, "no uploads"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-hint-badge.png"))
+
+    # The hint's panel: not checked, the similar image's verdict and the distance, a check button.
+    page.locator(f'fakescope-badges button[data-src="{copy_url}"]').click()
+    overlay = page.locator("fakescope-overlay")
+    title = overlay.locator(".hint-title")
+    assert title.get_attribute("data-hint") == original["label"]
+    body = overlay.locator(".body").inner_text()
+    assert "has not checked this image itself" in body
+    assert HEADLINES[original["label"]] in body
+    assert f"{hint['distance']} of 256 bits" in body
+    assert "not a verdict on this image" in body
+    assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-hint-panel.png"))
+
+    # A page script cannot press "Check this image" for the user: nothing is sent.
+    page.evaluate(
+        "document.querySelector('fakescope-overlay').shadowRoot.querySelector('button.check').click()"
+    )
+    page.wait_for_timeout(1000)
+    assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before
+
+    # The user's click runs the normal check: the copy is sent and gets its own verdict.
+    overlay.get_by_role("button", name="Check this image").click()
+    until(
+        lambda: fakescope_server.request_count("POST", "/v1/analyze") == uploads_before + 1,
+        what="the copy sent for a check",
+    )
+    copy_sha = hashlib.sha256(copy_bytes).hexdigest()
+    until(lambda: overlay.locator(".verdict").count() == 1, timeout_s=60, what="the copy's verdict")
+    checked = httpx.get(f"{fakescope_server.url}/v1/analyses/{copy_sha}", timeout=10).json()
+    assert overlay.locator(".verdict").get_attribute("data-label") == checked["label"]
+    until(
+        lambda: badge_labels(page).get(copy_url) == checked["label"],
+        what="the hint badge replaced by the copy's own verdict",
+    )
+    assert copy_url not in hint_badges(page)

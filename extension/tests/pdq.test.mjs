@@ -1,0 +1,102 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  PDQ_MIN_QUALITY,
+  isPdqHex,
+  pdqDistance,
+  pdqFromRgba,
+  thumbnailSize,
+  torbenMedian,
+} from '../lib/pdq.js';
+
+/** A photo-like RGBA picture: a few overlapping waves per channel, plus an offset. */
+function texture(width, height, { seed = 1, brightness = 0 } = {}) {
+  let state = seed;
+  const random = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
+  };
+  const waves = Array.from({ length: 3 }, () =>
+    Array.from({ length: 5 }, () => [1 + random() * 8, 1 + random() * 8, random() * 6.3]));
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  const side = Math.max(width, height);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      for (let c = 0; c < 3; c += 1) {
+        let v = 0;
+        for (const [fx, fy, phase] of waves[c]) v += Math.sin(2 * Math.PI * ((fx * x) / side + (fy * y) / side) + phase);
+        rgba[(y * width + x) * 4 + c] = 128 + v * 22 + brightness;
+      }
+      rgba[(y * width + x) * 4 + 3] = 255;
+    }
+  }
+  return rgba;
+}
+
+function flat(width, height, [r, g, b]) {
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (let i = 0; i < rgba.length; i += 4) rgba.set([r, g, b, 255], i);
+  return rgba;
+}
+
+test('a PDQ hash is 64 lower-case hex digits with a quality from 0 to 100', () => {
+  const { hash, quality } = pdqFromRgba(texture(300, 200), 300, 200);
+  assert.match(hash, /^[0-9a-f]{64}$/);
+  assert.ok(Number.isInteger(quality) && quality >= 0 && quality <= 100);
+  assert.ok(quality >= PDQ_MIN_QUALITY, `a textured picture is worth matching (quality ${quality})`);
+});
+
+test('the same pixels always give the same hash; half the bits are set (median threshold)', () => {
+  const a = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
+  const b = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
+  assert.equal(a.hash, b.hash);
+  const ones = [...a.hash].reduce((sum, digit) => sum + Number.parseInt(digit, 16).toString(2).replaceAll('0', '').length, 0);
+  assert.ok(ones >= 120 && ones <= 128, `${ones} bits set`);
+});
+
+test('a flat image has quality below the matching threshold', () => {
+  const { quality } = pdqFromRgba(flat(200, 150, [90, 120, 200]), 200, 150);
+  assert.ok(quality < PDQ_MIN_QUALITY, `quality ${quality}`);
+  assert.equal(quality, 0);
+});
+
+test('a brighter copy is near the original; an unrelated picture is far', () => {
+  const original = pdqFromRgba(texture(320, 240, { seed: 5 }), 320, 240);
+  const brighter = pdqFromRgba(texture(320, 240, { seed: 5, brightness: 30 }), 320, 240);
+  const other = pdqFromRgba(texture(320, 240, { seed: 99 }), 320, 240);
+  assert.ok(pdqDistance(original.hash, brighter.hash) <= 10, `distance ${pdqDistance(original.hash, brighter.hash)}`);
+  assert.ok(pdqDistance(original.hash, other.hash) > 31, `distance ${pdqDistance(original.hash, other.hash)}`);
+});
+
+test('images too small to hash get the zero hash and quality 0, as in the reference', () => {
+  assert.deepEqual(pdqFromRgba(texture(4, 40), 4, 40), { hash: '0'.repeat(64), quality: 0 });
+});
+
+test('too little pixel data for the size is an error, not garbage', () => {
+  assert.throws(() => pdqFromRgba(new Uint8Array(10), 100, 100), RangeError);
+});
+
+test('thumbnailSize keeps the aspect like PIL thumbnail and leaves small images alone', () => {
+  assert.deepEqual(thumbnailSize(300, 200), { width: 300, height: 200 });
+  assert.deepEqual(thumbnailSize(1500, 900), { width: 512, height: 307 });
+  assert.deepEqual(thumbnailSize(700, 1300), { width: 276, height: 512 });
+  assert.deepEqual(thumbnailSize(1024, 1024), { width: 512, height: 512 });
+  assert.deepEqual(thumbnailSize(20000, 10), { width: 512, height: 1 });
+});
+
+test('Torben median is the lower median (the ((n+1)/2)-th smallest)', () => {
+  assert.equal(torbenMedian(Float32Array.from([5, 1, 4, 2, 3])), 3);
+  assert.equal(torbenMedian(Float32Array.from([4, 1, 3, 2])), 2);
+  assert.equal(torbenMedian(Float32Array.from([7, 7, 7, 7])), 7);
+  const values = Float32Array.from({ length: 256 }, (_, i) => Math.fround(Math.sin(i) * 1000));
+  assert.equal(torbenMedian(values), [...values].sort((a, b) => a - b)[127]);
+});
+
+test('pdqDistance counts differing bits and refuses what is not a hash', () => {
+  assert.equal(pdqDistance('0'.repeat(64), '0'.repeat(64)), 0);
+  assert.equal(pdqDistance('0'.repeat(64), 'f'.repeat(64)), 256);
+  assert.equal(pdqDistance(`8${'0'.repeat(63)}`, `${'0'.repeat(63)}1`), 2);
+  assert.ok(isPdqHex('A'.repeat(64)));
+  assert.ok(!isPdqHex('g'.repeat(64)));
+  assert.throws(() => pdqDistance('0', '0'), TypeError);
+});
