@@ -12,6 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from server.inference.model_thread import ModelThread
+from server.inference.queue_jobs import QueueObserver
+
 logger = logging.getLogger("fakescope.server")
 BACKOFF_S = 60.0
 
@@ -52,3 +55,29 @@ class BatchCaps:
             size,
             self.backoff_s,
         )
+
+
+class MemoryShortage:
+    """What follows a batch that ran out of device memory: smaller batches of that kind for
+    a while (`BatchCaps`), the model's kept memory released on its thread, a metric."""
+
+    def __init__(
+        self,
+        caps: BatchCaps,
+        observer: QueueObserver,
+        thread: ModelThread,
+        release: Callable[[], None] | None,
+    ) -> None:
+        self.caps = caps
+        self._observer = observer
+        self._thread = thread
+        self._release = release
+
+    async def after(self, stage: str, rows: int) -> None:
+        self._observer.out_of_memory(stage, rows)
+        self.caps.lower(stage, rows)
+        if self._release is not None:
+            try:
+                await self._thread.call(self._release)
+            except Exception:
+                logger.exception("the model could not release device memory")

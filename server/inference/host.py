@@ -11,7 +11,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
-from server.inference.queue import InferenceQueue, model_executor
+from server.inference.model_thread import model_executor
+from server.inference.queue import InferenceQueue
 from server.inference.queue_jobs import QueueObserver
 from server.settings import Settings
 

@@ -18,36 +18,34 @@ one asyncio task that drains the queue. Three kinds of job wait in it:
   Joining stops once any other kind of job waits, so nothing is overtaken for long;
 - call jobs (anything else): run alone, in queue order.
 
-A score or generation batch that runs out of device memory is not failed: the model lets
-go of what it keeps (`release_memory`), the batch runs again in halves, and batches of that
-kind stay at the smaller size for a while (`BatchCaps`). Only a job that does not fit alone,
-or a streamed one that already sent part of its answer, fails (`DeviceMemoryError`, a 503).
+Each kind runs in its own stage: `ScoringStage` (scoring.py), `GenerationBatches`
+(generation_batches.py), sessions and calls here. A score or generation batch that runs out
+of device memory is not failed: the model lets go of what it keeps (`release_memory`), the
+batch runs again in halves, and batches of that kind stay at the smaller size for a while
+(`MemoryShortage`, batch_caps.py). Only a job that does not fit alone, or a streamed one
+that already sent part of its answer, fails (`DeviceMemoryError`, a 503).
 
-Tokenizer rule (fakescope/model.py): a fast tokenizer must not be used by two threads at
-once. Only one preprocessing thread exists, it holds `tokenizer_lock` while it prepares,
-and the model thread holds the same lock for everything except the forward pass of
-prepared inputs (generation, calls and plain `score` all tokenize).
+The model thread and the tokenizer rule are in model_thread.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, TypeVar
 
 from fakescope.device_memory import is_out_of_memory
 from fakescope.joining import AnswerRequest, JoinInbox
-from server.inference.batch_caps import BatchCaps
+from server.inference.batch_caps import BatchCaps, MemoryShortage
+from server.inference.generation_batches import GenerateBatch, GenerationBatches
+from server.inference.model_thread import ModelThread
 from server.inference.queue_jobs import (
     OUT_OF_MEMORY_ANSWERING,
-    OUT_OF_MEMORY_SCORING,
     Announcement,
     CallJob,
     DeviceMemoryError,
@@ -60,32 +58,14 @@ from server.inference.queue_jobs import (
     answer_request,
     fail_jobs,
     same_generation,
-    succeed_jobs,
-    text_router,
 )
+from server.inference.scoring import Prepare, ScoreBatch, ScoreInputs, ScoringStage
 
 T = TypeVar("T")
-logger = logging.getLogger("fakescope.server")
-ScoreBatch = Callable[[Sequence[Any]], Sequence[float]]
-Prepare = Callable[[Sequence[Any]], Any]
-ScoreInputs = Callable[[Any], Sequence[float]]
-# generate_batch(images, prompts, max_new_tokens, *, on_text=None, should_stop=None):
-# on_text(row, piece) streams each row's text, should_stop() ends the decoding early.
-GenerateBatch = Callable[..., Sequence[str]]
 # generate_continuously(requests, inbox): answers the requests, and those offered to the
 # inbox meanwhile that fit, through each request's callbacks; closes the inbox, leaving
 # in it what never joined. Returns False, having done nothing, where the model cannot.
 GenerateContinuously = Callable[[Sequence[AnswerRequest], JoinInbox], bool]
-
-
-def model_executor() -> ThreadPoolExecutor:
-    """The single thread that owns the model (load it there too)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-model")
-
-
-def preprocess_executor() -> ThreadPoolExecutor:
-    """The single preprocessing thread (one only: the tokenizer is not thread-safe)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fakescope-preprocess")
 
 
 class InferenceQueue:
@@ -112,28 +92,38 @@ class InferenceQueue:
         generate_continuously: GenerateContinuously | None = None,
         release_memory: Callable[[], None] | None = None,
     ) -> None:
-        if (prepare is None) != (score_inputs is None):
-            raise ValueError("prepare and score_inputs come together")
-        self._score_batch = score_batch
-        self._prepare = prepare
-        self._score_inputs = score_inputs
-        self._generate_batch = generate_batch
+        self._thread = ModelThread(executor)
+        self._observer: QueueObserver = observer or NullObserver()
+        self._shortage = MemoryShortage(
+            BatchCaps(batch_size), self._observer, self._thread, release_memory
+        )
+        self._scoring = ScoringStage(
+            score_batch,
+            prepare=prepare,
+            score_inputs=score_inputs,
+            thread=self._thread,
+            observer=self._observer,
+            shortage=self._shortage,
+        )
+        self._batches = (
+            GenerationBatches(
+                generate_batch,
+                thread=self._thread,
+                observer=self._observer,
+                shortage=self._shortage,
+            )
+            if generate_batch is not None
+            else None
+        )
         self._generate_continuously = generate_continuously
-        self._release_memory = release_memory
         self._joining: JoinInbox | None = None  # the running session's, while it runs
         # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
         # jobs taken out of order and set aside (the backlog), so both count.
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._backlog: deque[Job] = deque()
         self._max_queue = max(1, max_queue)
-        self._caps = BatchCaps(batch_size)
         self._batch_wait_s = max(0.0, batch_wait_s)
-        self._executor = executor or model_executor()
-        self._preprocessor = preprocess_executor() if prepare is not None else None
-        self.tokenizer_lock = threading.Lock()
-        self._observer: QueueObserver = observer or NullObserver()
         self._task: asyncio.Task[None] | None = None
-        self._forward: asyncio.Task[None] | None = None  # the scoring batch on the model thread
         self._current: list[Job] = []  # taken by the batcher, not yet handed to a thread
         self._announced = 0
         self._announced_generations = 0
@@ -146,19 +136,23 @@ class InferenceQueue:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        return self._executor
+        return self._thread.executor
+
+    @property
+    def tokenizer_lock(self) -> threading.Lock:
+        return self._thread.tokenizer_lock
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="batcher")
 
     async def stop(self) -> None:
-        for task in (self._task, self._forward):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._forward = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._scoring.stop()
         waiting = [*self._current, *self._backlog]
         self._current = []
         self._backlog.clear()
@@ -167,8 +161,6 @@ class InferenceQueue:
         for job in waiting:
             if not job.future.done():
                 job.future.set_exception(QueueFullError("server is shutting down"))
-        if self._preprocessor is not None:
-            self._preprocessor.shutdown(wait=False, cancel_futures=True)
 
     # -- announcements: work known to be coming, worth waiting a batch window for ---------
 
@@ -356,7 +348,7 @@ class InferenceQueue:
                     job,
                     same_generation(job.max_new_tokens),
                     lambda: self._announced_generations,
-                    self._caps.limit("generate"),
+                    self._shortage.caps.limit("generate"),
                 )
                 await self._run_generations([j for j in batch if isinstance(j, GenerateJob)])
             else:
@@ -364,80 +356,10 @@ class InferenceQueue:
                     job,
                     lambda j: isinstance(j, ScoreJob),
                     lambda: self._announced,
-                    self._caps.limit("score"),
+                    self._shortage.caps.limit("score"),
                 )
-                await self._score([j for j in batch if isinstance(j, ScoreJob)])
+                await self._scoring.run([j for j in batch if isinstance(j, ScoreJob)])
             self._current = []
-
-    # -- scoring --------------------------------------------------------------------------
-
-    async def _score(self, batch: list[ScoreJob]) -> None:
-        live = [job for job in batch if not job.future.done()]
-        if not live:
-            return
-        if self._prepare is None or self._preprocessor is None:
-            await self._run_batch(live)
-            return
-        loop = asyncio.get_running_loop()
-        images = [job.image for job in live]
-        try:
-            # Overlaps with the previous batch's forward, still on the model thread.
-            inputs = await loop.run_in_executor(
-                self._preprocessor, self._exclusive, self._prepare, images
-            )
-        except Exception as exc:
-            fail_jobs(live, exc)
-            return
-        previous, self._forward = self._forward, loop.create_task(self._run_forward(live, inputs))
-        if previous is not None:
-            # At most one batch queued behind the running one: the queue stays the bound.
-            await previous
-
-    async def _run_forward(self, live: list[ScoreJob], inputs: Any) -> None:
-        assert self._score_inputs is not None
-        loop = asyncio.get_running_loop()
-        # No tokenizer_lock: the forward pass does not tokenize, and this overlap with
-        # the preprocessing thread is the point of the pipeline.
-        forward = loop.run_in_executor(self._executor, self._score_inputs, inputs)
-        del inputs  # the batch's tensors: not kept on the device if it must run again
-        try:
-            if not await self._settle_scores(live, forward):
-                await self._score_in_halves(live)
-        except asyncio.CancelledError:  # stop(): these jobs are no longer in _current
-            fail_jobs(live, QueueFullError("server is shutting down"))
-            raise
-
-    async def _run_batch(self, live: list[ScoreJob]) -> None:
-        scoring = self._on_model_thread(self._score_batch, [job.image for job in live])
-        if not await self._settle_scores(live, scoring):
-            await self._score_in_halves(live)
-
-    async def _settle_scores(self, live: list[ScoreJob], scoring: Awaitable[Sequence[Any]]) -> bool:
-        """`live` settled with the scores `scoring` gives, or with its failure; False (and
-        nothing settled) when it ran out of device memory."""
-        started = time.perf_counter()
-        try:
-            scores = await scoring
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                return False
-            fail_jobs(live, exc)
-            return True
-        self._observer.batch_done(len(live), time.perf_counter() - started)
-        succeed_jobs(live, [float(score) for score in scores])
-        return True
-
-    async def _score_in_halves(self, live: list[ScoreJob]) -> None:
-        """`live` ran out of device memory: each half again, once the model let go of what
-        it keeps; a single image that does not fit fails (the next batches are smaller)."""
-        await self._after_out_of_memory("score", len(live))
-        if len(live) == 1:
-            fail_jobs(live, DeviceMemoryError(OUT_OF_MEMORY_SCORING))
-            return
-        half = len(live) // 2
-        for part in (live[:half], live[half:]):
-            if part := [job for job in part if not job.future.done()]:
-                await self._run_batch(part)
 
     # -- generation and calls -------------------------------------------------------------
 
@@ -450,62 +372,10 @@ class InferenceQueue:
             return
         if self._generate_continuously is not None and await self._run_session(live):
             return
-        if self._generate_batch is None:
+        if self._batches is None:
             fail_jobs(live, RuntimeError("this queue was given no generate_batch"))
             return
-        await self._generate_rows(live)
-
-    async def _generate_rows(self, live: list[GenerateJob]) -> None:
-        """One `generate_batch` call for `live`; in halves where it runs out of memory."""
-        assert self._generate_batch is not None
-        extra: dict[str, Any] = {}
-        streamed: set[int] = set()  # rows whose client has text: they cannot start again
-        if any(job.on_text is not None for job in live):
-            route = text_router(live)
-
-            def on_text(row: int, piece: str) -> None:
-                if live[row].on_text is not None:
-                    streamed.add(row)
-                route(row, piece)
-
-            extra["on_text"] = on_text
-            extra["should_stop"] = lambda: all(job.abandoned for job in live)
-        started = time.perf_counter()
-        try:
-            texts = await self._on_model_thread(
-                self._generate_batch,
-                [job.image for job in live],
-                [job.prompt for job in live],
-                live[0].max_new_tokens,
-                **extra,
-            )
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                fail_jobs(live, exc)
-                return
-        else:
-            self._observer.generation_done(len(live), time.perf_counter() - started)
-            succeed_jobs(live, [str(text) for text in texts])
-            return
-        await self._after_out_of_memory("generate", len(live))
-        begun = [job for row, job in enumerate(live) if row in streamed or len(live) == 1]
-        fail_jobs(begun, DeviceMemoryError(OUT_OF_MEMORY_ANSWERING))
-        rest = [job for job in live if not job.future.done()]
-        half = (len(rest) + 1) // 2
-        for part in (rest[:half], rest[half:]):
-            if part := [job for job in part if not job.future.done()]:
-                await self._generate_rows(part)
-
-    async def _after_out_of_memory(self, stage: str, rows: int) -> None:
-        """A batch of `rows` ran out of device memory: smaller batches for a while, and the
-        model lets go of the memory it keeps for later."""
-        self._observer.out_of_memory(stage, rows)
-        self._caps.lower(stage, rows)
-        if self._release_memory is not None:
-            try:
-                await self._on_model_thread(self._release_memory)
-            except Exception:
-                logger.exception("the model could not release device memory")
+        await self._batches.run(live)
 
     async def _run_session(self, live: list[GenerateJob]) -> bool:
         """`live` decoded continuously, with the generation jobs that arrive meanwhile.
@@ -521,7 +391,7 @@ class InferenceQueue:
         self._joining = inbox
         started = time.perf_counter()
         try:
-            decoded = await self._on_model_thread(
+            decoded = await self._thread.call(
                 self._generate_continuously, [answer_request(job, loop) for job in live], inbox
             )
         except Exception as exc:
@@ -540,7 +410,7 @@ class InferenceQueue:
         if failure is not None:  # a row without its answer would wait forever: fail them
             failed = [*live, *joiners.values()]
             if is_out_of_memory(failure):
-                await self._after_out_of_memory("generate", len(failed))
+                await self._shortage.after("generate", len(failed))
                 failure = DeviceMemoryError(OUT_OF_MEMORY_ANSWERING)
             fail_jobs(failed, failure)
         elif decoded:
@@ -590,7 +460,7 @@ class InferenceQueue:
             return
         started = time.perf_counter()
         try:
-            result = await self._on_model_thread(job.fn)
+            result = await self._thread.call(job.fn)
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)
@@ -598,13 +468,3 @@ class InferenceQueue:
         self._observer.call_done(time.perf_counter() - started)
         if not job.future.done():
             job.future.set_result(result)
-
-    async def _on_model_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` on the model thread, holding the tokenizer lock."""
-        call = partial(self._exclusive, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _exclusive(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` holding the tokenizer lock (see the module docstring)."""
-        with self.tokenizer_lock:
-            return fn(*args, **kwargs)
