@@ -336,8 +336,9 @@
       const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
       const buttons = [];
       const ask = (request) => this.ask(request, answer, status, buttons);
-      const aspectButton = h('button', { type: 'button', onclick: () => ask({ aspect: select.value }) }, 'Ask');
-      const questionButton = h('button', { type: 'button', onclick: () => ask({ question: input.value }) }, 'Ask');
+      // Two buttons read "Ask": their accessible names say which question each sends.
+      const aspectButton = h('button', { type: 'button', 'aria-label': 'Ask about the aspect', onclick: () => ask({ aspect: select.value }) }, 'Ask');
+      const questionButton = h('button', { type: 'button', 'aria-label': 'Ask your question', onclick: () => ask({ question: input.value }) }, 'Ask');
       buttons.push(aspectButton, questionButton);
       input.addEventListener('keydown', (event) => {
         if (event.key === 'Enter') ask({ question: input.value });

@@ -94,7 +94,9 @@ def test_asking_about_an_aspect_streams_an_answer_into_the_overlay(
     assert browser.check_image(plain_page, page_server.url("/img/check.png"))["ok"]
     overlay = plain_page.locator("fakescope-overlay")
     overlay.locator("select").select_option("light_and_shadow")
-    overlay.get_by_role("button", name="Ask").first.click()
+    # Each "Ask" button has its own accessible name, so a screen reader tells them apart.
+    assert overlay.get_by_role("button", name="Ask your question").count() == 1
+    overlay.get_by_role("button", name="Ask about the aspect").click()
 
     status = overlay.locator(".status.muted")
     until(lambda: status.inner_text() == "Answer complete.", 60, "the streamed answer")
