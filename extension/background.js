@@ -17,7 +17,7 @@ import { LOOKUP_MAX_KEYS, lookupKey, lookupKeyWeight, runLookupBatch } from './l
 import { pdqFromImageBytes } from './lib/pdq.js';
 import { ApiError, ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES, describeFailure } from './lib/problem.js';
 import { BatchQueue, createLimiter } from './lib/queue.js';
-import { RECENT_KEY, withRecentCheck } from './lib/recent.js';
+import { recentChecks } from './lib/recent.js';
 import { isFeedEnabled, loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
 import { describeAnalysis, describeHint, shortVerdict } from './lib/verdict.js';
 
@@ -286,17 +286,17 @@ async function fetchImageBytes(url) {
   return { bytes, contentType: response.headers.get('Content-Type') ?? 'application/octet-stream' };
 }
 
+const rememberCheck = recentChecks(chrome.storage.local);
+
 async function rememberRecent(analysis, imageUrl, pageUrl) {
-  const stored = (await chrome.storage.local.get(RECENT_KEY))[RECENT_KEY];
-  const entry = {
+  await rememberCheck({
     sha256: analysis.sha256,
     imageUrl: imageUrl.startsWith('data:') ? 'data: image' : imageUrl.slice(0, 500),
     pageUrl: pageUrl ? pageUrl.slice(0, 500) : null,
     verdict: shortVerdict(analysis),
     label: analysis.label,
     at: Date.now(),
-  };
-  await chrome.storage.local.set({ [RECENT_KEY]: withRecentCheck(stored, entry) });
+  });
 }
 
 // --- feed mode ---

@@ -11,3 +11,20 @@ export function withRecentCheck(list, entry, max = MAX_RECENT) {
   const rest = (Array.isArray(list) ? list : []).filter((item) => item?.sha256 !== entry.sha256);
   return [entry, ...rest].slice(0, max);
 }
+
+/**
+ * Adds `entry` to the list kept under RECENT_KEY in `area` (chrome.storage.local). Updates
+ * run one after another: two checks finishing at once would otherwise both read the old
+ * list and the second write would drop the first entry.
+ */
+export function recentChecks(area, max = MAX_RECENT) {
+  let tail = Promise.resolve();
+  return function remember(entry) {
+    const update = tail.then(async () => {
+      const stored = (await area.get(RECENT_KEY))[RECENT_KEY];
+      await area.set({ [RECENT_KEY]: withRecentCheck(stored, entry, max) });
+    });
+    tail = update.catch(() => {}); // a failed update must not block the next ones
+    return update;
+  };
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { withRecentCheck } from '../lib/recent.js';
+import { RECENT_KEY, recentChecks, withRecentCheck } from '../lib/recent.js';
 
 const entry = (sha, at) => ({ sha256: sha, imageUrl: `https://x/${sha}`, pageUrl: null, verdict: 'Uncertain', label: 'uncertain', at });
 
@@ -19,4 +19,38 @@ test('checking the same image again moves it to the top instead of duplicating i
 
 test('a corrupt stored list is replaced', () => {
   assert.equal(withRecentCheck('junk', entry('a', 1)).length, 1);
+});
+
+/** A storage area whose reads and writes take turns with other work, as chrome.storage does. */
+function slowArea() {
+  const data = {};
+  const later = () => new Promise((resolve) => setTimeout(resolve, 5));
+  return {
+    data,
+    async get(key) { await later(); return { [key]: data[key] }; },
+    async set(items) { await later(); Object.assign(data, items); },
+  };
+}
+
+test('checks that finish at the same moment are all remembered', async () => {
+  const area = slowArea();
+  const remember = recentChecks(area);
+  await Promise.all(['a', 'b', 'c'].map((sha, i) => remember(entry(sha, i))));
+  assert.deepEqual(area.data[RECENT_KEY].map((e) => e.sha256), ['c', 'b', 'a']);
+});
+
+test('a failed update does not stop the later ones', async () => {
+  const area = slowArea();
+  const write = area.set;
+  let failures = 1;
+  area.set = async (items) => {
+    if (failures-- > 0) throw new Error('quota exceeded');
+    return write(items);
+  };
+  const remember = recentChecks(area);
+  const first = remember(entry('x', 0));
+  const second = remember(entry('y', 1));
+  await assert.rejects(first, /quota/);
+  await second;
+  assert.deepEqual(area.data[RECENT_KEY].map((e) => e.sha256), ['y']);
 });
