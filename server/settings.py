@@ -121,6 +121,8 @@ class Settings:
     job_attempts: int = 3  # claims of one job before it fails (its workers kept dying)
     image_store: str | None = None  # files | database; None: files for role all, else database
     limits_store: str | None = None  # memory | database; None: memory for role all, else database
+    admin_session_idle_hours: float = 12.0  # a review page session unused this long ends
+    admin_session_max_days: float = 7.0  # and every session ends this long after sign-in
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", self.role.strip().lower())
@@ -128,6 +130,11 @@ class Settings:
             raise SettingsError(f"FAKESCOPE_ROLE must be all, api or worker, got {self.role!r}")
         if not self.job_lease_s > 0:
             raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
+        for name in ("admin_session_idle_hours", "admin_session_max_days"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(
+                    f"FAKESCOPE_{name.upper()} must be > 0, got {getattr(self, name)!r}"
+                )
         for name, allowed in (("image_store", IMAGE_STORES), ("limits_store", LIMITS_STORES)):
             value = getattr(self, name)
             if value is None:
@@ -210,4 +217,6 @@ class Settings:
             job_attempts=_int(env, "FAKESCOPE_JOB_ATTEMPTS", 3, 1),
             image_store=env.get("FAKESCOPE_IMAGE_STORE") or None,
             limits_store=env.get("FAKESCOPE_LIMITS_STORE") or None,
+            admin_session_idle_hours=_float(env, "FAKESCOPE_ADMIN_SESSION_IDLE_HOURS", 12.0),
+            admin_session_max_days=_float(env, "FAKESCOPE_ADMIN_SESSION_MAX_DAYS", 7.0),
         )

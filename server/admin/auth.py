@@ -1,4 +1,4 @@
-"""Authentication and role guards for the admin API (Bearer tokens) and page (cookie).
+"""Authentication and role guards for the admin API (Bearer tokens) and the page's sign-in.
 
 A wrong or revoked token counts as a failed attempt for the client's address; past the
 limit the address gets 429 until the window passes, even with a good token.
@@ -12,7 +12,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from server.admin.context import database, failed_auth_limiter, settings_of
-from server.admin.principal import Principal
+from server.admin.principal import BOOTSTRAP_ADMIN_NAME, Principal
 from server.admin.roles import Role, role_allows
 from server.admin.token_store import find_active_token, mark_used, needs_touch
 from server.admin.tokens import hash_token, hashes_match
@@ -20,7 +20,6 @@ from server.problems import ProblemError
 
 SESSION_COOKIE = "fakescope_admin_session"
 PRINCIPAL_STATE_KEY = "admin_principal"
-BOOTSTRAP_ADMIN_NAME = "bootstrap admin"
 
 
 class AuthFailedError(Exception):

@@ -1,7 +1,8 @@
 """CSRF protection for the review page's form posts.
 
-Once logged in, the form token is an HMAC keyed by the session's secret, so it is bound to
-that session, needs no server-side state and reveals nothing about the secret. Before login
+Once logged in, the form token is an HMAC keyed by the page session's secret (the cookie's
+value, never the API token), so it is bound to that one session, needs no state beyond the
+session itself and reveals nothing about the secret. Before login
 there is no session yet: the login form uses a double-submit cookie instead.
 Both cookies are SameSite=Strict, which already stops cross-site posts in current browsers;
 the tokens are the second lock.

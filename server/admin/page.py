@@ -26,6 +26,7 @@ from server.admin.page_session import (
     login_csrf_cookie,
     login_with_secret,
     session_cookie,
+    sign_out,
 )
 from server.admin.review_items import (
     DECISION_LABELS,
@@ -347,13 +348,13 @@ class ReviewPageController(Controller):
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), data.csrf_token):
             return _csrf_refused(None)
         outcome = await login_with_secret(request, data.token.strip())
-        if outcome.session is None:
+        if outcome.session is None or outcome.new_cookie is None:
             return _login_page(request, outcome.error, outcome.status_code)
         return Redirect(
             path="/admin",
             status_code=303,
             cookies=[
-                session_cookie(request, data.token.strip()),
+                session_cookie(request, outcome.new_cookie),
                 expired_cookie(LOGIN_CSRF_COOKIE),
             ],
         )
@@ -367,6 +368,8 @@ class ReviewPageController(Controller):
             outcome.session.csrf_token, data.csrf_token
         ):
             return _csrf_refused(outcome.session)
+        if outcome.session is not None:
+            await sign_out(request, outcome.session)
         return Redirect(path="/admin", status_code=303, cookies=[expired_cookie(SESSION_COOKIE)])
 
     @post("/items/{sha256:str}/decision", status_code=303)

@@ -1,27 +1,50 @@
-"""The review page's login session: an HttpOnly, SameSite=Strict cookie holding the token.
+"""The review page's login session: a server-side session named by an HttpOnly cookie.
 
-The page never contains the token; its forms carry only a CSRF token derived from it.
+Signing in with an API token opens a session (server/admin/session_store.py); the
+HttpOnly, SameSite=Strict cookie holds only that session's random secret, never the token.
+The page never contains either; its forms carry a CSRF token derived from the session secret.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from litestar import Request
 from litestar.datastructures import Cookie
 
+from server.admin.audit import record_audit
 from server.admin.auth import (
     SESSION_COOKIE,
     AuthFailedError,
     AuthRateLimitedError,
     authenticate_secret,
+    client_key,
 )
+from server.admin.context import database, settings_of
 from server.admin.csrf import LOGIN_CSRF_COOKIE, session_csrf_token
 from server.admin.principal import Principal
 from server.admin.roles import Role, role_allows
+from server.admin.session_store import (
+    SessionEndedError,
+    SessionLifetime,
+    end_session,
+    find_session,
+    new_session_secret,
+    open_session,
+    touch_session,
+)
+from server.settings import Settings
 
 COOKIE_PATH = "/admin"
+_ENDED = {
+    "expired": "Your session expired. Sign in again.",
+    "revoked": "Your session ended (the token was revoked). Sign in again.",
+    "unknown": (
+        "Your session has ended (signed out, expired, or its token was revoked). Sign in again."
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -32,21 +55,26 @@ class PageSession:
 
 @dataclass(frozen=True)
 class PageAuthOutcome:
-    """A logged-in session, or why there is none (``error`` is for the login page)."""
+    """A logged-in session, or why there is none (``error`` is for the login page).
+
+    ``new_cookie`` is the secret of a session just opened, for the cookie alone.
+    """
 
     session: PageSession | None
     error: str | None = None
     status_code: int = 200
     stale_cookie: bool = False
+    new_cookie: str | None = None
 
 
 def _secure(request: Request[Any, Any, Any]) -> bool:
     return request.url.scheme == "https"
 
 
-def session_cookie(request: Request[Any, Any, Any], secret: str) -> Cookie:
-    # No max_age: a browser-session cookie, gone when the browser closes.
-    return _page_cookie(request, SESSION_COOKIE, secret)
+def session_cookie(request: Request[Any, Any, Any], session_secret: str) -> Cookie:
+    # No max_age: a browser-session cookie, gone when the browser closes; the server ends
+    # the session itself after its idle timeout or lifetime, whichever comes first.
+    return _page_cookie(request, SESSION_COOKIE, session_secret)
 
 
 def login_csrf_cookie(request: Request[Any, Any, Any], token: str) -> Cookie:
@@ -69,32 +97,88 @@ def expired_cookie(key: str) -> Cookie:
     return Cookie(key=key, value="", path=COOKIE_PATH, max_age=0, httponly=True, samesite="strict")
 
 
+def session_lifetime(request: Request[Any, Any, Any]) -> SessionLifetime:
+    """The idle timeout and absolute lifetime from the settings (their defaults without)."""
+    settings = settings_of(request.app) or Settings()
+    return SessionLifetime(
+        idle=timedelta(hours=settings.admin_session_idle_hours),
+        absolute=timedelta(days=settings.admin_session_max_days),
+    )
+
+
+def _bootstrap_token(request: Request[Any, Any, Any]) -> str | None:
+    settings = settings_of(request.app)
+    return settings.admin_token if settings else None
+
+
 async def login_with_secret(request: Request[Any, Any, Any], secret: str) -> PageAuthOutcome:
-    """Check a token for the page: it must be valid and at least a reviewer's."""
+    """Check a token for the page (valid, at least a reviewer's) and open a session."""
     try:
         principal = await authenticate_secret(request, secret)
     except AuthRateLimitedError as exc:
         return PageAuthOutcome(None, str(exc), 429)
     except AuthFailedError:
-        return PageAuthOutcome(None, "That token is not valid (wrong or revoked).", 401, True)
+        return PageAuthOutcome(None, "That token is not valid (wrong or revoked).", 401)
     if not role_allows(principal.role, Role.REVIEWER):
         return PageAuthOutcome(
             None,
             f"This token has the {principal.role.value} role; "
             "only reviewers and admins may review.",
             403,
-            True,
         )
-    return PageAuthOutcome(PageSession(principal, session_csrf_token(secret)))
+    session_secret = new_session_secret()
+    async with database(request.app).write() as db:
+        await open_session(
+            db,
+            principal,
+            secret=session_secret,
+            lifetime=session_lifetime(request),
+            bootstrap_token=_bootstrap_token(request),
+            user_agent=request.headers.get("user-agent"),
+            client=client_key(request),
+        )
+    page_session = PageSession(principal, session_csrf_token(session_secret))
+    return PageAuthOutcome(page_session, new_cookie=session_secret)
 
 
 async def current_page_session(request: Request[Any, Any, Any]) -> PageAuthOutcome:
+    """The session the request's cookie names, if it is still live.
+
+    An unknown cookie (ended, forged, or from before sessions were kept on the server) is
+    not a failed login: session secrets cannot be guessed, and no token is tried.
+    """
     secret = request.cookies.get(SESSION_COOKIE)
     if not secret:
         return PageAuthOutcome(None)
-    outcome = await login_with_secret(request, secret)
-    if outcome.session is None and outcome.stale_cookie:
-        return PageAuthOutcome(
-            None, "Your session ended (the token was revoked). Sign in again.", 401, True
-        )
-    return outcome
+    db = database(request.app)
+    try:
+        async with db.read() as session:
+            found = await find_session(
+                session,
+                secret,
+                lifetime=session_lifetime(request),
+                bootstrap_token=_bootstrap_token(request),
+            )
+    except SessionEndedError as exc:
+        if exc.reason != "unknown":
+            async with db.write() as session:
+                await end_session(session, secret)
+        return PageAuthOutcome(None, _ENDED[exc.reason], 401, True)
+    if found.stale_last_seen:
+        async with db.write() as session:
+            await touch_session(session, found.id, found.principal.token_id)
+    page_session = PageSession(found.principal, session_csrf_token(secret))
+    return PageAuthOutcome(page_session)
+
+
+async def sign_out(request: Request[Any, Any, Any], page_session: PageSession) -> None:
+    """End the request's session (only this one) and audit it."""
+    async with database(request.app).write() as session:
+        ended = await end_session(session, request.cookies.get(SESSION_COOKIE) or "")
+        if ended is not None:
+            record_audit(
+                session,
+                actor=page_session.principal.actor,
+                action="session.sign_out",
+                details={"session_id": ended, "token_id": page_session.principal.token_id},
+            )

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from server.admin.roles import Role
 
+BOOTSTRAP_ADMIN_NAME = "bootstrap admin"
+
 
 @dataclass(frozen=True)
 class Principal:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import record_audit
 from server.admin.roles import Role
+from server.admin.session_store import end_sessions_of_token
 from server.admin.tokens import display_prefix, generate_token, hash_token, hashes_match
 from server.db.models import ApiToken
 from server.timefmt import as_utc, iso_z, utcnow
@@ -73,17 +74,24 @@ async def create_token(
 
 
 async def revoke_token(session: AsyncSession, token_id: int, *, actor: str) -> ApiToken:
-    """Revoke a token (idempotent) and audit it; the caller commits."""
+    """Revoke a token (idempotent), end its review page sessions, audit it; the caller commits."""
     row = await session.get(ApiToken, token_id)
     if row is None:
         raise TokenNotFoundError(f"no token with id {token_id}")
+    sessions_ended = await end_sessions_of_token(session, token_id)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         record_audit(
             session,
             actor=actor,
             action="token.revoke",
-            details={"token_id": row.id, "name": row.name, "role": row.role, "prefix": row.prefix},
+            details={
+                "token_id": row.id,
+                "name": row.name,
+                "role": row.role,
+                "prefix": row.prefix,
+                "sessions_ended": sessions_ended,
+            },
         )
     return row
 

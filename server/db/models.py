@@ -128,6 +128,29 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class AdminSession(Base):
+    """A sign-in to the review page (/admin); the browser's cookie holds only its secret.
+
+    Only the SHA-256 of the secret is stored. Sessions opened with the bootstrap token
+    (FAKESCOPE_ADMIN_TOKEN) have no ``token_id``; ``bootstrap_mac`` binds them to that
+    token (an HMAC keyed by the session secret, so it cannot be checked without the cookie).
+    """
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_hash: Mapped[str] = mapped_column(CHAR(64), unique=True)
+    token_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("api_tokens.id"), nullable=True, index=True
+    )
+    bootstrap_mac: Mapped[str | None] = mapped_column(CHAR(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ReviewDecision(Base):
     __tablename__ = "review_decisions"
 

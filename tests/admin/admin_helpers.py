@@ -16,11 +16,13 @@ import numpy as np
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from PIL import Image
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin.roles import Role
 from server.admin.token_store import create_token, revoke_token
 from server.db.engine import create_engine
+from server.db.models import AdminSession
 from server.db.review import flag_for_review
 
 _seeds = itertools.count(1)
@@ -105,3 +107,25 @@ async def reported_image(
     )
     assert response.status_code == 201, response.text
     return sha
+
+
+async def session_rows(database_url: str) -> list[AdminSession]:
+    """Every row of ``admin_sessions``, oldest first."""
+    engine = create_engine(database_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            return list(await session.scalars(select(AdminSession).order_by(AdminSession.id)))
+    finally:
+        await engine.dispose()
+
+
+async def set_session_times(database_url: str, session_id: int, **values: Any) -> None:
+    """Move a session's clock: set ``last_seen_at``, ``expires_at`` or ``created_at``."""
+    engine = create_engine(database_url)
+    try:
+        async with async_sessionmaker(engine)() as session, session.begin():
+            await session.execute(
+                update(AdminSession).where(AdminSession.id == session_id).values(**values)
+            )
+    finally:
+        await engine.dispose()

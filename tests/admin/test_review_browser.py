@@ -137,6 +137,7 @@ def test_a_reviewer_signs_in_and_decides_by_click_and_by_keyboard_in_chromium(
             assert "admin_session" not in page.evaluate("document.cookie")  # HttpOnly
             session = next(c for c in context.cookies() if c["name"].endswith("admin_session"))
             assert session["httpOnly"] and session["sameSite"] == "Strict"
+            assert live_server.reviewer_token not in session["value"]  # a session secret only
 
             # j moves down the queue, k back up, without deciding anything.
             page.keyboard.press("j")

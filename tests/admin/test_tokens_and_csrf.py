@@ -1,4 +1,4 @@
-"""The pure parts: token secrets and hashes, roles, CSRF tokens, the failed-attempt limiter."""
+"""The pure parts: token and session secrets, roles, CSRF tokens, the failed-attempt limiter."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 
 from server.admin.csrf import csrf_matches, new_login_csrf_token, session_csrf_token
 from server.admin.roles import Role, role_allows
+from server.admin.session_store import bootstrap_mac, new_session_secret
 from server.admin.tokens import display_prefix, generate_token, hash_token, hashes_match
 from server.limits import MemoryFailedAuthLimiter
 
@@ -35,11 +36,25 @@ def test_roles_rank_admin_over_reviewer_over_client_and_unknown_roles_allow_noth
     assert not role_allows("superuser", Role.CLIENT)
 
 
+def test_session_secrets_are_random_urlsafe_and_unlike_api_tokens() -> None:
+    first, second = new_session_secret(), new_session_secret()
+    assert first != second and len(first) >= 43 and not first.startswith("fs_")
+    assert all(c.isalnum() or c in "-_" for c in first)
+
+
 def test_session_csrf_tokens_are_bound_to_the_session_and_do_not_reveal_it() -> None:
-    a, b = generate_token(), generate_token()
+    a, b = new_session_secret(), new_session_secret()
     assert session_csrf_token(a) == session_csrf_token(a) != session_csrf_token(b)
     assert a not in session_csrf_token(a)
     assert new_login_csrf_token() != new_login_csrf_token()
+
+
+def test_a_bootstrap_session_mac_needs_the_session_secret_and_names_one_bootstrap_token() -> None:
+    secret = new_session_secret()
+    mac = bootstrap_mac(secret, "bootstrap-one")
+    assert mac == bootstrap_mac(secret, "bootstrap-one") != bootstrap_mac(secret, "bootstrap-two")
+    assert mac != bootstrap_mac(new_session_secret(), "bootstrap-one")
+    assert mac != hash_token("bootstrap-one") and "bootstrap-one" not in mac
 
 
 def test_csrf_matching_refuses_missing_empty_and_different_tokens() -> None:

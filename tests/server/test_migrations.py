@@ -10,13 +10,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from server_helpers import TABLES, run_sql
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from server.db.engine import create_engine
-from server.db.migrate import head_revision
+from server.db.migrate import alembic_config, head_revision, upgrade_async
 from server.db.models import Base
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +58,63 @@ async def test_migration_records_its_revision_and_creates_every_table(database_u
         "stored_images",
         "limiter_entries",
         "auth_failures",
+        "admin_sessions",
     }
+
+
+async def _downgrade(database_url: str, revision: str) -> None:
+    config = alembic_config(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+
+            def run(sync_connection: Connection) -> None:
+                config.attributes["connection"] = sync_connection
+                command.downgrade(config, revision)
+
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def _tables(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def test_the_admin_sessions_migration_downgrades_and_upgrades_again(
+    database_url: str,
+) -> None:
+    await run_sql(
+        database_url,
+        "INSERT INTO api_tokens (name, role, token_hash, prefix, created_at) "
+        "VALUES ('kept', 'reviewer', :hash, 'fs_kept', CURRENT_TIMESTAMP)",
+        hash="0" * 64,
+    )
+    try:
+        await _downgrade(database_url, "0004")
+        assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0004",)]
+        assert await _tables(database_url) == (set(TABLES) - {"admin_sessions"}) | {
+            "alembic_version"
+        }
+    finally:
+        await upgrade_async(database_url)
+    assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [
+        (head_revision(),)
+    ]
+    assert await run_sql(database_url, "SELECT name FROM api_tokens") == [("kept",)]
+    await run_sql(
+        database_url,
+        "INSERT INTO admin_sessions (session_hash, token_id, created_at, last_seen_at, "
+        "expires_at) SELECT :hash, id, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
+        "FROM api_tokens",
+        hash="1" * 64,
+    )
+    assert await run_sql(database_url, "SELECT count(*) FROM admin_sessions") == [(1,)]
 
 
 async def test_sqlite_runs_in_wal_mode_with_full_sync(sqlite_url: str) -> None:

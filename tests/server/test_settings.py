@@ -18,6 +18,7 @@ def test_defaults_are_provenance_only_on_a_sqlite_file_under_the_data_dir() -> N
     assert (settings.queue_size, settings.batch_size, settings.batch_wait_ms) == (64, 8, 5.0)
     assert settings.rate_limit == ("minute", 600)
     assert not settings.allow_private_urls and not settings.require_token
+    assert (settings.admin_session_idle_hours, settings.admin_session_max_days) == (12.0, 7.0)
 
 
 def test_every_variable_is_read() -> None:
@@ -44,8 +45,11 @@ def test_every_variable_is_read() -> None:
             "FAKESCOPE_ROLE": " Worker ",
             "FAKESCOPE_JOB_LEASE_S": "12.5",
             "FAKESCOPE_JOB_ATTEMPTS": "5",
+            "FAKESCOPE_ADMIN_SESSION_IDLE_HOURS": "0.5",
+            "FAKESCOPE_ADMIN_SESSION_MAX_DAYS": "2",
         }
     )
+    assert (settings.admin_session_idle_hours, settings.admin_session_max_days) == (0.5, 2.0)
     assert (settings.role, settings.job_lease_s, settings.job_attempts) == ("worker", 12.5, 5)
     assert settings.model == "lingcco/fakeVLM" and not settings.is_sqlite
     assert settings.cors_origins == ("chrome-extension://abc", "https://example.org")
@@ -73,6 +77,9 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
         {"FAKESCOPE_ROLE": "gpu"},
         {"FAKESCOPE_JOB_LEASE_S": "0"},
         {"FAKESCOPE_JOB_ATTEMPTS": "0"},
+        {"FAKESCOPE_ADMIN_SESSION_IDLE_HOURS": "0"},
+        {"FAKESCOPE_ADMIN_SESSION_MAX_DAYS": "-1"},
+        {"FAKESCOPE_ADMIN_SESSION_MAX_DAYS": "a week"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
