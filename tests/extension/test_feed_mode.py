@@ -5,13 +5,12 @@ image get a hint badge (PDQ near match), never that image's verdict."""
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
+from pictures import encoded, textured_picture
 from PIL import Image
 
 from fakescope.images import decode_image, pdq_distance
@@ -172,28 +171,6 @@ def test_a_badge_leaves_an_image_whose_source_changes(
 
 
 # --- near-duplicate hints (PDQ) -------------------------------------------------------
-
-
-def textured_picture(width: int, height: int, seed: int) -> Image.Image:
-    """Overlapping waves per channel: photo-like structure, PDQ quality 100."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    channels = []
-    for _ in range(3):
-        value = np.zeros_like(x)
-        for _ in range(6):
-            fx, fy, phase = rng.uniform(1, 9), rng.uniform(1, 9), rng.uniform(0, 6.3)
-            value += np.sin(2 * np.pi * (fx * x + fy * y) + phase)
-        channels.append(value)
-    stacked = np.stack(channels, axis=-1)
-    stacked = (stacked - stacked.min()) / np.ptp(stacked)
-    return Image.fromarray((stacked * 255).astype(np.uint8))
-
-
-def encoded(img: Image.Image, fmt: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 HINT_PAGE = """<!doctype html><html><head><title>Hints</title>

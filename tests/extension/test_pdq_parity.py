@@ -9,7 +9,6 @@ rounding could make them differ; in practice they are identical.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pictures import encoded, textured_picture
 from PIL import Image
 
 from fakescope.images import DecodedImage, decode_image, pdq_distance
@@ -67,34 +67,12 @@ def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
     return distance, quality_diff
 
 
-def encoded(img: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
 def _noise(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray((_rng(seed).random((height, width, 3)) * 255).astype(np.uint8))
-
-
-def _texture(width: int, height: int, seed: int) -> Image.Image:
-    """Smooth blobs plus stripes: a photo-like picture with strong PDQ structure."""
-    rng = _rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    channels = []
-    for _ in range(3):
-        value = np.zeros_like(x)
-        for _ in range(6):
-            fx, fy, phase = rng.uniform(1, 9), rng.uniform(1, 9), rng.uniform(0, 6.3)
-            value += np.sin(2 * np.pi * (fx * x + fy * y) + phase)
-        channels.append(value)
-    stacked = np.stack(channels, axis=-1)
-    stacked = (stacked - stacked.min()) / (np.ptp(stacked) or 1)
-    return Image.fromarray((stacked * 255).astype(np.uint8))
 
 
 def _gradient(width: int, height: int) -> Image.Image:
@@ -109,7 +87,7 @@ def _checkerboard(width: int, height: int, cell: int) -> Image.Image:
 
 
 def _transparent(width: int, height: int) -> Image.Image:
-    img = _texture(width, height, 7).convert("RGBA")
+    img = textured_picture(width, height, 7).convert("RGBA")
     alpha = np.zeros((height, width), dtype=np.uint8)
     alpha[height // 4 : 3 * height // 4, :] = 255
     alpha[:, : width // 5] = 128
@@ -118,21 +96,23 @@ def _transparent(width: int, height: int) -> Image.Image:
 
 
 SYNTHETIC = {
-    "texture-640x480-png": lambda: encoded(_texture(640, 480, 1)),
-    "texture-300x200-jpeg": lambda: encoded(_texture(300, 200, 2), "JPEG", quality=85),
-    "texture-1500x900-thumbnailed": lambda: encoded(_texture(1500, 900, 3), "JPEG", quality=90),
-    "texture-700x1300-portrait": lambda: encoded(_texture(700, 1300, 4)),
+    "texture-640x480-png": lambda: encoded(textured_picture(640, 480, 1)),
+    "texture-300x200-jpeg": lambda: encoded(textured_picture(300, 200, 2), "JPEG", quality=85),
+    "texture-1500x900-thumbnailed": lambda: encoded(
+        textured_picture(1500, 900, 3), "JPEG", quality=90
+    ),
+    "texture-700x1300-portrait": lambda: encoded(textured_picture(700, 1300, 4)),
     "noise-257x131": lambda: encoded(_noise(257, 131, 5)),
     "noise-64x64-no-blur": lambda: encoded(_noise(64, 64, 6)),
     "gradient-512x512": lambda: encoded(_gradient(512, 512)),
     "checkerboard-400x400": lambda: encoded(_checkerboard(400, 400, 25)),
     "checkerboard-33x90-small": lambda: encoded(_checkerboard(33, 90, 3)),
-    "strip-2000x40": lambda: encoded(_texture(2000, 40, 8)),
+    "strip-2000x40": lambda: encoded(textured_picture(2000, 40, 8)),
     "flat-grey-200x150": lambda: encoded(Image.new("RGB", (200, 150), (128, 128, 128))),
     "tiny-4x4": lambda: encoded(_noise(4, 4, 9)),
     "transparent-rgba-320x240": lambda: encoded(_transparent(320, 240)),
-    "grey-L-mode-250x250": lambda: encoded(_texture(250, 250, 10).convert("L")),
-    "palette-P-mode-300x180": lambda: encoded(_texture(300, 180, 11).convert("P")),
+    "grey-L-mode-250x250": lambda: encoded(textured_picture(250, 250, 10).convert("L")),
+    "palette-P-mode-300x180": lambda: encoded(textured_picture(300, 180, 11).convert("P")),
 }
 
 
@@ -162,5 +142,5 @@ def test_pdq_matches_the_server_on_shared_images(
 def test_the_flat_image_has_low_quality_and_the_texture_high(tmp_path: Path) -> None:
     """The quality the extension gates on (>= 50) separates these as the server's does."""
     flat = js_pdq(Image.new("RGB", (200, 150), (90, 120, 200)), tmp_path)
-    texture = js_pdq(_texture(640, 480, 1), tmp_path)
+    texture = js_pdq(textured_picture(640, 480, 1), tmp_path)
     assert int(flat["quality"]) < 50 <= int(texture["quality"])
