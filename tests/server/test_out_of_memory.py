@@ -28,7 +28,7 @@ from fakescope.joining import AnswerRequest, JoinInbox
 from server.app import create_app
 from server.inference.batch_caps import BatchCaps
 from server.inference.queue import InferenceQueue
-from server.inference.queue_jobs import DeviceMemoryError, QueueFullError
+from server.inference.queue_jobs import DeviceMemoryError, NullObserver, QueueFullError
 from server.settings import Settings
 
 
@@ -79,21 +79,11 @@ class Device:
         self.released += 1
 
 
-class Observer:
+class Observer(NullObserver):
+    """Records each batch that ran out of memory: (stage, rows)."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, int]] = []
-
-    def queue_depth(self, depth: int) -> None:
-        pass
-
-    def batch_done(self, size: int, seconds: float) -> None:
-        pass
-
-    def generation_done(self, size: int, seconds: float) -> None:
-        pass
-
-    def call_done(self, seconds: float) -> None:
-        pass
 
     def out_of_memory(self, stage: str, size: int) -> None:
         self.events.append((stage, size))
