@@ -17,6 +17,20 @@ if TYPE_CHECKING:
 QUANTIZATIONS = ("nf4", "int8", "none")
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--model",
@@ -58,6 +72,8 @@ def _human_line(result: dict[str, Any]) -> str:
     line = (
         f"{result['path']}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
     )
+    if result.get("untrained"):
+        line += " [untrained model: the score means nothing]"
     if result["evidence"]:
         line += "\n" + "\n".join(
             f"  - [{e['strength']}] {e['summary']}" for e in result["evidence"]
@@ -84,7 +100,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         paths, desc="analysing", unit="image", disable=not show_progress, file=sys.stderr
     ):
         try:
-            data = Path(path).read_bytes()
+            data = _read_input(path)
             analysis = analyze_image(
                 data, model=model, explain=args.explain, thresholds=thresholds, limits=limits
             )
@@ -97,10 +113,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _read_input(path: str) -> bytes:
+    """The bytes of an image argument; `-` reads standard input."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
 def _question_prompt(args: argparse.Namespace) -> str:
     from fakescope import prompts
 
-    if args.aspect:
+    # `is not None`: an empty --aspect or --question is a user error, not "no option given".
+    if args.aspect is not None:
         return prompts.aspect_prompt(args.aspect)
     if args.enhance:
         return prompts.ENHANCE_PROMPT
@@ -118,7 +142,12 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fakescope ask: error: {exc}", file=sys.stderr)
         return 2
-    image = decode_image(Path(args.image).read_bytes()).rgb
+    try:
+        image = decode_image(_read_input(args.image)).rgb
+    except (FakeScopeError, OSError) as exc:
+        error = _error_object(args.image, exc)["error"]
+        print(f"fakescope ask: error: {args.image}: {error['detail']}", file=sys.stderr)
+        return 1
     model = _load(args)
     assert model is not None
     for piece in tasks.answer_stream(model, image, prompt, max_new_tokens=args.max_new_tokens):
@@ -143,18 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     analyze = commands.add_parser("analyze", help="verdict, score and evidence for images")
-    analyze.add_argument("images", nargs="+", metavar="IMAGE")
+    analyze.add_argument("images", nargs="+", metavar="IMAGE", help="image files; - reads stdin")
     _add_model_options(analyze, required=False)
     analyze.add_argument("--explain", action="store_true", help="also generate an explanation")
     analyze.add_argument("--json", action="store_true", help="JSON Lines, one object per image")
-    analyze.add_argument("--fake-threshold", type=float, default=0.6)
-    analyze.add_argument("--real-threshold", type=float, default=0.4)
-    analyze.add_argument("--max-pixels", type=int, default=64_000_000)
+    analyze.add_argument("--fake-threshold", type=_probability, default=0.6)
+    analyze.add_argument("--real-threshold", type=_probability, default=0.4)
+    analyze.add_argument("--max-pixels", type=_positive_int, default=64_000_000)
     analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze.set_defaults(handler=_cmd_analyze)
 
     ask = commands.add_parser("ask", help="ask the model one question about an image")
-    ask.add_argument("image", metavar="IMAGE")
+    ask.add_argument("image", metavar="IMAGE", help="an image file; - reads stdin")
     _add_model_options(ask, required=True)
     question = ask.add_mutually_exclusive_group(required=True)
     question.add_argument("--aspect", help="one of the 14 forgery aspects, e.g. texture")
@@ -163,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     question.add_argument(
         "--explain", choices=("inference", "fault_finding"), help="explain the verdict"
     )
-    ask.add_argument("--max-new-tokens", type=int, default=256)
+    ask.add_argument("--max-new-tokens", type=_positive_int, default=256)
     ask.set_defaults(handler=_cmd_ask)
 
     tiny = commands.add_parser("tiny-model", help="write a tiny random-weight checkpoint")
@@ -184,14 +213,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "analyze" and args.real_threshold > args.fake_threshold:
+        parser.error("--real-threshold must not be above --fake-threshold")
     try:
         return int(args.handler(args))
     except FakeScopeError as exc:
         print(f"fakescope: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`fakescope analyze ... | head`): stop quietly, as cat does.
+        _silence_stdout()
+        return 141
+    except OSError as exc:
+        # A path the user gave cannot be read or written (--out is a file, a missing folder...).
+        print(f"fakescope: error: {_os_error_text(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        print("fakescope: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_text(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.filename is not None:
+        text = f"{exc.filename}: {text}"
+    return text
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

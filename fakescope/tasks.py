@@ -67,10 +67,18 @@ def detect_closed(
     model: ForensicModel, images: Sequence[Image.Image], *, max_new_tokens: int = 8
 ) -> list[str]:
     """The verdict each image gets in words: "fake", "real" or "unknown" (unparseable)."""
+    pairs = detect_closed_answers(model, images, max_new_tokens=max_new_tokens)
+    return [label for label, _answer in pairs]
+
+
+def detect_closed_answers(
+    model: ForensicModel, images: Sequence[Image.Image], *, max_new_tokens: int = 8
+) -> list[tuple[str, str]]:
+    """(verdict word, the answer as generated) per image, for records that keep the text."""
     answers = model.generate_batch(
         images, [DETECT_PROMPT] * len(images), max_new_tokens=max_new_tokens
     )
-    return [parse_label(answer) for answer in answers]
+    return [(parse_label(answer), answer) for answer in answers]
 
 
 def parse_label(answer: str) -> str:

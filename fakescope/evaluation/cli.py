@@ -95,7 +95,15 @@ def run_command(args: argparse.Namespace) -> int:
         skip_missing=args.skip_missing,
         progress=not args.quiet,
     )
-    evaluate(config)
+    try:
+        evaluate(config)
+    except KeyboardInterrupt:
+        print(
+            f"fakescope eval: interrupted; finished batches are kept in {args.out}, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     print(args.out / REPORT_FILE)
     return 0
 

@@ -15,11 +15,13 @@ def load_run(path: Path) -> dict[str, Any]:
     """A run folder (or its metrics.json)."""
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file():
-        raise DatasetError(f"{path}: no metrics.json (is this an `fakescope eval --out` folder?)")
+        raise DatasetError(f"{path}: no metrics.json (is this a `fakescope eval --out` folder?)")
     try:
         loaded: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{file}: not valid JSON: {exc}") from exc
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("datasets"), dict):
+        raise DatasetError(f"{file}: not the metrics.json of a `fakescope eval` run")
     return loaded
 
 

@@ -59,6 +59,7 @@ class Dataset:
     samples: list[Sample] = field(default_factory=list)
     mcq: list[McqItem] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)  # listed but absent on disk
+    source: Path | None = None  # the folder or file it was read from, resolved
 
     @property
     def subsets(self) -> list[str]:
@@ -80,6 +81,7 @@ def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
     from X, where posts disappear): then they are left out and counted in `Dataset.missing`.
     """
     dataset = _read_layout(spec)
+    dataset.source = dataset_path(spec).resolve()
     if dataset.missing and not skip_missing:
         shown = ", ".join(str(p) for p in dataset.missing[:3])
         raise DatasetError(
@@ -91,13 +93,22 @@ def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
     return dataset
 
 
-def _read_layout(spec: str) -> Dataset:
-    from fakescope.evaluation import fakebench, readers
-
+def _split_spec(spec: str) -> tuple[str, Path]:
+    """(NAME or "", PATH) of a `PATH` or `NAME=PATH` argument."""
     name, sep, raw = spec.partition("=")
     if not sep or not name or "/" in name:  # no NAME= prefix (a path may hold "=" itself)
         name, raw = "", spec
-    path = Path(raw).expanduser()
+    return name, Path(raw).expanduser()
+
+
+def dataset_path(spec: str) -> Path:
+    return _split_spec(spec)[1]
+
+
+def _read_layout(spec: str) -> Dataset:
+    from fakescope.evaluation import fakebench, readers
+
+    name, path = _split_spec(spec)
     if not path.exists():
         raise DatasetError(f"dataset not found: {path}")
     name = name or (path.stem if path.is_file() else path.name) or "dataset"
@@ -130,7 +141,10 @@ def _read_layout(spec: str) -> Dataset:
 
 def read_json_records(path: Path) -> list[dict[str, object]]:
     """A JSON array of objects, or JSON Lines, as a list of dicts."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON, drop it
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         if path.suffix.lower() == ".jsonl":
             records = [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -69,16 +69,31 @@ def _identity(model: EvalModel, config: EvalConfig) -> dict[str, Any]:
     }
 
 
-def _check_resumable(out: Path, identity: dict[str, Any]) -> None:
+def _check_resumable(
+    out: Path, identity: dict[str, Any], sources: dict[str, str] | None = None
+) -> None:
+    """Refuse a folder whose predictions another model or setting made, or whose dataset of
+    the same name was read from elsewhere (its keys would match other images' rows)."""
     run_file = out / "run.json"
+    known: dict[str, str] = {}
     if run_file.is_file():
-        previous = json.loads(run_file.read_text(encoding="utf-8")).get("identity")
+        stored = json.loads(run_file.read_text(encoding="utf-8"))
+        previous = stored.get("identity")
         if previous is not None and previous != identity:
             raise RunMismatchError(
                 f"{out} holds predictions made with {previous}, not {identity}; "
                 "use another --out folder (or delete predictions.csv)"
             )
-    run_file.write_text(json.dumps({"identity": identity}, indent=2) + "\n", encoding="utf-8")
+        known = dict(stored.get("datasets") or {})
+    for name, source in (sources or {}).items():
+        if known.get(name, source) != source:
+            raise RunMismatchError(
+                f"{out} holds predictions for a dataset named {name!r} read from "
+                f"{known[name]}, not {source}; use another --out folder or name it NAME=PATH"
+            )
+        known[name] = source
+    record = {"identity": identity, "datasets": known}
+    run_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _load_model(config: EvalConfig) -> EvalModel:
@@ -106,7 +121,8 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
             "note: untrained random-weight checkpoint: metrics will be near chance", file=sys.stderr
         )
     identity = _identity(model, config)
-    _check_resumable(config.out, identity)
+    sources = {d.name: str(d.source) for d in datasets if d.source is not None}
+    _check_resumable(config.out, identity, sources)
 
     protocols = PROTOCOL_CHOICES[config.protocol]
     conditions = sweep_conditions(config.robustness)

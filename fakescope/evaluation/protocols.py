@@ -4,7 +4,7 @@
   is fake when p_fake >= 0.5, the usual operating point for accuracy in the detection papers.
 - closed: the verdict read from a short generated answer, as in the paper's closed-ended
   setting. Images with their own benchmark question (FakeBench FakeClass) are asked that
-  question, yes/no templates included; the others go through `tasks.detect_closed`.
+  question, yes/no templates included; the others go through `tasks.detect_closed_answers`.
 With provenance on, evidence that decides by the core's verdict rules (decisive or strong
 "generated" evidence) sets the final label (fake) and score (1.0); the model-only values are
 kept beside them so that robustness and ablations can use the model alone.
@@ -106,11 +106,12 @@ def closed(
             results[i] = (parse_closed_answer(questions[i], answer), answer)
     plain = [i for i, q in enumerate(questions) if not q]
     if plain:
-        from fakescope.tasks import detect_closed
+        from fakescope.tasks import detect_closed_answers
 
-        words = detect_closed(model, [images[i] for i in plain])  # type: ignore[arg-type]
-        for i, word in zip(plain, words, strict=True):
-            results[i] = (word if word in (FAKE_WORD, REAL_WORD) else UNKNOWN, word)
+        # The answer text is kept (predictions.csv), not only the word read from it.
+        pairs = detect_closed_answers(model, [images[i] for i in plain])  # type: ignore[arg-type]
+        for i, (word, answer) in zip(plain, pairs, strict=True):
+            results[i] = (word if word in (FAKE_WORD, REAL_WORD) else UNKNOWN, answer)
     return [r for r in results if r is not None]
 
 

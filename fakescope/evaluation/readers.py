@@ -24,14 +24,27 @@ _SUBSET_COLUMNS = ("generator", "subset", "source", "platform", "typ")
 
 
 def csv_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [c.strip().lower() for c in next(csv.reader(fh), [])]
+    # utf-8-sig: spreadsheet programs start their CSV exports with a byte-order mark.
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return [c.strip().lower() for c in next(csv.reader(fh), [])]
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
 def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter=delimiter))
-    return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in rows]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh, delimiter=delimiter))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: not a readable CSV file: {exc}") from exc
+    # Cells beyond the header (csv puts them, as a list, under the key None) are ignored.
+    return [
+        {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+        for row in rows
+    ]
 
 
 def _is_image(path: Path) -> bool:
@@ -95,10 +108,12 @@ def read_manifest(path: Path, name: str, records: list[dict[str, object]] | None
 
     Paths are relative to the manifest's folder (or absolute).
     """
+    first = 1  # JSON: the entry's number
     if records is None:
         records = [dict(row) for row in _read_csv(path)]
+        first = 2  # CSV: the line number (the header is line 1)
     dataset = Dataset(name=name, layout="manifest")
-    for number, record in enumerate(records, start=1):
+    for number, record in enumerate(records, start=first):
         row = {str(k).strip().lower(): v for k, v in record.items()}
         where = f"{path}:{number}"
         column = next((c for c in _PATH_COLUMNS if row.get(c)), None)

@@ -79,9 +79,25 @@ def _nonempty_exif(exif: Image.Exif, raw: object, meta: RawMetadata) -> Image.Ex
     # Pillow only warns (and returns nothing) for an unreadable block: notice it here.
     if len(exif):
         return exif
-    if isinstance(raw, bytes) and len(raw.removeprefix(b"Exif\x00\x00")) > 8:
-        meta.errors.append(metadata_error("exif", "EXIF block present but unreadable"))
+    if isinstance(raw, bytes):
+        block = raw.removeprefix(b"Exif\x00\x00")
+        if len(block) > 8 and _ifd0_entry_count(block) != 0:
+            meta.errors.append(metadata_error("exif", "EXIF block present but unreadable"))
     return None
+
+
+def _ifd0_entry_count(block: bytes) -> int | None:
+    """How many entries the first IFD of a TIFF-structured EXIF block declares; None when the
+    header or the IFD offset is broken. A well-formed block with 0 entries is empty, not corrupt
+    (some tools write one, e.g. an 8-byte header and an empty IFD in a PNG eXIf chunk)."""
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(block[:4])
+    if order is None:
+        return None
+    (offset,) = struct.unpack(order + "I", block[4:8])
+    if offset < 8 or offset + 2 > len(block):
+        return None
+    (count,) = struct.unpack(order + "H", block[offset : offset + 2])
+    return int(count)
 
 
 def _read_png_chunks(data: bytes, meta: RawMetadata) -> None:

@@ -116,3 +116,139 @@ def test_tiny_model_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "tiny" / "config.json").is_file()
     assert sum(f.stat().st_size for f in (tmp_path / "tiny").iterdir()) < 3_000_000
+
+
+# User errors: one line on stderr, no traceback, a usage exit status
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from fakescope.cli import main
+
+    try:
+        status = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--fake-threshold", "1.5"),
+        ("--real-threshold", "-0.1"),
+        ("--fake-threshold", "0.3", "--real-threshold", "0.4"),
+        ("--max-pixels", "0"),
+    ],
+)
+def test_analyze_rejects_impossible_options_as_usage_errors(
+    capsys: pytest.CaptureFixture[str], sample_paths: dict[str, Path], options: tuple[str, ...]
+) -> None:
+    status, out, err = run_main(capsys, "analyze", str(sample_paths["camera"]), *options)
+    assert status == 2 and out == ""
+    assert options[0] in one_line_error(err) or "threshold" in one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(("--aspect", ""), "unknown aspect ''"), (("--question", " "), "the question is empty")],
+)
+def test_ask_with_an_empty_aspect_or_question_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str],
+    sample_paths: dict[str, Path],
+    option: tuple[str, str],
+    message: str,
+) -> None:
+    # No --model load needed: the question is checked first.
+    status, _out, err = run_main(
+        capsys, "ask", str(sample_paths["camera"]), "--model", "/nonexistent", *option
+    )
+    assert status == 2
+    assert message in one_line_error(err)
+
+
+@pytest.mark.parametrize("kind", ["missing", "broken", "directory"])
+def test_ask_on_an_unreadable_image_names_it_in_one_line(
+    capsys: pytest.CaptureFixture[str], sample_paths: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path if kind == "directory" else sample_paths[kind]
+    status, out, err = run_main(
+        capsys, "ask", str(path), "--model", "/nonexistent", "--aspect", "texture"
+    )
+    assert status == 1 and out == ""
+    line = one_line_error(err)
+    assert line.startswith(f"fakescope ask: error: {path}: ")
+
+
+def test_ask_rejects_a_non_positive_token_budget(
+    capsys: pytest.CaptureFixture[str], sample_paths: dict[str, Path]
+) -> None:
+    status, _out, err = run_main(
+        capsys, "ask", str(sample_paths["camera"]), "--model", "m", "--question", "hi",
+        "--max-new-tokens", "0",
+    )  # fmt: skip
+    assert status == 2 and "--max-new-tokens" in one_line_error(err)
+
+
+def test_analyze_reads_standard_input_for_a_dash(
+    sample_paths: dict[str, Path],
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fakescope.cli", "analyze", "-", "--json"],
+        input=sample_paths["comfyui"].read_bytes(),
+        capture_output=True,
+        timeout=240,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(x) for x in result.stdout.splitlines()]
+    assert line["path"] == "-" and line["label"] == "fake"
+
+
+def test_analyze_into_a_closed_pipe_stops_quietly(sample_paths: dict[str, Path]) -> None:
+    paths = [str(sample_paths["camera"])] * 40
+    with subprocess.Popen(
+        [sys.executable, "-m", "fakescope.cli", "analyze", *paths, "--json", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.readline()  # like `| head -1`
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        process.wait(timeout=240)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_unwritable_eval_output_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for label in ("real", "fake"):
+        (data / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(data / label / "x.png")
+    not_a_folder = tmp_path / "taken"
+    not_a_folder.write_text("a file")
+    status, _out, err = run_main(
+        capsys, "eval", str(data), "--model", "m", "--out", str(not_a_folder), "--quiet"
+    )
+    assert status == 2
+    assert one_line_error(err) == f"fakescope: error: {not_a_folder}: File exists"
+
+
+def test_human_readable_analysis_says_when_the_model_is_untrained(
+    sample_paths: dict[str, Path], tiny_model_dir: Path
+) -> None:
+    result = run_cli("analyze", str(sample_paths["camera"]), "--model", str(tiny_model_dir))
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "decided by model" in first and "untrained" in first

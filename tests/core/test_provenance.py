@@ -282,3 +282,19 @@ def test_truncations_of_real_generated_files_never_raise(shared_data: Path) -> N
     for keep in (8, 33, 60, 200, 2_000, 10_000, len(data) // 2):
         findings = read_provenance(data[:keep])
         assert all(isinstance(f, Evidence) for f in findings)
+
+
+def test_a_well_formed_but_empty_exif_block_is_not_reported_as_unreadable() -> None:
+    # A TIFF header and an IFD with zero entries: nothing to say, and nothing broken.
+    empty_ifd = b"\x00\x00" + b"\x00\x00\x00\x00"
+    png = hostile.encode(hostile.scene(), "PNG")
+    for header in (b"MM\x00*\x00\x00\x00\x08", b"II*\x00\x08\x00\x00\x00"):
+        data = hostile.png_with_chunks(png, hostile.png_chunk(b"eXIf", header + empty_ifd))
+        assert read_provenance(data) == [], header
+    jpeg = hostile.jpeg_with_raw_app1(b"Exif\x00\x00II*\x00\x08\x00\x00\x00" + empty_ifd)
+    assert read_provenance(jpeg) == []
+
+
+def test_midjourney_png_with_an_empty_exif_chunk_has_no_metadata_error(shared_data: Path) -> None:
+    path = shared_data / "images/fake/grip_dmimagedetection/midjourney.png"
+    assert read_provenance(path.read_bytes()) == []

@@ -214,9 +214,42 @@ def test_generic_csv_and_jsonl_manifests_with_optional_generator(tmp_path: Path)
 def test_manifest_with_an_unknown_label_names_the_line(tmp_path: Path) -> None:
     write_png(tmp_path / "a.png")
     path = tmp_path / "set.csv"
-    path.write_text("path,label\na.png,maybe\n")
-    with pytest.raises(DatasetError, match=r"set.csv:1: unknown label 'maybe'"):
+    path.write_text("path,label\na.png,real\na.png,maybe\n")
+    # Line 3 of the file: the header is line 1, as in a text editor.
+    with pytest.raises(DatasetError, match=r"set.csv:3: unknown label 'maybe'"):
         load_dataset(str(path))
+
+
+def test_manifests_saved_with_a_byte_order_mark_read_like_plain_utf8(tmp_path: Path) -> None:
+    # Spreadsheet programs (Excel's "CSV UTF-8") start the file with a BOM.
+    write_png(tmp_path / "a.png")
+    write_png(tmp_path / "b.png")
+    csv_path = tmp_path / "set.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbfpath,label\r\na.png,fake\r\nb.png,real\r\n")
+    assert [(s.key, s.label) for s in load_dataset(str(csv_path)).samples] == [
+        ("a.png", FAKE),
+        ("b.png", REAL),
+    ]
+    json_path = tmp_path / "set.json"
+    json_path.write_bytes(b'\xef\xbb\xbf[{"path": "a.png", "label": 1}]')
+    assert [s.label for s in load_dataset(str(json_path)).samples] == [FAKE]
+
+
+def test_a_manifest_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    for name in ("set.csv", "set.json", "MANIFEST.tsv"):
+        path = tmp_path / name
+        path.write_bytes(b"\xff\xfepath,label\n")
+        with pytest.raises(DatasetError, match=rf"{name}: not UTF-8 text"):
+            load_dataset(str(path))
+
+
+def test_cells_beyond_the_header_are_ignored(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    path = tmp_path / "set.csv"
+    path.write_text("path,label\na.png,fake,an extra note\n")
+    assert [(s.key, s.label, s.subset) for s in load_dataset(str(path)).samples] == [
+        ("a.png", FAKE, "all")
+    ]
 
 
 def test_shared_manifest_subsets_are_source_families(tmp_path: Path) -> None:

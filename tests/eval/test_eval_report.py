@@ -111,3 +111,13 @@ def test_compare_lists_every_subset_with_its_difference(tmp_path: Path) -> None:
     assert any(line.startswith("FakeBench") and " closed " in line for line in lines)
     assert any(line.startswith("fakebench-mcq") and " mcq " in line for line in lines)
     assert "run A used an untrained checkpoint" in text
+
+
+def test_compare_refuses_a_json_file_that_is_not_a_run_in_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from fakescope.errors import DatasetError
+
+    other = write_json(tmp_path / "other" / "metrics.json", {"something": "else"})
+    with pytest.raises(DatasetError, match=r"not the metrics\.json of a `fakescope eval` run"):
+        compare_runs(other.parent, other.parent)

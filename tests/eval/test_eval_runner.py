@@ -137,3 +137,63 @@ def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: P
     off = {r["key"]: r for r in _rows(tmp_path / "off")}
     assert {r["decided_by"] for r in off.values()} == {"model"}
     assert all(off[k]["p_fake"] == on[k]["p_fake"] for k in off)
+
+
+def test_closed_protocol_keeps_the_generated_answer_text(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data", n=2)
+    evaluate(_config(data, tmp_path / "out", protocol="closed"), StandInModel())
+    rows = _rows(tmp_path / "out")
+    assert rows and all(r["protocol"] == "closed" for r in rows)
+    # The model's own words ("Fake." / "Real."), not only the verdict read from them.
+    assert {r["answer"] for r in rows} == {"Fake.", "Real."}
+    assert all(r["predicted"] == r["answer"].rstrip(".").lower() for r in rows)
+
+
+class _InterruptedModel(StandInModel):
+    """Ctrl-C arrives while the second batch is being scored."""
+
+    def score(self, images):  # type: ignore[no-untyped-def]
+        if self.calls >= 1:
+            raise KeyboardInterrupt
+        return super().score(images)
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fakescope.cli import main
+    from fakescope.evaluation import evaluate as evaluate_module
+
+    data = _tree(tmp_path / "data", n=2)
+    out = tmp_path / "out"
+    argv = ["eval", str(data), "--model", "stand-in", "--out", str(out), "--batch-size", "4"]
+    argv += ["--quiet", "--bootstrap", "0"]
+    monkeypatch.setattr(evaluate_module, "_load_model", lambda config: _InterruptedModel())
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"interrupted; finished batches are kept in {out}" in err and "resume" in err
+    assert len(_rows(out)) == 4  # the first batch
+
+    monkeypatch.setattr(evaluate_module, "_load_model", lambda config: StandInModel())
+    assert main(argv) == 0
+    assert len(_rows(out)) == 8 and (out / "report.md").is_file()
+
+
+def test_a_same_named_dataset_from_another_folder_does_not_reuse_predictions(
+    tmp_path: Path,
+) -> None:
+    # Both folders are called "test" and hold the same file names, but other pictures: the
+    # second run must not take the first one's rows for its own.
+    first = _tree(tmp_path / "a" / "test", n=2)
+    second = tmp_path / "b" / "test"
+    for i in range(2):
+        write_png(second / "reddit" / "fake" / f"f{i}.png", 250)
+        write_png(second / "reddit" / "real" / f"r{i}.png", 5)
+    out = tmp_path / "out"
+    evaluate(_config(first, out, datasets=[str(first)]), StandInModel())
+    with pytest.raises(RunMismatchError, match="dataset named 'test' read from"):
+        evaluate(_config(second, out, datasets=[str(second)]), StandInModel())
+    # Named apart, both live in one folder; the same folder again resumes as before.
+    evaluate(_config(second, out, datasets=[f"second={second}", str(first)]), StandInModel())
+    assert {r["dataset"] for r in _rows(out)} == {"test", "second"}
