@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,37 @@ from server.db.models import ReviewDecision
 
 DecisionListener = Callable[[str], None]
 DECISIONS_CHANNEL = "fakescope_review_decisions"  # NOTIFY payload: the image's sha256
+T = TypeVar("T")
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database error that says nothing about the statement: the connection dropped
+    (a server restart, a terminated backend, a network blip) or was left unusable by
+    that. The same work on a fresh connection may well succeed."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+            return True
+        # asyncpg's client-side protocol errors ("cannot switch to state …; another
+        # operation is in progress") follow a connection killed mid-operation.
+        return type(error.orig).__name__ == "InternalClientError"
+    return isinstance(error, OSError)  # could not connect at all
+
+
+async def retry_transient(
+    work: Callable[[], Awaitable[T]], *, tries: int = 3, pause_s: float = 0.2
+) -> T:
+    """Run `work` (one whole transaction), again on a fresh connection after a transient
+    error, up to `tries` times in all. Only for work that is safe to repeat."""
+    for attempt in range(1, tries + 1):
+        try:
+            return await work()
+        except Exception as error:
+            if attempt == tries or not is_transient(error):
+                raise
+        await asyncio.sleep(pause_s * attempt)
+    raise AssertionError("unreachable")
 
 
 class Database:

@@ -16,7 +16,7 @@ from typing import Any
 
 from server.background import cancel_and_wait
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
-from server.db.database import Database
+from server.db.database import Database, is_transient
 from server.db.notify import Wakeups
 from server.inference.host import ModelState
 from server.jobs import registry
@@ -28,6 +28,7 @@ from server.jobs.store import (
     JobOutcome,
     JobStore,
 )
+from server.problems import service_unavailable
 from server.settings import Settings
 
 log = logging.getLogger("fakescope.server")
@@ -35,6 +36,7 @@ REFRESH_S = 2.0  # how often the live workers are read again
 REFRESH_NO_WORKERS_S = 0.25  # the same while none is live: the first one is seen at once
 POLL_S = 0.02  # outcome polling while waiting, without notifications (SQLite)
 POLL_NOTIFIED_S = 1.0  # the same with LISTEN active: a safety net for lost notifications
+RETRY_AFTER_DATABASE_S = 2  # a job could not be queued: the database connection dropped
 
 
 @dataclass(frozen=True)
@@ -187,15 +189,27 @@ class RemoteHost:
         explain: bool,
         question: dict[str, Any] | None,
     ) -> int:
-        return await self.jobs.enqueue(
-            kind,
-            sha256,
-            self.identity,
-            image=image,
-            explain=explain,
-            question=question,
-            max_queued=self.settings.queue_size,
-        )
+        """The queued job's id; 503 `database-unavailable` when the database stays out of
+        reach (the store already tried again on fresh connections)."""
+        try:
+            return await self.jobs.enqueue(
+                kind,
+                sha256,
+                self.identity,
+                image=image,
+                explain=explain,
+                question=question,
+                max_queued=self.settings.queue_size,
+            )
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("could not queue a %s job: %s", kind, exc)
+            raise service_unavailable(
+                "the job queue's database could not be reached; try again shortly",
+                RETRY_AFTER_DATABASE_S,
+                "database-unavailable",
+            ) from exc
 
     async def run(
         self,

@@ -9,11 +9,14 @@ finish or fail that job afterwards.
 On PostgreSQL each queued and finished job is also announced with NOTIFY (`server/db/notify.py`),
 which wakes workers and waiting API processes at once; polling covers the rest. A
 streamed answer's text so far is kept in the job's `answer` while it runs (`progress`).
+
+A write that meets a dropped connection (a terminated backend, a database failover) is
+tried again on a fresh one (`retry_transient`); the ones retried are safe to repeat.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +25,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
-from server.db.database import Database
+from server.db.database import Database, retry_transient
 from server.db.models import Job
 from server.inference.queue_jobs import QueueFullError
 from server.timefmt import as_utc, utcnow
@@ -33,6 +36,9 @@ FINISHED_CHANNEL = "fakescope_jobs_finished"
 PROGRESS_CHANNEL = "fakescope_jobs_progress"  # a streamed answer's text grew
 KEEP_FINISHED = timedelta(hours=1)  # finished rows kept for inspection, then deleted
 MAX_QUEUED = timedelta(hours=1)  # a job nobody claimed for this long fails (nobody waits)
+# pg_advisory_xact_lock key taken by enqueue: counting the queued jobs and adding one is
+# then atomic across API processes, so the queue never grows past its bound.
+ENQUEUE_LOCK_KEY = 0x66616B65_6A6F6273  # "fakejobs"
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,37 @@ class JobStore:
         question: dict[str, Any] | None = None,
         max_queued: int,
     ) -> int:
-        """Queue one job, or raise QueueFullError when `max_queued` jobs already wait."""
+        """Queue one job, or raise QueueFullError when `max_queued` jobs already wait.
+
+        Tried again after a dropped connection: in the rare case that the lost reply was
+        the commit's, the job is queued twice, and the second run finds the first's result.
+        """
+        return await retry_transient(
+            lambda: self._enqueue(
+                kind,
+                sha256,
+                identity,
+                image=image,
+                explain=explain,
+                question=question,
+                max_queued=max_queued,
+            )
+        )
+
+    async def _enqueue(
+        self,
+        kind: str,
+        sha256: str,
+        identity: Identity,
+        *,
+        image: bytes | None,
+        explain: bool,
+        question: dict[str, Any] | None,
+        max_queued: int,
+    ) -> int:
         async with self.db.write() as session:
+            if self.notifies:  # PostgreSQL: concurrent enqueuers count one after another
+                await session.execute(select(func.pg_advisory_xact_lock(ENQUEUE_LOCK_KEY)))
             waiting = await session.scalar(
                 select(func.count()).select_from(Job).where(Job.state == QUEUED)
             )
@@ -173,7 +208,13 @@ class JobStore:
         )
 
     async def _end(self, job_id: int, worker_id: str, *, state: str, **values: Any) -> bool:
-        """Finish a job this worker still holds; False when it lost the job meanwhile."""
+        """Finish a job this worker still holds; False when it lost the job meanwhile (or
+        when a retry finds that the first try, whose reply was lost, ended it)."""
+        return await retry_transient(lambda: self._end_once(job_id, worker_id, state, values))
+
+    async def _end_once(
+        self, job_id: int, worker_id: str, state: str, values: dict[str, Any]
+    ) -> bool:
         statement = (
             update(Job)
             .where(Job.id == job_id, Job.worker_id == worker_id, Job.state == RUNNING)
@@ -200,11 +241,18 @@ class JobStore:
                 await self._notify(session, PROGRESS_CHANNEL, str(job_id))
         return bool(kept)
 
-    async def renew(self, worker_id: str) -> int:
-        """Extend the lease of every job this worker runs; the number of jobs renewed."""
+    async def renew(self, worker_id: str, job_ids: Collection[int]) -> int:
+        """Extend the lease of the jobs this worker is running; the number renewed.
+
+        Only the jobs named: a job the worker holds in the table but no longer runs (its
+        `finish` failed on a dropped connection, a claim whose reply was lost) must lapse
+        and go back to the queue, not stay 'running' for as long as the worker lives.
+        """
+        if not job_ids:
+            return 0
         statement = (
             update(Job)
-            .where(Job.worker_id == worker_id, Job.state == RUNNING)
+            .where(Job.worker_id == worker_id, Job.state == RUNNING, Job.id.in_(list(job_ids)))
             .values(lease_until=utcnow() + self.lease)
             .execution_options(synchronize_session=False)
         )
@@ -213,10 +261,23 @@ class JobStore:
 
     async def release(self, worker_id: str) -> int:
         """Queue again the jobs of a worker that is stopping (this claim does not count)."""
+        return await retry_transient(lambda: self._release(worker_id))
+
+    async def requeue(self, job_id: int, worker_id: str) -> bool:
+        """Give one job back to the queue (its run met a dropped database connection); this
+        claim counts toward its attempts. False when the worker no longer held it."""
+        return bool(await retry_transient(lambda: self._release(worker_id, job_id)))
+
+    async def _release(self, worker_id: str, job_id: int | None = None) -> int:
+        mine = [Job.worker_id == worker_id, Job.state == RUNNING]
+        given_back: dict[str, Any] = {"attempts": Job.attempts - 1}
+        if job_id is not None:
+            mine.append(Job.id == job_id)
+            given_back = {}
         statement = (
             update(Job)
-            .where(Job.worker_id == worker_id, Job.state == RUNNING)
-            .values(state=QUEUED, worker_id=None, lease_until=None, attempts=Job.attempts - 1)
+            .where(*mine)
+            .values(state=QUEUED, worker_id=None, lease_until=None, **given_back)
             .execution_options(synchronize_session=False)
         )
         async with self.db.write() as session:

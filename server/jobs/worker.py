@@ -21,6 +21,7 @@ from server.analyze.service import AnalysisService, busy_problem
 from server.ask.questions import Question
 from server.ask.service import AskService, parse_event
 from server.background import cancel_and_wait
+from server.db.database import is_transient
 from server.db.notify import Wakeups
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue_jobs import QueueFullError
@@ -65,9 +66,11 @@ class JobWorker:
 
     async def stop(self) -> None:
         self._stopping = True
-        await cancel_and_wait(*self._tasks)
+        serve, *keep_alive = self._tasks
+        await cancel_and_wait(serve)  # no more claims; the leases are renewed meanwhile
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=STOP_GRACE_S)
+        await cancel_and_wait(*keep_alive)
         for task in list(self._running.values()):
             task.cancel()
         await self.wakeups.stop()
@@ -122,7 +125,7 @@ class JobWorker:
             await asyncio.sleep(interval)
             try:
                 await registry.heartbeat(self.analyses.db, self.id)
-                await self.jobs.renew(self.id)
+                await self.jobs.renew(self.id, list(self._running))
                 expired = await self.jobs.expire()
                 if expired.requeued or expired.failed or expired.stale:
                     log.warning(
@@ -153,6 +156,16 @@ class JobWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_transient(exc) and job.attempts < self.jobs.attempts:
+                # The database connection dropped under the job, not the job's fault:
+                # another try (here or on another worker) most likely succeeds.
+                log.warning("job %d met a database error; queued again: %s", job.id, exc)
+                try:
+                    await self.jobs.requeue(job.id, self.id)
+                except Exception as requeue_exc:  # its lease lapses, and expiry requeues it
+                    log.warning("could not queue job %d again: %s", job.id, requeue_exc)
+                self.metrics.job_done(job.kind, "retried")
+                return
             log.exception("job %d failed", job.id)
             detail = f"the GPU worker failed: {type(exc).__name__}: {exc}"
             await self._end(job, status=503, code="worker-error", detail=detail)
@@ -182,7 +195,11 @@ class JobWorker:
             if name == "token":
                 text += str(data["text"])
                 if loop.time() - recorded_at >= PROGRESS_EVERY_S and text != recorded:
-                    await self.jobs.progress(job.id, self.id, text)
+                    try:
+                        await self.jobs.progress(job.id, self.id, text)
+                    except Exception as exc:  # the text so far is best effort: the next
+                        # write, or the finished job, carries it to the API process
+                        log.warning("could not record job %d's progress: %s", job.id, exc)
                     recorded, recorded_at = text, loop.time()
             elif name == "error":
                 status = int(data.get("status") or 503)

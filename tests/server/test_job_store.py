@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from server_helpers import run_sql
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from server.db.analyses import Identity
-from server.db.database import Database
+from server.db.database import Database, is_transient, retry_transient
 from server.db.engine import create_engine
 from server.db.notify import Wakeups, asyncpg_connect_args
 from server.inference.queue_jobs import QueueFullError
@@ -138,13 +139,124 @@ async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(database_url) 
         await store.claim("w1", MODEL, 2)
         for _ in range(3):
             await asyncio.sleep(0.15)
-            assert await store.renew("w1") == 2
+            assert await store.renew("w1", ids) == 2
         assert (await store.expire()).requeued == 0
         assert await store.release("w1") == 2
         claimed = await store.claim("w2", MODEL, 2)
         assert [job.id for job in claimed] == ids
         assert all(job.attempts == 1 for job in claimed)  # a clean stop costs no attempt
     finally:
+        await db.dispose()
+
+
+async def test_a_job_the_worker_no_longer_runs_is_not_renewed_but_lapses(database_url) -> None:
+    # A worker whose `finish` failed on a dropped connection (or whose claim's reply was
+    # lost) still holds the row; renewing only what it runs lets the lease lapse, so the
+    # job goes back to the queue instead of staying 'running' while the worker lives.
+    db = _database(database_url)
+    store = JobStore(db, lease_s=0.3, attempts=3)
+    try:
+        running, orphan = await _queue(store, 2)
+        await store.claim("w1", MODEL, 2)
+        for _ in range(3):
+            await asyncio.sleep(0.15)
+            assert await store.renew("w1", [running]) == 1
+        assert await store.renew("w1", []) == 0
+        expired = await store.expire()
+        assert (expired.requeued, expired.failed) == (1, 0)
+        rows = await run_sql(database_url, "SELECT id, state, worker_id FROM jobs ORDER BY id")
+        assert rows == [(running, "running", "w1"), (orphan, "queued", None)]
+        [again] = await store.claim("w2", MODEL, 2)
+        assert (again.id, again.attempts) == (orphan, 2)
+    finally:
+        await db.dispose()
+
+
+async def test_a_job_given_back_after_a_database_error_keeps_its_attempt(store) -> None:
+    [job_id] = await _queue(store, 1)
+    await store.claim("w1", MODEL, 1)
+    assert not await store.requeue(job_id, "someone else")
+    assert await store.requeue(job_id, "w1")
+    [again] = await store.claim("w2", MODEL, 1)
+    assert (again.id, again.attempts) == (job_id, 2)  # this run counts toward the limit
+
+
+def _dropped_connection() -> DBAPIError:
+    return DBAPIError("INSERT", {}, ConnectionResetError("reset"), connection_invalidated=True)
+
+
+async def test_transient_database_errors_are_retried_and_others_are_not() -> None:
+    assert is_transient(_dropped_connection())
+    assert is_transient(OperationalError("SELECT", {}, Exception("gone")))
+    assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_transient(ValueError("a bug"))
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _dropped_connection()
+        return "done"
+
+    assert await retry_transient(flaky, pause_s=0) == "done" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(DBAPIError):
+        await retry_transient(flaky, tries=2, pause_s=0)
+
+    async def broken() -> None:
+        calls.append(1)
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    calls.clear()
+    with pytest.raises(IntegrityError):
+        await retry_transient(broken, pause_s=0)
+    assert len(calls) == 1  # a real error is not repeated
+
+
+@pytest.mark.postgres
+async def test_the_queue_bound_holds_for_concurrent_enqueuers(migrated_postgres: str) -> None:
+    # Several API processes counting the queued jobs at once must not all see room.
+    await run_sql(migrated_postgres, "DELETE FROM jobs")
+    dbs = [_database(migrated_postgres) for _ in range(4)]
+    stores = [JobStore(db, lease_s=30, attempts=3) for db in dbs]
+    try:
+
+        async def enqueue(i: int) -> bool:
+            try:
+                await stores[i % 4].enqueue("analyze", f"{i:064x}", MODEL, image=b"x", max_queued=5)
+            except QueueFullError:
+                return False
+            return True
+
+        accepted = await asyncio.gather(*(enqueue(i) for i in range(24)))
+        assert sum(accepted) == 5
+        assert await run_sql(migrated_postgres, "SELECT count(*) FROM jobs") == [(5,)]
+    finally:
+        await run_sql(migrated_postgres, "DELETE FROM jobs")
+        for db in dbs:
+            await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_queue_works_on_after_its_connections_are_terminated(
+    migrated_postgres: str,
+) -> None:
+    db = _database(migrated_postgres)
+    store = JobStore(db, lease_s=30, attempts=3)
+    try:
+        [first] = await _queue(store, 1)
+        await run_sql(
+            migrated_postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name NOT LIKE 'pg_%'",
+        )
+        job_id = await store.enqueue("analyze", "f" * 64, MODEL, image=b"x", max_queued=100)
+        claimed = await store.claim("w1", MODEL, 100)
+        assert {job.id for job in claimed} >= {first, job_id}
+        assert all([await store.finish(job.id, "w1") for job in claimed])
+    finally:
+        await run_sql(migrated_postgres, "DELETE FROM jobs")
         await db.dispose()
 
 
