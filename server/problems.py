@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
 
 from fakescope.errors import (
     EmptyImageError,
@@ -16,10 +17,12 @@ from fakescope.errors import (
     UndecodableImageError,
     UnsupportedFormatError,
 )
+from server.db.database import is_transient
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # A URN names each kind of problem without pointing at a web page that does not exist.
 PROBLEM_TYPE_BASE = "urn:fakescope:problem:"
+RETRY_AFTER_DATABASE_S = 2
 log = logging.getLogger("fakescope.server")
 
 TITLES = {
@@ -161,8 +164,27 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
+def handle_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """A dropped or refused database connection is a passing outage (503), not a bug (500).
+
+    Everything the request wrote was in a transaction that did not commit, so the client may
+    simply try again.
+    """
+    if not is_transient(exc):
+        return handle_unexpected(request, exc)
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "the database could not be reached; try again shortly",
+        code="database-unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_DATABASE_S)},
+        instance=request.url.path,
+    )
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     HTTPException: handle_http_exception,
     ImageError: handle_image_error,
+    DBAPIError: handle_database_error,
     Exception: handle_unexpected,
 }

@@ -28,7 +28,7 @@ from server.jobs.store import (
     JobOutcome,
     JobStore,
 )
-from server.problems import service_unavailable
+from server.problems import RETRY_AFTER_DATABASE_S, service_unavailable
 from server.settings import Settings
 
 log = logging.getLogger("fakescope.server")
@@ -36,7 +36,6 @@ REFRESH_S = 2.0  # how often the live workers are read again
 REFRESH_NO_WORKERS_S = 0.25  # the same while none is live: the first one is seen at once
 POLL_S = 0.02  # outcome polling while waiting, without notifications (SQLite)
 POLL_NOTIFIED_S = 1.0  # the same with LISTEN active: a safety net for lost notifications
-RETRY_AFTER_DATABASE_S = 2  # a job could not be queued: the database connection dropped
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from server_helpers import (
     unique_png,
     wait_until_ready,
 )
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from server.app import create_app
 from server.ask.service import parse_event
@@ -311,6 +312,32 @@ async def test_the_in_memory_rate_limit_says_when_to_retry(settings: Settings) -
 async def test_metrics_name_their_charset_once(client) -> None:
     response = await client.get("/metrics")
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def test_a_database_outage_is_a_503_to_retry_and_other_database_errors_a_500(
+    client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = (await client.post("/v1/analyze", files={"file": ("a.png", unique_png())})).json()[
+        "sha256"
+    ]
+    service = client.app.state.analysis_service
+    service.served.invalidate(sha)  # the next read goes to the database
+
+    async def refused(_: list[str]) -> dict[str, Any]:
+        raise OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(service._reads, "_fetch", refused)
+    down = await client.get(f"/v1/analyses/{sha}")
+    body = problem(down)
+    assert down.status_code == 503 and down.headers["retry-after"] == "2"
+    assert body["type"].endswith(":database-unavailable")
+
+    async def broken(_: list[str]) -> dict[str, Any]:
+        raise ProgrammingError("SELECT ...", {}, Exception("column does not exist"))
+
+    monkeypatch.setattr(service._reads, "_fetch", broken)
+    bug = await client.get(f"/v1/analyses/{sha}")
+    assert bug.status_code == 500 and problem(bug)["type"].endswith(":internal-error")
 
 
 class NulAnswers:
