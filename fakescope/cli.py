@@ -31,6 +31,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pixel_limit(text: str) -> int:
+    from fakescope.images import MAX_PIXELS_CEILING
+
+    value = _positive_int(text)
+    if value > MAX_PIXELS_CEILING:
+        raise argparse.ArgumentTypeError(f"{text} is over the highest limit, {MAX_PIXELS_CEILING}")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--model",
@@ -178,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="JSON Lines, one object per image")
     analyze.add_argument("--fake-threshold", type=_probability, default=0.6)
     analyze.add_argument("--real-threshold", type=_probability, default=0.4)
-    analyze.add_argument("--max-pixels", type=_positive_int, default=64_000_000)
+    analyze.add_argument(
+        "--max-pixels", type=_pixel_limit, default=64_000_000, help="refuse larger images"
+    )
     analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     analyze.set_defaults(handler=_cmd_analyze)
 

@@ -48,6 +48,13 @@ ALLOWED_FORMATS: frozenset[str] = frozenset(
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
 
+# The pixel limit that matters is `ImageLimits.max_pixels`, checked from the header before
+# any pixel is decoded, with a message naming it. Pillow's own threshold (89 Mpx) would
+# refuse larger images first, whatever the limit says; it is raised to the highest limit
+# allowed, and stays as a backstop.
+MAX_PIXELS_CEILING = 500_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS_CEILING
+
 # PDQ's reference filters cost about a second on a 9-megapixel photo; every image is hashed
 # from the same bounded downscale instead, which keeps hashes comparable across sizes.
 _PDQ_MAX_SIDE = 512
@@ -73,6 +80,10 @@ class ImageLimits:
 
     max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 64_000_000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_pixels <= MAX_PIXELS_CEILING:
+            raise ValueError(f"max_pixels must be between 1 and {MAX_PIXELS_CEILING}")
 
 
 @dataclass(frozen=True)

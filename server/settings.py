@@ -45,6 +45,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _pixel_limit(env: Mapping[str, str]) -> int:
+    from fakescope.images import MAX_PIXELS_CEILING
+
+    value = _int(env, "FAKESCOPE_MAX_PIXELS", 64_000_000, 1)
+    if value > MAX_PIXELS_CEILING:
+        raise SettingsError(f"FAKESCOPE_MAX_PIXELS must be <= {MAX_PIXELS_CEILING}, got {value}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -195,7 +204,7 @@ class Settings:
             compile=env.get("FAKESCOPE_COMPILE") or None,
             nf4_kernel=env.get("FAKESCOPE_NF4_KERNEL") or None,
             max_upload_bytes=_int(env, "FAKESCOPE_MAX_UPLOAD_BYTES", 25 * MIB, 1),
-            max_pixels=_int(env, "FAKESCOPE_MAX_PIXELS", 64_000_000, 1),
+            max_pixels=_pixel_limit(env),
             queue_size=_int(env, "FAKESCOPE_QUEUE_SIZE", 64, 1),
             batch_size=_int(env, "FAKESCOPE_BATCH_SIZE", 8, 1),
             batch_wait_ms=_float(env, "FAKESCOPE_BATCH_WAIT_MS", 5.0),

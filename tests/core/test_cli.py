@@ -145,6 +145,7 @@ def one_line_error(err: str) -> str:
         ("--real-threshold", "-0.1"),
         ("--fake-threshold", "0.3", "--real-threshold", "0.4"),
         ("--max-pixels", "0"),
+        ("--max-pixels", "600000000"),
     ],
 )
 def test_analyze_rejects_impossible_options_as_usage_errors(

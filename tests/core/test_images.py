@@ -22,6 +22,7 @@ from fakescope.errors import (
 )
 from fakescope.images import (
     ALLOWED_FORMATS,
+    MAX_PIXELS_CEILING,
     DecodedImage,
     ImageLimits,
     decode_image,
@@ -143,6 +144,17 @@ def test_pixel_cap_is_configurable_and_inclusive() -> None:
     assert decode_image(data, ImageLimits(max_pixels=5_000)).width == 100
     with pytest.raises(ImageTooLargeError):
         decode_image(data, ImageLimits(max_pixels=4_999))
+
+
+def test_the_pixel_cap_not_pillows_threshold_decides_and_names_itself() -> None:
+    header = hostile.png_header_only(10_000, 10_000)  # 100 M pixels, over Pillow's 89 M
+    with pytest.raises(ImageTooLargeError, match="over the limit of 80000000 pixels"):
+        decode_without_warnings(header, ImageLimits(max_pixels=80_000_000))
+    # A higher cap lets the header through: only the missing pixel data stops this one.
+    with pytest.raises(UndecodableImageError):
+        decode_without_warnings(header, ImageLimits(max_pixels=150_000_000))
+    with pytest.raises(ValueError, match="max_pixels"):
+        ImageLimits(max_pixels=MAX_PIXELS_CEILING + 1)
 
 
 def test_png_with_a_huge_text_chunk_still_decodes() -> None:

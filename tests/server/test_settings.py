@@ -80,6 +80,7 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
         {"FAKESCOPE_ADMIN_SESSION_IDLE_HOURS": "0"},
         {"FAKESCOPE_ADMIN_SESSION_MAX_DAYS": "-1"},
         {"FAKESCOPE_ADMIN_SESSION_MAX_DAYS": "a week"},
+        {"FAKESCOPE_MAX_PIXELS": "600000000"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
