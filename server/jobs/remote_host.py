@@ -4,6 +4,14 @@ It answers what the services ask of a `ModelHost` (state, identity, the model's
 description, a queue depth), learning them from the `workers` table, and runs a job by
 queueing it and waiting for its outcome. One poller per process asks the database about
 every job this process waits for in one query, woken early by NOTIFY on PostgreSQL.
+Several requests may wait for one job (the store hands a twin request the job already
+doing its work), each with its own future or stream.
+
+An API process also expires jobs as workers do (lapsed leases, jobs queued too long), so
+a dead worker's jobs and stale image bytes do not wait for a live worker to be cleaned
+up. When no worker has been live for a lease (`FAKESCOPE_JOB_LEASE_S`: time for one
+that restarts to come back), the requests still waiting get 503 `no-workers` at once
+instead of waiting out their timeout; their jobs stay queued for a later worker.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from server.jobs.store import (
     JobOutcome,
     JobStore,
 )
-from server.problems import RETRY_AFTER_DATABASE_S, service_unavailable
+from server.problems import RETRY_AFTER_DATABASE_S, ProblemError, service_unavailable
 from server.settings import Settings
 
 log = logging.getLogger("fakescope.server")
@@ -36,6 +44,7 @@ REFRESH_S = 2.0  # how often the live workers are read again
 REFRESH_NO_WORKERS_S = 0.25  # the same while none is live: the first one is seen at once
 POLL_S = 0.02  # outcome polling while waiting, without notifications (SQLite)
 POLL_NOTIFIED_S = 1.0  # the same with LISTEN active: a safety net for lost notifications
+RETRY_AFTER_NO_WORKERS_S = 5  # as server.analyze.service's (which imports this module)
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class RemoteStream:
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         self.sent = 0  # characters of the job's text already queued for the client
-        self.items: asyncio.Queue[str | JobOutcome] = asyncio.Queue()
+        self.items: asyncio.Queue[str | JobOutcome | ProblemError] = asyncio.Queue()
 
     def offer(self, outcome: JobOutcome) -> bool:
         """Queue what is new in the job's row; True once the job has finished."""
@@ -73,20 +82,58 @@ class RemoteStream:
             return True
         return False
 
+    def abandon(self, problem: ProblemError) -> None:
+        """End the stream with a problem (no worker is left to finish it)."""
+        self.items.put_nowait(problem)
+
     async def next(self) -> str | JobOutcome:
-        return await self.items.get()
+        """The next new text, or the outcome; raises the problem that ended the stream."""
+        item = await self.items.get()
+        if isinstance(item, ProblemError):
+            raise item
+        return item
 
 
 class _Waiting:
-    """Jobs this process waits for; their number is what /metrics reads as queue depth."""
+    """Requests waiting for jobs, by job id (several may wait for one job); their number
+    is what /metrics reads as queue depth."""
 
     def __init__(self) -> None:
-        self.futures: dict[int, asyncio.Future[JobOutcome]] = {}
-        self.streams: dict[int, RemoteStream] = {}
+        self.futures: dict[int, list[asyncio.Future[JobOutcome]]] = {}
+        self.streams: dict[int, list[RemoteStream]] = {}
 
     @property
     def depth(self) -> int:
-        return len(self.futures) + len(self.streams)
+        return sum(map(len, self.futures.values())) + sum(map(len, self.streams.values()))
+
+    def __bool__(self) -> bool:
+        return bool(self.futures or self.streams)
+
+    def add_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
+        self.futures.setdefault(job_id, []).append(future)
+
+    def add_stream(self, stream: RemoteStream) -> None:
+        self.streams.setdefault(stream.job_id, []).append(stream)
+
+    def remove_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
+        _remove(self.futures, job_id, future)
+
+    def remove_stream(self, stream: RemoteStream) -> None:
+        _remove(self.streams, stream.job_id, stream)
+
+
+def _remove(waiting: dict[int, list[Any]], job_id: int, waiter: object) -> None:
+    waiters = waiting.get(job_id, [])
+    if waiter in waiters:
+        waiters.remove(waiter)
+    if not waiters:
+        waiting.pop(job_id, None)
+
+
+def _retrieve(future: asyncio.Future[JobOutcome]) -> None:
+    """Mark a future's exception seen (its waiter may have gone: no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()
 
 
 class RemoteHost:
@@ -108,6 +155,8 @@ class RemoteHost:
         self._identity = Identity(model_key=PROVENANCE_ONLY_KEY, prompt_version=PROMPT_VERSION)
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed = asyncio.Event()
+        self._no_workers_since: float | None = None  # loop time the last worker went
+        self._expiry_failing = False
 
     @property
     def ready(self) -> bool:
@@ -141,7 +190,11 @@ class RemoteHost:
             await self.refresh()
         self.wakeups.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._refresh_forever()), loop.create_task(self._poll())]
+        self._tasks = [
+            loop.create_task(self._refresh_forever()),
+            loop.create_task(self._poll()),
+            loop.create_task(self._expire_forever()),
+        ]
 
     async def wait_ready(self, within_s: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -152,17 +205,21 @@ class RemoteHost:
         await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.wakeups.stop()
-        for future in self.queue.futures.values():
-            future.cancel()
+        for futures in self.queue.futures.values():
+            for future in futures:
+                future.cancel()
 
     async def refresh(self) -> None:
         """Read the live workers; the model they serve becomes this process's identity."""
         live = await registry.live_workers(self.db, self.settings.job_lease_s)
         self.live_workers = live
         if live:
+            self._no_workers_since = None
             # Several models at once (a rolling upgrade): serve the newest worker's.
             chosen: tuple[Identity, dict[str, Any]] | None = (live[0].identity, live[0].model)
         else:
+            if self._no_workers_since is None:
+                self._no_workers_since = asyncio.get_running_loop().time()
             chosen = await registry.newest_identity(self.db)
         if chosen is not None:
             identity, described = chosen
@@ -178,7 +235,66 @@ class RemoteHost:
                 await self.refresh()
             except Exception as exc:  # the database is down: /readyz says so; keep trying
                 log.warning("could not read the workers table: %s", exc)
+            else:
+                self._give_up_without_workers()
             await asyncio.sleep(REFRESH_S if self.live_workers else REFRESH_NO_WORKERS_S)
+
+    def _give_up_without_workers(self) -> None:
+        """503 `no-workers` for the requests still waiting once no worker has been live for
+        a lease (one restarting may come back within it). Their jobs stay queued: a worker
+        that starts later still runs them, and the results are cached."""
+        since = self._no_workers_since
+        if since is None or not self.queue:
+            return
+        gone_s = asyncio.get_running_loop().time() - since
+        if gone_s < self.settings.job_lease_s:
+            return
+
+        def problem() -> ProblemError:
+            return service_unavailable(
+                f"no GPU worker has been running for {gone_s:.0f} s; the job stays queued "
+                "and a worker that starts later does it (FAKESCOPE_ROLE=worker)",
+                RETRY_AFTER_NO_WORKERS_S,
+                "no-workers",
+            )
+
+        waiting = self.queue.depth
+        for futures in self.queue.futures.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(problem())
+        for streams in self.queue.streams.values():
+            for stream in streams:
+                stream.abandon(problem())
+        self.queue.futures.clear()
+        self.queue.streams.clear()
+        log.warning(
+            "no GPU worker for %.0f s: %d waiting requests answered 503 no-workers "
+            "(their jobs stay queued)",
+            gone_s,
+            waiting,
+        )
+
+    async def _expire_forever(self) -> None:
+        """Expire jobs as workers do, so that a dead worker's jobs go back to the queue
+        (or fail) and stale queued jobs drop their bytes even while no worker runs."""
+        while True:
+            await asyncio.sleep(self.settings.job_lease_s / 3)
+            try:
+                expired = await self.jobs.expire()
+            except Exception as exc:  # the database is down: said once, not every round
+                if not self._expiry_failing:
+                    log.warning("could not expire jobs: %s", exc)
+                self._expiry_failing = True
+                continue
+            self._expiry_failing = False
+            if expired.requeued or expired.failed or expired.stale:
+                log.warning(
+                    "jobs of a lost worker: %d queued again, %d failed; %d never claimed",
+                    expired.requeued,
+                    expired.failed,
+                    expired.stale,
+                )
 
     async def _enqueue(
         self,
@@ -222,39 +338,41 @@ class RemoteHost:
         """Queue a job for the workers and wait for its outcome (QueueFullError when full).
 
         A caller that stops waiting (a timeout) leaves the job queued: its result is
-        cached when a worker gets to it.
+        cached when a worker gets to it. Raises 503 `no-workers` when the workers are
+        gone (see `_give_up_without_workers`).
         """
         job_id = await self._enqueue(kind, sha256, image, explain, question)
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        self.queue.futures[job_id] = future
+        future.add_done_callback(_retrieve)
+        self.queue.add_future(job_id, future)
         self.wakeups.poke()
         try:
             return await asyncio.shield(future)
         finally:
-            self.queue.futures.pop(job_id, None)
+            self.queue.remove_future(job_id, future)
 
     async def stream(self, kind: str, sha256: str, *, question: dict[str, Any]) -> RemoteStream:
         """Queue a streamed job; its text arrives as the worker records it. `forget` it
         when done (a client that leaves early leaves the job to finish and be cached)."""
         job_id = await self._enqueue(kind, sha256, None, False, question)
         stream = RemoteStream(job_id)
-        self.queue.streams[job_id] = stream
+        self.queue.add_stream(stream)
         self.wakeups.poke()
         return stream
 
     def forget(self, stream: RemoteStream) -> None:
-        self.queue.streams.pop(stream.job_id, None)
+        self.queue.remove_stream(stream)
 
     async def _poll(self) -> None:
         """Resolve waiting futures and feed streams from the jobs table, one query for all."""
         waiting = self.queue
         while True:
-            busy = waiting.futures or waiting.streams
+            busy = bool(waiting)
             interval = POLL_NOTIFIED_S if self.wakeups.connected.is_set() or not busy else POLL_S
             await self.wakeups.wait(interval)
-            if not (waiting.futures or waiting.streams):
+            if not waiting:
                 continue
-            ids = [*waiting.futures, *waiting.streams]
+            ids = sorted({*waiting.futures, *waiting.streams})
             try:
                 found = await self.jobs.outcomes(ids, finished_only=not waiting.streams)
             except Exception as exc:
@@ -262,9 +380,10 @@ class RemoteHost:
                 await asyncio.sleep(POLL_NOTIFIED_S)
                 continue
             for job_id, outcome in found.items():
-                future = waiting.futures.get(job_id)
-                if future is not None and not future.done() and outcome.state in (DONE, FAILED):
-                    future.set_result(outcome)
-                stream = waiting.streams.get(job_id)
-                if stream is not None and stream.offer(outcome):
-                    del waiting.streams[job_id]
+                if outcome.state in (DONE, FAILED):
+                    for future in waiting.futures.get(job_id, []):
+                        if not future.done():
+                            future.set_result(outcome)
+                for stream in list(waiting.streams.get(job_id, [])):
+                    if stream.offer(outcome):
+                        waiting.remove_stream(stream)

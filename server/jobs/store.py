@@ -12,6 +12,10 @@ streamed answer's text so far is kept in the job's `answer` while it runs (`prog
 
 A write that meets a dropped connection (a terminated backend, a database failover) is
 tried again on a fresh one (`retry_transient`); the ones retried are safe to repeat.
+
+Work is queued once: a request for work that a queued or running job already does (the
+same image, model, prompts and explanation; for a question the same prompt) waits for
+that job instead of queueing another, whichever API process queued it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ MAX_QUEUED = timedelta(hours=1)  # a job nobody claimed for this long fails (nob
 # pg_advisory_xact_lock key taken by enqueue: counting the queued jobs and adding one is
 # then atomic across API processes, so the queue never grows past its bound.
 ENQUEUE_LOCK_KEY = 0x66616B65_6A6F6273  # "fakejobs"
+# pg_try_advisory_xact_lock key taken by expire: when several processes (workers, API
+# processes) run it at once, one does the work and the others skip this round.
+EXPIRE_LOCK_KEY = 0x66616B65_65787072  # "fakeexpr"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,38 @@ class Expired:
     stale: int = 0  # queued too long
 
 
+def _question_key(question: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What decides a question job's answer: its kind and exact prompt (not `stream`)."""
+    if not question:
+        return None
+    return (question.get("kind"), question.get("text"), question.get("prompt"))
+
+
+def does_the_same_work(
+    kind: str,
+    explain: bool,
+    question: dict[str, Any] | None,
+    job_explain: bool,
+    job_question: dict[str, Any] | None,
+) -> bool:
+    """Whether a job (of the same kind, image and model) answers this request as well.
+
+    An analysis must match on `explain` (one without an explanation would leave an
+    explain=true request without one, and one with it would make a plain verdict wait
+    for a generation). A question must ask the same prompt; a streamed request takes
+    only a streamed job, whose text grows in its row, but a plain one takes either.
+    """
+    if kind == "analyze":
+        return bool(job_explain) == explain
+    if kind == "ask":
+        asked = _question_key(question)
+        if asked is None or asked != _question_key(job_question):
+            return False
+        streams = bool(question and question.get("stream"))
+        return not streams or bool(job_question and job_question.get("stream"))
+    return False
+
+
 class JobStore:
     def __init__(self, db: Database, *, lease_s: float, attempts: int) -> None:
         self.db = db
@@ -93,10 +132,14 @@ class JobStore:
         question: dict[str, Any] | None = None,
         max_queued: int,
     ) -> int:
-        """Queue one job, or raise QueueFullError when `max_queued` jobs already wait.
+        """Queue one job and return its id, or the id of a queued or running job that
+        already does this work (`does_the_same_work`: the request waits for that one and
+        takes no room in the queue). Raises QueueFullError when `max_queued` jobs wait.
 
-        Tried again after a dropped connection: in the rare case that the lost reply was
-        the commit's, the job is queued twice, and the second run finds the first's result.
+        Finding the twin and inserting are one step across processes: the advisory lock
+        on PostgreSQL, the write lock (BEGIN IMMEDIATE) on SQLite. Tried again after a
+        dropped connection: if the lost reply was the commit's, the retry finds the job
+        the first try queued and returns it.
         """
         return await retry_transient(
             lambda: self._enqueue(
@@ -124,6 +167,9 @@ class JobStore:
         async with self.db.write() as session:
             if self.notifies:  # PostgreSQL: concurrent enqueuers count one after another
                 await session.execute(select(func.pg_advisory_xact_lock(ENQUEUE_LOCK_KEY)))
+            twin = await self._twin(session, kind, sha256, identity, explain, question)
+            if twin is not None:
+                return twin
             waiting = await session.scalar(
                 select(func.count()).select_from(Job).where(Job.state == QUEUED)
             )
@@ -144,6 +190,32 @@ class JobStore:
             await session.flush()
             await self._notify(session, QUEUED_CHANNEL)
             return int(job.id)
+
+    @staticmethod
+    async def _twin(
+        session: AsyncSession,
+        kind: str,
+        sha256: str,
+        identity: Identity,
+        explain: bool,
+        question: dict[str, Any] | None,
+    ) -> int | None:
+        """The oldest queued or running job that does this request's work, if any."""
+        statement = (
+            select(Job.id, Job.explain, Job.question)
+            .where(
+                Job.state.in_((QUEUED, RUNNING)),
+                Job.kind == kind,
+                Job.sha256 == sha256,
+                Job.model_key == identity.model_key,
+                Job.prompt_version == identity.prompt_version,
+            )
+            .order_by(Job.id)
+        )
+        for job_id, job_explain, job_question in (await session.execute(statement)).all():
+            if does_the_same_work(kind, explain, question, job_explain, job_question):
+                return int(job_id)
+        return None
 
     async def claim(self, worker_id: str, identity: Identity, limit: int) -> list[ClaimedJob]:
         """Up to `limit` of the oldest queued jobs for this model, now running under a lease."""
@@ -292,10 +364,18 @@ class JobStore:
         Also fails jobs queued for over an hour (for a model no worker serves any more, or
         while no worker ran), dropping their image bytes, and deletes jobs finished more
         than an hour ago: nobody waits that long.
+
+        Workers and API processes all run it (a few UPDATEs). On PostgreSQL one at a time
+        does the work: a process that finds another expiring skips this round (nothing
+        expired); on SQLite writers take turns anyway.
         """
         now = utcnow()
         lapsed = (Job.state == RUNNING, Job.lease_until < now)
         async with self.db.write() as session:
+            if self.notifies and not await session.scalar(
+                select(func.pg_try_advisory_xact_lock(EXPIRE_LOCK_KEY))
+            ):
+                return Expired(requeued=0, failed=0)
             stale = await session.execute(
                 update(Job)
                 .where(Job.state == QUEUED, Job.created_at < now - MAX_QUEUED)

@@ -343,3 +343,91 @@ def test_asyncpg_arguments_come_from_the_sqlalchemy_url() -> None:
         "port": 6432,
         "database": "fakescope",
     }
+
+
+QUESTION = {"sha256": "a" * 64, "kind": "aspect", "text": "texture", "prompt": "Texture?"}
+
+
+async def test_a_twin_request_waits_for_the_job_already_doing_its_work(store) -> None:
+    sha = "1" * 64
+
+    async def enqueue(kind: str = "analyze", identity: Identity = MODEL, **kw: Any) -> int:
+        image = b"x" if kind == "analyze" else None
+        return await store.enqueue(kind, sha, identity, image=image, max_queued=100, **kw)
+
+    plain = await enqueue()
+    assert await enqueue() == plain
+    explained = await enqueue(explain=True)  # a plain verdict's job has no explanation
+    assert explained != plain and await enqueue(explain=True) == explained
+    other_model = await enqueue(identity=OTHER)
+    assert other_model not in (plain, explained)
+    await store.claim("w1", MODEL, 1)  # running: still attached to
+    assert await enqueue() == plain
+
+    asked = await enqueue("ask", question=QUESTION)
+    assert asked not in (plain, explained) and await enqueue("ask", question=QUESTION) == asked
+    streamed = await enqueue("ask", question={**QUESTION, "stream": True})
+    assert streamed != asked  # a stream needs a job that writes its text as it grows
+    assert await enqueue("ask", question={**QUESTION, "stream": True}) == streamed
+    assert await enqueue("ask", question=QUESTION) == asked  # the oldest twin
+    edge = {**QUESTION, "text": "edge", "prompt": "Edges?"}
+    assert await enqueue("ask", question=edge) not in (asked, streamed)
+
+    assert await store.finish(plain, "w1")
+    again = await enqueue()  # finished: a new request queues a new job (a cache miss
+    assert again != plain  # there means the result was not kept: do the work again)
+    assert await store.counts() == {"queued": 6, "running": 0, "done": 1, "failed": 0}
+
+
+async def test_a_twin_request_takes_no_room_in_a_full_queue(store) -> None:
+    first = await store.enqueue("analyze", "1" * 64, MODEL, image=b"x", max_queued=1)
+    assert await store.enqueue("analyze", "1" * 64, MODEL, image=b"x", max_queued=1) == first
+    with pytest.raises(QueueFullError):
+        await store.enqueue("analyze", "2" * 64, MODEL, image=b"x", max_queued=1)
+
+
+async def test_concurrent_enqueuers_of_the_same_work_share_one_job(database_url: str) -> None:
+    # Several API processes asking for the same new image at once: one job, one GPU run.
+    dbs = [_database(database_url) for _ in range(4)]
+    stores = [JobStore(db, lease_s=30, attempts=3) for db in dbs]
+    await run_sql(database_url, "DELETE FROM jobs")
+    try:
+
+        async def enqueue(i: int) -> int:
+            sha = f"{i % 3:064x}"
+            return await stores[i % 4].enqueue("analyze", sha, MODEL, image=b"x", max_queued=99)
+
+        ids = await asyncio.gather(*(enqueue(i) for i in range(24)))
+        assert len(set(ids)) == 3
+        assert await run_sql(database_url, "SELECT count(*) FROM jobs") == [(3,)]
+    finally:
+        await run_sql(database_url, "DELETE FROM jobs")
+        for db in dbs:
+            await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_one_process_expires_at_a_time(migrated_postgres: str) -> None:
+    # Workers and API processes all run expire(): one that finds another at it skips.
+    from sqlalchemy import func, select
+
+    from server.jobs.store import EXPIRE_LOCK_KEY
+
+    await run_sql(migrated_postgres, "DELETE FROM jobs")
+    dbs = [_database(migrated_postgres) for _ in range(2)]
+    stores = [JobStore(db, lease_s=0.05, attempts=3) for db in dbs]
+    try:
+        await _queue(stores[0], 1)
+        await stores[0].claim("dead", MODEL, 1)
+        await asyncio.sleep(0.1)
+        async with dbs[0].write() as session:  # another process is expiring right now
+            await session.execute(select(func.pg_advisory_xact_lock(EXPIRE_LOCK_KEY)))
+            skipped = await stores[1].expire()
+        assert (skipped.requeued, skipped.failed, skipped.stale) == (0, 0, 0)
+        results = await asyncio.gather(*(s.expire() for s in stores for _ in range(3)))
+        assert sum(r.requeued for r in results) == 1
+        assert await run_sql(migrated_postgres, "SELECT state FROM jobs") == [("queued",)]
+    finally:
+        await run_sql(migrated_postgres, "DELETE FROM jobs")
+        for db in dbs:
+            await db.dispose()

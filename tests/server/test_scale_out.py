@@ -301,6 +301,12 @@ async def _fake_worker(settings: Settings, api: AppClient) -> tuple[JobStore, An
         model_key="fake@-:none", prompt_version=api.app.state.model_host.prompt_version
     )
     await registry.register(db, "fake", identity, {"id": "fake", "untrained": True}, 4)
+    # Alive for as long as the test runs (it plays no heartbeat); `_stop` ends it.
+    await run_sql(
+        settings.database_url,
+        "UPDATE workers SET heartbeat_at = :t WHERE id = 'fake'",
+        t=utcnow() + timedelta(hours=1),
+    )
     sha = "a" * 64
     await run_sql(
         settings.database_url,
@@ -450,3 +456,156 @@ async def test_a_job_whose_finish_was_lost_is_not_left_running(
         assert rows[0][0] == 2 and len(calls) == 2
     finally:
         await db.dispose()
+
+
+SSE = {"Accept": "text/event-stream"}
+
+
+def _events(response: Any) -> list[tuple[str, dict[str, Any]]]:
+    blocks = [b for b in response.text.split("\n\n") if b.strip()]
+    return [
+        (b.split("\n", 1)[0].removeprefix("event: "), json.loads(b.split("data: ", 1)[1]))
+        for b in blocks
+    ]
+
+
+async def test_two_api_processes_asking_for_one_image_share_one_job(
+    api, worker, scale_settings: Settings, tmp_path: Path, monkeypatch
+) -> None:
+    # Each API process dedupes its own requests; the job queue dedupes across them.
+    jobs = worker.app.state.job_worker.jobs
+    real_claim = jobs.claim
+    gate = asyncio.Event()
+
+    async def gated_claim(*args: Any, **kwargs: Any) -> Any:
+        return await real_claim(*args, **kwargs) if gate.is_set() else []
+
+    monkeypatch.setattr(jobs, "claim", gated_claim)
+    other_settings = replace(scale_settings, role="api", data_dir=tmp_path / "api-2")
+    async with running(create_app(other_settings)) as other:
+        await _api_ready(api)
+        await _api_ready(other)
+        data = unique_png()
+        pending = [
+            asyncio.create_task(client.post("/v1/analyze?explain=true", **upload(data)))
+            for client in (api, other)
+        ]
+        hosts = [client.app.state.model_host for client in (api, other)]
+        await _until(lambda: all(host.queue.depth == 1 for host in hosts))
+        url = scale_settings.database_url
+        assert await run_sql(url, "SELECT count(*) FROM jobs") == [(1,)]
+        gate.set()
+        responses = await asyncio.gather(*pending)
+    assert [r.status_code for r in responses] == [200, 200], responses[0].text
+    first, second = (r.json() for r in responses)
+    assert first["sha256"] == second["sha256"] and first["p_fake"] == second["p_fake"]
+    assert first["explanation"] and first["explanation"] == second["explanation"]
+    assert await run_sql(url, "SELECT state FROM jobs") == [("done",)]
+    metrics = (await worker.get("/metrics")).text
+    assert 'fakescope_jobs_total{kind="analyze",outcome="done"} 1.0' in metrics
+
+
+async def test_twin_questions_and_streams_share_one_job(api, settings) -> None:
+    from server.db.answers import new_answer
+
+    store, identity, sha = await _fake_worker(settings, api)
+    host = api.app.state.model_host
+    question = {"sha256": sha, "aspect": "texture"}
+    try:
+        first = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
+        job = await _claimed(store, identity)
+        assert await store.progress(job.id, "fake", "The tex")
+        await asyncio.sleep(0.3)
+        # A stream that comes late gets the text so far, then the rest; a plain
+        # question waits for the streamed job's answer.
+        late = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
+        plain = asyncio.create_task(api.post("/v1/ask", json=question))
+        await _until(lambda: host.queue.depth == 3)
+        assert await run_sql(settings.database_url, "SELECT count(*) FROM jobs") == [(1,)]
+        answer = "The texture is smooth."
+        assert await store.progress(job.id, "fake", "The texture is")
+        await asyncio.sleep(0.3)
+        async with store.db.write() as session:
+            prompt_hash = question_prompt_hash(job.question)
+            session.add(new_answer(sha, identity, "aspect", prompt_hash, "texture", answer))
+        assert await store.finish(job.id, "fake", answer=answer)
+        responses = await asyncio.gather(first, late, plain)
+        assert [r.status_code for r in responses] == [200] * 3, responses[0].text
+        for streamed in responses[:2]:
+            events = _events(streamed)
+            assert "".join(data["text"] for name, data in events if name == "token") == answer
+            assert events[-1][0] == "done" and events[-1][1]["answer"] == answer
+        assert responses[2].json()["answer"] == answer
+        assert host.queue.depth == 0
+    finally:
+        await store.db.dispose()
+
+
+async def test_waiting_requests_get_no_workers_once_the_last_worker_is_gone(api, settings) -> None:
+    # They do not wait out FAKESCOPE_REQUEST_TIMEOUT_S: one lease (1.5 s here) after the
+    # API process last saw a worker, each gets 503 `no-workers`; the jobs stay queued.
+    store, identity, sha = await _fake_worker(settings, api)
+    host = api.app.state.model_host
+    assert host.settings.request_timeout_s >= 60
+    try:
+        streaming = asyncio.create_task(
+            api.post("/v1/ask", json={"sha256": sha, "aspect": "edge"}, headers=SSE)
+        )
+        job = await _claimed(store, identity)
+        assert await store.progress(job.id, "fake", "The ed")
+        analysing = asyncio.create_task(api.post("/v1/analyze", **upload(unique_png())))
+        asking = asyncio.create_task(
+            api.post("/v1/ask", json={"sha256": sha, "aspect": "texture"}, headers=SSE)
+        )
+        await _until(lambda: host.queue.depth == 3)
+        await asyncio.sleep(0.3)  # the stream has relayed its text so far
+        await run_sql(settings.database_url, "UPDATE workers SET stopped_at = :t", t=utcnow())
+        async with asyncio.timeout(20):  # not the 120 s request timeout
+            analysed, asked, streamed = await asyncio.gather(analysing, asking, streaming)
+        for refused in (analysed, asked):
+            body = problem(refused)
+            assert body["status"] == 503 and body["type"].endswith("no-workers")
+            assert refused.headers["retry-after"] == "5"
+        assert streamed.status_code == 200  # its text had begun: it ends with an error event
+        events = _events(streamed)
+        assert events[0] == ("token", {"text": "The ed"})
+        assert events[-1][0] == "error" and events[-1][1]["status"] == 503
+        assert host.queue.depth == 0
+        rows = await run_sql(settings.database_url, "SELECT kind, state FROM jobs")
+        assert sorted(rows) == [("analyze", "queued"), ("ask", "queued"), ("ask", "running")]
+    finally:
+        await store.db.dispose()
+
+
+async def test_an_api_process_expires_jobs_while_no_worker_runs(api, settings) -> None:
+    # A dead worker's job goes back to the queue, and one queued for over an hour fails
+    # and drops its bytes, without waiting for a live worker to notice.
+    long_ago = utcnow() - timedelta(hours=2)
+    for state, worker_id, lease, created in (
+        ("running", "ghost", utcnow() - timedelta(minutes=5), utcnow()),
+        ("queued", None, None, long_ago),
+    ):
+        await run_sql(
+            settings.database_url,
+            "INSERT INTO jobs (kind, sha256, model_key, prompt_version, explain, image, state,"
+            " attempts, worker_id, lease_until, created_at) VALUES ('analyze', :sha,"
+            " :model, 'p1', :no, :image, :state, 1, :worker, :lease, :created)",
+            sha="0" * 64,
+            model="gone@-:none",
+            no=False,
+            image=b"bytes",
+            state=state,
+            worker=worker_id,
+            lease=lease,
+            created=created,
+        )
+    expected = [("queued", None, b"bytes", None), ("failed", None, None, "expired")]
+    for _ in range(300):
+        rows = await run_sql(
+            settings.database_url,
+            "SELECT state, worker_id, image, error_code FROM jobs ORDER BY id",
+        )
+        if rows == expected:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == expected
