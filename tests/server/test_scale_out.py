@@ -395,22 +395,21 @@ def _dropped_connection() -> DBAPIError:
     return DBAPIError("SELECT", {}, ConnectionResetError("reset"), connection_invalidated=True)
 
 
-async def test_a_job_that_meets_a_dropped_connection_runs_again(
-    worker, settings, monkeypatch
+async def _runs_again_after_a_dropped_connection(
+    worker: AppClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str
 ) -> None:
-    # A terminated backend under a running job is not the job's fault: it goes back to
-    # the queue and runs again (not a 503 `worker-error` for its client).
-    analyses = worker.app.state.job_worker.analyses
-    real_analyze = analyses.analyze
+    """`owner.name` meets a dropped connection once: the job still ends done, on its
+    second attempt, with `owner.name` called twice."""
+    real = getattr(owner, name)
     calls: list[int] = []
 
-    async def flaky_analyze(*args: Any, **kwargs: Any) -> Any:
+    async def once_dropped(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise _dropped_connection()
-        return await real_analyze(*args, **kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(analyses, "analyze", flaky_analyze)
+    monkeypatch.setattr(owner, name, once_dropped)
     db = Database(create_engine(settings.database_url))
     store = JobStore(db, lease_s=30, attempts=3)
     try:
@@ -424,6 +423,15 @@ async def test_a_job_that_meets_a_dropped_connection_runs_again(
         assert rows[0][0] == 2 and len(calls) == 2
     finally:
         await db.dispose()
+
+
+async def test_a_job_that_meets_a_dropped_connection_runs_again(
+    worker, settings, monkeypatch
+) -> None:
+    # A terminated backend under a running job is not the job's fault: it goes back to
+    # the queue and runs again (not a 503 `worker-error` for its client).
+    analyses = worker.app.state.job_worker.analyses
+    await _runs_again_after_a_dropped_connection(worker, settings, monkeypatch, analyses, "analyze")
 
 
 async def test_a_job_whose_finish_was_lost_is_not_left_running(
@@ -433,29 +441,7 @@ async def test_a_job_whose_finish_was_lost_is_not_left_running(
     # it tried). It must stop renewing that job's lease: the job lapses, goes back to
     # the queue and finishes, instead of staying 'running' for as long as the worker lives.
     jobs = worker.app.state.job_worker.jobs
-    real_finish = jobs.finish
-    calls: list[int] = []
-
-    async def lost_finish(*args: Any, **kwargs: Any) -> bool:
-        calls.append(1)
-        if len(calls) == 1:
-            raise _dropped_connection()
-        return bool(await real_finish(*args, **kwargs))
-
-    monkeypatch.setattr(jobs, "finish", lost_finish)
-    db = Database(create_engine(settings.database_url))
-    store = JobStore(db, lease_s=30, attempts=3)
-    try:
-        identity = worker.app.state.model_host.identity
-        job_id = await store.enqueue(
-            "analyze", "0" * 64, identity, image=unique_png(), max_queued=9
-        )
-        outcome = await _outcome(store, job_id)
-        assert outcome is not None and outcome.state == "done", outcome
-        rows = await run_sql(settings.database_url, "SELECT attempts FROM jobs")
-        assert rows[0][0] == 2 and len(calls) == 2
-    finally:
-        await db.dispose()
+    await _runs_again_after_a_dropped_connection(worker, settings, monkeypatch, jobs, "finish")
 
 
 SSE = {"Accept": "text/event-stream"}
