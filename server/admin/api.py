@@ -23,6 +23,7 @@ from server.admin.auth import admin_guard, current_principal, reviewer_guard
 from server.admin.context import database, provide_admin_session
 from server.admin.export import EXPORT_MEDIA_TYPE, ExportFilters, jsonl_stream
 from server.admin.near import near_duplicates
+from server.admin.page_session import session_lifetime
 from server.admin.review_items import (
     MAX_NOTE_CHARS,
     DecisionConflictError,
@@ -39,6 +40,7 @@ from server.admin.review_queue import (
     read_queue,
 )
 from server.admin.roles import Role
+from server.admin.session_store import end_session_by_id, live_sessions
 from server.admin.token_store import (
     MAX_NAME_CHARS,
     TokenNotFoundError,
@@ -241,7 +243,7 @@ class ReviewController(Controller):
 
 
 class AdminOnlyController(Controller):
-    """Audit log, export and token management: admins only."""
+    """Audit log, export, token and review page session management: admins only."""
 
     path = "/v1/admin"
     guards = [admin_guard]
@@ -312,6 +314,38 @@ class AdminOnlyController(Controller):
             media_type=EXPORT_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
         )
+
+    @get(
+        "/sessions",
+        summary="Review page sessions still open (never their secrets)",
+        operation_class=AdminOperation,
+        responses=problem_responses({}, ADMIN_PROBLEMS),
+    )
+    async def sessions(
+        self, request: Request[Any, Any, Any], admin_db: NamedDependency[AsyncSession]
+    ) -> dict[str, Any]:
+        return {"sessions": await live_sessions(admin_db, session_lifetime(request))}
+
+    @delete(
+        "/sessions/{session_id:int}",
+        status_code=200,
+        summary="Sign one review page session out (e.g. a lost laptop); audited",
+        operation_class=AdminOperation,
+        responses=problem_responses(
+            {404: "No open session with this id (`not-found`)"}, ADMIN_PROBLEMS
+        ),
+    )
+    async def end_session(
+        self, request: Request[Any, Any, Any], session_id: FromPath[int]
+    ) -> dict[str, Any]:
+        actor = current_principal(request).actor
+        ended = False
+        if 1 <= session_id <= MAX_ROW_ID:
+            async with database(request.app).write() as session:
+                ended = await end_session_by_id(session, session_id, actor=actor)
+        if not ended:
+            raise ProblemError(404, f"no open session with id {session_id}", code="not-found")
+        return {"id": session_id, "ended": True}
 
     @get(
         "/tokens",

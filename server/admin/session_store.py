@@ -13,6 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +23,7 @@ from server.admin.principal import BOOTSTRAP_ADMIN_NAME, Principal
 from server.admin.roles import Role
 from server.admin.tokens import hash_token, hashes_match
 from server.db.models import AdminSession, ApiToken
-from server.timefmt import as_utc, utcnow
+from server.timefmt import as_utc, iso_z, utcnow
 
 MAX_SECRET_CHARS = 512
 USER_AGENT_CHARS = 300
@@ -212,3 +213,49 @@ async def delete_ended_sessions(
             or_(AdminSession.expires_at <= now, AdminSession.last_seen_at <= now - lifetime.idle)
         )
     )
+
+
+async def live_sessions(session: AsyncSession, lifetime: SessionLifetime) -> list[dict[str, Any]]:
+    """Every review page session still open, newest first, with whose token it is."""
+    now = utcnow()
+    query = (
+        select(AdminSession, ApiToken.name)
+        .outerjoin(ApiToken, ApiToken.id == AdminSession.token_id)
+        .where(
+            AdminSession.expires_at > now,
+            AdminSession.last_seen_at > now - lifetime.idle,
+        )
+        .order_by(AdminSession.created_at.desc(), AdminSession.id.desc())
+    )
+    return [
+        {
+            "id": row.id,
+            "token_id": row.token_id,
+            "token_name": name if row.token_id is not None else BOOTSTRAP_ADMIN_NAME,
+            "created_at": iso_z(row.created_at),
+            "last_seen_at": iso_z(row.last_seen_at),
+            "expires_at": iso_z(
+                min(as_utc(row.expires_at), as_utc(row.last_seen_at) + lifetime.idle)
+            ),
+            "user_agent": row.user_agent,
+            "client": row.client,
+        }
+        for row, name in (await session.execute(query)).all()
+    ]
+
+
+async def end_session_by_id(session: AsyncSession, session_id: int, *, actor: str) -> bool:
+    """Sign one session out from elsewhere (an admin's decision); audited. False if none."""
+    result = await session.execute(
+        delete(AdminSession).where(AdminSession.id == session_id).returning(AdminSession.token_id)
+    )
+    ended = result.first()
+    if ended is None:
+        return False
+    record_audit(
+        session,
+        actor=actor,
+        action="session.end",
+        details={"session_id": session_id, "token_id": ended[0]},
+    )
+    return True

@@ -197,6 +197,33 @@ async def test_signing_out_ends_only_that_session_and_both_are_audited(
         assert entries[0]["details"]["session_id"] == entries[2]["details"]["session_id"]
 
 
+async def test_an_admin_lists_open_sessions_and_signs_one_out_from_elsewhere(
+    settings: Settings, tokens: Tokens
+) -> None:
+    async with _app(settings) as laptop, _app(settings) as desktop:
+        await sign_in(laptop, tokens.reviewer)
+        await sign_in(desktop, tokens.reviewer)
+        listed = await laptop.get("/v1/admin/sessions", headers=bearer(tokens.admin))
+        sessions = listed.json()["sessions"]
+        assert listed.status_code == 200 and len(sessions) == 2
+        assert {s["token_name"] for s in sessions} == {"Rita Reviewer"}
+        assert all(s["user_agent"] and s["expires_at"] for s in sessions)
+        assert not any(_cookie(laptop) in str(s) for s in sessions)  # never the secret
+        newest = sessions[0]["id"]  # the desktop's: signed in last
+        ended = await laptop.delete(f"/v1/admin/sessions/{newest}", headers=bearer(tokens.admin))
+        assert ended.status_code == 200
+        assert SIGN_IN_FORM in (await desktop.get("/admin")).text
+        assert "Sign out" in (await laptop.get("/admin")).text
+        again = await laptop.delete(f"/v1/admin/sessions/{newest}", headers=bearer(tokens.admin))
+        assert again.status_code == 404
+        refused = await laptop.get("/v1/admin/sessions", headers=bearer(tokens.reviewer))
+        assert refused.status_code == 403  # admins only
+        audit = await laptop.get(
+            "/v1/admin/audit", params={"action": "session.end"}, headers=bearer(tokens.admin)
+        )
+        assert [e["details"]["session_id"] for e in audit.json()["entries"]] == [newest]
+
+
 async def test_revoking_a_token_ends_every_one_of_its_sessions_at_once(
     settings: Settings, tokens: Tokens
 ) -> None:
