@@ -131,6 +131,19 @@
       this.askPort = null;
       this.returnFocus = null;
       this.onResize = () => this.position();
+      // The panel sits in document coordinates, so it moves with the page by itself; an image
+      // inside a scrolling container (a feed column, a carousel) moves without it. Scroll
+      // events do not bubble, so they are caught on the way down, once per frame.
+      this.repositionQueued = false;
+      this.onScroll = (event) => {
+        // The page's own scroll moves the panel with it already.
+        if (event.target === document || this.repositionQueued) return;
+        this.repositionQueued = true;
+        requestAnimationFrame(() => {
+          this.repositionQueued = false;
+          if (this.isOpen) this.position();
+        });
+      };
     }
 
     get isOpen() {
@@ -160,6 +173,7 @@
           }
         }
         window.addEventListener('resize', this.onResize, { passive: true });
+        window.addEventListener('scroll', this.onScroll, { passive: true, capture: true });
       }
       this.position();
       if (opening || focus) this.panel.focus({ preventScroll: true });
@@ -193,6 +207,7 @@
       this.askPort?.disconnect();
       this.askPort = null;
       window.removeEventListener('resize', this.onResize);
+      window.removeEventListener('scroll', this.onScroll, { capture: true });
       if (this.host.matches?.(':popover-open')) this.host.hidePopover();
       this.host.remove();
       if (this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });

@@ -188,3 +188,39 @@ def test_large_data_url_images_do_not_fill_the_extensions_storage(
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
     used = browser.worker.evaluate("() => chrome.storage.session.getBytesInUse(null)")
     assert used < 1_000_000
+
+
+SCROLLER_PAGE = """<!doctype html><html><head><title>Column</title></head><body>
+<div id="column" style="height: 400px; width: 300px; overflow-y: scroll">
+  <div style="height: 200px"></div>
+  <img id="pic" src="/img/check.png" width="240" height="180" alt="pic">
+  <div style="height: 1200px"></div>
+</div>
+</body></html>"""
+
+
+def test_the_panel_follows_an_image_inside_a_scrolling_container(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    page_server.pages["/column.html"] = SCROLLER_PAGE
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/column.html"))
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+
+    def gap() -> float:
+        """How far the panel's top is from the image's top (the panel sits on the image)."""
+        return float(
+            page.evaluate(
+                """() => {
+                    const panel = document.querySelector('fakescope-overlay')
+                      .shadowRoot.querySelector('.panel');
+                    return panel.getBoundingClientRect().top
+                      - document.getElementById('pic').getBoundingClientRect().top;
+                }"""
+            )
+        )
+
+    before = gap()
+    page.evaluate("() => { document.getElementById('column').scrollTop = 150; }")
+    until(lambda: abs(gap() - before) < 2, 5, "the panel to follow the image")
