@@ -161,3 +161,23 @@ def problem(response: Any) -> dict[str, Any]:
     assert body["status"] == response.status_code
     assert body["title"] and body["detail"] and body["type"]
     return body
+
+
+def run_quick_bench(script: str, out: Path, timeout_s: float = 240) -> str:
+    """Run `benchmarks/<script> --quick --json out` offline; its stdout (it must succeed)."""
+    import os
+    import subprocess
+    import sys
+
+    repo_root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / script), "--quick", "--json", str(out)],
+        cwd=repo_root,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from server_helpers import run_quick_bench
 
 
 @pytest.mark.postgres
@@ -18,18 +14,9 @@ def test_bench_limits_quick_measures_memory_and_database_limits(
     postgres_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "limits.json"
-    script = REPO_ROOT / "benchmarks" / "bench_limits.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--quick", "--json", str(out)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "postgres database / memory" in result.stdout
-    assert "sqlite database / memory" in result.stdout
+    stdout = run_quick_bench("bench_limits.py", out)
+    assert "postgres database / memory" in stdout
+    assert "sqlite database / memory" in stdout
     figures = json.loads(out.read_text())
     assert set(figures["deployments"]) == {
         "sqlite/memory",
