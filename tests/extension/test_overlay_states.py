@@ -31,6 +31,17 @@ def start_check(browser: Any, page: Any, src: str) -> None:
     browser.worker.evaluate(START_CHECK, [page.url, src])
 
 
+def start_slow_check(
+    until: Any, browser: Any, stub_server: Any, page: Any, page_server: Any
+) -> Any:
+    """A check the server answers in 2 s, once its panel shows the loading state; the
+    overlay's locator."""
+    stub_server.delay_s = 2.0
+    start_check(browser, page, page_server.url("/img/check.png"))
+    until(lambda: "Checking this image" in panel_text(page), what="the loading state")
+    return page.locator("fakescope-overlay")
+
+
 def outcome(browser: Any) -> Any:
     return browser.worker.evaluate("() => self.__outcome")
 
@@ -73,10 +84,7 @@ def test_a_trained_models_verdict_has_no_stray_text_and_is_announced(
 def test_closing_the_panel_while_checking_keeps_it_closed(
     until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:
-    stub_server.delay_s = 2.0
-    overlay = form_page.locator("fakescope-overlay")
-    start_check(browser, form_page, page_server.url("/img/check.png"))
-    until(lambda: "Checking this image" in panel_text(form_page), what="the loading state")
+    overlay = start_slow_check(until, browser, stub_server, form_page, page_server)
 
     form_page.keyboard.press("Escape")
     assert overlay.count() == 0
@@ -93,10 +101,7 @@ def test_closing_the_panel_while_checking_keeps_it_closed(
 def test_a_slow_result_does_not_take_the_focus_from_the_page(
     until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:
-    stub_server.delay_s = 2.0
-    overlay = form_page.locator("fakescope-overlay")
-    start_check(browser, form_page, page_server.url("/img/check.png"))
-    until(lambda: "Checking this image" in panel_text(form_page), what="the loading state")
+    overlay = start_slow_check(until, browser, stub_server, form_page, page_server)
     assert overlay.locator("section[role=dialog]").evaluate(
         "(el) => el.getRootNode().activeElement === el"
     ), "a new check takes the focus"
