@@ -1,7 +1,7 @@
 """The review API under /v1/admin: queue, items, decisions, audit log, export, tokens.
 
-Every handler sits behind a role guard; reviewers review, admins also read the audit log,
-export and manage tokens.
+Every handler sits behind a role guard: reviewers (and admins) review, read the audit log and
+export; only admins manage tokens and review page sessions.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class TokenRequest:
 
 
 class ReviewController(Controller):
-    """Queue, item and decision routes, open to reviewers and admins."""
+    """Queue, item, decision, audit log and export routes, open to reviewers and admins."""
 
     path = "/v1/admin"
     guards = [reviewer_guard]
@@ -241,15 +241,6 @@ class ReviewController(Controller):
             "reviewer": decision.reviewer,
         }
 
-
-class AdminOnlyController(Controller):
-    """Audit log, export, token and review page session management: admins only."""
-
-    path = "/v1/admin"
-    guards = [admin_guard]
-    dependencies = {"admin_db": Provide(provide_admin_session)}
-    tags = ["admin"]
-
     @get(
         "/audit",
         summary="The audit log, newest first",
@@ -314,6 +305,15 @@ class AdminOnlyController(Controller):
             media_type=EXPORT_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
         )
+
+
+class AdminOnlyController(Controller):
+    """Token and review page session management: admins only."""
+
+    path = "/v1/admin"
+    guards = [admin_guard]
+    dependencies = {"admin_db": Provide(provide_admin_session)}
+    tags = ["admin"]
 
     @get(
         "/sessions",

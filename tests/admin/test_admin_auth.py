@@ -15,10 +15,12 @@ REVIEWER_ROUTES = [
     ("GET", "/v1/admin/queue", None),
     ("GET", f"/v1/admin/items/{SHA}", None),
     ("POST", f"/v1/admin/items/{SHA}/decision", {"label": "fake", "note": "x"}),
-]
-ADMIN_ROUTES = [
     ("GET", "/v1/admin/audit", None),
     ("GET", "/v1/admin/export", None),
+]
+ADMIN_ROUTES = [
+    ("GET", "/v1/admin/sessions", None),
+    ("DELETE", "/v1/admin/sessions/1", None),
     ("GET", "/v1/admin/tokens", None),
     ("POST", "/v1/admin/tokens", {"role": "client", "name": "x"}),
     ("DELETE", "/v1/admin/tokens/1", None),
@@ -56,7 +58,7 @@ async def test_a_client_token_is_forbidden_on_every_admin_route(client, tokens: 
         assert "client" in detail["detail"]
 
 
-async def test_a_reviewer_may_review_but_not_read_audit_export_or_manage_tokens(
+async def test_a_reviewer_may_review_read_the_audit_log_and_export_but_not_manage_access(
     client, tokens: Tokens
 ) -> None:
     for method, path, body in ADMIN_ROUTES:
@@ -66,6 +68,15 @@ async def test_a_reviewer_may_review_but_not_read_audit_export_or_manage_tokens(
     sha = await analysed_image(client)
     item = await client.get(f"/v1/admin/items/{sha}", headers=bearer(tokens.reviewer))
     assert item.status_code == 200 and item.json()["sha256"] == sha
+    export = await client.get("/v1/admin/export", headers=bearer(tokens.reviewer))
+    assert export.status_code == 200
+    # The reviewer's export is in the audit log the reviewer can read, under the reviewer's name.
+    audit = await client.get(
+        "/v1/admin/audit", params={"action": "review.export"}, headers=bearer(tokens.reviewer)
+    )
+    assert audit.status_code == 200
+    [entry] = audit.json()["entries"]
+    assert entry["actor"].startswith(tokens.reviewer_name), entry
 
 
 async def test_an_admin_token_passes_every_guard(client, tokens: Tokens) -> None:
@@ -92,7 +103,7 @@ async def test_missing_tokens_and_valid_lower_roles_do_not_count_as_failed_attem
 ) -> None:
     for _ in range(12):
         problem(await client.get("/v1/admin/queue"), 401)
-        problem(await client.get("/v1/admin/audit", headers=bearer(tokens.reviewer)), 403)
+        problem(await client.get("/v1/admin/tokens", headers=bearer(tokens.reviewer)), 403)
     assert (await client.get("/v1/admin/queue", headers=bearer(tokens.admin))).status_code == 200
 
 
