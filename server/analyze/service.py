@@ -190,6 +190,8 @@ class AnalysisService:
     async def _compute(
         self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
     ) -> dict[str, Any]:
+        if explain and not has_row:
+            has_row = await self._twin_verdict(sha, identity)
         if isinstance(self.host, RemoteHost):
             return await self._compute_remotely(self.host, data, sha, explain)
         assert isinstance(self.host, ModelHost)
@@ -201,6 +203,21 @@ class AnalysisService:
         finally:
             if announcement is not None:
                 announcement.withdraw()
+
+    async def _twin_verdict(self, sha: str, identity: Identity) -> bool:
+        """Whether a verdict without explanation, computing now for these bytes, was stored.
+
+        An explanation asked for meanwhile waits for it and is added to it, instead of
+        scoring the image a second time. Its failure is its own: then this one starts over.
+        """
+        twin = self._inflight.get((sha, identity.model_key, False))
+        if twin is None:
+            return False
+        try:
+            await asyncio.shield(twin)
+        except Exception:
+            return False
+        return True
 
     async def _compute_remotely(
         self, remote: RemoteHost, data: bytes, sha: str, explain: bool

@@ -7,7 +7,7 @@ import importlib.util
 import io
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
@@ -142,6 +142,15 @@ class CountingModel:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+async def until(check: Callable[[], object], within_s: float = 30.0) -> None:
+    """Wait until `check()` is true, polling (for state no event announces)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not check():
+        assert loop.time() < deadline, "condition never became true"
+        await asyncio.sleep(0.002)
 
 
 async def wait_until_ready(client: AppClient, within_s: float = 60.0) -> None:

@@ -16,6 +16,7 @@ from server_helpers import (
     problem,
     running,
     unique_png,
+    until,
     upload,
     wait_until_ready,
 )
@@ -116,6 +117,25 @@ async def test_explanation_is_added_to_a_cached_verdict_on_request(
     assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1
     cached = await model_client.post("/v1/analyze", data={"explain": "true"}, **upload(data))
     assert cached.headers["x-cache"] == "hit"
+
+
+async def test_an_explanation_asked_while_the_plain_verdict_runs_scores_the_image_once(
+    model_client, counting, sqlite_settings
+) -> None:
+    counting.score_delay_s = 0.3
+    inflight = model_client.app.state.analysis_service._inflight
+    data = unique_png()
+    plain_request = asyncio.ensure_future(model_client.post("/v1/analyze", **upload(data)))
+    await until(lambda: any(explain is False for _sha, _model, explain in inflight))
+    explained, plain = await asyncio.gather(
+        model_client.post("/v1/analyze?explain=true", **upload(data)), plain_request
+    )
+    assert plain.status_code == explained.status_code == 200
+    assert plain.json()["explanation"] is None
+    assert isinstance(explained.json()["explanation"], str)
+    assert explained.json()["p_fake"] == plain.json()["p_fake"]
+    assert sum(counting.score_calls) == 1
+    assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1
 
 
 async def test_ask_answers_aspects_and_caches_the_answer(model_client, sqlite_settings) -> None:

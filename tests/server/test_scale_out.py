@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from server_helpers import AppClient, problem, run_sql, running, unique_png, upload
+from server_helpers import AppClient, problem, run_sql, running, unique_png, until, upload
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
@@ -37,7 +37,7 @@ def scale_settings(settings: Settings) -> Settings:
 async def worker(scale_settings: Settings, tiny_model: Any) -> AsyncIterator[AppClient]:
     app = create_app(replace(scale_settings, role="worker"), model_loader=lambda: tiny_model)
     async with running(app) as client:
-        await _until(lambda: app.state.job_worker.registered.is_set())
+        await until(lambda: app.state.job_worker.registered.is_set())
         yield client
 
 
@@ -47,14 +47,6 @@ async def api(scale_settings: Settings, tmp_path: Path) -> AsyncIterator[AppClie
     api_settings = replace(scale_settings, role="api", data_dir=tmp_path / "api-data")
     async with running(create_app(api_settings)) as client:
         yield client
-
-
-async def _until(check: Any, within_s: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not check():
-        assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 async def _outcome(store: JobStore, job_id: int) -> JobOutcome | None:
@@ -157,7 +149,7 @@ async def test_a_question_reaches_a_worker_that_never_saw_the_image(
             model_loader=lambda: tiny_model,
         )
         async with running(second):
-            await _until(lambda: second.state.job_worker.registered.is_set())
+            await until(lambda: second.state.job_worker.registered.is_set())
             await _api_ready(api)
             question = {"sha256": analysed.json()["sha256"], "aspect": "texture"}
             asked = await api.post("/v1/ask", json=question)
@@ -477,7 +469,7 @@ async def test_two_api_processes_asking_for_one_image_share_one_job(
             for client in (api, other)
         ]
         hosts = [client.app.state.model_host for client in (api, other)]
-        await _until(lambda: all(host.queue.depth == 1 for host in hosts))
+        await until(lambda: all(host.queue.depth == 1 for host in hosts))
         url = scale_settings.database_url
         assert await run_sql(url, "SELECT count(*) FROM jobs") == [(1,)]
         gate.set()
@@ -506,7 +498,7 @@ async def test_twin_questions_and_streams_share_one_job(api, settings) -> None:
         # question waits for the streamed job's answer.
         late = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
         plain = asyncio.create_task(api.post("/v1/ask", json=question))
-        await _until(lambda: host.queue.depth == 3)
+        await until(lambda: host.queue.depth == 3)
         assert await run_sql(settings.database_url, "SELECT count(*) FROM jobs") == [(1,)]
         answer = "The texture is smooth."
         assert await store.progress(job.id, "fake", "The texture is")
@@ -543,7 +535,7 @@ async def test_waiting_requests_get_no_workers_once_the_last_worker_is_gone(api,
         asking = asyncio.create_task(
             api.post("/v1/ask", json={"sha256": sha, "aspect": "texture"}, headers=SSE)
         )
-        await _until(lambda: host.queue.depth == 3)
+        await until(lambda: host.queue.depth == 3)
         await asyncio.sleep(0.3)  # the stream has relayed its text so far
         await run_sql(settings.database_url, "UPDATE workers SET stopped_at = :t", t=utcnow())
         async with asyncio.timeout(20):  # not the 120 s request timeout
