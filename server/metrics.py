@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+FIRST_TOKEN_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _cuda_in_use() -> Any:
+    """torch.cuda where this process has initialised CUDA (a model on a GPU), else None.
+
+    torch is not imported for this: a process without a model never pays for it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda
+
+
+class DeviceMemoryCollector(Collector):
+    """GPU memory held by this process's allocator, read when /metrics is scraped."""
+
+    def __init__(self, cuda: Callable[[], Any] = _cuda_in_use) -> None:
+        self._cuda = cuda
+
+    def collect(self) -> Iterator[Metric]:
+        cuda = self._cuda()
+        if cuda is None:
+            return
+        family = GaugeMetricFamily(
+            "fakescope_device_memory_bytes",
+            "GPU memory of this process: allocated by tensors, reserved by the caching "
+            "allocator, and the peak allocated since the process started",
+            labels=["device", "kind"],
+        )
+        for index in range(cuda.device_count()):
+            device = f"cuda:{index}"
+            family.add_metric([device, "allocated"], cuda.memory_allocated(index))
+            family.add_metric([device, "reserved"], cuda.memory_reserved(index))
+            family.add_metric([device, "peak_allocated"], cuda.max_memory_allocated(index))
+        yield family
 
 
 class Metrics:
@@ -77,6 +117,13 @@ class Metrics:
         self.model_ready = Gauge(
             "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
         )
+        self.first_token_seconds = Histogram(
+            "fakescope_stream_first_token_seconds",
+            "Time from accepting a streamed answer to its first text (answers not cached)",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=r,
+        )
+        r.register(DeviceMemoryCollector())
 
     def queue_depth(self, depth: int) -> None:
         self.queue_depth_gauge.set(depth)
@@ -91,6 +138,9 @@ class Metrics:
 
     def call_done(self, seconds: float) -> None:
         self.model_seconds.labels("call").observe(seconds)  # streamed answers
+
+    def first_token(self, seconds: float) -> None:
+        self.first_token_seconds.observe(seconds)
 
     def out_of_memory(self, stage: str, size: int) -> None:
         self._child(self.out_of_memory_batches, stage).inc()

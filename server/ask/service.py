@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -128,7 +129,9 @@ class AskService:
             raise ProblemError(503, "the worker's answer was not found", code="worker-error")
         return found
 
-    async def _stream_remotely(self, remote: RemoteHost, question: Question) -> AsyncIterator[str]:
+    async def _stream_remotely(
+        self, remote: RemoteHost, question: Question, started: float
+    ) -> AsyncIterator[str]:
         """A GPU worker answers (FAKESCOPE_ROLE=api); its text is relayed as it grows.
 
         Fails with a problem (before streaming starts) when the job fails before any text.
@@ -151,6 +154,8 @@ class AskService:
             ) from exc
         if isinstance(first, JobOutcome):
             raise_for_outcome(first)
+        else:
+            self.analyses.metrics.first_token(time.perf_counter() - started)
         return self._relay_remote(question, remote, stream, first)
 
     async def _relay_remote(
@@ -213,8 +218,9 @@ class AskService:
         found = await self.cached(question)
         if found is not None:
             return self._replay(question, found), True
+        started = time.perf_counter()
         if isinstance(self.host, RemoteHost):
-            return await self._stream_remotely(self.host, question), False
+            return await self._stream_remotely(self.host, question, started), False
         assert isinstance(self.host, ModelHost)
         image = await self._image(question)
         loop = asyncio.get_running_loop()
@@ -240,7 +246,7 @@ class AskService:
             raise busy_problem(exc) from exc
         # Done callbacks run after the pieces already handed to the loop: _DONE comes last.
         job.add_done_callback(lambda _: pieces.put_nowait(_DONE))
-        return self._relay(question, pieces, job, stop), False
+        return self._relay(question, pieces, job, stop, started), False
 
     async def _replay(self, question: Question, row: Answer) -> AsyncIterator[str]:
         yield _event("token", {"text": row.answer})
@@ -252,10 +258,13 @@ class AskService:
         pieces: asyncio.Queue[object],
         job: asyncio.Future[str],
         stop: threading.Event,
+        started: float,
     ) -> AsyncIterator[str]:
         collected: list[str] = []
         try:
             while (piece := await pieces.get()) is not _DONE:
+                if not collected:
+                    self.analyses.metrics.first_token(time.perf_counter() - started)
                 collected.append(storable_text(str(piece)))
                 yield _event("token", {"text": collected[-1]})
             text = storable_text(str(await job))

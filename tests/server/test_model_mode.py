@@ -177,6 +177,10 @@ async def test_ask_streams_server_sent_events_and_caches_the_whole_answer(model_
     again = await model_client.post("/v1/ask", json=question)
     assert again.headers["x-cache"] == "hit"
     assert again.json()["answer"] == events[-1][1]["answer"]
+    # Its time to first text is measured; the cached replay below is not a generation.
+    await model_client.post("/v1/ask", json=question, headers={"Accept": "text/event-stream"})
+    metrics = (await model_client.get("/metrics")).text
+    assert "fakescope_stream_first_token_seconds_count 1.0" in metrics
 
 
 async def test_a_streamed_answer_that_cannot_be_stored_still_ends_with_done(

@@ -126,6 +126,9 @@ async def test_explanations_and_questions_are_generated_by_the_worker(api, worke
     assert events[0].startswith("event: token") and events[-1].startswith("event: done")
     done = json.loads(events[-1].split("data: ", 1)[1])
     assert done["aspect"] == "edge" and done["answer"]
+    # The API process measures the time its client waited for the first relayed text.
+    metrics = (await api.get("/metrics")).text
+    assert "fakescope_stream_first_token_seconds_count 1.0" in metrics
 
 
 @pytest.mark.parametrize(("image_store", "status"), [("database", 200), ("files", 409)])
