@@ -44,7 +44,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from fakescope.answer_pieces import AnswerPieces, OnText, PieceStreamer
+from fakescope.answer_pieces import GENERATED_TOKENS, AnswerPieces, OnText, PieceStreamer
 from fakescope.compiled_layers import CompiledLayers, decoder_layers, run_compiled
 from fakescope.continuous import ContinuousDecoding
 from fakescope.cuda_graphs import GraphCaptureError, GraphDecoder, VerdictGraphs
@@ -377,6 +377,9 @@ class ForensicModel:
             )
         output = self.model.generate(**self._generation_inputs(inputs), **settings)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        if on_text is None:  # a streamer counted them as they came
+            for step in new_tokens.T.tolist():
+                pieces.add(step)
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [text.strip() for text in texts]
 
@@ -398,7 +401,9 @@ class ForensicModel:
         if self._graph_decodes(generate_kwargs):
             yield from self._stream_decoded(inputs, max_new_tokens, min_new_tokens)
             return
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _CountingTextStreamer(
+            self.tokenizer, self.eos_ids, skip_prompt=True, skip_special_tokens=True
+        )
         settings = self._generation_settings(max_new_tokens, min_new_tokens, generate_kwargs)
         # A reader that stops early (a client gone) stops the generation too.
         stop = Event()
@@ -552,6 +557,26 @@ class _StopWhen(StoppingCriteria):
         return torch.full(
             (input_ids.shape[0],), bool(self.stop()), dtype=torch.bool, device=input_ids.device
         )
+
+
+class _CountingTextStreamer(TextIteratorStreamer):
+    """A one-row text streamer that also counts the answer's tokens (``GENERATED_TOKENS``)."""
+
+    def __init__(self, tokenizer: Any, eos_ids: list[int], **kwargs: Any) -> None:
+        super().__init__(tokenizer, **kwargs)
+        self._eos = set(eos_ids)
+        self._prompt_seen = False
+        self._ended = False
+
+    def put(self, value: Any) -> None:
+        if self._prompt_seen and not self._ended:
+            tokens = value.reshape(-1).tolist()
+            answer = [t for t in tokens if t not in self._eos]
+            self._ended = len(answer) < len(tokens)
+            if answer:
+                GENERATED_TOKENS.add(len(answer))
+        self._prompt_seen = True
+        super().put(value)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakescope.answer_pieces import AnswerPieces
+from fakescope.answer_pieces import GENERATED_TOKENS, AnswerPieces
 from fakescope.model import ForensicModel
 
 PROMPTS = ["Is it fake?", "Explain step by step what looks generated here, and why", "Why?"]
@@ -141,3 +141,23 @@ def test_a_character_cut_by_the_token_limit_is_flushed_at_the_end(
     streamed += [piece for _, piece in pieces.flush()]
     assert "".join(streamed) == pieces.texts()[0] == "ok 日\ufffd"
     assert pieces.flush() == []  # flushed once
+
+
+def test_every_answering_path_counts_its_answer_tokens(model: ForensicModel) -> None:
+    """GENERATED_TOKENS (the server's tokens-per-second metric) counts each answer token once:
+    forced to exactly 9 tokens per answer, each path adds 9 per row."""
+    images, prompts = _images(3), PROMPTS
+    paths = {
+        "batch": lambda: model.generate_batch(images, prompts, max_new_tokens=9, min_new_tokens=9),
+        "streamed batch": lambda: model.generate_batch(
+            images, prompts, max_new_tokens=9, min_new_tokens=9, on_text=lambda row, piece: None
+        ),
+        "stream": lambda: list(
+            model.stream(images[0], prompts[0], max_new_tokens=9, min_new_tokens=9)
+        ),
+    }
+    rows = {"batch": 3, "streamed batch": 3, "stream": 1}
+    for name, generate in paths.items():
+        before = GENERATED_TOKENS.count
+        generate()
+        assert GENERATED_TOKENS.count - before == 9 * rows[name], name

@@ -181,6 +181,10 @@ async def test_ask_streams_server_sent_events_and_caches_the_whole_answer(model_
     await model_client.post("/v1/ask", json=question, headers={"Accept": "text/event-stream"})
     metrics = (await model_client.get("/metrics")).text
     assert "fakescope_stream_first_token_seconds_count 1.0" in metrics
+    generated = next(
+        line for line in metrics.splitlines() if line.startswith("fakescope_generated_tokens_total")
+    )
+    assert float(generated.split()[-1]) >= len(tokens.split())
 
 
 async def test_a_streamed_answer_that_cannot_be_stored_still_ends_with_done(
