@@ -132,6 +132,14 @@ class Metrics:
         self.model_ready = Gauge(
             "fakescope_model_ready", "1 when the model is loaded (or none is needed)", registry=r
         )
+        self.review_items = Gauge(
+            "fakescope_review_items", "Review queue items by status", ["status"], registry=r
+        )
+        self.review_oldest_open = Gauge(
+            "fakescope_review_oldest_open_seconds",
+            "How long the oldest open review item has waited (0 when none is open)",
+            registry=r,
+        )
         self.first_token_seconds = Histogram(
             "fakescope_stream_first_token_seconds",
             "Time from accepting a streamed answer to its first text (answers not cached)",
@@ -154,6 +162,11 @@ class Metrics:
 
     def call_done(self, seconds: float) -> None:
         self.model_seconds.labels("call").observe(seconds)  # streamed answers
+
+    def review_queue(self, counts: dict[str, int], oldest_open_s: float | None) -> None:
+        for status, count in counts.items():
+            self._child(self.review_items, status).set(count)
+        self.review_oldest_open.set(oldest_open_s or 0.0)
 
     def first_token(self, seconds: float) -> None:
         self.first_token_seconds.observe(seconds)

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from server.db.models import AnalysisRow, ReviewDecision, ReviewItem
-from server.timefmt import iso_z, utcnow
+from server.timefmt import as_utc, iso_z, utcnow
 
 REASONS: dict[str, str] = {
     "user_report": "User report",
@@ -179,4 +179,26 @@ async def read_queue(
         total=total or 0,
         filters=filters,
         offset=offset,
+    )
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """How many items are in each status, and how long the oldest open one has waited."""
+
+    counts: dict[str, int]
+    oldest_open_s: float | None
+
+
+async def queue_summary(conn: AsyncConnection) -> QueueSummary:
+    """One grouped query (for /metrics: alert on a growing or stale queue)."""
+    statement = select(ReviewItem.status, func.count(), func.min(ReviewItem.created_at)).group_by(
+        ReviewItem.status
+    )
+    rows = (await conn.execute(statement)).all()
+    found = {str(status): (int(count), oldest) for status, count, oldest in rows}
+    oldest = found.get("open", (0, None))[1]
+    return QueueSummary(
+        counts={status: found.get(status, (0, None))[0] for status in STATUSES},
+        oldest_open_s=(utcnow() - as_utc(oldest)).total_seconds() if oldest else None,
     )

@@ -9,6 +9,7 @@ from litestar import Controller, Response, get, head
 from litestar.datastructures import State
 from sqlalchemy import text
 
+from server.admin.review_queue import queue_summary
 from server.db.database import Database
 from server.inference.host import ModelHost
 from server.jobs import registry
@@ -67,6 +68,12 @@ class HealthController(Controller):
         metrics: Metrics = state.metrics
         metrics.queue_depth(state.model_host.queue.depth)
         settings: Settings = state.settings
+        if settings.role != "worker":  # workers review nothing
+            with contextlib.suppress(Exception):  # the database is down: /readyz says so
+                db: Database = state.db
+                async with db.connect() as conn:
+                    summary = await queue_summary(conn)
+                metrics.review_queue(summary.counts, summary.oldest_open_s)
         if settings.role != "all":
             # The shared queue, for alerts and for scaling the workers: one query each.
             with contextlib.suppress(Exception):  # the database is down: /readyz says so

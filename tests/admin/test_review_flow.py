@@ -206,3 +206,41 @@ async def test_admins_create_list_and_revoke_tokens_over_the_api(client, tokens:
         ]
     ]
     assert actions[:2] == ["token.revoke", "token.create"]
+
+
+def _gauges(metrics: str) -> dict[str, float]:
+    return {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1)
+            for line in metrics.splitlines()
+            if line.startswith("fakescope_review_")
+        )
+    }
+
+
+async def test_metrics_tell_how_big_and_how_stale_the_review_queue_is(
+    client, tokens: Tokens, settings: Settings
+) -> None:
+    empty = _gauges((await client.get("/metrics")).text)
+    assert empty["fakescope_review_oldest_open_seconds"] == 0.0
+    sha = await reported_image(client)
+    engine = create_engine(settings.database_url)
+    async with engine.begin() as conn:
+        waiting_since = datetime.now(UTC) - timedelta(hours=3)
+        await conn.execute(
+            update(ReviewItem).where(ReviewItem.sha256 == sha).values(created_at=waiting_since)
+        )
+    await engine.dispose()
+    flagged = _gauges((await client.get("/metrics")).text)
+    assert flagged['fakescope_review_items{status="open"}'] == 1.0
+    assert 3 * 3600 <= flagged["fakescope_review_oldest_open_seconds"] < 3 * 3600 + 60
+    await client.post(
+        f"/v1/admin/items/{sha}/decision",
+        json={"label": "fake", "note": "generated"},
+        headers=bearer(tokens.reviewer),
+    )
+    decided = _gauges((await client.get("/metrics")).text)
+    assert decided['fakescope_review_items{status="open"}'] == 0.0
+    assert decided['fakescope_review_items{status="decided"}'] == 1.0
+    assert decided["fakescope_review_oldest_open_seconds"] == 0.0
