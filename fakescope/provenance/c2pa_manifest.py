@@ -41,7 +41,7 @@ _URL = re.compile(r"https?://\S+")
 
 def read_c2pa(data: bytes, image_format: str | None) -> list[Evidence]:
     mime = MIME_TYPES.get((image_format or "").upper())
-    if mime is None:
+    if mime is None or not may_hold_manifest(data):
         return []
     import c2pa  # the native library loads on first use only
 
@@ -59,6 +59,13 @@ def read_c2pa(data: bytes, image_format: str | None) -> list[Evidence]:
     except (c2pa.C2paError, ValueError) as exc:
         return [_error_finding(exc)]
     return _manifest_findings(store, state)
+
+
+def may_hold_manifest(data: bytes) -> bool:
+    """Whether the bytes can carry a manifest at all: an embedded store is a JUMBF box (its
+    type "jumb" is stored uncompressed in every container), a remote one is named by XMP
+    `dcterms:provenance`. The SDK's cost grows with the parts of a file, so skip the rest."""
+    return b"jumb" in data or b"provenance" in data
 
 
 def _may_hold_manifest(data: bytes, exc: Exception) -> bool:
@@ -115,6 +122,8 @@ def _manifest_findings(store: dict[str, Any], state: str) -> list[Evidence]:
     classes = {classify(t) for t in source_types}
     if SourceClass.GENERATIVE in classes:
         findings.append(_generative(details, valid, _claim_verified(store)))
+    elif valid and SourceClass.SYNTHETIC in classes:
+        findings.append(_synthetic(details))
     elif valid and SourceClass.CAPTURE in classes:
         findings.append(_capture(details))
     elif valid:
@@ -149,6 +158,22 @@ def _capture(details: dict[str, Any]) -> Evidence:
         summary=clip(
             f"C2PA manifest by {details['claim_generator'] or 'unknown software'} declares a "
             "camera capture; a claim of capture is not proof of authenticity.",
+            200,
+        ),
+        source="c2pa",
+        details=details,
+    )
+
+
+def _synthetic(details: dict[str, Any]) -> Evidence:
+    codes = ", ".join(dict.fromkeys(details["digital_source_types"]))
+    return Evidence(
+        kind="c2pa_manifest",
+        indicates=Indication.FAKE,
+        strength=Strength.WEAK,
+        summary=clip(
+            f"C2PA manifest by {details['claim_generator'] or 'unknown software'} declares "
+            f"synthetic media not made by a trained model ({codes}).",
             200,
         ),
         source="c2pa",

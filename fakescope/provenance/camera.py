@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fakescope.evidence import Evidence, Indication, Strength
+from fakescope.provenance.comfyui import is_graph_text
 from fakescope.provenance.findings import clip
 from fakescope.provenance.metadata import RawMetadata, exif_text
 
@@ -18,8 +19,11 @@ TAG_LENS_MODEL = 0xA434
 
 
 def read_camera_exif(meta: RawMetadata) -> list[Evidence]:
-    make = exif_text(meta.exif, TAG_MAKE)
-    model = exif_text(meta.exif, TAG_MODEL)
+    # ComfyUI's WebP savers write their graphs into Make and Model: not a camera.
+    make, model = (
+        "" if is_graph_text(value) else value
+        for value in (exif_text(meta.exif, TAG_MAKE), exif_text(meta.exif, TAG_MODEL))
+    )
     if not (make or model):
         return []
     details: dict[str, Any] = {

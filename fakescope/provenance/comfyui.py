@@ -1,5 +1,7 @@
-"""ComfyUI graphs embedded in PNG text chunks (`prompt`: the executed API graph, `workflow`: the
-editor's graph). Either one is an unsigned but strong sign of a generated image."""
+"""ComfyUI graphs (`prompt`: the executed API graph, `workflow`: the editor's graph), in PNG
+text chunks or, from ComfyUI's WebP savers, in EXIF IFD0 strings ("prompt:{...}" in Model,
+"workflow:{...}" in Make, further keys in the tags below it). Either one is an unsigned but
+strong sign of a generated image."""
 
 from __future__ import annotations
 
@@ -8,14 +10,20 @@ from typing import Any
 
 from fakescope.evidence import Evidence, Indication, Strength
 from fakescope.provenance.findings import DETAIL_ITEMS, clip, clip_list, metadata_error
+from fakescope.provenance.metadata import RawMetadata, exif_text
 
 # Loader inputs that name the generating model (text encoders and VAEs are left out).
 MODEL_INPUTS = ("ckpt_name", "unet_name", "model_name", "model_path")
 LORA_INPUTS = ("lora_name",)
 _WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
+# SaveAnimatedWEBP: Model (0x0110) holds the prompt, then Make (0x010F) and the tags below it
+# hold the extra PNG info keys in order (the workflow first).
+EXIF_GRAPH_TAGS = ((0x0110, "Model"), (0x010F, "Make"), (0x010E, "ImageDescription"))
+NAME_CHARS = 100
 
 
-def read_comfyui(text: dict[str, str], truncated: set[str]) -> list[Evidence]:
+def read_comfyui(meta: RawMetadata) -> list[Evidence]:
+    text, source = _graph_texts(meta)
     present = [key for key in ("prompt", "workflow") if key in text]
     if not present:
         return []
@@ -24,13 +32,13 @@ def read_comfyui(text: dict[str, str], truncated: set[str]) -> list[Evidence]:
     api_nodes = _api_nodes(graph)
     ui_nodes = _ui_nodes(workflow)
     if not api_nodes and not ui_nodes:
-        problem = "text chunk 'prompt'/'workflow' is not a ComfyUI graph"
-        if truncated & set(present):
+        problem = "text 'prompt'/'workflow' is not a ComfyUI graph"
+        if meta.truncated & set(present):
             problem += " (cut at the size cap)"
-        return [metadata_error("png:" + "/".join(present), problem)]
+        return [metadata_error(source, problem)]
     models, loras = _api_models(api_nodes) if api_nodes else _ui_models(ui_nodes)
-    node_types = [str(n.get("class_type", "")) for n in api_nodes] or [
-        str(n.get("type", "")) for n in ui_nodes
+    node_types = [_name(n.get("class_type")) for n in api_nodes] or [
+        _name(n.get("type")) for n in ui_nodes
     ]
     details: dict[str, Any] = {
         "chunks": present,
@@ -41,16 +49,43 @@ def read_comfyui(text: dict[str, str], truncated: set[str]) -> list[Evidence]:
         "samplers": clip_list(_samplers(api_nodes)),
     }
     named = f" (models: {clip(', '.join(models), 120)})" if models else ""
+    where = "PNG" if source.startswith("png:") else "EXIF"
     return [
         Evidence(
             kind="comfyui_workflow",
             indicates=Indication.FAKE,
             strength=Strength.STRONG,
-            summary=f"PNG carries a ComfyUI generation graph{named}.",
-            source="png:" + "/".join(present),
+            summary=f"{where} carries a ComfyUI generation graph{named}.",
+            source=source,
             details=details,
         )
     ]
+
+
+def _graph_texts(meta: RawMetadata) -> tuple[dict[str, str], str]:
+    """The graph texts by key, and where they were found."""
+    chunks: dict[str, str] = {k: meta.text[k] for k in ("prompt", "workflow") if k in meta.text}
+    if chunks:
+        return chunks, "png:" + "/".join(chunks)
+    found: dict[str, str] = {}
+    tags: list[str] = []
+    for tag, tag_name in EXIF_GRAPH_TAGS:
+        value = exif_text(meta.exif, tag)
+        if is_graph_text(value):
+            key, _, graph = value.partition(":")
+            found.setdefault(key, graph)
+            tags.append(tag_name)
+    return found, "exif:" + "/".join(tags)
+
+
+def is_graph_text(value: str) -> bool:
+    """Whether an EXIF string is one of ComfyUI's "prompt:{...}" / "workflow:{...}" values."""
+    key, colon, graph = value.partition(":")
+    return bool(colon) and key in ("prompt", "workflow") and graph.lstrip().startswith("{")
+
+
+def _name(value: Any) -> str:
+    return clip(value, NAME_CHARS) if isinstance(value, str) else ""
 
 
 def _parse(raw: str) -> Any:
@@ -90,7 +125,7 @@ def _ui_models(nodes: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     models: list[str] = []
     loras: list[str] = []
     for node in nodes:
-        node_type = str(node.get("type", ""))
+        node_type = _name(node.get("type"))
         if "Loader" not in node_type or "CLIP" in node_type or "VAE" in node_type:
             continue
         widgets = node.get("widgets_values")
@@ -108,10 +143,14 @@ def _samplers(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     samplers: list[dict[str, Any]] = []
     for node in nodes:
         inputs = node.get("inputs")
-        if "Sampler" not in str(node.get("class_type", "")) or not isinstance(inputs, dict):
+        if "Sampler" not in _name(node.get("class_type")) or not isinstance(inputs, dict):
             continue
         fields = {k: inputs.get(k) for k in ("sampler_name", "scheduler", "steps", "cfg", "seed")}
-        scalars = {k: v for k, v in fields.items() if isinstance(v, str | int | float)}
+        scalars = {
+            k: clip(v, NAME_CHARS) if isinstance(v, str) else v
+            for k, v in fields.items()
+            if isinstance(v, str | int | float)
+        }
         if scalars:
             samplers.append(scalars)
     return samplers[:DETAIL_ITEMS]

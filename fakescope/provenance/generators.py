@@ -1,28 +1,30 @@
 """Text that generators write into the files they make: Stable Diffusion WebUI parameters
-(PNG `parameters`, EXIF UserComment in JPEG/WebP), other generators' text chunks, and the
+(PNG `parameters`, EXIF UserComment in JPEG/WebP), the JSON that SwarmUI and Fooocus write in
+the same places, Midjourney's PNG `Description`, other generators' text chunks, and the
 Software / CreatorTool tags of known generators. All unsigned: strong, never decisive."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from fakescope.evidence import Evidence, Indication, Strength
 from fakescope.provenance.findings import clip, decode_text
 from fakescope.provenance.metadata import RawMetadata, exif_raw, exif_text
-from fakescope.provenance.xmp import creator_tools
 
 EXIF_IFD = 0x8769
 TAG_SOFTWARE = 0x0131
 TAG_IMAGE_DESCRIPTION = 0x010E
 TAG_USER_COMMENT = 0x9286
 
-# PNG text keys other generators write (InvokeAI v1/v2/v3+).
+# PNG text keys other generators write (InvokeAI v1/v2/v3+; Fooocus next to `parameters`).
 GENERATOR_TEXT_KEYS = {
     "invokeai_metadata": "InvokeAI",
     "invokeai_graph": "InvokeAI",
     "sd-metadata": "InvokeAI",
     "Dream": "InvokeAI",
+    "fooocus_scheme": "Fooocus",
 }
 # Software names that only generators write. Deliberately narrow: "Adobe Photoshop" or
 # "Lightroom" say nothing about generation, and a false "AI" on a photo is the worse error.
@@ -42,17 +44,30 @@ KNOWN_GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Ideogram", r"\bideogram\b"),
         ("DreamStudio", r"\bdreamstudio\b"),
         ("NightCafe", r"\bnightcafe\b"),
+        ("Draw Things", r"\bdraw\s?things\b"),
     )
 )
+# Midjourney's PNG `Description`: the prompt, then "Job ID: <uuid>".
+_MIDJOURNEY_JOB = re.compile(
+    r"Job ID:\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", re.IGNORECASE
+)
+_JSON_FIELDS = {
+    # SwarmUI `sui_image_params` keys; Fooocus JSON scheme keys.
+    "SwarmUI": ("prompt", "negativeprompt", "model", "seed", "steps", "sampler", "swarm_version"),
+    "Fooocus": ("prompt", "negative_prompt", "base_model", "seed", "steps", "sampler", "version"),
+}
+_MAX_JSON_CHARS = 1024 * 1024
 _SETTINGS_CHARS = 20_000
 _A1111_KEEP = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Model hash", "Version"}
 
 
-def read_generator_text(meta: RawMetadata) -> list[Evidence]:
+def read_generator_text(meta: RawMetadata, creator_tools: list[str]) -> list[Evidence]:
+    """Findings from generator text; `creator_tools` are the XMP CreatorTool values."""
     findings = _png_parameters(meta)
     findings += _exif_parameters(meta)
     findings += _other_generator_chunks(meta)
-    findings += _generator_software(meta)
+    findings += _midjourney_description(meta)
+    findings += _generator_software(meta, creator_tools)
     return findings
 
 
@@ -82,35 +97,93 @@ def parse_webui_parameters(text: str) -> dict[str, Any]:
     return details
 
 
+def parse_json_parameters(text: str) -> tuple[str, dict[str, Any]] | None:
+    """(generator, details) for SwarmUI's or Fooocus's JSON parameters; None otherwise."""
+    if not text.lstrip().startswith("{") or len(text) > _MAX_JSON_CHARS:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    swarm = data.get("sui_image_params")
+    if isinstance(swarm, dict):
+        return "SwarmUI", _json_details(swarm, _JSON_FIELDS["SwarmUI"])
+    if str(data.get("version", "")).startswith("Fooocus"):
+        return "Fooocus", _json_details(data, _JSON_FIELDS["Fooocus"])
+    return None
+
+
+def _json_details(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    for key in fields:
+        value = data.get(key)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            details[key] = clip(str(value), 300)
+    return details
+
+
 def _png_parameters(meta: RawMetadata) -> list[Evidence]:
-    text = meta.text.get("parameters", "")
-    if not is_webui_parameters(text):
-        return []
-    return [_parameters_finding(text, "png:parameters", "PNG text chunk")]
+    finding = _parameters_finding(
+        meta.text.get("parameters", ""), "png:parameters", "PNG text chunk"
+    )
+    return [finding] if finding else []
 
 
 def _exif_parameters(meta: RawMetadata) -> list[Evidence]:
-    comment = decode_user_comment(exif_raw(meta.exif, TAG_USER_COMMENT, EXIF_IFD))
-    if is_webui_parameters(comment):
-        return [_parameters_finding(comment, "exif:UserComment", "EXIF UserComment")]
+    # UserComment belongs in the EXIF sub-IFD; Fooocus writes it into IFD0.
+    for ifd in (EXIF_IFD, None):
+        comment = decode_user_comment(exif_raw(meta.exif, TAG_USER_COMMENT, ifd))
+        finding = _parameters_finding(comment, "exif:UserComment", "EXIF UserComment")
+        if finding:
+            return [finding]
     description = exif_text(meta.exif, TAG_IMAGE_DESCRIPTION)
-    if is_webui_parameters(description):
-        return [_parameters_finding(description, "exif:ImageDescription", "EXIF ImageDescription")]
-    return []
+    finding = _parameters_finding(description, "exif:ImageDescription", "EXIF ImageDescription")
+    return [finding] if finding else []
 
 
-def _parameters_finding(text: str, source: str, where: str) -> Evidence:
-    details = parse_webui_parameters(text)
-    model = details.get("model") or details.get("model_hash")
+def _parameters_finding(text: str, source: str, where: str) -> Evidence | None:
+    if is_webui_parameters(text):
+        generator, details = "Stable Diffusion", parse_webui_parameters(text)
+    else:
+        parsed = parse_json_parameters(text)
+        if parsed is None:
+            return None
+        generator, details = parsed
+        details = {"generator": generator, **details}
+    model = details.get("model") or details.get("model_hash") or details.get("base_model")
     named = f" (model {model})" if model else ""
     return Evidence(
         kind="generator_parameters",
         indicates=Indication.FAKE,
         strength=Strength.STRONG,
-        summary=clip(f"{where} holds Stable Diffusion generation parameters{named}.", 200),
+        summary=clip(f"{where} holds {generator} generation parameters{named}.", 200),
         source=source,
         details=details,
     )
+
+
+def _midjourney_description(meta: RawMetadata) -> list[Evidence]:
+    description = meta.text.get("Description", "")
+    job = _MIDJOURNEY_JOB.search(description[:20_000])
+    if job is None:
+        return []
+    return [
+        Evidence(
+            kind="generator_parameters",
+            indicates=Indication.FAKE,
+            strength=Strength.STRONG,
+            summary="PNG text chunk 'Description' holds a Midjourney prompt and job ID.",
+            source="png:Description",
+            details={
+                "generator": "Midjourney",
+                "prompt": clip(description[: job.start()], 300),
+                "job_id": job.group(1),
+                "author": clip(meta.text.get("Author", ""), 100),
+            },
+        )
+    ]
 
 
 def _other_generator_chunks(meta: RawMetadata) -> list[Evidence]:
@@ -130,12 +203,12 @@ def _other_generator_chunks(meta: RawMetadata) -> list[Evidence]:
     return findings
 
 
-def _generator_software(meta: RawMetadata) -> list[Evidence]:
+def _generator_software(meta: RawMetadata, creator_tools: list[str]) -> list[Evidence]:
     candidates = [
         ("exif:Software", exif_text(meta.exif, TAG_SOFTWARE)),
         ("png:Software", decode_text(meta.text.get("Software", ""))),
         ("png:Source", decode_text(meta.text.get("Source", ""))),
-    ] + [("xmp:CreatorTool", tool) for tool in creator_tools(meta.xmp)]
+    ] + [("xmp:CreatorTool", tool) for tool in creator_tools]
     findings: list[Evidence] = []
     for source, value in candidates:
         generator = known_generator(value)
@@ -157,6 +230,7 @@ def _generator_software(meta: RawMetadata) -> list[Evidence]:
 def known_generator(value: str) -> str | None:
     if not value:
         return None
+    value = value[:1000]  # names sit at the start; a megabyte value is not searched whole
     return next((name for name, pattern in KNOWN_GENERATORS if pattern.search(value)), None)
 
 

@@ -1,13 +1,17 @@
-"""IPTC Digital Source Type declared in XMP (`Iptc4xmpExt:DigitalSourceType`).
+"""XMP packets: IPTC Digital Source Type (`Iptc4xmpExt:DigitalSourceType`) and the writing
+software (`xmp:CreatorTool`).
 
-XMP is attacker-written XML. Python's expat resolves no external entities, and any
-document type declaration is refused outright, which rules out entity-expansion bombs.
+XMP is attacker-written XML, read here with expat in one streaming pass: any document type
+declaration is refused the moment expat meets it (whatever the packet's encoding, UTF-16
+included), so no entity is ever declared, expanded or fetched; nesting is capped; no tree is
+built, and only the few wanted properties are kept.
 """
 
 from __future__ import annotations
 
-import re
-import xml.etree.ElementTree as ET
+import codecs
+from dataclasses import dataclass, field
+from xml.parsers import expat
 
 from fakescope.evidence import Evidence, Indication, Strength
 from fakescope.provenance.findings import clip, metadata_error
@@ -16,62 +20,112 @@ from fakescope.provenance.source_types import SourceClass, classify, source_code
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMP = "http://ns.adobe.com/xap/1.0/"
+DIGITAL_SOURCE_TYPE = f"{IPTC_EXT} DigitalSourceType"
+CREATOR_TOOL = f"{XMP} CreatorTool"
+WANTED = (DIGITAL_SOURCE_TYPE, CREATOR_TOOL)
 MAX_XMP_BYTES = 2 * 1024 * 1024
-_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+MAX_DEPTH = 64  # real packets nest about ten deep
+MAX_VALUES = 8  # per property
+_RESOURCE = f"{RDF} resource"
+_LI = f"{RDF} li"
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-def parse_xmp(xmp: bytes) -> ET.Element:
-    """The XMP packet as an element tree; ValueError for anything unsafe or malformed."""
+@dataclass
+class XmpProperties:
+    """The wanted properties' values, in document order, deduplicated and capped."""
+
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, value: str) -> None:
+        value = value.strip()
+        kept = self.values.setdefault(name, [])
+        if value and value not in kept and len(kept) < MAX_VALUES:
+            kept.append(clip(value))
+
+    def get(self, name: str) -> list[str]:
+        return self.values.get(name, [])
+
+
+def parse_xmp(xmp: bytes) -> XmpProperties:
+    """The wanted properties of an XMP packet; ValueError for anything unsafe or malformed."""
     if len(xmp) > MAX_XMP_BYTES:
         raise ValueError(f"XMP packet of {len(xmp)} bytes is over {MAX_XMP_BYTES}")
-    if _DTD.search(xmp):
+    if not xmp.startswith(_BOMS):
+        start = xmp.find(b"<")
+        if start < 0:
+            raise ValueError("XMP holds no XML")
+        xmp = xmp[start:]
+    reader = _Reader()
+    try:
+        reader.parser.Parse(xmp, True)
+    except expat.ExpatError as exc:
+        # Padding or junk after the packet's root element is common and harmless.
+        if not reader.finished:
+            raise ValueError(f"malformed XMP: {exc}") from exc
+    return reader.found
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.found = XmpProperties()
+        self.depth = 0
+        self.finished = False
+        self.open: list[tuple[str, int]] = []  # wanted elements being read, with their depth
+        self.text: list[str] = []
+        self.text_chars = 0
+        parser = expat.ParserCreate(namespace_separator=" ")
+        parser.StartDoctypeDeclHandler = self._refuse_doctype
+        parser.EntityDeclHandler = self._refuse_doctype
+        parser.ExternalEntityRefHandler = self._refuse_doctype
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._characters
+        self.parser = parser
+
+    def _refuse_doctype(self, *args: object) -> int:
         raise ValueError("XMP with a DOCTYPE or ENTITY declaration is refused")
-    start = xmp.find(b"<")
-    if start < 0:
-        raise ValueError("XMP holds no XML")
-    try:
-        return ET.fromstring(xmp[start:].rstrip(b"\x00 \r\n\t"))  # noqa: S314
-    except ET.ParseError as exc:
-        raise ValueError(f"malformed XMP: {exc}") from exc
+
+    def _start(self, name: str, attributes: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"XMP nested deeper than {MAX_DEPTH} elements")
+        for wanted in WANTED:
+            if wanted in attributes:
+                self.found.add(wanted, attributes[wanted])
+        if name in WANTED:
+            self.open.append((name, self.depth))
+            self.found.add(name, attributes.get(_RESOURCE, ""))
+        if self.open and (name in WANTED or name == _LI):
+            self.text, self.text_chars = [], 0
+
+    def _characters(self, data: str) -> None:
+        if self.open and self.text_chars < 4096:
+            self.text.append(data)
+            self.text_chars += len(data)
+
+    def _end(self, name: str) -> None:
+        if self.open and (name == _LI or self.open[-1] == (name, self.depth)):
+            self.found.add(self.open[-1][0], "".join(self.text))
+            self.text, self.text_chars = [], 0
+        if self.open and self.open[-1] == (name, self.depth):
+            self.open.pop()
+        self.depth -= 1
+        self.finished = self.depth == 0
 
 
-def property_values(root: ET.Element, namespace: str, name: str) -> list[str]:
-    """Every value of one XMP property, whether written as attribute, text or rdf:resource."""
-    tag = f"{{{namespace}}}{name}"
-    values: list[str] = []
-    for element in root.iter():
-        attribute = element.get(tag)
-        if attribute:
-            values.append(attribute)
-        if element.tag == tag:
-            resource = element.get(f"{{{RDF}}}resource")
-            text = (element.text or "").strip()
-            values.extend(v for v in (resource, text) if v)
-            values.extend((li.text or "").strip() for li in element.iter(f"{{{RDF}}}li"))
-    return [v for v in values if v]
-
-
-def read_xmp_source_type(xmp: bytes | None) -> list[Evidence]:
+def read_xmp(xmp: bytes | None) -> tuple[XmpProperties, list[Evidence]]:
+    """The packet's properties and, for an unreadable packet, one metadata_error."""
     if not xmp:
-        return []
+        return XmpProperties(), []
     try:
-        root = parse_xmp(xmp)
+        return parse_xmp(xmp), []
     except ValueError as exc:
-        return [metadata_error("xmp", "XMP packet could not be parsed", error=exc)]
-    findings: list[Evidence] = []
-    for value in dict.fromkeys(property_values(root, IPTC_EXT, "DigitalSourceType")):
-        findings.append(_source_type_finding(value))
-    return findings
+        return XmpProperties(), [metadata_error("xmp", "XMP packet could not be parsed", error=exc)]
 
 
-def creator_tools(xmp: bytes | None) -> list[str]:
-    """`xmp:CreatorTool` values (the software that wrote the file); [] if unreadable."""
-    if not xmp:
-        return []
-    try:
-        return property_values(parse_xmp(xmp), XMP, "CreatorTool")
-    except ValueError:
-        return []
+def source_type_findings(properties: XmpProperties) -> list[Evidence]:
+    return [_source_type_finding(v) for v in properties.get(DIGITAL_SOURCE_TYPE)]
 
 
 def _source_type_finding(value: str) -> Evidence:
@@ -88,12 +142,25 @@ def _source_type_finding(value: str) -> Evidence:
             source="xmp",
             details=details,
         )
+    if kind is SourceClass.SYNTHETIC:
+        return Evidence(
+            kind="iptc_digital_source_type",
+            indicates=Indication.FAKE,
+            strength=Strength.WEAK,
+            summary=clip(
+                f"XMP declares synthetic media not made by a trained model (IPTC {code}).", 200
+            ),
+            source="xmp",
+            details=details,
+        )
     if kind is SourceClass.CAPTURE:
         return Evidence(
             kind="iptc_digital_source_type",
             indicates=Indication.REAL,
             strength=Strength.WEAK,
-            summary=f"XMP declares a camera or film capture (IPTC {code}); unsigned, not proof.",
+            summary=clip(
+                f"XMP declares a camera or film capture (IPTC {code}); unsigned, not proof.", 200
+            ),
             source="xmp",
             details=details,
         )

@@ -1,0 +1,150 @@
+"""Container walkers: the metadata blocks of PNG and JPEG files, read straight from the bytes
+with hard caps, and a GIF block count. Hostile files hide their cost in structure (hundreds
+of thousands of tiny chunks or segments), so every walk stops at a count, not only a size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_TEXT_VALUE = 1024 * 1024  # characters kept per text chunk (a ComfyUI graph fits easily)
+MAX_TEXT_TOTAL = 8 * 1024 * 1024
+MAX_TEXT_CHUNKS = 256
+# Real files stay far below these (a 25 MB PNG in 8 KB IDAT chunks has ~3,000 chunks); they
+# also bound the C2PA reader, whose cost grows with the parts it walks (~20 µs each).
+MAX_PNG_CHUNKS = 8_000
+MAX_JPEG_SEGMENTS = 4_096
+MAX_GIF_BLOCKS = 16_000
+XMP_JPEG_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+EXIF_JPEG_SIGNATURE = b"Exif\x00\x00"
+
+
+class TooComplex(ValueError):
+    """The container has more structural parts than any real image of its kind."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One metadata block found in a container: its kind and raw body, or a problem."""
+
+    kind: str  # "text", "exif", "xmp", "error"
+    body: bytes = b""
+    key: str = ""
+    problem: str = ""
+
+
+def png_blocks(data: bytes) -> Iterator[Block]:
+    """Text chunks (decoded later), the first eXIf chunk; errors as `Block("error")`.
+    Raises TooComplex past MAX_PNG_CHUNKS chunks."""
+    if not data.startswith(PNG_SIGNATURE):
+        yield Block("error", problem="missing PNG signature")
+        return
+    pos, chunks, texts, exif_seen = len(PNG_SIGNATURE), 0, 0, False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        start, pos = pos + 8, pos + 12 + length
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise TooComplex(f"more than {MAX_PNG_CHUNKS} PNG chunks")
+        if start + length > len(data):
+            yield Block("error", problem=f"chunk {kind!r} is truncated")
+            return
+        if kind == b"IEND":
+            return
+        if kind == b"eXIf" and not exif_seen:  # the PNG spec allows one
+            exif_seen = True
+            yield Block("exif", data[start : start + length])
+        elif kind in {b"tEXt", b"zTXt", b"iTXt"}:
+            texts += 1
+            if texts <= MAX_TEXT_CHUNKS:
+                yield Block("text", data[start : start + length], key=kind.decode())
+
+
+def png_text(kind: str, body: bytes) -> tuple[str, str]:
+    """Key and value of a tEXt, zTXt or iTXt chunk (PNG spec 11.3.4); ValueError or
+    zlib.error when malformed. Values are cut just past MAX_TEXT_VALUE."""
+    key_raw, sep, rest = body.partition(b"\x00")
+    if not sep or not key_raw:
+        raise ValueError("no keyword")
+    key = key_raw[:80].decode("latin-1")
+    if kind == "tEXt":
+        return key, rest[: MAX_TEXT_VALUE + 1].decode("latin-1")
+    if kind == "zTXt":
+        return key, _inflate(rest[1:]).decode("latin-1")
+    compressed = rest[0:1] == b"\x01"
+    _lang, _, rest = rest[2:].partition(b"\x00")
+    _translated, _, text = rest.partition(b"\x00")
+    raw = _inflate(text) if compressed else text[: MAX_TEXT_VALUE + 1]
+    return key, raw.decode("utf-8", errors="replace")
+
+
+def _inflate(compressed: bytes) -> bytes:
+    # Bounded: a few kilobytes can inflate to gigabytes.
+    return zlib.decompressobj().decompress(compressed, MAX_TEXT_VALUE + 1)
+
+
+def jpeg_blocks(data: bytes) -> Iterator[Block]:
+    """The first APP1 EXIF and APP1 XMP segments before the scan data; lying lengths and
+    cut segments as errors. Raises TooComplex past MAX_JPEG_SEGMENTS markers."""
+    pos, markers, found = 2, 0, set()
+    while pos + 4 <= len(data):
+        markers += 1
+        if markers > MAX_JPEG_SEGMENTS:
+            raise TooComplex(f"more than {MAX_JPEG_SEGMENTS} JPEG markers before the scan")
+        if data[pos] != 0xFF:
+            yield Block("error", problem=f"no JPEG marker at byte {pos}")
+            return
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no metadata after this
+            return
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        end = pos + 2 + length
+        if length < 2 or end > len(data):
+            yield Block("error", problem=f"segment 0xFF{marker:02X} declares {length} bytes")
+            return
+        body = data[pos + 4 : end]
+        pos = end
+        if marker != 0xE1:
+            continue
+        if body.startswith(EXIF_JPEG_SIGNATURE) and "exif" not in found:
+            found.add("exif")
+            yield Block("exif", body[len(EXIF_JPEG_SIGNATURE) :])
+        elif body.startswith(XMP_JPEG_SIGNATURE) and "xmp" not in found:
+            found.add("xmp")
+            yield Block("xmp", body[len(XMP_JPEG_SIGNATURE) :])
+
+
+def count_gif_blocks(data: bytes) -> int:
+    """Extension, image and data sub-blocks of a GIF, up to the cap (TooComplex past it).
+    Only a count: FakeScope reads no GIF metadata itself, but C2PA's reader walks them all."""
+    if len(data) < 13:
+        return 0
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    blocks = 0
+    while pos < len(data):
+        introducer = data[pos]
+        if introducer == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        elif introducer == 0x2C:  # image descriptor, optional local table, LZW code size
+            flags = data[pos + 9] if pos + 9 < len(data) else 0
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        else:  # trailer or garbage
+            return blocks
+        while pos < len(data) and data[pos]:  # data sub-blocks until the zero terminator
+            blocks += 1
+            if blocks > MAX_GIF_BLOCKS:
+                raise TooComplex(f"more than {MAX_GIF_BLOCKS} GIF blocks")
+            pos += data[pos] + 1
+        pos += 1
+        blocks += 1
+    return blocks
