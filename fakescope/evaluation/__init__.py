@@ -9,4 +9,5 @@
 - `runner`: batched, resumable predictions written to `predictions.csv`.
 - `results`: prediction rows to metrics; `evaluate`: one run end to end.
 - `report`, `plots`: its outputs (report.md, PNG curves); `compare`: two runs side by side.
+- `output_files`: every output written whole (beside its name, then renamed) or not at all.
 """

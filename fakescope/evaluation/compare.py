@@ -1,4 +1,9 @@
-"""`fakescope eval compare RUN_A RUN_B`: the differences between two runs, subset by subset."""
+"""`fakescope eval compare RUN_A RUN_B`: the differences between two runs, subset by subset.
+
+A difference means something only between like and like: the table says, per row, when the two
+runs measured different numbers of fakes or reals there, and lists first every setting that
+differs between them (datasets' sources, --limit, provenance, prompt version, ...).
+"""
 
 from __future__ import annotations
 
@@ -34,6 +39,43 @@ def _delta(a: float | None, b: float | None) -> str:
 
 
 Row = tuple[str, str, str, dict[str, Any], dict[str, Any]]
+# What a difference could come from besides the model (the model itself is what is compared).
+_SETTINGS = ("provenance", "prompt_version", "limit", "seed", "protocols", "conditions")
+
+
+def _images(m: dict[str, Any]) -> str:
+    if "n_fake" in m:
+        return f"{m['n_fake']}f/{m['n_real']}r"
+    return f"{m['n']}q" if "n" in m else "—"
+
+
+def _images_cell(ma: dict[str, Any], mb: dict[str, Any]) -> str:
+    """The row's image counts; both runs' when they differ (marked: not like with like)."""
+    a, b = _images(ma), _images(mb)
+    if "—" in (a, b):  # measured by one run only: there is no difference to qualify
+        return b if a == "—" else a
+    return a if a == b else f"{a} ≠ {b} (!)"
+
+
+def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """One line per setting that differs between two runs' `metrics.json`."""
+    ra, rb = a.get("run", {}), b.get("run", {})
+    lines = [
+        f"{key}: A {ra.get(key)!r}, B {rb.get(key)!r}"
+        for key in _SETTINGS
+        if ra.get(key) != rb.get(key)
+    ]
+    da, db = ra.get("datasets", {}), rb.get("datasets", {})
+    for name in sorted(set(da) & set(db)):
+        # The resolved folder when the run recorded it: `x=PATH` and `PATH` read the same.
+        where_a = da[name].get("source") or da[name].get("spec")
+        where_b = db[name].get("source") or db[name].get("spec")
+        if where_a != where_b:
+            lines.append(f"dataset {name}: A read {where_a!r}, B {where_b!r}")
+    for tag, only in (("A", set(da) - set(db)), ("B", set(db) - set(da))):
+        if only:
+            lines.append(f"only run {tag} measured: {', '.join(sorted(only))}")
+    return lines
 
 
 def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
@@ -56,6 +98,13 @@ def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
         mcq_b = b["datasets"].get(name, {}).get("mcq")
         if mcq_a or mcq_b:
             rows.append((name, "mcq", "questions", mcq_a or {}, mcq_b or {}))
+        ra = a.get("robustness", {}).get(name, {})
+        rb = b.get("robustness", {}).get(name, {})
+        for protocol in sorted(set(ra) | set(rb)):
+            ca, cb = ra.get(protocol, {}), rb.get(protocol, {})
+            for condition in [*ca, *(c for c in cb if c not in ca)]:
+                label = f"{protocol} @ {condition}, model alone"
+                rows.append((name, label, "overall", ca.get(condition, {}), cb.get(condition, {})))
     return rows
 
 
@@ -64,20 +113,29 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
     a, b = load_run(run_a), load_run(run_b)
     model_a = a.get("run", {}).get("model", {}).get("id", str(run_a))
     model_b = b.get("run", {}).get("model", {}).get("id", str(run_b))
-    header = ["dataset", "protocol", "subset"]
+    header = ["dataset", "protocol", "subset", "images"]
     for metric in COMPARED:
         header += [f"{metric} A", f"{metric} B", f"Δ{metric}"]
     table = [header]
     for name, protocol, subset, ma, mb in _rows(a, b):
-        cells = [name, protocol, subset]
+        cells = [name, protocol, subset, _images_cell(ma, mb)]
         for metric in COMPARED:
             va, vb = ma.get(metric), mb.get(metric)
             cells += [_cell(va), _cell(vb), _delta(va, vb)]
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = [f"A: {run_a} ({model_a})", f"B: {run_b} ({model_b})", ""]
+    differences = setting_differences(a, b)
+    if differences:
+        lines += ["Settings that differ (a difference below may come from them, not the model):"]
+        lines += [f"  - {line}" for line in differences] + [""]
     for row in table:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if any("(!)" in row[3] for row in table[1:]):
+        lines.append(
+            "(!): the runs measured different images there (f: fakes, r: reals, q: questions); "
+            "its differences are not like with like"
+        )
     for tag, run in (("A", a), ("B", b)):
         if run.get("run", {}).get("untrained"):
             lines.append(f"note: run {tag} used an untrained checkpoint (chance by construction)")

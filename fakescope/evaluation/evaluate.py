@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.errors import DatasetError, FakeScopeError
+from fakescope.evaluation import output_files
 from fakescope.evaluation.datasets import Dataset, limit_samples, load_dataset
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE, EvalModel
 from fakescope.evaluation.results import build_metrics
@@ -93,7 +94,7 @@ def _check_resumable(
             )
         known[name] = source
     record = {"identity": identity, "datasets": known}
-    run_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    output_files.write_text(run_file, json.dumps(record, indent=2) + "\n")
 
 
 def _load_model(config: EvalConfig) -> EvalModel:
@@ -133,6 +134,12 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     elapsed = time.perf_counter() - started
 
     rows = list(store.rows.values())
+    if config.progress:
+        # Bootstrap intervals on a large benchmark take a while after the last image.
+        print(
+            f"computing metrics ({config.bootstrap} bootstrap resamples per group)",
+            file=sys.stderr,
+        )
     metrics = build_metrics(
         rows, datasets, protocols, conditions, bootstrap=config.bootstrap, seed=config.seed
     )
@@ -142,7 +149,7 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
         "model": info,
         "untrained": untrained,
         "datasets": {
-            d.name: {"spec": s, "layout": d.layout}
+            d.name: {"spec": s, "layout": d.layout, "source": sources.get(d.name)}
             for d, s in zip(datasets, config.datasets, strict=True)
         },
         "protocols": protocols,
@@ -155,7 +162,7 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
         "seconds_this_run": round(elapsed, 3),
         "finished_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
-    (config.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    plots.write_plots(config.out, rows, datasets, metrics)
+    metrics["figures"] = plots.write_plots(config.out, rows, datasets, metrics)
+    output_files.write_text(config.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     report.write_report(config.out, metrics)
     return metrics

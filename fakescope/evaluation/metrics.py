@@ -4,6 +4,10 @@ The maths is scikit-learn's; this module decides what goes in (labels 1 = fake, 
 a prediction of None is an answer that was neither, and counts as wrong) and how subsets are
 formed. A subset with fakes only (a generator in SynthWildX) is measured against all the
 dataset's reals, as the SynthWildX protocol does; a subset with both classes stands alone.
+
+What needs both classes is None for a group with one: AP, ROC-AUC and balanced accuracy (with
+one class it would only repeat that class's detection rate under another name). AP and ROC-AUC
+also need a finite score for every item; a group where any is missing (None or NaN) has none.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ def point_metrics(
     if not y.size:
         return out
     out["accuracy"] = _with_sklearn_quiet(lambda: accuracy_score(y, pred))
-    out["balanced_accuracy"] = _with_sklearn_quiet(lambda: balanced_accuracy_score(y, pred))
+    if both:
+        out["balanced_accuracy"] = _with_sklearn_quiet(lambda: balanced_accuracy_score(y, pred))
     if (y == 1).any():
         out["tpr"] = _with_sklearn_quiet(
             lambda: recall_score(y, pred, pos_label=1, labels=[1], average="macro")
@@ -64,8 +69,8 @@ def point_metrics(
         out["tnr"] = _with_sklearn_quiet(
             lambda: recall_score(y, pred, pos_label=0, labels=[0], average="macro")
         )
-    if scores is not None and both:
-        s = np.asarray(scores, dtype=float)
+    s = None if scores is None else np.asarray(scores, dtype=float)
+    if s is not None and both and bool(np.isfinite(s).all()):
         out["ap"] = float(average_precision_score(y, s))
         out["auc"] = float(roc_auc_score(y, s))
     return out
@@ -111,6 +116,8 @@ def bootstrap_intervals(
         return out
     pred = np.asarray([-1 if p is None else p for p in predicted], dtype=int)
     s = None if scores is None else np.asarray(scores, dtype=float)
+    if s is not None and not np.isfinite(s).all():
+        s = None  # as in point_metrics: no AP or ROC-AUC without every score
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {m: [] for m in CI_METRICS}
     for _ in range(n):
@@ -133,9 +140,13 @@ def bootstrap_intervals(
     return out
 
 
+def _finite(score: float | None) -> bool:
+    return score is not None and bool(np.isfinite(score))
+
+
 def group_metrics(items: Sequence[Scored], *, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
     labels = [i.label for i in items]
-    has_scores = bool(items) and all(i.score is not None for i in items)
+    has_scores = bool(items) and all(_finite(i.score) for i in items)
     scores = [float(i.score) for i in items if i.score is not None] if has_scores else None
     predicted = [i.predicted for i in items]
     result: dict[str, Any] = {

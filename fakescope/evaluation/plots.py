@@ -1,4 +1,9 @@
-"""PNG figures of a run: precision-recall and ROC curves, AP against each degradation."""
+"""PNG figures of a run: precision-recall and ROC curves, AP against each degradation.
+
+A figure is drawn only when it has something to show: curves need a dataset with both fakes
+and reals, the robustness figure an AP under some condition. A figure a run cannot draw is
+removed from the output folder, so that an earlier run's is never taken for this one's.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fakescope.evaluation.datasets import Dataset
+from fakescope.evaluation.output_files import replacing
 from fakescope.evaluation.protocols import QUANTITATIVE
+from fakescope.evaluation.results import failed
 from fakescope.evaluation.robustness import CLEAN, FAMILY_AXES, parse_degradation
 
 if TYPE_CHECKING:
@@ -39,7 +46,7 @@ def _curve_data(
         and r["key"] in keys
         and r["condition"] == CLEAN
         and r["protocol"] == QUANTITATIVE
-        and not r["error"]
+        and not failed(r)
     ]
     labels = [int(r["label"] == "fake") for r in chosen]
     if not chosen or len(set(labels)) < 2:
@@ -50,7 +57,8 @@ def _curve_data(
 def _save(fig: Figure, path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with replacing(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -58,17 +66,17 @@ def _save(fig: Figure, path: Path, title: str) -> None:
 
 def write_curves(
     out: Path, rows: Sequence[dict[str, str]], datasets: Sequence[Dataset], note: str
-) -> None:
+) -> bool:
+    """Precision-recall and ROC curves of every dataset with both classes; False if none has."""
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
+    curves = [(d, data) for d in datasets if (data := _curve_data(rows, d)) is not None]
+    if not curves:
+        return False
     pr_fig, (pr_ax,) = _figure()
     roc_fig, (roc_ax,) = _figure()
     roc_ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
-    for dataset in datasets:
-        data = _curve_data(rows, dataset)
-        if data is None:
-            continue
-        labels, scores = data
+    for dataset, (labels, scores) in curves:
         precision, recall, _ = precision_recall_curve(labels, scores)
         ap = average_precision_score(labels, scores)
         line = pr_ax.step(recall, precision, where="post", label=f"{dataset.name} (AP {ap:.3f})")
@@ -89,41 +97,69 @@ def write_curves(
         ax.grid(alpha=0.3)
     _save(pr_fig, out / PR_FILE, f"Precision-recall (dotted: chance){note}")
     _save(roc_fig, out / ROC_FILE, f"ROC{note}")
+    return True
 
 
-def write_robustness(out: Path, robustness: dict[str, Any], note: str) -> None:
+def _robustness_points(
+    per_condition: dict[str, Any], family: str
+) -> list[tuple[float, float, str]]:
+    """(level, AP, tick label) of the clean images and of each level of one family."""
+    points = [(_CLEAN_LEVEL[family], per_condition.get(CLEAN, {}).get("ap"), CLEAN)]
+    for condition, values in per_condition.items():
+        if condition != CLEAN and (degradation := parse_degradation(condition)).family == family:
+            level = degradation.level
+            points.append((level, values.get("ap"), f"{level:g}"))
+    return sorted((x, y, tick) for x, y, tick in points if y is not None)
+
+
+def write_robustness(out: Path, robustness: dict[str, Any], note: str) -> bool:
+    """AP against each degradation family; False when no condition has an AP to draw."""
     families = list(FAMILY_AXES)
+    drawable = [
+        (dataset, per_protocol.get(QUANTITATIVE, {}))
+        for dataset, per_protocol in robustness.items()
+    ]
+    if not any(_robustness_points(pc, f) for _, pc in drawable for f in families):
+        return False
     fig, axes = _figure(ncols=len(families), width=4.0)
     for ax, family in zip(axes, families, strict=True):
-        for dataset, per_protocol in robustness.items():
-            per_condition = per_protocol.get(QUANTITATIVE, {})
-            points = [(_CLEAN_LEVEL[family], per_condition.get(CLEAN, {}).get("ap"))]
-            for condition, values in per_condition.items():
-                if condition != CLEAN and parse_degradation(condition).family == family:
-                    points.append((parse_degradation(condition).level, values.get("ap")))
-            points = sorted((x, y) for x, y in points if y is not None)
-            if points:
-                drawn = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-                drawn[0].set_label(dataset)
-                clean = per_condition.get(CLEAN, {})
-                if clean.get("n"):  # chance AP: the share of fakes
-                    share = clean["n_fake"] / clean["n"]
-                    ax.axhline(share, linestyle=":", linewidth=0.9, color=drawn[0].get_color())
+        ticks: dict[float, str] = {}
+        for dataset, per_condition in drawable:
+            points = _robustness_points(per_condition, family)
+            if not points:
+                continue
+            ticks.update({x: tick for x, _, tick in points})
+            drawn = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+            drawn[0].set_label(dataset)
+            clean = per_condition.get(CLEAN, {})
+            if clean.get("n"):  # chance AP: the share of fakes
+                share = clean["n_fake"] / clean["n"]
+                ax.axhline(share, linestyle=":", linewidth=0.9, color=drawn[0].get_color())
+        # The undegraded images sit at their own tick ("clean"), not at a made-up level
+        # such as JPEG quality 100.
+        ax.set_xticks(list(ticks), list(ticks.values()))
         ax.set(xlabel=FAMILY_AXES[family], ylabel="AP", ylim=(0, 1.02), title=family)
         ax.invert_xaxis()  # the clean image on the left, stronger degradation to the right
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ticks:
+            ax.legend(fontsize=8)
     _save(fig, out / ROBUSTNESS_FILE, f"AP against degradation, model alone (dotted: chance){note}")
+    return True
 
 
 def write_plots(
     out: Path, rows: Sequence[dict[str, str]], datasets: Sequence[Dataset], metrics: dict[str, Any]
-) -> None:
+) -> list[str]:
+    """Draw what the run can show; returns the file names written (others are removed)."""
     untrained = "\nUNTRAINED model: chance by construction" if metrics["run"]["untrained"] else ""
     scored = "\nscore = p_fake, or 1 where provenance evidence decided"
+    written: list[str] = []
     if QUANTITATIVE in metrics["run"]["protocols"]:
-        write_curves(
-            out, rows, datasets, (scored if metrics["run"]["provenance"] else "") + untrained
-        )
-    if metrics.get("robustness") and QUANTITATIVE in metrics["run"]["protocols"]:
-        write_robustness(out, metrics["robustness"], untrained)
+        note = (scored if metrics["run"]["provenance"] else "") + untrained
+        if write_curves(out, rows, datasets, note):
+            written += [PR_FILE, ROC_FILE]
+        if metrics.get("robustness") and write_robustness(out, metrics["robustness"], untrained):
+            written.append(ROBUSTNESS_FILE)
+    for name in {PR_FILE, ROC_FILE, ROBUSTNESS_FILE} - set(written):
+        (out / name).unlink(missing_ok=True)
+    return written

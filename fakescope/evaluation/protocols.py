@@ -28,7 +28,7 @@ DECISION_THRESHOLD = 0.5
 CLOSED_MAX_NEW_TOKENS = 16
 
 _VERDICT_WORDS = re.compile(
-    r"\b(not\s+|isn't\s+|is\s+not\s+)?"
+    r"\b(?:(not|isn't|isn\u2019t)\s+(?:an?\s+)?)?"
     r"(fake|generated|synthetic|artificial|ai-generated|forged|real|authentic|genuine|natural)\b",
     re.IGNORECASE,
 )
@@ -50,14 +50,23 @@ class EvalModel(Protocol):
 
 
 def parse_verdict(text: str) -> str:
-    """fake / real / unknown from a free answer; the first verdict word decides, "not" flips it."""
-    match = _VERDICT_WORDS.search(text)
-    if match is None:
+    """fake / real / unknown from a free answer; "not" ("not a", "isn't") flips a word.
+
+    An answer that opens with a verdict word says it; otherwise every verdict word must agree,
+    and an answer that names both ("I cannot tell whether it is fake or real") is unknown.
+    """
+    verdicts = []
+    for match in _VERDICT_WORDS.finditer(text):
+        is_fake = match.group(2).lower() in _FAKE_STEMS
+        if match.group(1):
+            is_fake = not is_fake
+        verdicts.append((match.start(), FAKE_WORD if is_fake else REAL_WORD))
+    if not verdicts:
         return UNKNOWN
-    is_fake = match.group(2).lower() in _FAKE_STEMS
-    if match.group(1):
-        is_fake = not is_fake
-    return FAKE_WORD if is_fake else REAL_WORD
+    first_at, first = verdicts[0]
+    if not text[:first_at].strip(" \t\n\"'*(["):
+        return first
+    return first if all(v == first for _, v in verdicts) else UNKNOWN
 
 
 def yes_means(question: str) -> str | None:

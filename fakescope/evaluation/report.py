@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fakescope.evaluation import output_files
 from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE
 
@@ -78,6 +79,12 @@ def _paper_table(metrics: dict[str, Any]) -> list[str]:
         "or `both` ran, else of p_fake >= 0.5. AP columns: quantitative protocol (p_fake). "
         "mAP: mean of the AP columns present. — : dataset not evaluated in this run."
     )
+    if metrics["run"]["provenance"]:
+        note += (
+            " Provenance evidence was on: where it decided, the verdict is fake and the score 1, "
+            "so these are not the model-alone numbers the paper reports (run with "
+            "`--no-provenance` for those)."
+        )
     return ["## The paper's table", "", *_table(header, [cells]), "", note, ""]
 
 
@@ -118,8 +125,9 @@ def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
         overall = result["overall"]
         lines += [
             f"**{protocol}** protocol — mAP over subsets: {fmt(result['mean_ap'])}; "
-            f"unreadable images: {result['errors']}; decided by provenance: "
-            f"{overall.get('decided_by_provenance', 0)}; answers neither fake nor real: "
+            f"images left out (unreadable, or no finite p_fake): {result['errors']}; "
+            f"decided by provenance: {overall.get('decided_by_provenance', 0)}; "
+            f"share of answers neither fake nor real (counted wrong): "
             f"{fmt(overall.get('unknown_rate'))}",
             "",
         ]
@@ -135,7 +143,7 @@ def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _robustness_section(robustness: dict[str, Any]) -> list[str]:
+def _robustness_section(robustness: dict[str, Any], figures: list[str]) -> list[str]:
     if not robustness:
         return []
     lines = ["## Robustness (model alone: re-encoding strips metadata)", ""]
@@ -147,6 +155,8 @@ def _robustness_section(robustness: dict[str, Any]) -> list[str]:
                 for c, m in per_condition.items()
             ]
             lines += [f"### {dataset}, {protocol} protocol", "", *_table(header, rows), ""]
+    if ROBUSTNESS_FILE not in figures:
+        return [*lines, "No figure: AP needs both fakes and reals under some condition.", ""]
     return [*lines, f"![AP against degradation]({ROBUSTNESS_FILE})", ""]
 
 
@@ -173,19 +183,31 @@ def render_report(metrics: dict[str, Any]) -> str:
     lines += [
         "Labels: fake is the positive class. A fake-only subset (a generator) is measured against "
         "all of its dataset's reals, as in SynthWildX. Accuracy uses p_fake >= 0.5 (quantitative) "
-        "or the answer's verdict (closed); an answer that is neither counts as wrong.",
+        "or the answer's verdict (closed); an answer that is neither counts as wrong. There is no "
+        "uncertain band here: `fakescope analyze` answers uncertain for a p_fake between its "
+        "thresholds, while these accuracies read every p_fake as fake or real at 0.5. "
+        "AP, ROC-AUC and balanced accuracy need both fakes and reals: — where a subset has one.",
         "",
     ]
+    if run["provenance"]:
+        lines += [
+            "Provenance evidence was on: where it decided, the prediction is fake and the score "
+            "is 1 (the model's own p_fake and label are in `predictions.csv`).",
+            "",
+        ]
     for name, entry in metrics["datasets"].items():
         lines += _dataset_section(name, entry)
+    figures = list(metrics.get("figures") or [])
     if QUANTITATIVE in run["protocols"]:
-        lines += ["## Curves", "", f"![precision-recall]({PR_FILE}) ![ROC]({ROC_FILE})", ""]
-    lines += _robustness_section(metrics.get("robustness", {}))
+        lines += ["## Curves", ""]
+        if PR_FILE in figures and ROC_FILE in figures:
+            lines += [f"![precision-recall]({PR_FILE}) ![ROC]({ROC_FILE})", ""]
+        else:
+            lines += ["No curves: no dataset has both fakes and reals with a p_fake.", ""]
+    lines += _robustness_section(metrics.get("robustness", {}), figures)
     lines += ["Per-image predictions: `predictions.csv`; all numbers: `metrics.json`.", ""]
     return "\n".join(lines)
 
 
 def write_report(out: Path, metrics: dict[str, Any]) -> Path:
-    path = out / REPORT_FILE
-    path.write_text(render_report(metrics), encoding="utf-8")
-    return path
+    return output_files.write_text(out / REPORT_FILE, render_report(metrics))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,18 @@ _LABELS = {"fake": 1, "real": 0}
 
 def _float(value: str) -> float | None:
     return float(value) if value not in ("", None) else None
+
+
+def failed(row: dict[str, str]) -> bool:
+    """A row that measures nothing: the image was unreadable, or (quantitative protocol) the
+    model gave no finite p_fake; rows written before the runner recorded that as an error
+    hold "nan" there."""
+    if row["error"]:
+        return True
+    if row["protocol"] != QUANTITATIVE:
+        return False
+    p_fake = _float(row["p_fake"])
+    return p_fake is None or not math.isfinite(p_fake)
 
 
 def _scored(rows: Sequence[dict[str, str]], *, model_only: bool) -> list[Scored]:
@@ -53,7 +66,7 @@ def _select(
 
 
 def _protocol_metrics(rows: list[dict[str, str]], bootstrap: int, seed: int) -> dict[str, Any]:
-    usable = [r for r in rows if not r["error"]]
+    usable = [r for r in rows if not failed(r)]
     items = _scored(usable, model_only=False)
     subsets = subset_metrics(items, bootstrap=bootstrap, seed=seed)
     overall = group_metrics(items, bootstrap=bootstrap, seed=seed)
@@ -95,7 +108,7 @@ def _robustness(
     for protocol in [p for p in protocols if p == QUANTITATIVE]:
         per_condition: dict[str, dict[str, Any]] = {}
         for condition in conditions:
-            usable = [r for r in _select(rows, dataset, condition, protocol) if not r["error"]]
+            usable = [r for r in _select(rows, dataset, condition, protocol) if not failed(r)]
             items = _scored(usable, model_only=True)
             subsets = subset_metrics(items)
             result = group_metrics(items)

@@ -7,6 +7,8 @@ reads the file, skips what is there and continues; a crash loses at most the bat
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from fakescope.errors import FakeScopeError
 from fakescope.evaluation import protocols
 from fakescope.evaluation.datasets import LABEL_NAMES, Dataset, McqItem, Sample
+from fakescope.evaluation.output_files import write_text
 from fakescope.evaluation.protocols import CLOSED, MCQ, QUANTITATIVE, EvalModel
 from fakescope.evaluation.robustness import CLEAN, parse_degradation
 
@@ -44,6 +47,10 @@ FIELDS = (
 RowId = tuple[str, str, str, str]
 
 
+class PredictionsFormatError(FakeScopeError):
+    """`predictions.csv` in the output folder does not have this version's columns."""
+
+
 def row_id(row: dict[str, str]) -> RowId:
     return (row["dataset"], row["key"], row["condition"], row["protocol"])
 
@@ -60,12 +67,26 @@ class PredictionStore:
     def _load(self) -> None:
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]  # a crash may leave half a line: drop it
-        if complete != raw:
-            self.path.write_bytes(complete)
-        with self.path.open(newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                if None not in row.values() and len(row) == len(FIELDS):
-                    self.rows[row_id(row)] = row
+        reader = csv.DictReader(io.StringIO(complete.decode("utf-8"), newline=""))
+        if reader.fieldnames is not None and tuple(reader.fieldnames) != FIELDS:
+            raise PredictionsFormatError(
+                f"{self.path} has the columns {reader.fieldnames}, not {list(FIELDS)}: it was "
+                "written by another version; use another --out folder (or delete it)"
+            )
+        kept = 0
+        for row in reader:
+            kept += 1
+            if None not in row.values() and len(row) == len(FIELDS):
+                self.rows[row_id(row)] = row
+        if complete != raw or kept != len(self.rows):
+            # Half a row was cut (a generated answer may hold line breaks, so what is left can
+            # end inside a quoted field, which would swallow every row appended after it):
+            # keep the whole rows only.
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows.values())
+            write_text(self.path, text.getvalue())
 
     def done(self, rid: RowId) -> bool:
         return rid in self.rows
@@ -209,14 +230,22 @@ def _run_protocol(
     images = [p.image for p in ok if p.image is not None]
     if protocol == MCQ:
         return _run_mcq(model, ok, images)
+    rows: list[dict[str, str]] = []
     if protocol == QUANTITATIVE:
-        p_fakes: list[float | None] = [float(p) for p in model.score(images)]
-        results = [(protocols.word_of(float(p or 0.0)), "") for p in p_fakes]
+        scored = [float(p) for p in model.score(images)]
+        # A NaN would rank anywhere and read "real": that image failed, and its row says so.
+        rows += [
+            {**_base_row(prepared.work, protocol), "error": f"NonFiniteScore: p_fake = {p}"}
+            for prepared, p in zip(ok, scored, strict=True)
+            if not math.isfinite(p)
+        ]
+        ok = [prepared for prepared, p in zip(ok, scored, strict=True) if math.isfinite(p)]
+        p_fakes: list[float | None] = [p for p in scored if math.isfinite(p)]
+        results = [(protocols.word_of(p), "") for p in scored if math.isfinite(p)]
     else:
         questions = [p.work.item.question if isinstance(p.work.item, Sample) else None for p in ok]
         results = protocols.closed(model, images, questions)
         p_fakes = [None] * len(ok)
-    rows = []
     for prepared, p_fake, (word, answer) in zip(ok, p_fakes, results, strict=True):
         by_provenance = provenance and protocols.apply_provenance(
             prepared.inspection, model.info, p_fake

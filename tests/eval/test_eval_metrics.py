@@ -118,3 +118,94 @@ def test_a_subset_with_both_classes_stands_alone() -> None:
     assert subsets["twitter"]["auc"] == 0.0
     overall = group_metrics(items, bootstrap=20)
     assert overall["n"] == 4 and overall["auc"] == 0.5 and "ci95" in overall
+
+
+def test_tied_scores_count_half_in_auc_and_group_in_ap() -> None:
+    # Fakes at .8 and .3, reals at .8 and .1. Pairs (fake, real): (.8,.8) tie = 1/2,
+    # (.8,.1) = 1, (.3,.8) = 0, (.3,.1) = 1 -> AUC 2.5/4. AP steps: threshold .8 gives
+    # precision 1/2 at recall 1/2; .3 gives 2/3 at recall 1 -> 1/2*1/2 + 1/2*2/3.
+    labels, scores = [1, 0, 1, 0], [0.8, 0.8, 0.3, 0.1]
+    m = point_metrics(labels, scores, [1, 1, 0, 0])
+    assert m["auc"] == pytest.approx(2.5 / 4)
+    assert m["ap"] == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    y, s = np.asarray(labels), np.asarray(scores)
+    assert fast_roc_auc(y, s) == pytest.approx(2.5 / 4)
+    assert fast_average_precision(y, s) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+
+
+def test_all_scores_equal_gives_chance_exactly() -> None:
+    labels = [1, 1, 1, 0, 0]
+    m = point_metrics(labels, [0.5] * 5, [1] * 5)
+    assert m["ap"] == pytest.approx(3 / 5)  # the share of fakes
+    assert m["auc"] == pytest.approx(0.5)
+
+
+def test_balanced_accuracy_needs_both_classes() -> None:
+    # With reals only it would just repeat the reals' detection rate under another name.
+    m = point_metrics([0, 0, 0, 0], [0.1, 0.2, 0.7, 0.9], [0, 0, 1, 1])
+    assert m["accuracy"] == 0.5 and m["tnr"] == 0.5
+    assert m["balanced_accuracy"] is None and m["tpr"] is None
+    ci = bootstrap_intervals([0, 0, 0, 0], [0.1, 0.2, 0.7, 0.9], [0, 0, 1, 1], n=50)
+    assert ci["balanced_accuracy"] is None and ci["ap"] is None and ci["accuracy"] is not None
+
+
+def test_every_answer_unknown_scores_zero_and_says_so() -> None:
+    items = [Scored(1, None, None), Scored(1, None, None), Scored(0, None, None)]
+    m = group_metrics(items, bootstrap=30)
+    assert m["unknown_rate"] == 1.0
+    assert m["accuracy"] == 0.0 and m["balanced_accuracy"] == 0.0
+    assert m["tpr"] == 0.0 and m["tnr"] == 0.0
+    assert m["ap"] is None and m["auc"] is None
+    assert m["ci95"]["accuracy"] == [0.0, 0.0]
+
+
+def test_a_missing_or_nan_score_leaves_ap_and_auc_undefined_instead_of_crashing() -> None:
+    nan = float("nan")
+    for missing in (None, nan):
+        items = [Scored(1, 0.9, 1), Scored(0, missing, 0), Scored(1, 0.4, 0), Scored(0, 0.2, 0)]
+        m = group_metrics(items, bootstrap=20)
+        assert m["ap"] is None and m["auc"] is None
+        assert m["accuracy"] == pytest.approx(3 / 4)  # labels still count
+        assert m["ci95"]["ap"] is None and m["ci95"]["auc"] is None
+    assert point_metrics([1, 0], [nan, 0.1], [1, 0])["ap"] is None
+
+
+def test_a_single_image_has_point_values_but_no_interval() -> None:
+    m = group_metrics([Scored(1, 0.7, 1)], bootstrap=100)
+    assert m["n"] == 1 and m["accuracy"] == 1.0 and m["tpr"] == 1.0
+    assert m["balanced_accuracy"] is None and m["ap"] is None
+    assert m["ci95"] == dict.fromkeys(("accuracy", "balanced_accuracy", "ap", "auc"))
+
+
+def test_two_images_bootstrap_spans_every_outcome() -> None:
+    # One right, one wrong: resamples give accuracy 0, 1/2 or 1 (each with both classes only
+    # half the time), so the 95% interval runs from 0 to 1.
+    ci = bootstrap_intervals([1, 0], [0.9, 0.8], [1, 1], n=400, seed=1)
+    assert ci["accuracy"] == [0.0, 1.0]
+    assert ci["balanced_accuracy"] == [0.5, 0.5]  # both classes drawn: TPR 1, TNR 0
+    assert ci["auc"] == [1.0, 1.0]
+
+
+def test_subset_metrics_match_an_independent_per_subset_computation() -> None:
+    rng = np.random.default_rng(11)
+    subsets = ["dalle3", "firefly", "mixed", "real"]
+    items = []
+    for name in subsets:
+        for _ in range(25):
+            label = 0 if name == "real" else 1 if name != "mixed" else int(rng.integers(0, 2))
+            score = float(np.round(rng.random(), 2))
+            items.append(Scored(label, score, int(score >= 0.5), name))
+    result = subset_metrics(items)
+    reals = [i for i in items if i.label == 0]
+    for name in ("dalle3", "firefly"):
+        group = [i for i in items if i.subset == name] + [r for r in reals if r.subset != name]
+        y = [i.label for i in group]
+        s = [i.score for i in group]
+        assert result[name]["ap"] == pytest.approx(average_precision_score(y, s))
+        assert result[name]["auc"] == pytest.approx(roc_auc_score(y, s))
+        assert result[name]["n_real"] == len(reals)
+    mixed = [i for i in items if i.subset == "mixed"]
+    y = [i.label for i in mixed]
+    assert result["mixed"]["reference"] == "own" and result["mixed"]["n"] == 25
+    assert result["mixed"]["auc"] == pytest.approx(roc_auc_score(y, [i.score for i in mixed]))
+    assert result["real"]["ap"] is None and result["real"]["balanced_accuracy"] is None

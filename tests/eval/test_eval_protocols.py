@@ -25,6 +25,12 @@ FAKE_OR_REAL = "What is the authenticity of this image, fake or real?"
         ("It is not fake; the noise is natural", "real"),
         ("I cannot tell", "unknown"),
         ("", "unknown"),
+        ("This is not a real photo", "fake"),  # "not a" negates too
+        ("It isn't an authentic image", "fake"),
+        ("I cannot tell whether it is fake or real", "unknown"),  # a hedge is no verdict
+        ("Real or fake? Hard to say, maybe generated", "real"),  # opening word decides
+        ("Fake. The lighting looks natural", "fake"),
+        ("The image is real, not fake", "real"),
     ],
 )
 def test_verdict_is_the_first_verdict_word_with_negation_flipping_it(

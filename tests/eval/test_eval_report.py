@@ -121,3 +121,50 @@ def test_compare_refuses_a_json_file_that_is_not_a_run_in_one_line(tmp_path: Pat
     other = write_json(tmp_path / "other" / "metrics.json", {"something": "else"})
     with pytest.raises(DatasetError, match=r"not the metrics\.json of a `fakescope eval` run"):
         compare_runs(other.parent, other.parent)
+
+
+def test_compare_lists_the_settings_that_differ_and_marks_other_images(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a")
+    b = _run(tmp_path, "b", provenance=False, limit=4, robustness=True)
+    text = compare_runs(a, b)
+    settings = text.split("Settings that differ")[1].split("\n\n")[0]
+    assert "provenance: A True, B False" in settings and "limit: A None, B 4" in settings
+    assert "conditions: A ['clean'], B ['clean', 'jpeg:95'" in settings
+    wildrf_overall = next(
+        line for line in text.splitlines()
+        if line.startswith("WildRF") and " quantitative " in line and " overall " in line
+    )  # fmt: skip
+    assert "9f/9r ≠ 2f/2r (!)" in wildrf_overall
+    assert "(!): the runs measured different images there" in text
+    # The sweep is compared too (run B only: A's cells are empty).
+    assert any("quantitative @ jpeg:30, model alone" in line for line in text.splitlines())
+
+
+def test_compare_of_like_with_like_flags_nothing(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a")
+    b = _run(tmp_path, "b")
+    text = compare_runs(a, b)
+    assert "Settings that differ" not in text and "(!)" not in text
+    fakebench_overall = next(
+        line for line in text.splitlines()
+        if line.startswith("FakeBench") and " closed " in line and " overall " in line
+    )  # fmt: skip
+    assert " 3f/3r " in fakebench_overall and "+0.000" in fakebench_overall
+
+
+def test_the_robustness_figure_puts_clean_images_at_their_own_tick() -> None:
+    from fakescope.evaluation.plots import _robustness_points
+
+    per_condition = {
+        "clean": {"ap": 0.9},
+        "jpeg:95": {"ap": 0.8},
+        "jpeg:30": {"ap": 0.6},
+        "crop:0.5": {"ap": 0.7},
+        "downscale:0.5": {"ap": None},
+    }
+    assert _robustness_points(per_condition, "jpeg") == [
+        (30.0, 0.6, "30"),
+        (95.0, 0.8, "95"),
+        (100.0, 0.9, "clean"),
+    ]
+    assert _robustness_points(per_condition, "downscale") == [(1.0, 0.9, "clean")]
