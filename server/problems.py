@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -134,7 +135,28 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     detail = exc.detail
     if status == 429:
         detail = _rate_limited(headers, detail)
+    elif detail == _DEFAULT_DETAILS.get(status):
+        detail = _plain_detail(request, status)
     return problem_response(status, detail, headers=headers, instance=request.url.path)
+
+
+# Litestar's own refusals carry the status phrase as their detail, which says nothing more
+# than the title; these say what was refused and why.
+_DEFAULT_DETAILS = {404: "Not Found", 405: "Method Not Allowed", 413: "Request Entity Too Large"}
+
+
+def _plain_detail(request: Request[Any, Any, Any], status: int) -> str:
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        return f"no endpoint answers {where} (the API is described at /schema)"
+    if status == 405:
+        return f"{where}: this path does not take {request.method}"
+    limit = None
+    with contextlib.suppress(Exception):  # raised before routing: no handler to ask
+        limit = request.route_handler.resolve_request_max_body_size()
+    if limit:
+        return f"the request body is over this endpoint's limit of {limit} bytes"
+    return "the request body is too large"
 
 
 def _rate_limited(headers: dict[str, str], detail: str) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict, State, UploadFile
 from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromPath, Parameter
 
 from server.analyze.service import AnalysisService
@@ -59,6 +60,13 @@ async def _form(request: Request[Any, Any, Any]) -> FormMultiDict:
             422,
             "a multipart text field is not text in its charset; send the image as a file part "
             '(Content-Disposition: form-data; name="file"; filename="...")',
+        ) from exc
+    except RequestEntityTooLarge as exc:  # the body is over the route's size limit
+        limit = request.app.state.settings.max_upload_bytes
+        raise ProblemError(
+            413,
+            f"the upload is over this server's limit of {limit} bytes per image",
+            code="image-too-large",
         ) from exc
     except ClientException as exc:
         if exc.detail == "Request Entity Too Large":  # Litestar's multipart parser limits
