@@ -37,8 +37,9 @@ const MAX_REMEMBERED_URL_LENGTH = 2048;
 // so switching servers never shows another server's verdicts.
 const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis:', ttlMs: ANALYSIS_TTL_MS });
 const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS });
-// The PDQ hash (and quality) of the pixels at an image address, computed here for feed
-// lookups; {hash: null} remembers an image that could not be decoded.
+// The PDQ hash (and quality, and mirror hash `mirrored`) of the pixels at an image address,
+// computed here for feed lookups; {hash: null} remembers an image that could not be decoded.
+// Entries remembered without `mirrored` (older versions) still look up by their own hash.
 const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
 const fetchLimit = createLimiter(4);
 
@@ -305,8 +306,8 @@ let lookupQueue = null;
 
 /**
  * One batching queue per server: images hashed here (SHA-256 and PDQ), looked up in batches
- * via /v1/lookup. A key carries one or two of the request's keys (sha256, pdq): the queue
- * counts both against the server's limit per request.
+ * via /v1/lookup. A key carries one to three of the request's keys (sha256, pdq, mirrored
+ * pdq): the queue counts each against the server's limit per request.
  */
 function lookupQueueFor(settings) {
   const id = `${settings.serverUrl}|${settings.apiToken}`;
@@ -328,9 +329,10 @@ function lookupQueueFor(settings) {
 }
 
 /**
- * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels,
- * each remembered per address. The bytes are fetched (and decoded, here in the worker) only
- * when one of them is not known yet. An image that cannot be decoded just has no PDQ.
+ * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels
+ * (its own hash and its mirror hash, see lib/pdq.js), each remembered per address. The
+ * bytes are fetched (and decoded, here in the worker) only when one of them is not known
+ * yet. An image that cannot be decoded just has no PDQ.
  */
 async function fingerprints(url) {
   let sha256 = await imageHashes.get(url);
@@ -351,7 +353,8 @@ async function fingerprints(url) {
 /**
  * Feed lookups for images visible on a page: fingerprint each image here, ask the server
  * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
- * like (PDQ near match) an image that was checked. No image bytes leave the browser.
+ * like (PDQ near match) an image that was checked, or like a mirrored copy of one (near
+ * match of its mirror hash). No image bytes leave the browser.
  */
 async function lookupImages(urls, sender) {
   const settings = await currentSettings();
@@ -381,7 +384,7 @@ async function lookupImages(urls, sender) {
           }
         }
         if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
-        else if (hint) results[url] = { hint: describeHint(hint.analysis, hint.distance) };
+        else if (hint) results[url] = { hint: describeHint(hint.analysis, hint.distance, { mirrored: hint.mirrored }) };
       } catch (error) {
         // An image the worker cannot read simply gets no badge; a server failure is reported once.
         if (error instanceof ApiError) failure ??= describeFailure(error);

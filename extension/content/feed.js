@@ -9,7 +9,8 @@
  * and asks /v1/lookup; no image leaves the browser. Work per page is bounded.
  *
  * An image the server has no verdict for may get a *hint* badge instead (dashed, "≈"): it
- * looks like an image that was checked (a PDQ near match). The hint opens the panel in its
+ * looks like an image that was checked (a PDQ near match), or, "≈⇆", like a mirrored copy
+ * of one (a near match of its mirror hash). The hint opens the panel in its
  * hint state, which says the image itself was not checked and offers the real check.
  */
 (() => {
@@ -155,14 +156,17 @@
       badge.dataset.kind = 'hint';
       badge.dataset.hint = label;
       badge.dataset.distance = String(result.hint.distance ?? '');
+      // A mirrored copy of a checked image: "≈⇆", and said in the badge's label (hint.short).
+      badge.dataset.mirrored = String(result.hint.mirrored === true);
       delete badge.dataset.label;
-      badge.textContent = `≈ ${word}`;
+      badge.textContent = result.hint.mirrored === true ? `≈⇆ ${word}` : `≈ ${word}`;
     } else {
       badge.className = label;
       badge.dataset.kind = 'verdict';
       badge.dataset.label = label;
       delete badge.dataset.hint;
       delete badge.dataset.distance;
+      delete badge.dataset.mirrored;
       badge.textContent = word;
     }
     badge.setAttribute('aria-label', `FakeScope: ${short}. Show details`);

@@ -282,11 +282,15 @@
         this.checkNow();
       });
       this.setBody(
-        h('p', { className: `hint-title tone-${hint.label}`, 'data-hint': hint.label }, hint.title),
+        h('p', {
+          className: `hint-title tone-${hint.label}`,
+          'data-hint': hint.label,
+          'data-mirrored': String(hint.mirrored === true),
+        }, hint.title),
         h('p', { className: 'hint-text' }, hint.text),
         h('p', { className: 'hint-note', role: 'note' }, hint.caution),
         h('p', { className: 'hint-distance muted' },
-          `Fingerprint distance: ${hint.distance ?? '?'} of 256 bits (PDQ perceptual hash).`),
+          hint.distanceText ?? `Fingerprint distance: ${hint.distance ?? '?'} of 256 bits (PDQ perceptual hash).`),
         h('div', { className: 'row' },
           check,
           h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),

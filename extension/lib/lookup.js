@@ -3,8 +3,14 @@
  * image, either the image's own verdict (its SHA-256 is known) or a *hint* (its PDQ hash is
  * near the hash of an image that was checked). Pure: the API client is passed in.
  *
+ * Each image sends two PDQ hashes: its own, and its mirror hash (`mirrored`, from pdq.js:
+ * what the image flipped left to right hashes to). A mirrored repost of a checked picture
+ * is ~128 bits from it by its own hash, but its mirror hash is near the original's: a near
+ * match on that hash makes a hint that says the image looks like a *mirrored* copy.
+ *
  * A near match is never the image's verdict: it is returned apart, as `hint`, with the
- * similar image's analysis and the distance, and the extension shows it as a hint.
+ * similar image's analysis, the distance and whether it matched mirrored, and the
+ * extension shows it as a hint.
  */
 
 import { PDQ_MIN_QUALITY, isPdqHex } from './pdq.js';
@@ -14,25 +20,32 @@ import { isSha256Hex } from './hash.js';
 export const LOOKUP_MAX_KEYS = 500;
 
 /**
- * One queue key per image: its SHA-256, and its PDQ hash when that is worth matching
- * (quality at least PDQ_MIN_QUALITY; the server does not index flatter images).
+ * One queue key per image: its SHA-256, then, when the PDQ hash is worth matching (quality
+ * at least PDQ_MIN_QUALITY; the server does not index flatter images), the PDQ hash, then
+ * the mirror hash when there is one that differs from it: `sha256`, `sha256|pdq` or
+ * `sha256|pdq|mirrored`. (Fingerprints remembered before mirror hashes existed have no
+ * `mirrored`: their keys are the two-part form, as before.)
  * @param {string} sha256
- * @param {{hash: string | null, quality: number} | null | undefined} pdq
+ * @param {{hash: string | null, quality: number, mirrored?: string | null} | null | undefined} pdq
  */
 export function lookupKey(sha256, pdq) {
   const usable = pdq && isPdqHex(pdq.hash) && pdq.quality >= PDQ_MIN_QUALITY;
-  return usable ? `${sha256}|${pdq.hash.toLowerCase()}` : sha256;
+  if (!usable) return sha256;
+  const hash = pdq.hash.toLowerCase();
+  const mirrored = isPdqHex(pdq.mirrored) ? pdq.mirrored.toLowerCase() : null;
+  return mirrored && mirrored !== hash ? `${sha256}|${hash}|${mirrored}` : `${sha256}|${hash}`;
 }
 
-/** @returns {{sha256: string, pdq: string | null}} */
+/** @returns {{sha256: string, pdq: string | null, mirrored: string | null}} */
 export function parseLookupKey(key) {
-  const [sha256, pdq = null] = String(key).split('|');
-  return { sha256, pdq };
+  const [sha256, pdq = null, mirrored = null] = String(key).split('|');
+  return { sha256, pdq: pdq || null, mirrored: (pdq && mirrored) || null };
 }
 
-/** How many of the request's keys one queue key uses: 1 (sha256) or 2 (sha256 and pdq). */
+/** How many of the request's keys one queue key uses: 1 (sha256), plus 1 per PDQ hash. */
 export function lookupKeyWeight(key) {
-  return parseLookupKey(key).pdq ? 2 : 1;
+  const { pdq, mirrored } = parseLookupKey(key);
+  return 1 + (pdq ? 1 : 0) + (mirrored ? 1 : 0);
 }
 
 /** Splits a list into pieces of at most `size`. */
@@ -56,26 +69,39 @@ export function closestNearMatch(near, pdq, ownSha256) {
 }
 
 /**
- * Runs one batch of queue keys: one /v1/lookup with every sha256 and pdq; then, for images
- * with no result of their own but a near match, the matched images' analyses (from
- * `cached(sha256)` when this browser has them, else one more /v1/lookup by sha256).
+ * The closest near match for an image, by its own PDQ hash or by its mirror hash: the
+ * smaller distance wins (its own hash on a tie), and `mirrored` says which hash matched.
+ * @returns {{sha256: string, distance: number, mirrored: boolean} | null}
+ */
+export function closestHintMatch(near, { pdq, mirrored = null }, ownSha256) {
+  const plain = pdq ? closestNearMatch(near, pdq, ownSha256) : null;
+  const flipped = mirrored ? closestNearMatch(near, mirrored, ownSha256) : null;
+  if (flipped && (!plain || flipped.distance < plain.distance)) return { ...flipped, mirrored: true };
+  return plain ? { ...plain, mirrored: false } : null;
+}
+
+/**
+ * Runs one batch of queue keys: one /v1/lookup with every sha256 and PDQ hash (own and
+ * mirrored); then, for images with no result of their own but a near match, the matched
+ * images' analyses (from `cached(sha256)` when this browser has them, else one more
+ * /v1/lookup by sha256).
  * @param {{lookup(sha256s: string[], options?: {pdqs?: string[]}): Promise<{results: object, near?: object[]}>}} client
  * @param {string[]} keys queue keys (see lookupKey); at most LOOKUP_MAX_KEYS in weight
  * @param {{cached?: (sha256: string) => Promise<object | undefined>}} [options]
- * @returns {Promise<Map<string, {analysis: object | null, hint: {sha256: string, distance: number, analysis: object} | null}>>}
+ * @returns {Promise<Map<string, {analysis: object | null, hint: {sha256: string, distance: number, mirrored: boolean, analysis: object} | null}>>}
  */
 export async function runLookupBatch(client, keys, { cached = async () => undefined } = {}) {
   const parsed = keys.map((key) => [key, parseLookupKey(key)]);
   const shas = [...new Set(parsed.map(([, p]) => p.sha256))];
-  const pdqs = [...new Set(parsed.map(([, p]) => p.pdq).filter(Boolean))];
+  const pdqs = [...new Set(parsed.flatMap(([, p]) => [p.pdq, p.mirrored]).filter(Boolean))];
   const answer = await client.lookup(shas, { pdqs });
   const results = answer?.results && typeof answer.results === 'object' ? answer.results : {};
   const own = (sha256) => (Object.hasOwn(results, sha256) ? results[sha256] : null);
 
   const matches = new Map();
-  for (const [key, { sha256, pdq }] of parsed) {
+  for (const [key, { sha256, pdq, mirrored }] of parsed) {
     if (own(sha256) || !pdq) continue;
-    const match = closestNearMatch(answer?.near, pdq, sha256);
+    const match = closestHintMatch(answer?.near, { pdq, mirrored }, sha256);
     if (match) matches.set(key, match);
   }
 
@@ -102,7 +128,7 @@ export async function runLookupBatch(client, keys, { cached = async () => undefi
     const analysis = own(sha256);
     const match = matches.get(key);
     const hint = !analysis && match && similar.has(match.sha256)
-      ? { sha256: match.sha256, distance: match.distance, analysis: similar.get(match.sha256) }
+      ? { sha256: match.sha256, distance: match.distance, mirrored: match.mirrored, analysis: similar.get(match.sha256) }
       : null;
     out.set(key, { analysis: analysis ?? null, hint });
   }

@@ -17,6 +17,17 @@
  *      and column are skipped): B = D A Dᵀ with D the 16×64 DCT-II matrix.
  *   6. Threshold at the median (Torben's selection: the ((n+1)/2)-th smallest of the 256).
  *      Bit k = i·16 + j is set when B[i][j] > median.
+ *   7. The mirror hash (`mirrored`), from the same block, as the reference derives the
+ *      hashes of an image's dihedral transforms without hashing them again
+ *      (dct16OriginalToFlipY in pdqhashing.cpp; pdqhash-python's
+ *      `compute_dihedral(rgb)[0][5]`, bit for bit): flipping the image left to right
+ *      changes the sign of the coefficients of odd horizontal frequency (columns j = 0, 2,
+ *      4, … of B, which hold frequencies 1, 3, 5, …), the others stay; the flipped block is
+ *      thresholded at its own median. It is what the left-right mirror of these pixels
+ *      would hash to, so for a mirrored repost it is what the un-mirrored picture hashes to:
+ *      near the original's hash (a few to ~30 bits, median ~20 on ../shared/data: the
+ *      reference's 64×64 sampling grid is not exactly symmetric), while the repost's own
+ *      hash is ~128 bits away from it.
  *
  * Arithmetic follows the C++ reference in single precision (Math.fround after every
  * operation), which is what the server's hash (pdqhash-python, built on that C++) uses, so
@@ -253,12 +264,31 @@ function bitsToHex(block, median) {
 }
 
 /**
+ * The DCT block of the image flipped left to right (the reference's dct16OriginalToFlipY):
+ * columns of odd horizontal frequency (even j, as j holds frequency j + 1) change sign.
+ */
+function flipLeftRight(block) {
+  const out = new Float32Array(block.length);
+  for (let i = 0; i < DCT_SIZE; i += 1) {
+    for (let j = 0; j < DCT_SIZE; j += 1) {
+      const k = i * DCT_SIZE + j;
+      out[k] = j % 2 === 0 ? -block[k] : block[k];
+    }
+  }
+  return out;
+}
+
+const ZERO_HASH = '0'.repeat(64);
+const refused = () => ({ hash: ZERO_HASH, quality: 0, mirrored: ZERO_HASH });
+
+/**
  * PDQ of a luminance image. `luma` is consumed (blurred in place).
+ * `mirrored` is the hash of the same image flipped left to right (see step 7 above).
  * @param {Float32Array} luma row-major, `height` rows of `width` values
- * @returns {{hash: string, quality: number}}
+ * @returns {{hash: string, quality: number, mirrored: string}}
  */
 export function pdqFromLuma(luma, width, height) {
-  if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return { hash: '0'.repeat(64), quality: 0 };
+  if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
   let grid;
   if (width === GRID && height === GRID) {
     grid = Float32Array.from(luma.subarray(0, GRID * GRID));
@@ -268,17 +298,22 @@ export function pdqFromLuma(luma, width, height) {
   }
   const q = quality(grid);
   const block = dct16(grid);
-  return { hash: bitsToHex(block, torbenMedian(block)), quality: q };
+  const flipped = flipLeftRight(block);
+  return {
+    hash: bitsToHex(block, torbenMedian(block)),
+    quality: q,
+    mirrored: bitsToHex(flipped, torbenMedian(flipped)),
+  };
 }
 
 /**
  * PDQ of RGBA pixels (e.g. canvas ImageData). Hash exactly the pixels given: callers shrink
  * images to at most PDQ_MAX_SIDE on the long side first, as the server does.
  * @param {Uint8ClampedArray | Uint8Array} rgba
- * @returns {{hash: string, quality: number}}
+ * @returns {{hash: string, quality: number, mirrored: string}}
  */
 export function pdqFromRgba(rgba, width, height) {
-  if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return { hash: '0'.repeat(64), quality: 0 };
+  if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
   return pdqFromLuma(lumaFromRgba(rgba, width, height), width, height);
 }
 
@@ -305,10 +340,11 @@ export function pdqDistance(a, b) {
  * PDQ of encoded image bytes, in a browser or an MV3 service worker: decoded with
  * createImageBitmap (EXIF orientation applied), shrunk to at most PDQ_MAX_SIDE on the long
  * side on an OffscreenCanvas, hashed. Resolves to null when the bytes cannot be decoded or
- * the image is too small: a missing hint is better than a failure.
+ * the image is too small: a missing hint is better than a failure. Besides the hash, the
+ * hash of the left-right mirror (`mirrored`, what an un-mirrored original would hash to).
  * @param {Uint8Array | Blob} bytes
  * @param {{type?: string}} [options]
- * @returns {Promise<{hash: string, quality: number} | null>}
+ * @returns {Promise<{hash: string, quality: number, mirrored: string} | null>}
  */
 export async function pdqFromImageBytes(bytes, { type = '' } = {}) {
   let bitmap;

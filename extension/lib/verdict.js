@@ -108,28 +108,46 @@ const JUDGED = Object.freeze({
 
 /**
  * The view of a feed *hint*: this image was not checked, but its PDQ fingerprint is
- * `distance` bits (of 256) from that of an image that was. Worded so that it never reads as
- * this image's own verdict.
+ * `distance` bits (of 256) from that of an image that was. With `mirrored`, the match is
+ * on the fingerprint of this image flipped left to right: it looks like a mirrored copy of
+ * the checked image. Worded so that it never reads as this image's own verdict.
+ * @param {object} analysis the similar (checked) image's analysis
+ * @param {number} distance
+ * @param {{mirrored?: boolean}} [options]
  */
-export function describeHint(analysis, distance) {
+export function describeHint(analysis, distance, { mirrored = false } = {}) {
   const label = analysis?.label in VERDICT_HEADLINES ? analysis.label : 'uncertain';
   const bits = Number.isInteger(distance) && distance >= 0 ? distance : null;
+  const flipped = mirrored === true;
   const differ = bits === null ? 'a few bits differ' : `${bits} of 256 bits differ`;
-  const similar = `similar to an image ${JUDGED[label]}`;
+  const similar = flipped
+    ? `looks like a mirrored copy of an image ${JUDGED[label]}`
+    : `similar to an image ${JUDGED[label]}`;
+  const verdict = shortVerdict(analysis);
   return {
     kind: 'hint',
     label,
     distance: bits,
+    mirrored: flipped,
     similarSha256: String(analysis?.sha256 ?? ''),
-    similarVerdict: shortVerdict(analysis),
+    similarVerdict: verdict,
     short: `Not checked: ${similar} (${differ})`,
-    title: `Not checked · ${similar}`,
-    text:
-      `FakeScope has not checked this image itself. It looks like an image that was checked: ` +
-      `that image's verdict is “${shortVerdict(analysis)}”. Their perceptual fingerprints (PDQ) ` +
-      `are close: ${differ}.`,
-    caution:
-      'A resized or re-encoded copy of a picture usually differs in a few bits, but different ' +
-      'pictures can be this close too. This is a hint, not a verdict on this image.',
+    title: flipped ? `Not checked · mirrored copy of an image ${JUDGED[label]}` : `Not checked · ${similar}`,
+    text: flipped
+      ? `FakeScope has not checked this image itself. It looks like a mirrored (flipped left ` +
+        `to right) copy of an image that was checked: that image's verdict is “${verdict}”. ` +
+        `This image's perceptual fingerprint (PDQ), flipped back, is close to that image's: ` +
+        `${differ}.`
+      : `FakeScope has not checked this image itself. It looks like an image that was checked: ` +
+        `that image's verdict is “${verdict}”. Their perceptual fingerprints (PDQ) ` +
+        `are close: ${differ}.`,
+    caution: flipped
+      ? 'Reposting a picture mirrored is a common way to dodge duplicate detection, but ' +
+        'different pictures can be this close too. This is a hint, not a verdict on this image.'
+      : 'A resized or re-encoded copy of a picture usually differs in a few bits, but different ' +
+        'pictures can be this close too. This is a hint, not a verdict on this image.',
+    distanceText: flipped
+      ? `Fingerprint distance: ${bits ?? '?'} of 256 bits (PDQ perceptual hash, this image flipped left to right).`
+      : `Fingerprint distance: ${bits ?? '?'} of 256 bits (PDQ perceptual hash).`,
   };
 }

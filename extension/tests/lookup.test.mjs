@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   LOOKUP_MAX_KEYS,
+  closestHintMatch,
   closestNearMatch,
   lookupKey,
   lookupKeyWeight,
@@ -31,10 +32,25 @@ test('a PDQ hash joins the key only when its quality is worth matching', () => {
   assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 49 }), sha('a'));
   assert.equal(lookupKey(sha('a'), { hash: null, quality: 0 }), sha('a'));
   assert.equal(lookupKey(sha('a'), undefined), sha('a'));
-  assert.deepEqual(parseLookupKey(`${sha('a')}|${pdq('b')}`), { sha256: sha('a'), pdq: pdq('b') });
+  assert.deepEqual(parseLookupKey(`${sha('a')}|${pdq('b')}`), { sha256: sha('a'), pdq: pdq('b'), mirrored: null });
   assert.equal(lookupKeyWeight(`${sha('a')}|${pdq('b')}`), 2, 'sha256 and pdq both count');
   assert.equal(lookupKeyWeight(sha('a')), 1);
   assert.equal(LOOKUP_MAX_KEYS, 500);
+});
+
+test('the mirror hash joins the key as a third part, and counts as a third request key', () => {
+  const key = lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('C') });
+  assert.equal(key, `${sha('a')}|${pdq('b')}|${pdq('c')}`, 'lower-cased like the hash');
+  assert.deepEqual(parseLookupKey(key), { sha256: sha('a'), pdq: pdq('b'), mirrored: pdq('c') });
+  assert.equal(lookupKeyWeight(key), 3, 'sha256, pdq and the mirror hash all count');
+  // A picture symmetric enough that both hashes agree sends one.
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('b') }), `${sha('a')}|${pdq('b')}`);
+  // Not worth matching: neither hash goes.
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 10, mirrored: pdq('c') }), sha('a'));
+  // Fingerprints remembered before mirror hashes existed, or a malformed one: the old key.
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80 }), `${sha('a')}|${pdq('b')}`);
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: 'nope' }), `${sha('a')}|${pdq('b')}`);
+  assert.deepEqual(parseLookupKey(sha('a')), { sha256: sha('a'), pdq: null, mirrored: null });
 });
 
 test('exact hits are results; sha256s and pdqs go out together in one request', async () => {
@@ -57,7 +73,7 @@ test('a near match becomes a hint with the similar image’s analysis, looked up
   const key = `${sha('a')}|${pdq('1')}`;
   const out = await runLookupBatch(client, [key]);
   assert.equal(out.get(key).analysis, null, 'never the image’s own verdict');
-  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 4, analysis: original });
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 4, mirrored: false, analysis: original });
   assert.equal(client.calls.length, 2);
   assert.deepEqual(client.calls[1], { sha256s: [sha('e')], pdqs: [] });
 });
@@ -106,4 +122,95 @@ test('a hint is worded as a hint: not checked, the similar verdict, the distance
   assert.match(hint.text, /Likely AI-generated \(93%\)/);
   assert.match(hint.caution, /not a verdict on this image/);
   assert.equal(describeHint({ label: 'weird' }, -1).label, 'uncertain');
+});
+
+test('both PDQ hashes of a key go out; a near match on the mirror hash is a mirrored hint', async () => {
+  const original = { sha256: sha('e'), label: 'fake', p_fake: 0.8 };
+  const client = fakeClient({
+    results: { [sha('e')]: original },
+    near: [{ pdq: pdq('2'), sha256: sha('e'), distance: 14 }],
+  });
+  const key = `${sha('a')}|${pdq('1')}|${pdq('2')}`;
+  const out = await runLookupBatch(client, [key, `${sha('b')}|${pdq('3')}`]);
+  assert.deepEqual(client.calls[0], { sha256s: [sha('a'), sha('b')], pdqs: [pdq('1'), pdq('2'), pdq('3')] });
+  assert.equal(out.get(key).analysis, null, 'never the image’s own verdict');
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 14, mirrored: true, analysis: original });
+});
+
+test('between its own hash and its mirror hash, the closest near match wins', async () => {
+  const e = { sha256: sha('e'), label: 'fake' };
+  const f = { sha256: sha('f'), label: 'real' };
+  const near = [
+    { pdq: pdq('1'), sha256: sha('e'), distance: 20 },
+    { pdq: pdq('2'), sha256: sha('f'), distance: 6 },
+    { pdq: pdq('3'), sha256: sha('e'), distance: 5 },
+    { pdq: pdq('4'), sha256: sha('f'), distance: 9 },
+    { pdq: pdq('5'), sha256: sha('e'), distance: 7 },
+    { pdq: pdq('6'), sha256: sha('f'), distance: 7 },
+  ];
+  const client = fakeClient({ results: { [sha('e')]: e, [sha('f')]: f }, near });
+  const mirroredWins = `${sha('a')}|${pdq('1')}|${pdq('2')}`;
+  const plainWins = `${sha('b')}|${pdq('3')}|${pdq('4')}`;
+  const tie = `${sha('c')}|${pdq('5')}|${pdq('6')}`;
+  const out = await runLookupBatch(client, [mirroredWins, plainWins, tie]);
+  assert.deepEqual(out.get(mirroredWins).hint, { sha256: sha('f'), distance: 6, mirrored: true, analysis: f });
+  assert.deepEqual(out.get(plainWins).hint, { sha256: sha('e'), distance: 5, mirrored: false, analysis: e });
+  assert.deepEqual(out.get(tie).hint, { sha256: sha('e'), distance: 7, mirrored: false, analysis: e }, 'a tie: its own hash');
+});
+
+test('closestHintMatch: either hash alone, neither, and the image itself never', () => {
+  const near = [
+    { pdq: pdq('1'), sha256: sha('a'), distance: 0 },
+    { pdq: pdq('2'), sha256: sha('a'), distance: 0 },
+    { pdq: pdq('2'), sha256: sha('d'), distance: 11 },
+  ];
+  assert.deepEqual(closestHintMatch(near, { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), { sha256: sha('d'), distance: 11, mirrored: true });
+  assert.equal(closestHintMatch(near, { pdq: pdq('1'), mirrored: null }, sha('a')), null);
+  assert.equal(closestHintMatch(near, { pdq: pdq('9') }, sha('a')), null);
+  assert.equal(closestHintMatch([], { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), null);
+});
+
+test('an old two-part key still looks up and hints by its own hash', async () => {
+  const original = { sha256: sha('e'), label: 'real' };
+  const client = fakeClient({ results: { [sha('e')]: original }, near: [{ pdq: pdq('1'), sha256: sha('e'), distance: 3 }] });
+  const key = `${sha('a')}|${pdq('1')}`;
+  const out = await runLookupBatch(client, [key]);
+  assert.deepEqual(client.calls[0].pdqs, [pdq('1')]);
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 3, mirrored: false, analysis: original });
+});
+
+test('a mirrored hint says so, still as a hint and not a verdict', () => {
+  const hint = describeHint({ sha256: sha('e'), label: 'fake', p_fake: 0.93 }, 12, { mirrored: true });
+  assert.equal(hint.kind, 'hint');
+  assert.equal(hint.mirrored, true);
+  assert.equal(hint.distance, 12);
+  assert.match(hint.short, /^Not checked: looks like a mirrored copy of an image judged likely AI-generated \(12 of 256 bits differ\)$/);
+  assert.match(hint.title, /^Not checked · mirrored copy of an image judged likely AI-generated$/);
+  assert.match(hint.text, /has not checked this image itself/);
+  assert.match(hint.text, /mirrored \(flipped left to right\) copy/);
+  assert.match(hint.text, /Likely AI-generated \(93%\)/);
+  assert.match(hint.caution, /not a verdict on this image/);
+  assert.match(hint.distanceText, /12 of 256 bits .*flipped left to right/);
+  const plain = describeHint({ sha256: sha('e'), label: 'fake' }, 12);
+  assert.equal(plain.mirrored, false);
+  assert.doesNotMatch(`${plain.short} ${plain.title} ${plain.text} ${plain.caution}`, /mirror/);
+  assert.equal(plain.distanceText, 'Fingerprint distance: 12 of 256 bits (PDQ perceptual hash).');
+  assert.equal(describeHint({ label: 'real' }, 3, { mirrored: 'yes' }).mirrored, false, 'only true means mirrored');
+});
+
+test('through the feed queue, three-part keys never put more than LOOKUP_MAX_KEYS in a request', async () => {
+  const { BatchQueue } = await import('../lib/queue.js');
+  const hex = (n, width = 64) => n.toString(16).padStart(width, '0');
+  const client = fakeClient();
+  const queue = new BatchQueue((keys) => runLookupBatch(client, keys), {
+    maxBatch: 400, maxPending: 400, delayMs: 1, weightOf: lookupKeyWeight, maxWeight: LOOKUP_MAX_KEYS,
+  });
+  const keys = Array.from({ length: 300 }, (_, i) =>
+    lookupKey(hex(i), { hash: hex(1000 + i), quality: 90, mirrored: hex(2000 + i) }));
+  await Promise.all(keys.map((key) => queue.add(key)));
+  assert.ok(client.calls.length >= 2, 'split into several requests');
+  for (const { sha256s, pdqs } of client.calls) {
+    assert.ok(sha256s.length + pdqs.length <= LOOKUP_MAX_KEYS, `${sha256s.length} + ${pdqs.length} keys`);
+  }
+  assert.equal(client.calls.reduce((sum, c) => sum + c.pdqs.length, 0), 600, 'every hash sent once');
 });

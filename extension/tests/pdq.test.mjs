@@ -69,7 +69,49 @@ test('a brighter copy is near the original; an unrelated picture is far', () => 
 });
 
 test('images too small to hash get the zero hash and quality 0, as in the reference', () => {
-  assert.deepEqual(pdqFromRgba(texture(4, 40), 4, 40), { hash: '0'.repeat(64), quality: 0 });
+  assert.deepEqual(pdqFromRgba(texture(4, 40), 4, 40), { hash: '0'.repeat(64), quality: 0, mirrored: '0'.repeat(64) });
+});
+
+/** The RGBA picture flipped left to right (`img[:, ::-1]`) or, with `vertical`, upside down. */
+function flip(rgba, width, height, { vertical = false } = {}) {
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const [sx, sy] = vertical ? [x, height - 1 - y] : [width - 1 - x, y];
+      out.set(rgba.subarray((sy * width + sx) * 4, (sy * width + sx) * 4 + 4), (y * width + x) * 4);
+    }
+  }
+  return out;
+}
+
+test('the mirror hash of a left-right flipped copy is near the original’s hash', () => {
+  for (const [width, height, seed] of [[320, 240, 5], [300, 200, 8], [64, 64, 2], [257, 131, 3]]) {
+    const pixels = texture(width, height, { seed });
+    const original = pdqFromRgba(pixels, width, height);
+    const mirrored = pdqFromRgba(flip(pixels, width, height), width, height);
+    assert.match(mirrored.mirrored, /^[0-9a-f]{64}$/);
+    assert.equal(mirrored.quality, original.quality);
+    const near = pdqDistance(mirrored.mirrored, original.hash);
+    const far = pdqDistance(mirrored.hash, original.hash);
+    assert.ok(near <= 31, `${width}×${height}: mirror hash ${near} bits from the original`);
+    assert.ok(far > 64, `${width}×${height}: the plain hash of a mirror is far (${far} bits)`);
+    // And the other way: the original's mirror hash is near the flipped copy's hash.
+    assert.ok(pdqDistance(original.mirrored, mirrored.hash) <= 31);
+  }
+});
+
+test('the mirror hash undoes a left-right flip only, not an upside-down one', () => {
+  const pixels = texture(320, 240, { seed: 5 });
+  const original = pdqFromRgba(pixels, 320, 240);
+  const upsideDown = pdqFromRgba(flip(pixels, 320, 240, { vertical: true }), 320, 240);
+  assert.ok(pdqDistance(upsideDown.mirrored, original.hash) > 64);
+  assert.ok(pdqDistance(upsideDown.hash, original.hash) > 64);
+});
+
+test('the mirror hash is thresholded at its own median: half the bits set', () => {
+  const { mirrored } = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
+  const ones = [...mirrored].reduce((sum, digit) => sum + Number.parseInt(digit, 16).toString(2).replaceAll('0', '').length, 0);
+  assert.ok(ones >= 120 && ones <= 128, `${ones} bits set`);
 });
 
 test('too little pixel data for the size is an error, not garbage', () => {

@@ -1,6 +1,7 @@
 """Feed mode: switched on per site in the options, badges only on images the server already
 knows, looked up by hash in batches; no image is uploaded. Re-encoded copies of a checked
-image get a hint badge (PDQ near match), never that image's verdict."""
+image get a hint badge (PDQ near match), never that image's verdict; mirrored copies get a
+hint that says they look mirrored (near match of the extension's mirror hash)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from pictures import encoded, textured_picture
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fakescope.images import decode_image, pdq_distance
 
@@ -194,6 +195,7 @@ def hint_badges(page: Any) -> dict[str, dict[str, str | None]]:
             "label": badges.nth(i).get_attribute("data-label"),
             "text": badges.nth(i).inner_text(),
             "aria": badges.nth(i).get_attribute("aria-label"),
+            "mirrored": badges.nth(i).get_attribute("data-mirrored"),
         }
         for i in range(badges.count())
     }
@@ -234,6 +236,7 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
     assert hint["text"].startswith("≈")
     assert 0 <= int(hint["distance"] or -1) <= 31
     assert "Not checked" in (hint["aria"] or "") and "of 256 bits differ" in (hint["aria"] or "")
+    assert hint["mirrored"] == "false" and "mirror" not in (hint["aria"] or "")
     labels = badge_labels(page)
     assert copy_url not in labels, "the copy gets no verdict of its own"
     assert labels[known_url] == known["label"], "an exact SHA-256 hit keeps its verdict badge"
@@ -277,3 +280,74 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
         what="the hint badge replaced by the copy's own verdict",
     )
     assert copy_url not in hint_badges(page)
+
+
+MIRROR_PAGE = """<!doctype html><html><head><title>Mirrored</title>
+<style>body { font-family: sans-serif; margin: 20px; } img { display: block; margin: 16px 0; }
+</style>
+</head><body><h1>Reposted pictures</h1>
+<img id="mirrored" src="/img/mirror-copy.jpg" width="400" height="300" alt="a mirrored repost">
+<img id="unrelated" src="/img/mirror-unrelated.png" width="320" height="240" alt="another picture">
+</body></html>"""
+
+
+def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
+) -> None:
+    """A left-right mirrored, resized, re-encoded repost: its own PDQ hash is ~128 bits from
+    the checked original's (no plain hint), but the extension's mirror hash (the hash of the
+    repost flipped back) is near it: the badge and the panel say it looks like a mirrored copy."""
+    picture = textured_picture(640, 480, seed=33)
+    original_bytes = encoded(picture, "PNG")
+    mirror = ImageOps.mirror(picture).resize((400, 300), Image.Resampling.LANCZOS)
+    copy_bytes = encoded(mirror, "JPEG", quality=80)
+    unrelated_bytes = encoded(textured_picture(640, 480, seed=34), "PNG")
+    original_pdq, copy_pdq = decode_image(original_bytes), decode_image(copy_bytes)
+    assert original_pdq.pdq_quality >= 50 and copy_pdq.pdq_quality >= 50
+    assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a mirror hashes far away"
+    flipped_back = decode_image(encoded(ImageOps.mirror(copy_pdq.rgb)))
+    assert pdq_distance(original_pdq.pdq, flipped_back.pdq) <= 20, "flipped back, it is near"
+
+    original = fakescope_server.analyze(original_bytes, "mirror-original.png")
+    page_server.images["mirror-copy.jpg"] = copy_bytes
+    page_server.images["mirror-unrelated.png"] = unrelated_bytes
+    page_server.pages["/mirrored.html"] = MIRROR_PAGE
+    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+
+    page = browser.context.new_page()
+    page.goto(page_server.url("/mirrored.html"))
+    copy_url = page_server.url("/img/mirror-copy.jpg")
+    until(lambda: copy_url in hint_badges(page), what="a hint badge on the mirrored copy")
+    page.wait_for_timeout(1000)  # every lookup of the page has answered
+
+    hint = hint_badges(page)[copy_url]
+    assert hint["mirrored"] == "true", hint
+    assert hint["hint"] == original["label"], "the hint names the checked image's label"
+    assert hint["label"] is None, "a hint is not a verdict badge"
+    assert (hint["text"] or "").startswith("≈⇆")
+    assert 0 <= int(hint["distance"] or -1) <= 31
+    aria = hint["aria"] or ""
+    assert "Not checked" in aria and "mirrored copy of an image" in aria, aria
+    assert copy_url not in badge_labels(page), "the mirrored copy gets no verdict of its own"
+    unrelated_url = page_server.url("/img/mirror-unrelated.png")
+    assert unrelated_url not in badge_labels(page) and unrelated_url not in hint_badges(page)
+    assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before, "no uploads"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-mirrored-hint-badge.png"))
+
+    # The panel: not checked, a mirrored copy of an image with that verdict, still a hint.
+    page.locator(f'fakescope-badges button[data-src="{copy_url}"]').click()
+    overlay = page.locator("fakescope-overlay")
+    title = overlay.locator(".hint-title")
+    assert title.get_attribute("data-hint") == original["label"]
+    assert title.get_attribute("data-mirrored") == "true"
+    assert "mirrored copy" in title.inner_text()
+    body = overlay.locator(".body").inner_text()
+    assert "has not checked this image itself" in body
+    assert "mirrored (flipped left to right) copy" in body
+    assert HEADLINES[original["label"]] in body
+    assert f"{hint['distance']} of 256 bits" in body
+    assert "not a verdict on this image" in body
+    assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-mirrored-hint-panel.png"))

@@ -5,6 +5,12 @@ Same pixels in, same hash out: each image is decoded exactly as the server decod
 bytes go to a small Node script that runs pdq.js, and the hash and quality must agree with
 the ones `decode_image` computed (pdqhash, Meta's C++ reference). Only floating-point
 rounding could make them differ; in practice they are identical.
+
+The extension also derives, from the same DCT block, the hash of the left-right mirror of
+the pixels (`mirrored`: what a mirrored repost's original hashes to). It must equal the
+reference's own: pdqhash's `compute_dihedral(rgb)[0][MIRROR_INDEX]` on the same pixels. And
+on a mirrored picture, that hash must fall within the server's near-match distance of the
+original picture's hash while the plain hash is far from it.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pdqhash
 import pytest
 from pictures import encoded, textured_picture
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fakescope.images import DecodedImage, decode_image, pdq_distance
 
@@ -28,6 +35,11 @@ MAX_SIDE = 512  # fakescope.images._PDQ_MAX_SIDE
 MAX_DISTANCE = 4
 MAX_QUALITY_DIFF = 2
 SHARED_CASES = 20
+# compute_dihedral's order: original, rotate 90, 180, 270, flip X, flip Y, flip +1, flip -1.
+# Flip Y (the reference's dct16OriginalToFlipY) is the left-right mirror, `img[:, ::-1]`.
+MIRROR_INDEX = 5
+NEAR_DISTANCE = 31  # the server's FAKESCOPE_PDQ_MAX_DISTANCE default (server/lookup/)
+FAR_DISTANCE = 64  # unrelated hashes are ~128 bits apart
 
 
 def server_pixels(decoded: DecodedImage) -> Image.Image:
@@ -39,31 +51,52 @@ def server_pixels(decoded: DecodedImage) -> Image.Image:
     return rgb
 
 
-def js_pdq(rgb: Image.Image, tmp_path: Path) -> dict[str, Any]:
+def js_pdqs(images: list[Image.Image], tmp_path: Path) -> list[dict[str, Any]]:
+    """pdq.js on each image's RGBA pixels, in one Node process."""
     node = shutil.which("node")
     assert node is not None, "Node.js 20+ runs the extension's PDQ (as its unit tests)"
-    raw = tmp_path / "pixels.rgba"
-    raw.write_bytes(np.asarray(rgb.convert("RGBA"), dtype=np.uint8).tobytes())
+    args: list[str] = []
+    for index, rgb in enumerate(images):
+        raw = tmp_path / f"pixels-{index}.rgba"
+        raw.write_bytes(np.asarray(rgb.convert("RGBA"), dtype=np.uint8).tobytes())
+        args += [str(raw), str(rgb.width), str(rgb.height)]
     run = subprocess.run(
-        [str(node), str(PDQ_CLI), str(raw), str(rgb.width), str(rgb.height)],
+        [str(node), str(PDQ_CLI), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    result: dict[str, Any] = json.loads(run.stdout)
-    return result
+    results: list[dict[str, Any]] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(results) == len(images)
+    return results
+
+
+def js_pdq(rgb: Image.Image, tmp_path: Path) -> dict[str, Any]:
+    return js_pdqs([rgb], tmp_path)[0]
+
+
+def reference_mirror_hash(rgb: Image.Image) -> str:
+    """pdqhash's hash of the left-right mirror of these pixels, from their own DCT block."""
+    pixels = np.ascontiguousarray(np.asarray(rgb.convert("RGB"), dtype=np.uint8))
+    hashes, _quality = pdqhash.compute_dihedral(pixels)
+    bits = np.asarray(hashes[MIRROR_INDEX], dtype=np.uint8)
+    return bytes(np.packbits(bits)).hex()
 
 
 def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
     decoded = decode_image(data)
-    got = js_pdq(server_pixels(decoded), tmp_path)
+    pixels = server_pixels(decoded)
+    got = js_pdq(pixels, tmp_path)
     assert isinstance(got["hash"], str) and len(got["hash"]) == 64
+    assert isinstance(got["mirrored"], str) and len(got["mirrored"]) == 64
     distance = pdq_distance(decoded.pdq, got["hash"])
     quality_diff = abs(decoded.pdq_quality - int(got["quality"]))
     assert distance <= MAX_DISTANCE, (decoded.pdq, got)
     assert quality_diff <= MAX_QUALITY_DIFF, (decoded.pdq_quality, got)
+    mirror = reference_mirror_hash(pixels)
+    assert pdq_distance(mirror, got["mirrored"]) <= MAX_DISTANCE, (mirror, got)
     return distance, quality_diff
 
 
@@ -144,3 +177,67 @@ def test_the_flat_image_has_low_quality_and_the_texture_high(tmp_path: Path) -> 
     flat = js_pdq(Image.new("RGB", (200, 150), (90, 120, 200)), tmp_path)
     texture = js_pdq(textured_picture(640, 480, 1), tmp_path)
     assert int(flat["quality"]) < 50 <= int(texture["quality"])
+
+
+# --- the mirror hash against mirrored pictures ------------------------------------------
+
+
+def mirrored_copy(data: bytes) -> bytes:
+    """The picture flipped left to right (`img[:, ::-1]`), re-encoded losslessly."""
+    return encoded(ImageOps.mirror(decode_image(data).rgb))
+
+
+def test_the_mirror_transform_is_the_one_that_undoes_a_left_right_flip() -> None:
+    """Flip Y of the mirrored pixels is the original's hash, give or take the sampling grid."""
+    picture = textured_picture(640, 480, 1)
+    original = decode_image(encoded(picture))
+    flipped = server_pixels(decode_image(mirrored_copy(encoded(picture))))
+    hashes, _quality = pdqhash.compute_dihedral(np.ascontiguousarray(np.asarray(flipped)))
+    packed = [bytes(np.packbits(np.asarray(h, dtype=np.uint8))).hex() for h in hashes]
+    distances = [pdq_distance(original.pdq, h) for h in packed]
+    assert min(distances) == distances[MIRROR_INDEX] <= NEAR_DISTANCE, distances
+    assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != MIRROR_INDEX), distances
+
+
+MIRROR_CASES = {
+    "texture-640x480": lambda: encoded(textured_picture(640, 480, 1)),
+    "texture-1500x900-thumbnailed": lambda: encoded(textured_picture(1500, 900, 3), "JPEG"),
+    "texture-700x1300-portrait": lambda: encoded(textured_picture(700, 1300, 4)),
+    "texture-300x200": lambda: encoded(textured_picture(300, 200, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
+def test_a_mirrored_pictures_mirror_hash_is_near_the_original(name: str, tmp_path: Path) -> None:
+    original_bytes = MIRROR_CASES[name]()
+    original = decode_image(original_bytes)
+    copy = decode_image(mirrored_copy(original_bytes))
+    assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
+    got = js_pdq(server_pixels(copy), tmp_path)
+    assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
+    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a mirror hashes far away"
+    assert pdq_distance(got["mirrored"], original.pdq) <= NEAR_DISTANCE, (got, original.pdq)
+
+
+def test_mirrored_shared_pictures_mostly_come_within_the_near_distance(
+    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """Real pictures: the reference's sampling grid is not exactly symmetric, so the mirror
+    hash of a mirrored copy lands a few to ~30 bits from the original (median ~20 bits over
+    ../shared/data, ~6% beyond 31). Most must match; none may match by their plain hash."""
+    originals, copies = [], []
+    for row in _spread(manifest_rows, SHARED_CASES):
+        data = (shared_data / row["relative_path"]).read_bytes()
+        original = decode_image(data)
+        if original.pdq_quality < 50:
+            continue
+        originals.append(original)
+        copies.append(server_pixels(decode_image(mirrored_copy(data))))
+    assert len(originals) >= SHARED_CASES // 2
+    got = js_pdqs(copies, tmp_path)
+    near = [pdq_distance(g["mirrored"], o.pdq) for g, o in zip(got, originals, strict=True)]
+    plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
+    assert all(d > FAR_DISTANCE for d in plain), plain
+    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
+    for pixels, g in zip(copies, got, strict=True):
+        assert pdq_distance(reference_mirror_hash(pixels), g["mirrored"]) <= MAX_DISTANCE
