@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +18,14 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageOps
 
+from fakescope.containers import PNG_SIGNATURE, TooComplex, jpeg_blocks
 from fakescope.errors import (
     EmptyImageError,
     ImageTooLargeError,
     UndecodableImageError,
     UnsupportedFormatError,
 )
+from fakescope.exif_block import check_tiff_structure
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -163,6 +166,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
     announced = sniff_format(data)
     if announced == "HEIF":
         enable_heif()
+    _check_structure(data, announced)
     with _open(data, announced) as img:
         fmt = _format_name(img, announced)
         width, height = img.size
@@ -184,6 +188,41 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
         n_frames=n_frames,
         bytes=len(data),
     )
+
+
+# Pillow parses a PNG's chunks before the image data in Python, one by one; real files have
+# a handful there (a 25 MB file's thousands of chunks are image data, after the first IDAT).
+MAX_PNG_CHUNKS_BEFORE_DATA = 4_096
+
+
+def _check_structure(data: bytes, announced: str | None) -> None:
+    """Refuse, before Pillow parses them, headers built to make parsing slow.
+
+    Pillow walks JPEG segments and PNG chunks in Python, with no cap, and reads every entry
+    of a TIFF directory: a few megabytes of tiny segments, fill bytes or entries sharing
+    one blob cost it seconds (tens of seconds at the upload limit). No camera or editor
+    writes such files; each check costs microseconds on a real one.
+    """
+    try:
+        if announced == "JPEG":
+            for _ in jpeg_blocks(data):  # counts markers up to the scan; raises past the cap
+                pass
+        elif announced == "PNG":
+            _count_png_chunks_before_data(data)
+        elif announced == "TIFF":
+            check_tiff_structure(data)
+    except (TooComplex, ValueError, struct.error) as exc:
+        raise UndecodableImageError(f"{announced} structure refused: {exc}") from exc
+
+
+def _count_png_chunks_before_data(data: bytes) -> None:
+    pos, chunks = len(PNG_SIGNATURE), 0
+    while pos + 8 <= len(data) and data[pos + 4 : pos + 8] not in (b"IDAT", b"IEND"):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS_BEFORE_DATA:
+            raise TooComplex(f"more than {MAX_PNG_CHUNKS_BEFORE_DATA} chunks before the pixels")
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        pos += 12 + length
 
 
 def _open(data: bytes, announced: str | None) -> Image.Image:
@@ -232,6 +271,13 @@ def _upright_rgb(img: Image.Image) -> Image.Image:
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:
+    raw_exif = img.info.get("exif")
+    if isinstance(raw_exif, bytes):
+        try:
+            # Pillow copies every entry's data as declared: a hostile block costs seconds.
+            check_tiff_structure(raw_exif)
+        except (ValueError, struct.error):
+            return img  # orientation unknown: the pixels as stored (provenance reports it)
     try:
         return ImageOps.exif_transpose(img) or img
     except Exception:

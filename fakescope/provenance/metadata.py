@@ -19,7 +19,7 @@ from PIL import Image
 from fakescope.evidence import Evidence
 from fakescope.images import enable_heif, pillow_formats, sniff_format
 from fakescope.provenance.c2pa_manifest import may_hold_manifest
-from fakescope.provenance.containers import (
+from fakescope.containers import (
     MAX_TEXT_TOTAL,
     MAX_TEXT_VALUE,
     Block,
@@ -29,7 +29,7 @@ from fakescope.provenance.containers import (
     png_blocks,
     png_text,
 )
-from fakescope.provenance.exif_block import EXIF_IFD, check_tiff_structure, load_exif
+from fakescope.exif_block import EXIF_IFD, check_tiff_structure, load_exif
 from fakescope.provenance.findings import decode_text, metadata_error
 
 XMP_PNG_KEY = "XML:com.adobe.xmp"

@@ -184,3 +184,24 @@ SVG = (
     b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
     b'<script>alert(1)</script><rect width="10" height="10"/></svg>'
 )
+
+
+def exif_entry_bomb(entries: int, blob: bytes) -> bytes:
+    """A TIFF/EXIF block whose entries all declare the same megabytes of data."""
+    data_at = 8 + 2 + 12 * entries + 4
+    ifd = struct.pack("<H", entries) + b"".join(
+        struct.pack("<HHII", 0x9000 + i % 100, 7, len(blob), data_at) for i in range(entries)
+    )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + blob
+
+
+def exif_ifd_loop() -> bytes:
+    """IFD0 whose EXIF sub-IFD pointer points back at IFD0."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x8769, 4, 1, 8) + b"\x00" * 4
+    return b"II*\x00" + struct.pack("<I", 8) + ifd
+
+
+def gif_with(extension_bytes: bytes) -> bytes:
+    gif = encode(Image.new("RGB", (4, 4)), "GIF")
+    table = 3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0
+    return gif[: 13 + table] + extension_bytes + gif[13 + table :]

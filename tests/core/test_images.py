@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -319,3 +320,64 @@ def test_decoded_image_is_independent_of_the_input_buffer() -> None:
     image = decode_image(bytes(buffer))
     buffer[:] = b"\x00" * len(buffer)
     assert image.rgb.getpixel((95, 0))[0] == 255
+
+
+# Each case takes milliseconds now; before the structure checks they took 0.5-3 s at 3 MB
+# (and grew with the size: tens of seconds at the 25 MB upload limit).
+DECODE_BUDGET_S = 0.5
+_PNG = hostile.encode(hostile.scene(), "PNG")
+_JPEG = hostile.encode(hostile.scene(), "JPEG")
+_SHARED_3MB = b"\x00" * 3_000_000
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [
+        (_JPEG[:2] + b"\xff\xe2\x00\x04ab" * 500_000 + _JPEG[2:], True),
+        (_JPEG[:2] + b"\xff" * 3_000_000 + _JPEG[2:], True),
+        (hostile.png_with_chunks(_PNG, *[hostile.png_chunk(b"abCd", b"")] * 300_000), True),
+        (hostile.exif_entry_bomb(60_000, _SHARED_3MB), True),
+        # The pixels are fine; only the EXIF block is hostile: decoded as stored, not rotated.
+        (
+            hostile.encode(
+                hostile.scene(), "WEBP", exif=hostile.exif_entry_bomb(60_000, _SHARED_3MB)
+            ),
+            False,
+        ),
+        (
+            hostile.png_with_chunks(
+                _PNG, hostile.png_chunk(b"eXIf", hostile.exif_entry_bomb(60_000, _SHARED_3MB))
+            ),
+            False,
+        ),
+    ],
+    ids=[
+        "jpeg-500k-tiny-segments",
+        "jpeg-3mb-fill-bytes",
+        "png-300k-chunks-before-the-pixels",
+        "tiff-60k-entries-sharing-3mb",
+        "webp-exif-entries-sharing-3mb",
+        "png-exif-entries-sharing-3mb",
+    ],
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_headers_built_to_be_slow_are_refused_or_skipped_in_milliseconds(
+    data: bytes, refused: bool
+) -> None:
+    started = time.perf_counter()
+    if refused:
+        with pytest.raises(UndecodableImageError, match="structure refused"):
+            decode_image(data)
+    else:
+        decoded = decode_image(data)
+        assert (decoded.width, decoded.height) == (96, 64)
+    assert time.perf_counter() - started < DECODE_BUDGET_S
+
+
+def test_ordinary_files_with_many_parts_still_decode() -> None:
+    # Hundreds of metadata segments and chunks, far beyond what editors write, stay allowed.
+    jpeg = _JPEG[:2] + b"\xff\xe2\x00\x04ab" * 500 + _JPEG[2:]
+    png = hostile.png_with_chunks(_PNG, *[hostile.text_chunk(f"k{i}", "v") for i in range(500)])
+    for data in (jpeg, png):
+        decoded = decode_image(data)
+        assert (decoded.width, decoded.height) == (96, 64)

@@ -4,7 +4,6 @@ small, whatever the structure of the file (bombs, loops, lying lengths, deep nes
 from __future__ import annotations
 
 import json
-import struct
 import time
 import zlib
 
@@ -33,27 +32,6 @@ def read_quickly(data: bytes, fmt: str | None = None) -> list[Evidence]:
         assert len(finding.summary) <= 200
         assert len(json.dumps(finding.to_dict())) < 5_000
     return findings
-
-
-def exif_entry_bomb(entries: int, blob: bytes) -> bytes:
-    """A TIFF/EXIF block whose entries all declare the same megabytes of data."""
-    data_at = 8 + 2 + 12 * entries + 4
-    ifd = struct.pack("<H", entries) + b"".join(
-        struct.pack("<HHII", 0x9000 + i % 100, 7, len(blob), data_at) for i in range(entries)
-    )
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4 + blob
-
-
-def exif_ifd_loop() -> bytes:
-    """IFD0 whose EXIF sub-IFD pointer points back at IFD0."""
-    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x8769, 4, 1, 8) + b"\x00" * 4
-    return b"II*\x00" + struct.pack("<I", 8) + ifd
-
-
-def gif_with(extension_bytes: bytes) -> bytes:
-    gif = hostile.encode(Image.new("RGB", (4, 4)), "GIF")
-    table = 3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0
-    return gif[: 13 + table] + extension_bytes + gif[13 + table :]
 
 
 def utf16_billion_laughs() -> bytes:
@@ -87,14 +65,17 @@ def itxt(key: str, raw: bytes) -> bytes:
         ),
         (
             hostile.png_with_chunks(
-                PNG, hostile.png_chunk(b"eXIf", exif_entry_bomb(60_000, b"\x00" * 3_000_000))
+                PNG,
+                hostile.png_chunk(b"eXIf", hostile.exif_entry_bomb(60_000, b"\x00" * 3_000_000)),
             ),
             "PNG",
         ),
-        (hostile.png_with_chunks(PNG, hostile.png_chunk(b"eXIf", exif_ifd_loop())), "PNG"),
-        (hostile.jpeg_with_raw_app1(b"Exif\x00\x00" + exif_ifd_loop()), "JPEG"),
+        (hostile.png_with_chunks(PNG, hostile.png_chunk(b"eXIf", hostile.exif_ifd_loop())), "PNG"),
+        (hostile.jpeg_with_raw_app1(b"Exif\x00\x00" + hostile.exif_ifd_loop()), "JPEG"),
         (
-            hostile.jpeg_with_raw_app1(b"Exif\x00\x00" + exif_entry_bomb(5_000, b"\x00" * 5_000)),
+            hostile.jpeg_with_raw_app1(
+                b"Exif\x00\x00" + hostile.exif_entry_bomb(5_000, b"\x00" * 5_000)
+            ),
             "JPEG",
         ),
         (JPEG[:2] + b"\xff\xe1\xff\xff" + b"Exif\x00\x00II*\x00", "JPEG"),
@@ -104,12 +85,12 @@ def itxt(key: str, raw: bytes) -> bytes:
         (JPEG[:2] + b"\xff" * 3_000_000 + JPEG[2:], "JPEG"),
         (
             hostile.encode(
-                hostile.scene(), "WEBP", exif=exif_entry_bomb(60_000, b"\x00" * 3_000_000)
+                hostile.scene(), "WEBP", exif=hostile.exif_entry_bomb(60_000, b"\x00" * 3_000_000)
             ),
             "WEBP",
         ),
-        (exif_entry_bomb(60_000, b"\x00" * 3_000_000), "TIFF"),
-        (gif_with(b"\x21\xfe\x01c\x00" * 200_000 + b"jumb"), "GIF"),
+        (hostile.exif_entry_bomb(60_000, b"\x00" * 3_000_000), "TIFF"),
+        (hostile.gif_with(b"\x21\xfe\x01c\x00" * 200_000 + b"jumb"), "GIF"),
         (
             hostile.png_with_chunks(
                 PNG,
