@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -119,17 +120,6 @@ def test_tiny_model_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None
 
 
 # User errors: one line on stderr, no traceback, a usage exit status
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from fakescope.cli import main
-
-    try:
-        status = main(list(args))
-    except SystemExit as exc:  # argparse's usage errors
-        status = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def one_line_error(err: str) -> str:

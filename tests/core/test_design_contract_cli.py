@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_runs import run_main
 from PIL import Image
 
-from fakescope.cli import build_parser, main
+from fakescope.cli import build_parser
 
 
 def write_png(path: Path, seed: int, size: tuple[int, int] = (40, 24)) -> Path:
@@ -25,15 +26,6 @@ def write_png(path: Path, seed: int, size: tuple[int, int] = (40, 24)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels, "RGB").save(path, "PNG")
     return path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        status = main(list(args))
-    except SystemExit as exc:  # argparse's usage errors
-        status = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 # --- `fakescope analyze IMAGE... --json`: "path plus the analysis fields below, or path plus
@@ -49,7 +41,7 @@ def test_analyze_json_lines_hold_path_and_analysis_or_path_and_error_type_and_de
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     inputs = [str(broken), str(good), str(tmp_path / "missing.png"), str(text), str(tmp_path)]
-    status, out, _err = run(capsys, "analyze", *inputs, "--json", "--quiet")
+    status, out, _err = run_main(capsys, "analyze", *inputs, "--json", "--quiet")
     assert status == 1
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["path"] for line in lines] == inputs
@@ -75,7 +67,7 @@ def test_analyze_exits_0_when_every_input_is_analysed(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     paths = [str(write_png(tmp_path / f"{i}.png", 10 + i)) for i in range(3)]
-    status, out, _err = run(capsys, "analyze", *paths, "--json", "--quiet")
+    status, out, _err = run_main(capsys, "analyze", *paths, "--json", "--quiet")
     assert status == 0
     assert [json.loads(line)["path"] for line in out.splitlines()] == paths
 
@@ -94,7 +86,7 @@ def test_analyze_and_ask_take_exactly_the_quantizations_nf4_int8_and_none(
             ["ask", "x.png", "--model", "m", "--enhance", "--quantization", choice]
         )
         assert args.quantization == choice
-    status, out, err = run(capsys, "analyze", "x.png", "--quantization", "fp16", "--json")
+    status, out, err = run_main(capsys, "analyze", "x.png", "--quantization", "fp16", "--json")
     assert status == 2 and out == "" and "--quantization" in err
 
 
@@ -102,7 +94,7 @@ def test_analyze_with_quantization_none_reports_it_in_the_model_facts(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     image = write_png(tmp_path / "a.png", 3)
-    status, out, _err = run(
+    status, out, _err = run_main(
         capsys,
         "analyze", str(image), "--model", str(tiny_model_dir), "--quantization", "none",
         "--json", "--quiet", "--device", "cpu",
@@ -127,7 +119,7 @@ def test_ask_prints_one_answer_for_a_question_or_enhance(
     question: tuple[str, ...],
 ) -> None:
     image = write_png(tmp_path / "a.png", 4)
-    status, out, _err = run(
+    status, out, _err = run_main(
         capsys, "ask", str(image), "--model", str(tiny_model_dir), *question,
         "--max-new-tokens", "6", "--device", "cpu",
     )  # fmt: skip
@@ -144,7 +136,7 @@ def test_ask_prints_one_answer_for_a_question_or_enhance(
 def test_ask_takes_exactly_one_of_aspect_question_and_enhance(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, options: tuple[str, ...]
 ) -> None:
-    status, out, err = run(capsys, "ask", str(tmp_path / "a.png"), "--model", "m", *options)
+    status, out, err = run_main(capsys, "ask", str(tmp_path / "a.png"), "--model", "m", *options)
     assert status == 2 and out == ""
     assert "--aspect" in err or "one of the arguments" in err
 
@@ -164,7 +156,7 @@ def test_eval_of_two_datasets_writes_metrics_report_plots_and_per_image_predicti
                 write_png(tmp_path / name / label / f"{i}.png", seed)
         datasets.append(str(tmp_path / name))
     out = tmp_path / "run"
-    status, _out, err = run(
+    status, _out, err = run_main(
         capsys, "eval", *datasets, "--model", str(tiny_model_dir), "--out", str(out),
         "--quiet", "--bootstrap", "0", "--device", "cpu",
     )  # fmt: skip
@@ -195,7 +187,7 @@ def test_serve_runs_the_server_on_the_host_and_port_given(
     monkeypatch.delenv("FAKESCOPE_MODEL", raising=False)
     calls: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    status, _out, err = run(capsys, "serve", "--host", "0.0.0.0", "--port", "8123")
+    status, _out, err = run_main(capsys, "serve", "--host", "0.0.0.0", "--port", "8123")
     assert status == 0, err
     ((app, options),) = calls
     assert app == "server.asgi:create_app" and options["factory"] is True
@@ -215,11 +207,11 @@ def test_create_token_prints_the_new_token_alone_for_every_role(
 ) -> None:
     monkeypatch.setenv("FAKESCOPE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("FAKESCOPE_DATA_DIR", str(tmp_path / "data"))
-    status, out, err = run(capsys, "admin", "create-token", "--role", role)
+    status, out, err = run_main(capsys, "admin", "create-token", "--role", role)
     assert status == 0, err
     token = out.removesuffix("\n")
     assert out == token + "\n" and token and len(token.split()) == 1
     assert token not in err
-    status, listed, _err = run(capsys, "admin", "list-tokens", "--json")
+    status, listed, _err = run_main(capsys, "admin", "list-tokens", "--json")
     assert status == 0
     assert [json.loads(line)["role"] for line in io.StringIO(listed)] == [role]
