@@ -10,20 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-
-def _reporting_settings_errors(handler: Any) -> Any:
-    """Bad FAKESCOPE_* values end the command with their message, not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        from server.settings import SettingsError
-
-        try:
-            return int(handler(args))
-        except SettingsError as exc:
-            print(f"fakescope: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
+from server.cli_errors import reporting_user_errors
 
 
 def add_commands(subparsers: Any) -> None:
@@ -40,15 +27,15 @@ def add_commands(subparsers: Any) -> None:
         ),
     )
     serve.add_argument("--log-level", default="info")
-    serve.set_defaults(handler=_reporting_settings_errors(_cmd_serve))
+    serve.set_defaults(handler=reporting_user_errors(_cmd_serve))
 
     db = subparsers.add_parser("db", help="database migrations (Alembic)")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="apply migrations (creates the database)")
     upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.set_defaults(handler=_reporting_settings_errors(_cmd_db_upgrade))
+    upgrade.set_defaults(handler=reporting_user_errors(_cmd_db_upgrade))
     current = actions.add_parser("current", help="print the database's revision and the newest")
-    current.set_defaults(handler=_reporting_settings_errors(_cmd_db_current))
+    current.set_defaults(handler=reporting_user_errors(_cmd_db_current))
 
     from server.jobs.cli import add_commands as add_jobs_commands
 

@@ -14,6 +14,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from server.cli_errors import reporting_user_errors
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,13 +140,13 @@ def add_commands(subparsers: Any) -> None:
     )
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", help="who or what holds it (shown in listings and the audit log)")
-    create.set_defaults(handler=_cmd_create)
+    create.set_defaults(handler=reporting_user_errors(_cmd_create))
 
     revoke = commands.add_parser("revoke-token", aliases=["revoke"], help="revoke a token")
     revoke.add_argument("token", metavar="ID_OR_PREFIX", help="token id or its prefix (fs_...)")
-    revoke.set_defaults(handler=_cmd_revoke)
+    revoke.set_defaults(handler=reporting_user_errors(_cmd_revoke))
 
     listing = commands.add_parser("list-tokens", aliases=["list"], help="list tokens")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(handler=_cmd_list)
+    listing.set_defaults(handler=reporting_user_errors(_cmd_list))

@@ -11,13 +11,15 @@ import json
 import sys
 from typing import Any
 
+from server.cli_errors import reporting_user_errors
+
 
 def add_commands(subparsers: Any) -> None:
     jobs = subparsers.add_parser(
         "jobs", help="the job queue shared by API processes and GPU workers, and the workers"
     )
     jobs.add_argument("--json", action="store_true", help="print JSON instead of text")
-    jobs.set_defaults(handler=_cmd_jobs)
+    jobs.set_defaults(handler=reporting_user_errors(_cmd_jobs))
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:

@@ -50,3 +50,24 @@ def test_bad_settings_end_the_command_with_the_variable_named(tmp_path: Path) ->
     )
     assert result.returncode == 2
     assert "FAKESCOPE_QUEUE_SIZE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_database_that_cannot_be_used_ends_every_server_command_with_one_line(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # postgres_url requires the server (and makes this test run, not skip, in CI): the
+    # database named below does not exist on it.
+    missing = postgres_url.rsplit("/", 1)[0] + "/fakescope_no_such_database"
+    cases = {
+        missing: 'database "fakescope_no_such_database" does not exist',
+        f"sqlite:///{tmp_path / 'x.db'}": "sqlite+aiosqlite:///",  # no async driver named
+    }
+    commands = [("db", "upgrade"), ("db", "current"), ("jobs",), ("admin", "list-tokens")]
+    commands.append(("serve", "--port", str(free_port())))
+    for url, said in cases.items():
+        for command in commands:
+            result = fakescope(*command, env={"FAKESCOPE_DATABASE_URL": url})
+            where = f"{' '.join(command)} on {url}"
+            assert result.returncode == 2, (where, result.stderr[-2000:])
+            assert "Traceback" not in result.stderr, where
+            assert result.stderr.startswith("fakescope: error:") and said in result.stderr, where
