@@ -76,6 +76,12 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(
+            f"fakescope eval: error: --out {args.out} is a file; it names the output folder",
+            file=sys.stderr,
+        )
+        return 2
     from fakescope.evaluation.evaluate import EvalConfig, evaluate
     from fakescope.evaluation.report import REPORT_FILE
 
