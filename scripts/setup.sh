@@ -17,6 +17,8 @@ fi
 
 stamp=.venv/.fakescope-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    # pip runs --quiet: say why nothing seems to happen for a few minutes.
+    echo "FakeScope: installing into .venv (the first time takes several minutes)..." >&2
     python -m pip install --quiet --upgrade pip
     # Without a GPU, install the CPU build of torch first; an unpinned torch pulls several GB of CUDA.
     if ! python -c 'import torch' 2>/dev/null; then
