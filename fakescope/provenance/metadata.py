@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from fakescope.evidence import Evidence
-from fakescope.images import enable_heif, pillow_formats, sniff_format
-from fakescope.provenance.c2pa_manifest import may_hold_manifest
 from fakescope.containers import (
     MAX_TEXT_TOTAL,
     MAX_TEXT_VALUE,
@@ -29,7 +26,10 @@ from fakescope.containers import (
     png_blocks,
     png_text,
 )
+from fakescope.evidence import Evidence
 from fakescope.exif_block import EXIF_IFD, check_tiff_structure, load_exif
+from fakescope.images import enable_heif, pillow_formats, sniff_format
+from fakescope.provenance.c2pa_manifest import may_hold_manifest
 from fakescope.provenance.findings import decode_text, metadata_error
 
 XMP_PNG_KEY = "XML:com.adobe.xmp"
