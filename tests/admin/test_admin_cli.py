@@ -50,7 +50,7 @@ def test_create_token_prints_the_token_alone_and_the_token_works(cli_env: Settin
     assert "shown once" in done.stderr
     with TestClient(app=create_app(cli_env)) as client:
         assert client.get("/v1/admin/queue", headers=bearer(token)).status_code == 200
-        assert client.get("/v1/admin/audit", headers=bearer(token)).status_code == 403
+        assert client.get("/v1/admin/tokens", headers=bearer(token)).status_code == 403
 
 
 def test_revoke_token_by_id_or_prefix_stops_the_token_and_list_shows_it(
