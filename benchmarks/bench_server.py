@@ -67,9 +67,9 @@ bare_app = Litestar([bare_json], openapi_config=None)
 
 
 def _graph_decoding_loader(settings: Any, *, joins: bool) -> Any:
-    from server.inference.host import default_loader
+    from server.inference.host import CheckpointLoader
 
-    load = default_loader(settings)
+    load = CheckpointLoader(settings)
 
     def loader() -> Any:
         from fakescope.model import ForensicModel

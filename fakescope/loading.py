@@ -36,7 +36,7 @@ from fakescope.compiled_layers import resolve_compile
 from fakescope.errors import ModelLoadError, QuantizationError
 from fakescope.kernels.nf4_dispatch import POLICIES as KERNEL_POLICIES
 from fakescope.kernels.nf4_dispatch import install_small_batch_kernel
-from fakescope.model import ForensicModel, ModelInfo
+from fakescope.model import ForensicModel, ModelInfo, model_key
 
 QUANTIZATIONS = ("nf4", "int8", "none")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -297,6 +297,16 @@ def _silence_int8_cast_warning() -> None:
     bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
     if not any(isinstance(f, _DropInt8CastWarning) for f in bnb_logger.filters):
         bnb_logger.addFilter(_DropInt8CastWarning())
+
+
+def expected_model_key(
+    model: str, *, quantization: str | None = None, device: str | None = None
+) -> str:
+    """The `ModelInfo.key` that `load_model` with these arguments will give, read from the
+    checkpoint's files without loading its weights (seconds before a load of minutes).
+    Raises what `load_model` raises for a bad device or quantization."""
+    quant = _resolve_quantization(quantization, _resolve_device(device))
+    return model_key(model, _revision(model), quant)
 
 
 def _revision(model: str) -> str | None:

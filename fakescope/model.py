@@ -61,6 +61,11 @@ _CACHE_STEP = 256  # graph decoders' KV caches grow in steps of this many tokens
 _MAX_DECODERS = 4  # batch sizes with a graph decoder (and its KV cache) kept
 
 
+def model_key(model_id: str, revision: str | None, quantization: str) -> str:
+    """The cache identity of a checkpoint loaded with a quantization (`ModelInfo.key`)."""
+    return f"{model_id}@{revision or '-'}:{quantization}"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What produced a result: enough to cache it and to say how much to trust it."""
@@ -76,7 +81,7 @@ class ModelInfo:
     @property
     def key(self) -> str:
         """Cache identity: the same key means the same weights, quantized the same way."""
-        return f"{self.id}@{self.revision or '-'}:{self.quantization}"
+        return model_key(self.id, self.revision, self.quantization)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -188,7 +188,7 @@ class AnalyzeController(Controller):
         self, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[dict[str, Any]]:
         service = _service(request.app.state)
-        service.require_ready()
+        service.require_cached_reads()
         found = await service.cached(sha256_key(sha256))
         service.metrics.cache_result("analyses", hit=found is not None)
         if found is None:

@@ -107,6 +107,12 @@ class AnalysisService:
                 503, f"the model failed to load: {self.host.error}", code="model-failed"
             )
 
+    def require_cached_reads(self) -> None:
+        """503 unless cached results can be served: the model is ready, or it is loading a
+        checkpoint whose cache identity is known already (a restart serves its cache)."""
+        if not self.host.serves_cached:
+            self.require_ready()
+
     async def cached(self, sha256: str) -> dict[str, Any] | None:
         return (await self.cached_many([sha256])).get(sha256)
 
@@ -145,10 +151,12 @@ class AnalysisService:
         return self.settings.images_in_database
 
     async def analyze(self, data: bytes, *, explain: bool) -> AnalyzeResult:
-        self.require_ready()
+        self.require_cached_reads()
         sha = await sha256_of(data)
         identity = self.host.identity
-        explain = explain and self.host.model is not None
+        # While the model loads, `model` is None: an explanation is then asked for, not
+        # dropped (only a cached one can answer before the model is ready).
+        explain = explain and (self.host.model is not None or not self.host.ready)
         existing = await self.cached(sha)
         if existing is not None and (not explain or existing["explanation"] is not None):
             self.metrics.cache_result("analyze", hit=True)
@@ -158,6 +166,7 @@ class AnalysisService:
                 await self.images.save(sha, data)
             return AnalyzeResult(existing, cache_hit=True)
         self.metrics.cache_result("analyze", hit=False)
+        self.require_ready()
         self.require_worker()
         key = (sha, identity.model_key, explain)
         task = self._inflight.get(key)

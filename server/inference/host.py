@@ -30,13 +30,30 @@ class ModelState(StrEnum):
     FAILED = "failed"
 
 
-def default_loader(settings: Settings) -> ModelLoader:
-    def load() -> Any:
+class CheckpointLoader:
+    """Loads settings.model; `expected_key` tells its cache identity before the weights load."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def model(self) -> str:
+        assert self.settings.model is not None, "a checkpoint loader without a checkpoint"
+        return self.settings.model
+
+    def expected_key(self) -> str:
+        from fakescope.loading import expected_model_key
+
+        return expected_model_key(
+            self.model, quantization=self.settings.quantization, device=self.settings.device
+        )
+
+    def __call__(self) -> Any:
         from fakescope.loading import load_model  # torch is imported only when a model is used
 
-        assert settings.model is not None
+        settings = self.settings
         model = load_model(
-            settings.model,
+            self.model,
             quantization=settings.quantization,
             device=settings.device,
             compile=settings.compile,
@@ -47,8 +64,6 @@ def default_loader(settings: Settings) -> ModelLoader:
         # than in the first requests of each batch size.
         model.warm_up(settings.batch_size)
         return model
-
-    return load
 
 
 def has_two_stages(model: Any) -> bool:
@@ -95,7 +110,10 @@ class ModelHost:
         self.state = (
             ModelState.NONE if settings.provenance_only and loader is None else ModelState.LOADING
         )
-        self._loader = loader or default_loader(settings)
+        self._loader = loader or CheckpointLoader(settings)
+        # The cache identity the loading model will have, once the loader can tell it:
+        # cached results are served under it while the weights load.
+        self.expected_key: str | None = None
         self._executor = model_executor()
         self._load_task: asyncio.Future[Any] | None = None
         self._settled = asyncio.Event()  # set once `_loaded` has run
@@ -183,8 +201,18 @@ class ModelHost:
 
     @property
     def identity(self) -> Identity:
-        key = PROVENANCE_ONLY_KEY if self.model is None else str(self.model.info.key)
+        if self.model is not None:
+            key = str(self.model.info.key)
+        elif self.state is ModelState.LOADING and self.expected_key is not None:
+            key = self.expected_key
+        else:
+            key = PROVENANCE_ONLY_KEY
         return Identity(model_key=key, prompt_version=self.prompt_version)
+
+    @property
+    def serves_cached(self) -> bool:
+        """Whether cached results can be served: ready, or loading a known checkpoint."""
+        return self.ready or (self.state is ModelState.LOADING and self.expected_key is not None)
 
     def describe(self) -> dict[str, Any]:
         mode = "provenance-only" if self.state is ModelState.NONE else "model"
@@ -196,9 +224,18 @@ class ModelHost:
             return
         loop = asyncio.get_running_loop()
         # Loading runs on the model thread, so the event loop keeps answering /healthz meanwhile.
-        self._load_task = loop.run_in_executor(self._executor, self._loader)
+        self._load_task = loop.run_in_executor(self._executor, self._expect_then_load)
         self._load_task.add_done_callback(self._loaded)
         self.queue.start()
+
+    def _expect_then_load(self) -> Any:
+        expected = getattr(self._loader, "expected_key", None)
+        if callable(expected):
+            try:
+                self.expected_key = str(expected())
+            except Exception as exc:  # the load itself will fail and say why
+                log.debug("the model's cache identity is not known before loading: %s", exc)
+        return self._loader()
 
     def _loaded(self, future: asyncio.Future[Any]) -> None:
         try:
@@ -220,6 +257,12 @@ class ModelHost:
         self._streams_batches = streams_batches(self.model)
         self.state = ModelState.READY
         log.info("model ready: %s", self.model.info.key)
+        if self.expected_key is not None and self.expected_key != self.model.info.key:
+            log.warning(
+                "the loaded model's cache identity %s is not the %s served while it loaded",
+                self.model.info.key,
+                self.expected_key,
+            )
 
     async def wait_ready(self, within_s: float | None = None) -> None:
         """Until loading has ended (ready or failed: see `state`), or `within_s` passed.

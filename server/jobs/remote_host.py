@@ -166,6 +166,10 @@ class RemoteHost:
         return self.state is ModelState.READY
 
     @property
+    def serves_cached(self) -> bool:
+        return self.ready
+
+    @property
     def has_workers(self) -> bool:
         return bool(self.live_workers)
 

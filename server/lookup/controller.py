@@ -78,7 +78,7 @@ class LookupController(Controller):
         shas = list(dict.fromkeys(sha256_key(v) for v in raw_shas))
         pdqs = list(dict.fromkeys(_pdq_key(v) for v in raw_pdqs))
         service: AnalysisService = request.app.state.analysis_service
-        service.require_ready()
+        service.require_cached_reads()
         results = await service.cached_many(shas)
         pdq_index: LivePdqIndex = request.app.state.pdq_index
         near = await pdq_index.search(pdqs, max_distance=service.settings.pdq_max_distance)

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from fakescope.errors import ModelLoadError, QuantizationError
-from fakescope.loading import load_model
+from fakescope.loading import expected_model_key, load_model
 from fakescope.model import ForensicModel, ModelInfo
 from fakescope.scoring import p_fake_from_logits
 from fakescope.tiny import build_tiny_checkpoint
@@ -106,6 +106,16 @@ def test_tiny_model_info_says_untrained(tiny_model: ForensicModel) -> None:
         "untrained": True,
         "family": "llava",
     }
+
+
+def test_the_cache_identity_is_known_before_the_weights_load(
+    tiny_model: ForensicModel, tiny_model_dir: Path
+) -> None:
+    """The server serves its cache under this key while a checkpoint loads."""
+    assert expected_model_key(str(tiny_model_dir), device="cpu") == tiny_model.info.key
+    assert expected_model_key(str(tiny_model_dir), quantization="none") == tiny_model.info.key
+    with pytest.raises(QuantizationError):
+        expected_model_key(str(tiny_model_dir), quantization="fp3")
 
 
 def test_revision_of_a_hub_snapshot_is_its_commit_hash(

@@ -238,6 +238,56 @@ async def test_healthz_answers_while_the_model_loads_and_readyz_says_loading(
         assert (await client.post("/v1/analyze", **upload(unique_png()))).status_code == 200
 
 
+class SlowCheckpoint:
+    """A loader that tells its model's cache identity at once and loads when released."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.release = threading.Event()
+
+    def expected_key(self) -> str:
+        return str(self.model.info.key)
+
+    def __call__(self) -> Any:
+        self.release.wait(30)
+        return self.model
+
+
+async def test_a_restarting_server_serves_its_cache_while_the_model_loads(
+    sqlite_settings: Settings, tiny_model: Any
+) -> None:
+    """A 7B checkpoint loads for minutes: cached verdicts and lookups go on meanwhile."""
+    data = unique_png()
+    async with running(create_app(sqlite_settings, model_loader=lambda: tiny_model)) as client:
+        await wait_until_ready(client)
+        analysed = (await client.post("/v1/analyze", **upload(data))).json()
+    sha = analysed["sha256"]
+
+    checkpoint = SlowCheckpoint(tiny_model)
+    async with running(create_app(sqlite_settings, model_loader=checkpoint)) as client:
+        try:
+            host = client.app.state.model_host
+            await until(lambda: host.expected_key is not None)
+            assert (await client.get("/readyz")).status_code == 503  # new work must wait
+            cached = await client.get(f"/v1/analyses/{sha}")
+            assert cached.status_code == 200 and cached.json()["p_fake"] == analysed["p_fake"]
+            looked_up = await client.post("/v1/lookup", json={"sha256": [sha, "cd" * 32]})
+            assert looked_up.status_code == 200 and set(looked_up.json()["results"]) == {sha}
+            again = await client.post("/v1/analyze", **upload(data))
+            assert again.status_code == 200 and again.headers["x-cache"] == "hit"
+            # What the cache cannot answer waits for the model: new bytes, an explanation.
+            for refused in (
+                await client.post("/v1/analyze", **upload(unique_png())),
+                await client.post("/v1/analyze?explain=true", **upload(data)),
+            ):
+                assert refused.status_code == 503 and problem(refused)["type"].endswith("loading")
+        finally:
+            checkpoint.release.set()
+        await wait_until_ready(client)
+        explained = await client.post("/v1/analyze?explain=true", **upload(data))
+        assert explained.status_code == 200 and explained.json()["explanation"]
+
+
 async def test_a_model_that_fails_to_load_makes_the_server_unready(
     sqlite_settings: Settings,
 ) -> None:
