@@ -4,8 +4,9 @@
  * the short-lived cache, and relays answers to the content scripts.
  *
  * Follow one right-click: contextMenus.onClicked → handleMenuClick → readImage
- * (worker fetch, else the page's content script) → ApiClient.analyze → the
- * overlay content script (content/overlay.js) renders describeAnalysis(...).
+ * (worker fetch; refused: again with the page's Referer; else the page's content
+ * script, for blob: images and a canvas) → ApiClient.analyze → the overlay
+ * content script (content/overlay.js) renders describeAnalysis(...).
  */
 
 import { ApiClient } from './lib/api.js';
@@ -18,6 +19,7 @@ import { pdqFromImageBytes } from './lib/pdq.js';
 import { ApiError, ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES, describeFailure } from './lib/problem.js';
 import { BatchQueue, createLimiter } from './lib/queue.js';
 import { recentChecks } from './lib/recent.js';
+import { RefererRules, refererFor, requestUrlOf } from './lib/referer.js';
 import { isFeedEnabled, loadSettings, originPattern, validateServerUrl, validateToken } from './lib/settings.js';
 import { describeAnalysis, describeHint, shortVerdict } from './lib/verdict.js';
 
@@ -42,6 +44,11 @@ const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs
 // Entries remembered without `mirrored` (older versions) still look up by their own hash.
 const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
 const fetchLimit = createLimiter(4);
+// Session rules that set the page's Referer on one refused image fetch (lib/referer.js).
+// Ids start at random, so they cannot meet a rule a stopped worker failed to remove.
+const refererRules = new RefererRules(chrome.declarativeNetRequest, chrome.runtime.id, {
+  firstId: 1 + Math.floor(Math.random() * 2 ** 30),
+});
 
 // --- registration (top level, so the listeners exist every time the worker wakes) ---
 
@@ -97,7 +104,8 @@ export async function handleMenuClick(info, tab) {
   if (info?.menuItemId !== MENU_ID || !info.srcUrl || tab?.id === undefined) {
     return { ok: false, reason: 'not an image check' };
   }
-  const target = { tabId: tab.id, frameId: info.frameId ?? 0 };
+  // documentUrl: the frame the image is in, whose address the browser sent as Referer.
+  const target = { tabId: tab.id, frameId: info.frameId ?? 0, documentUrl: info.frameUrl ?? info.pageUrl ?? tab.url };
   try {
     await injectOverlay(target);
   } catch (error) {
@@ -217,21 +225,40 @@ function fileNameOf(url) {
 }
 
 /**
- * The image's bytes. The worker fetches first (host permissions, no page
- * cookies); when the site refuses (hotlink protection, no permission) or the
- * URL is the page's own blob:, the content script reads it in the page.
+ * The image's bytes, every network request made here, by the worker:
+ * - `via: 'worker'`: the worker fetches it (host permissions, no cookies, no Referer);
+ * - `via: 'worker-referer'`: the site refused that (an HTTP error: hotlink protection
+ *   wants its own page as Referer), so the worker asks again as the page's <img> would,
+ *   with the page's Referer (a declarativeNetRequest session rule for this one fetch,
+ *   lib/referer.js) and the site's cookies;
+ * - `via: 'page'`: the content script reads what needs no request: the page's own blob:
+ *   URL, or an <img> already showing it, drawn to a canvas (PNG re-encode).
  */
 async function readImage(srcUrl, target) {
   const reasons = [];
   const statuses = [];
   if (/^(https?|data):/i.test(srcUrl)) {
+    let refusedStatus = 0;
     try {
       return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
     } catch (error) {
       // Too large is too large for the page as well: do not download it a second time.
       if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
       statuses.push(error.status ?? 0);
+      refusedStatus = error.status ?? 0;
       reasons.push(`the extension’s request failed (${error.message})`);
+    }
+    const requestUrl = requestUrlOf(srcUrl);
+    const referer = refererFor(srcUrl, target.documentUrl);
+    if (refusedStatus > 0 && requestUrl && referer) {
+      try {
+        const image = await fetchImageBytes(srcUrl, { referer, credentials: 'include', cache: 'no-store' });
+        return { ...image, via: 'worker-referer' };
+      } catch (error) {
+        if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
+        statuses.push(error.status ?? 0);
+        reasons.push(`the extension’s request as the page failed (${error.message})`);
+      }
     }
   }
   let pageTooLarge = false;
@@ -243,7 +270,8 @@ async function readImage(srcUrl, target) {
     );
     if (reply?.ok) return { bytes: base64ToBytes(reply.base64), contentType: reply.contentType, via: 'page' };
     pageTooLarge = Boolean(reply?.tooLarge);
-    statuses.push(Number(reply?.status) || 0);
+    // The page reads without requests: a status only comes from reading a blob: that is gone.
+    if (reply?.status) statuses.push(Number(reply.status));
     reasons.push(`the page could not read it (${reply?.error ?? 'no answer'})`);
   } catch (error) {
     statuses.push(0);
@@ -267,10 +295,18 @@ async function mayAskForImageSite(srcUrl) {
   }
 }
 
-async function fetchImageBytes(url) {
+/**
+ * One image's bytes, fetched by the worker: with no cookies and no Referer, or (`referer`)
+ * as the page's <img> would ask. Every request goes through refererRules, so it never
+ * carries a Referer rule meant for another request of the same address.
+ */
+async function fetchImageBytes(url, { referer = null, credentials = 'omit', cache = 'force-cache' } = {}) {
   let response;
   try {
-    response = await fetch(url, { credentials: 'omit', cache: 'force-cache' });
+    const request = () => fetch(url, { credentials, cache });
+    const requestUrl = requestUrlOf(url);
+    if (referer && !requestUrl) throw new Error('this address cannot carry a Referer rule');
+    response = await (requestUrl ? refererRules.send(requestUrl, referer, request) : request());
   } catch (error) {
     throw new ImageFetchError(String(error?.message ?? error));
   }
@@ -470,7 +506,7 @@ const MESSAGE_HANDLERS = {
   },
   /** The overlay's retry button after an error. */
   'fakescope:recheck': async (message, sender) => {
-    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0 };
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
     return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
@@ -483,7 +519,7 @@ const MESSAGE_HANDLERS = {
     if (!/^(https?|data):/i.test(srcUrl) || sender.tab?.id === undefined) {
       return { ok: false, failure: { title: 'Not an image FakeScope can check', message: '', guidance: '' } };
     }
-    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0 };
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
     await injectOverlay(target); // adds the page reader (content/page-image.js) the feed scripts lack
     return checkAndShow(srcUrl, target, sender.tab.url ?? null);
   },

@@ -236,13 +236,19 @@
     showError(srcUrl, failure) {
       this.srcUrl = srcUrl;
       this.announce(`FakeScope: ${failure?.title ?? 'Something went wrong'}`);
+      const retry = h('button', { type: 'button', className: 'retry' }, 'Try again');
+      retry.addEventListener('click', (event) => {
+        // "Try again" sends the image again: only a real click does, not a page script's.
+        if (!event.isTrusted) return;
+        this.retry();
+      });
       this.setBody(
         h('div', { role: 'alert' },
           h('p', { className: 'error-title' }, failure?.title ?? 'Something went wrong'),
           h('p', {}, failure?.message ?? ''),
           failure?.guidance ? h('p', { className: 'muted' }, failure.guidance) : null),
         h('div', { className: 'row' },
-          h('button', { type: 'button', onclick: () => this.retry() }, 'Try again'),
+          retry,
           failure?.imageOrigin
             ? h('button', {
                 type: 'button', className: 'secondary',

@@ -1,39 +1,41 @@
 /**
- * Reads an image as the page itself would, for the service worker, when the
- * image's site refused the worker's own request (hotlink protection) or the
- * URL is the page's blob:. A classic content script injected with the overlay
- * on a right-click; it answers one message, `fakescope:read-image`.
+ * Reads an image in the page, for the service worker, when the worker cannot: the
+ * page's own blob: URL, or an <img> already showing it, drawn to a canvas. It makes
+ * no network request (the worker makes every one, the page's Referer included): a
+ * classic content script injected with the overlay on a right-click; it answers one
+ * message, `fakescope:read-image`.
  */
 (() => {
   if (globalThis.__fakescopePageImage) return;
   globalThis.__fakescopePageImage = true;
 
-  /**
-   * Reads an image the worker could not fetch: as the page itself (its cookies,
-   * its Referer), which works for same-origin, data: and blob: images; else by
-   * drawing an already-loaded, untainted <img> to a canvas (PNG re-encode).
-   */
   const MAX_BYTES = 25 * 1024 * 1024; // the server's default upload limit
 
+  /**
+   * The URL itself when it is a blob: or data: URL (reading one is local: the bytes are
+   * already in this page), else an error. Every fetch() here goes through it, so a content
+   * script never makes a network request (tests/server/test_design_contract.py checks it).
+   */
+  function localOnly(url) {
+    if (!/^(blob|data):/i.test(url)) throw new Error('not a blob: or data: URL');
+    return url;
+  }
+
+  /**
+   * The image's bytes: a blob: or data: URL as they are; else an already-loaded,
+   * untainted <img> showing it, drawn to a canvas (PNG re-encode).
+   */
   async function readImage(srcUrl) {
     const reasons = [];
-    let status = 0;
-    try {
-      const response = await fetch(srcUrl, { credentials: 'include' });
-      if (!response.ok) {
-        status = response.status;
-        throw new Error(`HTTP ${response.status}`);
+    if (/^(blob|data):/i.test(srcUrl)) {
+      try {
+        const response = await fetch(localOnly(srcUrl));
+        const blob = await response.blob();
+        if (blob.size > MAX_BYTES) return { ok: false, tooLarge: true, error: 'the image is larger than 25 MiB' };
+        return { ok: true, base64: await blobToBase64(blob), contentType: blob.type || 'application/octet-stream' };
+      } catch (error) {
+        reasons.push(`fetch: ${error.message}`);
       }
-      const tooLarge = { ok: false, tooLarge: true, error: 'the image is larger than 25 MiB' };
-      if (Number(response.headers.get('Content-Length') ?? 0) > MAX_BYTES) {
-        response.body?.cancel().catch(() => {});
-        return tooLarge;
-      }
-      const blob = await response.blob();
-      if (blob.size > MAX_BYTES) return tooLarge;
-      return { ok: true, base64: await blobToBase64(blob), contentType: blob.type || 'application/octet-stream' };
-    } catch (error) {
-      reasons.push(`fetch: ${error.message}`);
     }
     const img = imagesShowing(srcUrl).find((i) => i.complete && i.naturalWidth > 0);
     if (img) {
@@ -49,8 +51,10 @@
       } catch (error) {
         reasons.push(`canvas: ${error.message}`);
       }
+    } else {
+      reasons.push('no loaded image shows it');
     }
-    return { ok: false, status, error: reasons.join('; ') };
+    return { ok: false, error: reasons.join('; ') };
   }
 
   async function blobToBase64(blob) {

@@ -151,6 +151,7 @@ class LoggedRequest:
     status: int
     referer: str | None
     origin: str | None
+    cookie: str | None = None
 
 
 @dataclass
@@ -185,7 +186,8 @@ class PageServer:
                 referer = self.headers.get("Referer")
                 origin = self.headers.get("Origin")
                 status, body, kind = owner.respond(path, referer, origin)
-                owner.log.append(LoggedRequest(path, status, referer, origin))
+                cookie = self.headers.get("Cookie")
+                owner.log.append(LoggedRequest(path, status, referer, origin, cookie))
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
@@ -204,6 +206,8 @@ class PageServer:
             own = referer is not None and referer.startswith(self.origin + "/")
             if not own or (origin is not None and origin != self.origin):
                 return 403, b"hotlinking refused", "text/plain"
+        if path.startswith("/refused/"):
+            return 403, b"refused, whoever asks", "text/plain"
         name = path.rsplit("/", 1)[-1]
         if name == "huge.png":
             return 200, HUGE_IMAGE, "image/png"

@@ -35,6 +35,34 @@ def test_a_stopped_server_gives_a_clear_error_in_the_overlay(
     page.screenshot(path=str(artifacts_dir / "extension-overlay-server-down.png"))
 
 
+def test_a_page_script_cannot_press_try_again_only_the_users_click_sends_the_image_again(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    stub_server.token = "the-right-token"
+    browser.set_settings(serverUrl=stub_server.url, apiToken="a-wrong-token")
+    page = browser.context.new_page()
+    page.goto(page_server.url("/plain.html"))
+    result = browser.check_image(page, page_server.url("/img/report.png"))
+    assert not result["ok"]
+    overlay = page.locator("fakescope-overlay")
+    assert overlay.locator("[role=alert]").count() == 1
+    browser.set_settings(apiToken="the-right-token")
+    uploads = stub_server.requests.count("POST /v1/analyze")
+
+    # A page script cannot press "Try again" for the user: nothing is sent.
+    page.evaluate(
+        "document.querySelector('fakescope-overlay').shadowRoot.querySelector('button.retry').click()"
+    )
+    page.wait_for_timeout(1000)
+    assert stub_server.requests.count("POST /v1/analyze") == uploads
+    assert overlay.locator("[role=alert]").count() == 1, "the error is still shown"
+
+    # The user's click sends the image again.
+    overlay.get_by_role("button", name="Try again").click()
+    until(lambda: overlay.locator(".verdict").count() == 1, what="the verdict after the retry")
+    assert stub_server.requests.count("POST /v1/analyze") == uploads + 1
+
+
 def test_a_refused_image_shows_the_servers_problem_detail(
     browser: Any, fakescope_server: Any, page_server: Any
 ) -> None:

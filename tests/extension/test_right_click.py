@@ -74,18 +74,140 @@ def test_checking_the_same_image_again_is_answered_from_the_extension_cache(
     assert "recent checks" in plain_page.locator("fakescope-overlay .model").inner_text()
 
 
-def test_an_image_whose_site_refuses_hotlinking_is_read_by_the_page_instead(
+def session_rules(browser: Any) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = browser.worker.evaluate(
+        "() => chrome.declarativeNetRequest.getSessionRules()"
+    )
+    return rules
+
+
+def test_an_image_whose_site_refuses_hotlinking_is_read_by_the_worker_with_the_pages_referer(
     browser: Any, plain_page: Any, page_server: Any
 ) -> None:
+    """The site answers only requests with its own page as Referer (conftest: /hotlink/). The
+    worker's plain request is refused; it asks again itself, as the page's <img> would: the
+    page's address as Referer (a declarativeNetRequest session rule, removed afterwards) and
+    the site's cookies. The content script makes no request (via 'page' is not used)."""
+    browser.context.add_cookies([{"name": "session", "value": "s1", "url": page_server.origin}])
+    browser.worker.evaluate(
+        """() => {
+            const dnr = chrome.declarativeNetRequest;
+            const update = dnr.updateSessionRules.bind(dnr);
+            self.addedRules = [];
+            self.restoreRules = () => { dnr.updateSessionRules = update; };
+            dnr.updateSessionRules = (options) => {
+                self.addedRules.push(...(options.addRules ?? []));
+                return update(options);
+            };
+        }"""
+    )
     src = page_server.url("/hotlink/guarded.png")
+    before = len(page_server.requests_for("/hotlink/guarded.png"))
+
+    result = browser.check_image(plain_page, src)
+
+    assert result["ok"], result
+    assert result["via"] == "worker-referer"
+    refused, accepted = page_server.requests_for("/hotlink/guarded.png")[before:]
+    assert (refused.status, refused.referer) == (403, None), "the worker's own request came first"
+    assert refused.cookie is None, "the worker's own request carries no cookies"
+    assert (accepted.status, accepted.referer) == (200, plain_page.url)
+    assert accepted.cookie == "session=s1", "asked as the page: with the site's cookies"
+    assert result["sha256"] == hashlib.sha256(page_server.images["guarded.png"]).hexdigest()
+    assert plain_page.locator("fakescope-overlay .verdict").inner_text() in HEADLINES
+    assert session_rules(browser) == [], "the Referer rule is gone after the fetch"
+
+    # The rule it used sets the Referer for the worker's fetch of that one address, and for
+    # nothing the page asks (added again here, to look).
+    (rule,) = browser.worker.evaluate("() => { self.restoreRules(); return self.addedRules; }")
+    assert rule["condition"]["urlFilter"] == f"|{src}|"
+    assert rule["condition"]["initiatorDomains"] == [browser.extension_url("").split("/")[2]]
+    assert rule["condition"]["resourceTypes"] == ["xmlhttprequest"]
+    browser.worker.evaluate(
+        "() => chrome.declarativeNetRequest.updateSessionRules({addRules: self.addedRules})"
+    )
+    try:
+        by_worker = browser.worker.evaluate(
+            "async (src) => (await fetch(src, {cache: 'no-store'})).status", src
+        )
+        by_page = plain_page.evaluate(
+            "async (src) => (await fetch(src, {referrerPolicy: 'no-referrer'})).status", src
+        )
+        other = browser.worker.evaluate(
+            "async (src) => (await fetch(src, {cache: 'no-store'})).status",
+            page_server.url("/hotlink/report.png"),
+        )
+    finally:
+        browser.worker.evaluate(
+            """() => chrome.declarativeNetRequest.updateSessionRules(
+                {removeRuleIds: self.addedRules.map((r) => r.id)})"""
+        )
+    assert (by_worker, by_page, other) == (200, 403, 403)
+
+
+def test_an_image_refused_even_with_the_pages_referer_fails_and_leaves_no_rule(
+    browser: Any, plain_page: Any, page_server: Any
+) -> None:
+    before = len(page_server.requests_for("/refused/never.png"))
+
+    result = browser.check_image(plain_page, page_server.url("/refused/never.png"))
+
+    assert not result["ok"]
+    assert result["failure"]["title"] == "This image could not be read"
+    requests = page_server.requests_for("/refused/never.png")[before:]
+    assert [(r.status, r.referer) for r in requests] == [(403, None), (403, plain_page.url)]
+    assert session_rules(browser) == []
+
+
+def test_concurrent_checks_of_hotlinked_images_each_get_their_referer(
+    browser: Any, plain_page: Any, page_server: Any
+) -> None:
+    """Three checks at once, two of the same address: unique rule ids, one rule per address
+    at a time, all removed at the end."""
+    sources = [page_server.url(p) for p in ("/hotlink/guarded.png", "/hotlink/report.png")]
+    results: list[dict[str, Any]] = browser.worker.evaluate(
+        """async ([pageUrl, sources]) => {
+            const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
+            return Promise.all(sources.map((srcUrl) => self.fakescopeHandleMenuClick(
+              {menuItemId: 'fakescope-check', srcUrl, frameId: 0, pageUrl}, tab)));
+        }""",
+        [plain_page.url, [sources[0], sources[1], sources[0]]],
+    )
+
+    assert [r["ok"] for r in results] == [True, True, True], results
+    assert {r["via"] for r in results} <= {"worker-referer", "cache"}
+    expected = [
+        hashlib.sha256(page_server.images[n]).hexdigest() for n in ("guarded.png", "report.png")
+    ]
+    assert [r["sha256"] for r in results] == [expected[0], expected[1], expected[0]]
+    assert session_rules(browser) == []
+
+
+def test_a_blob_image_the_page_made_is_read_in_the_page(
+    until: Any, browser: Any, plain_page: Any, page_server: Any
+) -> None:
+    """A blob: URL lives in the page: the content script reads it (a local read, no request)."""
+    page_server.pages["/blob.html"] = """<!doctype html><body><img id="made" alt="made"><script>
+      fetch('/img/check.png').then((r) => r.blob()).then((b) => {
+        document.getElementById('made').src = URL.createObjectURL(b);
+      });
+    </script></body>"""
+    plain_page.goto(page_server.url("/blob.html"))
+    src = until(
+        lambda: plain_page.evaluate(
+            "() => { const i = document.getElementById('made'); return i.complete && i.src; }"
+        ),
+        what="the page's blob: image",
+    )
+    assert src.startswith("blob:")
+    fetches = len(page_server.requests_for("/img/check.png"))
+
     result = browser.check_image(plain_page, src)
 
     assert result["ok"], result
     assert result["via"] == "page"
-    statuses = [r.status for r in page_server.requests_for("/hotlink/guarded.png")]
-    assert 403 in statuses, "the worker's own request was refused first"
-    assert result["sha256"] == hashlib.sha256(page_server.images["guarded.png"]).hexdigest()
-    assert plain_page.locator("fakescope-overlay .verdict").inner_text() in HEADLINES
+    assert result["sha256"] == hashlib.sha256(page_server.images["check.png"]).hexdigest()
+    assert len(page_server.requests_for("/img/check.png")) == fetches, "no request was made"
 
 
 def test_asking_about_an_aspect_streams_an_answer_into_the_overlay(
