@@ -28,4 +28,7 @@ fi
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
-echo "== pytest"; python -m pytest -m "not gpu" "$@"
+# Temporary files in the checkout: pytest keeps only its last three temporary folders in
+# /tmp, so a second test session on the same machine would delete this one's (the tiny
+# checkpoint every model test shares among them).
+echo "== pytest"; python -m pytest -m "not gpu" --basetemp="$PWD/.pytest-tmp" "$@"

@@ -360,13 +360,17 @@
       const select = h('select', { id: aspectId }, (aspects ?? []).map((a) => h('option', { value: a.name }, a.label)));
       const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
       const buttons = [];
-      const ask = (request) => this.ask(request, answer, status, buttons);
+      // Questions and reports go to the server under the user's token: only the user's own
+      // clicks and keys send them, not a page script's (the shadow root is open).
+      const ask = (request, event) => {
+        if (event.isTrusted) this.ask(request, answer, status, buttons);
+      };
       // Two buttons read "Ask": their accessible names say which question each sends.
-      const aspectButton = h('button', { type: 'button', 'aria-label': 'Ask about the aspect', onclick: () => ask({ aspect: select.value }) }, 'Ask');
-      const questionButton = h('button', { type: 'button', 'aria-label': 'Ask your question', onclick: () => ask({ question: input.value }) }, 'Ask');
+      const aspectButton = h('button', { type: 'button', 'aria-label': 'Ask about the aspect', onclick: (event) => ask({ aspect: select.value }, event) }, 'Ask');
+      const questionButton = h('button', { type: 'button', 'aria-label': 'Ask your question', onclick: (event) => ask({ question: input.value }, event) }, 'Ask');
       buttons.push(aspectButton, questionButton);
       input.addEventListener('keydown', (event) => {
-        if (event.key === 'Enter') ask({ question: input.value });
+        if (event.key === 'Enter') ask({ question: input.value }, event);
       });
       return h('section', { 'aria-label': 'Ask about this image' },
         h('h3', {}, 'Ask about this image'),
@@ -432,8 +436,18 @@
         toggle.setAttribute('aria-expanded', String(!form.hidden));
         if (!form.hidden) reason.focus();
       });
+      // A report goes out under the user's token: only a submission the user made counts.
+      // A submit event cannot tell (requestSubmit() fires a trusted one), so the button's
+      // click, which every user path goes through (Enter too), is what is checked.
+      let byUser = false;
+      submit.addEventListener('click', (event) => {
+        byUser = event.isTrusted;
+      });
       form.addEventListener('submit', async (event) => {
         event.preventDefault();
+        const submittedByUser = byUser;
+        byUser = false;
+        if (!submittedByUser) return;
         if (!reason.value.trim()) {
           status.textContent = 'Please say why the verdict is wrong.';
           reason.setAttribute('aria-invalid', 'true');

@@ -240,7 +240,21 @@ def test_reporting_a_wrong_verdict_puts_the_image_in_the_review_queue(
     overlay.get_by_role("button", name="Send report").click()
     assert "say why" in overlay.locator(".report-status").inner_text()
     overlay.get_by_label("Why is the verdict wrong?").fill("The sky is painted, this is a render.")
-    overlay.get_by_role("button", name="Send report").click()
+    # A page script cannot send a report (or a question) under the user's token.
+    reports = fakescope_server.request_count("POST", "/v1/reports")
+    asks = fakescope_server.request_count("POST", "/v1/ask")
+    plain_page.evaluate(
+        """() => {
+          const root = document.querySelector('fakescope-overlay').shadowRoot;
+          root.querySelector('form').requestSubmit();
+          for (const button of root.querySelectorAll('button[aria-label^="Ask"]')) button.click();
+        }"""
+    )
+    plain_page.wait_for_timeout(500)
+    assert fakescope_server.request_count("POST", "/v1/reports") == reports
+    assert fakescope_server.request_count("POST", "/v1/ask") == asks
+    # The user's Enter on a choice submits the form (implicit submission), as a click would.
+    overlay.get_by_role("radio").first.press("Enter")
     until(
         lambda: "sent to human review" in overlay.locator(".report-status").inner_text(),
         what="the report confirmation",
