@@ -57,9 +57,10 @@ class AskService:
         }
 
     async def cached(self, question: Question) -> Answer | None:
-        """The stored answer, or None after checking that the model may answer it at all."""
-        self.analyses.require_ready()
-        if self.host.model is None:
+        """The stored answer, or None after checking that the model may answer it at all.
+        While a checkpoint loads, stored answers are served already (`require_cached_reads`)."""
+        self.analyses.require_cached_reads()
+        if self.host.model is None and self.host.ready:
             raise ProblemError(
                 409,
                 "this server runs in provenance-only mode (no model configured); "
@@ -185,6 +186,7 @@ class AskService:
         found = await self.cached(question)
         if found is not None:
             return self.payload(question, found.answer, found.created_at), True
+        self.analyses.require_ready()
         if isinstance(self.host, RemoteHost):
             row = await self._answer_remotely(self.host, question)
             return self.payload(question, row.answer, row.created_at), False
@@ -218,6 +220,7 @@ class AskService:
         found = await self.cached(question)
         if found is not None:
             return self._replay(question, found), True
+        self.analyses.require_ready()
         started = time.perf_counter()
         if isinstance(self.host, RemoteHost):
             return await self._stream_remotely(self.host, question, started), False

@@ -261,6 +261,8 @@ async def test_a_restarting_server_serves_its_cache_while_the_model_loads(
     async with running(create_app(sqlite_settings, model_loader=lambda: tiny_model)) as client:
         await wait_until_ready(client)
         analysed = (await client.post("/v1/analyze", **upload(data))).json()
+        question = {"sha256": analysed["sha256"], "aspect": "texture"}
+        answered = (await client.post("/v1/ask", json=question)).json()
     sha = analysed["sha256"]
 
     checkpoint = SlowCheckpoint(tiny_model)
@@ -275,10 +277,14 @@ async def test_a_restarting_server_serves_its_cache_while_the_model_loads(
             assert looked_up.status_code == 200 and set(looked_up.json()["results"]) == {sha}
             again = await client.post("/v1/analyze", **upload(data))
             assert again.status_code == 200 and again.headers["x-cache"] == "hit"
-            # What the cache cannot answer waits for the model: new bytes, an explanation.
+            asked = await client.post("/v1/ask", json=question)
+            assert asked.status_code == 200 and asked.json()["answer"] == answered["answer"]
+            # What the cache cannot answer waits for the model: new bytes, an explanation,
+            # a new question.
             for refused in (
                 await client.post("/v1/analyze", **upload(unique_png())),
                 await client.post("/v1/analyze?explain=true", **upload(data)),
+                await client.post("/v1/ask", json={"sha256": sha, "aspect": "edge"}),
             ):
                 assert refused.status_code == 503 and problem(refused)["type"].endswith("loading")
         finally:
