@@ -233,7 +233,9 @@ def test_unwritable_eval_output_is_a_one_line_error(
         capsys, "eval", str(data), "--model", "m", "--out", str(not_a_folder), "--quiet"
     )
     assert status == 2
-    assert one_line_error(err) == f"fakescope: error: {not_a_folder}: File exists"
+    assert one_line_error(err) == (
+        f"fakescope eval: error: --out {not_a_folder} is a file; it names the output folder"
+    )
 
 
 def test_human_readable_analysis_says_when_the_model_is_untrained(
