@@ -150,7 +150,7 @@ async def until(check: Callable[[], object], within_s: float = 30.0) -> None:
     deadline = loop.time() + within_s
     while not check():
         assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.02)
 
 
 async def wait_until_ready(client: AppClient, within_s: float = 60.0) -> None:

@@ -472,7 +472,13 @@ async def test_two_api_processes_asking_for_one_image_share_one_job(
             for client in (api, other)
         ]
         hosts = [client.app.state.model_host for client in (api, other)]
-        await until(lambda: all(host.queue.depth == 1 for host in hosts))
+
+        def both_waiting() -> bool:
+            for task in pending:  # one answered early: say how, not "never became true"
+                assert not task.done() or task.exception(), task.result().text
+            return all(host.queue.depth == 1 for host in hosts)
+
+        await until(both_waiting)
         url = scale_settings.database_url
         assert await run_sql(url, "SELECT count(*) FROM jobs") == [(1,)]
         gate.set()
