@@ -9,6 +9,16 @@ signature proves is that the claim was not altered since signing, so "Valid" and
 "Trusted" both make a generative claim decisive; the trust state is kept in `details`.
 An "Invalid" manifest whose claim signature still verifies (only the asset changed since
 signing) keeps its generative claim as strong evidence; otherwise the claim is weak.
+
+Ingredients. An editor that opens an AI-generated image, or places one in a composite,
+signs a new active manifest and keeps the original's manifest as an ingredient
+(`c2pa_store.ingredients` follows them, bounded). When the active manifest declares no
+generative source but an ingredient's manifest does, at any depth, that is a generative
+finding too, and it wins over a capture claim as a generative action does. Decisive when
+the active manifest is valid and no manifest on the way down to that ingredient shows an
+integrity failure (as recorded in the ingredient entry and in the SDK's `ingredientDeltas`;
+again "signingCredential.untrusted" is not one); strong when the active claim signature
+verifies but something failed; weak otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import re
 from typing import Any
 
 from fakescope.evidence import Evidence, Indication, Strength
-from fakescope.provenance.findings import DETAIL_ITEMS, clip, clip_list, metadata_error
+from fakescope.provenance import c2pa_store
+from fakescope.provenance.c2pa_store import UNTRUSTED, Ingredient
+from fakescope.provenance.findings import clip, clip_list, metadata_error
 from fakescope.provenance.source_types import SourceClass, classify, source_code
 
 # Formats c2pa-rs reads that FakeScope also accepts (BMP carries no manifests).
@@ -35,7 +47,6 @@ MIME_TYPES = {
 # Never fetch a manifest named by URL (the request would leave from the server, unguarded),
 # and never ask an OCSP responder either.
 OFFLINE_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
-UNTRUSTED = "signingCredential.untrusted"
 _URL = re.compile(r"https?://\S+")
 
 
@@ -97,31 +108,44 @@ def _error_finding(exc: Exception) -> Evidence:
 
 
 def _manifest_findings(store: dict[str, Any], state: str) -> list[Evidence]:
-    manifests = store.get("manifests") or {}
-    active = manifests.get(store.get("active_manifest") or "")
-    if not isinstance(active, dict):
+    manifests = store.get("manifests")
+    label = store.get("active_manifest")
+    active = (
+        manifests.get(label) if isinstance(manifests, dict) and isinstance(label, str) else None
+    )
+    if not isinstance(label, str) or not isinstance(active, dict):
         return [metadata_error("c2pa", "manifest store has no active manifest")]
-    failures = _failure_codes(store)
+    failures = c2pa_store.failure_codes(store)
     integrity_failures = [code for code in failures if code != UNTRUSTED]
-    actions = _actions(active)
+    actions = c2pa_store.actions(active)
     source_types = [a["digitalSourceType"] for a in actions if a.get("digitalSourceType")]
-    signature = active.get("signature_info") or {}
+    codes = list(dict.fromkeys(source_code(t) for t in source_types))
+    ingredients = c2pa_store.ingredients(store, label)
+    signature = active.get("signature_info")
+    signature = signature if isinstance(signature, dict) else {}
     details: dict[str, Any] = {
-        "claim_generator": clip(_claim_generator(active)),
+        "claim_generator": clip(c2pa_store.claim_generator(active)),
         "signer": clip(str(signature.get("common_name") or "")),
         "issuer": clip(str(signature.get("issuer") or "")),
         "signed_at": signature.get("time"),
         "validation_state": state,
         "trust": "trusted" if state == "Trusted" else "untrusted signer",
         "validation_failures": clip_list(failures),
-        "digital_source_types": clip_list([source_code(t) for t in source_types]),
+        "digital_source_types": clip_list(codes),
         "actions": clip_list(actions),
+        "ingredients": clip_list([i.detail() for i in ingredients]),
     }
     valid = state in {"Valid", "Trusted"} and not integrity_failures
     findings = [] if valid else [_invalid(details, integrity_failures)]
     classes = {classify(t) for t in source_types}
+    generative = [i for i in ingredients if i.generative]
+    verified = c2pa_store.claim_verified(store)
     if SourceClass.GENERATIVE in classes:
-        findings.append(_generative(details, valid, _claim_verified(store)))
+        findings.append(_generative(details, valid, verified))
+    elif generative:
+        # Prefer an ingredient whose chain validated, then the nearest (the walk is BFS).
+        best = min(generative, key=lambda i: (i.chain_failed, i.depth))
+        findings.append(_generative_ingredient(details, best, valid, verified))
     elif valid and SourceClass.SYNTHETIC in classes:
         findings.append(_synthetic(details))
     elif valid and SourceClass.CAPTURE in classes:
@@ -147,6 +171,44 @@ def _generative(details: dict[str, Any], valid: bool, claim_verified: bool) -> E
         summary=clip(f"C2PA manifest by {who} declares generative AI ({codes}); {how}.", 200),
         source="c2pa",
         details=details,
+    )
+
+
+_MADE_WITH = {
+    "parentOf": "Edited by {editor} from AI-generated media",
+    "componentOf": "Composited by {editor} with AI-generated media",
+    "inputTo": "Made by {editor} from AI-generated input",
+}
+
+
+def _generative_ingredient(
+    details: dict[str, Any], ingredient: Ingredient, valid: bool, claim_verified: bool
+) -> Evidence:
+    codes = ", ".join(c for c in ingredient.source_types if classify(c) is SourceClass.GENERATIVE)
+    editor = clip(details["claim_generator"] or "unknown software", 60)
+    made = _MADE_WITH.get(ingredient.top_relationship, "Made by {editor} with AI-generated media")
+    title = clip(ingredient.title, 50) or "untitled"
+    where = f" (depth {ingredient.depth})" if ingredient.depth > 1 else ""
+    who = clip(ingredient.claim_generator or "unknown software", 50)
+    if valid and not ingredient.chain_failed:
+        strength, how = Strength.DECISIVE, f"signed and valid ({details['trust']})"
+    elif valid:
+        strength, how = Strength.STRONG, "an ingredient manifest failed validation"
+    elif claim_verified:
+        strength, how = Strength.STRONG, "signature valid but the file changed after signing"
+    else:
+        strength, how = Strength.WEAK, "manifest failed validation"
+    return Evidence(
+        kind="c2pa_generative",
+        indicates=Indication.FAKE,
+        strength=strength,
+        summary=clip(
+            f'{made.format(editor=editor)}: ingredient "{title}"{where} by {who} declares '
+            f"{codes}; {how}.",
+            200,
+        ),
+        source="c2pa",
+        details={**details, "generative_ingredient": ingredient.detail()},
     )
 
 
@@ -206,54 +268,4 @@ def _plain_manifest(details: dict[str, Any]) -> Evidence:
         ),
         source="c2pa",
         details=details,
-    )
-
-
-def _claim_generator(manifest: dict[str, Any]) -> str:
-    generator = manifest.get("claim_generator")
-    if isinstance(generator, str) and generator:
-        return generator
-    infos = manifest.get("claim_generator_info") or []
-    names = [
-        " ".join(str(i.get(k, "")) for k in ("name", "version")).strip()
-        for i in infos
-        if isinstance(i, dict)
-    ]
-    return "; ".join(n for n in names if n)
-
-
-def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    actions: list[dict[str, Any]] = []
-    for assertion in manifest.get("assertions") or []:
-        if not str(assertion.get("label", "")).startswith("c2pa.actions"):
-            continue
-        for action in (assertion.get("data") or {}).get("actions") or []:
-            if not isinstance(action, dict):
-                continue
-            agent = action.get("softwareAgent")
-            if isinstance(agent, dict):
-                agent = " ".join(str(agent.get(k, "")) for k in ("name", "version")).strip()
-            actions.append(
-                {
-                    "action": clip(str(action.get("action", ""))),
-                    "digitalSourceType": clip(str(action.get("digitalSourceType") or "")),
-                    "softwareAgent": clip(str(agent or "")),
-                }
-            )
-    return actions[:DETAIL_ITEMS]
-
-
-def _failure_codes(store: dict[str, Any]) -> list[str]:
-    results = (store.get("validation_results") or {}).get("activeManifest")
-    entries = (results or {}).get("failure") if results else store.get("validation_status")
-    codes = [str(e.get("code")) for e in entries or [] if isinstance(e, dict) and e.get("code")]
-    return list(dict.fromkeys(codes))
-
-
-def _claim_verified(store: dict[str, Any]) -> bool:
-    results = (store.get("validation_results") or {}).get("activeManifest") or {}
-    succeeded = {str(e.get("code")) for e in results.get("success") or [] if isinstance(e, dict)}
-    failed = {str(e.get("code")) for e in results.get("failure") or [] if isinstance(e, dict)}
-    return "claimSignature.validated" in succeeded and not any(
-        code.startswith("claimSignature.") for code in failed
     )

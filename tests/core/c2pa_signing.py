@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import functools
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import c2pa
@@ -90,9 +91,11 @@ def signing_credentials() -> tuple[bytes, bytes]:
     return chain, private
 
 
-def manifest_with_actions(*actions: dict[str, Any]) -> dict[str, Any]:
+def manifest_with_actions(
+    *actions: dict[str, Any], generator: str = "fakescope-tests"
+) -> dict[str, Any]:
     return {
-        "claim_generator_info": [{"name": "fakescope-tests", "version": "1.0"}],
+        "claim_generator_info": [{"name": generator, "version": "1.0"}],
         "title": "test image",
         "assertions": [{"label": "c2pa.actions", "data": {"actions": list(actions)}}],
     }
@@ -103,11 +106,28 @@ def created(source_type: str) -> dict[str, Any]:
     return {"action": "c2pa.created", "digitalSourceType": IPTC + source_type}
 
 
-def sign(image: bytes, fmt: str, manifest: dict[str, Any]) -> bytes:
+def using(action: str, ingredient_label: str) -> dict[str, Any]:
+    """An action (c2pa.opened, c2pa.placed) on the ingredient added under that label."""
+    return {"action": action, "parameters": {"ingredientIds": [ingredient_label]}}
+
+
+def ingredient(label: str, title: str, relationship: str) -> dict[str, Any]:
+    return {"label": label, "title": title, "relationship": relationship}
+
+
+def sign(
+    image: bytes,
+    fmt: str,
+    manifest: dict[str, Any],
+    ingredients: Sequence[tuple[dict[str, Any], bytes]] = (),
+) -> bytes:
+    """`image` signed with `manifest`; each ingredient is (its JSON, a JPEG file's bytes)."""
     chain, private = signing_credentials()
     info = c2pa.C2paSignerInfo(alg=b"es256", sign_cert=chain, private_key=private, ta_url=None)
     signer = c2pa.Signer.from_info(info)
     signed = io.BytesIO()
     with c2pa.Builder(manifest) as builder:
+        for ingredient_json, data in ingredients:
+            builder.add_ingredient(ingredient_json, MIME["JPEG"], io.BytesIO(data))
         builder.sign(signer, MIME[fmt], io.BytesIO(image), signed)
     return signed.getvalue()

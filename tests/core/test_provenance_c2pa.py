@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import c2pa_signing
 import hostile_images as hostile
@@ -17,7 +18,10 @@ import pytest
 from provenance_checks import kinds, only, read_row, rows_where
 
 from fakescope.evidence import Indication, Strength
-from fakescope.provenance import read_provenance
+from fakescope.provenance import c2pa_store, read_provenance
+from fakescope.provenance.c2pa_manifest import _manifest_findings
+from fakescope.provenance.c2pa_store import MAX_INGREDIENT_DEPTH, MAX_INGREDIENTS, MAX_MANIFESTS
+from fakescope.provenance.findings import DETAIL_ITEMS
 
 # Real files from ../shared/data
 
@@ -189,3 +193,205 @@ def test_remote_manifest_reference_is_reported_and_never_fetched(
     assert (finding.indicates, finding.strength) == (Indication.NEUTRAL, Strength.INFO)
     assert finding.details["url"] == url
     assert requests == []
+
+
+# Ingredients: AI-generated media opened by an editor or placed in a composite
+
+
+def _ai_original(source_type: str = "trainedAlgorithmicMedia") -> bytes:
+    image = hostile.encode(hostile.scene(seed=1), "JPEG")
+    manifest = c2pa_signing.manifest_with_actions(
+        c2pa_signing.created(source_type), generator="Image Generator"
+    )
+    return c2pa_signing.sign(image, "JPEG", manifest)
+
+
+def _opened_by(editor: str, original: bytes, title: str) -> bytes:
+    """`original` opened, edited and signed again by `editor` (the original a parentOf)."""
+    manifest = c2pa_signing.manifest_with_actions(
+        c2pa_signing.using("c2pa.opened", "original"), {"action": "c2pa.edited"}, generator=editor
+    )
+    parent = c2pa_signing.ingredient("original", title, "parentOf")
+    image = hostile.encode(hostile.scene(seed=2), "JPEG")
+    return c2pa_signing.sign(image, "JPEG", manifest, [(parent, original)])
+
+
+def test_ai_image_opened_and_signed_again_by_an_editor_is_decisive_through_its_parent() -> None:
+    findings = read_provenance(_opened_by("Photo Editor", _ai_original(), "generated.jpg"))
+    finding = only(findings, "c2pa_generative")
+    assert (finding.indicates, finding.strength) == (Indication.FAKE, Strength.DECISIVE)
+    for name in ("generated.jpg", "Image Generator 1.0", "Photo Editor 1.0", "Edited"):
+        assert name in finding.summary
+    details = finding.details
+    assert details["claim_generator"] == "Photo Editor 1.0"
+    assert details["digital_source_types"] == []
+    assert [a["action"] for a in details["actions"]] == ["c2pa.opened", "c2pa.edited"]
+    assert details["ingredients"] == [
+        {
+            "title": "generated.jpg",
+            "relationship": "parentOf",
+            "claim_generator": "Image Generator 1.0",
+            "digital_source_types": ["trainedAlgorithmicMedia"],
+            "depth": 1,
+            "validation": "ok",
+            "validation_failures": [],
+        }
+    ]
+    assert details["generative_ingredient"] == details["ingredients"][0]
+    assert kinds(findings) == ["c2pa_generative"]
+    json.dumps(finding.to_dict())
+
+
+def test_capture_composited_with_an_ai_generated_component_counts_as_generative() -> None:
+    photo = hostile.encode(hostile.scene(seed=3), "JPEG")
+    sticker = hostile.encode(hostile.scene(seed=4), "JPEG")  # an ingredient without a manifest
+    manifest = c2pa_signing.manifest_with_actions(
+        c2pa_signing.created("digitalCapture"),
+        c2pa_signing.using("c2pa.placed", "generated"),
+        c2pa_signing.using("c2pa.placed", "sticker"),
+        generator="Compositor",
+    )
+    components = [
+        (c2pa_signing.ingredient("generated", "sky.jpg", "componentOf"), _ai_original()),
+        (c2pa_signing.ingredient("sticker", "sticker.jpg", "componentOf"), sticker),
+    ]
+    findings = read_provenance(c2pa_signing.sign(photo, "JPEG", manifest, components))
+    finding = only(findings, "c2pa_generative")
+    assert finding.strength is Strength.DECISIVE
+    assert "Composited" in finding.summary and "sky.jpg" in finding.summary
+    assert finding.details["digital_source_types"] == ["digitalCapture"]
+    by_title = {i["title"]: i for i in finding.details["ingredients"]}
+    assert by_title["sky.jpg"]["relationship"] == "componentOf"
+    assert by_title["sticker.jpg"]["validation"] == "no manifest"
+    assert "c2pa_capture" not in kinds(findings)
+
+
+def test_edit_of_a_camera_capture_is_not_generative_and_lists_its_ingredient() -> None:
+    image = hostile.encode(hostile.scene(seed=5), "JPEG")
+    camera = c2pa_signing.manifest_with_actions(
+        c2pa_signing.created("digitalCapture"), generator="Camera"
+    )
+    edited = _opened_by("Photo Editor", c2pa_signing.sign(image, "JPEG", camera), "photo.jpg")
+    findings = read_provenance(edited)
+    assert Indication.FAKE not in {f.indicates for f in findings}
+    finding = only(findings, "c2pa_manifest")
+    (ingredient,) = finding.details["ingredients"]
+    assert ingredient["digital_source_types"] == ["digitalCapture"]
+    assert ingredient["claim_generator"] == "Camera 1.0"
+
+
+def test_ai_original_edited_twice_is_found_at_depth_two() -> None:
+    once = _opened_by("First Editor", _ai_original(), "generated.jpg")
+    twice = _opened_by("Second Editor", once, "retouched.jpg")
+    finding = only(read_provenance(twice), "c2pa_generative")
+    assert finding.strength is Strength.DECISIVE
+    assert "Second Editor 1.0" in finding.summary and "generated.jpg" in finding.summary
+    depths = {i["title"]: i["depth"] for i in finding.details["ingredients"]}
+    assert depths == {"retouched.jpg": 1, "generated.jpg": 2}
+    assert finding.details["generative_ingredient"]["claim_generator"] == "Image Generator 1.0"
+
+
+def test_ai_ingredient_that_failed_validation_when_added_is_strong_not_decisive() -> None:
+    original = _ai_original()
+    tampered = original[:-200] + bytes(b ^ 0x55 for b in original[-200:-168]) + original[-168:]
+    findings = read_provenance(_opened_by("Photo Editor", tampered, "generated.jpg"))
+    finding = only(findings, "c2pa_generative")
+    assert finding.strength is Strength.STRONG
+    assert finding.details["validation_state"] == "Valid"
+    (ingredient,) = finding.details["ingredients"]
+    assert ingredient["validation"] == "failed"
+    assert "assertion.dataHash.mismatch" in ingredient["validation_failures"]
+
+
+# Hostile stores, handed straight to the store reader
+
+
+def _store(manifests: dict[str, dict[str, Any]], active: str = "m0") -> dict[str, Any]:
+    return {"active_manifest": active, "manifests": manifests, "validation_status": []}
+
+
+def _made(source_type: str | None, *ingredients: str) -> dict[str, Any]:
+    """A manifest creating `source_type` (or opening), with parentOf ingredients by label."""
+    action = {"action": "c2pa.opened"}
+    if source_type:
+        action = c2pa_signing.created(source_type)
+    return {
+        "claim_generator": "hostile",
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [action]}}],
+        "ingredients": [
+            {"title": ref, "relationship": "parentOf", "active_manifest": ref, "label": ref}
+            for ref in ingredients
+        ],
+    }
+
+
+def _chain(length: int) -> dict[str, Any]:
+    """m0 opened m1 … opened m{length}, which an AI model made."""
+    manifests = {f"m{i}": _made(None, f"m{i + 1}") for i in range(length)}
+    manifests[f"m{length}"] = _made("trainedAlgorithmicMedia")
+    return _store(manifests)
+
+
+def test_generative_ingredient_is_followed_down_to_the_depth_bound_and_no_further() -> None:
+    deepest = only(_manifest_findings(_chain(MAX_INGREDIENT_DEPTH), "Valid"), "c2pa_generative")
+    assert deepest.details["generative_ingredient"]["depth"] == MAX_INGREDIENT_DEPTH
+    too_deep = _manifest_findings(_chain(MAX_INGREDIENT_DEPTH + 1), "Valid")
+    assert kinds(too_deep) == ["c2pa_manifest"]
+    assert kinds(_manifest_findings(_chain(10_000), "Valid")) == ["c2pa_manifest"]
+
+
+def test_ingredient_cycles_and_wide_stores_are_walked_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cycle = _store({"m0": _made(None, "m1", "m0"), "m1": _made(None, "m0", "m1")})
+    assert [i.depth for i in c2pa_store.ingredients(cycle, "m0")] == [1, 1, 2, 2]
+    assert kinds(_manifest_findings(cycle, "Valid")) == ["c2pa_manifest"]
+
+    wide_refs = [f"w{i}" for i in range(10_000)]
+    wide = _store({"m0": _made(None, *wide_refs)} | {r: _made(None, "m0") for r in wide_refs})
+    assert len(c2pa_store.ingredients(wide, "m0")) == MAX_INGREDIENTS
+    (finding,) = _manifest_findings(wide, "Valid")
+    assert len(finding.details["ingredients"]) == DETAIL_ITEMS
+
+    # With the entry budget lifted, the manifest budget still holds.
+    monkeypatch.setattr(c2pa_store, "MAX_INGREDIENTS", 100_000)
+    followed = [i for i in c2pa_store.ingredients(wide, "m0") if i.depth == 2]
+    assert len(followed) == MAX_MANIFESTS - 1
+
+
+def test_a_generative_action_after_many_others_still_counts() -> None:
+    # Only the first DETAIL_ITEMS actions go into the details; all of them are classified.
+    def edits_then(source_type: str) -> list[dict[str, Any]]:
+        captured = c2pa_signing.created("digitalCapture")
+        return [captured] * (DETAIL_ITEMS + 5) + [c2pa_signing.created(source_type)]
+
+    active = _made(None)
+    active["assertions"][0]["data"]["actions"] = edits_then("trainedAlgorithmicMedia")
+    finding = only(_manifest_findings(_store({"m0": active}), "Valid"), "c2pa_generative")
+    assert finding.details["digital_source_types"] == ["digitalCapture", "trainedAlgorithmicMedia"]
+    assert len(finding.details["actions"]) == DETAIL_ITEMS
+
+    ingredient = _made(None)
+    ingredient["assertions"][0]["data"]["actions"] = edits_then("trainedAlgorithmicMedia")
+    store = _store({"m0": _made(None, "m1"), "m1": ingredient})
+    assert kinds(_manifest_findings(store, "Valid")) == ["c2pa_generative"]
+
+
+def test_malformed_ingredient_entries_never_raise() -> None:
+    junk: list[Any] = [
+        1,
+        "m1",
+        None,
+        {"active_manifest": ["m1"]},
+        {"active_manifest": {"m1": 1}, "validation_results": [1]},
+        {"active_manifest": "m1", "validation_results": {"activeManifest": "x"}, "label": None},
+        {"active_manifest": "missing", "validation_status": "bad", "title": {"x": 1}},
+    ]
+    manifests: dict[str, Any] = {
+        "m0": {"ingredients": junk, "assertions": "bad", "claim_generator_info": 5},
+        "m1": {"ingredients": {"m0": 1}, "assertions": [1, {"label": "c2pa.actions", "data": []}]},
+    }
+    store = _store(manifests) | {"validation_results": {"ingredientDeltas": [1, {"x": None}]}}
+    (finding,) = _manifest_findings(store, "Valid")
+    assert finding.kind == "c2pa_manifest"
+    json.dumps(finding.to_dict())
