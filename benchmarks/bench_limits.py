@@ -1,9 +1,9 @@
 """Limits benchmark: what counting the rate limit in SQL costs a cheap request (loopback only).
 
 Runs one `uvicorn server.asgi:create_app` process per deployment (no model, rate limit on
-but never reached) and drives `GET /v1/analyses/<unknown sha256>`, which is rate-limited
-and answers 404 after one read of the app's database, with C keep-alive connections in a
-closed loop:
+but never reached; a round's four start together and are measured one at a time) and
+drives `GET /v1/analyses/<unknown sha256>`, which is rate-limited and answers 404 after
+one read of the app's database, with C keep-alive connections in a closed loop:
 
   sqlite/memory      limits counted in the process (FAKESCOPE_LIMITS_STORE=memory)
   sqlite/database    counted in the same SQLite file (one upsert per request)
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_scale_out import create_database, drop_database
-from bench_server import RawConnection, start_server
+from bench_server import RawConnection, start_server, start_servers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN = "/v1/analyses/" + "ab" * 32
@@ -98,30 +98,37 @@ async def run(seconds: float, rounds: int, connections: int) -> dict[str, Any]:
             urls = {"sqlite": sqlite_url, "postgres": pg_url}
             for url in urls.values():
                 await upgrade_async(url)
+            envs = [
+                {
+                    "FAKESCOPE_DATA_DIR": tmp,
+                    "FAKESCOPE_DATABASE_URL": urls[key.split("/")[0]],
+                    "FAKESCOPE_RATE_LIMIT": NEVER_REACHED,
+                    "FAKESCOPE_LIMITS_STORE": key.split("/")[1],
+                    "FAKESCOPE_MODEL": "",
+                    "HF_HUB_OFFLINE": "1",
+                }
+                for key in DEPLOYMENTS
+            ]
+            warm_s = min(0.5, seconds / 2)
             results: dict[str, dict[str, list[dict[str, float]]]] = {
                 key: {spread: [] for spread in spreads} for key in DEPLOYMENTS
             }
             for _ in range(rounds):  # interleaved, so a slow spell of the machine hits all
-                for key in DEPLOYMENTS:
-                    database, limits = key.split("/")
-                    env = {
-                        "FAKESCOPE_DATA_DIR": tmp,
-                        "FAKESCOPE_DATABASE_URL": urls[database],
-                        "FAKESCOPE_RATE_LIMIT": NEVER_REACHED,
-                        "FAKESCOPE_LIMITS_STORE": limits,
-                        "FAKESCOPE_MODEL": "",
-                        "HF_HUB_OFFLINE": "1",
-                    }
-                    server = await start_server("server.asgi:create_app", env, REPO_ROOT)
-                    try:
+                # The round's servers start together, then are measured one at a time.
+                servers = await start_servers(
+                    *(start_server("server.asgi:create_app", env, REPO_ROOT) for env in envs)
+                )
+                try:
+                    for key, server in zip(DEPLOYMENTS, servers, strict=True):
                         for spread, clients in spreads.items():
-                            await closed_loop(server.port, 0.5, connections, clients=clients)
+                            await closed_loop(server.port, warm_s, connections, clients=clients)
                             results[key][spread].append(
                                 await closed_loop(
                                     server.port, seconds, connections, clients=clients
                                 )
                             )
-                    finally:
+                finally:
+                    for server in servers:
                         server.stop()
     finally:
         drop_database(pg_name)

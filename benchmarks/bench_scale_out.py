@@ -9,9 +9,12 @@ PostgreSQL database:
   api+2      the same with two worker processes
 
 and prints analyses/s, median and p99 latency for each, with the ratios to `all` measured
-in the same run. On a machine with few cores the workers share them with everything else,
-so api+2 shows queue overhead and fairness here, not GPU scaling (each GPU worker would
-bring its own device).
+in the same run. Each round starts all four processes at once (a start is mostly imports,
+which overlap on two cores), measures `all`, then `api+2`, then stops one worker and
+measures `api+1`; processes not being measured stay idle (a worker listening for jobs
+checks the queue once a second). On a machine with few cores the workers share them with
+everything else, so api+2 shows queue overhead and fairness here, not GPU scaling (each GPU
+worker would bring its own device).
 
     python benchmarks/bench_scale_out.py            # full run (about a minute)
     python benchmarks/bench_scale_out.py --quick    # smoke run for CI
@@ -66,7 +69,7 @@ class Fleet:
     def __init__(self, base_env: dict[str, str], log_dir: Path) -> None:
         self.base_env = base_env
         self.log_dir = log_dir
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, **env: str) -> str:
         port = free_port()
@@ -79,18 +82,20 @@ class Fleet:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.processes.append(process)
+        self.processes[name] = process
         return f"http://127.0.0.1:{port}"
 
-    def stop(self) -> None:
-        for process in self.processes:
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all when none is named)."""
+        stopping = [self.processes.pop(n) for n in names or list(self.processes)]
+        for process in stopping:
             process.terminate()
-        for process in self.processes:
+        for process in stopping:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        self.processes = []
+                process.wait()
 
 
 def wait_ready(base: str, within_s: float = 120.0, workers: int | None = None) -> None:
@@ -169,26 +174,30 @@ async def run(count: int, in_flight: int, rounds: int) -> dict[str, Any]:
                 "TOKENIZERS_PARALLELISM": "false",
             }
             model = {"FAKESCOPE_MODEL": str(checkpoint)}
-            deployments = {"all": 0, "api+1": 1, "api+2": 2}
-            results: dict[str, list[dict[str, float]]] = {key: [] for key in deployments}
-            # Rounds alternate the deployments, so a slow spell of the machine hits all.
+            results: dict[str, list[dict[str, float]]] = {"all": [], "api+1": [], "api+2": []}
+
+            async def measure(key: str, base: str) -> None:
+                await load(base, [random_png(rng) for _ in range(8)], in_flight)  # warm-up
+                images = [random_png(rng) for _ in range(count)]
+                results[key].append(await load(base, images, in_flight))
+
+            # Rounds repeat the three measurements, so a slow spell of the machine hits all.
             for _ in range(rounds):
-                for key, workers in deployments.items():
-                    fleet = Fleet(base_env, tmp_dir)
-                    try:
-                        if workers == 0:
-                            base = fleet.start("all", **model)
-                            wait_ready(base)
-                        else:
-                            for i in range(workers):
-                                fleet.start(f"worker{i}", FAKESCOPE_ROLE="worker", **model)
-                            base = fleet.start("api", FAKESCOPE_ROLE="api")
-                            wait_ready(base, workers=workers)
-                        await load(base, [random_png(rng) for _ in range(8)], in_flight)  # warm
-                        images = [random_png(rng) for _ in range(count)]
-                        results[key].append(await load(base, images, in_flight))
-                    finally:
-                        fleet.stop()
+                fleet = Fleet(base_env, tmp_dir)
+                try:
+                    all_in_one = fleet.start("all", **model)
+                    for i in range(2):
+                        fleet.start(f"worker{i}", FAKESCOPE_ROLE="worker", **model)
+                    api = fleet.start("api", FAKESCOPE_ROLE="api")
+                    wait_ready(all_in_one)
+                    wait_ready(api, workers=2)
+                    await measure("all", all_in_one)
+                    await measure("api+2", api)
+                    fleet.stop("worker1")
+                    wait_ready(api, workers=1)
+                    await measure("api+1", api)
+                finally:
+                    fleet.stop()
     finally:
         drop_database(name)
     best = {key: max(runs, key=lambda r: r["analyses_per_s"]) for key, runs in results.items()}

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,20 @@ async def start_server(
     raise RuntimeError(f"{target} did not become ready")
 
 
+async def start_servers(*starting: Awaitable[Server]) -> list[Server]:
+    """Start servers together (a start is mostly imports, so two cores overlap them); if
+    one fails, the others are stopped and its error raised. They are measured one at a
+    time afterwards: an idle server only wakes for housekeeping."""
+    started = await asyncio.gather(*starting, return_exceptions=True)
+    servers = [s for s in started if isinstance(s, Server)]
+    failures = [s for s in started if isinstance(s, BaseException)]
+    if failures:
+        for server in servers:
+            server.stop()
+        raise failures[0]
+    return servers
+
+
 # -- measurements -------------------------------------------------------------------------
 
 
@@ -265,8 +279,10 @@ async def post_image(port: int, data: bytes, *, explain: bool = False) -> dict[s
 
 
 async def bench_cached_get(env: dict[str, str], seconds: float, rounds: int) -> dict[str, float]:
-    ours = await start_server("server.asgi:create_app", env, REPO_ROOT)
-    bare = await start_server("bench_server:bare_app", {}, BENCH_DIR)
+    ours, bare = await start_servers(
+        start_server("server.asgi:create_app", env, REPO_ROOT),
+        start_server("bench_server:bare_app", {}, BENCH_DIR),
+    )
     try:
         sha = (await post_image(ours.port, random_png(1)))["sha256"]
         path = f"/v1/analyses/{sha}"
@@ -307,13 +323,19 @@ async def bench_lookup(env: dict[str, str], samples: int) -> dict[str, float]:
     return {"lookup_median_ms": statistics.median(latencies), "lookup_p99_ms": p99}
 
 
+def tiny_checkpoint(env: dict[str, str]) -> Path:
+    """The tiny checkpoint in the run's data folder (built on first use)."""
+    from fakescope.tiny import build_tiny_checkpoint
+
+    path = Path(env["FAKESCOPE_DATA_DIR"]) / "tiny"
+    return path if (path / "config.json").is_file() else build_tiny_checkpoint(path)
+
+
 async def start_model_server(
     env: dict[str, str], batch_size: int, target: str = "server.asgi:create_app", name: str = ""
 ) -> Server:
     """The server with the tiny checkpoint on CPU (its own database), warmed up."""
-    from fakescope.tiny import build_tiny_checkpoint
-
-    checkpoint = build_tiny_checkpoint(Path(env["FAKESCOPE_DATA_DIR"]) / "tiny")
+    checkpoint = tiny_checkpoint(env)
     model_env = {
         **env,
         "FAKESCOPE_MODEL": str(checkpoint),
@@ -326,7 +348,8 @@ async def start_model_server(
     }
     from server.db.migrate import upgrade_async
 
-    await upgrade_async(model_env["FAKESCOPE_DATABASE_URL"])
+    async with MIGRATIONS:  # alembic's context is process-global: one migration at a time
+        await upgrade_async(model_env["FAKESCOPE_DATABASE_URL"])
     app_dir = REPO_ROOT if target.startswith("server.") else BENCH_DIR
     ours = await start_server(target, model_env, app_dir, ready_s=180)
     try:
@@ -338,6 +361,7 @@ async def start_model_server(
     return ours
 
 
+MIGRATIONS = asyncio.Lock()
 EXPLAIN_TOKENS = 16  # short answers: the figure is about batching, not answer length
 JOIN_TOKENS = 64  # the running answer's length: a late stream waits for its rest
 
@@ -422,19 +446,23 @@ async def first_token_while_decoding(port: int, rounds: int, *, seed: int) -> fl
     return statistics.median(waits)
 
 
-async def bench_joining(env: dict[str, str], rounds: int, tokens: int) -> dict[str, float]:
+def joining_servers(env: dict[str, str]) -> list[Awaitable[Server]]:
+    """The two servers `bench_joining` compares (answers of JOIN_TOKENS tokens)."""
+    env = {**env, "FAKESCOPE_MAX_NEW_TOKENS": str(JOIN_TOKENS)}
+    return [
+        start_model_server(env, 8, f"bench_server:{name}_app", f"-{name}")
+        for name in ("joining", "waiting")
+    ]
+
+
+async def bench_joining(joining: Server, waiting: Server, rounds: int) -> dict[str, float]:
     """Time to first token mid-decode, joining vs waiting: the same server otherwise."""
-    env = {**env, "FAKESCOPE_MAX_NEW_TOKENS": str(tokens)}
-    figures: dict[str, float] = {"join_max_new_tokens": tokens}
-    for name in ("joining", "waiting"):
-        ours = await start_model_server(env, 8, f"bench_server:{name}_app", f"-{name}")
-        try:
-            await first_token_while_decoding(ours.port, 1, seed=110_000)  # warm-up
-            figures[f"ttft_{name}_s"] = await first_token_while_decoding(
-                ours.port, rounds, seed=120_000
-            )
-        finally:
-            ours.stop()
+    figures: dict[str, float] = {"join_max_new_tokens": JOIN_TOKENS}
+    for name, ours in (("joining", joining), ("waiting", waiting)):
+        await first_token_while_decoding(ours.port, 1, seed=110_000)  # warm-up
+        figures[f"ttft_{name}_s"] = await first_token_while_decoding(
+            ours.port, rounds, seed=120_000
+        )
     figures["ttft_ratio"] = figures["ttft_waiting_s"] / figures["ttft_joining_s"]
     return figures
 
@@ -462,21 +490,17 @@ async def streamed_sequential_vs_concurrent(
 
 
 async def bench_batching(
-    env: dict[str, str], count: int, concurrency: int, rounds: int, explain_count: int
+    ours: Server, count: int, concurrency: int, rounds: int, explain_count: int
 ) -> dict[str, float]:
-    ours = await start_model_server(env, concurrency)
-    try:
-        sequential, concurrent = await sequential_vs_concurrent(
-            ours.port, count, concurrency, rounds, seed=50_000, explain=False
-        )
-        explain_sequential, explain_concurrent = await sequential_vs_concurrent(
-            ours.port, explain_count, explain_count, rounds, seed=70_000, explain=True
-        )
-        streamed_sequential, streamed_concurrent = await streamed_sequential_vs_concurrent(
-            ours.port, explain_count, rounds, seed=90_000
-        )
-    finally:
-        ours.stop()
+    sequential, concurrent = await sequential_vs_concurrent(
+        ours.port, count, concurrency, rounds, seed=50_000, explain=False
+    )
+    explain_sequential, explain_concurrent = await sequential_vs_concurrent(
+        ours.port, explain_count, explain_count, rounds, seed=70_000, explain=True
+    )
+    streamed_sequential, streamed_concurrent = await streamed_sequential_vs_concurrent(
+        ours.port, explain_count, rounds, seed=90_000
+    )
     return {
         "sequential_per_s": sequential,
         "concurrent_per_s": concurrent,
@@ -496,7 +520,9 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts, no cache-off pass: a smoke run"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-batching", action="store_true", help="no model (saves ~10 s)")
     args = parser.parse_args(argv)
@@ -521,8 +547,10 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "python": platform.python_version(),
             "quick": args.quick,
         }
-        no_cache = {**env, "FAKESCOPE_CACHE_TTL_S": "0"}
-        for label, run_env, suffix in (("", env, ""), (" [cache off]", no_cache, "_no_cache")):
+        passes = [("", env, "")]
+        if not args.quick:  # the smoke run skips the second pass: the same code, cache off
+            passes.append((" [cache off]", {**env, "FAKESCOPE_CACHE_TTL_S": "0"}, "_no_cache"))
+        for label, run_env, suffix in passes:
             got = await bench_cached_get(run_env, seconds, rounds)
             figures.update({k + suffix: v for k, v in got.items()})
             print(
@@ -538,7 +566,20 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"p99 {got['lookup_p99_ms']:.2f} ms over {samples} requests (target p99 <= 20 ms)"
             )
         if not args.skip_batching:
-            figures.update(await bench_batching(env, count, concurrency, rounds, explain_count))
+            tiny_checkpoint(env)
+            servers = await start_servers(
+                start_model_server(env, concurrency), *joining_servers(env)
+            )
+            try:
+                batching, joining, waiting = servers
+                figures.update(
+                    await bench_batching(batching, count, concurrency, rounds, explain_count)
+                )
+                batching.stop()
+                figures.update(await bench_joining(joining, waiting, rounds * 3))
+            finally:
+                for server in servers:
+                    server.stop()
             print(
                 f"tiny checkpoint on CPU, uncached analyses (median of {rounds}): one at a time "
                 f"{figures['sequential_per_s']:.1f}/s; {concurrency} in flight "
@@ -557,7 +598,6 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{explain_count} in flight {figures['streamed_concurrent_per_s']:.2f}/s; "
                 f"streamed batching gain {figures['streamed_batching_gain']:.2f}x"
             )
-            figures.update(await bench_joining(env, rounds * 3, JOIN_TOKENS))
             print(
                 f"tiny checkpoint on CPU, graph decoder, time to first token of a stream sent "
                 f"while a {JOIN_TOKENS}-token answer decodes (median of {rounds * 3}): "

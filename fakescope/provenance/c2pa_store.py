@@ -141,8 +141,8 @@ def _ingredient(
     generator, source_types = "", list[str]()
     if isinstance(ref, str) and isinstance(manifest, dict):
         if ref not in declared:
-            codes = dict.fromkeys(source_code(a["digitalSourceType"]) for a in actions(manifest))
-            declared[ref] = (clip(claim_generator(manifest)), [c for c in codes if c])
+            types = dict.fromkeys(source_code(a["digitalSourceType"]) for a in actions(manifest))
+            declared[ref] = (clip(claim_generator(manifest)), [t for t in types if t])
         generator, source_types = declared[ref]
     # What the editor's SDK found when it added the ingredient (signed into the editor's
     # claim), then what the reader found now about the ingredient's manifest bytes.

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 from cli_runs import run_main
+from PIL import Image
+
+from fakescope.loading import load_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,9 +91,10 @@ def test_analyze_with_the_tiny_model_scores_and_explains_and_says_it_is_untraine
 
 
 def test_ask_answers_an_aspect_question(
-    sample_paths: dict[str, Path], tiny_model_dir: Path
+    sample_paths: dict[str, Path], tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli(
+    status, out, err = run_main(
+        capsys,
         "ask",
         str(sample_paths["comfyui"]),
         "--model",
@@ -100,8 +104,8 @@ def test_ask_answers_an_aspect_question(
         "--max-new-tokens",
         "8",
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.endswith("\n")
+    assert status == 0, err
+    assert out.endswith("\n")
 
 
 def test_ask_rejects_an_unknown_aspect(sample_paths: dict[str, Path], tiny_model_dir: Path) -> None:
@@ -112,11 +116,16 @@ def test_ask_rejects_an_unknown_aspect(sample_paths: dict[str, Path], tiny_model
     assert "vibes" in result.stderr
 
 
-def test_tiny_model_command_writes_a_loadable_checkpoint(tmp_path: Path) -> None:
-    result = run_cli("tiny-model", str(tmp_path / "tiny"))
-    assert result.returncode == 0, result.stderr
+def test_tiny_model_command_writes_a_loadable_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _out, err = run_main(capsys, "tiny-model", str(tmp_path / "tiny"))
+    assert status == 0, err
     assert (tmp_path / "tiny" / "config.json").is_file()
     assert sum(f.stat().st_size for f in (tmp_path / "tiny").iterdir()) < 3_000_000
+    model = load_model(str(tmp_path / "tiny"), device="cpu", progress=False)
+    (p_fake,) = model.score([Image.new("RGB", (40, 30), (120, 60, 200))])
+    assert 0.0 <= p_fake <= 1.0
 
 
 # User errors: one line on stderr, no traceback, a usage exit status
@@ -239,9 +248,11 @@ def test_unwritable_eval_output_is_a_one_line_error(
 
 
 def test_human_readable_analysis_says_when_the_model_is_untrained(
-    sample_paths: dict[str, Path], tiny_model_dir: Path
+    sample_paths: dict[str, Path], tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli("analyze", str(sample_paths["camera"]), "--model", str(tiny_model_dir))
-    assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
+    status, out, err = run_main(
+        capsys, "analyze", str(sample_paths["camera"]), "--model", str(tiny_model_dir)
+    )
+    assert status == 0, err
+    first = out.splitlines()[0]
     assert "decided by model" in first and "untrained" in first

@@ -43,15 +43,16 @@ def extension_id() -> str:
 
 
 class ServerProcess(LiveServer):
-    """`fakescope serve` with the tiny model and its own SQLite file, on a free loopback port."""
+    """`fakescope serve` with the tiny model (or none: provenance only) and its own SQLite
+    file, on a free loopback port."""
 
-    def __init__(self, data_dir: Path, model_dir: Path) -> None:
+    def __init__(self, data_dir: Path, model_dir: Path | None) -> None:
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             "FAKESCOPE_DATA_DIR": str(data_dir),
             "FAKESCOPE_DATABASE_URL": f"sqlite+aiosqlite:///{self.database_path}",
-            "FAKESCOPE_MODEL": str(model_dir),
+            "FAKESCOPE_MODEL": str(model_dir) if model_dir else "",
             "FAKESCOPE_QUANTIZATION": "none",
             "FAKESCOPE_DEVICE": "cpu",
             "FAKESCOPE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -107,7 +108,7 @@ class ServerProcess(LiveServer):
             ).fetchall()
 
 
-def start_server(tmp_dir: Path, model_dir: Path) -> ServerProcess:
+def start_server(tmp_dir: Path, model_dir: Path | None) -> ServerProcess:
     server = ServerProcess(data_dir=tmp_dir, model_dir=model_dir)
     server.migrate()
     server.start(ready_within_s=120)
@@ -389,12 +390,13 @@ def admin_token() -> str:
 
 
 @pytest.fixture
-def server_factory(tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[[], ServerProcess]]:
-    """Starts extra servers of the test's own (stopped at the end of the test)."""
+def server_factory(tmp_path: Path) -> Iterator[Callable[[], ServerProcess]]:
+    """Starts extra servers of the test's own (stopped at the end of the test). They run
+    provenance only: no model to load, so they are up in a few seconds."""
     started: list[ServerProcess] = []
 
     def start() -> ServerProcess:
-        server = start_server(tmp_path / f"server-{len(started)}", tiny_model_dir)
+        server = start_server(tmp_path / f"server-{len(started)}", None)
         started.append(server)
         return server
 

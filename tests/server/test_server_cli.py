@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -64,9 +65,12 @@ def test_a_database_that_cannot_be_used_ends_every_server_command_with_one_line(
     }
     commands = [("db", "upgrade"), ("db", "current"), ("jobs",), ("admin", "list-tokens")]
     commands.append(("serve", "--port", str(free_port())))
-    for url, said in cases.items():
-        for command in commands:
-            result = fakescope(*command, env={"FAKESCOPE_DATABASE_URL": url})
+    runs = [(url, said, command) for url, said in cases.items() for command in commands]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # ten commands, each mostly imports
+        results = pool.map(
+            lambda run: fakescope(*run[2], env={"FAKESCOPE_DATABASE_URL": run[0]}), runs
+        )
+        for (url, said, command), result in zip(runs, results, strict=True):
             where = f"{' '.join(command)} on {url}"
             assert result.returncode == 2, (where, result.stderr[-2000:])
             assert "Traceback" not in result.stderr, where
