@@ -28,7 +28,13 @@ fi
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy
+# The suite runs in parallel processes (pytest-xdist), one per core up to four, each test
+# file in one process (module fixtures such as the compiled model are built once).
+# FAKESCOPE_TEST_WORKERS sets the number; `-n 0` among the arguments runs it serially.
+workers="${FAKESCOPE_TEST_WORKERS:-$(nproc)}"
+[ "$workers" -le 4 ] || workers=4
+echo "== pytest ($workers processes)"
 # Temporary files in the checkout: pytest keeps only its last three temporary folders in
 # /tmp, so a second test session on the same machine would delete this one's (the tiny
 # checkpoint every model test shares among them).
-echo "== pytest"; python -m pytest -m "not gpu" --basetemp="$PWD/.pytest-tmp" "$@"
+python -m pytest -m "not gpu" --basetemp="$PWD/.pytest-tmp" -n "$workers" --dist loadfile "$@"
