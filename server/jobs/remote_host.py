@@ -11,7 +11,10 @@ An API process also expires jobs as workers do (lapsed leases, jobs queued too l
 a dead worker's jobs and stale image bytes do not wait for a live worker to be cleaned
 up. When no worker has been live for a lease (`FAKESCOPE_JOB_LEASE_S`: time for one
 that restarts to come back), the requests still waiting get 503 `no-workers` at once
-instead of waiting out their timeout; their jobs stay queued for a later worker.
+instead of waiting out their timeout; their jobs stay queued for a later worker. The same
+holds per model: jobs are keyed by the model that must run them, so during a rolling
+upgrade, requests waiting for a model whose last worker left get 503 `no-workers` a lease
+later although workers of another model are live.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class _Waiting:
     def __init__(self) -> None:
         self.futures: dict[int, list[asyncio.Future[JobOutcome]]] = {}
         self.streams: dict[int, list[RemoteStream]] = {}
+        self.models: dict[int, str] = {}  # job id -> the model key a worker must serve
 
     @property
     def depth(self) -> int:
@@ -109,17 +113,31 @@ class _Waiting:
     def __bool__(self) -> bool:
         return bool(self.futures or self.streams)
 
-    def add_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
+    def add_future(self, job_id: int, model_key: str, future: asyncio.Future[JobOutcome]) -> None:
         self.futures.setdefault(job_id, []).append(future)
+        self.models[job_id] = model_key
 
-    def add_stream(self, stream: RemoteStream) -> None:
+    def add_stream(self, stream: RemoteStream, model_key: str) -> None:
         self.streams.setdefault(stream.job_id, []).append(stream)
+        self.models[stream.job_id] = model_key
 
     def remove_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
         _remove(self.futures, job_id, future)
+        self._forget_model(job_id)
 
     def remove_stream(self, stream: RemoteStream) -> None:
         _remove(self.streams, stream.job_id, stream)
+        self._forget_model(stream.job_id)
+
+    def drop(self, job_id: int) -> None:
+        """Forget a job's waiters (they were answered otherwise)."""
+        self.futures.pop(job_id, None)
+        self.streams.pop(job_id, None)
+        self.models.pop(job_id, None)
+
+    def _forget_model(self, job_id: int) -> None:
+        if job_id not in self.futures and job_id not in self.streams:
+            self.models.pop(job_id, None)
 
 
 def _remove(waiting: dict[int, list[Any]], job_id: int, waiter: object) -> None:
@@ -156,6 +174,8 @@ class RemoteHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._refreshed = asyncio.Event()
         self._no_workers_since: float | None = None  # loop time the last worker went
+        # Loop time since which no live worker serves a model that requests wait for.
+        self._unserved_since: dict[str, float] = {}
         self._expiry_failing = False
 
     @property
@@ -217,13 +237,17 @@ class RemoteHost:
         """Read the live workers; the model they serve becomes this process's identity."""
         live = await registry.live_workers(self.db, self.settings.job_lease_s)
         self.live_workers = live
+        now = asyncio.get_running_loop().time()
+        served = {worker.identity.model_key for worker in live}
+        waited_for = set(self.queue.models.values()) - served
+        self._unserved_since = {key: self._unserved_since.get(key, now) for key in waited_for}
         if live:
             self._no_workers_since = None
             # Several models at once (a rolling upgrade): serve the newest worker's.
             chosen: tuple[Identity, dict[str, Any]] | None = (live[0].identity, live[0].model)
         else:
             if self._no_workers_since is None:
-                self._no_workers_since = asyncio.get_running_loop().time()
+                self._no_workers_since = now
             chosen = await registry.newest_identity(self.db)
         if chosen is not None:
             identity, described = chosen
@@ -244,39 +268,53 @@ class RemoteHost:
             await asyncio.sleep(REFRESH_S if self.live_workers else REFRESH_NO_WORKERS_S)
 
     def _give_up_without_workers(self) -> None:
-        """503 `no-workers` for the requests still waiting once no worker has been live for
-        a lease (one restarting may come back within it). Their jobs stay queued: a worker
-        that starts later still runs them, and the results are cached."""
-        since = self._no_workers_since
-        if since is None or not self.queue:
+        """503 `no-workers` for the requests still waiting once no worker (or none serving
+        the model their job needs) has been live for a lease (one restarting may come back
+        within it). Their jobs stay queued: a worker that starts later still runs them, and
+        the results are cached."""
+        if not self.queue:
             return
-        gone_s = asyncio.get_running_loop().time() - since
-        if gone_s < self.settings.job_lease_s:
+        now = asyncio.get_running_loop().time()
+        lease_s = self.settings.job_lease_s
+        gone: dict[int, float] = {}  # job id -> seconds without a worker for it
+        for job_id in {*self.queue.futures, *self.queue.streams}:
+            if self.live_workers:
+                since = self._unserved_since.get(self.queue.models.get(job_id, ""))
+            else:
+                since = self._no_workers_since
+            if since is not None and now - since >= lease_s:
+                gone[job_id] = now - since
+        if not gone:
             return
 
-        def problem() -> ProblemError:
-            return service_unavailable(
-                f"no GPU worker has been running for {gone_s:.0f} s; the job stays queued "
-                "and a worker that starts later does it (FAKESCOPE_ROLE=worker)",
-                RETRY_AFTER_NO_WORKERS_S,
-                "no-workers",
-            )
+        def problem(job_id: int) -> ProblemError:
+            if self.live_workers:
+                detail = (
+                    f"no GPU worker serving this job's model ({self.queue.models[job_id]}) "
+                    f"has been running for {gone[job_id]:.0f} s; the job stays queued and a "
+                    "worker with that model that starts later does it"
+                )
+            else:
+                detail = (
+                    f"no GPU worker has been running for {gone[job_id]:.0f} s; the job stays "
+                    "queued and a worker that starts later does it (FAKESCOPE_ROLE=worker)"
+                )
+            return service_unavailable(detail, RETRY_AFTER_NO_WORKERS_S, "no-workers")
 
-        waiting = self.queue.depth
-        for futures in self.queue.futures.values():
-            for future in futures:
+        waiting = 0
+        for job_id in gone:
+            for future in self.queue.futures.get(job_id, []):
                 if not future.done():
-                    future.set_exception(problem())
-        for streams in self.queue.streams.values():
-            for stream in streams:
-                stream.abandon(problem())
-        self.queue.futures.clear()
-        self.queue.streams.clear()
+                    future.set_exception(problem(job_id))
+                    waiting += 1
+            for stream in self.queue.streams.get(job_id, []):
+                stream.abandon(problem(job_id))
+                waiting += 1
+            self.queue.drop(job_id)
         log.warning(
-            "no GPU worker for %.0f s: %d waiting requests answered 503 no-workers "
-            "(their jobs stay queued)",
-            gone_s,
+            "%d waiting requests answered 503 no-workers: %s (their jobs stay queued)",
             waiting,
+            "no GPU worker is live" if not self.live_workers else "their model's workers left",
         )
 
     async def _expire_forever(self) -> None:
@@ -304,6 +342,7 @@ class RemoteHost:
         self,
         kind: str,
         sha256: str,
+        identity: Identity,
         image: bytes | None,
         explain: bool,
         question: dict[str, Any] | None,
@@ -314,7 +353,7 @@ class RemoteHost:
             return await self.jobs.enqueue(
                 kind,
                 sha256,
-                self.identity,
+                identity,
                 image=image,
                 explain=explain,
                 question=question,
@@ -345,10 +384,11 @@ class RemoteHost:
         cached when a worker gets to it. Raises 503 `no-workers` when the workers are
         gone (see `_give_up_without_workers`).
         """
-        job_id = await self._enqueue(kind, sha256, image, explain, question)
+        identity = self.identity
+        job_id = await self._enqueue(kind, sha256, identity, image, explain, question)
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        self.queue.add_future(job_id, future)
+        self.queue.add_future(job_id, identity.model_key, future)
         self.wakeups.poke()
         try:
             return await asyncio.shield(future)
@@ -358,9 +398,10 @@ class RemoteHost:
     async def stream(self, kind: str, sha256: str, *, question: dict[str, Any]) -> RemoteStream:
         """Queue a streamed job; its text arrives as the worker records it. `forget` it
         when done (a client that leaves early leaves the job to finish and be cached)."""
-        job_id = await self._enqueue(kind, sha256, None, False, question)
+        identity = self.identity
+        job_id = await self._enqueue(kind, sha256, identity, None, False, question)
         stream = RemoteStream(job_id)
-        self.queue.add_stream(stream)
+        self.queue.add_stream(stream, identity.model_key)
         self.wakeups.poke()
         return stream
 

@@ -564,6 +564,43 @@ async def test_waiting_requests_get_no_workers_once_the_last_worker_is_gone(api,
         await store.db.dispose()
 
 
+async def test_requests_for_a_model_no_live_worker_serves_get_no_workers(api, settings) -> None:
+    # A rolling upgrade: the old model's last worker leaves while a new model's runs. The
+    # jobs waiting for the old model cannot be claimed by the new one's worker, so their
+    # requests get 503 `no-workers` a lease later, not after the 120 s request timeout.
+    from server.db.analyses import Identity
+    from server.jobs import registry
+
+    store, identity, _sha = await _fake_worker(settings, api)
+    host = api.app.state.model_host
+    try:
+        analysing = asyncio.create_task(api.post("/v1/analyze", **upload(unique_png())))
+        await until(lambda: host.queue.depth == 1)
+        newer = Identity(model_key="newer@-:none", prompt_version=identity.prompt_version)
+        await registry.register(store.db, "newer", newer, {"id": "newer"}, 4)
+        await run_sql(
+            settings.database_url,
+            "UPDATE workers SET heartbeat_at = :t WHERE id = 'newer'",
+            t=utcnow() + timedelta(hours=1),
+        )
+        await run_sql(
+            settings.database_url,
+            "UPDATE workers SET stopped_at = :t WHERE id = 'fake'",
+            t=utcnow(),
+        )
+        async with asyncio.timeout(20):
+            refused = await analysing
+        body = problem(refused)
+        assert body["status"] == 503 and body["type"].endswith("no-workers")
+        assert "fake@-:none" in body["detail"]
+        assert host.has_workers and host.identity.model_key == "newer@-:none"
+        assert host.queue.depth == 0 and not host.queue.models
+        rows = await run_sql(settings.database_url, "SELECT model_key, state FROM jobs")
+        assert rows == [("fake@-:none", "queued")]  # a worker of that model still runs it
+    finally:
+        await store.db.dispose()
+
+
 async def test_an_api_process_expires_jobs_while_no_worker_runs(api, settings) -> None:
     # A dead worker's job goes back to the queue, and one queued for over an hour fails
     # and drops its bytes, without waiting for a live worker to notice.
