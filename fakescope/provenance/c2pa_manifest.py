@@ -158,12 +158,7 @@ def _manifest_findings(store: dict[str, Any], state: str) -> list[Evidence]:
 def _generative(details: dict[str, Any], valid: bool, claim_verified: bool) -> Evidence:
     codes = ", ".join(dict.fromkeys(details["digital_source_types"]))
     who = details["claim_generator"] or "unknown software"
-    if valid:
-        strength, how = Strength.DECISIVE, f"signed and valid ({details['trust']})"
-    elif claim_verified:
-        strength, how = Strength.STRONG, "signature valid but the file changed after signing"
-    else:
-        strength, how = Strength.WEAK, "manifest failed validation"
+    strength, how = _generative_strength(details, valid, claim_verified)
     return Evidence(
         kind="c2pa_generative",
         indicates=Indication.FAKE,
@@ -172,6 +167,19 @@ def _generative(details: dict[str, Any], valid: bool, claim_verified: bool) -> E
         source="c2pa",
         details=details,
     )
+
+
+def _generative_strength(
+    details: dict[str, Any], valid: bool, claim_verified: bool, ingredient_failed: bool = False
+) -> tuple[Strength, str]:
+    """How much a generative claim weighs (module docstring), and why, in words."""
+    if valid and not ingredient_failed:
+        return Strength.DECISIVE, f"signed and valid ({details['trust']})"
+    if valid:
+        return Strength.STRONG, "an ingredient manifest failed validation"
+    if claim_verified:
+        return Strength.STRONG, "signature valid but the file changed after signing"
+    return Strength.WEAK, "manifest failed validation"
 
 
 _MADE_WITH = {
@@ -190,14 +198,7 @@ def _generative_ingredient(
     title = clip(ingredient.title, 50) or "untitled"
     where = f" (depth {ingredient.depth})" if ingredient.depth > 1 else ""
     who = clip(ingredient.claim_generator or "unknown software", 50)
-    if valid and not ingredient.chain_failed:
-        strength, how = Strength.DECISIVE, f"signed and valid ({details['trust']})"
-    elif valid:
-        strength, how = Strength.STRONG, "an ingredient manifest failed validation"
-    elif claim_verified:
-        strength, how = Strength.STRONG, "signature valid but the file changed after signing"
-    else:
-        strength, how = Strength.WEAK, "manifest failed validation"
+    strength, how = _generative_strength(details, valid, claim_verified, ingredient.chain_failed)
     return Evidence(
         kind="c2pa_generative",
         indicates=Indication.FAKE,
