@@ -566,7 +566,6 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"p99 {got['lookup_p99_ms']:.2f} ms over {samples} requests (target p99 <= 20 ms)"
             )
         if not args.skip_batching:
-            tiny_checkpoint(env)
             servers = await start_servers(
                 start_model_server(env, concurrency), *joining_servers(env)
             )

@@ -81,7 +81,9 @@ def actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
                     "softwareAgent": clip(str(agent or "")),
                 }
             )
-    return found[:MAX_ACTIONS]
+            if len(found) == MAX_ACTIONS:
+                return found
+    return found
 
 
 def failure_codes(store: dict[str, Any]) -> list[str]:
