@@ -1,13 +1,18 @@
 /**
  * FakeScope overlay: shows one image's verdict next to it, inside a Shadow DOM.
  *
- * A classic (non-module) content script, self-contained on purpose: content
+ * Classic (non-module) content scripts, with no imports on purpose: content
  * scripts cannot be ES modules, and importing lib/ modules dynamically would
  * mean listing them as web_accessible_resources, which lets any page detect the
  * extension. Instead the service worker sends a ready-made view (lib/verdict.js
- * describeAnalysis) and this script only renders it and relays the user's
+ * describeAnalysis) and the overlay only renders it and relays the user's
  * actions back. Injected on demand (right-click, with content/page-image.js) or
  * with content/feed.js on the sites where feed mode is on.
+ *
+ * Three files, injected in this order (worker/content-scripts.js): content/overlay-dom.js
+ * (styles, h(), ids), content/overlay-forms.js (ask and report), then this one, the panel
+ * itself. The first two leave their parts on `globalThis` (the extension's isolated world);
+ * this one leaves `globalThis.__fakescope` for content/feed.js. Each runs once per frame.
  *
  * Isolation: the host element sits in the top layer (popover) with its own
  * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
@@ -15,85 +20,9 @@
  * document coordinates, so it never changes the page's layout or scrolling.
  */
 (() => {
-  if (globalThis.__fakescope) return;
-
-  const STYLE = `
-    :host { all: initial !important; display: block !important; position: absolute !important;
-      inset: 0 auto auto 0 !important; width: 0 !important; height: 0 !important; margin: 0 !important;
-      padding: 0 !important; border: 0 !important; overflow: visible !important; background: none !important;
-      z-index: 2147483647 !important; visibility: visible !important; opacity: 1 !important;
-      pointer-events: none !important; transform: none !important; filter: none !important; }
-    .panel { pointer-events: auto; position: absolute; box-sizing: border-box; width: min(380px, calc(100vw - 16px));
-      max-height: min(80vh, 640px); overflow: auto; overscroll-behavior: contain; background: #fff; color: #1a1a1a;
-      border: 1px solid #5a5a5a; border-radius: 10px; box-shadow: 0 6px 28px rgba(0,0,0,.35);
-      font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-align: left;
-      letter-spacing: normal; text-transform: none; direction: ltr; }
-    .panel:focus { outline: 3px solid #1a56c4; outline-offset: 2px; }
-    * { box-sizing: border-box; }
-    header { display: flex; align-items: center; justify-content: space-between; gap: 8px; padding: 10px 12px;
-      border-bottom: 1px solid #ddd; background: #f3f5f9; border-radius: 10px 10px 0 0; }
-    h2 { margin: 0; font-size: 15px; font-weight: 700; color: #18386e; }
-    h3 { margin: 14px 0 6px; font-size: 13px; font-weight: 700; color: #333; text-transform: uppercase; letter-spacing: .03em; }
-    .body { padding: 12px; }
-    button, select, input, textarea { font: inherit; color: #1a1a1a; }
-    button { cursor: pointer; border: 1px solid #18386e; background: #18386e; color: #fff; border-radius: 6px; padding: 5px 10px; }
-    button.secondary { background: #fff; color: #18386e; }
-    button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, summary:focus-visible {
-      outline: 3px solid #1a56c4; outline-offset: 2px; }
-    button:disabled { opacity: .6; cursor: default; }
-    .close { background: transparent; color: #333; border: 1px solid transparent; font-size: 20px; line-height: 1; padding: 2px 8px; }
-    .close:hover { border-color: #999; }
-    .verdict { margin: 0 0 8px; font-size: 20px; font-weight: 800; }
-    .tone-fake { color: #a4001d; } .tone-real { color: #17602a; } .tone-uncertain { color: #6b4700; }
-    .gauge { margin: 4px 0 8px; }
-    .bar { position: relative; height: 12px; border-radius: 6px; border: 1px solid #777;
-      background: linear-gradient(90deg, #d9efdc 0 40%, #f6ecd2 40% 60%, #f6d6da 60% 100%); }
-    .fill { position: absolute; top: -4px; width: 4px; height: 18px; margin-left: -2px; background: #1a1a1a; border-radius: 2px; }
-    .scale { display: flex; justify-content: space-between; font-size: 11px; color: #555; }
-    .muted { color: #555; }
-    .warning { margin: 8px 0; padding: 8px; border-left: 4px solid #a86b00; background: #fff4dc; color: #4a3200; }
-    .error-title { margin: 0 0 6px; font-size: 17px; font-weight: 800; color: #a4001d; }
-    ul { margin: 0; padding-left: 18px; }
-    li { margin: 3px 0; }
-    .tag { display: inline-block; font-size: 11px; color: #444; border: 1px solid #bbb; border-radius: 4px; padding: 0 4px; margin-left: 4px; }
-    .row { display: flex; gap: 6px; align-items: center; margin: 6px 0; }
-    .row > select, .row > input { flex: 1; min-width: 0; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
-    label { font-size: 13px; color: #333; }
-    textarea { width: 100%; min-height: 56px; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
-    .explanation { max-height: 12em; overflow: auto; overscroll-behavior: contain; white-space: pre-wrap; }
-    .answer { white-space: pre-wrap; margin-top: 6px; padding: 8px; background: #f6f7f9; border-radius: 6px; min-height: 1.5em; }
-    .answer:empty { display: none; }
-    fieldset { border: 1px solid #ccc; border-radius: 6px; margin: 6px 0; padding: 6px 8px; }
-    legend { font-size: 13px; padding: 0 4px; }
-    .spinner { display: inline-block; width: 14px; height: 14px; border: 2px solid #18386e; border-right-color: transparent;
-      border-radius: 50%; animation: spin .8s linear infinite; vertical-align: -2px; margin-right: 6px; }
-    @keyframes spin { to { transform: rotate(360deg); } }
-    @media (prefers-reduced-motion: reduce) { .spinner { animation: none; } }
-    .status { margin-top: 6px; font-size: 13px; }
-    .hint-title { margin: 0 0 8px; font-size: 17px; font-weight: 800; }
-    .hint-note { margin: 8px 0; padding: 8px; border-left: 4px solid #18386e; background: #eef2fa; color: #1a1a1a; }
-    .sr-only { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
-      clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
-  `;
-
-  /** Creates an element; strings become text nodes (never HTML: server text is untrusted). */
-  function h(tag, attrs = {}, ...children) {
-    const el = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs)) {
-      if (value === false || value === null || value === undefined) continue;
-      if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
-      else if (name === 'className') el.className = value;
-      else el.setAttribute(name, value === true ? '' : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      el.append(typeof child === 'string' ? document.createTextNode(child) : child);
-    }
-    return el;
-  }
-
-  let idCounter = 0;
-  const uid = (prefix) => `fs-${prefix}-${(idCounter += 1)}`;
+  if (globalThis.__fakescope || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopeOverlayForms) return;
+  const { STYLE, h, uid } = globalThis.__fakescopeOverlayDom;
+  const { askSection, reportSection } = globalThis.__fakescopeOverlayForms;
 
   /** The <img> elements showing this URL, best candidate (largest visible) first. */
   function findImages(srcUrl) {
@@ -347,132 +276,9 @@
           : h('p', { className: 'muted' }, 'No provenance metadata (C2PA, IPTC, generator tags, camera EXIF) was found in the file.'),
         h('p', { className: 'muted model' }, view.model ? `Model: ${view.model}` : 'No model ran on this server.',
           cached ? ' · from this browser’s recent checks' : ''),
-        this.askSection(aspects),
-        this.reportSection(),
+        askSection(this, aspects),
+        reportSection(this),
       );
-    }
-
-    askSection(aspects) {
-      const aspectId = uid('aspect');
-      const questionId = uid('question');
-      const answer = h('div', { className: 'answer', 'aria-live': 'polite' });
-      const status = h('p', { className: 'status muted', role: 'status' });
-      const select = h('select', { id: aspectId }, (aspects ?? []).map((a) => h('option', { value: a.name }, a.label)));
-      const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
-      const buttons = [];
-      // Questions and reports go to the server under the user's token: only the user's own
-      // clicks and keys send them, not a page script's (the shadow root is open).
-      const ask = (request, event) => {
-        if (event.isTrusted) this.ask(request, answer, status, buttons);
-      };
-      // Two buttons read "Ask": their accessible names say which question each sends.
-      const aspectButton = h('button', { type: 'button', 'aria-label': 'Ask about the aspect', onclick: (event) => ask({ aspect: select.value }, event) }, 'Ask');
-      const questionButton = h('button', { type: 'button', 'aria-label': 'Ask your question', onclick: (event) => ask({ question: input.value }, event) }, 'Ask');
-      buttons.push(aspectButton, questionButton);
-      input.addEventListener('keydown', (event) => {
-        if (event.key === 'Enter') ask({ question: input.value }, event);
-      });
-      return h('section', { 'aria-label': 'Ask about this image' },
-        h('h3', {}, 'Ask about this image'),
-        h('label', { for: aspectId }, 'An aspect'),
-        h('div', { className: 'row' }, select, aspectButton),
-        h('label', { for: questionId }, 'Or your own question'),
-        h('div', { className: 'row' }, input, questionButton),
-        status, answer);
-    }
-
-    /** Streams the answer from the service worker (which reads the server's SSE) into the panel. */
-    ask(request, answer, status, buttons) {
-      this.askPort?.disconnect();
-      answer.textContent = '';
-      status.textContent = 'Waiting for the answer…';
-      buttons.forEach((b) => { b.disabled = true; });
-      const port = chrome.runtime.connect({ name: 'fakescope-ask' });
-      this.askPort = port;
-      const finish = (text) => {
-        status.textContent = text;
-        buttons.forEach((b) => { b.disabled = false; });
-        if (this.askPort === port) {
-          port.disconnect();
-          this.askPort = null;
-        }
-      };
-      port.onMessage.addListener((message) => {
-        if (message.type === 'text') {
-          status.textContent = 'Answering…';
-          answer.append(message.text);
-        } else if (message.type === 'done') {
-          if (!answer.textContent && message.answer) answer.textContent = message.answer;
-          finish('Answer complete.');
-        } else if (message.type === 'error') {
-          const f = message.failure ?? {};
-          finish(`${f.title ?? 'Failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim());
-        }
-      });
-      port.onDisconnect.addListener(() => {
-        if (this.askPort === port) finish('The connection to FakeScope closed.');
-      });
-      port.postMessage({ sha256: this.view.sha256, ...request });
-    }
-
-    reportSection() {
-      const formId = uid('report');
-      const reasonId = uid('reason');
-      const status = h('p', { className: 'status report-status', role: 'status' });
-      const choices = [['fake', 'AI-generated'], ['real', 'Authentic'], ['uncertain', 'Not sure']]
-        .filter(([value]) => value !== this.view.label);
-      const radios = choices.map(([value, text], i) =>
-        h('label', { className: 'row' }, h('input', { type: 'radio', name: formId, value, checked: i === 0 }), text));
-      const reason = h('textarea', { id: reasonId, maxlength: '2000', 'aria-required': 'true' });
-      const submit = h('button', { type: 'submit' }, 'Send report');
-      const form = h('form', { id: formId, hidden: true },
-        h('fieldset', {}, h('legend', {}, 'What should the verdict be?'), radios),
-        h('label', { for: reasonId }, 'Why is the verdict wrong?'),
-        reason,
-        h('div', { className: 'row' }, submit));
-      const toggle = h('button', { type: 'button', className: 'secondary', 'aria-expanded': 'false', 'aria-controls': formId }, 'Report a wrong verdict');
-      toggle.addEventListener('click', () => {
-        form.hidden = !form.hidden;
-        toggle.setAttribute('aria-expanded', String(!form.hidden));
-        if (!form.hidden) reason.focus();
-      });
-      // A report goes out under the user's token: only a submission the user made counts.
-      // A submit event cannot tell (requestSubmit() fires a trusted one), so the button's
-      // click, which every user path goes through (Enter too), is what is checked.
-      let byUser = false;
-      submit.addEventListener('click', (event) => {
-        byUser = event.isTrusted;
-      });
-      form.addEventListener('submit', async (event) => {
-        event.preventDefault();
-        const submittedByUser = byUser;
-        byUser = false;
-        if (!submittedByUser) return;
-        if (!reason.value.trim()) {
-          status.textContent = 'Please say why the verdict is wrong.';
-          reason.setAttribute('aria-invalid', 'true');
-          reason.focus();
-          return;
-        }
-        reason.removeAttribute('aria-invalid');
-        submit.disabled = true;
-        status.textContent = 'Sending…';
-        const suggestedLabel = form.querySelector('input[type=radio]:checked')?.value ?? null;
-        const reply = await chrome.runtime.sendMessage({
-          type: 'fakescope:report', sha256: this.view.sha256, reason: reason.value, suggestedLabel,
-        }).catch((error) => ({ ok: false, failure: { title: 'FakeScope is unavailable', message: String(error.message ?? error) } }));
-        submit.disabled = false;
-        if (reply?.ok) {
-          form.hidden = true;
-          toggle.hidden = true;
-          status.textContent = 'Thank you: the image was sent to human review.';
-          this.panel.focus({ preventScroll: true }); // the focused button was hidden
-        } else {
-          const f = reply?.failure ?? {};
-          status.textContent = `${f.title ?? 'The report failed'}: ${f.message ?? ''} ${f.guidance ?? ''}`.trim();
-        }
-      });
-      return h('section', { 'aria-label': 'Report a wrong verdict' }, h('h3', {}, 'Wrong verdict?'), toggle, form, status);
     }
   }
 

@@ -1,0 +1,145 @@
+/**
+ * The check of one image, as the user asks for it (the context menu, the panel's
+ * **Try again**, a feed hint's **Check this image**): inject the overlay, show it loading,
+ * read the image (worker/image-bytes.js), POST /v1/analyze unless the session cache has the
+ * verdict, show describeAnalysis(...) in the overlay, remember it in the recent checks.
+ */
+
+import { ASPECTS } from '../lib/aspects.js';
+import { CHECK_SCRIPTS } from './content-scripts.js';
+import { sha256Hex, isSha256Hex } from '../lib/hash.js';
+import { readImage } from './image-bytes.js';
+import { whileKeepingAlive } from './keep-alive.js';
+import { ApiError, describeFailure } from '../lib/problem.js';
+import { recentChecks } from '../lib/recent.js';
+import { clientFor, currentSettings } from './server-client.js';
+import { analyses, cacheKey, imageHashes, rememberable } from './session-caches.js';
+import { describeAnalysis, shortVerdict } from '../lib/verdict.js';
+
+/** The context menu item's id ("Check with FakeScope", on images). */
+export const MENU_ID = 'fakescope-check';
+
+/**
+ * Handles "Check with FakeScope" on an image. Exposed on `self` so browser
+ * tests can call it (the native context menu cannot be clicked by automation).
+ * Resolves to what happened, for tests and logs; the user sees the overlay.
+ */
+export async function handleMenuClick(info, tab) {
+  if (info?.menuItemId !== MENU_ID || !info.srcUrl || tab?.id === undefined) {
+    return { ok: false, reason: 'not an image check' };
+  }
+  // documentUrl: the frame the image is in, whose address the browser sent as Referer.
+  const target = { tabId: tab.id, frameId: info.frameId ?? 0, documentUrl: info.frameUrl ?? info.pageUrl ?? tab.url };
+  try {
+    await injectOverlay(target);
+  } catch (error) {
+    // Browser pages, the web store and some viewers refuse scripts: say so on the toolbar icon.
+    const failure = {
+      title: 'FakeScope cannot show results on this page',
+      message: String(error?.message ?? error),
+      guidance: 'Open the image in its own tab and check it there.',
+    };
+    await flagOnToolbar(tab.id, failure);
+    return { ok: false, failure };
+  }
+  return checkAndShow(info.srcUrl, target, tab.url ?? info.pageUrl ?? null);
+}
+
+async function flagOnToolbar(tabId, failure) {
+  try {
+    await chrome.action.setBadgeBackgroundColor({ tabId, color: '#a4001d' });
+    await chrome.action.setBadgeText({ tabId, text: '!' });
+    await chrome.action.setTitle({ tabId, title: `FakeScope: ${failure.title}. ${failure.guidance}` });
+  } catch {
+    // The tab was closed meanwhile: nobody to tell.
+  }
+}
+
+/** Checks the image and shows each state in the overlay already in the tab; resolves to the outcome. */
+export async function checkAndShow(srcUrl, target, pageUrl) {
+  await showInTab(target, { state: 'loading', srcUrl });
+  let outcome;
+  let shown;
+  try {
+    const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
+    outcome = { ok: true, sha256: analysis.sha256, cached, via };
+    shown = {
+      state: 'result', srcUrl, view: describeAnalysis(analysis), short: shortVerdict(analysis), aspects: ASPECTS, cached,
+    };
+  } catch (error) {
+    const failure = describeFailure(error);
+    outcome = { ok: false, failure };
+    shown = { state: 'error', srcUrl, failure };
+  }
+  try {
+    await showInTab(target, shown);
+  } catch (error) {
+    // The tab navigated away or closed while the server worked: the result has no one to show it.
+    return { ...outcome, shown: false, reason: String(error?.message ?? error) };
+  }
+  return outcome;
+}
+
+/** Injects the page reader and the overlay into the target frame (each guards against a second run). */
+export async function injectOverlay(target) {
+  await chrome.scripting.executeScript({
+    target: { tabId: target.tabId, frameIds: [target.frameId] },
+    files: CHECK_SCRIPTS,
+  });
+}
+
+async function showInTab(target, payload) {
+  await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, { frameId: target.frameId });
+}
+
+/** The analysis for an image: from the session cache when this image was checked recently. */
+async function checkImage(srcUrl, target, pageUrl) {
+  const settings = await currentSettings();
+  const knownSha = rememberable(srcUrl) ? await imageHashes.get(srcUrl) : undefined;
+  if (knownSha) {
+    const cached = await analyses.get(cacheKey(settings, knownSha));
+    if (cached) return { analysis: cached, cached: true, via: 'cache' };
+  }
+  const image = await readImage(srcUrl, target);
+  const sha256 = await sha256Hex(image.bytes);
+  let analysis = await analyses.get(cacheKey(settings, sha256));
+  const cached = Boolean(analysis);
+  if (!analysis) {
+    analysis = await whileKeepingAlive(
+      clientFor(settings).analyze(image.bytes, { filename: fileNameOf(srcUrl), contentType: image.contentType }),
+    );
+    if (!isSha256Hex(analysis?.sha256) || typeof analysis.label !== 'string') {
+      throw new ApiError('protocol', 'The analysis has no sha256 or label.', { serverUrl: settings.serverUrl });
+    }
+    await analyses.trySet(cacheKey(settings, analysis.sha256), analysis);
+  }
+  if (rememberable(srcUrl)) await imageHashes.trySet(srcUrl, analysis.sha256);
+  try {
+    await rememberRecent(analysis, srcUrl, pageUrl);
+  } catch (error) {
+    console.warn('FakeScope: could not update the recent checks', error); // the verdict still shows
+  }
+  return { analysis, cached, via: image.via };
+}
+
+function fileNameOf(url) {
+  try {
+    const name = new URL(url).pathname.split('/').pop();
+    return name && name.length <= 100 ? name : 'image';
+  } catch {
+    return 'image';
+  }
+}
+
+const rememberCheck = recentChecks(chrome.storage.local);
+
+async function rememberRecent(analysis, imageUrl, pageUrl) {
+  await rememberCheck({
+    sha256: analysis.sha256,
+    imageUrl: imageUrl.startsWith('data:') ? 'data: image' : imageUrl.slice(0, 500),
+    pageUrl: pageUrl ? pageUrl.slice(0, 500) : null,
+    verdict: shortVerdict(analysis),
+    label: analysis.label,
+    at: Date.now(),
+  });
+}

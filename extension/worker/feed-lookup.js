@@ -1,0 +1,113 @@
+/**
+ * Feed mode in the service worker: the badges' verdicts and hints for the images a page
+ * shows. Each image is fingerprinted here (SHA-256 of its bytes, PDQ of its pixels) and
+ * only the fingerprints go to /v1/lookup, in batches (lib/lookup.js): the server answers
+ * for images someone already checked. No image bytes leave the browser.
+ */
+
+import { ASPECTS } from '../lib/aspects.js';
+import { sha256Hex } from '../lib/hash.js';
+import { fetchImageBytes } from './image-bytes.js';
+import { LOOKUP_MAX_KEYS, lookupKey, lookupKeyWeight, runLookupBatch } from '../lib/lookup.js';
+import { pdqFromImageBytes } from '../lib/pdq.js';
+import { ApiError, describeFailure } from '../lib/problem.js';
+import { BatchQueue, createLimiter } from '../lib/queue.js';
+import { clientFor, currentSettings } from './server-client.js';
+import { analyses, cacheKey, imageHashes, imagePdqs, rememberable } from './session-caches.js';
+import { isFeedEnabled } from '../lib/settings.js';
+import { describeAnalysis, describeHint, shortVerdict } from '../lib/verdict.js';
+
+const MAX_LOOKUP_URLS_PER_MESSAGE = 32;
+const fetchLimit = createLimiter(4);
+
+let lookupQueue = null;
+
+/**
+ * One batching queue per server: images hashed here (SHA-256 and PDQ), looked up in batches
+ * via /v1/lookup. A key carries one to three of the request's keys (sha256, pdq, mirrored
+ * pdq): the queue counts each against the server's limit per request.
+ */
+function lookupQueueFor(settings) {
+  const id = `${settings.serverUrl}|${settings.apiToken}`;
+  if (lookupQueue?.id !== id) {
+    const client = clientFor(settings);
+    const cached = (sha256) => analyses.get(cacheKey(settings, sha256));
+    lookupQueue = {
+      id,
+      queue: new BatchQueue((keys) => runLookupBatch(client, keys, { cached }), {
+        maxBatch: 32,
+        delayMs: 200,
+        maxPending: 256,
+        weightOf: lookupKeyWeight,
+        maxWeight: LOOKUP_MAX_KEYS,
+      }),
+    };
+  }
+  return lookupQueue.queue;
+}
+
+/**
+ * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels
+ * (its own hash and its mirror hash, see lib/pdq.js), each remembered per address. The
+ * bytes are fetched (and decoded, here in the worker) only when one of them is not known
+ * yet. An image that cannot be decoded just has no PDQ.
+ */
+async function fingerprints(url) {
+  let sha256 = await imageHashes.get(url);
+  let pdq = await imagePdqs.get(url);
+  if (!sha256 || pdq === undefined) {
+    ({ sha256, pdq } = await fetchLimit(async () => {
+      const image = await fetchImageBytes(url);
+      return { sha256: await sha256Hex(image.bytes), pdq: (await pdqFromImageBytes(image.bytes)) ?? { hash: null, quality: 0 } };
+    }));
+    if (rememberable(url)) {
+      await imageHashes.trySet(url, sha256);
+      await imagePdqs.trySet(url, pdq);
+    }
+  }
+  return { sha256, pdq };
+}
+
+/**
+ * Feed lookups for images visible on a page: fingerprint each image here, ask the server
+ * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
+ * like (PDQ near match) an image that was checked, or like a mirrored copy of one (near
+ * match of its mirror hash). No image bytes leave the browser.
+ */
+export async function lookupImages(urls, sender) {
+  const settings = await currentSettings();
+  // Feed mode was switched off for this site (or never on) while the page stayed open: its
+  // content script must not go on sending fingerprints. It is told to stop.
+  if (!isFeedEnabled(settings, sender?.url ?? '')) return { ok: true, results: {}, aspects: ASPECTS, failure: null, stopped: true };
+  const queue = lookupQueueFor(settings);
+  const results = {};
+  let failure = null;
+  await Promise.all(
+    urls.slice(0, MAX_LOOKUP_URLS_PER_MESSAGE).map(async (url) => {
+      results[url] = null;
+      if (typeof url !== 'string' || !/^https?:/i.test(url)) return;
+      try {
+        const known = await imageHashes.get(url);
+        let analysis = known ? await analyses.get(cacheKey(settings, known)) : undefined;
+        let hint = null;
+        if (!analysis) {
+          const { sha256, pdq } = await fingerprints(url);
+          analysis = await analyses.get(cacheKey(settings, sha256));
+          if (!analysis) {
+            const found = await queue.add(lookupKey(sha256, pdq));
+            analysis = found?.analysis ?? null;
+            hint = found?.hint ?? null;
+            if (analysis) await analyses.trySet(cacheKey(settings, sha256), analysis);
+            if (hint) await analyses.trySet(cacheKey(settings, hint.sha256), hint.analysis);
+          }
+        }
+        if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
+        else if (hint) results[url] = { hint: describeHint(hint.analysis, hint.distance, { mirrored: hint.mirrored }) };
+      } catch (error) {
+        // An image the worker cannot read simply gets no badge; a server failure is reported once.
+        if (error instanceof ApiError) failure ??= describeFailure(error);
+      }
+    }),
+  );
+  return { ok: failure === null, results, aspects: ASPECTS, failure };
+}

@@ -1,0 +1,114 @@
+/**
+ * How the service worker gets an image's bytes. Every network request for an image is
+ * made here, by the worker; the page's content script only reads what needs no request.
+ */
+
+import { base64ToBytes } from '../lib/base64.js';
+import { ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES } from '../lib/problem.js';
+import { RefererRules, refererFor, requestUrlOf } from '../lib/referer.js';
+import { originPattern } from '../lib/settings.js';
+
+// Session rules that set the page's Referer on one refused image fetch (lib/referer.js).
+// Ids start at random, so they cannot meet a rule a stopped worker failed to remove.
+const refererRules = new RefererRules(chrome.declarativeNetRequest, chrome.runtime.id, {
+  firstId: 1 + Math.floor(Math.random() * 2 ** 30),
+});
+
+/**
+ * The image's bytes for a check in the tab `target` ({tabId, frameId, documentUrl}):
+ * - `via: 'worker'`: the worker fetches it (host permissions, no cookies, no Referer);
+ * - `via: 'worker-referer'`: the site refused that (an HTTP error: hotlink protection
+ *   wants its own page as Referer), so the worker asks again as the page's <img> would,
+ *   with the page's Referer (a declarativeNetRequest session rule for this one fetch,
+ *   lib/referer.js) and the site's cookies;
+ * - `via: 'page'`: the content script reads what needs no request: the page's own blob:
+ *   URL, or an <img> already showing it, drawn to a canvas (PNG re-encode).
+ */
+export async function readImage(srcUrl, target) {
+  const reasons = [];
+  const statuses = [];
+  if (/^(https?|data):/i.test(srcUrl)) {
+    let refusedStatus = 0;
+    try {
+      return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
+    } catch (error) {
+      // Too large is too large for the page as well: do not download it a second time.
+      if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
+      statuses.push(error.status ?? 0);
+      refusedStatus = error.status ?? 0;
+      reasons.push(`the extension’s request failed (${error.message})`);
+    }
+    const requestUrl = requestUrlOf(srcUrl);
+    const referer = refererFor(srcUrl, target.documentUrl);
+    if (refusedStatus > 0 && requestUrl && referer) {
+      try {
+        const image = await fetchImageBytes(srcUrl, { referer, credentials: 'include', cache: 'no-store' });
+        return { ...image, via: 'worker-referer' };
+      } catch (error) {
+        if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
+        statuses.push(error.status ?? 0);
+        reasons.push(`the extension’s request as the page failed (${error.message})`);
+      }
+    }
+  }
+  let pageTooLarge = false;
+  try {
+    const reply = await chrome.tabs.sendMessage(
+      target.tabId,
+      { type: 'fakescope:read-image', srcUrl },
+      { frameId: target.frameId },
+    );
+    if (reply?.ok) return { bytes: base64ToBytes(reply.base64), contentType: reply.contentType, via: 'page' };
+    pageTooLarge = Boolean(reply?.tooLarge);
+    // The page reads without requests: a status only comes from reading a blob: that is gone.
+    if (reply?.status) statuses.push(Number(reply.status));
+    reasons.push(`the page could not read it (${reply?.error ?? 'no answer'})`);
+  } catch (error) {
+    statuses.push(0);
+    reasons.push(`the page could not read it (${error.message})`);
+  }
+  const notFound = statuses.length > 0 && statuses.every((status) => status === 404 || status === 410);
+  throw new ImageUnavailableError(srcUrl, reasons, {
+    notFound,
+    tooLarge: pageTooLarge,
+    canGrant: await mayAskForImageSite(srcUrl),
+  });
+}
+
+/** Whether allowing the image's site (Options → Image sites) could help: not yet allowed. */
+async function mayAskForImageSite(srcUrl) {
+  if (!/^https?:/i.test(srcUrl)) return false;
+  try {
+    return !(await chrome.permissions.contains({ origins: [originPattern(srcUrl)] }));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * One image's bytes, fetched by the worker: with no cookies and no Referer, or (`referer`)
+ * as the page's <img> would ask. Every request goes through refererRules, so it never
+ * carries a Referer rule meant for another request of the same address.
+ */
+export async function fetchImageBytes(url, { referer = null, credentials = 'omit', cache = 'force-cache' } = {}) {
+  let response;
+  try {
+    const request = () => fetch(url, { credentials, cache });
+    const requestUrl = requestUrlOf(url);
+    if (referer && !requestUrl) throw new Error('this address cannot carry a Referer rule');
+    response = await (requestUrl ? refererRules.send(requestUrl, referer, request) : request());
+  } catch (error) {
+    throw new ImageFetchError(String(error?.message ?? error));
+  }
+  if (!response.ok) throw new ImageFetchError(`HTTP ${response.status}`, { status: response.status });
+  const declared = Number(response.headers.get('Content-Length') ?? 0);
+  const tooLarge = () => new ImageFetchError(`larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB`, { tooLarge: true });
+  if (declared > MAX_IMAGE_BYTES) {
+    response.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if (bytes.length > MAX_IMAGE_BYTES) throw tooLarge(); // no (or a false) Content-Length
+  if (bytes.length === 0) throw new ImageFetchError('empty response');
+  return { bytes, contentType: response.headers.get('Content-Type') ?? 'application/octet-stream' };
+}

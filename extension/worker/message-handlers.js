@@ -1,0 +1,113 @@
+/**
+ * The service worker's answers to runtime messages, one handler per message type, from
+ * the overlay (report, recheck, check, open-options), feed mode (lookup), the popup
+ * (status, start-feed) and the options page (test-connection). Only the extension's own
+ * scripts are answered, and some messages only its pages (not content scripts in web pages).
+ */
+
+import { ApiClient } from '../lib/api.js';
+import { checkAndShow, injectOverlay } from './check.js';
+import { lookupImages } from './feed-lookup.js';
+import { startFeedInTab } from './feed-scripts.js';
+import { isSha256Hex } from '../lib/hash.js';
+import { ApiError, describeFailure } from '../lib/problem.js';
+import { clientFor, currentSettings } from './server-client.js';
+import { validateServerUrl, validateToken } from '../lib/settings.js';
+
+/**
+ * A chrome.runtime.onMessage listener: answers a known message from the extension itself
+ * asynchronously (returns true), or leaves it (returns false).
+ */
+export function handleMessage(message, sender, sendResponse) {
+  if (sender.id !== chrome.runtime.id) return false;
+  const handler = MESSAGE_HANDLERS[message?.type];
+  if (!handler) return false;
+  // The options page and the popup may test servers and start feed mode; content scripts
+  // (which run inside web pages) may not.
+  if (EXTENSION_PAGE_ONLY.has(message.type) && !isExtensionPage(sender)) return false;
+  handler(message, sender).then(sendResponse, (error) => sendResponse({ ok: false, failure: describeFailure(error) }));
+  return true; // answer asynchronously
+}
+
+const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
+
+/** Messages only the extension's own pages (options, popup) may send. */
+const EXTENSION_PAGE_ONLY = new Set(['fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status']);
+
+function isExtensionPage(sender) {
+  return typeof sender.url === 'string' && sender.url.startsWith(chrome.runtime.getURL(''));
+}
+
+const MESSAGE_HANDLERS = {
+  /** The overlay's "report a wrong verdict" form. */
+  'fakescope:report': async (message) => {
+    if (!isSha256Hex(message.sha256)) throw new TypeError('Unknown image.');
+    const reason = String(message.reason ?? '').trim().slice(0, 2000);
+    if (!reason) return { ok: false, failure: { title: 'Say what is wrong', message: 'Describe why the verdict is wrong.', guidance: '' } };
+    const suggestedLabel = REPORT_LABELS.has(message.suggestedLabel) ? message.suggestedLabel : null;
+    const settings = await currentSettings();
+    await clientFor(settings).report({ sha256: message.sha256, reason, suggestedLabel });
+    return { ok: true };
+  },
+  /** The overlay's retry button after an error. */
+  'fakescope:recheck': async (message, sender) => {
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
+  },
+  'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
+  /**
+   * "Check this image" in the panel of a feed hint: the user asks for the normal check (the
+   * image is sent to the server), as with the context menu.
+   */
+  'fakescope:check': async (message, sender) => {
+    const srcUrl = String(message.srcUrl ?? '');
+    if (!/^(https?|data):/i.test(srcUrl) || sender.tab?.id === undefined) {
+      return { ok: false, failure: { title: 'Not an image FakeScope can check', message: '', guidance: '' } };
+    }
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    await injectOverlay(target); // adds the page reader (content/page-image.js) the feed scripts lack
+    return checkAndShow(srcUrl, target, sender.tab.url ?? null);
+  },
+  /** The popup's status line. */
+  'fakescope:status': async () => {
+    const settings = await currentSettings();
+    const ready = await clientFor(settings).ready();
+    return { ok: true, serverUrl: settings.serverUrl, ready };
+  },
+  /** The options page's "Test connection" button, on the values typed (not yet saved). */
+  'fakescope:test-connection': async (message) => {
+    const server = validateServerUrl(message.serverUrl);
+    if (!server.ok) return { ok: false, failure: { title: 'Invalid address', message: server.error, guidance: '' } };
+    const token = validateToken(message.apiToken);
+    if (!token.ok) return { ok: false, failure: { title: 'Invalid token', message: token.error, guidance: '' } };
+    const client = new ApiClient({ baseUrl: server.value, token: token.value });
+    const ready = await client.ready();
+    // /readyz is public: an empty lookup checks that the server accepts this token (or none).
+    try {
+      await client.lookup([]);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+        const f = describeFailure(error);
+        return {
+          ok: false,
+          serverUrl: server.value,
+          ready,
+          failure: {
+            ...f,
+            title: token.value ? 'The server refused this API token' : 'The server requires an API token',
+          },
+        };
+      }
+      throw error;
+    }
+    return { ok: true, serverUrl: server.value, ready };
+  },
+  /** The overlay's "Allow this image site" button: the options page asks for the permission. */
+  'fakescope:open-options': async (message) => {
+    const query = typeof message.grant === 'string' ? `?grant=${encodeURIComponent(message.grant)}` : '';
+    await chrome.tabs.create({ url: chrome.runtime.getURL(`options/options.html${query}`) });
+    return { ok: true };
+  },
+  /** The popup's feed switch: start feed mode in the open tab right away. */
+  'fakescope:start-feed': async (message) => startFeedInTab(message.tabId),
+};

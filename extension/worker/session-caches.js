@@ -1,0 +1,31 @@
+/**
+ * The service worker's short-lived caches in chrome.storage.session: kept in memory,
+ * cleared when the browser closes, not readable by content scripts. Analysis keys
+ * include the server URL (cacheKey) so switching servers never shows another server's
+ * verdicts.
+ */
+
+import { TtlCache } from '../lib/cache.js';
+
+const ANALYSIS_TTL_MS = 10 * 60 * 1000;
+// Image addresses longer than this are not remembered (a data: URL carries the whole image:
+// as a storage key it would fill the 10 MB session area in a few checks).
+const MAX_REMEMBERED_URL_LENGTH = 2048;
+
+/** Analyses by server and sha256 (see cacheKey). */
+export const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis:', ttlMs: ANALYSIS_TTL_MS });
+/** The sha256 of the bytes at an image address. */
+export const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS });
+/**
+ * The PDQ hash (and quality, and mirror hash `mirrored`) of the pixels at an image address,
+ * computed for feed lookups; {hash: null} remembers an image that could not be decoded.
+ * Entries remembered without `mirrored` (older versions) still look up by their own hash.
+ */
+export const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
+
+export const cacheKey = (settings, sha256) => `${settings.serverUrl}|${sha256}`;
+
+/** Whether an image address is worth remembering (its sha256) for a later check or lookup. */
+export function rememberable(url) {
+  return /^https?:/i.test(url) && url.length <= MAX_REMEMBERED_URL_LENGTH;
+}
