@@ -9,7 +9,8 @@ from litestar.response import Stream
 
 from server.ask.questions import parse_question
 from server.ask.service import AskService
-from server.openapi_docs import BODY_PROBLEMS, Answer, AskOperation, responses, success
+from server.openapi_docs.operations import AskOperation
+from server.openapi_docs.responses import BODY_PROBLEMS, Answer, responses, success
 from server.requests import JSON_BODY_LIMIT, json_object
 
 

@@ -9,13 +9,8 @@ from litestar import Controller, Request, Response, post
 
 from server.analyze.service import AnalysisService
 from server.lookup.live_index import LivePdqIndex
-from server.openapi_docs import (
-    BODY_PROBLEMS,
-    LookupOperation,
-    LookupResult,
-    responses,
-    success,
-)
+from server.openapi_docs.operations import LookupOperation
+from server.openapi_docs.responses import BODY_PROBLEMS, LookupResult, responses, success
 from server.problems import ProblemError
 from server.requests import json_object, sha256_key
 

@@ -362,7 +362,7 @@ def test_models_with_sliding_window_layers_decode_through_generate() -> None:
 
     from transformers import LlamaConfig, MistralConfig
 
-    from fakescope.model import _has_sliding_cache_layers
+    from fakescope.answering import _has_sliding_cache_layers
 
     shape = {
         "num_hidden_layers": 2,

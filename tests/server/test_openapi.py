@@ -16,9 +16,9 @@ from openapi_spec_validator import validate as validate_openapi
 from server_helpers import AppClient, problem, running, unique_png
 
 from fakescope.prompts import ASPECTS
-from server import openapi_docs
 from server.app import create_app
 from server.lookup.controller import MAX_KEYS
+from server.openapi_docs import bodies
 from server.reports.controller import MAX_TEXT
 from server.settings import Settings
 
@@ -158,8 +158,8 @@ async def test_analyze_documents_multipart_and_json_bodies_and_the_explain_query
 
 async def test_lookup_ask_and_report_bodies_are_described(client: AppClient) -> None:
     document = await openapi(client)
-    assert openapi_docs.MAX_LOOKUP_KEYS == MAX_KEYS
-    assert openapi_docs.MAX_REPORT_TEXT == MAX_TEXT
+    assert bodies.MAX_LOOKUP_KEYS == MAX_KEYS
+    assert bodies.MAX_REPORT_TEXT == MAX_TEXT
 
     lookup = body_schema(document, "post", "/v1/lookup", "application/json")
     assert lookup["properties"]["sha256"]["maxItems"] == MAX_KEYS
