@@ -15,13 +15,13 @@ from advanced_alchemy.extensions.litestar import (
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.stores.base import Store
 
 from server import openapi_docs
+from server.admin.limit_exemption import rate_limited
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
 from server.analyze.image_rows import DatabaseImageStore
 from server.analyze.image_store import FileImageStore, ImageStore
@@ -174,11 +174,15 @@ def create_app(
         await host.stop()
         await db.dispose()
 
-    middleware: list[Any] = [DefineMiddleware(RequestMetricsMiddleware, metrics=metrics)]
+    middleware: list[Any] = []
     stores: dict[str, Store] = {}
     if settings.rate_limit is not None:
         unit, count = settings.rate_limit
-        limit = RateLimitConfig(rate_limit=(unit, count), exclude=UNLIMITED_PATHS)  # type: ignore[arg-type]
+        limit = RateLimitConfig(
+            rate_limit=(unit, count),  # type: ignore[arg-type]
+            exclude=UNLIMITED_PATHS,
+            check_throttle_handler=rate_limited,  # reviewers at work skip the per-address limit
+        )
         if settings.limits_in_database:
             # Counted in SQL, atomically: N API processes allow the rate, not N times it.
             limit.middleware_class = SharedRateLimitMiddleware
@@ -200,7 +204,7 @@ def create_app(
     if settings.role != "worker":
         route_handlers += [Router("/", route_handlers=public, guards=guards)]
         route_handlers += admin_route_handlers()
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers,
         plugins=[SQLAlchemyPlugin(config=alchemy)],
         on_startup=[check_database, start_model],
@@ -237,3 +241,7 @@ def create_app(
             }
         ),
     )
+    # Counted around the router, not as route middleware: requests no route answers (404,
+    # 405, a bad Host) never reach route middleware, and would be missing from the metrics.
+    app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, metrics=metrics)
+    return app

@@ -49,7 +49,8 @@ from server.admin.token_store import (
     revoke_token,
     token_to_dict,
 )
-from server.openapi_docs import ADMIN_PROBLEMS, AdminOperation, problem_responses
+from server.openapi_docs.operations import AdminOperation
+from server.openapi_docs.responses import ADMIN_PROBLEMS, problem_responses
 from server.problems import ProblemError
 from server.timefmt import as_utc, iso_z
 
@@ -83,6 +84,23 @@ def checked_sha256(value: str) -> str:
     return sha
 
 
+INSTANT_DOC = "An ISO 8601 date or time: 2026-11-01 (midnight UTC), 2026-11-01T12:00:00Z"
+
+
+def _instant(name: str, value: str | None) -> datetime | None:
+    """A query's ISO 8601 date or time as UTC (without a zone, UTC), or None when absent."""
+    if not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        hint = " (a '+' in a URL's query means a space: write it %2B)" if " " in value else ""
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise ProblemError(
+            422, f"{name} must be an ISO 8601 date or time, not {shown!r}{hint}"
+        ) from None
+
+
 def _hours(value: float | None) -> timedelta | None:
     return None if value is None else timedelta(hours=value)
 
@@ -99,6 +117,9 @@ class DecisionRequest:
     label: Literal["fake", "real"]
     note: str | None = None
     expected_decision_id: int | None = None
+
+
+DECISION_FIELDS = frozenset(DecisionRequest.__dataclass_fields__)
 
 
 @dataclass
@@ -209,6 +230,16 @@ class ReviewController(Controller):
         sha256: FromPath[str],
         data: JSONBody[DecisionRequest],
     ) -> dict[str, Any]:
+        # An unknown field is most likely a misspelt one: a dropped `expected_decision_id`
+        # would silently turn off the conflict check.
+        body = await request.json()
+        unknown = sorted(set(body) - DECISION_FIELDS) if isinstance(body, dict) else []
+        if unknown:
+            raise ProblemError(
+                422,
+                f"unknown field(s) {', '.join(unknown)}; a decision takes "
+                f"{', '.join(sorted(DECISION_FIELDS))}",
+            )
         note = checked_text("note", data.note, MAX_NOTE_CHARS)
         expected = data.expected_decision_id
         if expected is not None and not 0 <= expected <= MAX_ROW_ID:
@@ -280,13 +311,11 @@ class ReviewController(Controller):
         self,
         request: Request[Any, Any, Any],
         label: FromQuery[Literal["fake", "real"] | None] = None,
-        since: FromQuery[datetime | None] = None,
-        until: FromQuery[datetime | None] = None,
+        since: Annotated[str | None, QueryParameter(description=INSTANT_DOC)] = None,
+        until: Annotated[str | None, QueryParameter(description=INSTANT_DOC)] = None,
     ) -> Stream:
         filters = ExportFilters(
-            label=label,
-            since=as_utc(since) if since else None,
-            until=as_utc(until) if until else None,
+            label=label, since=_instant("since", since), until=_instant("until", until)
         )
         # Reviewed labels and notes leave the server: who took them, and which, is audited.
         async with database(request.app).write() as session:

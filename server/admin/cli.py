@@ -56,9 +56,28 @@ def _run(work: Any) -> Any:
         raise SystemExit(2) from exc
 
 
+def _name_problem(name: str | None) -> str | None:
+    """Why the API would refuse this token name (422), or None."""
+    from server.admin.api import CONTROL_CHARS_RE
+    from server.admin.token_store import MAX_NAME_CHARS
+
+    if name is None:
+        return None
+    if len(name) > MAX_NAME_CHARS:
+        return f"--name is longer than {MAX_NAME_CHARS} characters"
+    if CONTROL_CHARS_RE.search(name):
+        return "--name must not contain control characters (other than tab and newline)"
+    return None
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
     from server.admin.roles import Role
     from server.admin.token_store import create_token
+
+    problem = _name_problem(args.name)
+    if problem is not None:
+        print(f"fakescope: error: {problem}", file=sys.stderr)
+        return 2
 
     async def work(session: AsyncSession) -> str:
         created = await create_token(

@@ -41,12 +41,14 @@ from server.admin.review_queue import (
     QueueFilters,
     QueuePage,
     UnknownCursorError,
+    page_before,
     read_queue,
 )
 from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
 
 STATIC_PREFIX = "/admin/static"
 QUEUE_SHOWN = 100
+REPORTS_SHOWN = 50  # the newest; anyone may report, so an image can gather thousands
 SECURITY_HEADERS = [
     ResponseHeader(
         name="Content-Security-Policy",
@@ -218,17 +220,31 @@ async def _review_page(
     item = None
     if sha256 is not None:
         try:
-            item = await load_item(db, sha256)
+            item = await load_item(db, sha256, max_reports=REPORTS_SHOWN)
         except ItemNotFoundError:
             notice, status_code = "No image with this SHA-256 is known.", 404
     near = await near_duplicates(request.app, db, item) if item is not None else []
     image_url = None
     if item is not None and await has_stored_image(request.app, item):
         image_url = f"/admin/items/{item['sha256']}/image"
-    skip_to = None
-    if item is not None and len(shown) > 1:
+    skip_url = None
+    if item is not None:
         position = shown.index(item["sha256"]) if item["sha256"] in shown else -1
-        skip_to = shown[(position + 1) % len(shown)]
+        if position == len(shown) - 1 and queue.next_cursor:
+            # The page's last item: skipping goes on to the next page, as j does, not back
+            # to the top of this one (items past the first page would never come up).
+            skip_url = "/admin" + filters.page_query(queue.next_cursor)
+        elif len(shown) > 1 or (shown and position == -1):
+            skip_url = f"/admin/items/{shown[(position + 1) % len(shown)]}{filters.query}"
+    previous_url = None
+    if filters.cursor is not None and shown:
+        # Past the first page: k on its first item, or the pager, steps back to the end
+        # of the page before.
+        before, before_cursor = await page_before(
+            db, filters.to_queue_filters(), shown[0], limit=QUEUE_SHOWN
+        )
+        if before is not None:
+            previous_url = f"/admin/items/{before}{filters.page_query(before_cursor)}"
     return Template(
         template_name="admin/review.html.jinja",
         context={
@@ -244,6 +260,7 @@ async def _review_page(
                     "/admin" + filters.page_query(queue.next_cursor) if queue.next_cursor else None
                 ),
                 "first_url": "/admin" + filters.page_query(None) if filters.cursor else None,
+                "previous_url": previous_url,
             },
             "filters": filters,
             "filter_query": filters.query,
@@ -251,7 +268,7 @@ async def _review_page(
             "item": item,
             "seen_decision": item["decisions"][-1]["id"] if item and item["decisions"] else 0,
             "near": near,
-            "skip_to": skip_to,
+            "skip_url": skip_url,
             "image_url": image_url,
             "notice": notice,
             "saved": saved,
@@ -327,7 +344,7 @@ class ReviewPageController(Controller):
         if not SHA256_RE.match(sha):
             return Response(b"", status_code=404)
         try:
-            item = await load_item(admin_db, sha)
+            item = await load_item(admin_db, sha, max_reports=0)
         except ItemNotFoundError:
             return Response(b"", status_code=404)
         data = await stored_image(request.app, item)
@@ -405,7 +422,9 @@ class ReviewPageController(Controller):
                     write_session,
                     sha,
                     label=data.label,
-                    note=CONTROL_CHARS_RE.sub("", data.note),
+                    # Browsers send a textarea's line breaks as CRLF; the textarea's
+                    # maxlength counts each as one character, as the stored note does.
+                    note=CONTROL_CHARS_RE.sub("", data.note.replace("\r\n", "\n")),
                     principal=session.principal,
                     expected_decision_id=int(seen) if seen.isdigit() and len(seen) < 19 else None,
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import record_audit
@@ -114,8 +114,14 @@ async def _decision_history(session: AsyncSession, sha256: str) -> list[dict[str
     ]
 
 
-async def load_item(session: AsyncSession, sha256: str) -> dict[str, Any]:
-    """Image facts, every analysis (newest first), every report and the decision history."""
+async def load_item(
+    session: AsyncSession, sha256: str, *, max_reports: int | None = None
+) -> dict[str, Any]:
+    """Image facts, every analysis (newest first), the reports and the decision history.
+
+    ``max_reports`` keeps only the newest reports (oldest first still); ``reports_total``
+    always counts them all. Anyone may file reports, so one image can gather thousands.
+    """
     image = await session.get(Image, sha256)
     item = await session.get(ReviewItem, sha256)
     if image is None and item is None:
@@ -127,11 +133,21 @@ async def load_item(session: AsyncSession, sha256: str) -> dict[str, Any]:
             .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
         )
     ).all()
-    reports = (
-        await session.scalars(
-            select(Report).where(Report.sha256 == sha256).order_by(Report.created_at, Report.id)
+    report_query = select(Report).where(Report.sha256 == sha256)
+    if max_reports is None:
+        reports = list(
+            (await session.scalars(report_query.order_by(Report.created_at, Report.id))).all()
         )
-    ).all()
+        reports_total = len(reports)
+    else:
+        newest = report_query.order_by(Report.created_at.desc(), Report.id.desc())
+        reports = list((await session.scalars(newest.limit(max_reports))).all())[::-1]
+        reports_total = (
+            await session.scalar(
+                select(func.count()).select_from(Report).where(Report.sha256 == sha256)
+            )
+            or 0
+        )
     decisions = await _decision_history(session, sha256)
     latest = analyses[0] if analyses else None
     final = decisions[-1] if decisions else None
@@ -150,6 +166,7 @@ async def load_item(session: AsyncSession, sha256: str) -> dict[str, Any]:
         "analysis": analysis_to_dict(latest) if latest else None,
         "analyses": [analysis_to_dict(row) for row in analyses],
         "reports": [report_to_dict(report) for report in reports],
+        "reports_total": reports_total,
         "decisions": decisions,
         "review": (
             {

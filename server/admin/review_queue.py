@@ -182,6 +182,33 @@ async def read_queue(
     )
 
 
+async def page_before(
+    session: AsyncSession, filters: QueueFilters, first: str, *, limit: int
+) -> tuple[str | None, str | None]:
+    """The page of ``limit`` matching items that ends just before the item ``first``.
+
+    Returns its last item (None when nothing matches before ``first``) and the cursor that
+    opens it (None: it is the first page), so the review page can step back a page.
+    """
+    served_label = func.coalesce(_latest_decision_label(), _latest_analysis(AnalysisRow.label))
+    anchor = select(ReviewItem.created_at).where(ReviewItem.sha256 == first).scalar_subquery()
+    before = or_(
+        ReviewItem.created_at < anchor,
+        and_(ReviewItem.created_at == anchor, ReviewItem.sha256 < first),
+    )
+    rows = (
+        await session.scalars(
+            select(ReviewItem.sha256)
+            .where(*_conditions(filters, served_label), before)
+            .order_by(ReviewItem.created_at.desc(), ReviewItem.sha256.desc())
+            .limit(limit + 1)
+        )
+    ).all()
+    if not rows:
+        return None, None
+    return rows[0], rows[limit] if len(rows) > limit else None
+
+
 @dataclass(frozen=True)
 class QueueSummary:
     """How many items are in each status, and how long the oldest open one has waited."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from admin_helpers import Tokens, analysed_image, bearer, problem
 from litestar.testing import AsyncTestClient
+from test_review_page import sign_in
 
 from server.app import create_app
 from server.settings import Settings
@@ -121,3 +124,31 @@ async def test_the_bootstrap_admin_token_from_settings_is_an_admin(
         assert audit["entries"][0]["action"] == "token.create"
         assert "FAKESCOPE_ADMIN_TOKEN" in audit["entries"][0]["actor"]
         problem(await client.get("/v1/admin/audit", headers=bearer(bootstrap + "x")), 401)
+
+
+@pytest.mark.parametrize("limits_store", ["memory", "database"])
+async def test_reviewers_are_not_held_to_the_public_limit_of_their_address(
+    settings: Settings, tokens: Tokens, limits_store: str
+) -> None:
+    # A busy public client on the reviewer's address (an office, a proxy) used up its limit.
+    limited = replace(settings, rate_limit=("minute", 8), limits_store=limits_store)
+    bootstrap = "bootstrap-secret-for-tests-0123456789"
+    app = create_app(replace(limited, admin_token=bootstrap))
+    async with AsyncTestClient(app=app) as client:
+        for _ in range(8):
+            assert (await client.get(f"/v1/analyses/{SHA}")).status_code == 404
+        problem(await client.get(f"/v1/analyses/{SHA}"), 429)
+        # Reviewers and admins at work go on, through the API and on the page.
+        for secret in (tokens.reviewer, tokens.admin, bootstrap):
+            assert (await client.get("/v1/admin/queue", headers=bearer(secret))).status_code == 200
+        signed_in = await sign_in(client, tokens.reviewer)  # the sign-in is never counted
+        assert signed_in.status_code == 303, signed_in.text
+        item_page = await client.get(f"/admin/items/{SHA}")
+        assert item_page.status_code == 404 and "No image with this SHA-256" in item_page.text
+        # Everyone else is still counted there: no token, a wrong, revoked or client token.
+        client.cookies.clear()
+        problem(await client.get("/v1/admin/queue"), 429)
+        for secret in ("fs_guess", tokens.revoked_admin, tokens.client):
+            problem(await client.get("/v1/admin/queue", headers=bearer(secret)), 429)
+        assert (await client.get(f"/admin/items/{SHA}")).status_code == 429
+        problem(await client.get(f"/v1/analyses/{SHA}", headers=bearer(tokens.admin)), 429)

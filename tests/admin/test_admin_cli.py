@@ -92,3 +92,18 @@ def test_admin_commands_on_an_unmigrated_database_explain_what_to_run(
     assert exited.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "fakescope db upgrade" in captured.err
+
+
+def test_create_token_refuses_a_name_the_api_would_refuse(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API answers 422 for these names; the command stored them, cut the long one to 200
+    characters without a word, and `list-tokens` then wrote the escape sequence to the
+    admin's terminal (and a NUL was a database error on PostgreSQL)."""
+    for name in ("Rosa\x1b[2J", "a\x00b", "n" * 201):
+        assert main(["admin", "create-token", "--role", "reviewer", "--name", name]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "--name" in captured.err
+    assert main(["admin", "list-tokens", "--all", "--json"]) == 0
+    assert capsys.readouterr().out == ""  # nothing was created
+    assert main(["admin", "create-token", "--role", "reviewer", "--name", "Rosa\tR."]) == 0

@@ -255,6 +255,12 @@ def test_two_reviewers_conflict_long_queues_page_and_hostile_text_stays_inside_i
             expect(rita.locator("h1")).to_contain_text(shas[100][:16])
             rita.keyboard.press("j")
             expect(rita.locator("#queue-range")).to_contain_text("Items 101\u2013102 of 102")
+            # k on the first item of a page steps back to the end of the page before.
+            rita.keyboard.press("k")
+            expect(rita.locator("h1")).to_contain_text(shas[100][:16])
+            expect(rita.locator("#queue-range")).to_contain_text("Items 1\u2013100 of 102")
+            rita.keyboard.press("j")
+            expect(rita.locator("#queue-range")).to_contain_text("Items 101\u2013102 of 102")
             expect(rita.locator("a[data-queue-link]")).to_have_count(2)
             last = rita.locator("a[data-queue-link]").last
             target = str(last.get_attribute("href")).split("/admin/items/")[1][:16]
@@ -265,6 +271,16 @@ def test_two_reviewers_conflict_long_queues_page_and_hostile_text_stays_inside_i
             expect(rita.locator("#saved-notice")).to_contain_text("is real")
             expect(rita.locator("#queue-range")).to_contain_text("Items 101\u2013101 of 101")
             expect(rita.locator("#queue-first")).to_be_visible()
+
+            # In a phone-sized window the item and its buttons come first, not after a
+            # hundred queue entries.
+            bob.set_viewport_size({"width": 390, "height": 844})
+            bob.goto(f"{live_server.url}/admin")
+            expect(bob.locator("#queue-range")).to_contain_text("Items 1\u2013100")
+            box = bob.locator("#decide-fake").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 844, box
+            assert bob.evaluate("document.documentElement.scrollWidth") <= 390
+            bob.screenshot(path=str(artifacts_dir / "admin-narrow.png"))
         finally:
             browser.close()
     assert alerts == []

@@ -123,6 +123,57 @@ async def test_deciding_from_the_page_serves_the_label_and_shrinks_the_queue(
     assert served["review"]["note"] == "camera original"
 
 
+async def test_a_note_from_the_page_keeps_its_line_breaks_as_newlines_and_its_whole_text(
+    client, tokens: Tokens
+) -> None:
+    """Browsers send a textarea's line breaks as CRLF: notes from the page were stored with
+    CR characters (unlike the API's), and a note at the textarea's 2,000-character limit
+    lost its last characters, one per line break, without a word."""
+    sha = await reported_image(client)
+    await sign_in(client, tokens.reviewer)
+    page = (await client.get(f"/admin/items/{sha}")).text
+    lines = ["x" * 199] * 10  # 2,000 characters as the textarea counts them (LF = 1)
+    posted = await client.post(
+        f"/admin/items/{sha}/decision",
+        data={"label": "fake", "note": "\r\n".join(lines) + "\r\n", "csrf_token": csrf_of(page)},
+        follow_redirects=False,
+    )
+    assert posted.status_code == 303, posted.text
+    item = (await client.get(f"/v1/admin/items/{sha}", headers=bearer(tokens.admin))).json()
+    assert item["decisions"][-1]["note"] == "\n".join(lines)
+
+
+async def test_an_unknown_item_says_so_without_claiming_the_queue_is_empty(
+    client, tokens: Tokens
+) -> None:
+    await reported_image(client)
+    await sign_in(client, tokens.reviewer)
+    page = await client.get("/admin/items/" + "0" * 64)
+    assert page.status_code == 404
+    assert "No image with this SHA-256 is known" in page.text
+    assert "1 open" in page.text
+    assert "All caught up" not in page.text and "No item is waiting" not in page.text
+
+
+async def test_an_item_reported_thousands_of_times_shows_the_newest_reports_and_the_count(
+    client, tokens: Tokens
+) -> None:
+    """Anyone may file reports: 600 reports of 4,000 characters made one item's page 2.5 MB
+    (every report, every view), and the page grew without bound with more."""
+    sha = await reported_image(client, reason="report 0")
+    for number in range(1, 60):
+        filed = await client.post(
+            "/v1/reports", json={"sha256": sha, "reason": f"report {number}", "note": "n" * 100}
+        )
+        assert filed.status_code == 201, filed.text
+    await sign_in(client, tokens.reviewer)
+    page = (await client.get(f"/admin/items/{sha}")).text
+    assert "User reports (60)" in page and 'id="reports-more"' in page
+    assert "report 59<" in page and "report 10<" in page and "report 9<" not in page
+    item = (await client.get(f"/v1/admin/items/{sha}", headers=bearer(tokens.reviewer))).json()
+    assert len(item["reports"]) == item["reports_total"] == 60  # the API keeps them all
+
+
 async def test_user_supplied_text_is_escaped_in_the_page(client, tokens: Tokens) -> None:
     sha = await reported_image(client, reason='<script>alert("x")</script>')
     await sign_in(client, tokens.reviewer)

@@ -123,6 +123,26 @@ async def test_a_decision_someone_made_meanwhile_is_a_conflict_not_a_silent_over
     assert plain.status_code == 201 and plain.json()["previous_label"] == "real"
 
 
+async def test_a_misspelt_decision_field_is_refused_not_silently_ignored(
+    client, tokens: Tokens
+) -> None:
+    """`expected_decison_id` was dropped without a word: the decision was appended with no
+    conflict check, overwriting a decision the reviewer had never seen."""
+    sha = await reported_image(client)
+    path = f"/v1/admin/items/{sha}/decision"
+    first = await client.post(path, json={"label": "fake"}, headers=bearer(tokens.admin))
+    assert first.status_code == 201, first.text
+    typo = await client.post(
+        path,
+        json={"label": "real", "expected_decison_id": 0},
+        headers=bearer(tokens.reviewer),
+    )
+    body = problem(typo, 422)
+    assert "expected_decison_id" in body["detail"] and "expected_decision_id" in body["detail"]
+    item = (await client.get(f"/v1/admin/items/{sha}", headers=bearer(tokens.admin))).json()
+    assert [d["label"] for d in item["decisions"]] == ["fake"]
+
+
 async def test_the_page_refuses_to_overwrite_a_decision_it_did_not_show(
     client, tokens: Tokens
 ) -> None:
@@ -330,6 +350,14 @@ async def test_the_export_streams_in_chunks_and_filters_by_label_and_time(
     assert len(entries) == 4  # the refused ones wrote nothing
     assert entries[0]["details"]["label"] == "real" and entries[0]["details"]["until"]
     assert {e["actor"] for e in entries} == {entries[0]["actor"]} and entries[0]["actor"]
+    # A plain date is ISO 8601 too (midnight UTC); a '+' left unencoded says what happened.
+    today = middle_at[:10]
+    assert {json.loads(x)["sha256"] for x in (await export(since=today)).text.splitlines()} == set(
+        decided
+    )
+    assert (await export(until=today)).text == ""
+    unencoded = problem(await export(since=middle_at[:19] + " 02:00"), 422)
+    assert "%2B" in unencoded["detail"]
 
 
 async def test_opening_the_sign_in_address_again_shows_the_form_not_a_405(client) -> None:

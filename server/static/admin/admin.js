@@ -14,6 +14,7 @@
     const next = current === -1 ? 0 : current + step;
     if (next >= 0 && next < links.length) window.location.assign(links[next].href);
     else if (next >= links.length) click("queue-next"); // past the page's end: the next page
+    else if (next < 0) click("queue-prev"); // before the page's start: the previous page's end
   }
 
   function click(id) {
@@ -42,6 +43,13 @@
       action();
     }
   });
+
+  // When the queue list scrolls in its own box (narrow windows), show the current entry.
+  const list = document.getElementById("queue-list");
+  const current = list?.querySelector('a[aria-current="page"]');
+  if (list && current && list.scrollHeight > list.clientHeight) {
+    list.scrollTop = current.offsetTop - (list.clientHeight - current.offsetHeight) / 2;
+  }
 
   // A second press while the first decision is in flight would post twice.
   const form = document.getElementById("decide-form");

@@ -1,0 +1,70 @@
+"""Reviewers at work are not held to the public per-address request limit.
+
+The request rate limit counts clients by address, so a reviewer behind the same address
+as a busy public client (an office, a proxy, the same machine) would get 429 on the
+queue and the review page. Review paths carrying a live reviewer or admin credential
+(a Bearer token, or the page's session cookie) skip that limit; anything else on them,
+wrong credentials included, is counted as before. The sign-in form, the sign-in itself
+and the page's static files are never counted, so a reviewer can always sign in: failed
+sign-ins have their own, stricter limit (server/limits/failed_auth.py).
+Checking costs one indexed read, and only for requests on review paths that carry one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+from server.admin.auth import SESSION_COOKIE, bearer_secret
+from server.admin.context import database, settings_of
+from server.admin.page_session import session_lifetime
+from server.admin.roles import Role, role_allows
+from server.admin.session_store import SessionEndedError, find_session
+from server.admin.token_store import find_active_token
+from server.admin.tokens import hash_token, hashes_match
+from server.limits.fail_open import DATABASE_ERRORS
+
+REVIEW_PATH_PREFIXES = ("/admin/", "/v1/admin/")
+SIGN_IN_PATHS = frozenset({"/admin", "/admin/login"})
+SIGN_IN_PREFIX = "/admin/static/"
+
+
+def _on_review_path(path: str) -> bool:
+    return path == "/admin" or path.startswith(REVIEW_PATH_PREFIXES)
+
+
+async def rate_limited(request: Request[Any, Any, Any]) -> bool:
+    """Whether the public rate limit counts this request (Litestar's check_throttle_handler)."""
+    path = request.url.path
+    if path in SIGN_IN_PATHS or path.startswith(SIGN_IN_PREFIX):
+        return False
+    if not _on_review_path(path):
+        return True
+    try:
+        return not await _carries_staff_credential(request)
+    except DATABASE_ERRORS:
+        return True  # the limit itself fails open, and the route answers the error
+
+
+async def _carries_staff_credential(request: Request[Any, Any, Any]) -> bool:
+    settings = settings_of(request.app)
+    bootstrap = settings.admin_token if settings else None
+    secret = bearer_secret(request)
+    if secret is not None:
+        if bootstrap and hashes_match(hash_token(bootstrap), secret):
+            return True
+        async with database(request.app).read() as session:
+            row = await find_active_token(session, secret)
+        return row is not None and role_allows(Role(row.role), Role.REVIEWER)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return False
+    async with database(request.app).read() as session:
+        try:
+            await find_session(
+                session, cookie, lifetime=session_lifetime(request), bootstrap_token=bootstrap
+            )
+        except SessionEndedError:
+            return False
+    return True  # sessions are opened for reviewers and admins only
