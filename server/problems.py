@@ -24,6 +24,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 # A URN names each kind of problem without pointing at a web page that does not exist.
 PROBLEM_TYPE_BASE = "urn:fakescope:problem:"
 RETRY_AFTER_DATABASE_S = 2
+RETRY_AFTER_UNAVAILABLE_S = 5
 log = logging.getLogger("fakescope.server")
 
 TITLES = {
@@ -117,6 +118,9 @@ def _validation_detail(exc: ValidationException) -> tuple[str, dict[str, Any]]:
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     headers = dict(exc.headers or {})
+    if status == 503 and not any(name.lower() == "retry-after" for name in headers):
+        # Every 503 says when to come back (the API's contract), also those raised without.
+        headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE_S)
     if isinstance(exc, ProblemError):
         return problem_response(
             status,

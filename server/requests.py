@@ -11,6 +11,10 @@ from litestar import Request
 from server.problems import ProblemError
 
 SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+# A high surrogate escape not followed by its low half.
+LONE_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])")
+# How much of a refused value a problem's detail repeats.
+ECHO_CHARS = 40
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 # The body limit of the small JSON requests (a question, a report): room for long text, no more.
@@ -26,10 +30,16 @@ async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
         raise ProblemError(415, f"expected application/json, got {kind or 'no content type'}")
+    raw = await request.body()
     try:
-        body = msgspec.json.decode(await request.body())
+        body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise ProblemError(400, f"malformed JSON: {exc}", code="malformed-json") from exc
+        detail = str(exc)
+        if detail.startswith("Input data was truncated") and LONE_HIGH_SURROGATE.search(raw):
+            # msgspec's words for a string ending in half a surrogate pair, e.g. text cut
+            # in the middle of an emoji ("\ud83d"): the body is complete, the text is not.
+            detail = "a \\u escape is half a UTF-16 surrogate pair (text cut inside a character?)"
+        raise ProblemError(400, f"malformed JSON: {detail}", code="malformed-json") from exc
     except UnicodeDecodeError as exc:
         raise ProblemError(400, "malformed JSON: not UTF-8", code="malformed-json") from exc
     except RecursionError as exc:
@@ -49,7 +59,10 @@ def parse_bool(value: Any, name: str) -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise ProblemError(422, f"{name} must be true or false, got {value!r}")
+    shown = repr(value)
+    if len(shown) > ECHO_CHARS:
+        shown = shown[:ECHO_CHARS] + "..."
+    raise ProblemError(422, f"{name} must be true or false, got {shown}")
 
 
 def sha256_key(value: Any, name: str = "sha256") -> str:

@@ -18,13 +18,8 @@ from server.net.ssrf import (
     UrlTimeoutError,
     UrlTooLargeError,
 )
-from server.openapi_docs import (
-    Analysis,
-    AnalyzeOperation,
-    CachedOperation,
-    responses,
-    success,
-)
+from server.openapi_docs.operations import AnalyzeOperation, CachedOperation
+from server.openapi_docs.responses import Analysis, responses, success
 from server.problems import ProblemError
 from server.requests import json_object, media_type, parse_bool, sha256_key
 
@@ -153,6 +148,9 @@ class AnalyzeController(Controller):
         ] = None,
     ) -> Response[dict[str, Any]]:
         state = request.app.state
+        if len(request.query_params.getall("explain", [])) > 1:
+            # Litestar keeps the last one; the form field refuses the same ambiguity.
+            raise ProblemError(422, "explain must be given once, true or false")
         kind = media_type(request)
         if kind == "multipart/form-data":
             data, form_explain = await _multipart_file(request)

@@ -33,6 +33,7 @@ HASH_IN_THREAD_BYTES = 1 << 20
 RETRY_AFTER_BUSY_S = 2
 RETRY_AFTER_LOADING_S = 5
 RETRY_AFTER_NO_WORKERS_S = 5
+RETRY_AFTER_MODEL_FAILED_S = 60
 EXPLAIN_MODE = "inference"  # what fakescope.tasks.explain asks by default
 
 
@@ -103,8 +104,11 @@ class AnalysisService:
                 "the model is still loading", RETRY_AFTER_LOADING_S, "loading"
             )
         if self.host.state is ModelState.FAILED:
-            raise ProblemError(
-                503, f"the model failed to load: {self.host.error}", code="model-failed"
+            # An operator must restart the server: retry, but not every few seconds.
+            raise service_unavailable(
+                f"the model failed to load: {self.host.error}",
+                RETRY_AFTER_MODEL_FAILED_S,
+                "model-failed",
             )
 
     def require_cached_reads(self) -> None:

@@ -40,6 +40,7 @@ class AskService:
         self.analyses = analyses
         self.host = analyses.host
         self.db = analyses.db
+        self._inflight: dict[tuple[str, ...], asyncio.Task[Answer]] = {}
 
     def payload(self, question: Question, answer: str, created_at: Any) -> dict[str, Any]:
         model = self.host.model
@@ -191,10 +192,35 @@ class AskService:
             row = await self._answer_remotely(self.host, question)
             return self.payload(question, row.answer, row.created_at), False
         assert isinstance(self.host, ModelHost)
-        image = await self._image(question)
+        task = await self._answering(self.host, question)
         try:
-            # Batched with the other generations waiting; a twin question shares one.
-            future = self.host.queue.submit_generation(
+            async with asyncio.timeout(self.analyses.settings.request_timeout_s):
+                row = await asyncio.shield(task)
+        except TimeoutError as exc:
+            raise service_unavailable(
+                "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
+            ) from exc
+        except QueueFullError as exc:  # the GPU ran out of memory for it, or shutting down
+            raise busy_problem(exc) from exc
+        return self.payload(question, row.answer, row.created_at), False
+
+    async def _answering(self, host: ModelHost, question: Question) -> asyncio.Task[Answer]:
+        """The task generating and storing this answer; twins asked meanwhile share it.
+
+        It goes on when its client times out or leaves: the answer is stored all the same,
+        so that the retry is a cache hit instead of the same generation started over.
+        """
+        key = (question.sha256, host.identity.model_key, question.kind, question.prompt_hash)
+        task = self._inflight.get(key)
+        if task is not None:
+            return task
+        image = await self._image(question)
+        task = self._inflight.get(key)  # asked again while the image was read
+        if task is not None:
+            return task
+        try:
+            # Batched with the other generations waiting.
+            future = host.queue.submit_generation(
                 image,
                 question.prompt,
                 max_new_tokens=self.analyses.settings.max_new_tokens,
@@ -202,15 +228,19 @@ class AskService:
             )
         except QueueFullError as exc:
             raise busy_problem(exc) from exc
-        try:
-            async with asyncio.timeout(self.analyses.settings.request_timeout_s):
-                text = storable_text(str(await asyncio.shield(future)))
-        except TimeoutError as exc:
-            raise service_unavailable(
-                "the answer took too long", RETRY_AFTER_BUSY_S, "timeout"
-            ) from exc
-        row = await self._store(question, text)
-        return self.payload(question, text, row.created_at), False
+        task = asyncio.get_running_loop().create_task(self._generate_and_store(question, future))
+        self._inflight[key] = task
+        task.add_done_callback(lambda done: self._finished(key, done))
+        return task
+
+    async def _generate_and_store(self, question: Question, future: asyncio.Future[str]) -> Answer:
+        return await self._store(question, storable_text(str(await future)))
+
+    def _finished(self, key: tuple[str, ...], task: asyncio.Task[Answer]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody waited for is not logged as lost
 
     async def start_stream(self, question: Question) -> tuple[AsyncIterator[str], bool]:
         """SSE-ready events (JSON `data`): `token` pieces, then `done` with the whole answer.

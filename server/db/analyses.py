@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server.db.inserts import insert_ignoring_duplicates
 from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision
 from server.db.review import flag_for_review
 from server.timefmt import iso_z, utcnow
@@ -121,13 +120,6 @@ async def fetch_served(
     return {row.sha256: render(row) for row in rows}
 
 
-def _insert_ignoring_duplicates(session: AsyncSession, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 async def store_analysis(
     session: AsyncSession, analysis: dict[str, Any], identity: Identity
 ) -> None:
@@ -139,7 +131,7 @@ async def store_analysis(
     facts = {"n_frames": 1, **analysis["image"]}  # one frame unless the core says otherwise
     now = utcnow()
     await session.execute(
-        _insert_ignoring_duplicates(session, Image).values(
+        insert_ignoring_duplicates(session, Image).values(
             sha256=sha,
             **{name: facts[name] for name in IMAGE_FACTS},
             first_seen_at=now,

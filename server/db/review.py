@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.inserts import insert_ignoring_duplicates
 from server.db.models import ReviewItem
 from server.timefmt import utcnow
 
@@ -22,10 +23,17 @@ async def flag_for_review(
     now = utcnow()
     item = await session.get(ReviewItem, sha256, with_for_update=True)
     if item is None:
-        session.add(
-            ReviewItem(sha256=sha256, reasons=wanted, status="open", created_at=now, updated_at=now)
+        # Two requests may both find no item (two first reports, or a report racing a
+        # re-analysis): the loser's insert does nothing and it merges into the winner's row.
+        created = await session.execute(
+            insert_ignoring_duplicates(session, ReviewItem)
+            .values(sha256=sha256, reasons=wanted, status="open", created_at=now, updated_at=now)
+            .returning(ReviewItem.sha256)
         )
-        return
+        if created.first() is not None:
+            return
+        item = await session.get(ReviewItem, sha256, with_for_update=True, populate_existing=True)
+        assert item is not None  # the conflicting row is committed: nothing deletes items
     merged = list(dict.fromkeys([*item.reasons, *wanted]))
     if merged != list(item.reasons) or reopen:
         if item.status != "open":

@@ -12,8 +12,10 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -30,6 +32,7 @@ SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 TEREDO = ipaddress.ip_network("2001::/32")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
+_DECODE_PIECE = 256 * 1024  # the most one decompress call may produce
 
 
 class UrlRefusedError(Exception):
@@ -179,6 +182,7 @@ class GuardedFetcher:
             "Host": url.netloc.decode("ascii"),
             "User-Agent": self.user_agent,
             "Accept": "image/*",
+            "Accept-Encoding": "identity",
         }
         return client.build_request(
             "GET", url.copy_with(host=str(ip)), headers=headers, extensions=extensions
@@ -217,16 +221,97 @@ class GuardedFetcher:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise UrlTooLargeError(f"remote image is {declared} bytes; the limit is {cap}")
-        chunks: list[bytes] = []
-        total = 0
+        # Raw bytes, decoded here a bounded piece at a time: httpx would inflate each
+        # network read whole (64 KiB of gzip is 64 MiB of zeros) before the cap is checked.
+        decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), cap)
         try:
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > cap:
-                    raise UrlTooLargeError(f"remote image exceeds the limit of {cap} bytes")
-                chunks.append(chunk)
+            async for chunk in response.aiter_raw():
+                decoder.feed(chunk)
+            return decoder.finish()
         except httpx.TimeoutException as exc:
             raise UrlTimeoutError("timed out reading the remote image") from exc
         except httpx.HTTPError as exc:
             raise UrlFetchError(f"error reading the remote image: {exc}") from exc
-        return b"".join(chunks)
+
+
+class _BoundedDecoder:
+    """A body's Content-Encoding undone with the decoded size capped as it grows.
+
+    The fetcher asks for `identity`; a server may compress all the same (gzip or deflate,
+    possibly stacked). Anything else is refused rather than passed on as image bytes.
+    """
+
+    def __init__(self, content_encoding: str, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self.chunks: list[bytes] = []
+        self.stages: list[Any] = []
+        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+        for coding in reversed(codings):  # the last one listed was applied last
+            if coding in ("gzip", "x-gzip"):
+                self.stages.append(zlib.decompressobj(16 + zlib.MAX_WBITS))
+            elif coding == "deflate":
+                self.stages.append(_Deflate())
+            elif coding != "identity":
+                raise UrlFetchError(f"the remote image came with Content-Encoding {coding!r}")
+
+    def feed(self, data: bytes) -> None:
+        self._pass(0, data)
+
+    def _pass(self, stage: int, data: bytes) -> None:
+        if stage == len(self.stages):
+            self.total += len(data)
+            if self.total > self.cap:
+                raise UrlTooLargeError(f"remote image exceeds the limit of {self.cap} bytes")
+            if data:
+                self.chunks.append(data)
+            return
+        decoder = self.stages[stage]
+        while data:
+            try:
+                out = decoder.decompress(data, _DECODE_PIECE)
+            except zlib.error as exc:
+                raise UrlFetchError(f"the remote image's encoding is corrupt: {exc}") from exc
+            self._pass(stage + 1, out)
+            data = decoder.unconsumed_tail
+
+    def finish(self) -> bytes:
+        for stage, decoder in enumerate(self.stages):
+            try:
+                rest = decoder.flush()
+            except zlib.error as exc:
+                raise UrlFetchError(f"the remote image's encoding is corrupt: {exc}") from exc
+            self._pass(stage + 1, rest)
+        return b"".join(self.chunks)
+
+
+class _Deflate:
+    """HTTP `deflate`: zlib-wrapped as the RFC says, or raw deflate as some servers send."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+        self._start = b""
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inner.unconsumed_tail if self._inner is not None else b""
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._inner is None:
+            self._start += data
+            if len(self._start) < 2:
+                return b""
+            data, self._start = self._start, b""
+            try:
+                zlib.decompressobj().decompress(data[:2])
+                self._inner = zlib.decompressobj()
+            except zlib.error:
+                self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+        out: bytes = self._inner.decompress(data, max_length)
+        return out
+
+    def flush(self) -> bytes:
+        if self._inner is None:
+            return b""
+        out: bytes = self._inner.flush()
+        return out

@@ -9,13 +9,8 @@ from litestar import Controller, Request, Response, post
 from server.db.database import Database
 from server.db.models import Image, Report
 from server.db.review import USER_REPORT, flag_for_review
-from server.openapi_docs import (
-    BODY_PROBLEMS,
-    ReportCreated,
-    ReportOperation,
-    responses,
-    success,
-)
+from server.openapi_docs.operations import ReportOperation
+from server.openapi_docs.responses import BODY_PROBLEMS, ReportCreated, responses, success
 from server.problems import ProblemError
 from server.requests import JSON_BODY_LIMIT, json_object, optional_text, sha256_key
 from server.timefmt import iso_z, utcnow

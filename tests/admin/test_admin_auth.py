@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from admin_helpers import Tokens, analysed_image, bearer, problem
 from litestar.testing import AsyncTestClient
 from test_review_page import sign_in

@@ -6,8 +6,9 @@ import ssl
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -17,7 +18,17 @@ class Site:
     def __init__(self, image: bytes) -> None:
         self.image = image
         self.hosts_seen: list[str] = []
+        self.accept_encodings: list[str] = []
         self.base = ""
+
+
+def _gzip(chunks: Iterator[bytes]) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+    return b"".join(packer.compress(chunk) for chunk in chunks) + packer.flush()
+
+
+# 256 MiB of zeros in about 256 KB: what a hostile site sends as a "gzip-encoded image".
+GZIP_BOMB = _gzip(b"\0" * (1 << 20) for _ in range(256))
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
@@ -35,6 +46,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             site.hosts_seen.append(self.headers.get("Host", ""))
+            site.accept_encodings.append(self.headers.get("Accept-Encoding", ""))
             url = urlparse(self.path)
             query = parse_qs(url.query)
             if url.path == "/image":  # a PNG that claims to be HTML: content decides
@@ -69,6 +81,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             elif url.path == "/slow":
                 time.sleep(float(query.get("s", ["3"])[0]))
                 self._send(200, site.image, "image/png")
+            elif url.path in ("/gzip-bomb", "/gzip-image"):  # sent whatever the client accepts
+                body = GZIP_BOMB if url.path == "/gzip-bomb" else _gzip(iter([site.image]))
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Encoding", query.get("as", ["gzip"])[0])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
             elif url.path == "/missing":
                 self._send(404, b"nope", "text/plain")
             else:

@@ -155,6 +155,29 @@ async def test_report_opens_a_review_item_with_reason_user_report(client, settin
     assert status == "open"
 
 
+async def test_concurrent_first_reports_on_one_image_all_land_in_one_review_item(
+    client, settings
+) -> None:
+    # On PostgreSQL the first reports raced to create the review item: one of them was a 500.
+    for _ in range(3):
+        posted = await client.post("/v1/analyze", files={"file": ("a.png", unique_png())})
+        sha = posted.json()["sha256"]
+        responses = await asyncio.gather(
+            *(
+                client.post("/v1/reports", json={"sha256": sha, "reason": f"report {i}"})
+                for i in range(12)
+            )
+        )
+        assert [r.status_code for r in responses] == [201] * 12, [r.text for r in responses]
+        counts = await run_sql(
+            settings.database_url,
+            "SELECT (SELECT COUNT(*) FROM reports WHERE sha256 = :s),"
+            " (SELECT COUNT(*) FROM review_items WHERE sha256 = :s AND status = 'open')",
+            s=sha,
+        )
+        assert tuple(counts[0]) == (12, 1)
+
+
 async def test_report_on_an_unknown_image_is_a_404_and_writes_nothing(client, settings) -> None:
     before = await count_rows(settings.database_url)
     response = await client.post("/v1/reports", json={"sha256": "ef" * 32, "reason": "wrong"})
@@ -307,6 +330,22 @@ async def test_the_in_memory_rate_limit_says_when_to_retry(settings: Settings) -
         assert limited.status_code == 429
         assert 1 <= int(limited.headers["retry-after"]) <= 60
         assert "retry in" in problem(limited)["detail"]
+
+
+async def test_requests_no_route_answers_are_counted_once_like_the_others(client) -> None:
+    # 404 and 405 are refused before route middleware runs: they were missing from /metrics.
+    await client.get("/v1/nothing-here")
+    await client.put("/v1/analyze")
+    await client.get("/v1/analyses/" + "ab" * 32)
+    metrics = (await client.get("/metrics")).text
+    assert 'fakescope_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in (
+        metrics
+    )
+    assert 'fakescope_http_requests_total{method="PUT",route="unmatched",status="405"} 1.0' in (
+        metrics
+    )
+    route = 'route="/v1/analyses/{sha256}",status="404"} 1.0'
+    assert f'fakescope_http_requests_total{{method="GET",{route}' in metrics
 
 
 async def test_metrics_name_their_charset_once(client) -> None:

@@ -232,6 +232,7 @@ SHA = "ab" * 32
         ("/v1/lookup", b'{"pdq": ["' + SHA.encode() + b'\\n"]}', 422),
         ("/v1/ask", b'{"sha256": "' + SHA.encode() + b'\\n", "aspect": "texture"}', 422),
         ("/v1/analyze", b'{"url": "http://xn--/a.png"}', 422),
+        ("/v1/reports", b'{"sha256": "' + SHA.encode() + b'", "reason": "cut \\ud83d"}', 400),
     ],
     ids=[
         "lookup-not-utf8",
@@ -249,6 +250,7 @@ SHA = "ab" * 32
         "lookup-pdq-trailing-newline",
         "ask-sha256-trailing-newline",
         "analyze-url-malformed-idna-label",
+        "reports-reason-half-a-surrogate-pair",
     ],
 )
 async def test_hostile_json_bodies_are_the_right_4xx_and_write_nothing(
@@ -262,6 +264,28 @@ async def test_hostile_json_bodies_are_the_right_4xx_and_write_nothing(
         assert response.status_code == status, response.text
         problem(response)
     assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+async def test_half_a_surrogate_pair_is_named_not_called_truncated(settings: Settings) -> None:
+    # The extension cuts a reason at 2000 UTF-16 units, which can split an emoji.
+    async with running(create_app(settings)) as client:
+        response = await client.post(
+            "/v1/reports",
+            content=b'{"sha256": "' + SHA.encode() + b'", "reason": "cut \\ud83d"}',
+            headers={"Content-Type": "application/json"},
+        )
+        detail = problem(response)["detail"]
+        assert response.status_code == 400 and "surrogate" in detail, detail
+        assert "truncated" not in detail
+
+
+async def test_a_refused_explain_value_is_not_echoed_whole(settings: Settings) -> None:
+    async with running(create_app(settings)) as client:
+        response = await client.post(
+            "/v1/analyze", json={"url": "https://example.com/a.png", "explain": "x" * 100_000}
+        )
+        assert response.status_code == 422
+        assert len(problem(response)["detail"]) < 200
 
 
 async def test_a_sha256_path_with_a_trailing_newline_is_a_422(settings: Settings) -> None:
@@ -377,6 +401,11 @@ async def test_the_explain_query_parameter_takes_the_same_words_as_the_form_fiel
                 f"/v1/analyze?explain={word}", files={"file": ("a.png", _png())}
             )
             assert response.status_code == 200, (word, response.text)
+        twice = await client.post(
+            "/v1/analyze?explain=1&explain=0", files={"file": ("a.png", _png())}
+        )
+        assert twice.status_code == 422  # it was the last one, silently
+        assert "explain must be given once" in problem(twice)["detail"]
         for word in ("maybe", "2"):
             response = await client.post(
                 f"/v1/analyze?explain={word}", files={"file": ("a.png", _png())}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -304,8 +305,15 @@ async def test_a_model_that_fails_to_load_makes_the_server_unready(
         await asyncio.sleep(0.2)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "checkpoint not found" in ready.json()["error"]
-        response = await client.post("/v1/analyze", **upload(unique_png()))
-        assert response.status_code == 503
+        for response in (
+            await client.post("/v1/analyze", **upload(unique_png())),
+            await client.get("/v1/analyses/" + "ab" * 32),
+            await client.post("/v1/lookup", json={"sha256": ["ab" * 32]}),
+        ):
+            # Like every 503 of the API, it says when to try again (it said nothing).
+            assert response.status_code == 503, response.text
+            assert problem(response)["type"].endswith(":model-failed")
+            assert int(response.headers["retry-after"]) > 0
         assert (await client.get("/healthz")).status_code == 200
 
 
@@ -361,3 +369,41 @@ async def test_concurrent_plain_and_explained_requests_both_get_what_they_asked_
     assert plain.status_code == explained.status_code == 200
     assert isinstance(explained.json()["explanation"], str)
     assert (await count_rows(sqlite_settings.database_url))["analyses"] == 1
+
+
+class SlowAnswers(CountingModel):
+    """Answers questions slowly (one batch at a time, no continuous decoding)."""
+
+    decodes_continuously = False
+
+    def __init__(self, model: Any, answer_delay_s: float) -> None:
+        super().__init__(model)
+        self.answer_delay_s = answer_delay_s
+        self.generations = 0
+
+    def generate_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
+        self.generations += 1
+        time.sleep(self.answer_delay_s)
+        return list(self.inner.generate_batch(images, prompts, **kwargs))
+
+
+async def test_an_answer_that_times_out_is_still_cached_for_the_retry(
+    sqlite_settings: Settings, tiny_model: Any
+) -> None:
+    # The generation goes on after the 503 (like an analysis does): its answer must be kept,
+    # or every retry of a slow answer starts it over and times out again.
+    slow = SlowAnswers(tiny_model, answer_delay_s=0.8)
+    settings = replace(sqlite_settings, request_timeout_s=0.3)
+    async with running(create_app(settings, model_loader=lambda: slow)) as client:
+        await wait_until_ready(client)
+        sha = (await client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+        ask = {"sha256": sha, "aspect": "texture"}
+        late = await client.post("/v1/ask", json=ask)
+        assert late.status_code == 503 and "retry-after" in late.headers, late.text
+        await until(lambda: slow.generations == 1)
+        await asyncio.sleep(1.2)
+        again = await client.post("/v1/ask", json=ask)
+        assert again.status_code == 200, again.text
+        assert again.headers["x-cache"] == "hit"
+        assert slow.generations == 1
+    assert (await count_rows(sqlite_settings.database_url))["answers"] == 1

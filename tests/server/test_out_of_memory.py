@@ -301,3 +301,28 @@ async def test_stopping_while_halves_run_again_fails_them_instead_of_hanging() -
     gate.set()
     results = await asyncio.wait_for(scoring, 5)
     assert all(isinstance(r, QueueFullError) for r in results), results
+
+
+class NoRoomToAnswer(CountingModel):
+    """The tiny model on a device with room for verdicts but not for any answer."""
+
+    decodes_continuously = False
+
+    def generate_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
+        raise out_of_memory(len(images))
+
+
+async def test_a_question_that_runs_out_of_memory_is_a_503_to_retry_not_a_500(
+    sqlite_url: str, tmp_path: Path, tiny_model: Any
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None)
+    model = NoRoomToAnswer(tiny_model)
+    async with running(create_app(settings, model_loader=lambda: model)) as client:
+        await wait_until_ready(client)
+        sha = (await client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+        before = await count_rows(sqlite_url)
+        response = await client.post("/v1/ask", json={"sha256": sha, "aspect": "texture"})
+        body = problem(response)
+        assert response.status_code == 503 and response.headers["retry-after"], response.text
+        assert body["type"].endswith(":gpu-out-of-memory")
+        assert await count_rows(sqlite_url) == before

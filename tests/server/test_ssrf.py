@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from local_http import Site, self_signed_certificate, serve_site, serve_tls_site
@@ -19,6 +22,7 @@ from server.net.ssrf import (
     UrlRefusedError,
     UrlTimeoutError,
     UrlTooLargeError,
+    _BoundedDecoder,
 )
 from server.settings import Settings
 
@@ -179,6 +183,59 @@ async def test_declared_length_over_the_cap_is_refused_before_reading(site: Site
 async def test_slow_servers_hit_the_total_time_cap(site: Site) -> None:
     with pytest.raises(UrlTimeoutError):
         await loopback_fetcher(total_timeout_s=0.5).fetch(site.base + "/slow?s=3")
+
+
+async def test_a_compressed_body_is_capped_as_it_is_decoded_not_after(site: Site) -> None:
+    # 256 KB of gzip decoded a whole network read at a time reached 64 MiB at once (about
+    # 130 MB of memory for one request), whatever the cap; now decoding stops at the cap.
+    fetcher = loopback_fetcher(max_bytes=1_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UrlTooLargeError):
+            await fetcher.fetch(site.base + "/gzip-bomb")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16_000_000, f"decoding held {peak} bytes at once"
+    assert site.accept_encodings[-1] == "identity"  # and it asked for no encoding at all
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "GZIP"])
+async def test_an_image_sent_gzip_encoded_anyway_is_decoded(site: Site, encoding: str) -> None:
+    assert await loopback_fetcher().fetch(f"{site.base}/gzip-image?as={encoding}") == site.image
+
+
+def _deflated(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    "encoding,wrap",
+    [
+        ("deflate", lambda d: _deflated(d, zlib.MAX_WBITS)),
+        ("deflate", lambda d: _deflated(d, -zlib.MAX_WBITS)),  # raw, as some servers send
+        ("gzip, deflate", lambda d: _deflated(_deflated(d, 31), zlib.MAX_WBITS)),
+        ("identity", lambda d: d),
+    ],
+    ids=["deflate-zlib", "deflate-raw", "stacked", "identity"],
+)
+def test_every_encoding_the_fetcher_undoes_gives_the_bytes_back(encoding: str, wrap: Any) -> None:
+    image = unique_png(200)
+    encoded = wrap(image)
+    decoder = _BoundedDecoder(encoding, cap=len(image))
+    for start in range(0, len(encoded), 1000):  # as the network hands it over
+        decoder.feed(encoded[start : start + 1000])
+    assert decoder.finish() == image
+    over = _BoundedDecoder(encoding, cap=len(image) - 1)
+    with pytest.raises(UrlTooLargeError):
+        over.feed(encoded)
+        over.finish()
+
+
+async def test_an_unknown_content_encoding_is_a_fetch_error(site: Site) -> None:
+    with pytest.raises(UrlFetchError, match="Content-Encoding"):
+        await loopback_fetcher().fetch(site.base + "/gzip-image?as=br")
 
 
 async def test_error_statuses_are_fetch_errors(site: Site) -> None:
