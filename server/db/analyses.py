@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server.admin.principal import BOOTSTRAP_ADMIN_NAME
 from server.db.inserts import insert_ignoring_duplicates
 from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision
 from server.db.review import flag_for_review
@@ -61,7 +62,8 @@ def render(row: Row[Any]) -> dict[str, Any]:
             "label": row.review_label,
             "note": row.review_note,
             "decided_at": iso_z(row.decided_at),
-            "reviewer": row.reviewer,
+            # Decisions without a token are the bootstrap admin's (FAKESCOPE_ADMIN_TOKEN).
+            "reviewer": BOOTSTRAP_ADMIN_NAME if row.reviewer is None else row.reviewer,
         }
     return {
         "sha256": row.sha256,

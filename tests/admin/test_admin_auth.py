@@ -123,6 +123,15 @@ async def test_the_bootstrap_admin_token_from_settings_is_an_admin(
         assert audit["entries"][0]["action"] == "token.create"
         assert "FAKESCOPE_ADMIN_TOKEN" in audit["entries"][0]["actor"]
         problem(await client.get("/v1/admin/audit", headers=bearer(bootstrap + "x")), 401)
+        # Its decisions name it wherever the verdict is served.
+        sha = await analysed_image(client)
+        decided = await client.post(
+            f"/v1/admin/items/{sha}/decision", json={"label": "fake"}, headers=bearer(bootstrap)
+        )
+        assert decided.status_code == 201, decided.text
+        served = (await client.get(f"/v1/analyses/{sha}")).json()
+        assert served["decided_by"] == "review"
+        assert served["review"]["reviewer"] == "bootstrap admin"
 
 
 @pytest.mark.parametrize("limits_store", ["memory", "database"])
