@@ -25,10 +25,17 @@ def media_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def is_json(kind: str) -> bool:
+    """application/json or a structured +json type (RFC 6839)."""
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
 async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The request body as a JSON object; 415 when it is not JSON, 400 when it is malformed."""
     kind = media_type(request)
-    if kind != "application/json" and not kind.endswith("+json"):
+    if not is_json(kind):
         raise ProblemError(415, f"expected application/json, got {kind or 'no content type'}")
     raw = await request.body()
     try:

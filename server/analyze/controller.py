@@ -21,7 +21,7 @@ from server.net.ssrf import (
 from server.openapi_docs.operations import AnalyzeOperation, CachedOperation
 from server.openapi_docs.responses import Analysis, responses, success
 from server.problems import ProblemError
-from server.requests import json_object, media_type, parse_bool, sha256_key
+from server.requests import is_json, json_object, media_type, parse_bool, sha256_key
 
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -155,7 +155,7 @@ class AnalyzeController(Controller):
         if kind == "multipart/form-data":
             data, form_explain = await _multipart_file(request)
             want_explain = _explain_flag(explain, form_explain)
-        elif kind == "application/json":
+        elif is_json(kind):
             body = await json_object(request)
             want_explain = _explain_flag(explain, body.get("explain"))  # before any fetch
             data = await _fetch(state.fetcher, body.get("url"))

@@ -114,6 +114,7 @@ async def test_file_over_the_limit_but_body_within_overhead_is_a_413(limited: Se
         ("application/json", b"[1, 2, 3]", 422),
         ("application/json", b'{"url": 42}', 422),
         ("application/json", b'{"nothing": true}', 422),
+        ("application/vnd.api+json", b'{"url": 42}', 422),  # +json is JSON, as on the others
     ],
     ids=[
         "text",
@@ -126,6 +127,7 @@ async def test_file_over_the_limit_but_body_within_overhead_is_a_413(limited: Se
         "json-array",
         "url-not-string",
         "json-no-url",
+        "structured-json-url-not-string",
     ],
 )
 async def test_malformed_analyze_requests_are_4xx_problems(
