@@ -13,7 +13,7 @@
  */
 
 import { ASK_PORT_NAME, relayAnswer } from './worker/ask-relay.js';
-import { MENU_ID, handleMenuClick } from './worker/check.js';
+import { CHECK_WATCH_PORT_NAME, MENU_ID, acceptCheckWatch, handleMenuClick } from './worker/check.js';
 import { syncFeedScripts } from './worker/feed-scripts.js';
 import { handleMessage } from './worker/message-handlers.js';
 
@@ -35,9 +35,12 @@ chrome.permissions.onAdded.addListener(() => syncFeedScripts());
 chrome.permissions.onRemoved.addListener(() => syncFeedScripts());
 // The overlay, feed mode, the popup and the options page (worker/message-handlers.js).
 chrome.runtime.onMessage.addListener(handleMessage);
-// The overlay's questions, answered as a stream.
+// The overlay's questions, answered as a stream; and the overlay watching a check it shows
+// as loading (the port closes if Chrome stops this worker before the result is sent).
 chrome.runtime.onConnect.addListener((port) => {
-  if (port.name === ASK_PORT_NAME && port.sender?.id === chrome.runtime.id) relayAnswer(port);
+  if (port.sender?.id !== chrome.runtime.id) return;
+  if (port.name === ASK_PORT_NAME) relayAnswer(port);
+  else if (port.name === CHECK_WATCH_PORT_NAME) acceptCheckWatch(port);
 });
 
 // Test hooks: browser tests drive the worker through these (see tests/extension/).

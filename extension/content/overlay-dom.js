@@ -21,7 +21,7 @@
       max-height: min(80vh, 640px); overflow: auto; overscroll-behavior: contain; background: #fff; color: #1a1a1a;
       border: 1px solid #5a5a5a; border-radius: 10px; box-shadow: 0 6px 28px rgba(0,0,0,.35);
       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-align: left;
-      letter-spacing: normal; text-transform: none; direction: ltr; }
+      letter-spacing: normal; text-transform: none; direction: ltr; overflow-wrap: anywhere; }
     .panel:focus { outline: 3px solid #1a56c4; outline-offset: 2px; }
     * { box-sizing: border-box; }
     header { display: flex; align-items: center; justify-content: space-between; gap: 8px; padding: 10px 12px;

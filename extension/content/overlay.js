@@ -58,6 +58,10 @@
         }
       });
       this.askPort = null;
+      // The check shown as loading: its id (results of an older check are dropped) and the
+      // port that tells the panel when the service worker stopped before answering.
+      this.checkId = null;
+      this.watchPort = null;
       this.returnFocus = null;
       this.onResize = () => this.position();
       // The panel sits in document coordinates, so it moves with the page by itself; an image
@@ -114,7 +118,11 @@
       return Boolean(inside && this.panel.contains(inside));
     }
 
-    /** Places the panel over the image's top-left corner, kept inside the viewport horizontally. */
+    /**
+     * Places the panel over the image's top-left corner, kept inside the viewport horizontally,
+     * and high enough that its top half-screen (the verdict, the score) is on screen even for
+     * an image low in the viewport (all of it, when it fits).
+     */
     position() {
       const margin = 8;
       const width = this.panel.offsetWidth || 380;
@@ -125,6 +133,10 @@
         top = window.scrollY + Math.max(rect.top, 0) + margin;
         left = window.scrollX + rect.left + margin;
       }
+      const viewportHeight = document.documentElement.clientHeight;
+      const shown = Math.min(this.panel.offsetHeight || 0, Math.round(viewportHeight / 2));
+      const maxTop = window.scrollY + viewportHeight - shown - margin;
+      top = Math.max(window.scrollY + margin, Math.min(top, maxTop));
       const maxLeft = window.scrollX + document.documentElement.clientWidth - width - margin;
       left = Math.max(window.scrollX + margin, Math.min(left, maxLeft));
       this.panel.style.top = `${Math.round(top)}px`;
@@ -133,6 +145,7 @@
 
     close() {
       if (this.isOpen && this.body.getAttribute('aria-busy') === 'true') this.dismissedSrc = this.srcUrl;
+      this.unwatch();
       this.askPort?.disconnect();
       this.askPort = null;
       window.removeEventListener('resize', this.onResize);
@@ -156,13 +169,49 @@
       setTimeout(() => { this.live.textContent = text; }, 50);
     }
 
-    showLoading(srcUrl) {
+    /** `checkId`: the worker's id of this check (none when the panel asked for it itself). */
+    showLoading(srcUrl, checkId = null) {
       this.srcUrl = srcUrl;
+      this.checkId = checkId;
       this.setBody(h('p', { role: 'status' }, h('span', { className: 'spinner', 'aria-hidden': 'true' }), 'Checking this image…'));
       this.body.setAttribute('aria-busy', 'true');
+      this.watch();
+    }
+
+    /**
+     * Chrome stops an extension's service worker when it likes (idle, memory, an update), and
+     * with it the check it was running: nothing would ever replace "Checking…". A port open to
+     * the worker while the panel waits closes when the worker goes; the panel then says so.
+     */
+    watch() {
+      if (this.watchPort) return;
+      let port;
+      try {
+        port = chrome.runtime.connect({ name: 'fakescope-check-watch' });
+      } catch {
+        return; // the extension was reloaded: this old script cannot reach it any more
+      }
+      this.watchPort = port;
+      port.onDisconnect.addListener(() => {
+        if (this.watchPort !== port) return;
+        this.watchPort = null;
+        if (this.body.getAttribute('aria-busy') !== 'true') return;
+        this.showError(this.srcUrl, {
+          title: 'FakeScope stopped before the check finished',
+          message: 'The browser stopped FakeScope’s background worker while it was checking this image, so no verdict came back.',
+          guidance: 'Press Try again to check it again.',
+        });
+      });
+    }
+
+    unwatch() {
+      const port = this.watchPort;
+      this.watchPort = null;
+      port?.disconnect();
     }
 
     showError(srcUrl, failure) {
+      this.unwatch();
       this.srcUrl = srcUrl;
       this.announce(`FakeScope: ${failure?.title ?? 'Something went wrong'}`);
       const retry = h('button', { type: 'button', className: 'retry' }, 'Try again');
@@ -206,6 +255,7 @@
      * plainly and offers the real check (which sends the image, so it needs the user's click).
      */
     showHint(srcUrl, hint) {
+      this.unwatch();
       this.srcUrl = srcUrl;
       this.askPort?.disconnect();
       this.askPort = null;
@@ -247,6 +297,7 @@
     }
 
     showResult(srcUrl, view, aspects, cached) {
+      this.unwatch();
       this.srcUrl = srcUrl;
       this.view = view;
       this.askPort?.disconnect();
@@ -285,8 +336,11 @@
   let overlay = null;
 
   /** Shows a state (loading / result / hint / error) for an image URL, anchored at that image. */
-  function showOverlay({ state, srcUrl, view, aspects, cached, failure, hint, anchor }) {
+  function showOverlay({ state, srcUrl, checkId, view, aspects, cached, failure, hint, anchor }) {
     overlay ??= new Overlay();
+    // The outcome of a check the user already replaced (a second right-click, a badge, Try
+    // again) comes late: the panel keeps showing what the user asked for last.
+    if (state !== 'loading' && checkId !== undefined && checkId !== overlay.checkId) return;
     // The user closed the panel while this image was being checked: keep it closed (a badge
     // click, which comes with its anchor, is the user asking again).
     if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
@@ -295,7 +349,8 @@
     // shown as loading keeps the focus where it is (unless the update removed the focused control).
     const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;
     const hadFocus = overlay.hasFocus();
-    if (state === 'loading') overlay.showLoading(srcUrl);
+    if (state !== 'loading') overlay.checkId = null; // shown now: no check's late outcome replaces it
+    if (state === 'loading') overlay.showLoading(srcUrl, checkId ?? null);
     else if (state === 'result') overlay.showResult(srcUrl, view, aspects, cached);
     else if (state === 'hint') overlay.showHint(srcUrl, hint);
     else overlay.showError(srcUrl, failure);

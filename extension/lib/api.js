@@ -45,11 +45,11 @@ export class ApiClient {
       clearTimeout(timer);
       if (outer) outer.removeEventListener('abort', onAbort);
     }
-    if (!response.ok) throw await this.#httpError(response);
+    if (!response.ok) throw await this.#httpError(response, path);
     return response;
   }
 
-  async #httpError(response) {
+  async #httpError(response, path) {
     let problem = null;
     try {
       const text = await response.text();
@@ -58,6 +58,18 @@ export class ApiClient {
       problem = null;
     }
     const retryAfterSeconds = parseRetryAfter(response.headers.get('Retry-After'));
+    // A FakeScope server answers every error with problem+json. A bare 404/405/501 (an HTML
+    // page, a web server's default) means the address points at something else: say that,
+    // not "the server does not know this image".
+    const isProblem = Boolean(problem) && typeof problem === 'object'
+      && (typeof problem.detail === 'string' || typeof problem.title === 'string');
+    if (!isProblem && [404, 405, 501].includes(response.status)) {
+      return new ApiError(
+        'protocol',
+        `${this.baseUrl} answered HTTP ${response.status} for ${path.split('?')[0]}: it does not look like a FakeScope server.`,
+        { status: response.status, serverUrl: this.baseUrl },
+      );
+    }
     const detail = problem?.detail ?? problem?.title ?? response.statusText;
     return new ApiError('http', `HTTP ${response.status}: ${detail}`, {
       status: response.status,
@@ -150,11 +162,20 @@ export class ApiClient {
   /** GET /readyz: resolves to its JSON when the server is ready, throws ApiError otherwise. */
   async ready({ signal } = {}) {
     const response = await this.#request('/readyz', { method: 'GET', headers: this.#headers(), signal }, 5_000);
+    let body = null;
     try {
-      return await response.json();
+      body = await response.json();
     } catch {
-      return {};
+      body = null;
     }
+    // A web page at that address (a login portal, another app) is not a ready FakeScope server.
+    if (!body || typeof body !== 'object') {
+      throw new ApiError('protocol', `${this.baseUrl}/readyz did not answer with JSON: it does not look like a FakeScope server.`, {
+        status: response.status,
+        serverUrl: this.baseUrl,
+      });
+    }
+    return body;
   }
 }
 
@@ -214,11 +235,18 @@ export async function readAnswerStream(stream, onText, serverUrl = '') {
   });
   const reader = stream.getReader();
   const decoder = new TextDecoder();
+  const cutOff = (cause) => new ApiError('interrupted', 'The answer stopped before it was complete.', { serverUrl, cause });
   try {
     while (!finished) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      parser.push(decoder.decode(value, { stream: true }));
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (cause) {
+        if (cause?.name === 'AbortError') throw cause; // the panel closed: nobody reads it
+        throw cutOff(cause); // the connection broke (the server stopped, the network went)
+      }
+      if (chunk.done) break;
+      parser.push(decoder.decode(chunk.value, { stream: true }));
     }
     parser.push(decoder.decode());
     parser.end();
@@ -226,5 +254,8 @@ export async function readAnswerStream(stream, onText, serverUrl = '') {
     if (finished) await reader.cancel().catch(() => {});
   }
   if (failure) throw failure;
+  // The server ends every answer with a "done" (or "error") event: a stream that stops
+  // without one was cut off, and what arrived is only the beginning of the answer.
+  if (!finished) throw cutOff();
   return answer;
 }

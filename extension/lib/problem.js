@@ -6,7 +6,7 @@
 
 export class ApiError extends Error {
   /**
-   * @param {'network'|'http'|'timeout'|'protocol'} kind
+   * @param {'network'|'http'|'timeout'|'protocol'|'interrupted'} kind
    * @param {{status?: number, problem?: object|null, retryAfterSeconds?: number|null,
    *          serverUrl?: string, cause?: unknown}} [info]
    */
@@ -158,6 +158,14 @@ export function describeFailure(error) {
       title: 'The server took too long',
       message: `No answer from ${server} in time.`,
       guidance: 'The server may be overloaded. Try again in a minute.',
+    };
+  }
+  if (error.kind === 'interrupted') {
+    return {
+      ...base,
+      title: 'The answer was cut off',
+      message: `The connection to ${server} closed before the answer was complete.`,
+      guidance: 'Ask again. If it keeps happening, the server may be restarting.',
     };
   }
   if (error.kind === 'protocol') {

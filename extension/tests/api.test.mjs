@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ApiClient, readAnswerStream } from '../lib/api.js';
-import { ApiError } from '../lib/problem.js';
+import { ApiError, describeFailure } from '../lib/problem.js';
 
 function fakeFetch(respond) {
   const calls = [];
@@ -96,4 +96,56 @@ test('an error event in the stream rejects with its detail', async () => {
   const error = await readAnswerStream(stream, () => {}).catch((e) => e);
   assert.equal(error.status, 503);
   assert.equal(error.problem.detail, 'model crashed');
+});
+
+test('an answer stream that ends without its "done" event is cut off, not complete', async () => {
+  const stream = streamOf(['event: token\ndata: {"text":"The shadows "}\n\n', 'event: token\ndata: {"text":"are"}\n\n']);
+  const pieces = [];
+  const error = await readAnswerStream(stream, (t) => pieces.push(t), 'http://s').catch((e) => e);
+  assert.ok(error instanceof ApiError, String(error));
+  assert.equal(error.kind, 'interrupted');
+  assert.equal(error.serverUrl, 'http://s');
+  assert.deepEqual(pieces, ['The shadows ', 'are'], 'the pieces already shown stay shown');
+  assert.equal(describeFailure(error).title, 'The answer was cut off');
+});
+
+test('a connection that breaks in the middle of the answer is an interrupted ApiError', async () => {
+  const encoder = new TextEncoder();
+  const stream = new ReadableStream({
+    start(controller) {
+      controller.enqueue(encoder.encode('event: token\ndata: {"text":"The "}\n\n'));
+      controller.error(new TypeError('network error'));
+    },
+  });
+  const error = await readAnswerStream(stream, () => {}, 'http://s').catch((e) => e);
+  assert.ok(error instanceof ApiError, String(error));
+  assert.equal(error.kind, 'interrupted');
+  assert.match(describeFailure(error).message, /http:\/\/s/);
+});
+
+test('a 404 or 405 that is not a problem+json answer means the address is not a FakeScope server', async () => {
+  for (const [status, body, type] of [[404, '<h1>Not Found</h1>', 'text/html'], [405, '', 'text/plain'], [501, 'Unsupported method', 'text/html']]) {
+    const fetch = fakeFetch(() => new Response(body, { status, headers: { 'Content-Type': type } }));
+    const error = await new ApiClient({ baseUrl: 'http://s', fetch }).ready().catch((e) => e);
+    assert.equal(error.kind, 'protocol', `HTTP ${status}`);
+    assert.equal(error.status, status);
+    const failure = describeFailure(error);
+    assert.match(failure.message, /not look like a FakeScope server/);
+    assert.doesNotMatch(failure.message, /does not know this image/);
+  }
+});
+
+test('a FakeScope 404 (problem+json) stays "not found on the server"', async () => {
+  const fetch = fakeFetch(() => new Response(JSON.stringify({ title: 'Not Found', status: 404, detail: 'no analysis of this image' }), {
+    status: 404, headers: { 'Content-Type': 'application/problem+json' },
+  }));
+  const error = await new ApiClient({ baseUrl: 'http://s', fetch }).report({ sha256: 'c'.repeat(64), reason: 'x' }).catch((e) => e);
+  assert.equal(error.kind, 'http');
+  assert.equal(describeFailure(error).title, 'Not found on the server');
+});
+
+test('a /readyz that answers 200 with something other than JSON is not a FakeScope server', async () => {
+  const fetch = fakeFetch(() => new Response('<html>welcome</html>', { status: 200, headers: { 'Content-Type': 'text/html' } }));
+  const error = await new ApiClient({ baseUrl: 'http://s', fetch }).ready().catch((e) => e);
+  assert.equal(error.kind, 'protocol');
 });

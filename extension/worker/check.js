@@ -55,21 +55,41 @@ async function flagOnToolbar(tabId, failure) {
   }
 }
 
-/** Checks the image and shows each state in the overlay already in the tab; resolves to the outcome. */
+/**
+ * The overlay watches a check it shows as loading through a Port of this name: when Chrome
+ * stops the service worker mid-check (idle, memory, an update), the port closes and the
+ * overlay says so, instead of spinning for ever.
+ */
+export const CHECK_WATCH_PORT_NAME = 'fakescope-check-watch';
+
+const watchPorts = new Set();
+
+/** Holds an overlay's watch port open while this worker lives (content/overlay.js closes it). */
+export function acceptCheckWatch(port) {
+  watchPorts.add(port);
+  port.onDisconnect.addListener(() => watchPorts.delete(port));
+}
+
+/**
+ * Checks the image and shows each state in the overlay already in the tab; resolves to the
+ * outcome. Every message of one check carries its `checkId`, so the overlay can drop the
+ * late result of a check the user already replaced with another.
+ */
 export async function checkAndShow(srcUrl, target, pageUrl) {
-  await showInTab(target, { state: 'loading', srcUrl });
+  const checkId = crypto.randomUUID();
+  await showInTab(target, { state: 'loading', srcUrl, checkId });
   let outcome;
   let shown;
   try {
     const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
     outcome = { ok: true, sha256: analysis.sha256, cached, via };
     shown = {
-      state: 'result', srcUrl, view: describeAnalysis(analysis), short: shortVerdict(analysis), aspects: ASPECTS, cached,
+      state: 'result', srcUrl, checkId, view: describeAnalysis(analysis), short: shortVerdict(analysis), aspects: ASPECTS, cached,
     };
   } catch (error) {
     const failure = describeFailure(error);
     outcome = { ok: false, failure };
-    shown = { state: 'error', srcUrl, failure };
+    shown = { state: 'error', srcUrl, checkId, failure };
   }
   try {
     await showInTab(target, shown);

@@ -418,6 +418,8 @@ class StubServer:
     token: str | None = None
     analysis: dict[str, Any] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    # "METHOD /path" → a function that answers the request itself (it gets the handler).
+    routes: dict[str, Callable[[Any], None]] = field(default_factory=dict)
     httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -464,6 +466,9 @@ class StubServer:
 
             def do_GET(self) -> None:
                 owner.requests.append(f"GET {self.path}")
+                if route := owner.routes.get(f"GET {self.path.split('?', 1)[0]}"):
+                    route(self)
+                    return
                 self.reply(200, {"status": "ready", "model": {"id": "forensic-7b"}})
 
             def do_POST(self) -> None:
@@ -473,6 +478,10 @@ class StubServer:
                 if owner.token and self.headers.get("Authorization") != f"Bearer {owner.token}":
                     detail = "unknown or revoked API token"
                     self.reply(401, {"title": "Unauthorized", "status": 401, "detail": detail})
+                    return
+                if route := owner.routes.get(f"POST {path}"):
+                    self.body = body
+                    route(self)
                     return
                 if path == "/v1/lookup":
                     self.reply(200, {"results": {}, "near": []})

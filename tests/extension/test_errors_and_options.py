@@ -3,6 +3,7 @@ The options page validates what it saves and tests the connection."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,80 @@ def test_saving_the_server_keeps_feed_sites_switched_on_elsewhere(
     stored = browser.worker.evaluate("async () => (await chrome.storage.local.get('settings'))")
     assert stored["settings"]["serverUrl"] == stub_server.url
     assert stored["settings"]["feedSites"] == [page_server.origin]
+
+
+def test_an_address_that_is_not_a_fakescope_server_is_named_as_such(
+    until: Any, browser: Any, page_server: Any
+) -> None:
+    """A web server at the configured address (the page server: HTML 404 for /readyz, 501 for
+    POST) is "not a FakeScope server", not "the server does not know this image"."""
+    elsewhere = f"http://127.0.0.1:{page_server.port}"
+    page = open_options(browser)
+    page.fill("#server-url", elsewhere)
+    page.click("#test-connection")
+    until(lambda: "Testing" not in page.inner_text("#server-status"), what="the test")
+    status = page.inner_text("#server-status")
+    assert "does not look like a FakeScope server" in status, status
+    assert "does not know this image" not in status
+    assert "Connected" not in status
+
+    browser.set_settings(serverUrl=elsewhere)
+    popup = browser.context.new_page()
+    popup.goto(browser.extension_url("popup/popup.html"))
+    until(lambda: "Checking" not in popup.inner_text("#server-status"), what="the popup status")
+    assert "does not look like a FakeScope server" in popup.inner_text("#server-status")
+    assert "Server ready" not in popup.inner_text("#server-status")
+
+    pictures = browser.context.new_page()
+    pictures.goto(page_server.url("/plain.html"))
+    result = browser.check_image(pictures, page_server.url("/img/check.png"))
+    assert not result["ok"]
+    alert = pictures.locator("fakescope-overlay [role=alert]").inner_text()
+    assert "does not look like a FakeScope server" in alert, alert
+    assert "points at a FakeScope server" in alert
+
+
+def sse_route(pieces: list[bytes], chunked: bool) -> Any:
+    """An answer stream that stops after `pieces`: the server went away mid-answer."""
+
+    def route(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        if chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        for piece in pieces:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            handler.wfile.flush()
+            time.sleep(0.3)
+        handler.close_connection = True
+
+    return route
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["closed", "broken"])
+def test_an_answer_cut_off_mid_stream_is_not_shown_as_complete(
+    chunked: bool, until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/plain.html"))
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+    stub_server.routes["POST /v1/ask"] = sse_route(
+        [
+            b'event: token\ndata: {"text": "The shadows "}\n\n',
+            b'event: token\ndata: {"text": "fall"}\n\n',
+        ],
+        chunked,
+    )
+    overlay = page.locator("fakescope-overlay")
+
+    overlay.get_by_role("button", name="Ask about the aspect").click()
+
+    status = overlay.locator(".status.muted")
+    waiting = {"", "Waiting for the answer…", "Answering…"}
+    until(lambda: status.inner_text() not in waiting, what="the stream to end")
+    assert "The answer was cut off" in status.inner_text(), status.inner_text()
+    assert "Answer complete" not in status.inner_text()
+    assert overlay.locator(".answer").inner_text() == "The shadows fall", "what came stays"
+    assert overlay.get_by_role("button", name="Ask about the aspect").is_enabled()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from typing import Any
 
 import pytest
@@ -229,3 +230,138 @@ def test_the_panel_follows_an_image_inside_a_scrolling_container(
     before = gap()
     page.evaluate("() => { document.getElementById('column').scrollTop = 150; }")
     until(lambda: abs(gap() - before) < 2, 5, "the panel to follow the image")
+
+
+def stop_service_worker(browser: Any) -> None:
+    """What Chrome does to an extension's worker when it likes (idle, memory pressure, an
+    update): stops it, whatever it was doing (CDP, from one of the extension's pages)."""
+    page = browser.context.new_page()
+    page.goto(browser.extension_url("popup/popup.html"))
+    cdp = browser.context.new_cdp_session(page)
+    states: list[str] = []
+    cdp.on(
+        "ServiceWorker.workerVersionUpdated",
+        lambda event: states.extend(v["runningStatus"] for v in event["versions"]),
+    )
+    cdp.send("ServiceWorker.enable")
+    cdp.send("ServiceWorker.stopAllWorkers")
+    wait_until = time.monotonic() + 10
+    while "stopped" not in states and time.monotonic() < wait_until:
+        page.wait_for_timeout(100)
+    assert "stopped" in states, states
+    page.close()
+
+
+def test_a_check_cut_short_by_the_worker_being_stopped_says_so_and_can_be_retried(
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    stub_server.delay_s = 5.0
+    start_check(browser, form_page, page_server.url("/img/check.png"))
+    until(lambda: "Checking this image" in panel_text(form_page), what="the loading state")
+    until(lambda: "POST /v1/analyze" in stub_server.requests, what="the upload")
+
+    stop_service_worker(browser)
+
+    overlay = form_page.locator("fakescope-overlay")
+    until(
+        lambda: "stopped before the check finished" in panel_text(form_page),
+        timeout_s=5,
+        what="the panel to stop spinning",
+    )
+    assert overlay.locator("[role=alert]").count() == 1
+    stub_server.delay_s = 0.0
+    overlay.get_by_role("button", name="Try again").click()
+    until(lambda: overlay.locator(".verdict").count() == 1, what="the verdict after the retry")
+    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
+
+
+def test_a_late_result_of_an_earlier_check_does_not_replace_the_one_asked_for_last(
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    """Right-click A (slow), then B (fast): B's verdict stays, A's late one is dropped."""
+    page_server.pages["/two.html"] = (
+        '<!doctype html><img id="a" src="/img/check.png" width="240" height="180">'
+        '<img id="b" src="/img/report.png" width="240" height="180">'
+    )
+    form_page.goto(page_server.url("/two.html"))
+    slow = page_server.images["check.png"]
+
+    def analyze(handler: Any) -> None:
+        import hashlib
+        import json
+
+        is_slow = slow in handler.body
+        if is_slow:
+            time.sleep(2.5)
+        answer = stub_server.answer(hashlib.sha256(handler.body).hexdigest())
+        answer.update({"label": "real" if is_slow else "fake", "p_fake": 0.1 if is_slow else 0.9})
+        data = json.dumps(answer).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    stub_server.routes["POST /v1/analyze"] = analyze
+    start_check(browser, form_page, page_server.url("/img/check.png"))
+    until(lambda: "POST /v1/analyze" in stub_server.requests, what="A's upload")
+    second = browser.check_image(form_page, page_server.url("/img/report.png"))
+    assert second["ok"], second
+    overlay = form_page.locator("fakescope-overlay")
+    assert overlay.locator(".verdict").inner_text() == "Likely AI-generated"
+
+    until(lambda: outcome(browser), timeout_s=20, what="A's check to finish")
+    assert outcome(browser)["ok"]
+    form_page.wait_for_timeout(300)
+    assert overlay.locator(".verdict").inner_text() == "Likely AI-generated", "B's verdict stays"
+
+
+def test_the_panel_of_an_image_low_in_the_viewport_opens_on_screen(
+    browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    page_server.pages["/low.html"] = (
+        '<!doctype html><div style="height: 700px"></div>'
+        '<img id="pic" src="/img/check.png" width="240" height="180" alt="pic">'
+        '<div style="height: 2000px"></div>'
+    )
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/low.html"))
+    assert page.locator("#pic").bounding_box()["y"] > 650, "the image starts near the bottom"
+
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+
+    verdict = page.locator("fakescope-overlay .verdict").bounding_box()
+    assert verdict is not None and verdict["y"] + verdict["height"] <= 800, "the verdict is seen"
+    score = page.locator("fakescope-overlay .score").bounding_box()
+    assert score is not None and score["y"] + score["height"] <= 800, "and the score"
+    assert page.evaluate("() => window.scrollY") == 0, "the page did not scroll"
+
+
+def test_long_unbroken_server_text_wraps_inside_the_panel(
+    browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    token = "urn:c2pa:" + "0123456789abcdef" * 12
+    stub_server.analysis = {
+        "explanation": f"The manifest {token} was signed by an unknown issuer.",
+        "evidence": [
+            {
+                "kind": "c2pa",
+                "summary": f"C2PA claim {token}",
+                "strength": "strong",
+                "points_to": "fake",
+            }
+        ],
+    }
+    assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
+
+    widths = form_page.evaluate(
+        """() => {
+            const root = document.querySelector('fakescope-overlay').shadowRoot;
+            return [...root.querySelectorAll('.panel, .explanation, .evidence')]
+              .map((el) => [el.scrollWidth, el.clientWidth]);
+        }"""
+    )
+    assert len(widths) == 3
+    for scroll_width, client_width in widths:
+        assert scroll_width <= client_width, "no sideways scrolling"
