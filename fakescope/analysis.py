@@ -6,6 +6,7 @@ request, batch the model part across requests, and finish each with `build_analy
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,8 +97,18 @@ def build_analysis(
     thresholds: Thresholds = Thresholds(),
     timings_ms: dict[str, float] | None = None,
 ) -> Analysis:
-    """Turn an inspection and an optional model score into the final analysis."""
+    """Turn an inspection and an optional model score into the final analysis.
+
+    A non-finite p_fake (NaN or inf, from a model whose logits overflowed) is no score: it is
+    left out (null, never NaN in JSON), the verdict comes from provenance or is uncertain,
+    and the `model_score_not_finite` flag sends the item to review."""
+    not_finite = p_fake is not None and not math.isfinite(p_fake)
+    if not_finite:
+        p_fake = None
     verdict = decide(inspection.evidence, p_fake, thresholds)
+    flags = list(verdict.flags)
+    if not_finite:
+        flags.append("model_score_not_finite")
     evidence = list(inspection.evidence)
     if verdict.deciding_evidence is not None:
         # The deciding finding comes first, so that readers see why before the rest.
@@ -113,7 +124,7 @@ def build_analysis(
         model=model_info,
         image=inspection.image.facts(),
         prompt_version=PROMPT_VERSION,
-        flags=list(verdict.flags),
+        flags=flags,
         created_at=datetime.now(UTC),
         timings_ms={**inspection.timings_ms, **(timings_ms or {})},
     )

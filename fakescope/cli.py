@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fakescope.errors import FakeScopeError
 
 if TYPE_CHECKING:
+    from fakescope.images import ImageLimits
     from fakescope.model import ForensicModel
 
 QUANTIZATIONS = ("nf4", "int8", "none")
@@ -109,7 +110,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         paths, desc="analysing", unit="image", disable=not show_progress, file=sys.stderr
     ):
         try:
-            data = _read_input(path)
+            data = _read_input(path, limits)
             analysis = analyze_image(
                 data, model=model, explain=args.explain, thresholds=thresholds, limits=limits
             )
@@ -117,16 +118,50 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         except (FakeScopeError, OSError) as exc:
             failed += 1
             result = _error_object(path, exc)
-        output = json.dumps(result, ensure_ascii=False) if args.json else _human_line(result)
-        print(output, flush=True)
+        if args.json:
+            _write_json_line(result)
+        else:
+            _write_text_line(_human_line(result))
     return 1 if failed else 0
 
 
-def _read_input(path: str) -> bytes:
-    """The bytes of an image argument; `-` reads standard input."""
-    if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
+def _write_json_line(result: dict[str, Any]) -> None:
+    """One JSON object as a line of UTF-8, whatever the locale says.
+
+    A file name that is not UTF-8 arrives as lone surrogates (PEP 383); they are written as
+    JSON escapes ("\\udcff"), which Python's json reads back into the same name.
+    """
+    line = json.dumps(result, ensure_ascii=False) + "\n"
+    _write_bytes(line.encode("utf-8", "backslashreplace"))
+
+
+def _write_text_line(line: str) -> None:
+    """A line for people: a non-UTF-8 file name is written back as its own bytes, as ls does."""
+    encoding = sys.stdout.encoding or "utf-8"
+    try:
+        data = (line + "\n").encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:
+        data = (line + "\n").encode(encoding, "backslashreplace")
+    _write_bytes(data, encoding)
+
+
+def _write_bytes(data: bytes, encoding: str = "utf-8") -> None:
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (io.StringIO in a caller's redirect)
+        sys.stdout.write(data.decode(encoding, "replace"))
+        sys.stdout.flush()
+        return
+    buffer.write(data)
+    buffer.flush()
+
+
+def _read_input(path: str, limits: ImageLimits | None = None) -> bytes:
+    """The bytes of an image argument, never more than the byte cap; `-` reads standard input."""
+    from fakescope.images import ImageLimits, read_image_bytes
+
+    limits = limits or ImageLimits()
+    return read_image_bytes(sys.stdin.buffer if path == "-" else path, limits)
 
 
 def _question_prompt(args: argparse.Namespace) -> str:

@@ -41,6 +41,14 @@ class Evidence:
     source: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Metadata is attacker-written: JSON escapes ("\\ud800" in a ComfyUI graph or a
+        # C2PA manifest) yield lone surrogates, which no UTF-8 output (JSON Lines, HTTP,
+        # the database) can encode. Replace them here, once, for every reader.
+        object.__setattr__(self, "summary", _valid_text(self.summary))
+        object.__setattr__(self, "source", _valid_text(self.source))
+        object.__setattr__(self, "details", _valid_values(self.details))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -50,3 +58,24 @@ class Evidence:
             "source": self.source,
             "details": self.details,
         }
+
+
+def _valid_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD (text that UTF-8 can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _valid_values(value: Any) -> Any:
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, dict):
+        return {_valid_values(k): _valid_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_values(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_valid_values(v) for v in value)
+    return value

@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import struct
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pdqhash
@@ -35,6 +36,7 @@ __all__ = [
     "enable_heif",
     "pdq_distance",
     "pillow_formats",
+    "read_image_bytes",
     "sha256_hex",
     "sniff_format",
 ]
@@ -155,6 +157,27 @@ def enable_heif() -> None:
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
+
+
+def read_image_bytes(
+    source: str | os.PathLike[str] | BinaryIO, limits: ImageLimits = ImageLimits()
+) -> bytes:
+    """The bytes of an image file (a path, or an open binary stream such as stdin), read up
+    to the byte cap: a file over it is ImageTooLargeError without reading the rest (a video
+    passed by mistake, /dev/zero). OSError for a path that cannot be read."""
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as stream:
+            return read_image_bytes(stream, limits)
+    chunks, total = [], 0
+    while total <= limits.max_bytes:
+        chunk = source.read(min(1 << 20, limits.max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > limits.max_bytes:
+        raise ImageTooLargeError(f"the file is over the limit of {limits.max_bytes} bytes")
+    return b"".join(chunks)
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:

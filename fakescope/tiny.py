@@ -10,6 +10,7 @@ and every output made with it is flagged ``untrained``.
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 from pathlib import Path
@@ -88,11 +89,31 @@ _VOCABULARY = (
 )
 
 
+def _refuse_foreign_folder(path: Path) -> None:
+    """Refuse a folder that holds anything but an earlier tiny checkpoint."""
+    if not path.is_dir() or not any(path.iterdir()):
+        return  # new, empty, or not a folder (mkdir then says what is wrong)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if isinstance(config, dict) and config.get("fakescope_untrained") is True:
+        return  # rebuilding a tiny checkpoint in place
+    raise FileExistsError(
+        errno.EEXIST,
+        "folder is not empty and holds no tiny checkpoint; give a new or empty folder",
+        str(path),
+    )
+
+
 def build_tiny_checkpoint(path: Path, *, seed: int = 0, family: str = "llava") -> Path:
     """Write a random-weight checkpoint of about 1 MB to ``path`` and return ``path``.
 
     Deterministic: the same seed gives the same tokenizer and weights. ``family`` picks
     the architecture: ``llava`` (default), ``llava_next``, ``qwen2_vl`` or ``qwen2_5_vl``.
+
+    ``path`` must be new, empty, or an earlier tiny checkpoint: FileExistsError otherwise,
+    so that a mistyped folder never gets a real checkpoint's files overwritten.
     """
     import torch
     from transformers import PreTrainedTokenizerFast
@@ -100,6 +121,7 @@ def build_tiny_checkpoint(path: Path, *, seed: int = 0, family: str = "llava") -
     if family not in FAMILIES:
         raise ValueError(f"unknown tiny family {family!r}; expected one of {FAMILIES}")
     path = Path(path)
+    _refuse_foreign_folder(path)
     path.mkdir(parents=True, exist_ok=True)
 
     qwen = family.startswith("qwen")

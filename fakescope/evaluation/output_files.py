@@ -26,7 +26,8 @@ def replacing(path: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str, errors: str = "strict") -> Path:
     with replacing(path) as temporary:
-        temporary.write_text(text, encoding="utf-8", newline="")  # the text's own line ends
+        # newline="": the text's own line ends
+        temporary.write_text(text, encoding="utf-8", errors=errors, newline="")
     return path

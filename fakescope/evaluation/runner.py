@@ -45,6 +45,9 @@ FIELDS = (
     "error",
 )
 RowId = tuple[str, str, str, str]
+# A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383): its row keeps the
+# name's own bytes, so that a resumed run finds the row again (strict UTF-8 could not write it).
+_NAME_BYTES = "surrogateescape"
 
 
 class PredictionsFormatError(FakeScopeError):
@@ -67,7 +70,8 @@ class PredictionStore:
     def _load(self) -> None:
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]  # a crash may leave half a line: drop it
-        reader = csv.DictReader(io.StringIO(complete.decode("utf-8"), newline=""))
+        decoded = complete.decode("utf-8", _NAME_BYTES)
+        reader = csv.DictReader(io.StringIO(decoded, newline=""))
         if reader.fieldnames is not None and tuple(reader.fieldnames) != FIELDS:
             raise PredictionsFormatError(
                 f"{self.path} has the columns {reader.fieldnames}, not {list(FIELDS)}: it was "
@@ -86,14 +90,14 @@ class PredictionStore:
             writer = csv.DictWriter(text, fieldnames=FIELDS)
             writer.writeheader()
             writer.writerows(self.rows.values())
-            write_text(self.path, text.getvalue())
+            write_text(self.path, text.getvalue(), errors=_NAME_BYTES)
 
     def done(self, rid: RowId) -> bool:
         return rid in self.rows
 
     def append(self, rows: Sequence[dict[str, str]]) -> None:
         new_file = not self.path.is_file() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="", encoding="utf-8") as fh:
+        with self.path.open("a", newline="", encoding="utf-8", errors=_NAME_BYTES) as fh:
             writer = csv.DictWriter(fh, fieldnames=FIELDS)
             if new_file:
                 writer.writeheader()
@@ -169,10 +173,10 @@ def _pending(store: PredictionStore, plan: Plan) -> Iterator[_Work]:
 
 def _load(path: Path, provenance: bool) -> tuple[Image.Image | None, Inspection | None, str]:
     from fakescope.analysis import inspect_image
-    from fakescope.images import decode_image
+    from fakescope.images import decode_image, read_image_bytes
 
     try:
-        data = path.read_bytes()
+        data = read_image_bytes(path)
         if provenance:
             inspection = inspect_image(data)
             return inspection.image.rgb, inspection, ""

@@ -240,11 +240,25 @@ def decode_user_comment(raw: bytes | None) -> str:
         return ""
     prefix, body = raw[:8], raw[8:]
     if prefix.startswith(b"UNICODE"):
-        # Writers disagree on byte order (WebUI writes big-endian): read the zero bytes.
-        big_endian = len(body) >= 2 and body[0] == 0 and body[1] != 0
-        little_endian = len(body) >= 2 and body[1] == 0 and body[0] != 0
-        encoding = "utf-16-le" if little_endian and not big_endian else "utf-16-be"
-        return body.decode(encoding, errors="replace").replace("\x00", "").strip()
+        return _decode_unicode_comment(body).replace("\x00", "").strip()
     if prefix.startswith((b"ASCII", b"JIS", b"\x00")):
         return decode_text(body)
     return decode_text(raw)
+
+
+def _decode_unicode_comment(body: bytes) -> str:
+    """The text after a "UNICODE" prefix. Writers disagree: WebUI writes UTF-16 big-endian,
+    exiftool the EXIF block's own byte order (little-endian in most files), some a byte-order
+    mark, a few UTF-8. The byte order shows in where the zero bytes of ASCII characters fall,
+    counted over the text, not its first character (a prompt may well start in Japanese)."""
+    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return body.decode("utf-16", errors="replace")
+    sample = body[:4096]
+    zeros_first, zeros_second = sample[0::2].count(0), sample[1::2].count(0)
+    if zeros_first == zeros_second == 0:
+        try:
+            return body.decode("utf-8")  # UTF-16 text of any length holds zero bytes
+        except UnicodeDecodeError:
+            pass
+    encoding = "utf-16-le" if zeros_second > zeros_first else "utf-16-be"
+    return body.decode(encoding, errors="replace")

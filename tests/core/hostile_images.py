@@ -205,3 +205,15 @@ def gif_with(extension_bytes: bytes) -> bytes:
     gif = encode(Image.new("RGB", (4, 4)), "GIF")
     table = 3 << ((gif[10] & 7) + 1) if gif[10] & 0x80 else 0
     return gif[: 13 + table] + extension_bytes + gif[13 + table :]
+
+
+class EndlessStream:
+    """/dev/zero as a stream: only bounded reads ever end."""
+
+    def __init__(self) -> None:
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        assert size is not None and size >= 0, "an unbounded read of an endless stream"
+        self.bytes_read += size
+        return b"\0" * size

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import hostile_images
 import pytest
 from cli_runs import run_main
 from PIL import Image
@@ -128,6 +130,18 @@ def test_tiny_model_command_writes_a_loadable_checkpoint(
     assert 0.0 <= p_fake <= 1.0
 
 
+def test_tiny_model_into_a_folder_of_other_files_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2_vl"}')
+    status, _out, err = run_main(capsys, "tiny-model", str(tmp_path))
+    assert status == 2
+    assert "Traceback" not in err
+    assert str(tmp_path) in err and "not empty" in err
+    assert (tmp_path / "config.json").read_text() == '{"model_type": "qwen2_vl"}'
+    assert not (tmp_path / "model.safetensors").exists()
+
+
 # User errors: one line on stderr, no traceback, a usage exit status
 
 
@@ -209,6 +223,40 @@ def test_analyze_reads_standard_input_for_a_dash(
     assert result.returncode == 0, result.stderr
     (line,) = [json.loads(x) for x in result.stdout.splitlines()]
     assert line["path"] == "-" and line["label"] == "fake"
+
+
+@pytest.mark.parametrize("io_encoding", ["utf-8", ""])  # strict UTF-8 stdout, and the locale's
+def test_analyze_writes_utf8_json_for_a_file_name_that_is_not_utf8(
+    sample_paths: dict[str, Path], tmp_path: Path, io_encoding: str
+) -> None:
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")  # a Latin-1 name
+    Path(os.fsdecode(odd)).write_bytes(sample_paths["camera"].read_bytes())
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONIOENCODING": io_encoding}
+    command = [sys.executable, "-m", "fakescope.cli", "analyze", odd, str(sample_paths["camera"])]
+    result = subprocess.run(
+        [*command, "--json", "--quiet"],
+        capture_output=True,
+        timeout=240,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    first, second = (json.loads(line.decode("utf-8")) for line in result.stdout.splitlines())
+    assert os.fsencode(first["path"]) == odd  # the escape reads back into the same name
+    assert first["label"] == second["label"] == "uncertain"
+
+
+def test_analyze_of_an_endless_input_stops_at_the_byte_cap(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `fakescope analyze /dev/zero`, a video passed by mistake, `cat huge | fakescope analyze -`:
+    # read up to the cap, not into memory whole.
+    stream = hostile_images.EndlessStream()
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": stream})())
+    status, out, _err = run_main(capsys, "analyze", "-", "--json", "--quiet")
+    assert status == 1
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["error"]["type"] == "ImageTooLargeError"
+    assert stream.bytes_read <= 26 * 1024 * 1024
 
 
 def test_analyze_into_a_closed_pipe_stops_quietly(sample_paths: dict[str, Path]) -> None:

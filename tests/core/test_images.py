@@ -29,6 +29,7 @@ from fakescope.images import (
     decode_image,
     enable_heif,
     pdq_distance,
+    read_image_bytes,
     sha256_hex,
     sniff_format,
 )
@@ -79,6 +80,21 @@ def test_more_bytes_than_the_cap_raise_too_large_before_decoding() -> None:
     data = hostile.encode(hostile.scene(), "PNG")
     with pytest.raises(ImageTooLargeError):
         decode_image(data, ImageLimits(max_bytes=len(data) - 1))
+
+
+def test_reading_a_file_stops_just_past_the_byte_cap() -> None:
+    stream = hostile.EndlessStream()
+    with pytest.raises(ImageTooLargeError, match="over the limit of 1000 bytes"):
+        read_image_bytes(stream, ImageLimits(max_bytes=1000))  # type: ignore[arg-type]
+    assert stream.bytes_read == 1001
+
+
+def test_reading_a_file_within_the_cap_returns_all_of_it(tmp_path: Path) -> None:
+    data = hostile.encode(hostile.scene(), "PNG")
+    (tmp_path / "a.png").write_bytes(data)
+    assert read_image_bytes(tmp_path / "a.png", ImageLimits(max_bytes=len(data))) == data
+    with pytest.raises(ImageTooLargeError):
+        read_image_bytes(tmp_path / "a.png", ImageLimits(max_bytes=len(data) - 1))
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])

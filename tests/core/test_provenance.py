@@ -3,6 +3,7 @@ C2PA has its own file, test_provenance_c2pa.py."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import time
 import zlib
@@ -141,6 +142,28 @@ def test_webui_parameters_in_exif_user_comment_are_strong_fake_evidence(
     data = hostile.encode(hostile.scene(), fmt, exif=exif.tobytes())
     finding = only(read_provenance(data), "generator_parameters")
     assert finding.source == "exif:UserComment"
+    assert finding.details["model"] == "v1-5-pruned-emaonly"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [
+        ("utf-16-le", b""),  # exiftool on a little-endian EXIF block
+        ("utf-16-be", b""),
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+        ("utf-8", b""),  # UTF-8 behind the UNICODE prefix
+    ],
+)
+def test_unicode_user_comment_whose_prompt_starts_in_japanese_is_read(
+    encoding: str, bom: bytes
+) -> None:
+    text = "日本の猫, " + WEBUI_PARAMETERS
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + bom + text.encode(encoding)
+    data = hostile.encode(hostile.scene(), "JPEG", exif=exif.tobytes())
+    finding = only(read_provenance(data), "generator_parameters")
+    assert finding.details["prompt"].startswith("日本の猫, ")
     assert finding.details["model"] == "v1-5-pruned-emaonly"
 
 

@@ -235,3 +235,24 @@ def test_big_ordinary_gif_gets_no_finding() -> None:
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 255, (1200, 1200, 3), dtype="uint8")).convert("P")
     assert read_quickly(hostile.encode(noise, "GIF"), "GIF") == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # JSON escapes of lone surrogates: json.loads turns them into str that UTF-8 refuses.
+        (
+            "prompt",
+            '{"4": {"class_type": "CheckpointLoaderSimple",'
+            ' "inputs": {"ckpt_name": "sd\\ud800xl.safetensors"}}}',
+        ),
+        ("parameters", '{"sui_image_params": {"prompt": "a \\udfff cat", "model": "m\\ud800"}}'),
+    ],
+)
+def test_findings_from_json_with_lone_surrogates_encode_as_utf8(key: str, value: str) -> None:
+    data = hostile.png_with_chunks(PNG, hostile.text_chunk(key, value))
+    findings = read_quickly(data, "PNG")
+    assert set(kinds(findings)) & {"comfyui_workflow", "generator_parameters"}
+    text = json.dumps([f.to_dict() for f in findings], ensure_ascii=False)
+    text.encode("utf-8")  # raised UnicodeEncodeError: the CLI and the server could not write it
+    assert "\ufffd" in text

@@ -60,3 +60,23 @@ def test_same_seed_gives_the_same_checkpoint(tmp_path: Path) -> None:
 def test_unknown_family_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown tiny family"):
         build_tiny_checkpoint(tmp_path, family="gpt2")
+
+
+def test_a_folder_holding_another_checkpoint_is_refused_untouched(tmp_path: Path) -> None:
+    real = tmp_path / "fakevlm"
+    real.mkdir()
+    (real / "config.json").write_text('{"model_type": "llava"}')
+    (real / "model.safetensors").write_bytes(b"real weights")
+    with pytest.raises(FileExistsError, match="not empty"):
+        build_tiny_checkpoint(real)
+    assert (real / "config.json").read_text() == '{"model_type": "llava"}'
+    assert (real / "model.safetensors").read_bytes() == b"real weights"
+
+
+def test_a_tiny_checkpoint_or_an_empty_folder_can_be_written_again(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build_tiny_checkpoint(empty)
+    first = (empty / "model.safetensors").read_bytes()
+    build_tiny_checkpoint(empty, seed=1)
+    assert (empty / "model.safetensors").read_bytes() != first

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import io
+import json
+import math
+from collections.abc import Sequence
 
+import pytest
+from PIL import Image
+
+from fakescope.analysis import analyze_image
 from fakescope.evidence import Evidence, Indication, Strength
+from fakescope.model import ModelInfo
 from fakescope.verdict import Thresholds, decide, label_from_score
 
 
@@ -74,3 +82,29 @@ def test_thresholds_are_configurable_and_validated() -> None:
     assert label_from_score(0.8, strict) == "uncertain"
     with pytest.raises(ValueError, match="thresholds"):
         Thresholds(fake=0.3, real=0.7)
+
+
+class _OverflowingModel:
+    """A model whose logits overflowed (fp16 on a GPU): its p_fake is NaN or inf."""
+
+    def __init__(self, p_fake: float) -> None:
+        self.p_fake = p_fake
+        self.info = ModelInfo("m", None, "nf4", "cuda", "float16", "llava", untrained=False)
+
+    def score(self, images: Sequence[Image.Image]) -> list[float]:
+        return [self.p_fake for _ in images]
+
+
+@pytest.mark.parametrize("p_fake", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_model_score_is_no_score_and_goes_to_review(p_fake: float) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (90, 120, 30)).save(buffer, "PNG")
+    analysis = analyze_image(buffer.getvalue(), model=_OverflowingModel(p_fake))  # type: ignore[arg-type]
+    result = analysis.to_dict()
+    assert result["p_fake"] is None and result["label"] == "uncertain"
+    assert "model_score_not_finite" in result["flags"]
+    json.loads(json.dumps(result, default=str), parse_constant=_refuse)  # no NaN in the JSON
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -223,3 +224,18 @@ def test_atomic_write_replaces_whole_or_keeps_the_old_file(tmp_path: Path) -> No
         raise RuntimeError("crash mid-write")
     assert path.read_bytes() == b"second\r\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_an_image_whose_name_is_not_utf8_is_measured_and_resumed(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data")
+    odd = os.path.join(os.fsencode(data / "reddit" / "fake"), b"caf\xe9.png")  # Latin-1 name
+    write_png(Path(os.fsdecode(odd)), 250)
+    out = tmp_path / "out"
+    metrics = evaluate(_config(data, out), StandInModel())  # raised UnicodeEncodeError
+    assert metrics["datasets"]["data"]["protocols"]["quantitative"]["overall"]["n_fake"] == 4
+    raw = (out / "predictions.csv").read_bytes()
+    assert b"caf\xe9.png" in raw  # the name's own bytes
+
+    again = StandInModel()
+    evaluate(_config(data, out), again)
+    assert again.calls == 0  # the row is found again: nothing redone
