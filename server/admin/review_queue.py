@@ -18,6 +18,7 @@ REASONS: dict[str, str] = {
     "conflict_camera_vs_model": "Camera evidence vs model",
     "conflict_provenance_vs_model": "Provenance vs model",
     "c2pa_invalid": "C2PA manifest invalid",
+    "model_score_not_finite": "Model score not a number",
 }
 STATUSES = ("open", "decided")
 LABELS = ("fake", "real", "uncertain")
