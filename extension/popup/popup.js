@@ -28,7 +28,11 @@ async function showFeedToggle() {
   }
   let settings = await loadSettings(chrome.storage.local);
   $('feed-site').textContent = site;
-  toggle.checked = isFeedEnabled(settings, tab.url);
+  const granted = await chrome.permissions.contains({ origins: [originPattern(site)] });
+  toggle.checked = isFeedEnabled(settings, tab.url) && granted;
+  if (isFeedEnabled(settings, tab.url) && !granted) {
+    $('feed-status').textContent = 'Off: permission to read this site was taken back. Switch on to grant it again.';
+  }
   toggle.disabled = false;
   toggle.addEventListener('change', async () => {
     if (toggle.checked) {

@@ -7,6 +7,7 @@
 
 import { ASPECTS } from '../lib/aspects.js';
 import { sha256Hex } from '../lib/hash.js';
+import { feedRunsOn } from './feed-scripts.js';
 import { fetchImageBytes } from './image-bytes.js';
 import { LOOKUP_MAX_KEYS, lookupKey, lookupKeyWeight, runLookupBatch } from '../lib/lookup.js';
 import { pdqFromImageBytes } from '../lib/pdq.js';
@@ -14,7 +15,6 @@ import { ApiError, describeFailure } from '../lib/problem.js';
 import { BatchQueue, createLimiter } from '../lib/queue.js';
 import { clientFor, currentSettings } from './server-client.js';
 import { analyses, cacheKey, imageHashes, imagePdqs, rememberable } from './session-caches.js';
-import { isFeedEnabled } from '../lib/settings.js';
 import { describeAnalysis, describeHint, shortVerdict } from '../lib/verdict.js';
 
 const MAX_LOOKUP_URLS_PER_MESSAGE = 32;
@@ -76,9 +76,10 @@ async function fingerprints(url) {
  */
 export async function lookupImages(urls, sender) {
   const settings = await currentSettings();
-  // Feed mode was switched off for this site (or never on) while the page stayed open: its
-  // content script must not go on sending fingerprints. It is told to stop.
-  if (!isFeedEnabled(settings, sender?.url ?? '')) return { ok: true, results: {}, aspects: ASPECTS, failure: null, stopped: true };
+  // Feed mode was switched off for this site (or never on), or its permission was taken
+  // back, while the page stayed open: its content script must not go on sending
+  // fingerprints. It is told to stop.
+  if (!(await feedRunsOn(settings, sender?.url ?? ''))) return { ok: true, results: {}, aspects: ASPECTS, failure: null, stopped: true };
   const queue = lookupQueueFor(settings);
   const results = {};
   let failure = null;

@@ -36,11 +36,21 @@ async function syncFeedScriptsNow() {
   return matches;
 }
 
+/**
+ * Whether feed mode runs on a page: switched on for its site, and the site's permission
+ * still granted (the user can take it back in the browser's settings at any time; the
+ * site then stays in the settings, but nothing is read or looked up there).
+ */
+export async function feedRunsOn(settings, pageUrl) {
+  if (!isFeedEnabled(settings, pageUrl)) return false;
+  return chrome.permissions.contains({ origins: [originPattern(pageUrl)] });
+}
+
 /** The popup's feed switch: starts feed mode in the open tab right away, if it is on for that site. */
 export async function startFeedInTab(tabId) {
   const settings = await currentSettings();
   const tab = await chrome.tabs.get(tabId);
-  if (!isFeedEnabled(settings, tab.url ?? '')) return { ok: false, failure: { title: 'Feed mode is off on this site', message: '', guidance: '' } };
+  if (!(await feedRunsOn(settings, tab.url ?? ''))) return { ok: false, failure: { title: 'Feed mode is off on this site', message: '', guidance: '' } };
   await syncFeedScripts();
   await chrome.scripting.executeScript({ target: { tabId }, files: FEED_SCRIPTS });
   return { ok: true };
