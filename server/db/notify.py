@@ -89,7 +89,7 @@ class Wakeups:
         while True:
             try:
                 conn = await asyncpg.connect(**asyncpg_connect_args(self._url))
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # refused, timed out, authentication, a dying server
                 log.warning("job notifications unavailable (%s); polling", exc)
                 await asyncio.sleep(RECONNECT_S)
                 continue
@@ -102,7 +102,12 @@ class Wakeups:
                 self.event.set()  # anything notified while we were not listening
                 await lost.wait()
                 log.warning("job notification connection lost; reconnecting")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:
+                # Not only OSError and PostgresError: a connection terminated while LISTEN
+                # is set up raises asyncpg's InterfaceError or InternalClientError ("another
+                # operation is in progress"). Whatever it was, listen again: a listener that
+                # ended here would leave this process polling (and, for review decisions,
+                # serving stale verdicts) until it restarts.
                 log.warning("job notifications failed (%s); reconnecting", exc)
             finally:
                 self.connected.clear()

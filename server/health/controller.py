@@ -66,7 +66,11 @@ class HealthController(Controller):
     @get("/metrics", summary="Prometheus metrics", media_type=PROMETHEUS_MEDIA_TYPE)
     async def metrics(self, state: State) -> Response[bytes]:
         metrics: Metrics = state.metrics
-        metrics.queue_depth(state.model_host.queue.depth)
+        host: ModelHost | RemoteHost = state.model_host
+        metrics.queue_depth(host.queue.depth)
+        # Read at every scrape: set once at startup, it said 0 for good on every process
+        # whose checkpoint loads in the background (workers, all-in-one with a model).
+        metrics.model_ready.set(1 if host.ready else 0)
         settings: Settings = state.settings
         if settings.role != "worker":  # workers review nothing
             with contextlib.suppress(Exception):  # the database is down: /readyz says so

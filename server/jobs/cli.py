@@ -60,12 +60,22 @@ async def queue_report(database_url: str, lease_s: float) -> dict[str, Any]:
         store = JobStore(db, lease_s=lease_s, attempts=1)
         counts = await store.counts()
         oldest = await store.oldest_queued_age_s()
+        by_model = await store.queued_by_model()
         workers = await registry.live_workers(db, lease_s)
     finally:
         await db.dispose()
+    served = {(w.identity.model_key, w.identity.prompt_version) for w in workers}
+    queued: dict[str, int] = {}
+    unserved: dict[str, int] = {}  # a backlog no live worker takes (a rolling upgrade)
+    for (model_key, prompts), count in sorted(by_model.items()):
+        queued[model_key] = queued.get(model_key, 0) + count
+        if (model_key, prompts) not in served:
+            unserved[model_key] = unserved.get(model_key, 0) + count
     return {
         "jobs": counts,
         "oldest_queued_s": None if oldest is None else round(oldest, 1),
+        "queued_by_model": queued,
+        "unserved_queued": unserved,
         "workers": [
             {
                 "id": worker.id,
@@ -93,5 +103,10 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         f"  {w['id'][:12]}  {w['host']}  {w['model_key']}  capacity {w['capacity']}"
         for w in report["workers"]
+    ]
+    lines += [
+        f"{count} queued for {model_key}, which no live worker serves (they wait for "
+        "one, and fail an hour after they were queued)"
+        for model_key, count in report.get("unserved_queued", {}).items()
     ]
     return "\n".join(lines)

@@ -32,28 +32,40 @@ class LiveWorker:
 async def register(
     db: Database, worker_id: str, identity: Identity, model: dict[str, Any], capacity: int
 ) -> None:
+    """Add this worker's row, or bring it back to life (a retry whose first try's reply
+    was lost, a row someone deleted): safe to repeat."""
     now = utcnow()
     async with db.write() as session:
-        session.add(
-            Worker(
-                id=worker_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                model_key=identity.model_key,
-                prompt_version=identity.prompt_version,
-                model=model,
-                capacity=capacity,
-                started_at=now,
-                heartbeat_at=now,
+        row = await session.get(Worker, worker_id)
+        if row is None:
+            session.add(
+                Worker(
+                    id=worker_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    model_key=identity.model_key,
+                    prompt_version=identity.prompt_version,
+                    model=model,
+                    capacity=capacity,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
             )
-        )
+        else:
+            row.heartbeat_at = now
+            row.stopped_at = None
 
 
-async def heartbeat(db: Database, worker_id: str) -> None:
+async def heartbeat(db: Database, worker_id: str) -> bool:
+    """Say this worker is alive; False when its row is gone (it must register again)."""
     async with db.write() as session:
-        await session.execute(
-            update(Worker).where(Worker.id == worker_id).values(heartbeat_at=utcnow())
+        result = await session.execute(
+            update(Worker)
+            .where(Worker.id == worker_id)
+            .values(heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def stopped(db: Database, worker_id: str) -> None:

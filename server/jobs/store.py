@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
 from server.db.database import Database, retry_transient
-from server.db.models import Job
+from server.db.models import Job, Worker
 from server.inference.queue_jobs import QueueFullError
 from server.timefmt import as_utc, utcnow
 
@@ -40,6 +40,7 @@ FINISHED_CHANNEL = "fakescope_jobs_finished"
 PROGRESS_CHANNEL = "fakescope_jobs_progress"  # a streamed answer's text grew
 KEEP_FINISHED = timedelta(hours=1)  # finished rows kept for inspection, then deleted
 MAX_QUEUED = timedelta(hours=1)  # a job nobody claimed for this long fails (nobody waits)
+KEEP_WORKERS = timedelta(days=1)  # rows of workers silent this long go (but the newest)
 # pg_advisory_xact_lock key taken by enqueue: counting the queued jobs and adding one is
 # then atomic across API processes, so the queue never grows past its bound.
 ENQUEUE_LOCK_KEY = 0x66616B65_6A6F6273  # "fakejobs"
@@ -134,7 +135,8 @@ class JobStore:
     ) -> int:
         """Queue one job and return its id, or the id of a queued or running job that
         already does this work (`does_the_same_work`: the request waits for that one and
-        takes no room in the queue). Raises QueueFullError when `max_queued` jobs wait.
+        takes no room in the queue). Raises QueueFullError when `max_queued` jobs wait
+        for this model (jobs left for another model's workers do not count).
 
         Finding the twin and inserting are one step across processes: the advisory lock
         on PostgreSQL, the write lock (BEGIN IMMEDIATE) on SQLite. Tried again after a
@@ -170,8 +172,17 @@ class JobStore:
             twin = await self._twin(session, kind, sha256, identity, explain, question)
             if twin is not None:
                 return twin
+            # Bounded per model: a backlog left for a model whose workers are gone (a
+            # rolling upgrade) stays queued for an hour, and must not refuse the work of
+            # the model that replaced it as "overloaded" all that time.
             waiting = await session.scalar(
-                select(func.count()).select_from(Job).where(Job.state == QUEUED)
+                select(func.count())
+                .select_from(Job)
+                .where(
+                    Job.state == QUEUED,
+                    Job.model_key == identity.model_key,
+                    Job.prompt_version == identity.prompt_version,
+                )
             )
             if (waiting or 0) >= max_queued:
                 raise QueueFullError(f"{waiting} jobs are waiting for a GPU worker")
@@ -363,7 +374,8 @@ class JobStore:
 
         Also fails jobs queued for over an hour (for a model no worker serves any more, or
         while no worker ran), dropping their image bytes, and deletes jobs finished more
-        than an hour ago: nobody waits that long.
+        than an hour ago (nobody waits that long) and the rows of workers silent for a day
+        (but the newest).
 
         Workers and API processes all run it (a few UPDATEs). On PostgreSQL one at a time
         does the work: a process that finds another expiring skips this round (nothing
@@ -422,6 +434,15 @@ class JobStore:
                     Job.state.in_((DONE, FAILED)), Job.finished_at < now - KEEP_FINISHED
                 )
             )
+            # Each worker start adds a row: those silent for a day go, except the newest,
+            # whose model an API process serves the cache by while no worker runs.
+            newest = select(Worker.id).order_by(Worker.started_at.desc()).limit(1)
+            await session.execute(
+                delete(Worker).where(
+                    Worker.heartbeat_at < now - KEEP_WORKERS,
+                    Worker.id.not_in(newest.scalar_subquery()),
+                )
+            )
             if count:
                 await self._notify(session, QUEUED_CHANNEL)
             for job_id in failed_ids + stale_ids:
@@ -462,3 +483,14 @@ class JobStore:
             rows = (await conn.execute(statement)).all()
         found = {str(state): int(count) for state, count in rows}
         return {state: found.get(state, 0) for state in (QUEUED, RUNNING, DONE, FAILED)}
+
+    async def queued_by_model(self) -> dict[tuple[str, str], int]:
+        """Queued jobs by the (model key, prompt version) a worker must serve to take them."""
+        statement = (
+            select(Job.model_key, Job.prompt_version, func.count())
+            .where(Job.state == QUEUED)
+            .group_by(Job.model_key, Job.prompt_version)
+        )
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(statement)).all()
+        return {(str(key), str(prompts)): int(count) for key, prompts, count in rows}

@@ -35,6 +35,7 @@ POLL_S = 0.02  # claim polling without notifications (SQLite)
 POLL_NOTIFIED_S = 1.0  # with LISTEN active: a safety net for lost notifications
 STOP_GRACE_S = 10.0  # how long a stopping worker lets its running jobs finish
 PROGRESS_EVERY_S = 0.1  # how often a streamed answer's text so far is written
+REGISTER_RETRY_S = 2.0  # how often a worker that could not register tries again
 
 
 class JobWorker:
@@ -86,13 +87,7 @@ class JobWorker:
         if self.host.state is not ModelState.READY or self.host.model is None:
             log.error("worker has no model (%s): it takes no jobs", self.host.error)
             return
-        await registry.register(
-            self.analyses.db,
-            self.id,
-            self.host.identity,
-            self.host.model.info.to_dict(),
-            self.capacity,
-        )
+        await self._register()
         self.registered.set()
         log.info("worker %s serves %s", self.id, self.host.identity.model_key)
         loop = asyncio.get_running_loop()
@@ -114,6 +109,33 @@ class JobWorker:
             notified = self.wakeups.connected.is_set()
             await self.wakeups.wait(POLL_NOTIFIED_S if notified else POLL_S)
 
+    async def _register(self) -> None:
+        """Add this worker to the `workers` table, trying again until the database takes
+        it: a worker whose model loaded while the database was away must not sit idle
+        (and unseen by the API processes) for the rest of its life."""
+        while True:
+            try:
+                await self._register_once()
+                return
+            except Exception as exc:
+                log.warning(
+                    "worker %s could not register (trying again in %g s): %s",
+                    self.id,
+                    REGISTER_RETRY_S,
+                    exc,
+                )
+            await asyncio.sleep(REGISTER_RETRY_S)
+
+    async def _register_once(self) -> None:
+        assert self.host.model is not None
+        await registry.register(
+            self.analyses.db,
+            self.id,
+            self.host.identity,
+            self.host.model.info.to_dict(),
+            self.capacity,
+        )
+
     def _done(self, job_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
         self.wakeups.poke()  # room for another job
@@ -124,7 +146,9 @@ class JobWorker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await registry.heartbeat(self.analyses.db, self.id)
+                if not await registry.heartbeat(self.analyses.db, self.id):
+                    log.warning("worker %s had no row in `workers`: registering again", self.id)
+                    await self._register_once()  # a failure: the next round tries again
                 await self.jobs.renew(self.id, list(self._running))
                 expired = await self.jobs.expire()
                 if expired.requeued or expired.failed or expired.stale:

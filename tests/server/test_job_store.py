@@ -282,6 +282,36 @@ async def test_jobs_nobody_claims_for_an_hour_fail_and_finished_ones_go(
     assert [row[0] for row in await run_sql(database_url, "SELECT id FROM jobs")] == [fresh]
 
 
+async def test_rows_of_workers_long_gone_are_deleted_but_the_newest_stays(
+    store, database_url
+) -> None:
+    # Every worker start adds a row (autoscaled or restarted workers: thousands a month);
+    # rows of workers silent for a day go, but the newest stays: an API process started
+    # while no worker runs reads its model from it to serve the cache.
+    from server.jobs import registry
+
+    await run_sql(database_url, "DELETE FROM workers")
+    for i, age in enumerate((timedelta(days=3), timedelta(days=2), timedelta(minutes=1))):
+        await registry.register(store.db, f"w{i}", MODEL, {"id": "tiny"}, 2)
+        await run_sql(
+            database_url,
+            "UPDATE workers SET started_at = :t, heartbeat_at = :t WHERE id = :id",
+            t=utcnow() - age,
+            id=f"w{i}",
+        )
+    await store.expire()
+    assert await run_sql(database_url, "SELECT id FROM workers ORDER BY id") == [("w2",)]
+    await run_sql(
+        database_url,
+        "UPDATE workers SET started_at = :t, heartbeat_at = :t",
+        t=utcnow() - timedelta(days=5),
+    )
+    await store.expire()
+    assert await run_sql(database_url, "SELECT id FROM workers") == [("w2",)]
+    assert await registry.newest_identity(store.db) is not None
+    await run_sql(database_url, "DELETE FROM workers")
+
+
 async def test_the_queue_is_bounded(store) -> None:
     for i in range(2):
         await store.enqueue("analyze", f"{i:064x}", MODEL, image=b"x", max_queued=2)
@@ -289,6 +319,18 @@ async def test_the_queue_is_bounded(store) -> None:
         await store.enqueue("analyze", "f" * 64, MODEL, image=b"x", max_queued=2)
     await store.claim("w1", MODEL, 1)  # running jobs do not count against the bound
     await store.enqueue("analyze", "e" * 64, MODEL, image=b"x", max_queued=2)
+
+
+async def test_jobs_left_for_a_model_no_worker_serves_do_not_fill_the_queue(store) -> None:
+    # A rolling upgrade under load: the old model's workers leave a backlog queued (it
+    # stays an hour, for a worker of that model that may come back). The new model's
+    # workers are idle: their requests must not be refused as "overloaded" for that hour.
+    for i in range(2):
+        await store.enqueue("analyze", f"{i:064x}", OTHER, image=b"x", max_queued=2)
+    await store.enqueue("analyze", "a" * 64, MODEL, image=b"x", max_queued=2)
+    await store.enqueue("analyze", "b" * 64, MODEL, image=b"x", max_queued=2)
+    with pytest.raises(QueueFullError):  # each model's own backlog is still bounded
+        await store.enqueue("analyze", "c" * 64, MODEL, image=b"x", max_queued=2)
 
 
 @pytest.mark.postgres
@@ -319,6 +361,46 @@ async def test_postgres_notifies_workers_and_waiters(migrated_postgres: str) -> 
             await wakeups.stop()
         await run_sql(migrated_postgres, "DELETE FROM jobs")
         await db.dispose()
+
+
+async def test_listening_resumes_after_any_error_of_a_dying_connection(monkeypatch) -> None:
+    # A backend terminated while LISTEN is being set up makes asyncpg raise errors that
+    # are neither OSError nor PostgresError (InternalClientError: "cannot switch to state
+    # 12; another operation is in progress", InterfaceError: "connection is closed").
+    # The listener must reconnect, not end for the rest of the process's life.
+    import asyncpg
+    from asyncpg.exceptions import _base as asyncpg_errors
+
+    from server.db import notify
+
+    failures: list[Exception] = [
+        asyncpg_errors.InternalClientError("cannot switch to state 12"),
+        asyncpg.InterfaceError("cannot perform operation: connection is closed"),
+    ]
+
+    class DyingConnection:
+        async def add_listener(self, _channel: str, _callback: Any) -> None:
+            if failures:
+                raise failures.pop(0)
+
+        def add_termination_listener(self, _callback: Any) -> None:
+            pass
+
+        async def close(self) -> None:
+            pass
+
+    async def connect(**_kwargs: Any) -> DyingConnection:
+        return DyingConnection()
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    monkeypatch.setattr(notify, "RECONNECT_S", 0.01)
+    wakeups = Wakeups("postgresql+asyncpg://fs@db.invalid/fakescope", [QUEUED_CHANNEL])
+    wakeups.start()
+    try:
+        await asyncio.wait_for(wakeups.connected.wait(), 5)
+        assert failures == []
+    finally:
+        await wakeups.stop()
 
 
 async def test_a_streamed_answer_is_visible_while_it_grows(store) -> None:

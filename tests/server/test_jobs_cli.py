@@ -20,6 +20,7 @@ from server.timefmt import utcnow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = Identity(model_key="tiny@-:none", prompt_version="p1")
+OLD = Identity(model_key="old@-:none", prompt_version="p1")
 
 
 def _jobs(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +63,26 @@ def test_jobs_on_an_unmigrated_database_says_what_to_do(tmp_path: Path) -> None:
     result = _jobs(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
     assert result.returncode == 2
     assert "fakescope db upgrade" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_jobs_names_a_backlog_no_live_worker_can_take(database_url: str) -> None:
+    # After a rolling upgrade the old model's backlog stays queued: the operator must see
+    # that no live worker will take it, not a queue that seems stuck.
+    await run_sql(database_url, "DELETE FROM jobs")
+    await run_sql(database_url, "DELETE FROM workers")
+    db = Database(create_engine(database_url))
+    store = JobStore(db, lease_s=30, attempts=3)
+    try:
+        await registry.register(db, "w" * 32, MODEL, {"id": "tiny"}, 16)
+        for i in range(2):
+            await store.enqueue("analyze", f"{i:064x}", OLD, image=b"x", max_queued=9)
+        await store.enqueue("analyze", "f" * 64, MODEL, image=b"x", max_queued=9)
+    finally:
+        await db.dispose()
+    report = json.loads(_jobs(database_url, "--json").stdout)
+    assert report["queued_by_model"] == {"old@-:none": 2, "tiny@-:none": 1}
+    assert report["unserved_queued"] == {"old@-:none": 2}
+    text = _jobs(database_url).stdout
+    assert "2 queued for old@-:none, which no live worker serves" in text
+    await run_sql(database_url, "DELETE FROM jobs")
+    await run_sql(database_url, "DELETE FROM workers")

@@ -274,6 +274,59 @@ async def test_a_job_the_worker_cannot_run_fails_with_its_reason(worker, setting
         await db.dispose()
 
 
+async def test_a_ready_worker_says_so_in_its_metrics(worker) -> None:
+    # `fakescope_model_ready == 0 for minutes` is an alert README recommends: a worker
+    # (or an all-in-one server) whose model has loaded must not report 0 forever.
+    metrics = (await worker.get("/metrics")).text
+    assert "fakescope_model_ready 1.0" in metrics
+
+
+async def test_a_worker_that_could_not_register_tries_again(
+    scale_settings: Settings, tiny_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database was away (a failover) just as the model finished loading: the worker
+    # must keep trying to register, not sit idle for good while its /readyz says ready.
+    from server.jobs import registry
+    from server.jobs import worker as worker_module
+
+    real_register = registry.register
+    refused: list[int] = []
+
+    async def register(*args: Any, **kwargs: Any) -> None:
+        if len(refused) < 2:
+            refused.append(1)
+            raise ConnectionRefusedError("the database is restarting")
+        await real_register(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "register", register)
+    monkeypatch.setattr(worker_module, "REGISTER_RETRY_S", 0.05)
+    app = create_app(replace(scale_settings, role="worker"), model_loader=lambda: tiny_model)
+    async with running(app):
+        await until(lambda: app.state.job_worker.registered.is_set())
+        assert len(refused) == 2
+        workers = await registry.live_workers(app.state.db, scale_settings.job_lease_s)
+        assert [w.id for w in workers] == [app.state.job_worker.id]
+
+
+async def test_a_worker_whose_row_went_missing_registers_again(worker, settings) -> None:
+    # Someone cleaned the workers table by hand: the next heartbeat finds no row, and
+    # the worker registers again rather than stay invisible to every API process.
+    from server.jobs import registry
+
+    job_worker = worker.app.state.job_worker
+    await run_sql(settings.database_url, "DELETE FROM workers")
+    db = worker.app.state.db
+
+    async def listed() -> bool:
+        return job_worker.id in [w.id for w in await registry.live_workers(db, 60)]
+
+    for _ in range(300):
+        if await listed():
+            break
+        await asyncio.sleep(0.02)
+    assert await listed()
+
+
 async def test_a_worker_serves_no_public_api(worker) -> None:
     assert (await worker.get("/healthz")).status_code == 200
     assert (await worker.post("/v1/analyze", **upload(unique_png()))).status_code == 404
