@@ -25,7 +25,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         if command -v nvidia-smi >/dev/null 2>&1; then
             python -m pip install --quiet "${FAKESCOPE_TORCH:-torch}"
         else
-            python -m pip install --quiet "${FAKESCOPE_TORCH:-torch==2.13.0}"
+            # FAKESCOPE_TORCH_INDEX: an index with CPU builds (PyPI's Linux wheel bundles CUDA).
+            python -m pip install --quiet ${FAKESCOPE_TORCH_INDEX:+--index-url "$FAKESCOPE_TORCH_INDEX"} \
+                "${FAKESCOPE_TORCH:-torch==2.13.0}"
         fi
     fi
     python -m pip install --quiet -e ".[dev]"

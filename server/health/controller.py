@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Response, get, head
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 
 from server.admin.review_queue import queue_summary
@@ -53,12 +54,27 @@ class HealthController(Controller):
     async def healthz_head(self) -> None:
         return None
 
-    @get("/readyz", summary="Readiness: database reachable and model ready (or provenance-only)")
+    @get(
+        "/readyz",
+        summary="Readiness: database reachable and model ready (or provenance-only)",
+        responses={
+            503: ResponseSpec(
+                data_container=dict[str, Any],
+                description="Not ready: the same body with `status: unready` (the model "
+                "loading, with `Retry-After`; failed; or the database unreachable)",
+                generate_examples=False,
+            )
+        },
+    )
     async def readyz(self, state: State) -> Response[dict[str, Any]]:
         body, status, headers = await _readiness(state)
         return Response(body, status_code=status, headers=headers)
 
-    @head("/readyz", summary="Readiness, as a status code alone (200 or 503)")
+    @head(
+        "/readyz",
+        summary="Readiness, as a status code alone (200 or 503)",
+        responses={503: ResponseSpec(data_container=None, description="Not ready")},
+    )
     async def readyz_head(self, state: State) -> Response[None]:
         _, status, headers = await _readiness(state)
         return Response(None, status_code=status, headers=headers)

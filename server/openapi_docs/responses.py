@@ -209,11 +209,20 @@ BODY_PROBLEMS: dict[int, str] = {
 }
 
 
+# Any route that reads or writes the database may answer this (server/problems.py).
+DATABASE_UNAVAILABLE = "the database is unreachable (`database-unavailable`)"
+
+
 def problem_responses(
     problems: Mapping[int, str], common: Mapping[int, str] = CLIENT_PROBLEMS
 ) -> dict[int, ResponseSpec]:
-    """Each problem a handler answers, by status, with what it means there."""
+    """Each problem a handler answers, by status, with what it means there; every route
+    also documents the 503 of an unreachable database, after its own 503s if it has any."""
     documented = {**common, **problems}
+    own = documented.get(503)
+    documented[503] = (
+        f"{own}; or {DATABASE_UNAVAILABLE}" if own else DATABASE_UNAVAILABLE.capitalize()
+    )
     return {code: _problem_spec(documented[code]) for code in sorted(documented)}
 
 

@@ -129,9 +129,14 @@ async def test_public_routes_document_their_problems(client: AppClient) -> None:
     assert {"200", "400", "404", "409", "413", "415", "422", "429", "503"} <= codes(
         "post", "/v1/ask"
     )
-    assert {"201", "400", "404", "413", "415", "422", "429"} <= codes("post", "/v1/reports")
+    assert {"201", "400", "404", "413", "415", "422", "429", "503"} <= codes("post", "/v1/reports")
     admin = paths["/v1/admin/items/{sha256}/decision"]["post"]
-    assert {"401", "403", "404", "409", "422"} <= set(admin["responses"])
+    assert {"401", "403", "404", "409", "422", "503"} <= set(admin["responses"])
+    # Every route that touches the database says it may be unreachable, beside its own 503s.
+    for method, path in (("post", "/v1/analyze"), ("get", "/v1/admin/queue")):
+        assert "database-unavailable" in paths[path][method]["responses"]["503"]["description"]
+    assert "overloaded" in paths["/v1/analyze"]["post"]["responses"]["503"]["description"]
+    assert {"200", "503"} <= codes("get", "/readyz") and {"200", "503"} <= codes("head", "/readyz")
     assert admin["security"] == [{"bearer": []}]
 
 
