@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 USAGE = (
-    "fakescope eval DATASET... --model M [--out DIR] [options]\n"
+    "fakescope eval DATASET... --model M [--out DIR] [--fresh] [options]\n"
     "       fakescope eval compare RUN_A RUN_B"
 )
 DATASETS_HELP = (
@@ -60,6 +60,11 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument(
         "--skip-missing", action="store_true", help="leave out listed images that are absent"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="remove the previous run's outputs from --out first, instead of resuming it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_command)
 
@@ -100,13 +105,14 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         skip_missing=args.skip_missing,
         progress=not args.quiet,
+        fresh=args.fresh,
     )
     try:
         evaluate(config)
     except KeyboardInterrupt:
         print(
             f"fakescope eval: interrupted; finished batches are kept in {args.out}, "
-            "run the same command again to resume",
+            f"run the same command again{' without --fresh' if args.fresh else ''} to resume",
             file=sys.stderr,
         )
         return 130

@@ -19,6 +19,11 @@ COMPARED = ("ap", "auc", "accuracy", "tpr", "tnr")
 def load_run(path: Path) -> dict[str, Any]:
     """A run folder (or its metrics.json)."""
     file = path / "metrics.json" if path.is_dir() else path
+    if not file.is_file() and (path / "run.json").is_file():
+        raise DatasetError(
+            f"{path}: its run has not finished (no metrics.json yet); run the same "
+            "`fakescope eval` command again to finish it"
+        )
     if not file.is_file():
         raise DatasetError(f"{path}: no metrics.json (is this a `fakescope eval --out` folder?)")
     try:

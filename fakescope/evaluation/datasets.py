@@ -12,10 +12,13 @@ A dataset argument is `PATH` or `NAME=PATH`. The layout is recognised from what 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from fakescope.errors import DatasetError
 
@@ -82,6 +85,8 @@ def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
     """
     dataset = _read_layout(spec)
     dataset.source = dataset_path(spec).resolve()
+    dataset.samples = _unique_keys(dataset.samples)
+    dataset.mcq = _unique_keys(dataset.mcq)
     if dataset.missing and not skip_missing:
         shown = ", ".join(str(p) for p in dataset.missing[:3])
         raise DatasetError(
@@ -91,6 +96,29 @@ def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
     if not dataset.samples and not dataset.mcq:
         raise DatasetError(f"{dataset.name}: no images found")
     return dataset
+
+
+_Item = TypeVar("_Item", Sample, McqItem)
+
+
+def _unique_keys(items: list[_Item]) -> list[_Item]:
+    """Keys made unique: an image listed twice (a manifest naming one file as fake and as
+    real) keeps its own predictions per listing, `KEY#2` for the second, instead of both
+    listings sharing (and overwriting) one row."""
+    taken = {item.key for item in items}
+    seen: Counter[str] = Counter()
+    unique = []
+    for item in items:
+        seen[item.key] += 1
+        if seen[item.key] == 1:
+            unique.append(item)
+            continue
+        n = seen[item.key]
+        while f"{item.key}#{n}" in taken:
+            n += 1
+        taken.add(f"{item.key}#{n}")
+        unique.append(dataclasses.replace(item, key=f"{item.key}#{n}"))
+    return unique
 
 
 def _split_spec(spec: str) -> tuple[str, Path]:

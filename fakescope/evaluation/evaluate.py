@@ -1,4 +1,14 @@
-"""One evaluation run end to end: datasets in, predictions, metrics, report and plots out."""
+"""One evaluation run end to end: datasets in, predictions, metrics, report and plots out.
+
+The output folder holds one run. `run.json` records what it is (model, provenance, prompt
+version, each dataset's folder, protocols, conditions, --limit, --seed). A run may reuse a
+folder when it covers every prediction already there: the same run resumes, a wider one (more
+datasets, protocols, the robustness sweep, a larger --limit) keeps them and adds the rest, so
+`predictions.csv` never holds rows its report leaves out. Anything else is refused before the
+model loads, unless `--fresh` clears the folder's outputs first. Until the run finishes,
+`report.md` says so and the previous `metrics.json` and figures are gone: nothing in the folder
+describes a run it no longer holds.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +22,33 @@ from typing import Any
 
 from fakescope.errors import DatasetError, FakeScopeError
 from fakescope.evaluation import output_files
-from fakescope.evaluation.datasets import Dataset, limit_samples, load_dataset
+from fakescope.evaluation.datasets import LABEL_NAMES, Dataset, limit_samples, load_dataset
+from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE, EvalModel
+from fakescope.evaluation.report import REPORT_FILE
 from fakescope.evaluation.results import build_metrics
 from fakescope.evaluation.robustness import sweep_conditions
-from fakescope.evaluation.runner import Plan, PredictionStore, run_predictions
+from fakescope.evaluation.runner import (
+    Plan,
+    PredictionStore,
+    RowId,
+    image_hashes,
+    planned_ids,
+    run_predictions,
+)
 
 PROTOCOL_CHOICES = {
     "quantitative": [QUANTITATIVE],
     "closed": [CLOSED],
     "both": [QUANTITATIVE, CLOSED],
 }
+
+
+RUN_FILE, PREDICTIONS_FILE, METRICS_FILE = "run.json", "predictions.csv", "metrics.json"
+FIGURE_FILES = (PR_FILE, ROC_FILE, ROBUSTNESS_FILE)
+# Everything `fakescope eval` writes into --out (`--fresh` removes these and nothing else).
+OUTPUT_FILES = (RUN_FILE, PREDICTIONS_FILE, METRICS_FILE, REPORT_FILE, *FIGURE_FILES)
+_HOW = "use another --out folder, or add --fresh to clear it"
 
 
 class RunMismatchError(FakeScopeError):
@@ -45,6 +71,7 @@ class EvalConfig:
     seed: int = 0
     skip_missing: bool = False
     progress: bool = True
+    fresh: bool = False  # clear the folder's previous outputs instead of resuming
 
 
 def _load_datasets(config: EvalConfig) -> list[Dataset]:
@@ -70,31 +97,106 @@ def _identity(model: EvalModel, config: EvalConfig) -> dict[str, Any]:
     }
 
 
-def _check_resumable(
-    out: Path, identity: dict[str, Any], sources: dict[str, str] | None = None
-) -> None:
-    """Refuse a folder whose predictions another model or setting made, or whose dataset of
-    the same name was read from elsewhere (its keys would match other images' rows)."""
-    run_file = out / "run.json"
-    known: dict[str, str] = {}
-    if run_file.is_file():
+def _read_run_file(out: Path) -> dict[str, Any]:
+    run_file = out / RUN_FILE
+    if not run_file.is_file():
+        return {}
+    try:
         stored = json.loads(run_file.read_text(encoding="utf-8"))
-        previous = stored.get("identity")
-        if previous is not None and previous != identity:
-            raise RunMismatchError(
-                f"{out} holds predictions made with {previous}, not {identity}; "
-                "use another --out folder (or delete predictions.csv)"
-            )
-        known = dict(stored.get("datasets") or {})
-    for name, source in (sources or {}).items():
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunMismatchError(f"{run_file} is not readable JSON ({exc}); {_HOW}") from exc
+    return stored if isinstance(stored, dict) else {}
+
+
+def _check_sources(out: Path, stored: dict[str, Any], sources: dict[str, str]) -> None:
+    """Refuse a dataset of the same name read from another folder (its keys would match
+    other images' rows)."""
+    known = dict(stored.get("datasets") or {})
+    for name, source in sources.items():
         if known.get(name, source) != source:
             raise RunMismatchError(
                 f"{out} holds predictions for a dataset named {name!r} read from "
-                f"{known[name]}, not {source}; use another --out folder or name it NAME=PATH"
+                f"{known[name]}, not {source}; name it NAME=PATH, {_HOW}"
             )
-        known[name] = source
-    record = {"identity": identity, "datasets": known}
-    output_files.write_text(run_file, json.dumps(record, indent=2) + "\n")
+
+
+def _check_covered(out: Path, store: PredictionStore, plan: Plan) -> None:
+    """Refuse a folder holding predictions this run would not report (another dataset,
+    protocol, condition, --limit or --seed): its report would describe part of the folder.
+    Rows record the label an image had: one labelled otherwise since is refused too."""
+    planned = planned_ids(plan)
+    extra = [rid for rid in store.rows if rid not in planned]
+    if extra:
+        raise RunMismatchError(
+            f"{out} holds {len(extra)} prediction(s) of another run ({_describe(extra, plan)}) "
+            f"that this one would not report; rerun with that run's settings to resume it, "
+            f"or {_HOW}"
+        )
+    labels = {(d.name, s.key): LABEL_NAMES[s.label] for d in plan.datasets for s in d.samples}
+    labels |= {(d.name, m.key): m.answer for d in plan.datasets for m in d.mcq}
+    relabelled = {
+        (row["dataset"], row["key"])
+        for row in store.rows.values()
+        if row["label"] != labels[row["dataset"], row["key"]]
+    }
+    if relabelled:
+        first = sorted(relabelled)[0]
+        raise RunMismatchError(
+            f"{out} holds predictions of {len(relabelled)} image(s) labelled otherwise since "
+            f"(such as {first[0]} {first[1]!r}); {_HOW}"
+        )
+
+
+def _describe(extra: list[RowId], plan: Plan) -> str:
+    """What the rows outside the plan belong to, in the words of the options that chose it."""
+    parts = []
+    names = sorted({rid[0] for rid in extra} - {d.name for d in plan.datasets})
+    if names:
+        parts.append("dataset " + ", ".join(names))
+    protocols = sorted({rid[3] for rid in extra} - {*plan.protocols, "mcq"})
+    if protocols:
+        parts.append("protocol " + ", ".join(protocols))
+    if {rid[2] for rid in extra} - set(plan.conditions):
+        parts.append("the --robustness sweep")
+    return "; ".join(parts) or "images outside this run's --limit/--seed selection"
+
+
+def _check_identity(out: Path, stored: dict[str, Any], identity: dict[str, Any]) -> None:
+    previous = stored.get("identity")
+    if previous is not None and previous != identity:
+        raise RunMismatchError(
+            f"{out} holds predictions made with {previous}, not {identity}; {_HOW}"
+        )
+
+
+def _clear_outputs(out: Path) -> None:
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _start_run(out: Path, record: dict[str, Any]) -> None:
+    """Record the run, and leave nothing that describes the previous one: the last report is
+    replaced by a note that this run has not finished, its metrics and figures are removed."""
+    output_files.write_text(out / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    for name in (METRICS_FILE, *FIGURE_FILES):
+        (out / name).unlink(missing_ok=True)
+    datasets = ", ".join(f"{n} ({s})" for n, s in record["datasets"].items())
+    note = [
+        "# FakeScope evaluation: not finished",
+        "",
+        f"The run started at {record['started_at']} in this folder has not finished: it is in "
+        "progress, or it was interrupted. `predictions.csv` holds the predictions made so far; "
+        "this report, `metrics.json` and the figures are written when the run ends. To finish "
+        "it, run the same `fakescope eval` command again (without `--fresh`): it resumes "
+        "where it stopped.",
+        "",
+        f"- model: `{record['identity']['model_key']}`",
+        f"- datasets: {datasets}",
+        f"- protocols: {', '.join(record['protocols'])}; conditions: "
+        f"{', '.join(record['conditions'])}; limit: {record['limit'] or 'none'}",
+        "",
+    ]
+    output_files.write_text(out / REPORT_FILE, "\n".join(note))
 
 
 def _load_model(config: EvalConfig) -> EvalModel:
@@ -114,7 +216,18 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     from fakescope.evaluation import plots, report
 
     datasets = _load_datasets(config)
+    protocols = PROTOCOL_CHOICES[config.protocol]
+    conditions = sweep_conditions(config.robustness)
+    plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
+    sources = {d.name: str(d.source) for d in datasets if d.source is not None}
     config.out.mkdir(parents=True, exist_ok=True)
+    stored: dict[str, Any] = {}
+    if not config.fresh:
+        # Before the model loads (minutes on a GPU): a folder this run cannot reuse is refused now.
+        stored = _read_run_file(config.out)
+        _check_sources(config.out, stored, sources)
+        store = PredictionStore(config.out / PREDICTIONS_FILE)
+        _check_covered(config.out, store, plan)
     model = model if model is not None else _load_model(config)
     untrained = bool(getattr(model.info, "untrained", False))
     if untrained and config.progress:
@@ -122,13 +235,23 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
             "note: untrained random-weight checkpoint: metrics will be near chance", file=sys.stderr
         )
     identity = _identity(model, config)
-    sources = {d.name: str(d.source) for d in datasets if d.source is not None}
-    _check_resumable(config.out, identity, sources)
-
-    protocols = PROTOCOL_CHOICES[config.protocol]
-    conditions = sweep_conditions(config.robustness)
-    plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
-    store = PredictionStore(config.out / "predictions.csv")
+    if config.fresh:
+        _clear_outputs(config.out)
+        store = PredictionStore(config.out / PREDICTIONS_FILE)
+    else:
+        _check_identity(config.out, stored, identity)
+    _start_run(
+        config.out,
+        {
+            "identity": identity,
+            "datasets": sources,
+            "protocols": protocols,
+            "conditions": conditions,
+            "limit": config.limit,
+            "seed": config.seed,
+            "started_at": _now(),
+        },
+    )
     started = time.perf_counter()
     processed = run_predictions(model, plan, store, progress=config.progress)
     elapsed = time.perf_counter() - started
@@ -141,7 +264,13 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
             file=sys.stderr,
         )
     metrics = build_metrics(
-        rows, datasets, protocols, conditions, bootstrap=config.bootstrap, seed=config.seed
+        rows,
+        datasets,
+        protocols,
+        conditions,
+        bootstrap=config.bootstrap,
+        seed=config.seed,
+        hashes=image_hashes(store, datasets),
     )
     info = model.info.to_dict() if hasattr(model.info, "to_dict") else {"id": str(model.info)}
     metrics["run"] = {
@@ -160,9 +289,13 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
         "batch_size": config.batch_size,
         "processed_this_run": processed,
         "seconds_this_run": round(elapsed, 3),
-        "finished_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "finished_at": _now(),
     }
     metrics["figures"] = plots.write_plots(config.out, rows, datasets, metrics)
-    output_files.write_text(config.out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    output_files.write_text(config.out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     report.write_report(config.out, metrics)
     return metrics
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

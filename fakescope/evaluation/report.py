@@ -10,6 +10,7 @@ from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE
 
 REPORT_FILE = "report.md"
+DUPLICATES_SHOWN = 20  # groups of identical images listed per dataset (all in metrics.json)
 WILDRF_PLATFORMS = (("reddit", "Reddit"), ("facebook", "Facebook"), ("twitter", "X (Twitter)"))
 SYNTHWILDX_GENERATORS = (
     ("dalle3", "DALL-E 3"),
@@ -88,10 +89,62 @@ def _paper_table(metrics: dict[str, Any]) -> list[str]:
     return ["## The paper's table", "", *_table(header, [cells]), "", note, ""]
 
 
+def _duplicate_warning(metrics: dict[str, Any]) -> list[str]:
+    """A warning at the top when some dataset holds the same bytes under both labels."""
+    found = [
+        (name, entry["duplicates"])
+        for name, entry in metrics["datasets"].items()
+        if (entry.get("duplicates") or {}).get("both_labels")
+    ]
+    if not found:
+        return []
+    where = "; ".join(
+        f"{name}: {d['both_labels_images']} images, {len(d['both_labels'])} identical "
+        f"picture(s) labelled both fake and real"
+        for name, d in found
+    )
+    return [
+        f"> **The same image under both labels.** {where}. Each copy is measured under its own "
+        "label (none is left out), so AP, ROC-AUC and accuracy count a certain error for each: "
+        "fix the labels and rerun. The images are listed per dataset below and in "
+        "`metrics.json` (`duplicates`).",
+        "",
+    ]
+
+
+def _duplicates_lines(duplicates: dict[str, Any]) -> list[str]:
+    lines = []
+    groups = duplicates["both_labels"]
+    if groups:
+        lines += [
+            f"**Same bytes (SHA-256) labelled both fake and real:** {len(groups)} picture(s), "
+            f"{duplicates['both_labels_images']} images, each measured under its own label:",
+            "",
+        ]
+        for group in groups[:DUPLICATES_SHOWN]:
+            fakes = ", ".join(f"`{k}`" for k in group["fake"])
+            reals = ", ".join(f"`{k}`" for k in group["real"])
+            lines.append(f"- `{group['sha256'][:12]}`: fake {fakes}; real {reals}")
+        if len(groups) > DUPLICATES_SHOWN:
+            lines.append(f"- ... and {len(groups) - DUPLICATES_SHOWN} more (`metrics.json`)")
+        lines.append("")
+    copies = duplicates["same_label_copies"]
+    if any(copies.values()):
+        lines += [
+            f"Repeated images under one label: {copies['fake']} fake and {copies['real']} real "
+            "image(s) have the same bytes as another image of the same label (each copy is "
+            "counted).",
+            "",
+        ]
+    return lines
+
+
 def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
     lines = [f"### {name} ({entry['layout']})", ""]
     if entry.get("n_missing"):
         lines += [f"{entry['n_missing']} listed image(s) were missing and left out.", ""]
+    if entry.get("duplicates"):
+        lines += _duplicates_lines(entry["duplicates"])
     header = [
         "subset",
         "fakes",
@@ -166,6 +219,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     lines = ["# FakeScope evaluation", ""]
     if run["untrained"]:
         lines += [UNTRAINED_WARNING, ""]
+    lines += _duplicate_warning(metrics)
     lines += [
         f"- model: `{model.get('id')}` (quantization {model.get('quantization', '?')}, "
         f"revision {model.get('revision') or '-'})",

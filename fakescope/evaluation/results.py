@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from fakescope.evaluation.datasets import Dataset
+from fakescope.evaluation.datasets import FAKE, LABEL_NAMES, REAL, Dataset, Sample
 from fakescope.evaluation.metrics import (
     Scored,
     bootstrap_intervals,
@@ -118,6 +119,37 @@ def _robustness(
     return out
 
 
+def duplicates(dataset: Dataset, hashes: Mapping[tuple[str, str], str]) -> dict[str, Any]:
+    """Identical bytes inside a dataset (by SHA-256): under both labels (a labelling mistake
+    that corrupts AP: the same picture is counted as fake and as real), and, per label, files
+    whose bytes another file of that label already has (copies, each counted as often as it
+    appears; one file asked several questions, as in FakeClass, is not a copy). Nothing is
+    left out of the metrics.
+    """
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for sample in dataset.samples:
+        digest = hashes.get((dataset.name, sample.key))
+        if digest:
+            groups[digest].append(sample)
+    both_labels = []
+    copies = {LABEL_NAMES[FAKE]: 0, LABEL_NAMES[REAL]: 0}
+    for digest, members in groups.items():
+        by_label: dict[str, list[str]] = {}
+        for value, name in LABEL_NAMES.items():
+            labelled = [s for s in members if s.label == value]
+            by_label[name] = sorted(s.key for s in labelled)
+            copies[name] += max(len({s.path for s in labelled}) - 1, 0)
+        if all(by_label.values()):
+            both_labels.append({"sha256": digest, **by_label})
+    both_labels.sort(key=lambda group: (group["fake"][0], group["real"][0]))
+    return {
+        "hashed": sum(len(members) for members in groups.values()),
+        "both_labels": both_labels,
+        "both_labels_images": sum(len(g["fake"]) + len(g["real"]) for g in both_labels),
+        "same_label_copies": copies,
+    }
+
+
 def build_metrics(
     rows: Sequence[dict[str, str]],
     datasets: Sequence[Dataset],
@@ -126,8 +158,10 @@ def build_metrics(
     *,
     bootstrap: int = 0,
     seed: int = 0,
+    hashes: Mapping[tuple[str, str], str] | None = None,
 ) -> dict[str, Any]:
-    """Per dataset and protocol: overall and per-subset metrics, mAP; MCQ; robustness."""
+    """Per dataset and protocol: overall and per-subset metrics, mAP; MCQ; robustness; with
+    `hashes` ((dataset, key) -> SHA-256), the identical images of each dataset."""
     result: dict[str, Any] = {"datasets": {}, "robustness": {}}
     all_subsets: dict[str, dict[str, Any]] = {}
     for dataset in datasets:
@@ -140,6 +174,8 @@ def build_metrics(
             if QUANTITATIVE in protocols:
                 subsets = entry["protocols"][QUANTITATIVE]["subsets"]
                 all_subsets.update({f"{dataset.name}/{k}": v for k, v in subsets.items()})
+            if hashes is not None:
+                entry["duplicates"] = duplicates(dataset, hashes)
             if len(conditions) > 1:
                 result["robustness"][dataset.name] = _robustness(
                     rows, dataset, protocols, conditions

@@ -2,6 +2,8 @@
 
 A row is identified by (dataset, key, condition, protocol). A re-run in the same output folder
 reads the file, skips what is there and continues; a crash loses at most the batch in flight.
+Each row also keeps the SHA-256 of the image's bytes, hashed from the bytes read for the model
+(no second read), so that identical images under both labels can be found.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FIELDS = (
     "subset",
     "key",
     "path",
+    "sha256",
     "label",
     "condition",
     "protocol",
@@ -45,6 +48,9 @@ FIELDS = (
     "error",
 )
 RowId = tuple[str, str, str, str]
+# The columns before the sha256 one was added: such a file is upgraded in place when resumed
+# (its images are hashed when the metrics need them).
+_FIELDS_WITHOUT_SHA256 = tuple(f for f in FIELDS if f != "sha256")
 # A file name that is not UTF-8 reaches Python as lone surrogates (PEP 383): its row keeps the
 # name's own bytes, so that a resumed run finds the row again (strict UTF-8 could not write it).
 _NAME_BYTES = "surrogateescape"
@@ -72,20 +78,21 @@ class PredictionStore:
         complete = raw[: raw.rfind(b"\n") + 1]  # a crash may leave half a line: drop it
         decoded = complete.decode("utf-8", _NAME_BYTES)
         reader = csv.DictReader(io.StringIO(decoded, newline=""))
-        if reader.fieldnames is not None and tuple(reader.fieldnames) != FIELDS:
+        columns = tuple(reader.fieldnames or FIELDS)
+        if columns not in (FIELDS, _FIELDS_WITHOUT_SHA256):
             raise PredictionsFormatError(
                 f"{self.path} has the columns {reader.fieldnames}, not {list(FIELDS)}: it was "
-                "written by another version; use another --out folder (or delete it)"
+                "written by another version; use another --out folder, or --fresh to clear it"
             )
         kept = 0
         for row in reader:
             kept += 1
-            if None not in row.values() and len(row) == len(FIELDS):
-                self.rows[row_id(row)] = row
-        if complete != raw or kept != len(self.rows):
+            if None not in row.values() and len(row) == len(columns):
+                self.rows[row_id(row)] = {"sha256": "", **row}
+        if complete != raw or kept != len(self.rows) or columns != FIELDS:
             # Half a row was cut (a generated answer may hold line breaks, so what is left can
             # end inside a quoted field, which would swallow every row appended after it):
-            # keep the whole rows only.
+            # keep the whole rows only. A file without the sha256 column gets it (empty).
             text = io.StringIO(newline="")
             writer = csv.DictWriter(text, fieldnames=FIELDS)
             writer.writeheader()
@@ -132,14 +139,19 @@ class _Prepared:
     work: _Work
     image: Image.Image | None
     inspection: Inspection | None
+    sha256: str  # of the file's bytes; empty when they could not be read
     error: str
+
+
+_Loaded = tuple["Image.Image | None", "Inspection | None", str, str]
 
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def _base_row(work: _Work, protocol: str) -> dict[str, str]:
+def _base_row(prepared: _Prepared, protocol: str) -> dict[str, str]:
+    work = prepared.work
     item = work.item
     return {
         **dict.fromkeys(FIELDS, ""),
@@ -147,56 +159,75 @@ def _base_row(work: _Work, protocol: str) -> dict[str, str]:
         "subset": item.subset if isinstance(item, Sample) else "mcq",
         "key": item.key,
         "path": str(item.path),
+        "sha256": prepared.sha256,
         "label": LABEL_NAMES[item.label] if isinstance(item, Sample) else item.answer,
         "condition": work.condition,
         "protocol": protocol,
     }
 
 
-def _pending(store: PredictionStore, plan: Plan) -> Iterator[_Work]:
-    """Image by image, every condition of an image together (it is decoded once per batch)."""
+def _wanted(plan: Plan) -> Iterator[tuple[str, Sample | McqItem, str, tuple[str, ...]]]:
+    """(dataset, item, condition, protocols): every row the plan reports, image by image."""
     # Degradations are scored for AP only: the closed protocol runs on clean images.
     swept = tuple(p for p in plan.protocols if p == QUANTITATIVE)
     for dataset in plan.datasets:
         for sample in dataset.samples:
             for condition in plan.conditions:
                 wanted = tuple(plan.protocols) if condition == CLEAN else swept
-                todo = tuple(
-                    p for p in wanted if not store.done((dataset.name, sample.key, condition, p))
-                )
-                if todo:
-                    yield _Work(dataset.name, sample, condition, todo)
+                yield dataset.name, sample, condition, wanted
         for item in dataset.mcq:
-            if not store.done((dataset.name, item.key, CLEAN, MCQ)):
-                yield _Work(dataset.name, item, CLEAN, (MCQ,))
+            yield dataset.name, item, CLEAN, (MCQ,)
 
 
-def _load(path: Path, provenance: bool) -> tuple[Image.Image | None, Inspection | None, str]:
+def planned_ids(plan: Plan) -> set[RowId]:
+    """The rows of `predictions.csv` that the plan's report covers."""
+    return {
+        (name, item.key, condition, protocol)
+        for name, item, condition, wanted in _wanted(plan)
+        for protocol in wanted
+    }
+
+
+def _pending(store: PredictionStore, plan: Plan) -> Iterator[_Work]:
+    """Image by image, every condition of an image together (it is decoded once per batch)."""
+    for name, item, condition, wanted in _wanted(plan):
+        todo = tuple(p for p in wanted if not store.done((name, item.key, condition, p)))
+        if todo:
+            yield _Work(name, item, condition, todo)
+
+
+def _load(path: Path, provenance: bool) -> _Loaded:
+    """(image, inspection, SHA-256 of the bytes, error): the hash comes with the decoding, or
+    from the bytes when they are not an image."""
     from fakescope.analysis import inspect_image
-    from fakescope.images import decode_image, read_image_bytes
+    from fakescope.images import decode_image, read_image_bytes, sha256_hex
 
     try:
         data = read_image_bytes(path)
+    except (FakeScopeError, OSError) as exc:
+        return None, None, "", f"{type(exc).__name__}: {exc}"
+    try:
         if provenance:
             inspection = inspect_image(data)
-            return inspection.image.rgb, inspection, ""
-        return decode_image(data).rgb, None, ""
+            return inspection.image.rgb, inspection, inspection.image.sha256, ""
+        decoded = decode_image(data)
+        return decoded.rgb, None, decoded.sha256, ""
     except (FakeScopeError, OSError) as exc:
-        return None, None, f"{type(exc).__name__}: {exc}"
+        return None, None, sha256_hex(data), f"{type(exc).__name__}: {exc}"
 
 
 def _prepare(batch: Sequence[_Work], provenance: bool) -> list[_Prepared]:
-    loaded: dict[Path, tuple[Image.Image | None, Inspection | None, str]] = {}
+    loaded: dict[Path, _Loaded] = {}
     prepared = []
     for work in batch:
         if work.item.path not in loaded:
             loaded[work.item.path] = _load(work.item.path, provenance)
-        image, inspection, error = loaded[work.item.path]
+        image, inspection, sha256, error = loaded[work.item.path]
         if image is not None:
             image = parse_degradation(work.condition).apply(image)
         # Degraded copies lose their metadata, as re-encoded images do on the way.
         inspection = inspection if work.condition == CLEAN else None
-        prepared.append(_Prepared(work, image, inspection, error))
+        prepared.append(_Prepared(work, image, inspection, sha256, error))
     return prepared
 
 
@@ -207,7 +238,7 @@ def _predict_batch(
     for protocol in (QUANTITATIVE, CLOSED, MCQ):
         members = [p for p in batch if protocol in p.work.todo]
         for failed in (p for p in members if p.image is None):
-            rows.append({**_base_row(failed.work, protocol), "error": failed.error})
+            rows.append({**_base_row(failed, protocol), "error": failed.error})
         ok = [p for p in members if p.image is not None]
         if ok:
             rows += _run_protocol(model, ok, protocol, provenance)
@@ -223,7 +254,7 @@ def _run_mcq(
     rows = []
     for prepared, item, answer in zip(ok, items, answers, strict=True):
         letter = protocols.parse_mcq_answer(answer, len(item.options)) or ""
-        row = _base_row(prepared.work, MCQ)
+        row = _base_row(prepared, MCQ)
         rows.append({**row, "predicted": letter, "model_label": letter, "answer": answer})
     return rows
 
@@ -239,7 +270,7 @@ def _run_protocol(
         scored = [float(p) for p in model.score(images)]
         # A NaN would rank anywhere and read "real": that image failed, and its row says so.
         rows += [
-            {**_base_row(prepared.work, protocol), "error": f"NonFiniteScore: p_fake = {p}"}
+            {**_base_row(prepared, protocol), "error": f"NonFiniteScore: p_fake = {p}"}
             for prepared, p in zip(ok, scored, strict=True)
             if not math.isfinite(p)
         ]
@@ -255,7 +286,7 @@ def _run_protocol(
             prepared.inspection, model.info, p_fake
         )
         score = 1.0 if by_provenance and p_fake is not None else p_fake
-        row = _base_row(prepared.work, protocol)
+        row = _base_row(prepared, protocol)
         row["p_fake"], row["score"] = _fmt(p_fake), _fmt(score)
         row["model_label"], row["answer"] = word, answer
         row["predicted"] = protocols.FAKE_WORD if by_provenance else word
@@ -279,3 +310,29 @@ def run_predictions(
             store.append(_predict_batch(model, batch, plan.provenance))
             bar.update(len(batch))
     return len(pending)
+
+
+def image_hashes(store: PredictionStore, datasets: Sequence[Dataset]) -> dict[tuple[str, str], str]:
+    """(dataset, key) -> SHA-256 of each labelled image's bytes, as its rows recorded it.
+
+    Rows written before the column existed have none: those images are read here (up to the
+    byte cap). An image whose bytes could not be read has no hash (and is not read again).
+    """
+    from fakescope.images import read_image_bytes, sha256_hex
+
+    hashes: dict[tuple[str, str], str] = {}
+    unhashed: set[tuple[str, str]] = set()
+    for row in store.rows.values():
+        if row["sha256"]:
+            hashes[row["dataset"], row["key"]] = row["sha256"]
+        elif not row["error"]:  # measured, by a version that did not hash
+            unhashed.add((row["dataset"], row["key"]))
+    unhashed -= hashes.keys()
+    for dataset in datasets:
+        for sample in dataset.samples:
+            if (dataset.name, sample.key) in unhashed:
+                try:
+                    hashes[dataset.name, sample.key] = sha256_hex(read_image_bytes(sample.path))
+                except (FakeScopeError, OSError):
+                    continue
+    return hashes
