@@ -10,7 +10,7 @@ from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromPath, Parameter
 
-from server.analyze.service import AnalysisService
+from server.analyze.service import AnalysisService, answered_when_cancelled
 from server.net.ssrf import (
     GuardedFetcher,
     UrlFetchError,
@@ -134,7 +134,8 @@ class AnalyzeController(Controller):
                 503: "Busy: the queue is full (`overloaded`), the GPU ran out of memory "
                 "(`gpu-out-of-memory`), the model is loading (`loading`) or failed "
                 "(`model-failed`), no GPU worker runs (`no-workers`), a worker was lost "
-                "(`worker-lost`), or the analysis timed out (`timeout`)",
+                "(`worker-lost`), the analysis timed out (`timeout`), or the server is stopping "
+                "(`shutting-down`)",
                 504: "Fetching the URL took too long (`url-timeout`)",
             },
         ),
@@ -151,21 +152,23 @@ class AnalyzeController(Controller):
         if len(request.query_params.getall("explain", [])) > 1:
             # Litestar keeps the last one; the form field refuses the same ambiguity.
             raise ProblemError(422, "explain must be given once, true or false")
-        kind = media_type(request)
-        if kind == "multipart/form-data":
-            data, form_explain = await _multipart_file(request)
-            want_explain = _explain_flag(explain, form_explain)
-        elif is_json(kind):
-            body = await json_object(request)
-            want_explain = _explain_flag(explain, body.get("explain"))  # before any fetch
-            data = await _fetch(state.fetcher, body.get("url"))
-        else:
-            raise ProblemError(
-                415,
-                "send multipart/form-data with a `file` field, or application/json with `url`; "
-                f"got {kind or 'no content type'}",
-            )
-        result = await _service(state).analyze(data, explain=want_explain)
+        # A URL's fetch and the model both wait: cancelled at shutdown, a 503.
+        with answered_when_cancelled():
+            kind = media_type(request)
+            if kind == "multipart/form-data":
+                data, form_explain = await _multipart_file(request)
+                want_explain = _explain_flag(explain, form_explain)
+            elif is_json(kind):
+                body = await json_object(request)
+                want_explain = _explain_flag(explain, body.get("explain"))  # before any fetch
+                data = await _fetch(state.fetcher, body.get("url"))
+            else:
+                raise ProblemError(
+                    415,
+                    "send multipart/form-data with a `file` field, or application/json with `url`; "
+                    f"got {kind or 'no content type'}",
+                )
+            result = await _service(state).analyze(data, explain=want_explain)
         return analysis_response(result.analysis, result.cache_hit)
 
     @get(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,7 +267,10 @@ class AnalysisService:
             raise
         timings: dict[str, float] = {}
         if has_row:
-            # Cached verdict without an explanation, and one is asked for now: add it.
+            # Cached verdict without an explanation, and one is asked for now: add it. The
+            # bytes are kept again, as for a cache hit (retention may have deleted them).
+            if model is not None:
+                await self.images.save(sha, data)
             added = await self._explain(inspection, timings, announcement)
             async with self.db.write() as session:
                 await set_explanation(session, sha, identity, added)
@@ -334,6 +339,28 @@ class AnalysisService:
         self.served.invalidate(sha)
         found = await self._reads.get_many([sha])
         return dict(found[sha])
+
+
+@contextlib.contextmanager
+def answered_when_cancelled() -> Iterator[None]:
+    """Around an HTTP handler's wait for the model: the server cancelling the request
+    becomes a 503 `shutting-down` with Retry-After.
+
+    uvicorn cancels the requests still running when its graceful shutdown times out (a
+    restart under load), and answers a cancelled request with a bare text/plain 500. Not for
+    the job worker: its own cancellation at stop must stay one (it gives the job back).
+    """
+    try:
+        yield
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # answered: the request's task ends normally
+        raise service_unavailable(
+            "the server is shutting down; try again shortly",
+            RETRY_AFTER_BUSY_S,
+            "shutting-down",
+        ) from exc
 
 
 def busy_problem(exc: QueueFullError) -> ProblemError:

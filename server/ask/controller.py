@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 from litestar.response import Stream
 
+from server.analyze.service import answered_when_cancelled
 from server.ask.questions import parse_question
 from server.ask.service import AskService
 from server.openapi_docs.operations import AskOperation
@@ -61,8 +62,8 @@ class AskController(Controller):
                 "holding NUL characters",
                 503: "Busy: the queue is full (`overloaded`), the GPU ran out of memory "
                 "(`gpu-out-of-memory`), the model is loading (`loading`) or failed "
-                "(`model-failed`), no GPU worker runs (`no-workers`), or the answer timed out "
-                "(`timeout`)",
+                "(`model-failed`), no GPU worker runs (`no-workers`), the answer timed out "
+                "(`timeout`), or the server is stopping (`shutting-down`)",
             },
         ),
     )
@@ -70,11 +71,13 @@ class AskController(Controller):
         question = parse_question(await json_object(request))
         service: AskService = request.app.state.ask_service
         if wants_event_stream(request.headers.get("accept", "")):
-            events, hit = await service.start_stream(question)
+            with answered_when_cancelled():
+                events, hit = await service.start_stream(question)
             return Stream(
                 events,
                 media_type="text/event-stream",
                 headers={"X-Cache": "hit" if hit else "miss", "Cache-Control": "no-cache"},
             )
-        payload, hit = await service.answer(question)
+        with answered_when_cancelled():
+            payload, hit = await service.answer(question)
         return Response(payload, headers={"X-Cache": "hit" if hit else "miss"})

@@ -407,3 +407,42 @@ async def test_an_answer_that_times_out_is_still_cached_for_the_retry(
         assert again.headers["x-cache"] == "hit"
         assert slow.generations == 1
     assert (await count_rows(sqlite_settings.database_url))["answers"] == 1
+
+
+@pytest.mark.parametrize("route", ["analyze", "ask"])
+async def test_a_request_the_server_cancels_at_shutdown_is_a_503_not_a_bare_500(
+    sqlite_settings: Settings, tiny_model: Any, route: str
+) -> None:
+    # uvicorn cancels the requests still running when its graceful shutdown times out (a
+    # restart under load); it answered them with a text/plain 500 and a traceback each.
+    slow = SlowAnswers(tiny_model, answer_delay_s=1.0)
+    slow.score_delay_s = 1.0
+    async with running(create_app(sqlite_settings, model_loader=lambda: slow)) as client:
+        await wait_until_ready(client)
+        if route == "analyze":
+            waiting = asyncio.create_task(client.post("/v1/analyze", **upload(unique_png())))
+            await until(lambda: slow.score_calls)
+        else:
+            slow.score_delay_s = 0.0
+            sha = (await client.post("/v1/analyze", **upload(unique_png()))).json()["sha256"]
+            ask = {"sha256": sha, "aspect": "texture"}
+            waiting = asyncio.create_task(client.post("/v1/ask", json=ask))
+            await until(lambda: slow.generations == 1)
+        waiting.cancel("Task cancelled, timeout graceful shutdown exceeded")
+        response = await waiting
+        assert response.status_code == 503 and "retry-after" in response.headers
+        assert problem(response)["type"].endswith(":shutting-down")
+
+
+async def test_an_explanation_added_to_a_purged_image_keeps_its_bytes_again(model_client) -> None:
+    # Re-sending an image whose bytes retention deleted keeps them again (so that /v1/ask
+    # works); that held for a cache hit but not when the request adds an explanation.
+    store = model_client.app.state["image_store"]
+    data = unique_png()
+    sha = (await model_client.post("/v1/analyze", **upload(data))).json()["sha256"]
+    assert await store.purge(-60.0) == 1 and await store.load(sha) is None
+    explained = await model_client.post("/v1/analyze?explain=true", **upload(data))
+    assert explained.status_code == 200 and explained.json()["explanation"] is not None
+    assert await store.load(sha) == data
+    asked = await model_client.post("/v1/ask", json={"sha256": sha, "aspect": "texture"})
+    assert asked.status_code == 200, asked.text
