@@ -124,11 +124,16 @@
     if (failureShown) return;
     failureShown = true;
     attachHost();
-    const close = h('button', { type: 'button', style: 'position: static; margin-left: 8px; background: #18386e', 'aria-label': 'Dismiss' }, '×');
-    const notice = h('div', { className: 'notice', role: 'status' },
-      `FakeScope feed lookups failed: ${failure.title}. ${failure.guidance ?? ''}`, close);
+    const close = h('button', { type: 'button', style: 'position: static; margin-left: 8px; background: #18386e', 'aria-label': 'Dismiss the FakeScope notice' }, '×');
+    const message = h('span', { role: 'status' });
+    const notice = h('div', { className: 'notice' }, message, close);
     close.addEventListener('click', () => notice.remove());
     root.append(notice);
+    // The live region is in the page first and gets its words a moment later: a screen reader
+    // says a change to a region it knows, not a region that arrives with its text.
+    setTimeout(() => {
+      message.textContent = `FakeScope feed lookups failed: ${failure.title}. ${failure.guidance ?? ''}`;
+    }, 50);
   }
 
   function placeBadge(img, result) {

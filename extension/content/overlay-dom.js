@@ -32,7 +32,8 @@
     button, select, input, textarea { font: inherit; color: #1a1a1a; }
     button { cursor: pointer; border: 1px solid #18386e; background: #18386e; color: #fff; border-radius: 6px; padding: 5px 10px; }
     button.secondary { background: #fff; color: #18386e; }
-    button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, summary:focus-visible {
+    button:focus-visible, select:focus-visible, input:focus-visible, textarea:focus-visible, summary:focus-visible,
+    .explanation:focus-visible {
       outline: 3px solid #1a56c4; outline-offset: 2px; }
     button:disabled { opacity: .6; cursor: default; }
     .close { background: transparent; color: #333; border: 1px solid transparent; font-size: 20px; line-height: 1; padding: 2px 8px; }

@@ -84,12 +84,14 @@
   function reportSection(overlay) {
     const formId = uid('report');
     const reasonId = uid('reason');
-    const status = h('p', { className: 'status report-status', role: 'status' });
+    const statusId = uid('report-status');
+    const status = h('p', { id: statusId, className: 'status report-status', role: 'status' });
     const choices = [['fake', 'AI-generated'], ['real', 'Authentic'], ['uncertain', 'Not sure']]
       .filter(([value]) => value !== overlay.view.label);
     const radios = choices.map(([value, text], i) =>
       h('label', { className: 'row' }, h('input', { type: 'radio', name: formId, value, checked: i === 0 }), text));
-    const reason = h('textarea', { id: reasonId, maxlength: '2000', 'aria-required': 'true' });
+    // The status under the form says what is wrong with it: read with the field.
+    const reason = h('textarea', { id: reasonId, maxlength: '2000', 'aria-required': 'true', 'aria-describedby': statusId });
     const submit = h('button', { type: 'submit' }, 'Send report');
     const form = h('form', { id: formId, hidden: true },
       h('fieldset', {}, h('legend', {}, 'What should the verdict be?'), radios),

@@ -93,7 +93,10 @@
       const opening = !this.isOpen;
       if (opening) {
         this.dismissedSrc = null;
-        const active = document.activeElement;
+        // The element with the focus, inside shadow roots too: a feed badge sits in a shadow
+        // root of its own, and focusing its host would put the focus nowhere.
+        let active = document.activeElement;
+        while (active?.shadowRoot?.activeElement) active = active.shadowRoot.activeElement;
         this.returnFocus = active && active !== document.body ? active : null;
         document.documentElement.append(this.host);
         // The top layer puts it above any z-index the page uses; older browsers fall back to z-index.
@@ -109,7 +112,26 @@
         window.addEventListener('scroll', this.onScroll, { passive: true, capture: true });
       }
       this.position();
+      this.makeScrollersFocusable();
       if (opening || focus) this.panel.focus({ preventScroll: true });
+    }
+
+    /**
+     * A long explanation scrolls in a box of its own: one that scrolls gets a tab stop (and a
+     * name), so keyboard users can scroll it too; a short one stays out of the tab order.
+     */
+    makeScrollersFocusable() {
+      for (const box of this.body.querySelectorAll('.explanation')) {
+        if (box.scrollHeight > box.clientHeight + 1) {
+          box.setAttribute('tabindex', '0');
+          box.setAttribute('role', 'region');
+          box.setAttribute('aria-label', 'Explanation');
+        } else {
+          box.removeAttribute('tabindex');
+          box.removeAttribute('role');
+          box.removeAttribute('aria-label');
+        }
+      }
     }
 
     /** Whether the keyboard focus is inside the panel (Escape only works from there). */
@@ -173,8 +195,10 @@
     showLoading(srcUrl, checkId = null) {
       this.srcUrl = srcUrl;
       this.checkId = checkId;
-      this.setBody(h('p', { role: 'status' }, h('span', { className: 'spinner', 'aria-hidden': 'true' }), 'Checking this image…'));
+      this.setBody(h('p', { className: 'loading' }, h('span', { className: 'spinner', 'aria-hidden': 'true' }), 'Checking this image…'));
       this.body.setAttribute('aria-busy', 'true');
+      // Said through the panel's own live region: one inside the busy body would stay silent.
+      this.announce('FakeScope: checking this image…');
       this.watch();
     }
 

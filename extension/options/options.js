@@ -95,6 +95,8 @@ async function saveServer(event) {
 
 function renderSites() {
   const list = $('feed-sites');
+  // Drawn again when the settings change (here or elsewhere): the focus stays on its site's button.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.site : null;
   list.replaceChildren();
   for (const site of settings.feedSites) {
     const remove = document.createElement('button');
@@ -102,15 +104,23 @@ function renderSites() {
     remove.className = 'secondary';
     remove.textContent = 'Turn off';
     remove.setAttribute('aria-label', `Turn off feed mode on ${site}`);
+    remove.dataset.site = site;
     remove.addEventListener('click', async () => {
       settings = await saveSettings(chrome.storage.local, withFeedSite(await freshSettings(), site, false));
       renderSites();
+      setStatus($('feed-sites-status'), `Feed mode is off on ${site}.`);
+      // The focused button went with its site: the focus goes to the next site's button, or
+      // back to the field that adds a site, not to the top of the page.
+      const buttons = [...$('feed-sites').querySelectorAll('button')];
+      const next = buttons.find((button) => button.dataset.site > site) ?? buttons.at(-1) ?? $('feed-site');
+      next.focus();
     });
     const item = document.createElement('li');
     const name = document.createElement('span');
     name.textContent = site;
     item.append(name, remove);
     list.append(item);
+    if (site === focused) remove.focus();
   }
   $('feed-empty').hidden = settings.feedSites.length > 0;
 }
@@ -133,6 +143,7 @@ async function addSite(event) {
   settings = await saveSettings(chrome.storage.local, withFeedSite(await freshSettings(), site, true));
   input.value = '';
   renderSites();
+  setStatus($('feed-sites-status'), `Feed mode is on for ${site}.`);
 }
 
 async function grantImageSite(event) {

@@ -284,3 +284,77 @@ def test_two_reviewers_conflict_long_queues_page_and_hostile_text_stays_inside_i
         finally:
             browser.close()
     assert alerts == []
+
+
+@pytest.mark.browser
+def test_the_review_page_is_labelled_and_its_shortcuts_leave_typing_alone_in_chromium(
+    live_server: ReviewServer, chromium_path: str
+) -> None:
+    """What keyboard and screen-reader users depend on (checked with axe-core by hand)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    shas = _seed_flagged_items(live_server)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.goto(f"{live_server.url}/admin")
+            page.get_by_label("API token").fill("fs_not-a-token")
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("alert")).to_be_visible()
+            expect(page.get_by_label("API token")).to_have_accessible_description(
+                page.get_by_role("alert").inner_text()
+            )
+            page.get_by_label("API token").fill(live_server.reviewer_token)
+            page.get_by_role("button", name="Sign in").click()
+            count = page.locator("#queue-count")
+            expect(count).to_have_text("3 open")
+
+            # The skip link comes first and leads to the item.
+            page.keyboard.press("Tab")
+            skip = page.get_by_role("link", name="Skip to content")
+            expect(skip).to_be_focused()
+            page.keyboard.press("Enter")
+            expect(page.locator("main")).to_be_focused()
+
+            # Named controls, labelled fields; the shortcuts are exposed to assistive technology.
+            expect(page.get_by_label("Reason")).to_have_count(1)
+            expect(page.get_by_label("Status")).to_have_count(1)
+            expect(page.get_by_role("group", name="Decide")).to_be_visible()
+            expect(page.get_by_role("button", name="Fake")).to_have_attribute(
+                "aria-keyshortcuts", "f"
+            )
+            expect(page.get_by_role("button", name="Real")).to_have_attribute(
+                "aria-keyshortcuts", "r"
+            )
+            # Labels carry their words, not only a colour.
+            expect(page.locator("a[data-queue-link] .label").first).not_to_be_empty()
+
+            # Typing in a field never fires a shortcut: f, r, s, j, k, n are just letters there.
+            note = page.get_by_label("Note (optional)")
+            note.click()
+            page.keyboard.type("fresh jpeg, skin looks n k")
+            expect(note).to_have_value("fresh jpeg, skin looks n k")
+            expect(count).to_have_text("3 open")
+            expect(page.locator("h1")).to_contain_text(shas[0][:16])
+            page.get_by_label("Reason").focus()
+            page.keyboard.press("f")
+            expect(count).to_have_text("3 open")
+
+            # Escape leaves the field; then the shortcut decides, and the outcome, which comes
+            # with the next page, is said through a live region.
+            note.focus()
+            page.keyboard.press("Escape")
+            page.keyboard.press("f")
+            expect(count).to_have_text("2 open")
+            announcer = page.locator("#announcer")
+            expect(announcer).to_have_attribute("aria-live", "polite")
+            expect(announcer).to_contain_text("is fake")
+
+            # A page without an item still has its heading.
+            page.goto(f"{live_server.url}/admin/items/{'0' * 64}")
+            expect(page.get_by_role("heading", level=1)).to_have_count(1)
+        finally:
+            browser.close()

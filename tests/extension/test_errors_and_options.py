@@ -244,3 +244,47 @@ def test_an_answer_cut_off_mid_stream_is_not_shown_as_complete(
     assert "Answer complete" not in status.inner_text()
     assert overlay.locator(".answer").inner_text() == "The shadows fall", "what came stays"
     assert overlay.get_by_role("button", name="Ask about the aspect").is_enabled()
+
+
+def test_options_and_popup_are_labelled_and_keep_the_keyboard_focus(
+    until: Any, browser: Any, stub_server: Any
+) -> None:
+    import re
+
+    from playwright.sync_api import expect
+
+    page = open_options(browser)
+    for label in ("Server address", "API token (optional)", "Add a site", "Image site"):
+        expect(page.get_by_label(label, exact=True)).to_have_count(1)
+    page.get_by_label("Server address").fill("ftp://127.0.0.1:1")
+    page.get_by_role("button", name="Save").click()
+    # The field's error is read with the field (its description), not only shown in red.
+    expect(page.get_by_label("Server address")).to_have_accessible_description(
+        re.compile("http://")
+    )
+
+    # Sites added and removed by keyboard: each change is announced, and removing one moves
+    # the focus to the next site's button, then back to the field, not to the top of the page.
+    sites = ["http://localhost:8001", "http://localhost:8002"]
+    status = page.locator("#feed-sites-status")
+    expect(status).to_have_attribute("role", "status")
+    for site in sites:
+        page.get_by_label("Add a site").fill(site)
+        page.get_by_label("Add a site").press("Enter")
+        expect(status).to_have_text(f"Feed mode is on for {site}.")
+    page.get_by_role("button", name=f"Turn off feed mode on {sites[0]}").focus()
+    page.keyboard.press("Enter")
+    expect(status).to_have_text(f"Feed mode is off on {sites[0]}.")
+    expect(page.get_by_role("button", name=f"Turn off feed mode on {sites[1]}")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Add a site")).to_be_focused()
+
+    browser.set_settings(serverUrl=stub_server.url)
+    popup = browser.context.new_page()
+    popup.goto(browser.extension_url("popup/popup.html"))
+    expect(popup.get_by_role("main")).to_have_count(1)
+    expect(popup.get_by_role("status").first).to_contain_text("Server ready at")
+    expect(popup.get_by_role("checkbox", name=re.compile("^Feed mode on this site"))).to_have_count(
+        1
+    )
+    expect(popup.get_by_role("link", name="Options and privacy")).to_have_count(1)

@@ -6,6 +6,7 @@ hint that says they look mirrored (near match of the extension's mirror hash).""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,34 @@ def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
     assert "not a verdict on this image" in body
     assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
     page.screenshot(path=str(artifacts_dir / "extension-feed-mirrored-hint-panel.png"))
+
+
+def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    def lookup(handler: Any) -> None:
+        """Every image is known to this server: a verdict for each SHA-256 asked about."""
+        asked = json.loads(handler.body).get("sha256", [])
+        handler.reply(200, {"results": {s: stub_server.answer(s) for s in asked}, "near": []})
+
+    stub_server.routes["POST /v1/lookup"] = lookup
+    browser.set_settings(serverUrl=stub_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/feed.html"))
+    known_url = page_server.url("/img/known.png")
+    until(lambda: known_url in badge_labels(page), what="a badge on the known image")
+
+    badge = page.locator(f'fakescope-badges button[data-src="{known_url}"]')
+    # The verdict is in the badge's words and name, not only in its colour.
+    expect(badge).to_have_text("Real")
+    expect(badge).to_have_accessible_name("FakeScope: Likely authentic (12%). Show details")
+    badge.focus()
+    page.keyboard.press("Enter")
+    overlay = page.locator("fakescope-overlay")
+    expect(overlay.get_by_role("dialog", name="FakeScope")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(overlay).to_have_count(0)
+    expect(badge).to_be_focused()

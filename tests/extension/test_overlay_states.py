@@ -365,3 +365,92 @@ def test_long_unbroken_server_text_wraps_inside_the_panel(
     assert len(widths) == 3
     for scroll_width, client_width in widths:
         assert scroll_width <= client_width, "no sideways scrolling"
+
+
+# --- accessibility: what a keyboard or screen-reader user depends on (checked with axe-core
+# by hand; these assertions keep it from regressing without it) ---------------------------
+
+# What the page's focused element is, inside shadow roots too (a feed badge, the panel).
+DEEP_ACTIVE = """() => {
+    let el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    return el;
+}"""
+
+
+def test_the_panel_is_a_named_dialog_whose_controls_and_verdict_a_screen_reader_can_read(
+    until: Any, browser: Any, form_page: Any, page_server: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    form_page.locator("#comment").focus()
+    assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
+    overlay = form_page.locator("fakescope-overlay")
+
+    dialog = overlay.get_by_role("dialog", name="FakeScope")
+    expect(dialog).to_be_focused()
+    # The verdict is in words and a meter with a text value, not only in a colour.
+    expect(overlay.locator(".verdict")).to_have_text("Likely authentic")
+    meter = overlay.get_by_role("meter", name="Likelihood of AI generation")
+    expect(meter).to_have_attribute("aria-valuetext", "12% likelihood of AI generation")
+    # Every control has a name, every field a label; statuses are live regions.
+    for name in ("Close FakeScope result", "Ask about the aspect", "Ask your question"):
+        expect(overlay.get_by_role("button", name=name)).to_have_count(1)
+    expect(overlay.get_by_label("An aspect")).to_have_count(1)
+    expect(overlay.get_by_label("Or your own question")).to_have_count(1)
+    expect(overlay.locator(".sr-only[role=status]")).to_have_attribute("aria-live", "polite")
+    expect(overlay.locator(".answer")).to_have_attribute("aria-live", "polite")
+
+    # Tab goes from the panel to its controls, each with a visible focus ring.
+    form_page.keyboard.press("Tab")
+    close = overlay.get_by_role("button", name="Close FakeScope result")
+    expect(close).to_be_focused()
+    assert close.evaluate("(el) => getComputedStyle(el).outlineStyle") == "solid"
+    form_page.keyboard.press("Tab")
+    expect(overlay.get_by_label("An aspect")).to_be_focused()
+
+    # The report form: a named group of choices, a labelled reason whose error is its description.
+    overlay.get_by_role("button", name="Report a wrong verdict").click()
+    expect(overlay.get_by_role("group", name="What should the verdict be?")).to_be_visible()
+    overlay.get_by_role("button", name="Send report").click()
+    reason = overlay.get_by_label("Why is the verdict wrong?")
+    expect(reason).to_be_focused()
+    expect(reason).to_have_attribute("aria-invalid", "true")
+    expect(reason).to_have_accessible_description("Please say why the verdict is wrong.")
+
+    # Escape closes the panel and gives the focus back to where it was.
+    form_page.keyboard.press("Escape")
+    expect(overlay).to_have_count(0)
+    assert form_page.evaluate("() => document.activeElement.id") == "comment"
+
+
+def test_loading_is_announced_and_the_spinner_keeps_still_for_reduced_motion(
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    form_page.emulate_media(reduced_motion="reduce")
+    stub_server.delay_s = 1.0
+    start_check(browser, form_page, page_server.url("/img/check.png"))
+    overlay = form_page.locator("fakescope-overlay")
+    live = overlay.locator(".sr-only[role=status]")
+    until(lambda: "checking this image" in live.inner_text(), what="the loading announced")
+    spinner = overlay.locator(".spinner")
+    assert spinner.evaluate("(el) => getComputedStyle(el).animationName") == "none"
+    until(lambda: "Likely authentic" in live.inner_text(), what="the verdict announced")
+
+
+def test_a_long_explanation_scrolls_by_keyboard_and_a_short_one_takes_no_tab_stop(
+    browser: Any, stub_server: Any, form_page: Any, page_server: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
+    overlay = form_page.locator("fakescope-overlay")
+    assert overlay.locator(".explanation").get_attribute("tabindex") is None
+
+    stub_server.analysis = {"explanation": "The light falls from two sides at once. " * 60}
+    assert browser.check_image(form_page, page_server.url("/img/report.png"))["ok"]
+    region = overlay.get_by_role("region", name="Explanation")
+    expect(region).to_have_attribute("tabindex", "0")
+    region.focus()
+    form_page.keyboard.press("PageDown")
+    assert region.evaluate("(el) => el.scrollTop") > 0

@@ -23,7 +23,7 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     if (typingTarget(event.target)) {
       if (event.key === "Escape") event.target.blur();
       return;
@@ -49,6 +49,17 @@
   const current = list?.querySelector('a[aria-current="page"]');
   if (list && current && list.scrollHeight > list.clientHeight) {
     list.scrollTop = current.offsetTop - (list.clientHeight - current.offsetHeight) / 2;
+  }
+
+  // The outcome of the last decision came with this page (saved, or not saved because of a
+  // conflict): a live region that is already there says it once the page has settled, as
+  // screen readers do not announce a status that arrives with the page.
+  const announcer = document.getElementById("announcer");
+  const outcome = document.getElementById("conflict") || document.querySelector("main .notice");
+  if (announcer && outcome) {
+    setTimeout(() => {
+      announcer.textContent = outcome.textContent.replace(/\s+/g, " ").trim();
+    }, 250);
   }
 
   // A second press while the first decision is in flight would post twice.
