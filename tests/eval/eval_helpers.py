@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,3 +60,9 @@ def write_json(path: Path, value: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value), encoding="utf-8")
     return path
+
+
+def prediction_rows(out: Path) -> list[dict[str, str]]:
+    """The rows of an eval run's predictions.csv."""
+    with (out / "predictions.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from eval_helpers import StandInModel, write_png
+from eval_helpers import StandInModel, prediction_rows, write_png
 from PIL import Image, ImageChops
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -41,11 +41,6 @@ def _config(data: Path, out: Path, **overrides: object) -> EvalConfig:
     return EvalConfig(**values)  # type: ignore[arg-type]
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "predictions.csv").open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 class _NanModel(StandInModel):
     """Returns NaN for the darkest-red fake and the brightest real (a broken fp16 model)."""
 
@@ -58,7 +53,7 @@ def test_a_nan_p_fake_is_a_failed_image_not_a_crash_or_a_real(tmp_path: Path) ->
     data = _tree(tmp_path / "data")
     out = tmp_path / "out"
     metrics = evaluate(_config(data, out), _NanModel())
-    rows = {r["key"]: r for r in _rows(out)}
+    rows = {r["key"]: r for r in prediction_rows(out)}
     for key in ("reddit/fake/f0.png", "reddit/real/r2.png"):
         assert rows[key]["error"] == "NonFiniteScore: p_fake = nan"
         assert rows[key]["predicted"] == "" and rows[key]["p_fake"] == ""
@@ -75,7 +70,7 @@ def test_nan_rows_written_by_an_older_version_are_left_out_when_resumed(tmp_path
     data = _tree(tmp_path / "data")
     out = tmp_path / "out"
     evaluate(_config(data, out), StandInModel())
-    rows = _rows(out)
+    rows = prediction_rows(out)
     rows[0].update(p_fake="nan", score="nan", model_label="real", predicted="real")
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
@@ -93,7 +88,9 @@ def _row(key: str, answer: str) -> dict[str, str]:
     return row
 
 
-def test_a_crash_inside_a_multi_line_answer_does_not_swallow_later_rows(tmp_path: Path) -> None:
+def test_a_crash_inside_a_multi_line_answer_does_not_swallow_later_rows(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "predictions.csv"
     PredictionStore(path).append([_row("a", "Fake."), _row("b", "Real.\nThe noise is natural")])
     raw = path.read_bytes()
@@ -163,7 +160,7 @@ def test_per_subset_numbers_recompute_from_predictions_csv(tmp_path: Path) -> No
     out = tmp_path / "out"
     metrics = evaluate(_config(data, out), StandInModel())
     subsets = metrics["datasets"]["data"]["protocols"]["quantitative"]["subsets"]
-    rows = _rows(out)
+    rows = prediction_rows(out)
     for platform in ("reddit", "twitter"):
         chosen = [r for r in rows if r["subset"] == platform]
         y = [int(r["label"] == "fake") for r in chosen]

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from eval_helpers import StandInModel, write_png
+from eval_helpers import StandInModel, prediction_rows, write_png
 
 from fakescope.cli import main
 from fakescope.evaluation import evaluate as evaluate_module
@@ -35,11 +35,6 @@ def _config(datasets: list[str], out: Path, **overrides: object) -> EvalConfig:
     }
     values.update(overrides)
     return EvalConfig(**values)  # type: ignore[arg-type]
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "predictions.csv").open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _argv(out: Path, *datasets: Path | str, extra: tuple[str, ...] = ()) -> list[str]:
@@ -80,7 +75,7 @@ def test_another_dataset_in_a_used_folder_is_refused_in_one_line_until_fresh(
     assert (out / "report.md").read_text(encoding="utf-8") == report  # nothing touched
 
     assert main(_argv(out, second, extra=("--fresh",))) == 0
-    assert {r["dataset"] for r in _rows(out)} == {"second"}
+    assert {r["dataset"] for r in prediction_rows(out)} == {"second"}
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["datasets"]) == {"second"}
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
@@ -106,7 +101,7 @@ def test_a_wider_run_keeps_what_is_done_and_its_report_covers_the_whole_folder(
     model = StandInModel()
     metrics = evaluate(_config([str(data), str(other)], out, protocol="both"), model)
     assert metrics["run"]["processed_this_run"] == 4 + 4  # data: closed only; other: both
-    rows = _rows(out)
+    rows = prediction_rows(out)
     assert {(r["dataset"], r["protocol"]) for r in rows} == {
         (d, p) for d in ("data", "other") for p in ("quantitative", "closed")
     }
@@ -184,9 +179,9 @@ def test_the_same_image_under_both_labels_is_reported_not_dropped(
     assert "The same image under both labels" in top and "data: 2 images" in top
     assert "fake `reddit/fake/f0.png`; real `reddit/real/oops.png`" in report
     assert "1 fake and 2 real image(s) have the same bytes as another" in report
-    assert {r["sha256"] for r in _rows(out) if r["key"].endswith(("f0.png", "oops.png"))} == {
-        group["sha256"]
-    }
+    assert {
+        r["sha256"] for r in prediction_rows(out) if r["key"].endswith(("f0.png", "oops.png"))
+    } == {group["sha256"]}
 
 
 def test_a_clean_dataset_reports_no_duplicates(tmp_path: Path) -> None:
@@ -208,7 +203,7 @@ def test_predictions_without_the_sha256_column_are_upgraded_and_still_checked(
     shutil.copy(data / "reddit" / "fake" / "f0.png", data / "reddit" / "real" / "oops.png")
     out = tmp_path / "out"
     whole = evaluate(_config([str(data)], out), StandInModel())
-    rows = _rows(out)
+    rows = prediction_rows(out)
     old_columns = [c for c in rows[0] if c != "sha256"]
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=old_columns, extrasaction="ignore")
@@ -220,7 +215,7 @@ def test_predictions_without_the_sha256_column_are_upgraded_and_still_checked(
     assert model.calls == 0  # nothing predicted again
     assert resumed["datasets"] == whole["datasets"]
     assert resumed["datasets"]["data"]["duplicates"]["both_labels_images"] == 2
-    assert "sha256" in _rows(out)[0]
+    assert "sha256" in prediction_rows(out)[0]
 
 
 def test_a_manifest_listing_one_file_as_fake_and_as_real_measures_both_and_says_so(
@@ -240,7 +235,7 @@ def test_a_manifest_listing_one_file_as_fake_and_as_real_measures_both_and_says_
     entry = metrics["datasets"]["set"]
     overall = entry["protocols"]["quantitative"]["overall"]
     assert (overall["n_fake"], overall["n_real"]) == (3, 3)  # every listing has its own row
-    assert len(_rows(out)) == 6
+    assert len(prediction_rows(out)) == 6
     [group] = entry["duplicates"]["both_labels"]
     assert group["fake"] == [str(images[0])] and group["real"] == [f"{images[0]}#2"]
     # The same file listed twice under one label is not a copy of another file.

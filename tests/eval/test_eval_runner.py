@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
-from eval_helpers import StandInModel, write_png
+from eval_helpers import StandInModel, prediction_rows, write_png
 
 from fakescope.evaluation.evaluate import EvalConfig, RunMismatchError, evaluate
 
@@ -33,11 +32,6 @@ def _config(data: Path, out: Path, **overrides: object) -> EvalConfig:
     return EvalConfig(**values)  # type: ignore[arg-type]
 
 
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "predictions.csv").open(newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _without_run(metrics: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in metrics.items() if k != "run"}
 
@@ -46,7 +40,7 @@ def test_each_finished_batch_is_on_disk_when_a_run_crashes(tmp_path: Path) -> No
     data = _tree(tmp_path / "data")
     with pytest.raises(RuntimeError, match="simulated crash"):
         evaluate(_config(data, tmp_path / "out"), StandInModel(fail_after_calls=3))
-    assert len(_rows(tmp_path / "out")) == 12  # three batches of four
+    assert len(prediction_rows(tmp_path / "out")) == 12  # three batches of four
 
 
 def test_resumed_run_equals_an_uninterrupted_one_and_redoes_nothing(tmp_path: Path) -> None:
@@ -60,7 +54,7 @@ def test_resumed_run_equals_an_uninterrupted_one_and_redoes_nothing(tmp_path: Pa
     resumed = evaluate(_config(data, out, protocol="both"), resumed_model)
 
     assert _without_run(resumed) == _without_run(whole)
-    ids = [(r["key"], r["condition"], r["protocol"]) for r in _rows(out)]
+    ids = [(r["key"], r["condition"], r["protocol"]) for r in prediction_rows(out)]
     assert len(ids) == len(set(ids)) == 24 * 2
     assert resumed["run"]["processed_this_run"] < 24  # the batches done before the crash are kept
 
@@ -96,7 +90,7 @@ def test_unreadable_images_are_reported_not_fatal(tmp_path: Path) -> None:
     quantitative = metrics["datasets"]["wildrf"]["protocols"]["quantitative"]
     assert quantitative["errors"] == 1
     assert quantitative["overall"]["n"] == 8
-    broken = [r for r in _rows(tmp_path / "out") if r["key"].endswith("broken.png")]
+    broken = [r for r in prediction_rows(tmp_path / "out") if r["key"].endswith("broken.png")]
     assert broken[0]["error"].startswith(("UndecodableImageError", "UnsupportedFormatError"))
 
 
@@ -109,7 +103,7 @@ def test_robustness_sweep_scores_every_degradation_for_the_quantitative_protocol
     )
     sweep = metrics["robustness"]["wildrf"]["quantitative"]
     assert next(iter(sweep)) == "clean" and {"jpeg:30", "downscale:0.25", "crop:0.5"} <= set(sweep)
-    rows = _rows(tmp_path / "out")
+    rows = prediction_rows(tmp_path / "out")
     assert {r["protocol"] for r in rows if r["condition"] != "clean"} == {"quantitative"}
     assert (tmp_path / "out" / "robustness.png").stat().st_size > 10_000
 
@@ -125,7 +119,7 @@ def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: P
     config = _config(manifest, tmp_path / "on")
     config.datasets = [str(manifest)]
     evaluate(config, StandInModel())
-    on = {r["key"]: r for r in _rows(tmp_path / "on")}
+    on = {r["key"]: r for r in prediction_rows(tmp_path / "on")}
     assert all(on[str(p)]["decided_by"] == "provenance" for p in comfy)
     assert all(
         on[str(p)]["score"] == "1.000000" and on[str(p)]["predicted"] == "fake" for p in comfy
@@ -134,7 +128,7 @@ def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: P
 
     config.out, config.provenance = tmp_path / "off", False
     evaluate(config, StandInModel())
-    off = {r["key"]: r for r in _rows(tmp_path / "off")}
+    off = {r["key"]: r for r in prediction_rows(tmp_path / "off")}
     assert {r["decided_by"] for r in off.values()} == {"model"}
     assert all(off[k]["p_fake"] == on[k]["p_fake"] for k in off)
 
@@ -142,7 +136,7 @@ def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: P
 def test_closed_protocol_keeps_the_generated_answer_text(tmp_path: Path) -> None:
     data = _tree(tmp_path / "data", n=2)
     evaluate(_config(data, tmp_path / "out", protocol="closed"), StandInModel())
-    rows = _rows(tmp_path / "out")
+    rows = prediction_rows(tmp_path / "out")
     assert rows and all(r["protocol"] == "closed" for r in rows)
     # The model's own words ("Fake." / "Real."), not only the verdict read from them.
     assert {r["answer"] for r in rows} == {"Fake.", "Real."}
@@ -173,11 +167,11 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"interrupted; finished batches are kept in {out}" in err and "resume" in err
-    assert len(_rows(out)) == 4  # the first batch
+    assert len(prediction_rows(out)) == 4  # the first batch
 
     monkeypatch.setattr(evaluate_module, "_load_model", lambda config: StandInModel())
     assert main(argv) == 0
-    assert len(_rows(out)) == 8 and (out / "report.md").is_file()
+    assert len(prediction_rows(out)) == 8 and (out / "report.md").is_file()
 
 
 def test_a_same_named_dataset_from_another_folder_does_not_reuse_predictions(
@@ -196,4 +190,4 @@ def test_a_same_named_dataset_from_another_folder_does_not_reuse_predictions(
         evaluate(_config(second, out, datasets=[str(second)]), StandInModel())
     # Named apart, both live in one folder; the same folder again resumes as before.
     evaluate(_config(second, out, datasets=[f"second={second}", str(first)]), StandInModel())
-    assert {r["dataset"] for r in _rows(out)} == {"test", "second"}
+    assert {r["dataset"] for r in prediction_rows(out)} == {"test", "second"}
