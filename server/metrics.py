@@ -200,6 +200,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# The methods counted under their own name. Wrapped around the router, the middleware also
+# counts requests no route answers, whose method a client makes up at will ("FOO1", "FOO2",
+# ...): each would add a series to the registry for good.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
 class RequestMetricsMiddleware:
     """Counts requests by route template (not raw path, so label cardinality stays bounded)."""
 
@@ -225,4 +233,6 @@ class RequestMetricsMiddleware:
         finally:
             route: Any = scope.get("path_template") or "unmatched"
             method: Any = scope.get("method", "?")
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
             self.metrics.request_done(method, route, status, time.perf_counter() - started)

@@ -20,6 +20,7 @@ from server.problems import ProblemError
 
 SESSION_COOKIE = "fakescope_admin_session"
 PRINCIPAL_STATE_KEY = "admin_principal"
+AUTH_OUTCOME_STATE_KEY = "admin_auth_outcome"  # (secret, Principal or the error raised)
 
 
 class AuthFailedError(Exception):
@@ -49,7 +50,29 @@ def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 async def authenticate_secret(
     connection: ASGIConnection[Any, Any, Any, Any], secret: str
 ) -> Principal:
-    """The principal a secret belongs to; raises AuthRateLimitedError or AuthFailedError."""
+    """The principal a secret belongs to; raises AuthRateLimitedError or AuthFailedError.
+
+    Decided once per request and secret: the rate limit's reviewer exemption
+    (limit_exemption.py) asks before the route's guard does, and a wrong secret must count
+    as one failed attempt, not two.
+    """
+    decided = connection.state.get(AUTH_OUTCOME_STATE_KEY)
+    if isinstance(decided, tuple) and decided[0] == secret:
+        if isinstance(decided[1], Principal):
+            return decided[1]
+        raise decided[1]
+    try:
+        principal = await _authenticate_secret(connection, secret)
+    except (AuthRateLimitedError, AuthFailedError) as exc:
+        connection.state[AUTH_OUTCOME_STATE_KEY] = (secret, exc)
+        raise
+    connection.state[AUTH_OUTCOME_STATE_KEY] = (secret, principal)
+    return principal
+
+
+async def _authenticate_secret(
+    connection: ASGIConnection[Any, Any, Any, Any], secret: str
+) -> Principal:
     limiter = failed_auth_limiter(connection.app)
     client = client_key(connection)
     retry_after = await limiter.retry_after(client)

@@ -7,7 +7,14 @@ queue and the review page. Review paths carrying a live reviewer or admin creden
 wrong credentials included, is counted as before. The sign-in form, the sign-in itself
 and the page's static files are never counted, so a reviewer can always sign in: failed
 sign-ins have their own, stricter limit (server/limits/failed_auth.py).
-Checking costs one indexed read, and only for requests on review paths that carry one.
+
+A Bearer token is checked as the route's guard checks it (`authenticate_secret`, whose
+outcome the guard then reuses): past the failed-attempt limit nothing is exempt, and a
+wrong token counts as a failed attempt even when the public limit then refuses the
+request. Otherwise whether a guess was exempt (200 or a different 429, RateLimit headers
+or none) would tell a guesser, at any rate and past both limits, that it had found the
+bootstrap admin token, which, unlike generated tokens, may be short.
+Checking costs a few indexed reads, and only for requests on review paths that carry one.
 """
 
 from __future__ import annotations
@@ -16,13 +23,17 @@ from typing import Any
 
 from litestar import Request
 
-from server.admin.auth import SESSION_COOKIE, bearer_secret
+from server.admin.auth import (
+    SESSION_COOKIE,
+    AuthFailedError,
+    AuthRateLimitedError,
+    authenticate_secret,
+    bearer_secret,
+)
 from server.admin.context import database, settings_of
 from server.admin.page_session import session_lifetime
 from server.admin.roles import Role, role_allows
 from server.admin.session_store import SessionEndedError, find_session
-from server.admin.token_store import find_active_token
-from server.admin.tokens import hash_token, hashes_match
 from server.limits.fail_open import DATABASE_ERRORS
 
 REVIEW_PATH_PREFIXES = ("/admin/", "/v1/admin/")
@@ -48,15 +59,15 @@ async def rate_limited(request: Request[Any, Any, Any]) -> bool:
 
 
 async def _carries_staff_credential(request: Request[Any, Any, Any]) -> bool:
-    settings = settings_of(request.app)
-    bootstrap = settings.admin_token if settings else None
     secret = bearer_secret(request)
     if secret is not None:
-        if bootstrap and hashes_match(hash_token(bootstrap), secret):
-            return True
-        async with database(request.app).read() as session:
-            row = await find_active_token(session, secret)
-        return row is not None and role_allows(Role(row.role), Role.REVIEWER)
+        try:
+            principal = await authenticate_secret(request, secret)
+        except (AuthFailedError, AuthRateLimitedError):
+            return False
+        return role_allows(principal.role, Role.REVIEWER)
+    settings = settings_of(request.app)
+    bootstrap = settings.admin_token if settings else None
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return False

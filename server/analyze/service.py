@@ -341,6 +341,10 @@ class AnalysisService:
         return dict(found[sha])
 
 
+# The message uvicorn's Server.shutdown cancels the requests it gives up on with.
+SERVER_SHUTDOWN_CANCEL = "Task cancelled, timeout graceful shutdown exceeded"
+
+
 @contextlib.contextmanager
 def answered_when_cancelled() -> Iterator[None]:
     """Around an HTTP handler's wait for the model: the server cancelling the request
@@ -349,12 +353,19 @@ def answered_when_cancelled() -> Iterator[None]:
     uvicorn cancels the requests still running when its graceful shutdown times out (a
     restart under load), and answers a cancelled request with a bare text/plain 500. Not for
     the job worker: its own cancellation at stop must stay one (it gives the job back).
+
+    Only that cancellation is answered (told by its message): any other (an enclosing
+    asyncio.timeout, a TaskGroup whose sibling failed, an anyio cancel scope) belongs to
+    whoever cancelled, and uncancelling it here would swallow it: a timeout would surface
+    as `shutting-down` instead of TimeoutError, a TaskGroup would wait on a task it stopped.
     """
     try:
         yield
     except asyncio.CancelledError as exc:
+        if not (exc.args and exc.args[0] == SERVER_SHUTDOWN_CANCEL):
+            raise
         task = asyncio.current_task()
-        if task is not None:
+        if task is not None and task.cancelling():
             task.uncancel()  # answered: the request's task ends normally
         raise service_unavailable(
             "the server is shutting down; try again shortly",

@@ -33,6 +33,9 @@ TEREDO = ipaddress.ip_network("2001::/32")
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
 _DECODE_PIECE = 256 * 1024  # the most one decompress call may produce
+# Content codings undone on one body: a stack deeper than this is refused. Each layer
+# multiplies the work one network read can cause (~1000x for deflate).
+MAX_CODINGS = 2
 
 
 class UrlRefusedError(Exception):
@@ -238,7 +241,13 @@ class _BoundedDecoder:
     """A body's Content-Encoding undone with the decoded size capped as it grows.
 
     The fetcher asks for `identity`; a server may compress all the same (gzip or deflate,
-    possibly stacked). Anything else is refused rather than passed on as image bytes.
+    at most MAX_CODINGS of them stacked). Anything else is refused rather than passed on as
+    image bytes.
+
+    Not only the decoded bytes are capped: so is what goes into each layer (the raw body
+    included). A deflate stream may decode to nothing at all (empty blocks), so a cap on the
+    output alone would let a layer, fed ~1000x its size by the layer above, churn without
+    end in the event loop, where the fetch's total timeout cannot interrupt it.
     """
 
     def __init__(self, content_encoding: str, cap: int) -> None:
@@ -254,6 +263,14 @@ class _BoundedDecoder:
                 self.stages.append(_Deflate())
             elif coding != "identity":
                 raise UrlFetchError(f"the remote image came with Content-Encoding {coding!r}")
+        if len(self.stages) > MAX_CODINGS:
+            raise UrlFetchError(
+                f"the remote image came with {len(self.stages)} content codings stacked; "
+                f"at most {MAX_CODINGS} are undone"
+            )
+        # Encoded input: compressing an (already compressed) image adds well under 1 %.
+        self.encoded_cap = cap + cap // 64 + 1024
+        self.fed = [0] * len(self.stages)
 
     def feed(self, data: bytes) -> None:
         self._pass(0, data)
@@ -266,6 +283,11 @@ class _BoundedDecoder:
             if data:
                 self.chunks.append(data)
             return
+        self.fed[stage] += len(data)
+        if self.fed[stage] > self.encoded_cap:
+            raise UrlTooLargeError(
+                f"remote image exceeds the limit of {self.cap} bytes (still encoded)"
+            )
         decoder = self.stages[stage]
         while data:
             try:

@@ -10,6 +10,7 @@ from litestar.testing import AsyncTestClient
 from test_review_page import sign_in
 
 from server.app import create_app
+from server.limits.failed_auth import DEFAULT_MAX_FAILURES
 from server.settings import Settings
 
 SHA = "ab" * 32
@@ -160,3 +161,36 @@ async def test_reviewers_are_not_held_to_the_public_limit_of_their_address(
             problem(await client.get("/v1/admin/queue", headers=bearer(secret)), 429)
         assert (await client.get(f"/admin/items/{SHA}")).status_code == 429
         problem(await client.get(f"/v1/analyses/{SHA}", headers=bearer(tokens.admin)), 429)
+
+
+@pytest.mark.parametrize("limits_store", ["memory", "database"])
+async def test_the_reviewer_exemption_is_no_way_around_the_failed_attempt_limit(
+    settings: Settings, tokens: Tokens, limits_store: str
+) -> None:
+    # Whether a request was exempt from the public limit (200, or 429 without RateLimit
+    # headers) told a guesser, past both limits, that it had found the bootstrap token.
+    bootstrap = "short-bootstrap"
+    limited = replace(settings, rate_limit=("minute", 3), limits_store=limits_store)
+    app = create_app(replace(limited, admin_token=bootstrap))
+    async with AsyncTestClient(app=app) as client:
+        for _ in range(3):
+            assert (await client.get(f"/v1/analyses/{SHA}")).status_code == 404
+        for n in range(DEFAULT_MAX_FAILURES):  # each refused by the public limit...
+            problem(await client.get("/v1/admin/queue", headers=bearer(f"guess-{n}")), 429)
+        # ...and counted as a failed attempt: the right guess now looks like a wrong one.
+        found = await client.get("/v1/admin/queue", headers=bearer(bootstrap))
+        assert (
+            problem(found, 429)["type"]
+            == problem(await client.get("/v1/admin/queue", headers=bearer("guess")), 429)["type"]
+        )
+
+
+async def test_a_wrong_token_counts_once_though_the_exemption_checks_it_too(
+    settings: Settings, tokens: Tokens
+) -> None:
+    app = create_app(replace(settings, rate_limit=("minute", 1000)))
+    async with AsyncTestClient(app=app) as client:
+        for n in range(DEFAULT_MAX_FAILURES - 1):
+            problem(await client.get("/v1/admin/queue", headers=bearer(f"guess-{n}")), 401)
+        ok = await client.get("/v1/admin/queue", headers=bearer(tokens.reviewer))
+        assert ok.status_code == 200, ok.text

@@ -348,6 +348,16 @@ async def test_requests_no_route_answers_are_counted_once_like_the_others(client
     assert f'fakescope_http_requests_total{{method="GET",{route}' in metrics
 
 
+async def test_made_up_methods_add_no_series_to_the_metrics(client) -> None:
+    # Counted around the router, every made-up method of a 404/405 was a new series, kept
+    # for good: a client could grow the registry (and each scrape) without bound.
+    for n in range(3):
+        await client.request(f"FAKE{n}", "/v1/nothing-here")
+    metrics = (await client.get("/metrics")).text
+    assert 'method="FAKE' not in metrics
+    assert 'fakescope_http_requests_total{method="OTHER",route="unmatched",' in metrics
+
+
 async def test_metrics_name_their_charset_once(client) -> None:
     response = await client.get("/metrics")
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"

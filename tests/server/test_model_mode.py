@@ -22,7 +22,9 @@ from server_helpers import (
     wait_until_ready,
 )
 
+from server.analyze.service import SERVER_SHUTDOWN_CANCEL, answered_when_cancelled
 from server.app import create_app
+from server.problems import ProblemError
 from server.settings import Settings
 
 
@@ -428,10 +430,54 @@ async def test_a_request_the_server_cancels_at_shutdown_is_a_503_not_a_bare_500(
             ask = {"sha256": sha, "aspect": "texture"}
             waiting = asyncio.create_task(client.post("/v1/ask", json=ask))
             await until(lambda: slow.generations == 1)
-        waiting.cancel("Task cancelled, timeout graceful shutdown exceeded")
+        waiting.cancel(SERVER_SHUTDOWN_CANCEL)
         response = await waiting
         assert response.status_code == 503 and "retry-after" in response.headers
         assert problem(response)["type"].endswith(":shutting-down")
+
+
+def test_the_shutdown_cancellation_answered_is_the_one_uvicorn_sends() -> None:
+    import inspect
+
+    import uvicorn.server
+
+    assert SERVER_SHUTDOWN_CANCEL in inspect.getsource(uvicorn.server.Server.shutdown)
+
+
+async def _waits_for_the_model() -> None:
+    with answered_when_cancelled():
+        await asyncio.sleep(30)
+
+
+async def test_a_cancellation_that_is_not_the_servers_shutdown_is_not_answered() -> None:
+    # Any cancellation was turned into a 503 `shutting-down` and uncancelled: an enclosing
+    # timeout then raised that instead of TimeoutError, and a TaskGroup's cancellation of
+    # a task (a sibling failed) came back as one more error.
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await _waits_for_the_model()
+
+    async def fails() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("sibling")
+
+    with pytest.raises(ExceptionGroup) as group:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_waits_for_the_model())
+            tasks.create_task(fails())
+    assert [type(exc) for exc in group.value.exceptions] == [ValueError]
+
+    plain = asyncio.create_task(_waits_for_the_model())
+    await asyncio.sleep(0.01)
+    plain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await plain
+
+    by_server = asyncio.create_task(_waits_for_the_model())
+    await asyncio.sleep(0.01)
+    by_server.cancel(SERVER_SHUTDOWN_CANCEL)
+    with pytest.raises(ProblemError, match="shutting down"):
+        await by_server
 
 
 async def test_an_explanation_added_to_a_purged_image_keeps_its_bytes_again(model_client) -> None:

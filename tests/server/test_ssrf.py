@@ -233,6 +233,39 @@ def test_every_encoding_the_fetcher_undoes_gives_the_bytes_back(encoding: str, w
         over.finish()
 
 
+def _gzipped(data: bytes) -> bytes:
+    return _deflated(data, 31)
+
+
+# A raw deflate stream of empty stored blocks: it decodes to nothing, however long it is.
+EMPTY_BLOCKS = b"\x00\x00\x00\xff\xff" * 2_000_000  # 10 MB
+
+
+@pytest.mark.parametrize(
+    "encoding,body",
+    [
+        ("deflate", EMPTY_BLOCKS),  # the raw body itself is past the cap
+        ("deflate, gzip", _gzipped(EMPTY_BLOCKS)),  # 15 KB on the wire, 10 MB for deflate
+    ],
+    ids=["raw-body", "stacked"],
+)
+def test_a_body_that_decodes_to_nothing_is_still_capped(encoding: str, body: bytes) -> None:
+    # Capping only the decoded bytes let an encoded layer churn without end (in the event
+    # loop, where the fetch's total timeout cannot stop it); stacked layers multiplied it.
+    decoder = _BoundedDecoder(encoding, cap=1_000_000)
+    with pytest.raises(UrlTooLargeError):
+        for start in range(0, len(body), 65536):
+            decoder.feed(body[start : start + 65536])
+        decoder.finish()
+
+
+def test_a_deep_stack_of_content_codings_is_refused() -> None:
+    with pytest.raises(UrlFetchError, match="stacked"):
+        _BoundedDecoder("deflate, gzip, gzip", cap=1_000_000)
+    with pytest.raises(UrlFetchError, match="stacked"):  # not a RecursionError (a 500)
+        _BoundedDecoder(", ".join(["gzip"] * 3000), cap=1_000_000)
+
+
 async def test_an_unknown_content_encoding_is_a_fetch_error(site: Site) -> None:
     with pytest.raises(UrlFetchError, match="Content-Encoding"):
         await loopback_fetcher().fetch(site.base + "/gzip-image?as=br")
