@@ -171,7 +171,9 @@ def create_app(
             await worker.stop()  # gives back the jobs it could not finish
         if retention is not None:
             await retention.stop()
-        await host.stop()
+        await host.stop()  # fails the work still queued
+        await ask.stop()  # then lets what is in flight store its result or fail
+        await analyses.stop()
         await db.dispose()
 
     middleware: list[Any] = []

@@ -15,3 +15,12 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     for task in live:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def settle(tasks: list[asyncio.Task[Any]], timeout_s: float) -> None:
+    """Let work already started end on its own (its errors are its own), within
+    `timeout_s`; cancel what is still running then and wait for it."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    await cancel_and_wait(*pending)

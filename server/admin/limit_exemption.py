@@ -4,9 +4,10 @@ The request rate limit counts clients by address, so a reviewer behind the same 
 as a busy public client (an office, a proxy, the same machine) would get 429 on the
 queue and the review page. Review paths carrying a live reviewer or admin credential
 (a Bearer token, or the page's session cookie) skip that limit; anything else on them,
-wrong credentials included, is counted as before. The sign-in form, the sign-in itself
-and the page's static files are never counted, so a reviewer can always sign in: failed
-sign-ins have their own, stricter limit (server/limits/failed_auth.py).
+wrong credentials included, is counted as before. The sign-in form and the sign-in itself
+(without a session cookie) and the page's static files are never counted, so a reviewer
+can always sign in: failed sign-ins have their own, stricter limit, which each process
+refuses from memory once a client reaches it (server/limits/failed_auth.py).
 
 A Bearer token is checked as the route's guard checks it (`authenticate_secret`, whose
 outcome the guard then reuses): past the failed-attempt limit nothing is exempt, and a
@@ -48,7 +49,12 @@ def _on_review_path(path: str) -> bool:
 async def rate_limited(request: Request[Any, Any, Any]) -> bool:
     """Whether the public rate limit counts this request (Litestar's check_throttle_handler)."""
     path = request.url.path
-    if path in SIGN_IN_PATHS or path.startswith(SIGN_IN_PREFIX):
+    if path.startswith(SIGN_IN_PREFIX):
+        return False
+    if path in SIGN_IN_PATHS and not request.cookies.get(SESSION_COOKIE):
+        # The sign-in form and the sign-in itself (failed sign-ins have their own limit,
+        # refused from memory once reached). With a session cookie the request is checked
+        # below like any other: a made-up cookie costs a lookup, so it is counted.
         return False
     if not _on_review_path(path):
         return True

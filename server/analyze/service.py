@@ -19,6 +19,7 @@ from fakescope.prompts import explain_prompt
 from fakescope.verdict import Thresholds
 from server.analyze.image_store import ImageStore
 from server.analyze.served_cache import ServedCache
+from server.background import settle
 from server.db.analyses import Identity, fetch_served, set_explanation, store_analysis
 from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
@@ -36,6 +37,7 @@ RETRY_AFTER_BUSY_S = 2
 RETRY_AFTER_LOADING_S = 5
 RETRY_AFTER_NO_WORKERS_S = 5
 RETRY_AFTER_MODEL_FAILED_S = 60
+STOP_GRACE_S = 5.0  # at shutdown, for work in flight to store its result
 EXPLAIN_MODE = "inference"  # what fakescope.tasks.explain asks by default
 
 
@@ -88,6 +90,11 @@ class AnalysisService:
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[dict[str, Any]]] = {}
         # Decoding a large image holds hundreds of MB; a few at a time is as fast and bounded.
         self._decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+
+    async def stop(self) -> None:
+        """At shutdown, after the model host stopped: let the analyses in flight store
+        what they have (or fail), before the database goes."""
+        await settle(list(self._inflight.values()), STOP_GRACE_S)
 
     def require_worker(self) -> None:
         """503 on an API process that has no live GPU worker to hand new work to."""

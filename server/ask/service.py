@@ -16,12 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from fakescope.images import decode_image
 from server.analyze.service import (
     RETRY_AFTER_BUSY_S,
+    STOP_GRACE_S,
     AnalysisService,
     busy_problem,
     raise_for_outcome,
     storable_text,
 )
 from server.ask.questions import Question
+from server.background import settle
 from server.db.answers import find_answer, image_known, new_answer
 from server.db.models import Answer
 from server.inference.host import ModelHost
@@ -41,6 +43,11 @@ class AskService:
         self.host = analyses.host
         self.db = analyses.db
         self._inflight: dict[tuple[str, ...], asyncio.Task[Answer]] = {}
+
+    async def stop(self) -> None:
+        """At shutdown, after the model host stopped: let answers in flight be stored (or
+        fail), before the database goes."""
+        await settle(list(self._inflight.values()), STOP_GRACE_S)
 
     def payload(self, question: Question, answer: str, created_at: Any) -> dict[str, Any]:
         model = self.host.model

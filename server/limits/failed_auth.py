@@ -121,8 +121,14 @@ class DatabaseFailedAuthLimiter:
         self.prune_every_s = prune_every_s
         self.fail_open = FailOpen("failed-login limit")
         self._prune_due = 0.0
+        # Clients found blocked, until when (on `clock`, as the window): a block cannot end
+        # early (failures are never taken back), so a flood past the limit costs no reads.
+        self._blocked_until: dict[str, datetime] = {}
 
     async def retry_after(self, client: str) -> int | None:
+        remembered = self._remembered_block(client)
+        if remembered is not None:
+            return remembered
         now = self.clock()
         newest = (
             select(AuthFailure.failed_at)
@@ -142,7 +148,28 @@ class DatabaseFailedAuthLimiter:
         if len(failed_at) < self.max_failures:
             return None
         oldest_relevant = as_utc(failed_at[-1])
-        return max(1, math.ceil((oldest_relevant + self.window - now).total_seconds()))
+        until = oldest_relevant + self.window
+        self._remember_block(client, until, now)
+        return max(1, math.ceil((until - now).total_seconds()))
+
+    def _remembered_block(self, client: str) -> int | None:
+        until = self._blocked_until.get(client)
+        if until is None:
+            return None
+        left = (until - self.clock()).total_seconds()
+        if left <= 0:
+            del self._blocked_until[client]
+            return None
+        return max(1, math.ceil(left))
+
+    def _remember_block(self, client: str, until: datetime, now: datetime) -> None:
+        if until <= now:
+            return
+        if len(self._blocked_until) >= _MAX_TRACKED_CLIENTS:
+            self._blocked_until = {c: t for c, t in self._blocked_until.items() if t > now}
+            if len(self._blocked_until) >= _MAX_TRACKED_CLIENTS:
+                return  # a spray of blocked addresses: those beyond the bound are read again
+        self._blocked_until[client] = until
 
     async def record_failure(self, client: str) -> None:
         now = self.clock()

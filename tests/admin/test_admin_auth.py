@@ -161,6 +161,11 @@ async def test_reviewers_are_not_held_to_the_public_limit_of_their_address(
             problem(await client.get("/v1/admin/queue", headers=bearer(secret)), 429)
         assert (await client.get(f"/admin/items/{SHA}")).status_code == 429
         problem(await client.get(f"/v1/analyses/{SHA}", headers=bearer(tokens.admin)), 429)
+        # The sign-in form is not counted; with a session cookie, which costs a lookup, it
+        # is checked like any request: a made-up one is counted.
+        assert (await client.get("/admin")).status_code == 200
+        made_up = {"Cookie": "fakescope_admin_session=made-up-session-secret"}
+        assert (await client.get("/admin", headers=made_up)).status_code == 429
 
 
 @pytest.mark.parametrize("limits_store", ["memory", "database"])

@@ -227,6 +227,28 @@ async def test_failures_in_one_process_block_the_client_in_another(dbs: Pair, cl
     assert await there.retry_after("10.0.0.1") is None
 
 
+async def test_a_blocked_client_is_refused_from_memory_until_its_window_ends(
+    dbs: Pair, clock: Clock
+) -> None:
+    # A flood of sign-ins past the limit must not cost a database read each.
+    limiter = DatabaseFailedAuthLimiter(dbs[0], max_failures=2, window_s=60, clock=clock)
+    for _ in range(2):
+        await limiter.record_failure("10.0.0.5")
+    assert await limiter.retry_after("10.0.0.5") == 60
+    database = limiter.db
+
+    class NoReads:
+        def connect(self) -> Any:
+            raise AssertionError("a blocked client's check read the database")
+
+    limiter.db = NoReads()  # type: ignore[assignment]
+    clock.advance(30)
+    assert await limiter.retry_after("10.0.0.5") == 30
+    limiter.db = database
+    clock.advance(30)
+    assert await limiter.retry_after("10.0.0.5") is None
+
+
 async def test_failures_older_than_the_window_are_deleted(
     dbs: Pair, clock: Clock, database_url: str
 ) -> None:
