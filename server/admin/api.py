@@ -1,17 +1,16 @@
-"""The review API under /v1/admin: queue, items, decisions, audit log, export, tokens.
+"""The review API under /v1/admin: queue, items, decisions, audit log, export.
 
-Every handler sits behind a role guard: reviewers (and admins) review, read the audit log and
-export; only admins manage tokens and review page sessions.
+Reviewers and admins may use it (a role guard); tokens and review page sessions, for admins
+only, are in access_api.py.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
@@ -19,11 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.audit import MAX_PAGE as MAX_AUDIT_PAGE
 from server.admin.audit import audit_entry_to_dict, list_audit, record_audit
-from server.admin.auth import admin_guard, current_principal, reviewer_guard
+from server.admin.auth import current_principal, reviewer_guard
 from server.admin.context import database, provide_admin_session
 from server.admin.export import EXPORT_MEDIA_TYPE, ExportFilters, jsonl_stream
+from server.admin.input_checks import (
+    MAX_ROW_ID,
+    REASON_RE,
+    checked_sha256,
+    checked_text,
+)
 from server.admin.near import near_duplicates
-from server.admin.page_session import session_lifetime
 from server.admin.review_items import (
     MAX_NOTE_CHARS,
     DecisionConflictError,
@@ -39,50 +43,13 @@ from server.admin.review_queue import (
     UnknownCursorError,
     read_queue,
 )
-from server.admin.roles import Role
-from server.admin.session_store import end_session_by_id, live_sessions
-from server.admin.token_store import (
-    MAX_NAME_CHARS,
-    TokenNotFoundError,
-    create_token,
-    list_tokens,
-    revoke_token,
-    token_to_dict,
-)
 from server.openapi_docs.operations import AdminOperation
 from server.openapi_docs.responses import ADMIN_PROBLEMS, problem_responses
 from server.problems import ProblemError
 from server.timefmt import as_utc, iso_z
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 # Larger ages overflow datetime arithmetic; a century covers every real question.
 MAX_AGE_HOURS = 100 * 366 * 24
-# The largest id a database integer column holds; larger ones overflow the driver.
-MAX_ROW_ID = 2**63 - 1
-# NUL cannot be stored in PostgreSQL text; other C0 controls (but tab, newline, CR) are noise.
-CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def checked_text(name: str, value: str | None, max_chars: int) -> str | None:
-    """A free-text field as given, or a 422 naming the problem (too long, control characters)."""
-    if value is None:
-        return None
-    if len(value) > max_chars:
-        raise ProblemError(422, f"{name} is longer than {max_chars} characters")
-    if CONTROL_CHARS_RE.search(value):
-        raise ProblemError(
-            422, f"{name} must not contain control characters (other than tab and newline)"
-        )
-    return value
-
-
-def checked_sha256(value: str) -> str:
-    sha = value.strip().lower()
-    if not SHA256_RE.match(sha):
-        raise ProblemError(422, "sha256 must be 64 hexadecimal characters", code="invalid-sha256")
-    return sha
-
 
 INSTANT_DOC = "An ISO 8601 date or time: 2026-11-01 (midnight UTC), 2026-11-01T12:00:00Z"
 
@@ -120,12 +87,6 @@ class DecisionRequest:
 
 
 DECISION_FIELDS = frozenset(DecisionRequest.__dataclass_fields__)
-
-
-@dataclass
-class TokenRequest:
-    role: Literal["admin", "reviewer", "client"]
-    name: str | None = None
 
 
 class ReviewController(Controller):
@@ -334,98 +295,3 @@ class ReviewController(Controller):
             media_type=EXPORT_MEDIA_TYPE,
             headers={"Content-Disposition": 'attachment; filename="fakescope-reviewed.jsonl"'},
         )
-
-
-class AdminOnlyController(Controller):
-    """Token and review page session management: admins only."""
-
-    path = "/v1/admin"
-    guards = [admin_guard]
-    dependencies = {"admin_db": Provide(provide_admin_session)}
-    tags = ["admin"]
-
-    @get(
-        "/sessions",
-        summary="Review page sessions still open (never their secrets)",
-        operation_class=AdminOperation,
-        responses=problem_responses({}, ADMIN_PROBLEMS),
-    )
-    async def sessions(
-        self, request: Request[Any, Any, Any], admin_db: NamedDependency[AsyncSession]
-    ) -> dict[str, Any]:
-        return {"sessions": await live_sessions(admin_db, session_lifetime(request))}
-
-    @delete(
-        "/sessions/{session_id:int}",
-        status_code=200,
-        summary="Sign one review page session out (e.g. a lost laptop); audited",
-        operation_class=AdminOperation,
-        responses=problem_responses(
-            {404: "No open session with this id (`not-found`)"}, ADMIN_PROBLEMS
-        ),
-    )
-    async def end_session(
-        self, request: Request[Any, Any, Any], session_id: FromPath[int]
-    ) -> dict[str, Any]:
-        actor = current_principal(request).actor
-        ended = False
-        if 1 <= session_id <= MAX_ROW_ID:
-            async with database(request.app).write() as session:
-                ended = await end_session_by_id(session, session_id, actor=actor)
-        if not ended:
-            raise ProblemError(404, f"no open session with id {session_id}", code="not-found")
-        return {"id": session_id, "ended": True}
-
-    @get(
-        "/tokens",
-        summary="API tokens (never their secrets)",
-        operation_class=AdminOperation,
-        responses=problem_responses({}, ADMIN_PROBLEMS),
-    )
-    async def tokens(self, admin_db: NamedDependency[AsyncSession]) -> dict[str, Any]:
-        return {"tokens": [token_to_dict(row) for row in await list_tokens(admin_db)]}
-
-    @post(
-        "/tokens",
-        status_code=201,
-        summary="Create a token; its secret is returned once",
-        operation_class=AdminOperation,
-        responses=problem_responses(
-            {400: "Malformed JSON", 422: "An invalid body (`errors` lists the fields) or name"},
-            ADMIN_PROBLEMS,
-        ),
-    )
-    async def create(
-        self, request: Request[Any, Any, Any], data: JSONBody[TokenRequest]
-    ) -> dict[str, Any]:
-        name = checked_text("name", data.name, MAX_NAME_CHARS)
-        actor = current_principal(request).actor
-        async with database(request.app).write() as session:
-            created = await create_token(session, role=Role(data.role), name=name, actor=actor)
-        return {
-            "id": created.id,
-            "name": created.name,
-            "role": created.role.value,
-            "prefix": created.prefix,
-            "token": created.secret,
-        }
-
-    @delete(
-        "/tokens/{token_id:int}",
-        status_code=200,
-        summary="Revoke a token",
-        operation_class=AdminOperation,
-        responses=problem_responses({404: "No token with this id (`not-found`)"}, ADMIN_PROBLEMS),
-    )
-    async def revoke(
-        self, request: Request[Any, Any, Any], token_id: FromPath[int]
-    ) -> dict[str, Any]:
-        actor = current_principal(request).actor
-        if not 1 <= token_id <= MAX_ROW_ID:
-            raise ProblemError(404, f"no token with id {token_id}", code="not-found")
-        try:
-            async with database(request.app).write() as session:
-                row = await revoke_token(session, token_id, actor=actor)
-                return token_to_dict(row)
-        except TokenNotFoundError as exc:
-            raise ProblemError(404, str(exc), code="not-found") from exc

@@ -58,7 +58,7 @@ def _run(work: Any) -> Any:
 
 def _name_problem(name: str | None) -> str | None:
     """Why the API would refuse this token name (422), or None."""
-    from server.admin.api import CONTROL_CHARS_RE
+    from server.admin.input_checks import CONTROL_CHARS_RE
     from server.admin.token_store import MAX_NAME_CHARS
 
     if name is None:

@@ -1,4 +1,7 @@
-"""The server-rendered review page at /admin: sign in, work through the queue, decide."""
+"""The server-rendered review page at /admin: work through the queue, decide.
+
+Signing in and out is page_sign_in.py; what every route of the page shares, page_shell.py.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +10,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.admin.api import CONTROL_CHARS_RE, REASON_RE, SHA256_RE
-from server.admin.auth import SESSION_COOKIE
 from server.admin.context import database, provide_admin_session
-from server.admin.csrf import LOGIN_CSRF_COOKIE, csrf_matches, new_login_csrf_token
+from server.admin.csrf import csrf_matches
+from server.admin.input_checks import CONTROL_CHARS_RE, REASON_RE, SHA256_RE
 from server.admin.near import near_duplicates
-from server.admin.page_session import (
-    PageAuthOutcome,
-    PageSession,
-    current_page_session,
-    expired_cookie,
-    login_csrf_cookie,
-    login_with_secret,
-    session_cookie,
-    sign_out,
-)
+from server.admin.page_session import PageSession, current_page_session
+from server.admin.page_shell import SECURITY_HEADERS, STATIC_PREFIX, csrf_refused, refusal
 from server.admin.review_items import (
     DECISION_LABELS,
     DecisionConflictError,
@@ -46,32 +39,8 @@ from server.admin.review_queue import (
 )
 from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
 
-STATIC_PREFIX = "/admin/static"
 QUEUE_SHOWN = 100
 REPORTS_SHOWN = 50  # the newest; anyone may report, so an image can gather thousands
-SECURITY_HEADERS = [
-    ResponseHeader(
-        name="Content-Security-Policy",
-        value=(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        ),
-    ),
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
-    ResponseHeader(name="Cache-Control", value="no-store"),
-]
-
-
-@dataclass
-class LoginForm:
-    token: str = ""
-    csrf_token: str = ""
-
-
-@dataclass
-class CsrfForm:
-    csrf_token: str = ""
 
 
 @dataclass
@@ -127,50 +96,6 @@ class PageFilters:
 
     def to_queue_filters(self) -> QueueFilters:
         return QueueFilters(status=self.status, reason=self.reason)
-
-
-def _login_page(
-    request: Request[Any, Any, Any],
-    error: str | None = None,
-    status_code: int = 200,
-    clear_session: bool = False,
-) -> Template:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf_token()
-    cookies = [login_csrf_cookie(request, token)]
-    if clear_session:
-        cookies.append(expired_cookie(SESSION_COOKIE))
-    return Template(
-        template_name="admin/login.html.jinja",
-        context={
-            "static_prefix": STATIC_PREFIX,
-            "principal": None,
-            "csrf_token": token,
-            "error": error,
-        },
-        status_code=status_code,
-        cookies=cookies,
-    )
-
-
-def _refusal(request: Request[Any, Any, Any], outcome: PageAuthOutcome) -> Template:
-    status = outcome.status_code if outcome.error else 200
-    return _login_page(request, outcome.error, status, clear_session=outcome.stale_cookie)
-
-
-def _csrf_refused(session: PageSession | None) -> Template:
-    return Template(
-        template_name="admin/error.html.jinja",
-        context={
-            "static_prefix": STATIC_PREFIX,
-            "principal": session.principal if session else None,
-            "csrf_token": session.csrf_token if session else "",
-            "title": "Form expired",
-            "message": (
-                "This form was missing its security token (CSRF). Reload the page and try again."
-            ),
-        },
-        status_code=403,
-    )
 
 
 async def _queue_page(db: AsyncSession, filters: PageFilters) -> tuple[QueuePage, PageFilters]:
@@ -300,7 +225,7 @@ class ReviewPageController(Controller):
     ) -> Template:
         outcome = await current_page_session(request)
         if outcome.session is None:
-            return _refusal(request, outcome)
+            return refusal(request, outcome)
         saved = None
         if decided and SHA256_RE.match(decided) and label in DECISION_LABELS:
             saved = {"sha256": decided, "label": label}
@@ -322,7 +247,7 @@ class ReviewPageController(Controller):
     ) -> Template | Redirect:
         outcome = await current_page_session(request)
         if outcome.session is None:
-            return _refusal(request, outcome)
+            return refusal(request, outcome)
         sha = sha256.lower()
         if not SHA256_RE.match(sha):
             return Redirect(path="/admin", status_code=303)
@@ -353,42 +278,6 @@ class ReviewPageController(Controller):
             return Response(b"", status_code=404)
         return Response(data, media_type=media_type)
 
-    @get("/login", name="admin-login-form")
-    async def login_form(self) -> Redirect:
-        """A failed sign-in leaves the browser on /admin/login: opening it again shows the form."""
-        return Redirect(path="/admin", status_code=303)
-
-    @post("/login", status_code=303)
-    async def login(
-        self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
-    ) -> Template | Redirect:
-        if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE), data.csrf_token):
-            return _csrf_refused(None)
-        outcome = await login_with_secret(request, data.token.strip())
-        if outcome.session is None or outcome.new_cookie is None:
-            return _login_page(request, outcome.error, outcome.status_code)
-        return Redirect(
-            path="/admin",
-            status_code=303,
-            cookies=[
-                session_cookie(request, outcome.new_cookie),
-                expired_cookie(LOGIN_CSRF_COOKIE),
-            ],
-        )
-
-    @post("/logout", status_code=303)
-    async def logout(
-        self, request: Request[Any, Any, Any], data: URLEncodedBody[CsrfForm]
-    ) -> Template | Redirect:
-        outcome = await current_page_session(request)
-        if outcome.session is not None and not csrf_matches(
-            outcome.session.csrf_token, data.csrf_token
-        ):
-            return _csrf_refused(outcome.session)
-        if outcome.session is not None:
-            await sign_out(request, outcome.session)
-        return Redirect(path="/admin", status_code=303, cookies=[expired_cookie(SESSION_COOKIE)])
-
     @post("/items/{sha256:str}/decision", status_code=303)
     async def decide(
         self,
@@ -399,10 +288,10 @@ class ReviewPageController(Controller):
     ) -> Template | Redirect:
         outcome = await current_page_session(request)
         if outcome.session is None:
-            return _refusal(request, outcome)
+            return refusal(request, outcome)
         session = outcome.session
         if not csrf_matches(session.csrf_token, data.csrf_token):
-            return _csrf_refused(session)
+            return csrf_refused(session)
         filters = PageFilters.parse(data.filter_reason, data.filter_status, data.filter_cursor)
         sha = sha256.lower()
         if not SHA256_RE.match(sha) or data.label not in DECISION_LABELS:

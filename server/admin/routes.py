@@ -14,8 +14,11 @@ from pathlib import Path
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from server.admin.api import AdminOnlyController, ReviewController
-from server.admin.page import STATIC_PREFIX, ReviewPageController
+from server.admin.access_api import AdminOnlyController
+from server.admin.api import ReviewController
+from server.admin.page import ReviewPageController
+from server.admin.page_shell import STATIC_PREFIX
+from server.admin.page_sign_in import SignInController
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 
@@ -26,6 +29,7 @@ def admin_routers() -> list[ControllerRouterHandler]:
         ReviewController,
         AdminOnlyController,
         ReviewPageController,
+        SignInController,
         create_static_files_router(
             path=STATIC_PREFIX, directories=[STATIC_DIR], name="admin-static"
         ),

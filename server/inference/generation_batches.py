@@ -1,5 +1,5 @@
 """Generation jobs answered together by one `generate_batch` call (where the model does
-not decode continuously; see `InferenceQueue` for sessions).
+not decode continuously; see generation_sessions.py for sessions).
 
 Greedy decoding gives each row what it would get alone. A streamed job hands each new
 piece of its row's text to its own `on_text` as it is decoded; the batch stops early once

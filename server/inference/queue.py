@@ -19,11 +19,12 @@ one asyncio task that drains the queue. Three kinds of job wait in it:
 - call jobs (anything else): run alone, in queue order.
 
 Each kind runs in its own stage: `ScoringStage` (scoring.py), `GenerationBatches`
-(generation_batches.py), sessions and calls here. A score or generation batch that runs out
-of device memory is not failed: the model lets go of what it keeps (`release_memory`), the
-batch runs again in halves, and batches of that kind stay at the smaller size for a while
-(`MemoryShortage`, batch_caps.py). Only a job that does not fit alone, or a streamed one
-that already sent part of its answer, fails (`DeviceMemoryError`, a 503).
+(generation_batches.py), `GenerationSessions` (generation_sessions.py), calls here. A score
+or generation batch that runs out of device memory is not failed: the model lets go of what
+it keeps (`release_memory`), the batch runs again in halves, and batches of that kind stay
+at the smaller size for a while (`MemoryShortage`, batch_caps.py). Only a job that does not
+fit alone, or a streamed one that already sent part of its answer, fails
+(`DeviceMemoryError`, a 503).
 
 The model thread and the tokenizer rule are in model_thread.py.
 """
@@ -35,37 +36,29 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from fakescope.device_memory import is_out_of_memory
-from fakescope.joining import AnswerRequest, JoinInbox
 from server.inference.batch_caps import BatchCaps, MemoryShortage
 from server.inference.generation_batches import GenerateBatch, GenerationBatches
+from server.inference.generation_sessions import GenerateContinuously, GenerationSessions
 from server.inference.model_thread import ModelThread
 from server.inference.queue_jobs import (
-    OUT_OF_MEMORY_ANSWERING,
     Announcement,
     CallJob,
-    DeviceMemoryError,
     GenerateJob,
     Job,
     NullObserver,
     QueueFullError,
     QueueObserver,
     ScoreJob,
-    answer_request,
     fail_jobs,
     same_generation,
 )
 from server.inference.scoring import Prepare, ScoreBatch, ScoreInputs, ScoringStage
 
 T = TypeVar("T")
-# generate_continuously(requests, inbox): answers the requests, and those offered to the
-# inbox meanwhile that fit, through each request's callbacks; closes the inbox, leaving
-# in it what never joined. Returns False, having done nothing, where the model cannot.
-GenerateContinuously = Callable[[Sequence[AnswerRequest], JoinInbox], bool]
 
 
 class InferenceQueue:
@@ -115,12 +108,23 @@ class InferenceQueue:
             if generate_batch is not None
             else None
         )
-        self._generate_continuously = generate_continuously
-        self._joining: JoinInbox | None = None  # the running session's, while it runs
         # Unbounded asyncio queue: the bound is checked in _put, over the queue and the
         # jobs taken out of order and set aside (the backlog), so both count.
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._backlog: deque[Job] = deque()
+        self._sessions = (
+            GenerationSessions(
+                generate_continuously,
+                queue=self._queue,
+                backlog=self._backlog,
+                depth=lambda: self.depth,
+                thread=self._thread,
+                observer=self._observer,
+                shortage=self._shortage,
+            )
+            if generate_continuously is not None
+            else None
+        )
         self._max_queue = max(1, max_queue)
         self._batch_wait_s = max(0.0, batch_wait_s)
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +135,7 @@ class InferenceQueue:
 
     @property
     def depth(self) -> int:
-        joining = len(self._joining) if self._joining is not None else 0
+        joining = self._sessions.joining if self._sessions is not None else 0
         return self._queue.qsize() + len(self._backlog) + joining
 
     @property
@@ -370,90 +374,12 @@ class InferenceQueue:
         live = [job for job in batch if not job.future.done()]
         if not live:
             return
-        if self._generate_continuously is not None and await self._run_session(live):
+        if self._sessions is not None and await self._sessions.run(live, self._current):
             return
         if self._batches is None:
             fail_jobs(live, RuntimeError("this queue was given no generate_batch"))
             return
         await self._batches.run(live)
-
-    async def _run_session(self, live: list[GenerateJob]) -> bool:
-        """`live` decoded continuously, with the generation jobs that arrive meanwhile.
-
-        False where the model cannot (nothing ran). Jobs that never joined go back to the
-        head of the backlog: they were queued before anything set aside while they waited.
-        """
-        assert self._generate_continuously is not None
-        loop = asyncio.get_running_loop()
-        inbox = JoinInbox()
-        joiners: dict[int, GenerateJob] = {}  # by id() of the request offered for each
-        feeder = loop.create_task(self._feed(inbox, joiners), name="joiners")
-        self._joining = inbox
-        started = time.perf_counter()
-        try:
-            decoded = await self._thread.call(
-                self._generate_continuously, [answer_request(job, loop) for job in live], inbox
-            )
-        except Exception as exc:
-            failure: Exception | None = exc
-            decoded = True
-        else:
-            failure = None
-        finally:
-            inbox.close()
-            self._joining = None
-            feeder.cancel()
-            await asyncio.wait([feeder])  # not `await feeder`: our own cancel must propagate
-        left = [joiners.pop(id(request)) for request in inbox.waiting()]
-        self._backlog.extendleft(reversed(left))
-        self._observer.queue_depth(self.depth)
-        if failure is not None:  # a row without its answer would wait forever: fail them
-            failed = [*live, *joiners.values()]
-            if is_out_of_memory(failure):
-                await self._shortage.after("generate", len(failed))
-                failure = DeviceMemoryError(OUT_OF_MEMORY_ANSWERING)
-            fail_jobs(failed, failure)
-        elif decoded:
-            self._observer.generation_done(len(live) + len(joiners), time.perf_counter() - started)
-        return bool(decoded)
-
-    async def _feed(self, inbox: JoinInbox, joiners: dict[int, GenerateJob]) -> None:
-        """Offers the session the generations waiting (set aside, then as they arrive), in
-        queue order, until another kind of job waits (it must not be overtaken) or the
-        session closes its inbox."""
-        loop = asyncio.get_running_loop()
-        while self._backlog and isinstance(self._backlog[0], GenerateJob):
-            if not self._offer(self._backlog[0], inbox, joiners, loop):
-                return
-            self._backlog.popleft()
-        while not self._backlog:
-            job = await self._queue.get()
-            if not (isinstance(job, GenerateJob) and self._offer(job, inbox, joiners, loop)):
-                self._backlog.append(job)
-                self._observer.queue_depth(self.depth)
-                return
-
-    def _offer(
-        self,
-        job: GenerateJob,
-        inbox: JoinInbox,
-        joiners: dict[int, GenerateJob],
-        loop: asyncio.AbstractEventLoop,
-    ) -> bool:
-        """Hands `job` to the session, or drops it (answered, abandoned); False once the
-        session has closed its inbox."""
-        if job.future.done():
-            return True
-        if job.abandoned:
-            job.future.cancel()  # its client left before it ran
-            return True
-        request = answer_request(job, loop)
-        if not inbox.offer(request):
-            return False
-        joiners[id(request)] = job
-        self._current.append(job)  # stop() fails it if it cancels us
-        self._observer.queue_depth(self.depth)
-        return True
 
     async def _run_call(self, job: CallJob) -> None:
         if job.future.done():

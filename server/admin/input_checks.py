@@ -1,0 +1,39 @@
+"""What the review API and page accept from a caller: a sha256, a reason name, a row id,
+free text without control characters.
+
+The page, the API and the ``fakescope admin`` command refuse the same things, so they check
+them here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from server.problems import ProblemError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+# The largest id a database integer column holds; larger ones overflow the driver.
+MAX_ROW_ID = 2**63 - 1
+# NUL cannot be stored in PostgreSQL text; other C0 controls (but tab, newline, CR) are noise.
+CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def checked_text(name: str, value: str | None, max_chars: int) -> str | None:
+    """A free-text field as given, or a 422 naming the problem (too long, control characters)."""
+    if value is None:
+        return None
+    if len(value) > max_chars:
+        raise ProblemError(422, f"{name} is longer than {max_chars} characters")
+    if CONTROL_CHARS_RE.search(value):
+        raise ProblemError(
+            422, f"{name} must not contain control characters (other than tab and newline)"
+        )
+    return value
+
+
+def checked_sha256(value: str) -> str:
+    sha = value.strip().lower()
+    if not SHA256_RE.match(sha):
+        raise ProblemError(422, "sha256 must be 64 hexadecimal characters", code="invalid-sha256")
+    return sha
