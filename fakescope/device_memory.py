@@ -1,7 +1,7 @@
 """Telling "the device ran out of memory" apart from other failures of a model call.
 
 A batch that does not fit is not a broken request: the same images fit in smaller batches
-(the server splits and retries them, `server/inference/queue.py`). Only torch raises it, so
+(the server splits and retries them, `server/inference/batch_caps.py`). Only torch raises it, so
 torch is not imported here: where it was never imported, no model ran.
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from litestar.stores.base import Store
 
 from server import openapi_docs
 from server.admin.limit_exemption import rate_limited
+from server.admin.routes import admin_routers
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
 from server.analyze.image_rows import DatabaseImageStore
 from server.analyze.image_store import FileImageStore, ImageStore
@@ -53,32 +53,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 UNLIMITED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema"]
 
 
-def _optional_module(name: str) -> Any | None:
-    """Import a module that a sibling feature may or may not provide yet."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return None
-        raise
-
-
-def admin_route_handlers() -> list[Any]:
-    """The review feature's handlers (server/admin/routes.py), when that feature is present."""
-    module = _optional_module("server.admin.routes")
-    if module is None:
-        return []
-    factory = getattr(module, "admin_routers", None) or module.admin_route_handlers
-    return list(factory())
-
-
-def template_config() -> Any | None:
+def template_config() -> Any:
     """Jinja on server/templates (HTML autoescaped), for the admin page."""
-    module = _optional_module("server.admin.routes")
-    if module is not None and hasattr(module, "admin_template_config"):
-        return module.admin_template_config()
-    if not TEMPLATES_DIR.is_dir():
-        return None
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from litestar.plugins.jinja import JinjaTemplateEngine
     from litestar.template.config import TemplateConfig
@@ -205,7 +181,7 @@ def create_app(
     route_handlers: list[Any] = [HealthController]
     if settings.role != "worker":
         route_handlers += [Router("/", route_handlers=public, guards=guards)]
-        route_handlers += admin_route_handlers()
+        route_handlers += admin_routers()
     app = Litestar(
         route_handlers=route_handlers,
         plugins=[SQLAlchemyPlugin(config=alchemy)],

@@ -34,6 +34,3 @@ def admin_routers() -> list[ControllerRouterHandler]:
             path=STATIC_PREFIX, directories=[STATIC_DIR], name="admin-static"
         ),
     ]
-
-
-admin_route_handlers = admin_routers  # the name the team's plan uses
