@@ -29,8 +29,14 @@ from server.db.models import Answer
 from server.inference.host import ModelHost
 from server.inference.queue_jobs import QueueFullError
 from server.jobs.remote_host import RemoteHost, RemoteStream
-from server.jobs.store import FAILED, JobOutcome
-from server.problems import ProblemError, service_unavailable
+from server.jobs.store import JobOutcome
+from server.problems import (
+    PROBLEM_TYPE_BASE,
+    RETRY_AFTER_UNAVAILABLE_S,
+    TITLES,
+    ProblemError,
+    service_unavailable,
+)
 from server.timefmt import iso_z, utcnow
 
 log = logging.getLogger("fakescope.server")
@@ -178,13 +184,10 @@ class AskService:
             while not isinstance(item, JobOutcome):
                 yield _event("token", {"text": item})
                 item = await stream.next()
-            if item.state == FAILED:
-                detail = item.error_detail or "generation failed"
-                yield _event("error", {"status": item.error_status or 503, "detail": detail})
-                return
+            raise_for_outcome(item)  # failed: its problem, as the worker reported it
             row = await self._stored(question)
         except ProblemError as exc:
-            yield _event("error", {"status": exc.status_code, "detail": exc.detail})
+            yield problem_event(exc)
             return
         finally:
             remote.forget(stream)  # a client that left: the job still finishes and is cached
@@ -285,7 +288,7 @@ class AskService:
         except QueueFullError as exc:
             raise busy_problem(exc) from exc
         # Done callbacks run after the pieces already handed to the loop: _DONE comes last.
-        job.add_done_callback(lambda _: pieces.put_nowait(_DONE))
+        job.add_done_callback(lambda done: _ended(done, pieces))
         return self._relay(question, pieces, job, stop, started), False
 
     async def _replay(self, question: Question, row: Answer) -> AsyncIterator[str]:
@@ -309,7 +312,10 @@ class AskService:
                 yield _event("token", {"text": collected[-1]})
             text = storable_text(str(await job))
         except Exception as exc:
-            yield _event("error", {"status": 503, "detail": f"generation failed: {exc}"})
+            failed = service_unavailable(
+                f"generation failed: {exc}", RETRY_AFTER_BUSY_S, "generation-failed"
+            )
+            yield problem_event(failed)
             return
         finally:
             stop.set()  # the client may have gone: stop generating for nobody
@@ -323,8 +329,46 @@ class AskService:
         yield _event("done", self.payload(question, text, created_at))
 
 
+def _ended(job: asyncio.Future[str], pieces: asyncio.Queue[object]) -> None:
+    """A streamed generation ended: its relay reads the rest. Its failure is marked seen:
+    a relay that is gone (the client left, the server stopped) never awaits it, and it
+    was logged at exit as "Future exception was never retrieved"."""
+    if not job.cancelled():
+        job.exception()
+    pieces.put_nowait(_DONE)
+
+
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+def problem_event(problem: ProblemError) -> str:
+    """The `error` event that ends a stream: the problem+json body the same failure gets
+    before streaming starts, with its `code`, and for a 503 `retry_after` (seconds: the
+    Retry-After header a stream's failure cannot send any more)."""
+    title = TITLES.get(problem.status_code, "Error")
+    data: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + problem.code,
+        "title": title,
+        "status": problem.status_code,
+        "detail": problem.detail or title,
+        "code": problem.code,
+    }
+    if problem.status_code == 503:
+        retry = (problem.headers or {}).get("Retry-After", str(RETRY_AFTER_UNAVAILABLE_S))
+        data["retry_after"] = int(retry)
+    return _event("error", data)
+
+
+def shutting_down_event() -> str:
+    """The last event of a stream the server cancelled at shutdown (see the controller)."""
+    return problem_event(
+        service_unavailable(
+            "the server is shutting down before the answer was complete; ask again shortly",
+            RETRY_AFTER_BUSY_S,
+            "shutting-down",
+        )
+    )
 
 
 def parse_event(block: str) -> tuple[str, dict[str, Any]]:

@@ -75,11 +75,20 @@ class RemoteStream:
         self.items: asyncio.Queue[str | JobOutcome | ProblemError] = asyncio.Queue()
 
     def offer(self, outcome: JobOutcome) -> bool:
-        """Queue what is new in the job's row; True once the job has finished."""
+        """Queue what is new in the job's row; True once the job has finished.
+
+        The row's text may be read from a character on (`outcome.answer_from`, the least
+        any stream on the job has): this stream takes its own new part of it. A read from
+        past what this stream has (it joined while the read ran) is no use to it: it is
+        left for the next read, finished job or not.
+        """
+        if outcome.answer_from > self.sent:
+            return False
         text = outcome.answer or ""
-        if len(text) > self.sent:
-            self.items.put_nowait(text[self.sent :])
-            self.sent = len(text)
+        end = outcome.answer_from + len(text)
+        if end > self.sent:
+            self.items.put_nowait(text[self.sent - outcome.answer_from :])
+            self.sent = end
         if outcome.state in (DONE, FAILED):
             self.items.put_nowait(outcome)
             return True
@@ -418,8 +427,17 @@ class RemoteHost:
             if not waiting:
                 continue
             ids = sorted({*waiting.futures, *waiting.streams})
+            # Each streamed job's text from the least its streams have: what is new only
+            # (whole for a job that a request also waits on for its outcome).
+            read_from = {
+                job_id: min(stream.sent for stream in streams)
+                for job_id, streams in waiting.streams.items()
+                if job_id not in waiting.futures
+            }
             try:
-                found = await self.jobs.outcomes(ids, finished_only=not waiting.streams)
+                found = await self.jobs.outcomes(
+                    ids, finished_only=not waiting.streams, read_from=read_from
+                )
             except Exception as exc:
                 log.warning("could not read job outcomes: %s", exc)
                 await asyncio.sleep(POLL_NOTIFIED_S)

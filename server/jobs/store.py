@@ -20,12 +20,12 @@ that job instead of queueing another, whichever API process queued it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Integer, case, cast, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
@@ -70,6 +70,9 @@ class JobOutcome:
     error_status: int | None = None
     error_code: str | None = None
     error_detail: str | None = None
+    # `answer` is the text from this character on (`outcomes(read_from=...)`): a streamed
+    # answer's waiter reads only what it has not relayed yet.
+    answer_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -450,25 +453,49 @@ class JobStore:
         return Expired(requeued=count, failed=len(failed_ids), stale=len(stale_ids))
 
     async def outcomes(
-        self, ids: Sequence[int], *, finished_only: bool = True
+        self,
+        ids: Sequence[int],
+        *,
+        finished_only: bool = True,
+        read_from: Mapping[int, int] | None = None,
     ) -> dict[int, JobOutcome]:
         """The finished jobs among `ids`; with `finished_only=False` every one found (the
-        `answer` of a running job is its streamed text so far)."""
+        `answer` of a running job is its streamed text so far).
+
+        `read_from` maps job ids to the characters of their text the caller already has:
+        their `answer` is then only the rest, from that character on (`answer_from`), so
+        that relaying a growing text costs what is new, not all of it on every poll.
+        """
         if not ids:
             return {}
+        answer: Any = Job.answer
+        start: Any = literal(0, Integer)
+        read_from = {job_id: n for job_id, n in (read_from or {}).items() if n > 0}
+        if read_from:
+            # One CASE for all: the offsets are bound parameters, typed (asyncpg cannot
+            # infer them in a CASE). substr counts characters on SQLite and on PostgreSQL
+            # (a UTF8 database), as Python's slicing does; past the end it is ''.
+            start = cast(case(read_from, value=Job.id, else_=0), Integer)
+            answer = func.substr(Job.answer, start + 1)
         statement = select(
             Job.id,
             Job.state,
-            Job.answer,
+            answer,
             Job.error_status,
             Job.error_code,
             Job.error_detail,
+            start,
         ).where(Job.id.in_(list(ids)))
         if finished_only:
             statement = statement.where(Job.state.in_((DONE, FAILED)))
         async with self.db.connect() as conn:
             rows = (await conn.execute(statement)).all()
-        return {int(row[0]): JobOutcome(*row) for row in rows}
+        return {
+            int(row[0]): JobOutcome(
+                int(row[0]), row[1], row[2], row[3], row[4], row[5], answer_from=int(row[6])
+            )
+            for row in rows
+        }
 
     async def oldest_queued_age_s(self) -> float | None:
         """How long the oldest queued job has waited (None: none waits)."""

@@ -40,7 +40,9 @@ EVENT_STREAM = OpenAPIMediaType(
         description="Server-Sent Events, when the request says `Accept: text/event-stream`: "
         '`token` events with data {"text": ...} (pieces of the answer), then one `done` event '
         "whose data is the answer object (as the JSON response). A generation failing after "
-        'the stream began sends an `error` event with {"status", "detail"} instead of `done`.',
+        "the stream began sends an `error` event instead of `done`: the problem object "
+        '({"type", "title", "status", "detail"}) with its "code", and "retry_after" (seconds) '
+        "for a 503, among them `shutting-down` when the server stops before the answer ends.",
     ),
 )
 

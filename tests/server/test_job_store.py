@@ -416,6 +416,30 @@ async def test_a_streamed_answer_is_visible_while_it_grows(store) -> None:
     assert not await store.progress(job_id, "w1", "Hello again")  # finished: no change
 
 
+async def test_a_streamed_answer_is_read_from_where_its_reader_is(store) -> None:
+    # The API process's poll read each waiting stream's whole text every time (streams x
+    # length per poll); it now asks for the part past what its streams have, counted in
+    # characters on both databases (as Python counts them), multi-byte ones included.
+    streamed, other = await _queue(store, 2)
+    await store.claim("w1", MODEL, 2)
+    text = "Ça va 🙂 — l'ombre est nette"
+    assert await store.progress(streamed, "w1", text)
+    assert await store.progress(other, "w1", "Whole")
+    for n in (1, 5, 7, 8, len(text) - 1):
+        found = await store.outcomes(
+            [streamed, other], finished_only=False, read_from={streamed: n}
+        )
+        assert (found[streamed].answer_from, found[streamed].answer) == (n, text[n:])
+        assert (found[other].answer_from, found[other].answer) == (0, "Whole")  # not asked
+    past = await store.outcomes([streamed], finished_only=False, read_from={streamed: len(text)})
+    assert (past[streamed].answer_from, past[streamed].answer) == (len(text), "")
+    beyond = await store.outcomes([streamed], finished_only=False, read_from={streamed: 99})
+    assert beyond[streamed].answer == ""  # the text shrank (a job run again): nothing new
+    assert await store.finish(streamed, "w1", answer=text + ".")
+    finished = (await store.outcomes([streamed], read_from={streamed: len(text)}))[streamed]
+    assert (finished.state, finished.answer_from, finished.answer) == ("done", len(text), ".")
+
+
 def test_asyncpg_arguments_come_from_the_sqlalchemy_url() -> None:
     args = asyncpg_connect_args("postgresql+asyncpg://fs:s3cret@db.internal:6432/fakescope")
     assert args == {

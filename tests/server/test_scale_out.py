@@ -581,6 +581,82 @@ async def test_twin_questions_and_streams_share_one_job(api, settings) -> None:
         await store.db.dispose()
 
 
+async def test_the_relay_reads_only_the_text_its_streams_have_not_had(
+    api, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each poll read every waiting stream's whole text: streams x length per poll. It now
+    # reads from the least its streams have; streams that joined at other points of the
+    # text (a twin asked later) each still get all of it, exactly once.
+    from server.db.answers import new_answer
+
+    store, identity, sha = await _fake_worker(settings, api)
+    host = api.app.state.model_host
+    reads: list[JobOutcome] = []
+    real = host.jobs.outcomes
+
+    async def recorded(*args: Any, **kwargs: Any) -> dict[int, JobOutcome]:
+        found: dict[int, JobOutcome] = await real(*args, **kwargs)
+        reads.extend(found.values())
+        return found
+
+    monkeypatch.setattr(host.jobs, "outcomes", recorded)
+    question = {"sha256": sha, "aspect": "texture"}
+    answer = "The texture is smooth — très lisse."
+    try:
+        first = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
+        job = await _claimed(store, identity)
+        assert await store.progress(job.id, "fake", answer[:7])
+        await until(lambda: any(o.answer for o in reads))
+        second = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
+        await until(lambda: host.queue.depth == 2)
+        assert await store.progress(job.id, "fake", answer[:14])
+        await until(lambda: any(o.answer == answer[7:14] for o in reads))
+        third = asyncio.create_task(api.post("/v1/ask", json=question, headers=SSE))
+        await until(lambda: host.queue.depth == 3)
+        assert await store.progress(job.id, "fake", answer[:27])
+        await asyncio.sleep(0.3)
+        async with store.db.write() as session:
+            prompt_hash = question_prompt_hash(job.question)
+            session.add(new_answer(sha, identity, "aspect", prompt_hash, "texture", answer))
+        assert await store.finish(job.id, "fake", answer=answer)
+        responses = await asyncio.gather(first, second, third)
+        for streamed in responses:
+            events = _events(streamed)
+            assert "".join(data["text"] for name, data in events if name == "token") == answer
+            assert events[-1][0] == "done" and events[-1][1]["answer"] == answer
+        # Every read was of a part past what all the job's streams had then.
+        assert all(o.answer_from + len(o.answer or "") <= len(answer) for o in reads)
+        parts = {(o.answer_from, o.answer) for o in reads if o.answer}
+        assert (7, answer[7:14]) in parts  # the first stream alone, past its 7 characters
+        assert not any(start == 0 and text == answer[:27] for start, text in parts)
+        assert host.queue.depth == 0
+    finally:
+        await store.db.dispose()
+
+
+def test_streams_on_one_job_take_their_own_part_of_a_read_from_the_least() -> None:
+    from server.jobs.remote_host import RemoteStream
+
+    def queued(stream: RemoteStream) -> list[Any]:
+        return [stream.items.get_nowait() for _ in range(stream.items.qsize())]
+
+    ahead, behind, late = RemoteStream(1), RemoteStream(1), RemoteStream(1)
+    assert not ahead.offer(JobOutcome(1, "running", "Hello wor"))
+    assert not behind.offer(JobOutcome(1, "running", "Hel"))
+    queued(ahead), queued(behind)
+    read = JobOutcome(1, "running", "lo world", answer_from=3)  # from the least: 3
+    assert not ahead.offer(read) and not behind.offer(read)
+    assert (queued(ahead), ahead.sent) == (["ld"], 11)
+    assert (queued(behind), behind.sent) == (["lo world"], 11)
+    # One that joined while the read ran (it has nothing): that read is no use to it, even
+    # the last; it stays for the next read, which starts where it is.
+    finished = JobOutcome(1, "done", "!", answer_from=11)
+    assert not late.offer(finished) and queued(late) == [] and late.sent == 0
+    assert ahead.offer(finished) and queued(ahead) == ["!", finished]
+    assert late.offer(JobOutcome(1, "done", "Hello world!"))
+    assert queued(late)[0] == "Hello world!"
+
+
 async def test_waiting_requests_get_no_workers_once_the_last_worker_is_gone(api, settings) -> None:
     # They do not wait out FAKESCOPE_REQUEST_TIMEOUT_S: one lease (1.5 s here) after the
     # API process last saw a worker, each gets 503 `no-workers`; the jobs stay queued.
