@@ -164,37 +164,60 @@ def _read_input(path: str, limits: ImageLimits | None = None) -> bytes:
     return read_image_bytes(sys.stdin.buffer if path == "-" else path, limits)
 
 
-def _question_prompt(args: argparse.Namespace) -> str:
+# The first line of `ask`'s plain answer when the checkpoint is untrained (`--json`: "untrained").
+UNTRAINED_ANSWER_NOTICE = "[untrained model: random weights, this answer means nothing]"
+
+
+def _question(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The prompt, and what was asked in the words of the server's answers (`kind`, ...)."""
     from fakescope import prompts
 
     # `is not None`: an empty --aspect or --question is a user error, not "no option given".
     if args.aspect is not None:
-        return prompts.aspect_prompt(args.aspect)
+        aspect = prompts.canonical_aspect(args.aspect)
+        return prompts.aspect_prompt(aspect), {"kind": "aspect", "aspect": aspect}
     if args.enhance:
-        return prompts.ENHANCE_PROMPT
+        return prompts.ENHANCE_PROMPT, {"kind": "enhance"}
     if args.explain:
-        return prompts.EXPLAIN_PROMPTS[args.explain]
-    return prompts.question_prompt(args.question)
+        return prompts.EXPLAIN_PROMPTS[args.explain], {"kind": "explain", "mode": args.explain}
+    question = prompts.question_prompt(args.question)
+    return question, {"kind": "question", "question": question}
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
     from fakescope import tasks
     from fakescope.images import decode_image
+    from fakescope.prompts import PROMPT_VERSION
 
     try:
-        prompt = _question_prompt(args)
+        prompt, asked = _question(args)
     except ValueError as exc:
         print(f"fakescope ask: error: {exc}", file=sys.stderr)
         return 2
     try:
-        image = decode_image(_read_input(args.image)).rgb
+        decoded = decode_image(_read_input(args.image))
     except (FakeScopeError, OSError) as exc:
         error = _error_object(args.image, exc)["error"]
         print(f"fakescope ask: error: {args.image}: {error['detail']}", file=sys.stderr)
         return 1
     model = _load(args)
     assert model is not None
-    for piece in tasks.answer_stream(model, image, prompt, max_new_tokens=args.max_new_tokens):
+    pieces = tasks.answer_stream(model, decoded.rgb, prompt, max_new_tokens=args.max_new_tokens)
+    if args.json:
+        answer = {
+            "path": args.image,
+            "sha256": decoded.sha256,
+            **asked,
+            "answer": "".join(pieces),
+            "model": model.info.to_dict(),
+            "untrained": model.info.untrained,
+            "prompt_version": PROMPT_VERSION,
+        }
+        _write_json_line(answer)
+        return 0
+    if model.info.untrained:
+        sys.stdout.write(UNTRAINED_ANSWER_NOTICE + "\n")
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -239,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain", choices=("inference", "fault_finding"), help="explain the verdict"
     )
     ask.add_argument("--max-new-tokens", type=_positive_int, default=256)
+    ask.add_argument(
+        "--json", action="store_true", help="one JSON object: the answer, the model, untrained"
+    )
     ask.set_defaults(handler=_cmd_ask)
 
     tiny = commands.add_parser("tiny-model", help="write a tiny random-weight checkpoint")

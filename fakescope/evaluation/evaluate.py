@@ -196,7 +196,7 @@ def _start_run(out: Path, record: dict[str, Any]) -> None:
         f"{', '.join(record['conditions'])}; limit: {record['limit'] or 'none'}",
         "",
     ]
-    output_files.write_text(out / REPORT_FILE, "\n".join(note))
+    output_files.write_text(out / REPORT_FILE, output_files.readable("\n".join(note)))
 
 
 def _load_model(config: EvalConfig) -> EvalModel:
@@ -292,7 +292,7 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
         "finished_at": _now(),
     }
     metrics["figures"] = plots.write_plots(config.out, rows, datasets, metrics)
-    output_files.write_text(config.out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    output_files.write_json(config.out / METRICS_FILE, metrics)
     report.write_report(config.out, metrics)
     return metrics
 

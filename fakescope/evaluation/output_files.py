@@ -3,15 +3,23 @@
 A reader (a person refreshing `report.md`, a script polling `metrics.json`) or a crash in the
 middle of a write must never see half a file: each one is written beside its final name and
 moved over it in one rename.
+
+Names come from the file system and may not be UTF-8 (a folder or file named in Latin-1 reaches
+Python as lone surrogates, PEP 383). What a run writes for people and other programs (the
+report, `metrics.json`, the figures) is valid UTF-8 and shows such a byte as `\\xNN`
+(`readable`); `predictions.csv` and `run.json`, which a resumed run matches names against, keep
+the exact name (its own bytes; JSON `\\udcNN` escapes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -31,3 +39,24 @@ def write_text(path: Path, text: str, errors: str = "strict") -> Path:
         # newline="": the text's own line ends
         temporary.write_text(text, encoding="utf-8", errors=errors, newline="")
     return path
+
+
+def readable(text: str) -> str:
+    """`text` as valid UTF-8: each byte of a name that is not UTF-8 shown as `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def readable_tree(value: Any) -> Any:
+    """A JSON-ready value with every string in it (keys too) made `readable`."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        return {readable_tree(k): readable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [readable_tree(v) for v in value]
+    return value
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Indented JSON in UTF-8, names `readable`."""
+    return write_text(path, json.dumps(readable_tree(value), indent=2, ensure_ascii=False) + "\n")

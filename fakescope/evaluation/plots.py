@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fakescope.evaluation.datasets import Dataset
-from fakescope.evaluation.output_files import replacing
+from fakescope.evaluation.output_files import readable, replacing
 from fakescope.evaluation.protocols import QUANTITATIVE
 from fakescope.evaluation.results import failed
 from fakescope.evaluation.robustness import CLEAN, FAMILY_AXES, parse_degradation
@@ -79,12 +79,14 @@ def write_curves(
     for dataset, (labels, scores) in curves:
         precision, recall, _ = precision_recall_curve(labels, scores)
         ap = average_precision_score(labels, scores)
-        line = pr_ax.step(recall, precision, where="post", label=f"{dataset.name} (AP {ap:.3f})")
+        line = pr_ax.step(
+            recall, precision, where="post", label=f"{readable(dataset.name)} (AP {ap:.3f})"
+        )
         # A detector at chance has AP equal to the share of fakes.
         share = sum(labels) / len(labels)
         pr_ax.axhline(share, linestyle=":", linewidth=0.9, color=line[0].get_color())
         fpr, tpr, _ = roc_curve(labels, scores)
-        roc_ax.plot(fpr, tpr, label=f"{dataset.name} (AUC {auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, label=f"{readable(dataset.name)} (AUC {auc(fpr, tpr):.3f})")
     pr_ax.set(xlabel="recall (fakes found)", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     roc_ax.set(
         xlabel="false positive rate (reals flagged)",
@@ -130,7 +132,7 @@ def write_robustness(out: Path, robustness: dict[str, Any], note: str) -> bool:
                 continue
             ticks.update({x: tick for x, _, tick in points})
             drawn = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-            drawn[0].set_label(dataset)
+            drawn[0].set_label(readable(dataset))
             clean = per_condition.get(CLEAN, {})
             if clean.get("n"):  # chance AP: the share of fakes
                 share = clean["n_fake"] / clean["n"]

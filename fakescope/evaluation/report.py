@@ -264,4 +264,4 @@ def render_report(metrics: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, metrics: dict[str, Any]) -> Path:
-    return output_files.write_text(out / REPORT_FILE, render_report(metrics))
+    return output_files.write_text(out / REPORT_FILE, output_files.readable(render_report(metrics)))

@@ -189,7 +189,8 @@ def planned_ids(plan: Plan) -> set[RowId]:
 
 
 def _pending(store: PredictionStore, plan: Plan) -> Iterator[_Work]:
-    """Image by image, every condition of an image together (it is decoded once per batch)."""
+    """Image by image, every condition of an image together (it is decoded once: see
+    `run_predictions`)."""
     for name, item, condition, wanted in _wanted(plan):
         todo = tuple(p for p in wanted if not store.done((name, item.key, condition, p)))
         if todo:
@@ -216,8 +217,11 @@ def _load(path: Path, provenance: bool) -> _Loaded:
         return None, None, sha256_hex(data), f"{type(exc).__name__}: {exc}"
 
 
-def _prepare(batch: Sequence[_Work], provenance: bool) -> list[_Prepared]:
-    loaded: dict[Path, _Loaded] = {}
+def _prepare(
+    batch: Sequence[_Work], provenance: bool, loaded: dict[Path, _Loaded]
+) -> list[_Prepared]:
+    """Each condition's pixels, from the image decoded once: `loaded` holds the images already
+    decoded (the clean pass and every degradation start from the same decoded copy)."""
     prepared = []
     for work in batch:
         if work.item.path not in loaded:
@@ -305,10 +309,16 @@ def run_predictions(
     with tqdm(
         total=len(pending), desc="evaluating", unit="image", file=sys.stderr, disable=not progress
     ) as bar:
+        loaded: dict[Path, _Loaded] = {}
         for start in range(0, len(pending), plan.batch_size):
-            batch = _prepare(pending[start : start + plan.batch_size], plan.provenance)
+            work = pending[start : start + plan.batch_size]
+            batch = _prepare(work, plan.provenance, loaded)
             store.append(_predict_batch(model, batch, plan.provenance))
             bar.update(len(batch))
+            # An image's conditions come one after another, and a batch may end among them
+            # (12 conditions, 8 per batch): the last image stays decoded for the next batch.
+            last = work[-1].item.path
+            loaded = {last: loaded[last]}
     return len(pending)
 
 

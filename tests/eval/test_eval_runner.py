@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_helpers import StandInModel, prediction_rows, write_png
@@ -191,3 +195,30 @@ def test_a_same_named_dataset_from_another_folder_does_not_reuse_predictions(
     # Named apart, both live in one folder; the same folder again resumes as before.
     evaluate(_config(second, out, datasets=[f"second={second}", str(first)]), StandInModel())
     assert {r["dataset"] for r in prediction_rows(out)} == {"test", "second"}
+
+
+@pytest.mark.parametrize("provenance", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 5, 8])
+def test_the_robustness_sweep_decodes_each_image_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int, provenance: bool
+) -> None:
+    # 12 conditions per image: with 1, 5 or 8 per batch, an image's conditions span batches.
+    from fakescope import analysis, images
+
+    decodes: Counter[str] = Counter()
+    real_decode = images.decode_image
+
+    def counting_decode(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        decodes[hashlib.sha256(data).hexdigest()] += 1
+        return real_decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(images, "decode_image", counting_decode)
+    monkeypatch.setattr(analysis, "decode_image", counting_decode)  # inspect_image's own name
+    data = tmp_path / "data"
+    for i, folder in enumerate(("reddit/fake", "reddit/real", "twitter/fake", "twitter/real")):
+        write_png(data / folder / "a.png", 20 + 60 * i)
+        write_png(data / folder / "b.png", 50 + 60 * i)  # eight different images
+    config = _config(data, tmp_path / "out", robustness=True, batch_size=batch_size)
+    evaluate(dataclasses.replace(config, provenance=provenance), StandInModel())
+    assert len(prediction_rows(tmp_path / "out")) == 8 * 12  # every condition was measured
+    assert len(decodes) == 8 and set(decodes.values()) == {1}, decodes
