@@ -15,28 +15,32 @@
  */
 (() => {
   if (globalThis.__fakescopeFeed || !globalThis.__fakescope) return;
-  const { showOverlay, h } = globalThis.__fakescope;
+  const { showOverlay, h, keepOnTop } = globalThis.__fakescope;
 
   const MAX_IMAGES_PER_PAGE = 400;
   const MIN_SIDE_PX = 48;
   const BATCH_SIZE = 24;
   const DEBOUNCE_MS = 300;
+  const MAX_ATTACHMENTS = 5;
 
   const seenUrls = new Set();
   const queued = new Set();
   const verdicts = new Map(); // url → {view, short} or {hint}
-  const badges = new Map(); // img → badge button
+  const badges = new Map(); // img → badge button (in a shadow host of its own)
+  let notice = null; // the host of the failure notice
   let aspects = [];
   let timer = null;
   let failureShown = false;
 
-  const host = document.createElement('fakescope-badges');
-  const root = host.attachShadow({ mode: 'open' });
-  root.append(h('style', {}, `
+  // Each badge is a shadow host of its own, put in the page right after its image (or the link
+  // or button around it), so a keyboard user reaches it next to what it describes. It is shown
+  // in the top layer: it takes no room in the page's layout, and no page z-index covers it.
+  const STYLE = `
     :host { all: initial !important; display: block !important; position: absolute !important;
       inset: 0 auto auto 0 !important; width: 0 !important; height: 0 !important; overflow: visible !important;
       margin: 0 !important; padding: 0 !important; border: 0 !important; z-index: 2147483646 !important;
-      pointer-events: none !important; visibility: visible !important; opacity: 1 !important; }
+      pointer-events: none !important; visibility: visible !important; opacity: 1 !important;
+      transform: none !important; filter: none !important; }
     button { pointer-events: auto; position: absolute; font: 700 12px/1 system-ui, sans-serif; padding: 4px 6px;
       border-radius: 10px; border: 2px solid #fff; color: #fff; cursor: pointer; box-shadow: 0 1px 4px rgba(0,0,0,.5);
       white-space: nowrap; }
@@ -46,19 +50,55 @@
     .hint.fake { color: #a4001d; } .hint.real { color: #17602a; } .hint.uncertain { color: #6b4700; }
     .notice { pointer-events: auto; position: fixed; right: 12px; bottom: 12px; max-width: 320px; padding: 8px 10px;
       background: #fff; color: #1a1a1a; border: 1px solid #a4001d; border-radius: 8px; font: 13px/1.4 system-ui, sans-serif; }
-  `));
+  `;
+  // The badge goes after the nearest control around its image: inside a link it would be a
+  // control within a control, and after it the link's own name still comes first.
+  const AROUND_IMAGE = 'a[href], button, summary, label, [role=link], [role=button]';
 
-  function attachHost() {
-    if (host.isConnected) return;
-    document.documentElement.append(host);
-    if (typeof host.showPopover === 'function') {
-      host.setAttribute('popover', 'manual');
-      try {
-        host.showPopover();
-      } catch {
-        host.removeAttribute('popover');
-      }
+  /** A shadow host (tag `tag`) for one badge or the notice, isolated from the page's styles. */
+  function isolatedHost(tag, content) {
+    const host = document.createElement(tag);
+    host.attachShadow({ mode: 'open' }).append(h('style', {}, STYLE), content);
+    return host;
+  }
+
+  /** Shows a host in the top layer (older browsers: above the page's z-indexes). */
+  function showHost(host) {
+    if (typeof host.showPopover !== 'function' || host.matches(':popover-open')) return;
+    host.setAttribute('popover', 'manual');
+    try {
+      host.showPopover();
+    } catch {
+      host.removeAttribute('popover');
+      return;
     }
+    keepOnTop(); // an open panel stays above the new badge
+  }
+
+  /**
+   * Puts a badge's host right after its image (or the control or <picture> around it), so it
+   * comes next in the tab order, after the badges of the images before it there (a link may
+   * hold several); again when the page moved the image or took the host out. Returns whether
+   * it is there.
+   */
+  function attachBadge(img, badge) {
+    const host = badge.getRootNode().host;
+    const after = img.closest(AROUND_IMAGE) ?? img.closest('picture') ?? img;
+    if (!after.parentNode) return false;
+    let last = after;
+    for (let node = after.nextSibling; node?.localName === 'fakescope-badge'; node = node.nextSibling) {
+      if (node === host) {
+        showHost(host);
+        return true;
+      }
+      last = node;
+    }
+    // A page that keeps taking foreign elements out gets no fight over them.
+    if (badge.attachments >= MAX_ATTACHMENTS) return false;
+    badge.attachments += 1;
+    last.after(host);
+    showHost(host);
+    return true;
   }
 
   const urlOf = (img) => img.currentSrc || img.src || '';
@@ -123,12 +163,12 @@
   function showFailureOnce(failure) {
     if (failureShown) return;
     failureShown = true;
-    attachHost();
     const close = h('button', { type: 'button', style: 'position: static; margin-left: 8px; background: #18386e', 'aria-label': 'Dismiss the FakeScope notice' }, '×');
     const message = h('span', { role: 'status' });
-    const notice = h('div', { className: 'notice' }, message, close);
-    close.addEventListener('click', () => notice.remove());
-    root.append(notice);
+    notice = isolatedHost('fakescope-notice', h('div', { className: 'notice' }, message, close));
+    close.addEventListener('click', () => notice?.remove());
+    document.documentElement.append(notice);
+    showHost(notice);
     // The live region is in the page first and gets its words a moment later: a screen reader
     // says a change to a region it knows, not a region that arrives with its text.
     setTimeout(() => {
@@ -137,10 +177,11 @@
   }
 
   function placeBadge(img, result) {
-    attachHost();
     let badge = badges.get(img);
     if (!badge) {
       badge = h('button', { type: 'button' });
+      badge.attachments = 0;
+      isolatedHost('fakescope-badge', badge);
       badge.addEventListener('click', (event) => {
         event.preventDefault();
         event.stopPropagation();
@@ -148,7 +189,6 @@
         else showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
       });
       badges.set(img, badge);
-      root.append(badge);
     }
     badge.result = result;
     badge.dataset.src = urlOf(img);
@@ -180,21 +220,38 @@
   }
 
   function removeBadge(img) {
-    badges.get(img)?.remove();
+    badges.get(img)?.getRootNode().host.remove();
     badges.delete(img);
   }
 
-  function positionBadge(img, badge) {
+  /** Where a badge goes: over its image's top-left corner, or nowhere (`null`: it is removed). */
+  function badgePlace(img, badge) {
     // Gone, or now showing another image (a carousel or a recycled list row): the verdict was
     // for the old image, so the badge goes; the new image is considered on its own.
-    if (!img.isConnected || urlOf(img) !== badge.dataset.src) {
+    if (!img.isConnected || urlOf(img) !== badge.dataset.src || !attachBadge(img, badge)) return null;
+    const rect = img.getBoundingClientRect();
+    // Relative to the host, which sits at the top-left of its containing block (the page's
+    // initial one, in the top layer): the badge moves with the page when it scrolls.
+    const origin = badge.getRootNode().host.getBoundingClientRect();
+    return {
+      hidden: rect.width === 0 && rect.height === 0,
+      top: Math.round(rect.top - origin.top + 6),
+      left: Math.round(rect.left - origin.left + 6),
+    };
+  }
+
+  function moveBadge(img, badge, place) {
+    if (!place) {
       removeBadge(img);
       return;
     }
-    const rect = img.getBoundingClientRect();
-    badge.hidden = rect.width === 0 && rect.height === 0;
-    badge.style.top = `${Math.round(window.scrollY + rect.top + 6)}px`;
-    badge.style.left = `${Math.round(window.scrollX + rect.left + 6)}px`;
+    badge.hidden = place.hidden;
+    badge.style.top = `${place.top}px`;
+    badge.style.left = `${place.left}px`;
+  }
+
+  function positionBadge(img, badge) {
+    moveBadge(img, badge, badgePlace(img, badge));
   }
 
   let repositionScheduled = false;
@@ -203,7 +260,9 @@
     repositionScheduled = true;
     requestAnimationFrame(() => {
       repositionScheduled = false;
-      for (const [img, badge] of badges) positionBadge(img, badge);
+      // Every place measured first, then every badge moved: one layout, not one per badge.
+      const places = [...badges].map(([img, badge]) => [img, badge, badgePlace(img, badge)]);
+      for (const [img, badge, place] of places) moveBadge(img, badge, place);
     });
   }
 
@@ -258,10 +317,12 @@
     document.removeEventListener('load', onImageLoad, true);
     window.removeEventListener('scroll', scheduleReposition, { capture: true });
     window.removeEventListener('resize', scheduleReposition);
-    chrome.runtime.onMessage.removeListener(onCheckResult);
-    badges.clear();
-    host.remove();
+    for (const img of [...badges.keys()]) removeBadge(img);
+    notice?.remove();
+    notice = null;
     globalThis.__fakescopeFeed = null; // switching feed mode on again may start it afresh
+    // Last: in a page left by an extension that was reloaded, this may throw.
+    chrome.runtime.onMessage.removeListener(onCheckResult);
   }
 
   globalThis.__fakescopeFeed = { flush, stop };

@@ -10,6 +10,9 @@
  */
 (() => {
   if (globalThis.__fakescopeOverlayDom) return;
+  // The worker marks what it injects with its instance id (lib/injection.js); feed scripts
+  // registered for a site start in a fresh page without it, and say only that they are alive.
+  globalThis.__fakescopeInjection ??= { instance: null, runtime: chrome.runtime };
 
   const STYLE = `
     :host { all: initial !important; display: block !important; position: absolute !important;

@@ -12,7 +12,9 @@
  * Three files, injected in this order (worker/content-scripts.js): content/overlay-dom.js
  * (styles, h(), ids), content/overlay-forms.js (ask and report), then this one, the panel
  * itself. The first two leave their parts on `globalThis` (the extension's isolated world);
- * this one leaves `globalThis.__fakescope` for content/feed.js. Each runs once per frame.
+ * this one leaves `globalThis.__fakescope` for content/feed.js. Each runs once per frame
+ * (per extension instance: what an earlier one left is stopped and cleared first, see
+ * lib/injection.js).
  *
  * Isolation: the host element sits in the top layer (popover) with its own
  * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
@@ -381,12 +383,33 @@
     overlay.open(target, { focus: !update || (hadFocus && !overlay.hasFocus()) });
   }
 
-  chrome.runtime.onMessage.addListener((message, _sender, sendResponse) => {
+  function onOverlayMessage(message, _sender, sendResponse) {
     if (message?.type !== 'fakescope:overlay') return false;
     showOverlay(message);
     sendResponse({ ok: true });
     return false;
-  });
+  }
+  chrome.runtime.onMessage.addListener(onOverlayMessage);
 
-  globalThis.__fakescope = { showOverlay, findImages, h };
+  /**
+   * The panel over every badge: a popover shown later lies above it in the top layer, so a
+   * badge shown while the panel is open (content/feed.js) puts the panel back on top.
+   */
+  function keepOnTop() {
+    if (overlay?.host.matches(':popover-open')) {
+      overlay.host.hidePopover();
+      overlay.host.showPopover(); // the focus stays where it is: nothing ran in between
+    }
+  }
+
+  /** Closes the panel and stops listening (a newer extension instance replaces this one: lib/injection.js). */
+  function stop() {
+    try {
+      overlay?.close();
+    } finally {
+      chrome.runtime.onMessage.removeListener(onOverlayMessage);
+    }
+  }
+
+  globalThis.__fakescope = { showOverlay, findImages, h, keepOnTop, stop };
 })();

@@ -7,7 +7,6 @@
  */
 (() => {
   if (globalThis.__fakescopePageImage) return;
-  globalThis.__fakescopePageImage = true;
 
   const MAX_BYTES = 25 * 1024 * 1024; // the server's default upload limit
 
@@ -71,9 +70,17 @@
     return [...document.images].filter((img) => img.currentSrc === srcUrl || img.src === srcUrl);
   }
 
-  chrome.runtime.onMessage.addListener((message, _sender, sendResponse) => {
+  function onReadImage(message, _sender, sendResponse) {
     if (message?.type !== 'fakescope:read-image') return false;
     readImage(message.srcUrl).then(sendResponse);
     return true;
-  });
+  }
+  chrome.runtime.onMessage.addListener(onReadImage);
+
+  /** Stops answering (a newer extension instance replaces this one: lib/injection.js). */
+  function stop() {
+    chrome.runtime.onMessage.removeListener(onReadImage);
+  }
+
+  globalThis.__fakescopePageImage = { stop };
 })();

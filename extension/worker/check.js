@@ -6,7 +6,7 @@
  */
 
 import { ASPECTS } from '../lib/aspects.js';
-import { CHECK_SCRIPTS } from './content-scripts.js';
+import { CHECK_SCRIPTS, injectContentScripts } from './content-scripts.js';
 import { sha256Hex, isSha256Hex } from '../lib/hash.js';
 import { readImage } from './image-bytes.js';
 import { whileKeepingAlive } from './keep-alive.js';
@@ -100,12 +100,12 @@ export async function checkAndShow(srcUrl, target, pageUrl) {
   return outcome;
 }
 
-/** Injects the page reader and the overlay into the target frame (each guards against a second run). */
+/**
+ * Injects the page reader and the overlay into the target frame: each skips a second run,
+ * unless what is there was left by an earlier extension instance (lib/injection.js).
+ */
 export async function injectOverlay(target) {
-  await chrome.scripting.executeScript({
-    target: { tabId: target.tabId, frameIds: [target.frameId] },
-    files: CHECK_SCRIPTS,
-  });
+  await injectContentScripts({ tabId: target.tabId, frameIds: [target.frameId] }, CHECK_SCRIPTS);
 }
 
 async function showInTab(target, payload) {

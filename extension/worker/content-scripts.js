@@ -1,8 +1,10 @@
 /**
  * The content scripts the service worker puts into pages, in the order they must run:
  * classic scripts that share their isolated world, each later one using what the earlier
- * ones left on `globalThis` (see content/overlay.js).
+ * ones left on `globalThis` (see content/overlay.js); and how they go in.
  */
+
+import { prepareInjection } from '../lib/injection.js';
 
 /** The panel: its DOM helpers and styles, its ask and report forms, then the panel itself. */
 export const OVERLAY_SCRIPTS = ['content/overlay-dom.js', 'content/overlay-forms.js', 'content/overlay.js'];
@@ -10,3 +12,37 @@ export const OVERLAY_SCRIPTS = ['content/overlay-dom.js', 'content/overlay-forms
 export const CHECK_SCRIPTS = ['content/page-image.js', ...OVERLAY_SCRIPTS];
 /** Feed mode: the panel, which the badges open, and the badges. */
 export const FEED_SCRIPTS = [...OVERLAY_SCRIPTS, 'content/feed.js'];
+
+const INSTANCE_KEY = 'extensionInstance';
+let instanceId = null;
+
+/**
+ * This extension instance's id: made once and kept in `storage.session`, which outlives the
+ * worker's restarts but not an update, a reload or a browser restart. Scripts marked with
+ * another id were left in a page by an earlier instance (lib/injection.js).
+ */
+export function extensionInstance() {
+  if (!instanceId) {
+    instanceId = readOrMakeInstance();
+    instanceId.catch(() => { instanceId = null; }); // a failed read is tried again next time
+  }
+  return instanceId;
+}
+
+async function readOrMakeInstance() {
+  const stored = (await chrome.storage.session.get(INSTANCE_KEY))[INSTANCE_KEY];
+  if (typeof stored === 'string' && stored) return stored;
+  const made = crypto.randomUUID();
+  await chrome.storage.session.set({ [INSTANCE_KEY]: made });
+  return made;
+}
+
+/**
+ * Injects `files` into `target` (a `chrome.scripting` injection target), after clearing out
+ * what an earlier extension instance left in the frame's isolated world; this instance's
+ * scripts already there stay and skip a second run.
+ */
+export async function injectContentScripts(target, files) {
+  await chrome.scripting.executeScript({ target, func: prepareInjection, args: [await extensionInstance()] });
+  await chrome.scripting.executeScript({ target, files });
+}

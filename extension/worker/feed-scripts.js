@@ -3,7 +3,7 @@
  * user switched on (and granted), and started at once in an open tab from the popup.
  */
 
-import { FEED_SCRIPTS } from './content-scripts.js';
+import { FEED_SCRIPTS, injectContentScripts } from './content-scripts.js';
 import { currentSettings } from './server-client.js';
 import { isFeedEnabled, originPattern } from '../lib/settings.js';
 
@@ -52,6 +52,6 @@ export async function startFeedInTab(tabId) {
   const tab = await chrome.tabs.get(tabId);
   if (!(await feedRunsOn(settings, tab.url ?? ''))) return { ok: false, failure: { title: 'Feed mode is off on this site', message: '', guidance: '' } };
   await syncFeedScripts();
-  await chrome.scripting.executeScript({ target: { tabId }, files: FEED_SCRIPTS });
+  await injectContentScripts({ tabId }, FEED_SCRIPTS);
   return { ok: true };
 }

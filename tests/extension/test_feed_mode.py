@@ -40,7 +40,7 @@ def enable_feed_mode_in_options(browser: Any, site: str, until: Any) -> None:
 
 def badge_labels(page: Any) -> dict[str, str]:
     """Verdict badges by image address (hint badges carry no data-label)."""
-    badges = page.locator("fakescope-badges button[data-src][data-label]")
+    badges = page.locator("fakescope-badge button[data-src][data-label]")
     return {
         badges.nth(i).get_attribute("data-src"): badges.nth(i).get_attribute("data-label")
         for i in range(badges.count())
@@ -86,7 +86,7 @@ def test_feed_mode_badges_only_known_images_without_uploading_any(
     lookups = fakescope_server.request_count("POST", "/v1/lookup") - lookups_before
     assert 1 <= lookups <= 4, f"lookups are batched, got {lookups} requests"
 
-    badge = page.locator(f'fakescope-badges button[data-src="{known_url}"]')
+    badge = page.locator(f'fakescope-badge button[data-src="{known_url}"]')
     assert "FakeScope:" in badge.get_attribute("aria-label")
     page.locator("#known").scroll_into_view_if_needed()
     badge.click()
@@ -117,7 +117,7 @@ def test_feed_mode_is_off_until_a_site_is_switched_on(
     page = browser.context.new_page()
     page.goto(page_server.url("/feed.html"))
     page.wait_for_timeout(1500)
-    assert page.locator("fakescope-badges").count() == 0
+    assert page.locator("fakescope-badge").count() == 0
     assert fakescope_server.request_count("POST", "/v1/lookup") == lookups_before
 
 
@@ -166,7 +166,7 @@ def test_a_badge_leaves_an_image_whose_source_changes(
     page.wait_for_timeout(1200)
 
     assert known_url not in badge_labels(page), "the old image's verdict left with it"
-    assert page.locator("fakescope-badges button").count() == 0
+    assert page.locator("fakescope-badge button").count() == 0
 
     page.evaluate("document.getElementById('known').src = '/img/known.png'")
     until(lambda: badge_labels(page).get(known_url) == known["label"], what="the badge again")
@@ -188,7 +188,7 @@ HEADLINES = {"fake": "Likely AI-generated", "real": "Likely authentic", "uncerta
 
 
 def hint_badges(page: Any) -> dict[str, dict[str, str | None]]:
-    badges = page.locator("fakescope-badges button[data-kind=hint]")
+    badges = page.locator("fakescope-badge button[data-kind=hint]")
     return {
         badges.nth(i).get_attribute("data-src"): {
             "hint": badges.nth(i).get_attribute("data-hint"),
@@ -247,7 +247,7 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
     page.screenshot(path=str(artifacts_dir / "extension-feed-hint-badge.png"))
 
     # The hint's panel: not checked, the similar image's verdict and the distance, a check button.
-    page.locator(f'fakescope-badges button[data-src="{copy_url}"]').click()
+    page.locator(f'fakescope-badge button[data-src="{copy_url}"]').click()
     overlay = page.locator("fakescope-overlay")
     title = overlay.locator(".hint-title")
     assert title.get_attribute("data-hint") == original["label"]
@@ -338,7 +338,7 @@ def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
     page.screenshot(path=str(artifacts_dir / "extension-feed-mirrored-hint-badge.png"))
 
     # The panel: not checked, a mirrored copy of an image with that verdict, still a hint.
-    page.locator(f'fakescope-badges button[data-src="{copy_url}"]').click()
+    page.locator(f'fakescope-badge button[data-src="{copy_url}"]').click()
     overlay = page.locator("fakescope-overlay")
     title = overlay.locator(".hint-title")
     assert title.get_attribute("data-hint") == original["label"]
@@ -372,7 +372,7 @@ def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
     known_url = page_server.url("/img/known.png")
     until(lambda: known_url in badge_labels(page), what="a badge on the known image")
 
-    badge = page.locator(f'fakescope-badges button[data-src="{known_url}"]')
+    badge = page.locator(f'fakescope-badge button[data-src="{known_url}"]')
     # The verdict is in the badge's words and name, not only in its colour.
     expect(badge).to_have_text("Real")
     expect(badge).to_have_accessible_name("FakeScope: Likely authentic (12%). Show details")

@@ -1,0 +1,191 @@
+"""Where feed badges sit: in the page right after the image (or the link around it) they
+describe, so the keyboard reaches each one next to its image; drawn over the image's corner
+in the top layer, taking no room in the page's layout, and under a panel that is open."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+# Two posts in a flex row, then a button. The page also tries to give the badges room.
+POSTS_PAGE = """<!doctype html><html><head><title>Posts</title>
+<style>
+  body { font-family: sans-serif; margin: 20px; }
+  .row { display: flex; gap: 12px; align-items: flex-start; }
+  img { display: block; }
+  fakescope-badge { display: block !important; position: static !important;
+    width: 300px !important; height: 300px !important; margin: 40px !important; }
+</style></head><body>
+<h1>Posts</h1>
+<div class="row">
+  <article><a id="link-1" href="/posts/1"><img id="pic-1" src="/img/known.png" width="240"
+    height="180" alt="first post"></a><p id="text-1">The first post.</p></article>
+  <article><a id="link-2" href="/posts/2"><img id="pic-2" src="/img/unknown.png" width="240"
+    height="180" alt="second post"></a><p id="text-2">The second post.</p></article>
+</div>
+<div id="more"></div>
+<button id="end" type="button">Load more</button>
+<script>
+  window.appendImage = (src, id) => {
+    const img = document.createElement('img');
+    img.src = src; img.id = id; img.width = 240; img.height = 180; img.alt = id;
+    document.getElementById('more').append(img);
+  };
+</script>
+</body></html>"""
+
+# Where everything of the page's own is: the badges must not move any of it.
+LAYOUT = """() => ({
+    size: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+    boxes: [...document.querySelectorAll('body *:not(fakescope-badge)')].map((el) => {
+        const r = el.getBoundingClientRect();
+        return [el.tagName, el.id, r.x, r.y, r.width, r.height];
+    }),
+})"""
+
+# The focused element, named: a page element by its id, a badge by its image's address.
+FOCUSED = """() => {
+    const el = document.activeElement;
+    if (el?.localName === 'fakescope-badge') {
+        return 'badge ' + el.shadowRoot.activeElement?.dataset.src.split('/').pop();
+    }
+    if (el?.localName === 'fakescope-overlay') {
+        return 'panel ' + el.shadowRoot.activeElement?.getAttribute('role');
+    }
+    return el?.id || el?.tagName;
+}"""
+
+
+def knows_every_image(stub_server: Any) -> None:
+    """The stub server answers every lookup with a verdict for each SHA-256 asked about."""
+
+    def lookup(handler: Any) -> None:
+        asked = json.loads(handler.body).get("sha256", [])
+        handler.reply(200, {"results": {s: stub_server.answer(s) for s in asked}, "near": []})
+
+    stub_server.routes["POST /v1/lookup"] = lookup
+
+
+def switch_feed_mode_on(browser: Any, site: str, until: Any) -> None:
+    browser.set_settings(feedSites=[site])
+    until(
+        lambda: browser.worker.evaluate(
+            "async () => (await chrome.scripting.getRegisteredContentScripts()).length"
+        ),
+        what="the feed content script registration",
+    )
+
+
+def badge_count(page: Any) -> int:
+    return int(page.locator("fakescope-badge button[data-label]").count())
+
+
+@pytest.fixture
+def posts_page(browser: Any, stub_server: Any, page_server: Any) -> Any:
+    knows_every_image(stub_server)
+    browser.set_settings(serverUrl=stub_server.url)
+    page_server.pages["/posts.html"] = POSTS_PAGE
+    page = browser.context.new_page()
+    page.goto(page_server.url("/posts.html"))
+    return page
+
+
+def test_tab_reaches_each_badge_right_after_its_image_and_the_badges_take_no_room(
+    until: Any, browser: Any, posts_page: Any, page_server: Any
+) -> None:
+    page = posts_page
+    without_badges = page.evaluate(LAYOUT)
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page.reload()
+    until(lambda: badge_count(page) == 2, what="a badge on each post's image")
+    page.wait_for_timeout(500)  # let the badges settle in place
+
+    assert page.evaluate(LAYOUT) == without_badges, "no element of the page moved or resized"
+    for n in (1, 2):
+        image = page.locator(f"#pic-{n}").bounding_box()
+        src = page_server.url(f"/img/{'known' if n == 1 else 'unknown'}.png")
+        badge = page.locator(f'fakescope-badge button[data-src="{src}"]').bounding_box()
+        assert image and badge
+        assert badge["x"] == pytest.approx(image["x"] + 6, abs=1), "over the image's corner"
+        assert badge["y"] == pytest.approx(image["y"] + 6, abs=1)
+
+    order = []
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate(FOCUSED))
+    assert order == ["link-1", "badge known.png", "link-2", "badge unknown.png", "end"]
+
+    # Shift+Tab goes back the same way, and the focused badge opens its image's panel.
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate(FOCUSED) == "link-2"
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    overlay = page.locator("fakescope-overlay")
+    assert page.evaluate(FOCUSED) == "panel dialog"
+    assert overlay.locator(".verdict").get_attribute("data-label") == "real"
+
+
+def test_a_badge_that_appears_while_the_panel_is_open_stays_under_the_panel(
+    until: Any, browser: Any, posts_page: Any, page_server: Any
+) -> None:
+    page = posts_page
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page.reload()
+    until(lambda: badge_count(page) == 2, what="a badge on each post's image")
+    known = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/known.png")}"]')
+    known.focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate(FOCUSED) == "panel dialog"
+
+    # The feed scrolls on: a new image shows up below the first one, under the open panel.
+    page.evaluate("document.querySelector('.row').style.display = 'block'")
+    page.evaluate("document.getElementById('pic-2').closest('article').remove()")
+    page.evaluate("window.appendImage('/img/later.png', 'later')")
+    later = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/later.png")}"]')
+    until(lambda: later.count() == 1, what="a badge on the new image")
+    page.wait_for_timeout(300)  # placed over its image
+
+    box = later.bounding_box()
+    panel = page.locator("fakescope-overlay section[role=dialog]").bounding_box()
+    assert box and panel
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert panel["x"] < x < panel["x"] + panel["width"], "the new badge lies under the panel"
+    assert panel["y"] < y < panel["y"] + panel["height"]
+    hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.localName", [x, y])
+    assert hit == "fakescope-overlay", "the panel stays on top"
+    assert page.evaluate(FOCUSED) == "panel dialog", "and keeps the keyboard focus"
+
+
+def test_a_failed_lookup_is_said_once_in_a_notice_over_the_page(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    def unavailable(handler: Any) -> None:
+        handler.reply(503, {"title": "Service Unavailable", "status": 503, "detail": "busy"})
+
+    stub_server.routes["POST /v1/lookup"] = unavailable
+    browser.set_settings(serverUrl=stub_server.url)
+    page_server.pages["/posts.html"] = POSTS_PAGE
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/posts.html"))
+
+    notice = page.locator("fakescope-notice [role=status]")
+    expect(notice).to_contain_text("FakeScope feed lookups failed")
+    assert page.locator("fakescope-notice").count() == 1
+    box = notice.bounding_box()
+    assert box is not None
+    hit = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y)?.localName",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
+    assert hit == "fakescope-notice"
+    page.get_by_role("button", name="Dismiss the FakeScope notice").click()
+    expect(page.locator("fakescope-notice")).to_have_count(0)
+    assert badge_count(page) == 0
