@@ -214,7 +214,8 @@
       delete badge.dataset.mirrored;
       badge.textContent = word;
     }
-    badge.setAttribute('aria-label', `FakeScope: ${short}. Show details`);
+    // The name starts with the visible word (WCAG 2.5.3, label in name: a voice user says it).
+    badge.setAttribute('aria-label', `${word}, FakeScope: ${short}. Show details`);
     badge.title = `FakeScope: ${short}`;
     positionBadge(img, badge);
   }

@@ -375,7 +375,7 @@ def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
     badge = page.locator(f'fakescope-badge button[data-src="{known_url}"]')
     # The verdict is in the badge's words and name, not only in its colour.
     expect(badge).to_have_text("Real")
-    expect(badge).to_have_accessible_name("FakeScope: Likely authentic (12%). Show details")
+    expect(badge).to_have_accessible_name("Real, FakeScope: Likely authentic (12%). Show details")
     badge.focus()
     page.keyboard.press("Enter")
     overlay = page.locator("fakescope-overlay")
