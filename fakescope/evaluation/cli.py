@@ -6,9 +6,12 @@ Only argparse at import time: torch, scikit-learn and matplotlib load when a com
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from fakescope.evaluation.output_files import readable
 
 USAGE = (
     "fakescope eval DATASET... --model M [--out DIR] [--fresh] [options]\n"
@@ -116,8 +119,25 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(args.out / REPORT_FILE)
+    _print_path(args.out / REPORT_FILE)
     return 0
+
+
+def _print_path(path: Path) -> None:
+    """Print a path that a script may open: `report=$(fakescope eval ...)`.
+
+    A folder named in no valid UTF-8 (b'run_\\xff') reaches Python as lone surrogates (PEP 383),
+    which a UTF-8 stdout refuses. Such a path is written as its own bytes, as `ls` and `find`
+    print names, and as Python's stdout does under a POSIX locale (surrogateescape): the printed
+    line names the file exactly, where `\\xNN` would name another that does not exist.
+    """
+    text = str(path)
+    if readable(text) == text or not hasattr(sys.stdout, "buffer"):
+        print(readable(text))  # no buffer: a text-only stream (a redirected stdout) gets `\\xNN`
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(os.fsencode(path) + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def _compare(runs: list[str]) -> int:
@@ -126,5 +146,5 @@ def _compare(runs: list[str]) -> int:
         return 2
     from fakescope.evaluation.compare import compare_runs
 
-    print(compare_runs(Path(runs[0]), Path(runs[1])))
+    print(compare_runs(Path(runs[0]), Path(runs[1])))  # for people: names shown as `\\xNN`
     return 0

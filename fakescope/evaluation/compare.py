@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.errors import DatasetError
+from fakescope.evaluation.output_files import readable, readable_tree
 
 COMPARED = ("ap", "auc", "accuracy", "tpr", "tnr")
 
@@ -114,10 +115,17 @@ def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
 
 
 def compare_runs(run_a: Path, run_b: Path) -> str:
-    """A plain-text table: each metric in A, in B, and B - A."""
-    a, b = load_run(run_a), load_run(run_b)
-    model_a = a.get("run", {}).get("model", {}).get("id", str(run_a))
-    model_b = b.get("run", {}).get("model", {}).get("id", str(run_b))
+    """A plain-text table: each metric in A, in B, and B - A.
+
+    Valid UTF-8 whatever the names: a byte of a run folder's or a dataset's name that is not
+    UTF-8 shows as `\\xNN`, as in the report. A metrics.json written before the report made names
+    readable holds them as JSON `\\udcNN` escapes: they are made readable before the columns are
+    measured, which keeps them aligned.
+    """
+    a, b = readable_tree(load_run(run_a)), readable_tree(load_run(run_b))
+    where_a, where_b = readable(str(run_a)), readable(str(run_b))
+    model_a = a.get("run", {}).get("model", {}).get("id", where_a)
+    model_b = b.get("run", {}).get("model", {}).get("id", where_b)
     header = ["dataset", "protocol", "subset", "images"]
     for metric in COMPARED:
         header += [f"{metric} A", f"{metric} B", f"Δ{metric}"]
@@ -129,7 +137,7 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
             cells += [_cell(va), _cell(vb), _delta(va, vb)]
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [f"A: {run_a} ({model_a})", f"B: {run_b} ({model_b})", ""]
+    lines = [f"A: {where_a} ({model_a})", f"B: {where_b} ({model_b})", ""]
     differences = setting_differences(a, b)
     if differences:
         lines += ["Settings that differ (a difference below may come from them, not the model):"]

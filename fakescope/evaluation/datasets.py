@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from fakescope.errors import DatasetError
+from fakescope.evaluation.output_files import NOT_A_NAME_BYTE
 
 FAKE, REAL = 1, 0
 LABEL_NAMES = {FAKE: "fake", REAL: "real"}
@@ -75,6 +77,40 @@ def parse_label(value: object, where: str) -> int:
     if word not in _LABEL_WORDS:
         raise DatasetError(f"{where}: unknown label {value!r} (expected fake/real or 1/0)")
     return _LABEL_WORDS[word]
+
+
+# A JSON manifest may write "\\udXXX" escapes that stand for no character (lone surrogates).
+# U+DC80..U+DCFF is how Python writes one byte of a name that is not UTF-8 (PEP 383: json.dumps
+# of os.listdir() in a Latin-1 folder gives "\\udce9"): in a name (a path, a generator) it is
+# that byte, carried exactly as a folder name's byte is (predictions.csv keeps it, the report
+# shows `\\xe9`). Any other lone surrogate ("\\ud800", half of a pair cut in two) stands for no
+# byte at all, and predictions.csv cannot hold it: the run would die at its first write. Such a
+# manifest is refused as it is read, before the model loads and before --out is touched, so that
+# nothing is half written; and nothing is lost or guessed: a stand-in (U+FFFD, or the text
+# "\\ud800") could merge two names the manifest keeps apart.
+def name_text(value: object, where: str, key: str) -> str:
+    """A name read from a manifest (a path, a generator, a subset), refused when it holds a lone
+    surrogate that is no byte of a name."""
+    return _without(NOT_A_NAME_BYTE, str(value), where, key)
+
+
+def prompt_text(value: object, where: str, key: str) -> str:
+    """Text the model reads (a question, an option): every character must be one, so any lone
+    surrogate is refused (the tokenizer would fail on it in the middle of the run)."""
+    return _without(_LONE_SURROGATE, str(value), where, key)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without(lone: re.Pattern[str], text: str, where: str, key: str) -> str:
+    found = lone.search(text)
+    if found:
+        raise DatasetError(
+            f"{where}: {key} {text!r} holds the escape \\u{ord(found.group()):04x}, a lone "
+            "surrogate that stands for no character; write the character itself"
+        )
+    return text
 
 
 def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:

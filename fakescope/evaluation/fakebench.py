@@ -21,7 +21,9 @@ from fakescope.evaluation.datasets import (
     Dataset,
     McqItem,
     Sample,
+    name_text,
     parse_label,
+    prompt_text,
     read_json_records,
 )
 
@@ -75,7 +77,7 @@ def read_fakeclass(
     dirs = _image_dirs(path.parent)
     for number, record in enumerate(records, start=1):
         where = f"{path}: entry {number}"
-        image_id = str(record.get("image_id") or "")
+        image_id = name_text(record.get("image_id") or "", where, "image_id")
         if not image_id:
             raise DatasetError(f"{where}: no image_id")
         image = _find_image(image_id, dirs)
@@ -94,7 +96,7 @@ def read_fakeclass(
         if image is None:
             dataset.missing.append(path.parent / "FakeBench_images" / image_id)
             continue
-        question = str(record.get("question") or "") or None
+        question = prompt_text(record.get("question") or "", where, "question") or None
         key = f"{image_id}#{number}"  # an image may come back with another question
         subset = _generator(image_id, label)
         dataset.samples.append(
@@ -119,9 +121,9 @@ def _read_image_folders(root: Path, dataset: Dataset) -> Dataset:
 def _options(record: dict[str, object], where: str) -> tuple[str, ...]:
     raw = record.get("options", record.get("choices"))
     if isinstance(raw, dict):
-        return tuple(str(raw[k]) for k in sorted(raw))
+        return tuple(prompt_text(raw[k], where, "options") for k in sorted(raw))
     if isinstance(raw, list) and len(raw) >= 2:
-        return tuple(str(o) for o in raw)
+        return tuple(prompt_text(o, where, "options") for o in raw)
     raise DatasetError(f"{where}: options must be a list (or an A/B/... mapping) of 2 or more")
 
 
@@ -143,8 +145,12 @@ def read_mcq(path: Path, records: list[dict[str, object]], name: str) -> Dataset
     dirs = _image_dirs(path.parent)
     for number, record in enumerate(records, start=1):
         where = f"{path}: entry {number}"
-        image_id = str(record.get("image_id") or record.get("image") or record.get("path") or "")
-        question = str(record.get("question") or "")
+        image_id = name_text(
+            record.get("image_id") or record.get("image") or record.get("path") or "",
+            where,
+            "image_id",
+        )
+        question = prompt_text(record.get("question") or "", where, "question")
         if not image_id or not question:
             raise DatasetError(f"{where}: each question needs an image_id and a question")
         options = _options(record, where)

@@ -13,6 +13,7 @@ from fakescope.evaluation.datasets import (
     REAL,
     Dataset,
     Sample,
+    name_text,
     parse_label,
 )
 
@@ -119,16 +120,17 @@ def read_manifest(path: Path, name: str, records: list[dict[str, object]] | None
         column = next((c for c in _PATH_COLUMNS if row.get(c)), None)
         if column is None or "label" not in row:
             raise DatasetError(f"{where}: each entry needs a path and a label")
-        image = path.parent / str(row[column])
+        key = name_text(row[column], where, column)
+        image = path.parent / key
         label = parse_label(row["label"], where)
         subset_column = next((c for c in _SUBSET_COLUMNS if c in row), None)
         subset = "all"
         if subset_column is not None:
-            subset = str(row[subset_column] or "") or ("fake" if label == FAKE else "real")
+            subset = name_text(row[subset_column] or "", where, subset_column)
+            subset = subset or ("fake" if label == FAKE else "real")
         if not image.is_file():
             dataset.missing.append(image)
             continue
-        key = str(row[column])
         dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
     return dataset
 
