@@ -44,7 +44,7 @@ from server.lookup.controller import LookupController
 from server.lookup.live_index import LivePdqIndex
 from server.metrics import Metrics, RequestMetricsMiddleware
 from server.net.ssrf import FetchLimits, GuardedFetcher
-from server.problems import EXCEPTION_HANDLERS
+from server.problems import EXCEPTION_HANDLERS, CorsRefusalProblems
 from server.reports.controller import ReportsController
 from server.settings import Settings, SettingsError
 
@@ -219,6 +219,8 @@ def create_app(
             }
         ),
     )
+    if cors is not None:  # Litestar's CORS decides; a preflight it refuses gets a problem
+        app.asgi_handler = CorsRefusalProblems(app.asgi_handler, cors)
     # Counted around the router, not as route middleware: requests no route answers (404,
     # 405, a bad Host) never reach route middleware, and would be missing from the metrics.
     app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, metrics=metrics)

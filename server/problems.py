@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from litestar import Request, Response
+from litestar.config.cors import CORSConfig
+from litestar.constants import DEFAULT_ALLOWED_CORS_HEADERS
+from litestar.datastructures import Headers
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from sqlalchemy.exc import DBAPIError
 
 from fakescope.errors import (
@@ -79,15 +84,14 @@ def image_problem(exc: ImageError) -> ProblemError:
     return ProblemError(400, str(exc) or "not a usable image", code="bad-image")
 
 
-def problem_response(
+def problem_body(
     status: int,
     detail: str,
     *,
     code: str | None = None,
-    headers: dict[str, str] | None = None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
-) -> Response[dict[str, Any]]:
+) -> dict[str, Any]:
     title = TITLES.get(status, "Error")
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + (code or title.lower().replace(" ", "-")),
@@ -98,6 +102,19 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extra or {})
+    return body
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    body = problem_body(status, detail, code=code, instance=instance, extra=extra)
     return Response(
         content=body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
     )
@@ -206,6 +223,109 @@ def handle_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> R
         headers={"Retry-After": str(RETRY_AFTER_DATABASE_S)},
         instance=request.url.path,
     )
+
+
+def cors_refusals(config: CORSConfig, headers: Headers) -> dict[str, str]:
+    """What of a preflight the CORS policy refuses, each with a sentence: `origin`,
+    `method`, `headers` (the parts Litestar's CORS middleware checks)."""
+    refused: dict[str, str] = {}
+    origin = headers.get("origin", "")
+    if not config.is_origin_allowed(origin):
+        refused["origin"] = f"the origin {origin[:200]!r} is not one of FAKESCOPE_CORS_ORIGINS"
+    method = headers.get("access-control-request-method")
+    if method and not config.is_allow_all_methods and method not in config.allow_methods:
+        allowed = ", ".join(sorted(config.allow_methods))
+        refused["method"] = f"the method {method[:50]!r} is not allowed (allowed: {allowed})"
+    requested = headers.get("access-control-request-headers", "")
+    if not config.is_allow_all_headers:
+        allowed_headers = set(config.allow_headers) | {
+            name.lower() for name in DEFAULT_ALLOWED_CORS_HEADERS
+        }
+        unknown = [
+            name.strip()
+            for name in requested.split(",")
+            if name.strip() and name.strip().lower() not in allowed_headers
+        ]
+        if unknown:
+            refused["headers"] = (
+                f"the request headers {', '.join(unknown)[:300]} are not allowed "
+                f"(allowed: {', '.join(sorted(allowed_headers))})"
+            )
+    return refused
+
+
+class CorsRefusalProblems:
+    """Litestar's CORS middleware, wrapped: a preflight it refuses is answered as a problem.
+
+    The middleware answers every OPTIONS request that has an Origin itself: 204 with the
+    CORS headers, or a bare 400 text/plain ("Disallowed CORS Origin") when the policy
+    refuses it. Litestar still decides; this only rewrites that 400 as problem+json
+    (`cors-preflight-refused`) whose detail names what was refused. The status stays 400:
+    a browser fails any preflight that is not 2xx alike, and a 403 would suggest that a
+    token could help, while no credential makes a refused origin allowed.
+    """
+
+    def __init__(self, app: ASGIApp, config: CORSConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or cast("HTTPScope", scope)["method"] != "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers.from_scope(scope)
+        if "origin" not in headers:
+            await self.app(scope, receive, send)
+            return
+        refusal: list[dict[str, Any]] = []  # Litestar's 400, held back
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                refusal.append(dict(message))
+            elif not refusal:
+                await send(message)
+            elif message["type"] == "http.response.body":
+                refusal.append(dict(message))
+                if not message.get("more_body", False):
+                    await self._send_problem(scope, headers, refusal, send)
+
+        await self.app(scope, receive, answer)
+
+    async def _send_problem(
+        self, scope: Scope, headers: Headers, refusal: list[dict[str, Any]], send: Send
+    ) -> None:
+        refused = cors_refusals(self.config, headers)
+        said = b"".join(message.get("body", b"") for message in refusal[1:]).decode(
+            errors="replace"
+        )
+        detail = "CORS preflight refused: " + (
+            "; ".join(refused.values()) or f"{said} (the server's CORS policy)"
+        )
+        body = problem_body(
+            400,
+            detail,
+            code="cors-preflight-refused",
+            instance=scope["path"],
+            extra={"refused": list(refused)},
+        )
+        content = json.dumps(body).encode()
+        kept = [
+            (name, value)
+            for name, value in refusal[0].get("headers", [])
+            if name.lower() not in (b"content-type", b"content-length")
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    *kept,
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {

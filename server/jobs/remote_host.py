@@ -15,6 +15,11 @@ instead of waiting out their timeout; their jobs stay queued for a later worker.
 holds per model: jobs are keyed by the model that must run them, so during a rolling
 upgrade, requests waiting for a model whose last worker left get 503 `no-workers` a lease
 later although workers of another model are live.
+
+Queueing and waiting ride out a database outage for a few seconds (`retry.py`); then the
+request gets 503 `database-unavailable`. The waiting requests are kept in `waiters.py`. A
+FAKESCOPE_MODEL set on an api process changes nothing, and the log says so
+(`model_setting.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from server.background import cancel_and_wait
@@ -31,6 +37,8 @@ from server.db.database import Database, is_transient
 from server.db.notify import Wakeups
 from server.inference.host import ModelState
 from server.jobs import registry
+from server.jobs.model_setting import IgnoredModelSetting
+from server.jobs.retry import RETRY_BUDGET_S, Backoff
 from server.jobs.store import (
     DONE,
     FAILED,
@@ -39,6 +47,7 @@ from server.jobs.store import (
     JobOutcome,
     JobStore,
 )
+from server.jobs.waiters import RemoteStream, Waiting, retrieve
 from server.problems import RETRY_AFTER_DATABASE_S, ProblemError, service_unavailable
 from server.settings import Settings
 
@@ -66,103 +75,6 @@ class RemoteModel:
     info: RemoteModelInfo
 
 
-class RemoteStream:
-    """A streamed job as its API process sees it: new text as it grows, then the outcome."""
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        self.sent = 0  # characters of the job's text already queued for the client
-        self.items: asyncio.Queue[str | JobOutcome | ProblemError] = asyncio.Queue()
-
-    def offer(self, outcome: JobOutcome) -> bool:
-        """Queue what is new in the job's row; True once the job has finished.
-
-        The row's text may be read from a character on (`outcome.answer_from`, the least
-        any stream on the job has): this stream takes its own new part of it. A read from
-        past what this stream has (it joined while the read ran) is no use to it: it is
-        left for the next read, finished job or not.
-        """
-        if outcome.answer_from > self.sent:
-            return False
-        text = outcome.answer or ""
-        end = outcome.answer_from + len(text)
-        if end > self.sent:
-            self.items.put_nowait(text[self.sent - outcome.answer_from :])
-            self.sent = end
-        if outcome.state in (DONE, FAILED):
-            self.items.put_nowait(outcome)
-            return True
-        return False
-
-    def abandon(self, problem: ProblemError) -> None:
-        """End the stream with a problem (no worker is left to finish it)."""
-        self.items.put_nowait(problem)
-
-    async def next(self) -> str | JobOutcome:
-        """The next new text, or the outcome; raises the problem that ended the stream."""
-        item = await self.items.get()
-        if isinstance(item, ProblemError):
-            raise item
-        return item
-
-
-class _Waiting:
-    """Requests waiting for jobs, by job id (several may wait for one job); their number
-    is what /metrics reads as queue depth."""
-
-    def __init__(self) -> None:
-        self.futures: dict[int, list[asyncio.Future[JobOutcome]]] = {}
-        self.streams: dict[int, list[RemoteStream]] = {}
-        self.models: dict[int, str] = {}  # job id -> the model key a worker must serve
-
-    @property
-    def depth(self) -> int:
-        return sum(map(len, self.futures.values())) + sum(map(len, self.streams.values()))
-
-    def __bool__(self) -> bool:
-        return bool(self.futures or self.streams)
-
-    def add_future(self, job_id: int, model_key: str, future: asyncio.Future[JobOutcome]) -> None:
-        self.futures.setdefault(job_id, []).append(future)
-        self.models[job_id] = model_key
-
-    def add_stream(self, stream: RemoteStream, model_key: str) -> None:
-        self.streams.setdefault(stream.job_id, []).append(stream)
-        self.models[stream.job_id] = model_key
-
-    def remove_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
-        _remove(self.futures, job_id, future)
-        self._forget_model(job_id)
-
-    def remove_stream(self, stream: RemoteStream) -> None:
-        _remove(self.streams, stream.job_id, stream)
-        self._forget_model(stream.job_id)
-
-    def drop(self, job_id: int) -> None:
-        """Forget a job's waiters (they were answered otherwise)."""
-        self.futures.pop(job_id, None)
-        self.streams.pop(job_id, None)
-        self.models.pop(job_id, None)
-
-    def _forget_model(self, job_id: int) -> None:
-        if job_id not in self.futures and job_id not in self.streams:
-            self.models.pop(job_id, None)
-
-
-def _remove(waiting: dict[int, list[Any]], job_id: int, waiter: object) -> None:
-    waiters = waiting.get(job_id, [])
-    if waiter in waiters:
-        waiters.remove(waiter)
-    if not waiters:
-        waiting.pop(job_id, None)
-
-
-def _retrieve(future: asyncio.Future[JobOutcome]) -> None:
-    """Mark a future's exception seen (its waiter may have gone: no "never retrieved")."""
-    if not future.cancelled():
-        future.exception()
-
-
 class RemoteHost:
     remote = True
 
@@ -177,7 +89,7 @@ class RemoteHost:
         self.state = ModelState.LOADING  # until the workers table was read once
         self.error: str | None = None
         self.live_workers: list[registry.LiveWorker] = []
-        self.queue = _Waiting()
+        self.queue = Waiting()
         self.wakeups = Wakeups(settings.database_url, [FINISHED_CHANNEL, PROGRESS_CHANNEL])
         self._identity = Identity(model_key=PROVENANCE_ONLY_KEY, prompt_version=PROMPT_VERSION)
         self._tasks: list[asyncio.Task[None]] = []
@@ -186,6 +98,10 @@ class RemoteHost:
         # Loop time since which no live worker serves a model that requests wait for.
         self._unserved_since: dict[str, float] = {}
         self._expiry_failing = False
+        self.model_setting = IgnoredModelSetting(settings.model)
+        # Queueing and waiting go on through a database outage for this long: a few
+        # seconds, at most half the request's own time (the rest is the job's).
+        self.retry_budget_s = min(RETRY_BUDGET_S, settings.request_timeout_s / 2)
 
     @property
     def ready(self) -> bool:
@@ -219,6 +135,7 @@ class RemoteHost:
         }
 
     async def start(self) -> None:
+        self.model_setting.at_startup()
         with contextlib.suppress(Exception):  # the database is down: the loop retries
             await self.refresh()
         self.wakeups.start()
@@ -246,6 +163,7 @@ class RemoteHost:
         """Read the live workers; the model they serve becomes this process's identity."""
         live = await registry.live_workers(self.db, self.settings.job_lease_s)
         self.live_workers = live
+        self.model_setting.workers_serve(worker.model for worker in live)
         now = asyncio.get_running_loop().time()
         served = {worker.identity.model_key for worker in live}
         waited_for = set(self.queue.models.values()) - served
@@ -310,16 +228,7 @@ class RemoteHost:
                 )
             return service_unavailable(detail, RETRY_AFTER_NO_WORKERS_S, "no-workers")
 
-        waiting = 0
-        for job_id in gone:
-            for future in self.queue.futures.get(job_id, []):
-                if not future.done():
-                    future.set_exception(problem(job_id))
-                    waiting += 1
-            for stream in self.queue.streams.get(job_id, []):
-                stream.abandon(problem(job_id))
-                waiting += 1
-            self.queue.drop(job_id)
+        waiting = sum(self.queue.fail(job_id, partial(problem, job_id)) for job_id in gone)
         log.warning(
             "%d waiting requests answered 503 no-workers: %s (their jobs stay queued)",
             waiting,
@@ -357,7 +266,7 @@ class RemoteHost:
         question: dict[str, Any] | None,
     ) -> int:
         """The queued job's id; 503 `database-unavailable` when the database stays out of
-        reach (the store already tried again on fresh connections)."""
+        reach for the retry budget (the store tries again on fresh connections)."""
         try:
             return await self.jobs.enqueue(
                 kind,
@@ -367,13 +276,15 @@ class RemoteHost:
                 explain=explain,
                 question=question,
                 max_queued=self.settings.queue_size,
+                retry_s=self.retry_budget_s,
             )
         except Exception as exc:
             if not is_transient(exc):
                 raise
             log.warning("could not queue a %s job: %s", kind, exc)
             raise service_unavailable(
-                "the job queue's database could not be reached; try again shortly",
+                f"the job queue's database could not be reached for "
+                f"{self.retry_budget_s:g} s; try again shortly",
                 RETRY_AFTER_DATABASE_S,
                 "database-unavailable",
             ) from exc
@@ -396,7 +307,7 @@ class RemoteHost:
         identity = self.identity
         job_id = await self._enqueue(kind, sha256, identity, image, explain, question)
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieve)
+        future.add_done_callback(retrieve)
         self.queue.add_future(job_id, identity.model_key, future)
         self.wakeups.poke()
         try:
@@ -418,13 +329,23 @@ class RemoteHost:
         self.queue.remove_stream(stream)
 
     async def _poll(self) -> None:
-        """Resolve waiting futures and feed streams from the jobs table, one query for all."""
+        """Resolve waiting futures and feed streams from the jobs table, one query for all.
+
+        Reads that fail are tried again with growing pauses; once they have failed for the
+        retry budget, the requests waiting get 503 `database-unavailable` (their jobs go on:
+        asked again, a request joins its job).
+        """
         waiting = self.queue
+        backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None  # loop time of the first failed read in a row
         while True:
             busy = bool(waiting)
             interval = POLL_NOTIFIED_S if self.wakeups.connected.is_set() or not busy else POLL_S
             await self.wakeups.wait(interval)
             if not waiting:
+                failing_since = None  # nobody waited through it: the next waiter starts afresh
+                backoff.reset()
                 continue
             ids = sorted({*waiting.futures, *waiting.streams})
             # Each streamed job's text from the least its streams have: what is new only
@@ -439,9 +360,16 @@ class RemoteHost:
                     ids, finished_only=not waiting.streams, read_from=read_from
                 )
             except Exception as exc:
-                log.warning("could not read job outcomes: %s", exc)
-                await asyncio.sleep(POLL_NOTIFIED_S)
+                if failing_since is None:
+                    failing_since = loop.time()
+                    log.warning("could not read job outcomes: %s", exc)
+                if loop.time() - failing_since >= self.retry_budget_s:
+                    self._give_up_on_database(ids, exc)
+                    failing_since = loop.time()  # requests waiting from now get a budget too
+                await asyncio.sleep(backoff.pause())
                 continue
+            failing_since = None
+            backoff.reset()
             for job_id, outcome in found.items():
                 if outcome.state in (DONE, FAILED):
                     for future in waiting.futures.get(job_id, []):
@@ -450,3 +378,18 @@ class RemoteHost:
                 for stream in list(waiting.streams.get(job_id, [])):
                     if stream.offer(outcome):
                         waiting.remove_stream(stream)
+
+    def _give_up_on_database(self, job_ids: list[int], error: Exception) -> None:
+        """503 `database-unavailable` for the requests waiting on `job_ids`."""
+
+        def problem() -> ProblemError:
+            return service_unavailable(
+                f"the job queue's database could not be read for {self.retry_budget_s:g} s; "
+                "the job goes on: try again shortly",
+                RETRY_AFTER_DATABASE_S,
+                "database-unavailable",
+            )
+
+        waiting = sum(self.queue.fail(job_id, problem) for job_id in job_ids)
+        if waiting:
+            log.warning("%d waiting requests answered 503 database-unavailable: %s", waiting, error)

@@ -11,7 +11,9 @@ which wakes workers and waiting API processes at once; polling covers the rest. 
 streamed answer's text so far is kept in the job's `answer` while it runs (`progress`).
 
 A write that meets a dropped connection (a terminated backend, a database failover) is
-tried again on a fresh one (`retry_transient`); the ones retried are safe to repeat.
+tried again on a fresh one; the ones retried are safe to repeat. Queueing, which a client
+waits on, goes on trying for seconds (`server/jobs/retry.py`); a worker's writes try
+three times (`retry_transient`).
 
 Work is queued once: a request for work that a queued or running job already does (the
 same image, model, prompts and explanation; for a question the same prompt) waits for
@@ -22,16 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, delete, func, literal, select, update
+from sqlalchemy import Delete, Integer, case, cast, delete, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
 from server.db.database import Database, retry_transient
 from server.db.models import Job, Worker
 from server.inference.queue_jobs import QueueFullError
+from server.jobs.retry import RETRY_BUDGET_S, retry_connection_errors
 from server.timefmt import as_utc, utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -47,6 +50,11 @@ ENQUEUE_LOCK_KEY = 0x66616B65_6A6F6273  # "fakejobs"
 # pg_try_advisory_xact_lock key taken by expire: when several processes (workers, API
 # processes) run it at once, one does the work and the others skip this round.
 EXPIRE_LOCK_KEY = 0x66616B65_65787072  # "fakeexpr"
+
+
+def delete_finished_before(cutoff: datetime) -> Delete:
+    """Delete the jobs finished before `cutoff` (found by `ix_jobs_state_finished_at`)."""
+    return delete(Job).where(Job.state.in_((DONE, FAILED)), Job.finished_at < cutoff)
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class JobStore:
         explain: bool = False,
         question: dict[str, Any] | None = None,
         max_queued: int,
+        retry_s: float = RETRY_BUDGET_S,
     ) -> int:
         """Queue one job and return its id, or the id of a queued or running job that
         already does this work (`does_the_same_work`: the request waits for that one and
@@ -143,10 +152,10 @@ class JobStore:
 
         Finding the twin and inserting are one step across processes: the advisory lock
         on PostgreSQL, the write lock (BEGIN IMMEDIATE) on SQLite. Tried again after a
-        dropped connection: if the lost reply was the commit's, the retry finds the job
-        the first try queued and returns it.
+        dropped connection for up to `retry_s` seconds: if the lost reply was the commit's,
+        the retry finds the job the first try queued and returns it.
         """
-        return await retry_transient(
+        return await retry_connection_errors(
             lambda: self._enqueue(
                 kind,
                 sha256,
@@ -155,7 +164,8 @@ class JobStore:
                 explain=explain,
                 question=question,
                 max_queued=max_queued,
-            )
+            ),
+            budget_s=retry_s,
         )
 
     async def _enqueue(
@@ -432,11 +442,7 @@ class JobStore:
                 .execution_options(synchronize_session=False)
             )
             count = int(requeued.rowcount)  # type: ignore[attr-defined]
-            await session.execute(
-                delete(Job).where(
-                    Job.state.in_((DONE, FAILED)), Job.finished_at < now - KEEP_FINISHED
-                )
-            )
+            await session.execute(delete_finished_before(now - KEEP_FINISHED))
             # Each worker start adds a row: those silent for a day go, except the newest,
             # whose model an API process serves the cache by while no worker runs.
             newest = select(Worker.id).order_by(Worker.started_at.desc()).limit(1)
@@ -504,8 +510,23 @@ class JobStore:
         return None if oldest is None else (utcnow() - as_utc(oldest)).total_seconds()
 
     async def counts(self) -> dict[str, int]:
-        """How many jobs are in each state (finished ones for the last hour)."""
-        statement = select(Job.state, func.count()).group_by(Job.state)
+        """How many jobs are in each state (finished ones for the last hour).
+
+        Each half can be counted from an index (`ix_jobs_state`; the finished half from
+        `ix_jobs_state_finished_at` alone), and finished jobs the expiry has not deleted
+        yet are not counted.
+        """
+        unfinished = (
+            select(Job.state, func.count())
+            .where(Job.state.in_((QUEUED, RUNNING)))
+            .group_by(Job.state)
+        )
+        finished = (
+            select(Job.state, func.count())
+            .where(Job.state.in_((DONE, FAILED)), Job.finished_at >= utcnow() - KEEP_FINISHED)
+            .group_by(Job.state)
+        )
+        statement = union_all(unfinished, finished)
         async with self.db.connect() as conn:
             rows = (await conn.execute(statement)).all()
         found = {str(state): int(count) for state, count in rows}

@@ -117,6 +117,31 @@ async def test_the_admin_sessions_migration_downgrades_and_upgrades_again(
     assert await run_sql(database_url, "SELECT count(*) FROM admin_sessions") == [(1,)]
 
 
+async def _job_indexes(database_url: str) -> dict[str, list[str]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: inspect(c).get_indexes("jobs"))
+    finally:
+        await engine.dispose()
+    return {str(index["name"]): list(index["column_names"]) for index in found}
+
+
+async def test_the_finished_jobs_index_downgrades_and_upgrades_again(database_url: str) -> None:
+    finished = {"ix_jobs_state_finished_at": ["state", "finished_at"]}
+    assert await _job_indexes(database_url) == {"ix_jobs_state": ["state"], **finished}
+    try:
+        await _downgrade(database_url, "0005")
+        assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0005",)]
+        assert await _job_indexes(database_url) == {"ix_jobs_state": ["state"]}
+    finally:
+        await upgrade_async(database_url)
+    assert await _job_indexes(database_url) == {"ix_jobs_state": ["state"], **finished}
+    assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [
+        (head_revision(),)
+    ]
+
+
 async def test_sqlite_runs_in_wal_mode_with_full_sync(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
     try:
