@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, head, post
 from litestar.datastructures import FormMultiDict, State, UploadFile
 from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
+from litestar.serialization import encode_json
 
 from server.analyze.service import AnalysisService, answered_when_cancelled
 from server.net.ssrf import (
@@ -100,6 +102,25 @@ def analysis_response(analysis: dict[str, Any], cache_hit: bool) -> Response[dic
     return Response(analysis, headers={"X-Cache": "hit" if cache_hit else "miss"})
 
 
+async def _cached_analysis(request: Request[Any, Any, Any], sha256: str) -> dict[str, Any]:
+    """The cached analysis GET and HEAD answer with, or their problem (404, 422, 503)."""
+    service = _service(request.app.state)
+    service.require_cached_reads()
+    found = await service.cached(sha256_key(sha256))
+    service.metrics.cache_result("analyses", hit=found is not None)
+    if found is None:
+        raise ProblemError(404, "no analysis of this image under the current model and prompts")
+    return found
+
+
+CACHED_PROBLEMS = {
+    404: "No analysis of this image under the current model and prompts",
+    422: "The path is not 64 hexadecimal characters",
+    503: "The model is loading (`loading`) or failed to load (`model-failed`) and the "
+    "checkpoint's cache identity is unknown",
+}
+
+
 class AnalyzeController(Controller):
     """Handlers read `request.app.state`: a `state: State` parameter is a copy per request."""
 
@@ -176,22 +197,31 @@ class AnalyzeController(Controller):
         summary="A cached analysis by the image's SHA-256, or 404",
         operation_class=CachedOperation,
         responses=responses(
-            200,
-            success(Analysis, "The cached analysis (`X-Cache: hit`)"),
-            {
-                404: "No analysis of this image under the current model and prompts",
-                422: "The path is not 64 hexadecimal characters",
-                503: "The model is loading (`loading`) or failed to load (`model-failed`)",
-            },
+            200, success(Analysis, "The cached analysis (`X-Cache: hit`)"), CACHED_PROBLEMS
         ),
     )
     async def get_analysis(
         self, request: Request[Any, Any, Any], sha256: FromPath[str]
     ) -> Response[dict[str, Any]]:
-        service = _service(request.app.state)
-        service.require_cached_reads()
-        found = await service.cached(sha256_key(sha256))
-        service.metrics.cache_result("analyses", hit=found is not None)
-        if found is None:
-            raise ProblemError(404, "no analysis of this image under the current model and prompts")
-        return analysis_response(found, cache_hit=True)
+        return analysis_response(await _cached_analysis(request, sha256), cache_hit=True)
+
+    @head(
+        "/analyses/{sha256:str}",
+        summary="Whether an analysis is cached: GET's status and headers, without the body",
+        operation_class=CachedOperation,
+        responses=responses(
+            200,
+            ResponseSpec(
+                data_container=None,
+                description="Cached (`X-Cache: hit`; `Content-Length` is that of GET's body)",
+            ),
+            CACHED_PROBLEMS,
+        ),
+    )
+    async def head_analysis(
+        self, request: Request[Any, Any, Any], sha256: FromPath[str]
+    ) -> Response[None]:
+        found = await _cached_analysis(request, sha256)
+        # The body GET would send, measured: a HEAD answer carries GET's headers.
+        length = len(encode_json(found))
+        return Response(None, headers={"X-Cache": "hit", "Content-Length": str(length)})

@@ -20,7 +20,7 @@ from fakescope.verdict import Thresholds
 from server.analyze.image_store import ImageStore
 from server.analyze.served_cache import ServedCache
 from server.background import settle
-from server.db.analyses import Identity, fetch_served, set_explanation, store_analysis
+from server.db.analyses import Identity, add_explanation, fetch_served, store_analysis
 from server.db.coalesce import ReadCoalescer
 from server.db.database import Database
 from server.db.group_commit import GroupCommit
@@ -88,6 +88,9 @@ class AnalysisService:
         )
         self.thresholds = Thresholds(fake=settings.fake_threshold, real=settings.real_threshold)
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[dict[str, Any]]] = {}
+        # Per (sha256, model key), the verdict one computation is scoring now, plain or
+        # explained: True once stored, False if it failed. The others wait for it.
+        self._verdicts: dict[tuple[str, str], asyncio.Future[bool]] = {}
         # Decoding a large image holds hundreds of MB; a few at a time is as fast and bounded.
         self._decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
 
@@ -121,8 +124,9 @@ class AnalysisService:
             )
 
     def require_cached_reads(self) -> None:
-        """503 unless cached results can be served: the model is ready, or it is loading a
-        checkpoint whose cache identity is known already (a restart serves its cache)."""
+        """503 unless cached results can be served: the model is ready, or it is loading (or
+        failed to load) a checkpoint whose cache identity is known already (a restart serves
+        its cache; new work still gets `require_ready`'s 503)."""
         if not self.host.serves_cached:
             self.require_ready()
 
@@ -212,34 +216,48 @@ class AnalysisService:
     async def _compute(
         self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
     ) -> dict[str, Any]:
-        if explain and not has_row:
-            has_row = await self._twin_verdict(sha, identity)
-        if isinstance(self.host, RemoteHost):
-            return await self._compute_remotely(self.host, data, sha, explain)
-        assert isinstance(self.host, ModelHost)
-        # An explanation is generated after the verdict; announcing it lets the batcher
-        # wait a batch window for concurrent explanations and generate them together.
-        announcement = self.host.queue.announce_generation() if explain else None
+        verdict = None if has_row else await self._claim_verdict(sha, identity)
         try:
-            return await self._analyse(data, sha, identity, explain, announcement, has_row=has_row)
+            if verdict is None and not explain:
+                return await self._served(sha)  # a twin stored it: nothing left to do
+            if isinstance(self.host, RemoteHost):
+                analysis = await self._compute_remotely(self.host, data, sha, explain)
+                if verdict is not None:
+                    verdict.set_result(True)  # the worker stored it (with the explanation)
+                return analysis
+            assert isinstance(self.host, ModelHost)
+            # An explanation is generated after the verdict; announcing it lets the batcher
+            # wait a batch window for concurrent explanations and generate them together.
+            announcement = self.host.queue.announce_generation() if explain else None
+            try:
+                return await self._analyse(data, sha, identity, explain, announcement, verdict)
+            finally:
+                if announcement is not None:
+                    announcement.withdraw()
         finally:
-            if announcement is not None:
-                announcement.withdraw()
+            if verdict is not None:
+                self._release_verdict((sha, identity.model_key), verdict)
 
-    async def _twin_verdict(self, sha: str, identity: Identity) -> bool:
-        """Whether a verdict without explanation, computing now for these bytes, was stored.
+    async def _claim_verdict(self, sha: str, identity: Identity) -> asyncio.Future[bool] | None:
+        """This computation's claim to score the image, or None once a twin stored its verdict.
 
-        An explanation asked for meanwhile waits for it and is added to it, instead of
-        scoring the image a second time. Its failure is its own: then this one starts over.
+        Plain and explained requests for the same image score it once: whichever comes
+        first scores it, the other waits for that verdict to be stored (an explanation is
+        then added to it). A twin's failure is its own: then this one starts over.
         """
-        twin = self._inflight.get((sha, identity.model_key, False))
-        if twin is None:
-            return False
-        try:
-            await asyncio.shield(twin)
-        except Exception:
-            return False
-        return True
+        key = (sha, identity.model_key)
+        while (twin := self._verdicts.get(key)) is not None:
+            if await asyncio.shield(twin):
+                return None
+        claim: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._verdicts[key] = claim
+        return claim
+
+    def _release_verdict(self, key: tuple[str, str], claim: asyncio.Future[bool]) -> None:
+        if self._verdicts.get(key) is claim:
+            del self._verdicts[key]
+        if not claim.done():
+            claim.set_result(False)  # failed (or cancelled) before its verdict was stored
 
     async def _compute_remotely(
         self, remote: RemoteHost, data: bytes, sha: str, explain: bool
@@ -257,12 +275,14 @@ class AnalysisService:
         identity: Identity,
         explain: bool,
         announcement: Announcement | None,
-        *,
-        has_row: bool,
+        verdict: asyncio.Future[bool] | None,
     ) -> dict[str, Any]:
+        """Score and store the verdict (unless stored already: `verdict` is None), then add
+        the explanation when one is asked for. The verdict is stored first so that a plain
+        twin waiting for it is answered before the explanation is generated."""
         assert isinstance(self.host, ModelHost)
         model = self.host.model
-        will_score = model is not None and not has_row
+        will_score = model is not None and verdict is not None
         if will_score:
             self.host.queue.announce()
         try:
@@ -272,16 +292,27 @@ class AnalysisService:
             if will_score:
                 self.host.queue.withdraw()
             raise
-        timings: dict[str, float] = {}
-        if has_row:
-            # Cached verdict without an explanation, and one is asked for now: add it. The
-            # bytes are kept again, as for a cache hit (retention may have deleted them).
-            if model is not None:
-                await self.images.save(sha, data)
-            added = await self._explain(inspection, timings, announcement)
-            async with self.db.write() as session:
-                await set_explanation(session, sha, identity, added)
-            return await self._served(sha)
+        if verdict is not None:
+            await self._store_verdict(data, inspection, identity)
+            verdict.set_result(True)
+        elif model is not None:
+            # The bytes are kept again, as for a cache hit (retention may have deleted them).
+            await self.images.save(sha, data)
+        if explain:
+            timings: dict[str, float] = {}
+            explanation = await self._explain(inspection, timings, announcement)
+            # A generation batch ends together: its explanations share one commit.
+            await self._writes.run(
+                lambda session: add_explanation(
+                    session, sha, identity, explanation, timings["explain"]
+                )
+            )
+        return await self._served(sha)
+
+    async def _store_verdict(self, data: bytes, inspection: Inspection, identity: Identity) -> None:
+        assert isinstance(self.host, ModelHost)
+        model = self.host.model
+        sha = inspection.image.sha256
         # The bytes are kept (for /v1/ask) while the model runs: on the database store a
         # save is a commit of up to 25 MiB, which would otherwise add to the latency.
         keeping = (
@@ -289,15 +320,13 @@ class AnalysisService:
             if model is not None
             else None
         )
+        timings: dict[str, float] = {}
         try:
             p_fake = None
             if model is not None:
                 started = time.perf_counter()
                 p_fake = await self.host.queue.score(inspection.image.rgb, announced=True)
                 timings["score"] = _elapsed_ms(started)
-            explanation = (
-                await self._explain(inspection, timings, announcement) if explain else None
-            )
             if keeping is not None:
                 await keeping
         except BaseException:
@@ -309,20 +338,13 @@ class AnalysisService:
             inspection,
             p_fake=p_fake,
             model_info=model.info if model is not None else None,
-            explanation=explanation,
             thresholds=self.thresholds,
             timings_ms=timings,
         ).to_dict()
-        try:
-            # One transaction with the other analyses finishing now (one commit for all).
+        # One transaction with the other analyses finishing now (one commit for all). An
+        # IntegrityError: another process stored this verdict first; theirs is kept.
+        with contextlib.suppress(IntegrityError):
             await self._writes.run(lambda session: store_analysis(session, analysis, identity))
-        except IntegrityError:
-            # Someone stored this analysis first (another process, or a concurrent request
-            # with a different `explain`): keep theirs, adding our explanation if it has none.
-            if explanation is not None:
-                async with self.db.write() as session:
-                    await set_explanation(session, sha, identity, explanation, only_if_missing=True)
-        return await self._served(sha)
 
     async def _explain(
         self, inspection: Inspection, timings: dict[str, float], announcement: Announcement | None

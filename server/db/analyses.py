@@ -159,15 +159,22 @@ async def store_analysis(
     await flag_for_review(session, sha, analysis["flags"])
 
 
-async def set_explanation(
-    session: AsyncSession,
-    sha256: str,
-    identity: Identity,
-    explanation: str,
-    *,
-    only_if_missing: bool = False,
+async def add_explanation(
+    session: AsyncSession, sha256: str, identity: Identity, explanation: str, explain_ms: float
 ) -> None:
-    query = update(AnalysisRow).where(AnalysisRow.sha256 == sha256, *_under(identity))
-    if only_if_missing:
-        query = query.where(AnalysisRow.explanation.is_(None))
-    await session.execute(query.values(explanation=explanation))
+    """Add an explanation, and the time it took (`timings_ms.explain`), to a stored verdict
+    that has none. The first explanation stored is kept: a concurrent one (another process)
+    finds the row explained and changes nothing."""
+    unexplained = (
+        AnalysisRow.sha256 == sha256,
+        *_under(identity),
+        AnalysisRow.explanation.is_(None),
+    )
+    timings = await session.scalar(select(AnalysisRow.timings).where(*unexplained))
+    if timings is None:
+        return
+    await session.execute(
+        update(AnalysisRow)
+        .where(*unexplained)
+        .values(explanation=explanation, timings={**timings, "explain": explain_ms})
+    )

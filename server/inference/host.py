@@ -203,16 +203,28 @@ class ModelHost:
     def identity(self) -> Identity:
         if self.model is not None:
             key = str(self.model.info.key)
-        elif self.state is ModelState.LOADING and self.expected_key is not None:
-            key = self.expected_key
         else:
-            key = PROVENANCE_ONLY_KEY
+            key = self._checkpoint_key or PROVENANCE_ONLY_KEY
         return Identity(model_key=key, prompt_version=self.prompt_version)
 
     @property
+    def _checkpoint_key(self) -> str | None:
+        """The identity read from the checkpoint's files, while its weights load or after
+        their load failed (None where it could not be read).
+
+        A failed load keeps it: the results stored under it are what this checkpoint said
+        when it loaded before, so they are still its answers. (Weights damaged to another
+        size read as another identity, under which nothing is stored.)
+        """
+        if self.state in (ModelState.LOADING, ModelState.FAILED):
+            return self.expected_key
+        return None
+
+    @property
     def serves_cached(self) -> bool:
-        """Whether cached results can be served: ready, or loading a known checkpoint."""
-        return self.ready or (self.state is ModelState.LOADING and self.expected_key is not None)
+        """Whether cached results can be served: ready, or loading (or failed to load) a
+        checkpoint whose cache identity is known; new work still needs `ready`."""
+        return self.ready or self._checkpoint_key is not None
 
     def describe(self) -> dict[str, Any]:
         mode = "provenance-only" if self.state is ModelState.NONE else "model"

@@ -57,7 +57,8 @@ class LookupController(Controller):
                 **BODY_PROBLEMS,
                 422: "Not a JSON object, keys that are not lists of 64 hex digits, or more than "
                 f"{MAX_KEYS} keys (`too-many-keys`)",
-                503: "The model is loading (`loading`) or failed to load (`model-failed`)",
+                503: "The model is loading (`loading`) or failed to load (`model-failed`) and "
+                "the checkpoint's cache identity is unknown",
             },
         ),
     )
