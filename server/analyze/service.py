@@ -27,6 +27,7 @@ from server.db.group_commit import GroupCommit
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue_jobs import Announcement, DeviceMemoryError, QueueFullError
 from server.jobs.remote_host import RemoteHost
+from server.jobs.retry import request_budget_s
 from server.jobs.store import JobOutcome
 from server.metrics import Metrics
 from server.problems import ProblemError, service_unavailable
@@ -81,8 +82,11 @@ class AnalysisService:
         self.images = images
         self.served = ServedCache(settings.cache_ttl_s)
         db.decision_listeners.append(self.served.invalidate)
-        self._reads = ReadCoalescer(self._fetch_served)
-        self._writes = GroupCommit(db)
+        # Reading and storing analyses go on through a database outage for a few seconds
+        # (a dropped connection: a terminated backend, a failover), then answer 503.
+        retry_s = request_budget_s(settings.request_timeout_s)
+        self._reads = ReadCoalescer(self._fetch_served, retry_s=retry_s)
+        self._writes = GroupCommit(db, retry_s=retry_s)
         self.limits = ImageLimits(
             max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels
         )

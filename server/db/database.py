@@ -1,9 +1,19 @@
-"""The app's handle on the database: sessions, bare connections, one-transaction writes."""
+"""The app's handle on the database: sessions, bare connections, one-transaction writes,
+and trying work again on a fresh connection when the connection dropped.
+
+A terminated backend, a failover or a restarting PostgreSQL drops the pool's connections
+and may refuse new ones for a second or more. Work that is safe to repeat goes on through
+that (`retry_connection_errors`): the pauses between tries double from 50 ms to at most
+1 s, with jitter, until a budget of seconds is spent (`server/jobs/retry.py` says whose
+budget is how long). Only connection-level errors (`is_transient`) are tried again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,6 +26,9 @@ from server.db.models import ReviewDecision
 DecisionListener = Callable[[str], None]
 DECISIONS_CHANNEL = "fakescope_review_decisions"  # NOTIFY payload: the image's sha256
 T = TypeVar("T")
+RETRY_BUDGET_S = 4.0  # how long work goes on through a database outage, unless told otherwise
+FIRST_PAUSE_S = 0.05
+LONGEST_PAUSE_S = 1.0
 
 
 def is_transient(error: BaseException) -> bool:
@@ -33,19 +46,52 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)  # could not connect at all
 
 
-async def retry_transient(
-    work: Callable[[], Awaitable[T]], *, tries: int = 3, pause_s: float = 0.2
+class Backoff:
+    """Pauses between tries: doubling up to `longest_s`, each a random draw from the upper
+    half of its range (processes that lost their connections together do not all come back
+    at the same instant)."""
+
+    def __init__(
+        self,
+        first_s: float = FIRST_PAUSE_S,
+        longest_s: float = LONGEST_PAUSE_S,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.first_s = first_s
+        self.longest_s = longest_s
+        self.draw = draw
+        self._ceiling = first_s
+
+    def pause(self) -> float:
+        ceiling = self._ceiling
+        self._ceiling = min(ceiling * 2, self.longest_s)
+        return ceiling * (0.5 + 0.5 * self.draw())
+
+    def reset(self) -> None:
+        self._ceiling = self.first_s
+
+
+async def retry_connection_errors(
+    work: Callable[[], Awaitable[T]],
+    *,
+    budget_s: float = RETRY_BUDGET_S,
+    backoff: Backoff | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> T:
-    """Run `work` (one whole transaction), again on a fresh connection after a transient
-    error, up to `tries` times in all. Only for work that is safe to repeat."""
-    for attempt in range(1, tries + 1):
+    """Run `work` (one whole transaction, safe to repeat), again after each connection-level
+    error until `budget_s` seconds have passed; then the last error is raised. Other errors
+    (a constraint, a programming error) are raised at once."""
+    backoff = backoff or Backoff()
+    give_up_at = clock() + budget_s
+    while True:
         try:
             return await work()
         except Exception as error:
-            if attempt == tries or not is_transient(error):
+            left_s = give_up_at - clock()
+            if left_s <= 0 or not is_transient(error):
                 raise
-        await asyncio.sleep(pause_s * attempt)
-    raise AssertionError("unreachable")
+        await sleep(min(backoff.pause(), left_s))
 
 
 class Database:

@@ -11,9 +11,11 @@ which wakes workers and waiting API processes at once; polling covers the rest. 
 streamed answer's text so far is kept in the job's `answer` while it runs (`progress`).
 
 A write that meets a dropped connection (a terminated backend, a database failover) is
-tried again on a fresh one; the ones retried are safe to repeat. Queueing, which a client
-waits on, goes on trying for seconds (`server/jobs/retry.py`); a worker's writes try
-three times (`retry_transient`).
+tried again on a fresh one, with growing pauses, for a budget of seconds (`retry.py`); the
+ones retried are safe to repeat. Queueing, which a client waits on, goes on for the
+request's budget; a worker's writes (finishing, failing, giving back a job, renewing its
+leases) for the worker's, so that a finished job does not run again because its `finish`
+met a short outage.
 
 Work is queued once: a request for work that a queued or running job already does (the
 same image, model, prompts and explanation; for a question the same prompt) waits for
@@ -31,10 +33,10 @@ from sqlalchemy import Delete, Integer, case, cast, delete, func, literal, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.analyses import Identity
-from server.db.database import Database, retry_transient
+from server.db.database import Database
 from server.db.models import Job, Worker
 from server.inference.queue_jobs import QueueFullError
-from server.jobs.retry import RETRY_BUDGET_S, retry_connection_errors
+from server.jobs.retry import RETRY_BUDGET_S, retry_connection_errors, worker_budget_s
 from server.timefmt import as_utc, utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -127,6 +129,7 @@ class JobStore:
         self.db = db
         self.lease = timedelta(seconds=lease_s)
         self.attempts = attempts
+        self.worker_retry_s = worker_budget_s(lease_s)  # a worker's writes, through outages
         self.notifies = not db.is_sqlite
 
     async def _notify(self, session: AsyncSession, channel: str, payload: str = "") -> None:
@@ -304,24 +307,35 @@ class JobStore:
         )
 
     async def _end(self, job_id: int, worker_id: str, *, state: str, **values: Any) -> bool:
-        """Finish a job this worker still holds; False when it lost the job meanwhile (or
-        when a retry finds that the first try, whose reply was lost, ended it)."""
-        return await retry_transient(lambda: self._end_once(job_id, worker_id, state, values))
+        """Finish a job this worker still holds; False when it lost the job meanwhile.
+
+        Tried again after a dropped connection for the worker's budget. Every try writes
+        the same `finished_at`: a try that finds the job ended with it knows that an earlier
+        try, whose reply was lost, ended it.
+        """
+        values["finished_at"] = utcnow()
+        return await retry_connection_errors(
+            lambda: self._end_once(job_id, worker_id, state, values), budget_s=self.worker_retry_s
+        )
 
     async def _end_once(
         self, job_id: int, worker_id: str, state: str, values: dict[str, Any]
     ) -> bool:
+        mine = (Job.id == job_id, Job.worker_id == worker_id)
         statement = (
             update(Job)
-            .where(Job.id == job_id, Job.worker_id == worker_id, Job.state == RUNNING)
-            .values(state=state, image=None, lease_until=None, finished_at=utcnow(), **values)
+            .where(*mine, Job.state == RUNNING)
+            .values(state=state, image=None, lease_until=None, **values)
             .execution_options(synchronize_session=False)
         )
         async with self.db.write() as session:
-            ended = (await session.execute(statement)).rowcount > 0  # type: ignore[attr-defined]
-            if ended:
+            if (await session.execute(statement)).rowcount > 0:  # type: ignore[attr-defined]
                 await self._notify(session, FINISHED_CHANNEL, str(job_id))
-        return bool(ended)
+                return True
+            ended_before = select(Job.id).where(
+                *mine, Job.state == state, Job.finished_at == values["finished_at"]
+            )
+            return await session.scalar(ended_before) is not None
 
     async def progress(self, job_id: int, worker_id: str, text: str) -> bool:
         """Record a streamed answer's text so far (the API process relays the new part)."""
@@ -346,6 +360,11 @@ class JobStore:
         """
         if not job_ids:
             return 0
+        return await retry_connection_errors(
+            lambda: self._renew(worker_id, job_ids), budget_s=self.worker_retry_s
+        )
+
+    async def _renew(self, worker_id: str, job_ids: Collection[int]) -> int:
         statement = (
             update(Job)
             .where(Job.worker_id == worker_id, Job.state == RUNNING, Job.id.in_(list(job_ids)))
@@ -357,12 +376,18 @@ class JobStore:
 
     async def release(self, worker_id: str) -> int:
         """Queue again the jobs of a worker that is stopping (this claim does not count)."""
-        return await retry_transient(lambda: self._release(worker_id))
+        return await retry_connection_errors(
+            lambda: self._release(worker_id), budget_s=self.worker_retry_s
+        )
 
     async def requeue(self, job_id: int, worker_id: str) -> bool:
         """Give one job back to the queue (its run met a dropped database connection); this
         claim counts toward its attempts. False when the worker no longer held it."""
-        return bool(await retry_transient(lambda: self._release(worker_id, job_id)))
+        return bool(
+            await retry_connection_errors(
+                lambda: self._release(worker_id, job_id), budget_s=self.worker_retry_s
+            )
+        )
 
     async def _release(self, worker_id: str, job_id: int | None = None) -> int:
         mine = [Job.worker_id == worker_id, Job.state == RUNNING]

@@ -141,15 +141,22 @@ class JobWorker:
         self.wakeups.poke()  # room for another job
 
     async def _keep_alive(self) -> None:
-        """Heartbeat, lease renewal and expiry of dead workers' jobs, every third of a lease."""
+        """Lease renewal, heartbeat and expiry of dead workers' jobs, every third of a lease.
+
+        Renewal comes first and on its own (it goes on through a short outage): a failed
+        heartbeat must not cost the leases of the jobs running here.
+        """
         interval = self.settings.job_lease_s / 3
         while True:
             await asyncio.sleep(interval)
             try:
+                await self.jobs.renew(self.id, list(self._running))
+            except Exception as exc:
+                log.warning("worker %s could not renew its leases: %s", self.id, exc)
+            try:
                 if not await registry.heartbeat(self.analyses.db, self.id):
                     log.warning("worker %s had no row in `workers`: registering again", self.id)
                     await self._register_once()  # a failure: the next round tries again
-                await self.jobs.renew(self.id, list(self._running))
                 expired = await self.jobs.expire()
                 if expired.requeued or expired.failed or expired.stale:
                     log.warning(

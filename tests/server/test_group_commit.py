@@ -1,4 +1,5 @@
-"""Concurrent writes commit together; a failing write fails alone and leaves no half rows."""
+"""Concurrent writes commit together; a failing write fails alone and leaves no half rows;
+a dropped connection is tried again, with the writes queued meanwhile, for a budget."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from db_faults import DroppedWrites, LostCommitReplies
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.database import Database
+from server.db.database import Database, is_transient
 from server.db.engine import create_engine
 from server.db.group_commit import GroupCommit
+from server.db.inserts import insert_ignoring_duplicates
 from server.db.models import Image
 
 
@@ -92,3 +95,86 @@ async def test_a_caller_that_leaves_does_not_cancel_the_group(db: Database) -> N
             break
         await asyncio.sleep(0.01)
     assert await stored(db) == ["b" * 64, "c" * 64]
+
+
+async def test_a_group_whose_connection_dropped_commits_on_a_later_try(db: Database) -> None:
+    writes = GroupCommit(db, retry_s=30)
+    shas = [f"{i:064x}" for i in range(6)]
+    faults = DroppedWrites(db, times=3)
+    try:
+        await asyncio.gather(*(writes.run(image_row(sha)) for sha in shas))
+    finally:
+        faults.remove()
+    assert await stored(db) == shas
+    assert faults.dropped == 3 and writes.groups == 1  # tried again as one group
+
+
+async def test_writes_queued_during_an_outage_join_the_group_tried_again(db: Database) -> None:
+    writes = GroupCommit(db, retry_s=30)
+    later: list[asyncio.Future[None]] = []
+
+    def queue_another() -> None:  # while the first try meets the dropped connection
+        if not later:
+            later.append(asyncio.ensure_future(writes.run(image_row("b" * 64))))
+
+    faults = DroppedWrites(db, times=2, on_drop=queue_another)
+    try:
+        await writes.run(image_row("a" * 64))
+        await asyncio.gather(*later)
+    finally:
+        faults.remove()
+    assert await stored(db) == ["a" * 64, "b" * 64]
+    assert writes.groups == 1
+
+
+async def test_writes_of_a_database_that_stays_away_fail_after_their_budget(db: Database) -> None:
+    writes = GroupCommit(db, retry_s=0.3)
+    faults = DroppedWrites(db, times=None)
+    try:
+        outcomes = await asyncio.gather(
+            *(writes.run(image_row(f"{i:064x}")) for i in range(3)), return_exceptions=True
+        )
+    finally:
+        faults.remove()
+    assert all(isinstance(o, DBAPIError) and is_transient(o) for o in outcomes), outcomes
+    assert faults.dropped > 1  # tried again before giving up
+    assert await stored(db) == []
+
+
+async def test_a_commit_whose_reply_was_lost_is_tried_again_without_doubling_rows(
+    db: Database,
+) -> None:
+    # The first commit stores the rows, but its reply is lost: the group is tried again.
+    # A write that tolerates its row existing (as storing an image does) succeeds; one that
+    # does not gets the IntegrityError, which tells its caller the row is stored (the
+    # analyses' insert: "another process stored it first, keep theirs").
+    def tolerant_row(sha: str) -> Callable[[AsyncSession], Awaitable[None]]:
+        async def write(session: AsyncSession) -> None:
+            await session.execute(
+                insert_ignoring_duplicates(session, Image).values(
+                    sha256=sha,
+                    pdq="0" * 64,
+                    pdq_quality=100,
+                    format="PNG",
+                    width=1,
+                    height=1,
+                    bytes=1,
+                )
+            )
+
+        return write
+
+    writes = GroupCommit(db, retry_s=30)
+    faults = LostCommitReplies(db, times=1)
+    try:
+        outcomes = await asyncio.gather(
+            writes.run(tolerant_row("a" * 64)),
+            writes.run(tolerant_row("b" * 64)),
+            writes.run(image_row("c" * 64)),
+            return_exceptions=True,
+        )
+    finally:
+        faults.remove()
+    assert outcomes[:2] == [None, None] and isinstance(outcomes[2], IntegrityError), outcomes
+    assert await stored(db) == ["a" * 64, "b" * 64, "c" * 64]  # each once
+    assert faults.lost == 1

@@ -10,33 +10,22 @@ the backend under the queue's statement is terminated just before the statement 
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from db_faults import TerminatedBackends, dropped_connection
 from server_helpers import AppClient, problem, running, unique_png, until, upload
-from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.app import create_app
-from server.jobs.retry import Backoff, retry_connection_errors
+from server.db.database import Backoff, retry_connection_errors
 from server.settings import Settings
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "FAKESCOPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ENQUEUE = "pg_advisory_xact_lock("  # the first statement of queueing a job, on PostgreSQL
 READ_OUTCOMES = "jobs.error_detail"  # in the waiting API process's outcome reads only
-
-
-def _dropped() -> DBAPIError:
-    return DBAPIError("SELECT", {}, ConnectionResetError("reset"), connection_invalidated=True)
 
 
 class FakeClock:
@@ -59,7 +48,7 @@ async def test_dropped_connections_are_tried_again_with_growing_pauses_within_th
     async def down() -> None:
         calls.append(clock.now)
         clock.now += 0.01  # each try takes a little time
-        raise _dropped()
+        raise dropped_connection()
 
     with pytest.raises(DBAPIError):
         await retry_connection_errors(
@@ -84,7 +73,7 @@ async def test_a_connection_back_within_the_budget_succeeds_and_other_errors_are
     async def back_on_the_sixth_try() -> str:
         calls.append(1)
         if len(calls) < 6:
-            raise _dropped()
+            raise dropped_connection()
         return "queued"
 
     done = await retry_connection_errors(
@@ -105,33 +94,6 @@ async def test_a_connection_back_within_the_budget_succeeds_and_other_errors_are
         with pytest.raises(type(error)):
             await retry_connection_errors(broken, clock=clock.time, sleep=clock.sleep)
         assert len(calls) == 1
-
-
-class TerminatedBackends:
-    """Terminate the PostgreSQL backend under each statement of `engine` that contains
-    `marker`, just before it runs, for the first `times` such statements (None: all)."""
-
-    def __init__(self, engine: AsyncEngine, marker: str, times: int | None) -> None:
-        self.engine = engine
-        self.marker = marker
-        self.times = times
-        self.seen = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._terminate)
-
-    def remove(self) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._terminate)
-
-    def _terminate(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if self.marker not in statement:
-            return
-        self.seen += 1
-        if self.times is not None and self.seen > self.times:
-            return
-        pid = conn.connection.driver_connection.get_server_pid()
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-                time.sleep(0.005)  # gone: the statement meets a dead connection
 
 
 @pytest.fixture

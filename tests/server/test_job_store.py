@@ -12,7 +12,7 @@ from server_helpers import run_sql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from server.db.analyses import Identity
-from server.db.database import Database, is_transient, retry_transient
+from server.db.database import Database, is_transient
 from server.db.engine import create_engine
 from server.db.notify import Wakeups, asyncpg_connect_args
 from server.inference.queue_jobs import QueueFullError
@@ -185,32 +185,11 @@ def _dropped_connection() -> DBAPIError:
     return DBAPIError("INSERT", {}, ConnectionResetError("reset"), connection_invalidated=True)
 
 
-async def test_transient_database_errors_are_retried_and_others_are_not() -> None:
+async def test_only_connection_level_errors_count_as_transient() -> None:
     assert is_transient(_dropped_connection())
     assert is_transient(OperationalError("SELECT", {}, Exception("gone")))
     assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not is_transient(ValueError("a bug"))
-    calls: list[int] = []
-
-    async def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise _dropped_connection()
-        return "done"
-
-    assert await retry_transient(flaky, pause_s=0) == "done" and len(calls) == 3
-    calls.clear()
-    with pytest.raises(DBAPIError):
-        await retry_transient(flaky, tries=2, pause_s=0)
-
-    async def broken() -> None:
-        calls.append(1)
-        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
-
-    calls.clear()
-    with pytest.raises(IntegrityError):
-        await retry_transient(broken, pause_s=0)
-    assert len(calls) == 1  # a real error is not repeated
 
 
 @pytest.mark.postgres
