@@ -152,6 +152,13 @@ def create_app(
         await analyses.stop()
         await db.dispose()
 
+    async def warm_pdq_index(app: Litestar) -> None:
+        if settings.role != "worker":  # the roles that answer /v1/lookup; startup goes on
+            app.state.pdq_index.start_warm_up()
+
+    async def stop_pdq_index(app: Litestar) -> None:
+        await app.state.pdq_index.stop_warm_up()
+
     middleware: list[Any] = []
     stores: dict[str, Store] = {}
     if settings.rate_limit is not None:
@@ -185,8 +192,8 @@ def create_app(
     app = Litestar(
         route_handlers=route_handlers,
         plugins=[SQLAlchemyPlugin(config=alchemy)],
-        on_startup=[check_database, start_model],
-        on_shutdown=[stop_model],
+        on_startup=[check_database, start_model, warm_pdq_index],
+        on_shutdown=[stop_pdq_index, stop_model],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         stores=stores,

@@ -152,6 +152,48 @@ def parse_rows(rows: Sequence[tuple[str, str]]) -> Parsed:
     return _sha_keys([s for s, _ in kept]), pdq_words([p for _, p in kept])
 
 
+def parse_records(raw: bytes) -> Parsed:
+    """(sha256, pdq) pairs as 64 bytes each (the two hashes' bytes, back to back) → rows as
+    `parse_rows` gives them."""
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 64)
+    shas = np.ascontiguousarray(records[:, :32]).view("S32").reshape(-1)
+    words = np.ascontiguousarray(records[:, 32:]).view(">u8").astype(np.uint64)
+    return shas, words
+
+
+def _sha_order(shas: NDArray[np.bytes_]) -> NDArray[np.intp] | None:
+    """The stable permutation that sorts `shas`, or None when they are in order already.
+
+    Sorting the 32-byte strings themselves is slow (a third of a second per million); the
+    first 8 bytes as an integer sort five times faster and give the same order whenever they
+    differ between every two images, which for sha256 digests is all but certain. Should two
+    agree (a duplicate, say), the strings are sorted after all.
+    """
+    if len(shas) < 2 or bool(np.all(shas[1:] >= shas[:-1])):
+        return None
+    keys = np.ascontiguousarray(shas).view(">u8")[::4].astype(np.uint64)
+    order = np.argsort(keys)
+    ordered = np.take(keys, order)
+    if bool(np.any(ordered[1:] == ordered[:-1])):
+        return np.argsort(shas, kind="stable")
+    return order
+
+
+def _sorted_unique(shas: NDArray[np.bytes_], words: NDArray[np.uint64]) -> Parsed:
+    """The rows in sha256 order, the first of several with one sha256 kept.
+
+    (`np.take` rather than indexing with the order: several times faster on these arrays.)
+    """
+    order = _sha_order(shas)
+    if order is not None:
+        shas, words = np.take(shas, order), np.take(words, order, axis=0)
+    first = np.ones(len(shas), dtype=bool)
+    first[1:] = shas[1:] != shas[:-1]
+    if not first.all():
+        shas, words = shas[first], words[first]
+    return shas, words
+
+
 @dataclass(frozen=True)
 class _Linear:
     """Hashes scanned one by one: the recent buffer, or any segment for large distances."""
@@ -196,9 +238,10 @@ class _Sorted:
 
     @classmethod
     def build(cls, shas: NDArray[np.bytes_], columns: NDArray[np.uint64]) -> _Sorted:
-        """Sort by sha256 and index every chunk: O(n), about a second per million images."""
-        order = np.argsort(shas, kind="stable")
-        shas, columns = shas[order], np.ascontiguousarray(columns[:, order])
+        """Sort by sha256 and index every chunk: O(n), about half a second per million images."""
+        order = _sha_order(shas)
+        if order is not None:
+            shas, columns = np.take(shas, order), np.take(columns, order, axis=1)
         perms = np.empty((CHUNKS, len(shas)), dtype=np.uint32)
         starts = np.zeros((CHUNKS, CHUNK_VALUES + 1), dtype=np.uint32)
         for c in range(CHUNKS):
@@ -306,6 +349,14 @@ class PdqIndex:
         arrays = (bulk.shas, bulk.columns, bulk.perms, bulk.starts, recent.shas, recent.columns)
         return sum(a.nbytes for a in arrays)
 
+    @classmethod
+    def of(cls, parsed: Parsed, merge_threshold: int = DEFAULT_MERGE_THRESHOLD) -> PdqIndex:
+        """An index of these rows, merged: `add_parsed` then `merge`, less their copying."""
+        index = cls(merge_threshold)
+        shas, words = _sorted_unique(*parsed)
+        index._parts = (_Sorted.build(shas, np.ascontiguousarray(words.T)), _EMPTY_LINEAR)
+        return index
+
     def add(self, rows: Sequence[tuple[str, str]]) -> int:
         """Add (sha256, pdq) pairs to the recent buffer; returns how many were new."""
         return self.add_parsed(parse_rows(rows)) if rows else 0
@@ -315,9 +366,7 @@ class PdqIndex:
         shas, words = parsed
         if not len(shas):
             return 0
-        _, first = np.unique(shas, return_index=True)
-        first.sort()  # the first of several rows with one sha256 wins
-        shas, words = shas[first], words[first]
+        shas, words = _sorted_unique(shas, words)
         bulk, recent = self._parts
         if len(bulk):
             at = np.minimum(np.searchsorted(bulk.shas, shas), len(bulk) - 1)

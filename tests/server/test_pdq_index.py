@@ -131,6 +131,26 @@ def test_adding_an_image_twice_gives_one_match_and_malformed_rows_are_skipped() 
     assert PdqIndex().search([pdq], max_distance=31) == []
 
 
+def test_sha256s_alike_in_their_first_bytes_are_sorted_and_deduplicated_like_the_strings() -> None:
+    """The index sorts by the first 8 bytes of each sha256 when they differ for every two
+    images; here many share them (and a sha256 comes twice), so the strings decide."""
+    known, queries = _dataset(6, n=1500)
+    rng = np.random.default_rng(6)
+    prefixes = [rng.bytes(8).hex() for _ in range(40)]
+    known = [(prefixes[i % 40] + sha[16:], pdq) for i, (sha, pdq) in enumerate(known)]
+    index = PdqIndex()
+    assert index.add(known[:900] + known[:5]) == 900
+    index.merge()
+    index.add(known[900:] + known[895:905])
+    _assert_agrees(index, known, queries)
+    index.merge()
+    assert len(index) == len(known)
+    _assert_agrees(index, known, queries)
+    built = PdqIndex.of(pdq_index.parse_rows(known + known[::7]))  # the first load's way
+    assert len(built) == len(known) and built.pending == 0
+    _assert_agrees(built, known, queries)
+
+
 # -- kept in step with the database ------------------------------------------------------
 
 
