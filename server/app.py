@@ -37,6 +37,7 @@ from server.db.notify import Wakeups
 from server.health.controller import HealthController
 from server.inference.host import ModelHost, ModelLoader, ModelState
 from server.jobs.remote_host import RemoteHost
+from server.jobs.retry import request_budget_s
 from server.jobs.store import JobStore
 from server.jobs.worker import JobWorker
 from server.limits import DatabaseStore, SharedRateLimitMiddleware
@@ -89,7 +90,7 @@ def create_app(
     if settings.role == "worker" and host.state is ModelState.NONE:
         raise SettingsError("FAKESCOPE_ROLE=worker needs a model (FAKESCOPE_MODEL)")
     images: ImageStore = (
-        DatabaseImageStore(db)
+        DatabaseImageStore(db, retry_s=request_budget_s(settings.request_timeout_s))
         if settings.images_in_database
         else FileImageStore(settings.image_store_dir)
     )

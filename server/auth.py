@@ -1,4 +1,9 @@
-"""Client tokens for the public API, required only when FAKESCOPE_REQUIRE_TOKEN is true."""
+"""Client tokens for the public API, required only when FAKESCOPE_REQUIRE_TOKEN is true.
+
+The token's lookup goes on through a dropped database connection (a terminated backend, a
+failover) for the request's retry budget; then the request answers 503
+`database-unavailable`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy import select
 
 from server.db.database import Database
 from server.db.models import ApiToken
+from server.jobs.retry import request_budget_s, retry_connection_errors
 from server.problems import ProblemError
 from server.settings import Settings
 
@@ -39,12 +45,18 @@ async def require_client_token(
         return
     digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()
     db: Database = connection.app.state.db
-    async with db.read() as session:
-        revoked_at = await session.scalar(
-            select(ApiToken.revoked_at).where(ApiToken.token_hash == digest)
-        )
-        known = await session.scalar(select(ApiToken.id).where(ApiToken.token_hash == digest))
-    if known is None or revoked_at is not None:
+    # A read, safe to repeat: a dropped connection is tried again for the request's budget.
+    live = await retry_connection_errors(
+        lambda: _token_is_live(db, digest), budget_s=request_budget_s(settings.request_timeout_s)
+    )
+    if not live:
         raise ProblemError(
             401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"}
         )
+
+
+async def _token_is_live(db: Database, digest: str) -> bool:
+    """Whether an unrevoked token has this SHA-256."""
+    live = select(ApiToken.id).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
+    async with db.read() as session:
+        return await session.scalar(live) is not None

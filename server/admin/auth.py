@@ -1,7 +1,9 @@
 """Authentication and role guards for the admin API (Bearer tokens) and the page's sign-in.
 
 A wrong or revoked token counts as a failed attempt for the client's address; past the
-limit the address gets 429 until the window passes, even with a good token.
+limit the address gets 429 until the window passes, even with a good token. The token's
+lookup goes on through dropped database connections for the request's retry budget; a
+database that stays away answers 503 `database-unavailable` and counts no failed attempt.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from server.admin.context import database, failed_auth_limiter, settings_of
+from server.admin.context import database, failed_auth_limiter, retried, settings_of
 from server.admin.principal import BOOTSTRAP_ADMIN_NAME, Principal
 from server.admin.roles import Role, role_allows
 from server.admin.token_store import find_active_token, mark_used, needs_touch
 from server.admin.tokens import hash_token, hashes_match
+from server.db.database import Database
 from server.problems import ProblemError
 
 SESSION_COOKIE = "fakescope_admin_session"
@@ -83,19 +86,33 @@ async def _authenticate_secret(
     if bootstrap and hashes_match(hash_token(bootstrap), secret):
         return Principal(token_id=None, name=BOOTSTRAP_ADMIN_NAME, role=Role.ADMIN)
     db = database(connection.app)
+    # Both are safe to repeat after a dropped connection: a read, and an update that sets
+    # `last_used_at` to now again. An outage that outlasts the budget is raised as it is
+    # (503 `database-unavailable`): it says nothing about the secret, so it is never
+    # counted as a failed attempt.
+    found = await retried(connection.app, lambda: _active_token(db, secret))
+    if found is None:
+        await limiter.record_failure(client)
+        raise AuthFailedError("the token is not valid (wrong or revoked)")
+    principal, stale = found
+    if stale and principal.token_id is not None:
+        token_id = principal.token_id
+        await retried(connection.app, lambda: _mark_used(db, token_id))
+    return principal
+
+
+async def _active_token(db: Database, secret: str) -> tuple[Principal, bool] | None:
+    """Whose unrevoked token the secret is, and whether its `last_used_at` is stale."""
     async with db.read() as session:
         row = await find_active_token(session, secret)
-        principal = (
-            None if row is None else Principal(token_id=row.id, name=row.name, role=Role(row.role))
-        )
-        stale = row is not None and needs_touch(row)
-    if principal is not None:
-        if stale and principal.token_id is not None:
-            async with db.write() as session:
-                await mark_used(session, principal.token_id)
-        return principal
-    await limiter.record_failure(client)
-    raise AuthFailedError("the token is not valid (wrong or revoked)")
+        if row is None:
+            return None
+        return Principal(token_id=row.id, name=row.name, role=Role(row.role)), needs_touch(row)
+
+
+async def _mark_used(db: Database, token_id: int) -> None:
+    async with db.write() as session:
+        await mark_used(session, token_id)
 
 
 def _unauthorized(detail: str) -> ProblemError:

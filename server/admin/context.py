@@ -3,21 +3,24 @@
 ``app.state.db`` is the app's :class:`server.db.database.Database`: reads use its sessions,
 writes go through ``Database.write()``, which serialises writers on SQLite.
 ``app.state.settings`` holds the :class:`server.settings.Settings` (bootstrap admin token).
+Credential lookups go on through dropped connections for the request's budget (`retried`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from litestar import Litestar, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.database import Database
+from server.jobs.retry import RETRY_BUDGET_S, request_budget_s, retry_connection_errors
 from server.limits import FailedAuthLimiter, failed_auth_limiter_for
 from server.settings import Settings
 
 _LIMITER_KEY = "admin_failed_auth_limiter"
+T = TypeVar("T")
 
 
 def database(app: Litestar) -> Database:
@@ -30,6 +33,14 @@ def database(app: Litestar) -> Database:
 def settings_of(app: Litestar) -> Settings | None:
     settings = app.state.get("settings")
     return settings if isinstance(settings, Settings) else None
+
+
+async def retried(app: Litestar, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` (one transaction, safe to repeat), again on a fresh connection after a
+    dropped one, for the request's retry budget (`server/jobs/retry.py`)."""
+    settings = settings_of(app)
+    budget_s = request_budget_s(settings.request_timeout_s) if settings else RETRY_BUDGET_S
+    return await retry_connection_errors(work, budget_s=budget_s)
 
 
 def failed_auth_limiter(app: Litestar) -> FailedAuthLimiter:

@@ -22,11 +22,12 @@ from server.admin.auth import (
     authenticate_secret,
     client_key,
 )
-from server.admin.context import database, settings_of
+from server.admin.context import database, retried, settings_of
 from server.admin.csrf import LOGIN_CSRF_COOKIE, session_csrf_token
 from server.admin.principal import Principal
 from server.admin.roles import Role, role_allows
 from server.admin.session_store import (
+    FoundSession,
     SessionEndedError,
     SessionLifetime,
     end_session,
@@ -35,6 +36,7 @@ from server.admin.session_store import (
     open_session,
     touch_session,
 )
+from server.db.database import Database
 from server.settings import Settings
 
 COOKIE_PATH = "/admin"
@@ -127,6 +129,9 @@ async def login_with_secret(request: Request[Any, Any, Any], secret: str) -> Pag
             403,
         )
     session_secret = new_session_secret()
+    # Not tried again after a dropped connection: if the commit's reply was lost, the
+    # session is stored and a repeat would fail on its unique hash (or, with a new secret,
+    # audit a second sign-in). The sign-in answers 503; signing in again is harmless.
     async with database(request.app).write() as db:
         await open_session(
             db,
@@ -152,23 +157,43 @@ async def current_page_session(request: Request[Any, Any, Any]) -> PageAuthOutco
         return PageAuthOutcome(None)
     db = database(request.app)
     try:
-        async with db.read() as session:
-            found = await find_session(
-                session,
-                secret,
-                lifetime=session_lifetime(request),
-                bootstrap_token=_bootstrap_token(request),
-            )
+        found = await find_live_session(request, secret)
     except SessionEndedError as exc:
         if exc.reason != "unknown":
-            async with db.write() as session:
-                await end_session(session, secret)
+            await retried(request.app, lambda: _end(db, secret))
         return PageAuthOutcome(None, _ENDED[exc.reason], 401, True)
     if found.stale_last_seen:
-        async with db.write() as session:
-            await touch_session(session, found.id, found.principal.token_id)
+        await retried(request.app, lambda: _touch(db, found))
     page_session = PageSession(found.principal, session_csrf_token(secret))
     return PageAuthOutcome(page_session)
+
+
+async def find_live_session(request: Request[Any, Any, Any], secret: str) -> FoundSession:
+    """The live session a cookie's secret opens; raises SessionEndedError otherwise.
+
+    Read again after a dropped connection, for the request's retry budget, as are the
+    deletion of an ended session and the touch of a live one in `current_page_session`
+    (each sets the same state again when repeated).
+    """
+    db = database(request.app)
+    lifetime = session_lifetime(request)
+    bootstrap = _bootstrap_token(request)
+
+    async def read() -> FoundSession:
+        async with db.read() as session:
+            return await find_session(session, secret, lifetime=lifetime, bootstrap_token=bootstrap)
+
+    return await retried(request.app, read)
+
+
+async def _end(db: Database, secret: str) -> None:
+    async with db.write() as session:
+        await end_session(session, secret)
+
+
+async def _touch(db: Database, found: FoundSession) -> None:
+    async with db.write() as session:
+        await touch_session(session, found.id, found.principal.token_id)
 
 
 async def sign_out(request: Request[Any, Any, Any], page_session: PageSession) -> None:

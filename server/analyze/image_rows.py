@@ -6,19 +6,25 @@ API process's review page. PostgreSQL already holds the cache and the job queue,
 holds these bytes too (``stored_images``; uploads are capped by
 ``FAKESCOPE_MAX_UPLOAD_BYTES``). Saving known bytes again only moves their retention
 clock: the bytes themselves are sent once.
+
+Saving, loading and checking for bytes go on through dropped connections (a terminated
+backend, a failover) for `retry_s` seconds: a save is an upsert that sets the same state
+again when repeated (a try whose commit's reply was lost has stored the bytes; the next
+only moves their clock). The purge is the retention loop's, which tries again later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from server.analyze.image_store import is_sha256
-from server.db.database import Database
+from server.db.database import RETRY_BUDGET_S, Database, retry_connection_errors
 from server.db.models import StoredImage
 from server.timefmt import utcnow
 
@@ -28,12 +34,16 @@ _PURGE_CHUNK = 500  # rows deleted per statement: bounded parameter lists and tr
 class DatabaseImageStore:
     """:class:`server.analyze.image_store.ImageStore` on the ``stored_images`` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, retry_s: float = RETRY_BUDGET_S) -> None:
         self.db = db
+        self.retry_s = retry_s  # how long work goes on through dropped connections
 
     async def save(self, sha256: str, data: bytes) -> None:
         if not is_sha256(sha256):
             raise ValueError("not a sha256 hex digest")
+        await retry_connection_errors(lambda: self._save(sha256, data), budget_s=self.retry_s)
+
+    async def _save(self, sha256: str, data: bytes) -> None:
         now = utcnow()
         async with self.db.write() as session:
             touched = await session.execute(
@@ -53,18 +63,23 @@ class DatabaseImageStore:
     async def load(self, sha256: str) -> bytes | None:
         if not is_sha256(sha256):
             return None
-        async with self.db.connect() as conn:
-            found = await conn.scalar(select(StoredImage.data).where(StoredImage.sha256 == sha256))
+        found = await self._read(select(StoredImage.data).where(StoredImage.sha256 == sha256))
         return bytes(found) if found is not None else None
 
     async def contains(self, sha256: str) -> bool:
         if not is_sha256(sha256):
             return False
-        async with self.db.connect() as conn:
-            found = await conn.scalar(
-                select(StoredImage.sha256).where(StoredImage.sha256 == sha256)
-            )
+        found = await self._read(select(StoredImage.sha256).where(StoredImage.sha256 == sha256))
         return found is not None
+
+    async def _read(self, statement: Select[Any]) -> Any:
+        """The first column of the statement's first row (None without one)."""
+
+        async def read() -> Any:
+            async with self.db.connect() as conn:
+                return await conn.scalar(statement)
+
+        return await retry_connection_errors(read, budget_s=self.retry_s)
 
     async def purge(self, older_than_s: float, *, keep: Collection[str] = ()) -> int:
         cutoff = utcnow() - timedelta(seconds=older_than_s)

@@ -1,4 +1,10 @@
-"""Answering questions: cached answers first, else one generation on the model thread."""
+"""Answering questions: cached answers first, else one generation on the model thread.
+
+Reading the image's row, the stored answer and the image's bytes, and storing a new answer,
+go on through dropped database connections (a terminated backend, a failover) for the
+request's retry budget (`server/jobs/retry.py`): each is safe to repeat (an answer stored
+by a try whose reply was lost meets its own row, which counts as stored).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +35,7 @@ from server.db.models import Answer
 from server.inference.host import ModelHost
 from server.inference.queue_jobs import QueueFullError
 from server.jobs.remote_host import RemoteHost, RemoteStream
+from server.jobs.retry import request_budget_s, retry_connection_errors
 from server.jobs.store import JobOutcome
 from server.problems import (
     PROBLEM_TYPE_BASE,
@@ -41,6 +48,7 @@ from server.timefmt import iso_z, utcnow
 
 log = logging.getLogger("fakescope.server")
 _DONE = object()
+T = TypeVar("T")
 
 
 class AskService:
@@ -49,6 +57,11 @@ class AskService:
         self.host = analyses.host
         self.db = analyses.db
         self._inflight: dict[tuple[str, ...], asyncio.Task[Answer]] = {}
+        self._retry_s = request_budget_s(analyses.settings.request_timeout_s)
+
+    async def _retried(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` (safe to repeat), again after a dropped connection, for the budget."""
+        return await retry_connection_errors(work, budget_s=self._retry_s)
 
     async def stop(self) -> None:
         """At shutdown, after the model host stopped: let answers in flight be stored (or
@@ -81,12 +94,19 @@ class AskService:
                 "questions need a model",
                 code="provenance-only",
             )
-        async with self.db.read() as session:
-            if not await image_known(session, question.sha256):
-                raise ProblemError(404, "this image has not been analysed; POST /v1/analyze first")
-            return await find_answer(
-                session, question.sha256, self.host.identity, question.kind, question.prompt_hash
-            )
+        identity = self.host.identity
+
+        async def read() -> Answer | None:
+            async with self.db.read() as session:
+                if not await image_known(session, question.sha256):
+                    raise ProblemError(
+                        404, "this image has not been analysed; POST /v1/analyze first"
+                    )
+                return await find_answer(
+                    session, question.sha256, identity, question.kind, question.prompt_hash
+                )
+
+        return await self._retried(read)
 
     async def _image(self, question: Question) -> Any:
         data = await self.analyses.images.load(question.sha256)
@@ -100,20 +120,22 @@ class AskService:
         return decoded.rgb
 
     async def _store(self, question: Question, text: str) -> Answer:
-        row = new_answer(
-            question.sha256,
-            self.host.identity,
-            question.kind,
-            question.prompt_hash,
-            question.text,
-            text,
-        )
-        try:
-            async with self.db.write() as session:
-                session.add(row)
-        except IntegrityError:
-            pass  # answered twice at once: greedy decoding gives the same text
-        return row
+        identity = self.host.identity
+
+        async def store() -> Answer:
+            row = new_answer(
+                question.sha256, identity, question.kind, question.prompt_hash, question.text, text
+            )
+            try:
+                async with self.db.write() as session:
+                    session.add(row)
+            except IntegrityError:
+                # Answered twice at once (greedy decoding gives the same text), or stored by
+                # an earlier try whose commit's reply was lost.
+                pass
+            return row
+
+        return await self._retried(store)
 
     async def _answer_remotely(self, remote: RemoteHost, question: Question) -> Answer:
         """A GPU worker answers (FAKESCOPE_ROLE=api) and stores the answer; read it back."""
@@ -136,10 +158,15 @@ class AskService:
 
     async def _stored(self, question: Question) -> Answer:
         """The answer a worker has just stored."""
-        async with self.db.read() as session:
-            found = await find_answer(
-                session, question.sha256, self.host.identity, question.kind, question.prompt_hash
-            )
+        identity = self.host.identity
+
+        async def read() -> Answer | None:
+            async with self.db.read() as session:
+                return await find_answer(
+                    session, question.sha256, identity, question.kind, question.prompt_hash
+                )
+
+        found = await self._retried(read)
         if found is None:  # the workers now serve another model (a rolling upgrade)
             raise ProblemError(503, "the worker's answer was not found", code="worker-error")
         return found

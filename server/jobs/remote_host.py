@@ -38,7 +38,7 @@ from server.db.notify import Wakeups
 from server.inference.host import ModelState
 from server.jobs import registry
 from server.jobs.model_setting import IgnoredModelSetting
-from server.jobs.retry import RETRY_BUDGET_S, Backoff
+from server.jobs.retry import Backoff, request_budget_s
 from server.jobs.store import (
     DONE,
     FAILED,
@@ -101,7 +101,7 @@ class RemoteHost:
         self.model_setting = IgnoredModelSetting(settings.model)
         # Queueing and waiting go on through a database outage for this long: a few
         # seconds, at most half the request's own time (the rest is the job's).
-        self.retry_budget_s = min(RETRY_BUDGET_S, settings.request_timeout_s / 2)
+        self.retry_budget_s = request_budget_s(settings.request_timeout_s)
 
     @property
     def ready(self) -> bool:
