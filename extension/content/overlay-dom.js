@@ -69,7 +69,8 @@
     @media (prefers-reduced-motion: reduce) { .spinner { animation: none; } }
     .status { margin-top: 6px; font-size: 13px; }
     .hint-title { margin: 0 0 8px; font-size: 17px; font-weight: 800; }
-    .hint-note { margin: 8px 0; padding: 8px; border-left: 4px solid #18386e; background: #eef2fa; color: #1a1a1a; }
+    .hint-note, .frame-note { margin: 8px 0; padding: 8px; border-left: 4px solid #18386e; background: #eef2fa; color: #1a1a1a; }
+    .frame-note { margin-top: 0; }
     .sr-only { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
       clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
   `;

@@ -42,6 +42,9 @@
       this.closeButton = h('button', { className: 'close', type: 'button', 'aria-label': 'Close FakeScope result', onclick: () => this.close() }, '×');
       this.body = h('div', { className: 'body' });
       this.live = h('p', { className: 'sr-only', role: 'status', 'aria-live': 'polite' });
+      // The image's frame, when it is an embedded one too small for the panel and the panel
+      // shows in the top frame instead (worker/check.js): {frameId, origin, note}.
+      this.frame = null;
       // Set when the user closes the panel while a check is still running: its result must
       // not pop the panel open again (and steal the focus) for an image they gave up on.
       this.dismissedSrc = null;
@@ -181,8 +184,10 @@
     }
 
     setBody(...children) {
+      // Every state of an image in an embedded frame says so first (the image is not beside it).
+      const note = this.frame ? h('p', { className: 'frame-note', role: 'note' }, this.frame.note) : null;
       // replaceChildren() would insert `null` as the text "null": drop absent parts first.
-      this.body.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+      this.body.replaceChildren(...[note, ...children.flat()].filter((child) => child !== null && child !== undefined && child !== false));
       this.body.removeAttribute('aria-busy');
     }
 
@@ -267,7 +272,9 @@
       this.showLoading(this.srcUrl);
       // The focused "Try again" button is gone: keep the focus in the panel (Escape still closes it).
       this.panel.focus({ preventScroll: true });
-      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl }).catch((error) => {
+      // A panel shown for an image of an embedded frame names that frame: the image is read there.
+      const frameId = this.frame?.frameId;
+      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl, frameId }).catch((error) => {
         this.showError(this.srcUrl, {
           title: 'FakeScope is unavailable',
           message: String(error?.message ?? error),
@@ -361,8 +368,12 @@
 
   let overlay = null;
 
-  /** Shows a state (loading / result / hint / error) for an image URL, anchored at that image. */
-  function showOverlay({ state, srcUrl, checkId, view, aspects, cached, failure, hint, anchor }) {
+  /**
+   * Shows a state (loading / result / hint / error) for an image URL, anchored at that image;
+   * or, for an image of a small embedded frame (`frame`, from the worker), at the viewport's
+   * top right, saying where the image is.
+   */
+  function showOverlay({ state, srcUrl, checkId, view, aspects, cached, failure, hint, anchor, frame }) {
     overlay ??= new Overlay();
     // The outcome of a check the user already replaced (a second right-click, a badge, Try
     // again) comes late: the panel keeps showing what the user asked for last.
@@ -370,7 +381,9 @@
     // The user closed the panel while this image was being checked: keep it closed (a badge
     // click, which comes with its anchor, is the user asking again).
     if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
-    const target = anchor ?? findImages(srcUrl)[0] ?? null;
+    overlay.frame = typeof frame?.note === 'string' ? frame : null;
+    // The image is in another frame: an image of this document with the same address is not it.
+    const target = overlay.frame ? null : anchor ?? findImages(srcUrl)[0] ?? null;
     // A new check, or a badge the user clicked, takes the focus; the outcome of a check already
     // shown as loading keeps the focus where it is (unless the update removed the focused control).
     const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;

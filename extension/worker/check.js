@@ -3,13 +3,20 @@
  * **Try again**, a feed hint's **Check this image**): inject the overlay, show it loading,
  * read the image (worker/image-bytes.js), POST /v1/analyze unless the session cache has the
  * verdict, show describeAnalysis(...) in the overlay, remember it in the recent checks.
+ *
+ * The panel shows in the frame the image is in, except for an image in an embedded frame too
+ * small for it (lib/panel-placement.js): then in the top frame, with a note naming the frame's
+ * site. A check's target is `{tabId, frameId, documentUrl}` (the image's frame, where it is
+ * read) and, for a panel in the top frame, `panel: {frameId, frame}` (where it shows, and what
+ * it says about the image's frame).
  */
 
 import { ASPECTS } from '../lib/aspects.js';
-import { CHECK_SCRIPTS, injectContentScripts } from './content-scripts.js';
+import { CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScripts } from './content-scripts.js';
 import { sha256Hex, isSha256Hex } from '../lib/hash.js';
 import { readImage } from './image-bytes.js';
 import { whileKeepingAlive } from './keep-alive.js';
+import { embeddedFrameNote, panelPlacement } from '../lib/panel-placement.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
 import { recentChecks } from '../lib/recent.js';
 import { clientFor, currentSettings } from './server-client.js';
@@ -30,8 +37,9 @@ export async function handleMenuClick(info, tab) {
   }
   // documentUrl: the frame the image is in, whose address the browser sent as Referer.
   const target = { tabId: tab.id, frameId: info.frameId ?? 0, documentUrl: info.frameUrl ?? info.pageUrl ?? tab.url };
+  let placed;
   try {
-    await injectOverlay(target);
+    placed = await injectForCheck(target);
   } catch (error) {
     // Browser pages, the web store and some viewers refuse scripts: say so on the toolbar icon.
     const failure = {
@@ -42,7 +50,7 @@ export async function handleMenuClick(info, tab) {
     await flagOnToolbar(tab.id, failure);
     return { ok: false, failure };
   }
-  return checkAndShow(info.srcUrl, target, tab.url ?? info.pageUrl ?? null);
+  return checkAndShow(info.srcUrl, placed, tab.url ?? info.pageUrl ?? null);
 }
 
 async function flagOnToolbar(tabId, failure) {
@@ -108,8 +116,75 @@ export async function injectOverlay(target) {
   await injectContentScripts({ tabId: target.tabId, frameIds: [target.frameId] }, CHECK_SCRIPTS);
 }
 
+const TOP_FRAME = 0;
+
+/**
+ * Injects what a right-click check needs and decides where its panel shows: in the image's
+ * frame, as before, unless that is an embedded frame too small for the panel; then in the top
+ * frame (the image's frame gets only the page reader), or, where the top frame refuses scripts
+ * (a browser page, the web store), in the image's frame after all. Resolves to the target,
+ * with `panel` when the panel shows in the top frame. Throws when the image's frame refuses.
+ */
+export async function injectForCheck(target) {
+  const viewport = target.frameId === TOP_FRAME ? null : await measureFrame(target.tabId, target.frameId);
+  if (!viewport || panelPlacement(target.frameId, viewport) !== 'top') {
+    await injectOverlay(target);
+    return target;
+  }
+  await injectContentScripts({ tabId: target.tabId, frameIds: [target.frameId] }, PAGE_READER_SCRIPTS);
+  try {
+    await injectContentScripts({ tabId: target.tabId, frameIds: [TOP_FRAME] }, OVERLAY_SCRIPTS);
+  } catch {
+    await injectOverlay(target);
+    return target;
+  }
+  return { ...target, panel: topPanel(target.frameId, viewport.origin) };
+}
+
+/**
+ * The target of **Try again** in a panel: the panel's own frame (`shownIn`, the sender's); or,
+ * from a panel in the top frame that showed an image of an embedded frame (`imageFrameId`, which
+ * it sends), that frame again, while the tab still has it: there the image is read, with that
+ * frame's address as Referer, and the result shows in the same panel.
+ */
+export async function recheckTarget(shownIn, imageFrameId) {
+  if (shownIn.frameId !== TOP_FRAME || !Number.isInteger(imageFrameId) || imageFrameId <= TOP_FRAME) return shownIn;
+  const viewport = await measureFrame(shownIn.tabId, imageFrameId);
+  if (!viewport) return shownIn; // gone, or no longer scriptable: read from the panel's frame
+  try {
+    await injectContentScripts({ tabId: shownIn.tabId, frameIds: [imageFrameId] }, PAGE_READER_SCRIPTS);
+  } catch {
+    return shownIn;
+  }
+  return {
+    tabId: shownIn.tabId, frameId: imageFrameId, documentUrl: viewport.url, panel: topPanel(imageFrameId, viewport.origin),
+  };
+}
+
+function topPanel(imageFrameId, origin) {
+  return { frameId: TOP_FRAME, frame: { frameId: imageFrameId, origin, note: embeddedFrameNote(origin) } };
+}
+
+/**
+ * The frame's viewport and address, measured in the frame itself (its isolated world, which
+ * the page cannot fool); null when the frame cannot be scripted or is gone.
+ */
+async function measureFrame(tabId, frameId) {
+  try {
+    const [injection] = await chrome.scripting.executeScript({
+      target: { tabId, frameIds: [frameId] },
+      func: () => ({ width: innerWidth, height: innerHeight, origin: location.origin, url: location.href }),
+    });
+    return injection?.result ?? null;
+  } catch {
+    return null;
+  }
+}
+
 async function showInTab(target, payload) {
-  await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, { frameId: target.frameId });
+  const message = { type: 'fakescope:overlay', ...payload };
+  if (target.panel) message.frame = target.panel.frame;
+  await chrome.tabs.sendMessage(target.tabId, message, { frameId: target.panel?.frameId ?? target.frameId });
 }
 
 /** The analysis for an image: from the session cache when this image was checked recently. */

@@ -8,8 +8,10 @@ import { prepareInjection } from '../lib/injection.js';
 
 /** The panel: its DOM helpers and styles, its ask and report forms, then the panel itself. */
 export const OVERLAY_SCRIPTS = ['content/overlay-dom.js', 'content/overlay-forms.js', 'content/overlay.js'];
-/** A right-click check: the page reader (content/page-image.js) and the panel. */
-export const CHECK_SCRIPTS = ['content/page-image.js', ...OVERLAY_SCRIPTS];
+/** The page reader (content/page-image.js): what the image's frame needs when the panel shows elsewhere. */
+export const PAGE_READER_SCRIPTS = ['content/page-image.js'];
+/** A right-click check: the page reader and the panel. */
+export const CHECK_SCRIPTS = [...PAGE_READER_SCRIPTS, ...OVERLAY_SCRIPTS];
 /** Feed mode: the panel, which the badges open, and the badges. */
 export const FEED_SCRIPTS = [...OVERLAY_SCRIPTS, 'content/feed.js'];
 

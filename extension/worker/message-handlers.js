@@ -3,10 +3,13 @@
  * the overlay (report, recheck, check, open-options), feed mode (lookup), the popup
  * (status, start-feed) and the options page (test-connection). Only the extension's own
  * scripts are answered, and some messages only its pages (not content scripts in web pages).
+ * Only a check's own messages (recheck, check) use the sender's frame, to show the panel where
+ * it asked: a report or a question carries the image's sha256 and works from any frame, the
+ * top frame's panel for an image of a small embedded frame too (worker/check.js).
  */
 
 import { ApiClient } from '../lib/api.js';
-import { checkAndShow, injectOverlay } from './check.js';
+import { checkAndShow, injectOverlay, recheckTarget } from './check.js';
 import { lookupImages } from './feed-lookup.js';
 import { startFeedInTab } from './feed-scripts.js';
 import { isSha256Hex } from '../lib/hash.js';
@@ -49,9 +52,14 @@ const MESSAGE_HANDLERS = {
     await clientFor(settings).report({ sha256: message.sha256, reason, suggestedLabel });
     return { ok: true };
   },
-  /** The overlay's retry button after an error. */
+  /**
+   * The overlay's retry button after an error. The panel that asks shows the new check (the
+   * sender's frame); a panel in the top frame for an image of an embedded frame names that
+   * frame (`frameId`), where the image is read again (worker/check.js recheckTarget).
+   */
   'fakescope:recheck': async (message, sender) => {
-    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    const shownIn = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    const target = await recheckTarget(shownIn, message.frameId);
     return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
