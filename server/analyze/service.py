@@ -220,7 +220,7 @@ class AnalysisService:
     async def _compute(
         self, data: bytes, sha: str, identity: Identity, explain: bool, *, has_row: bool
     ) -> dict[str, Any]:
-        verdict = None if has_row else await self._claim_verdict(sha, identity)
+        verdict = None if has_row else await self._claim_verdict(sha, identity, explain)
         try:
             if verdict is None and not explain:
                 return await self._served(sha)  # a twin stored it: nothing left to do
@@ -242,15 +242,24 @@ class AnalysisService:
             if verdict is not None:
                 self._release_verdict((sha, identity.model_key), verdict)
 
-    async def _claim_verdict(self, sha: str, identity: Identity) -> asyncio.Future[bool] | None:
+    async def _claim_verdict(
+        self, sha: str, identity: Identity, explain: bool
+    ) -> asyncio.Future[bool] | None:
         """This computation's claim to score the image, or None once a twin stored its verdict.
 
         Plain and explained requests for the same image score it once: whichever comes
         first scores it, the other waits for that verdict to be stored (an explanation is
         then added to it). A twin's failure is its own: then this one starts over.
+
+        On an API process a plain request does not wait for an explained twin: the worker
+        stores that verdict long before its job ends, and only the job's end is seen here.
+        It queues its own job (on the twin's worker, that one waits for the stored verdict)
+        under a claim nobody waits for.
         """
         key = (sha, identity.model_key)
         while (twin := self._verdicts.get(key)) is not None:
+            if not explain and isinstance(self.host, RemoteHost):
+                return asyncio.get_running_loop().create_future()
             if await asyncio.shield(twin):
                 return None
         claim: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
