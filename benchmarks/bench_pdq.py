@@ -52,15 +52,8 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.lookup.pdq_index import (
-    CHUNK_VALUES,
-    CHUNKS,
-    Parsed,
-    PdqIndex,
-    near_matches,
-    pdq_words,
-    sha_sorted,
-)
+from server.lookup.pdq_index import CHUNK_VALUES, CHUNKS, PdqIndex, near_matches, sha_sorted
+from server.lookup.pdq_rows import Parsed, pdq_words
 
 # Brute force goes over at most this many (query, image) pairs; beyond, a subset of queries.
 BRUTE_PAIRS = 25_000_000
@@ -242,7 +235,7 @@ def _drop_database(name: str) -> None:
 def _build_before(parts: list[Parsed]) -> PdqIndex:
     """The index as the previous load built it: `np.unique` to drop repeated sha256s, then
     merging sorted the 32-byte strings (now both sort by the first 8 bytes, see
-    `pdq_index._sha_order`, which finds this input in order and leaves it)."""
+    `pdq_rows.sha_order`, which finds this input in order and leaves it)."""
     shas = np.concatenate([shas for shas, _ in parts])
     words = np.concatenate([words for _, words in parts])
     _, first = np.unique(shas, return_index=True)
@@ -264,7 +257,7 @@ async def _load_before(db: Any) -> Timed:
 
     from server.db.models import Image
     from server.lookup.live_index import LOAD_PARTITION, indexed_rows
-    from server.lookup.pdq_index import parse_rows
+    from server.lookup.pdq_rows import parse_rows
 
     started = time.perf_counter()
     first_rows, parse_s, parts = 0.0, 0.0, []

@@ -41,14 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.database import Database
 from server.db.models import Image
-from server.lookup.pdq_index import (
-    DEFAULT_MERGE_THRESHOLD,
-    NearMatch,
-    Parsed,
-    PdqIndex,
-    parse_records,
-    parse_rows,
-)
+from server.lookup.pdq_index import DEFAULT_MERGE_THRESHOLD, NearMatch, PdqIndex
+from server.lookup.pdq_rows import Parsed, parse_records, parse_rows
 from server.timefmt import as_utc, utcnow
 
 log = logging.getLogger("fakescope.server")

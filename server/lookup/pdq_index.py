@@ -12,17 +12,14 @@ every process answers alike whatever order it loaded the images in.
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-log = logging.getLogger("fakescope.server")
+from server.lookup.pdq_rows import Parsed, parse_rows, pdq_words, sha_hex, sha_order, sorted_unique
 
 CHUNKS = 16
 CHUNK_BITS = 16
@@ -37,17 +34,8 @@ MAX_PROBE_FLIPS = 2
 # per candidate) whatever the number of queries and the size of the index.
 CANDIDATE_BUDGET = 1 << 19
 DEFAULT_MERGE_THRESHOLD = 4096
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 # (query index, row, distance) of the pairs found close enough, as three parallel arrays.
 _Pairs = tuple[NDArray[np.integer[Any]], NDArray[np.integer[Any]], NDArray[np.integer[Any]]]
-
-
-def pdq_words(hexes: Sequence[str]) -> NDArray[np.uint64]:
-    """64-hex-char hashes → an (n, 4) array of 64-bit words."""
-    if not hexes:
-        return np.zeros((0, 4), dtype=np.uint64)
-    raw = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=">u8")
-    return raw.astype(np.uint64).reshape(len(hexes), 4)
 
 
 @dataclass(frozen=True)
@@ -112,86 +100,10 @@ def _close_pairs(
     return queries, rows, distances
 
 
-def _sha_keys(hexes: Sequence[str]) -> NDArray[np.bytes_]:
-    """sha256 hex digests → a 1-D array of 32-byte strings (sorts like the lower-case hex)."""
-    if not hexes:
-        return np.zeros(0, dtype="S32")
-    return np.frombuffer(bytes.fromhex("".join(hexes)), dtype="S32").copy()
-
-
-def _sha_hex(keys: NDArray[np.bytes_]) -> list[str]:
-    """Back to hex. Through uint8: numpy drops an `S32` scalar's trailing zero bytes."""
-    raw = keys.view(np.uint8).reshape(-1, 32)
-    return [row.tobytes().hex() for row in raw]
-
-
 def _flip_masks(flips: int) -> NDArray[np.int64]:
     """Every 16-bit mask with at most `flips` bits set (0 first): the values probed per chunk."""
     values = np.arange(CHUNK_VALUES, dtype=np.uint16)
     return np.flatnonzero(np.bitwise_count(values) <= flips).astype(np.int64)
-
-
-# Rows as `parse_rows` gives them: sha256s as 32-byte strings, PDQs as (n, 4) words.
-Parsed = tuple[NDArray[np.bytes_], NDArray[np.uint64]]
-
-
-def parse_rows(rows: Sequence[tuple[str, str]]) -> Parsed:
-    """(sha256, pdq) hex pairs → (sha keys, pdq words). Malformed rows are logged and skipped."""
-    # Every string 64 characters and the right number of values parsed: then no row is
-    # malformed (fromhex rejects other characters, and skipping whitespace changes the count).
-    if all(len(s) == 64 == len(p) for s, p in rows):
-        try:
-            shas, words = _sha_keys([s for s, _ in rows]), pdq_words([p for _, p in rows])
-            if len(shas) == len(words) == len(rows):
-                return shas, words
-        except ValueError:
-            pass
-    good = [bool(_HEX64.match(s) and _HEX64.match(p)) for s, p in rows]
-    log.warning("pdq index: skipped %d malformed (sha256, pdq) rows", good.count(False))
-    kept = list(compress(rows, good))
-    return _sha_keys([s for s, _ in kept]), pdq_words([p for _, p in kept])
-
-
-def parse_records(raw: bytes) -> Parsed:
-    """(sha256, pdq) pairs as 64 bytes each (the two hashes' bytes, back to back) → rows as
-    `parse_rows` gives them."""
-    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 64)
-    shas = np.ascontiguousarray(records[:, :32]).view("S32").reshape(-1)
-    words = np.ascontiguousarray(records[:, 32:]).view(">u8").astype(np.uint64)
-    return shas, words
-
-
-def _sha_order(shas: NDArray[np.bytes_]) -> NDArray[np.intp] | None:
-    """The stable permutation that sorts `shas`, or None when they are in order already.
-
-    Sorting the 32-byte strings themselves is slow (a third of a second per million); the
-    first 8 bytes as an integer sort five times faster and give the same order whenever they
-    differ between every two images, which for sha256 digests is all but certain. Should two
-    agree (a duplicate, say), the strings are sorted after all.
-    """
-    if len(shas) < 2 or bool(np.all(shas[1:] >= shas[:-1])):
-        return None
-    keys = np.ascontiguousarray(shas).view(">u8")[::4].astype(np.uint64)
-    order = np.argsort(keys)
-    ordered = np.take(keys, order)
-    if bool(np.any(ordered[1:] == ordered[:-1])):
-        return np.argsort(shas, kind="stable")
-    return order
-
-
-def _sorted_unique(shas: NDArray[np.bytes_], words: NDArray[np.uint64]) -> Parsed:
-    """The rows in sha256 order, the first of several with one sha256 kept.
-
-    (`np.take` rather than indexing with the order: several times faster on these arrays.)
-    """
-    order = _sha_order(shas)
-    if order is not None:
-        shas, words = np.take(shas, order), np.take(words, order, axis=0)
-    first = np.ones(len(shas), dtype=bool)
-    first[1:] = shas[1:] != shas[:-1]
-    if not first.all():
-        shas, words = shas[first], words[first]
-    return shas, words
 
 
 @dataclass(frozen=True)
@@ -239,7 +151,7 @@ class _Sorted:
     @classmethod
     def build(cls, shas: NDArray[np.bytes_], columns: NDArray[np.uint64]) -> _Sorted:
         """Sort by sha256 and index every chunk: O(n), about half a second per million images."""
-        order = _sha_order(shas)
+        order = sha_order(shas)
         if order is not None:
             shas, columns = np.take(shas, order), np.take(columns, order, axis=1)
         perms = np.empty((CHUNKS, len(shas)), dtype=np.uint32)
@@ -353,7 +265,7 @@ class PdqIndex:
     def of(cls, parsed: Parsed, merge_threshold: int = DEFAULT_MERGE_THRESHOLD) -> PdqIndex:
         """An index of these rows, merged: `add_parsed` then `merge`, less their copying."""
         index = cls(merge_threshold)
-        shas, words = _sorted_unique(*parsed)
+        shas, words = sorted_unique(*parsed)
         index._parts = (_Sorted.build(shas, np.ascontiguousarray(words.T)), _EMPTY_LINEAR)
         return index
 
@@ -366,7 +278,7 @@ class PdqIndex:
         shas, words = parsed
         if not len(shas):
             return 0
-        shas, words = _sorted_unique(shas, words)
+        shas, words = sorted_unique(shas, words)
         bulk, recent = self._parts
         if len(bulk):
             at = np.minimum(np.searchsorted(bulk.shas, shas), len(bulk) - 1)
@@ -418,7 +330,7 @@ class PdqIndex:
         q, d = q[keep], d[keep]
         return [
             NearMatch(queries[i], sha, int(dist))
-            for i, sha, dist in zip(q.tolist(), _sha_hex(shas[keep]), d.tolist(), strict=True)
+            for i, sha, dist in zip(q.tolist(), sha_hex(shas[keep]), d.tolist(), strict=True)
         ]
 
 

@@ -28,7 +28,8 @@ from server.db.engine import create_engine
 from server.db.models import Image
 from server.lookup import live_index
 from server.lookup.live_index import LivePdqIndex, build_index, copy_rows, stream_rows
-from server.lookup.pdq_index import near_matches, parse_rows, sha_sorted
+from server.lookup.pdq_index import near_matches, sha_sorted
+from server.lookup.pdq_rows import parse_rows
 from server.settings import Settings
 from server.timefmt import utcnow
 
