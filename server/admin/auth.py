@@ -19,6 +19,7 @@ from server.admin.roles import Role, role_allows
 from server.admin.token_store import find_active_token, mark_used, needs_touch
 from server.admin.tokens import hash_token, hashes_match
 from server.db.database import Database
+from server.limits.fail_open import DATABASE_ERRORS
 from server.problems import ProblemError
 
 SESSION_COOKIE = "fakescope_admin_session"
@@ -57,7 +58,8 @@ async def authenticate_secret(
 
     Decided once per request and secret: the rate limit's reviewer exemption
     (limit_exemption.py) asks before the route's guard does, and a wrong secret must count
-    as one failed attempt, not two.
+    as one failed attempt, not two; a database that stays away is waited for once, not for
+    two retry budgets.
     """
     decided = connection.state.get(AUTH_OUTCOME_STATE_KEY)
     if isinstance(decided, tuple) and decided[0] == secret:
@@ -67,6 +69,9 @@ async def authenticate_secret(
     try:
         principal = await _authenticate_secret(connection, secret)
     except (AuthRateLimitedError, AuthFailedError) as exc:
+        connection.state[AUTH_OUTCOME_STATE_KEY] = (secret, exc)
+        raise
+    except DATABASE_ERRORS as exc:
         connection.state[AUTH_OUTCOME_STATE_KEY] = (secret, exc)
         raise
     connection.state[AUTH_OUTCOME_STATE_KEY] = (secret, principal)
@@ -90,7 +95,20 @@ async def _authenticate_secret(
     # `last_used_at` to now again. An outage that outlasts the budget is raised as it is
     # (503 `database-unavailable`): it says nothing about the secret, so it is never
     # counted as a failed attempt.
-    found = await retried(connection.app, lambda: _active_token(db, secret))
+    tries = 0
+
+    async def lookup() -> tuple[Principal, bool] | None:
+        nonlocal tries
+        tries += 1
+        return await _active_token(db, secret)
+
+    found = await retried(connection.app, lookup)
+    if tries > 1:
+        # The limit was checked before the outage (its own read may have failed open),
+        # and other attempts may have been counted while this one waited: check it again.
+        retry_after = await limiter.retry_after(client)
+        if retry_after is not None:
+            raise AuthRateLimitedError(retry_after)
     if found is None:
         await limiter.record_failure(client)
         raise AuthFailedError("the token is not valid (wrong or revoked)")

@@ -37,9 +37,11 @@ from server.admin.session_store import (
     touch_session,
 )
 from server.db.database import Database
+from server.limits.fail_open import DATABASE_ERRORS
 from server.settings import Settings
 
 COOKIE_PATH = "/admin"
+_OUTAGE_STATE_KEY = "admin_session_outage"  # (secret, the database error that outlasted it)
 _ENDED = {
     "expired": "Your session expired. Sign in again.",
     "revoked": "Your session ended (the token was revoked). Sign in again.",
@@ -173,8 +175,13 @@ async def find_live_session(request: Request[Any, Any, Any], secret: str) -> Fou
 
     Read again after a dropped connection, for the request's retry budget, as are the
     deletion of an ended session and the touch of a live one in `current_page_session`
-    (each sets the same state again when repeated).
+    (each sets the same state again when repeated). A database that stays away for the
+    whole budget is not waited for again in the same request (the rate limit's exemption
+    reads the session before the page does).
     """
+    outage = request.state.get(_OUTAGE_STATE_KEY)
+    if isinstance(outage, tuple) and outage[0] == secret:
+        raise outage[1]
     db = database(request.app)
     lifetime = session_lifetime(request)
     bootstrap = _bootstrap_token(request)
@@ -183,7 +190,11 @@ async def find_live_session(request: Request[Any, Any, Any], secret: str) -> Fou
         async with db.read() as session:
             return await find_session(session, secret, lifetime=lifetime, bootstrap_token=bootstrap)
 
-    return await retried(request.app, read)
+    try:
+        return await retried(request.app, read)
+    except DATABASE_ERRORS as exc:
+        request.state[_OUTAGE_STATE_KEY] = (secret, exc)
+        raise
 
 
 async def _end(db: Database, secret: str) -> None:
