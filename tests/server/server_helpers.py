@@ -6,9 +6,11 @@ import asyncio
 import importlib.util
 import io
 import itertools
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,8 +21,10 @@ from litestar import Litestar
 from PIL import Image
 from sqlalchemy import text
 
+from server.app import create_app
 from server.db.engine import create_engine
 from server.db.models import Base
+from server.settings import Settings
 
 HOSTILE_PATH = Path(__file__).resolve().parent.parent / "core" / "hostile_images.py"
 TABLES = [table.name for table in Base.metadata.sorted_tables]
@@ -125,6 +129,15 @@ async def running(app: Litestar) -> AsyncIterator[AppClient]:
         yield client
 
 
+@asynccontextmanager
+async def running_worker(settings: Settings, model: Any) -> AsyncIterator[AppClient]:
+    """A GPU worker process's app (`FAKESCOPE_ROLE=worker`) serving `model`, once registered."""
+    app = create_app(replace(settings, role="worker"), model_loader=lambda: model)
+    async with running(app) as client:
+        await until(lambda: app.state.job_worker.registered.is_set())
+        yield client
+
+
 class CountingModel:
     """Wraps a ForensicModel and records how many images each score() call got."""
 
@@ -142,6 +155,37 @@ class CountingModel:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+GATE_S = 60  # a gate never opened fails the test instead of hanging it
+
+
+class GatedModel(CountingModel):
+    """Counts verdict passes; scoring and explanation generation each wait for their gate
+    (open until a test clears it), and `scoring` is set once a verdict pass has begun."""
+
+    decodes_continuously = False  # explanations go through generate_batch
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        self.scoring = threading.Event()
+        self.score_gate = threading.Event()
+        self.generate_gate = threading.Event()
+        self.open_gates()
+
+    def score(self, images: Any) -> list[float]:
+        self.score_calls.append(len(images))
+        self.scoring.set()
+        assert self.score_gate.wait(GATE_S)
+        return list(self.inner.score(images))
+
+    def generate_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
+        assert self.generate_gate.wait(GATE_S)
+        return list(self.inner.generate_batch(images, prompts, **kwargs))
+
+    def open_gates(self) -> None:
+        self.score_gate.set()
+        self.generate_gate.set()
 
 
 async def until(check: Callable[[], object], within_s: float = 30.0) -> None:

@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 from db_faults import TerminatedBackends
-from server_helpers import AppClient, problem, run_sql, running, unique_png, until, upload
+from server_helpers import (
+    AppClient,
+    problem,
+    run_sql,
+    running,
+    running_worker,
+    unique_png,
+    until,
+    upload,
+)
 
 from server.app import create_app
 from server.settings import Settings
@@ -166,9 +175,7 @@ def _second(marker: str) -> Callable[[str], bool]:
 
 @pytest.fixture
 async def worker(model_settings: Settings, tiny_model: Any) -> AsyncIterator[AppClient]:
-    app = create_app(replace(model_settings, role="worker"), model_loader=lambda: tiny_model)
-    async with running(app) as client:
-        await until(lambda: app.state.job_worker.registered.is_set())
+    async with running_worker(model_settings, tiny_model) as client:
         yield client
 
 

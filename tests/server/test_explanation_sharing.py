@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from server_helpers import (
+    GATE_S,
     AppClient,
-    CountingModel,
+    GatedModel,
     count_rows,
     run_sql,
     running,
@@ -24,36 +24,6 @@ from server_helpers import (
 
 from server.app import create_app
 from server.settings import Settings
-
-GATE_S = 60  # a gate never opened fails the test instead of hanging it
-
-
-class GatedModel(CountingModel):
-    """Counts verdict passes; scoring and explanation generation each wait for their gate."""
-
-    decodes_continuously = False  # explanations go through generate_batch
-
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.scoring = threading.Event()
-        self.score_gate = threading.Event()
-        self.generate_gate = threading.Event()
-        self.score_gate.set()
-        self.generate_gate.set()
-
-    def score(self, images: Any) -> list[float]:
-        self.score_calls.append(len(images))
-        self.scoring.set()
-        assert self.score_gate.wait(GATE_S)
-        return list(self.inner.score(images))
-
-    def generate_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
-        assert self.generate_gate.wait(GATE_S)
-        return list(self.inner.generate_batch(images, prompts, **kwargs))
-
-    def open_gates(self) -> None:
-        self.score_gate.set()
-        self.generate_gate.set()
 
 
 def model_settings(database_url: str, tmp_path: Path) -> Settings:

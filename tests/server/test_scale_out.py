@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from server_helpers import AppClient, problem, run_sql, running, unique_png, until, upload
+from server_helpers import (
+    AppClient,
+    problem,
+    run_sql,
+    running,
+    running_worker,
+    unique_png,
+    until,
+    upload,
+)
 from sqlalchemy.exc import DBAPIError
 
 from server.app import create_app
@@ -35,9 +44,7 @@ def scale_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def worker(scale_settings: Settings, tiny_model: Any) -> AsyncIterator[AppClient]:
-    app = create_app(replace(scale_settings, role="worker"), model_loader=lambda: tiny_model)
-    async with running(app) as client:
-        await until(lambda: app.state.job_worker.registered.is_set())
+    async with running_worker(scale_settings, tiny_model) as client:
         yield client
 
 

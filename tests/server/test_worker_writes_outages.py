@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from db_faults import LostCommitReplies, TerminatedBackends
-from server_helpers import AppClient, run_sql, running, unique_png, until, upload
+from server_helpers import AppClient, run_sql, running, running_worker, unique_png, until, upload
 
 from server.app import create_app
 from server.db.analyses import Identity
@@ -113,9 +113,7 @@ async def test_a_finish_whose_reply_was_lost_reports_the_job_finished(store: Job
 
 @pytest.fixture
 async def worker(settings: Settings, tiny_model: Any) -> AsyncIterator[AppClient]:
-    app = create_app(replace(settings, role="worker"), model_loader=lambda: tiny_model)
-    async with running(app) as client:
-        await until(lambda: app.state.job_worker.registered.is_set())
+    async with running_worker(settings, tiny_model) as client:
         yield client
 
 

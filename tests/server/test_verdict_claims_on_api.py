@@ -1,4 +1,4 @@
-"""Review of the per-(sha, model) verdict claim on an API process (FAKESCOPE_ROLE=api).
+"""The per-(sha, model) verdict claim on an API process (FAKESCOPE_ROLE=api).
 
 A GPU worker stores an explained job's verdict long before the job ends (the explanation
 is generated after it), and the API process cannot tell when: a plain request must not wait
@@ -8,46 +8,25 @@ for an explained twin's whole job, or it is answered only once the explanation i
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from server_helpers import AppClient, CountingModel, running, unique_png, until, upload
+from server_helpers import (
+    GATE_S,
+    AppClient,
+    GatedModel,
+    running,
+    running_worker,
+    unique_png,
+    until,
+    upload,
+)
 
 from server.app import create_app
 from server.settings import Settings
-
-GATE_S = 60  # a gate never opened fails the test instead of hanging it
-
-
-class GatedModel(CountingModel):
-    """Scoring and explanation generation each wait for their gate."""
-
-    decodes_continuously = False  # explanations go through generate_batch
-
-    def __init__(self, model: Any) -> None:
-        super().__init__(model)
-        self.scoring = threading.Event()
-        self.score_gate = threading.Event()
-        self.generate_gate = threading.Event()
-        self.open_gates()
-
-    def score(self, images: Any) -> list[float]:
-        self.score_calls.append(len(images))
-        self.scoring.set()
-        assert self.score_gate.wait(GATE_S)
-        return list(self.inner.score(images))
-
-    def generate_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
-        assert self.generate_gate.wait(GATE_S)
-        return list(self.inner.generate_batch(images, prompts, **kwargs))
-
-    def open_gates(self) -> None:
-        self.score_gate.set()
-        self.generate_gate.set()
 
 
 @pytest.fixture
@@ -69,9 +48,7 @@ def scale_settings(sqlite_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def worker(scale_settings: Settings, gated: GatedModel) -> AsyncIterator[AppClient]:
-    app = create_app(replace(scale_settings, role="worker"), model_loader=lambda: gated)
-    async with running(app) as client:
-        await until(lambda: app.state.job_worker.registered.is_set())
+    async with running_worker(scale_settings, gated) as client:
         try:
             yield client
         finally:
