@@ -26,7 +26,8 @@
     const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
     const buttons = [];
     // Questions and reports go to the server under the user's token: only the user's own
-    // clicks and keys send them, not a page script's (the shadow root is open).
+    // clicks and keys send them, not a page script's (the shadow root of a panel for this
+    // document's own image is open).
     const ask = (request, event) => {
       if (event.isTrusted) streamAnswer(overlay, request, answer, status, buttons);
     };

@@ -20,6 +20,12 @@
  * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
  * huge z-indexes cannot hide or restyle it; it is absolutely positioned in
  * document coordinates, so it never changes the page's layout or scrolling.
+ *
+ * Confidentiality: a panel for an image of another frame (shown here because that frame is
+ * too small for it, worker/check.js) uses a closed shadow root, so this page's scripts cannot
+ * read what the check says about an image they could not read themselves; the panel keeps its
+ * own reference to the root and nothing of it goes into the host's attributes or the light
+ * DOM. A panel for this document's own images stays open (the page has the image anyway).
  */
 (() => {
   if (globalThis.__fakescope || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopeOverlayForms) return;
@@ -34,9 +40,12 @@
   }
 
   class Overlay {
-    constructor() {
+    /** `closed`: a panel for an image of another frame, whose root this page must not reach. */
+    constructor({ closed = false } = {}) {
+      this.closed = closed;
       this.host = document.createElement('fakescope-overlay');
-      this.root = this.host.attachShadow({ mode: 'open' });
+      // Kept here: a closed root is reachable only through this reference (host.shadowRoot is null).
+      this.root = this.host.attachShadow({ mode: closed ? 'closed' : 'open' });
       this.root.append(h('style', {}, STYLE));
       this.titleId = uid('title');
       this.closeButton = h('button', { className: 'close', type: 'button', 'aria-label': 'Close FakeScope result', onclick: () => this.close() }, '×');
@@ -170,7 +179,8 @@
       this.panel.style.left = `${Math.round(left)}px`;
     }
 
-    close() {
+    /** Closes the panel; `restoreFocus: false` leaves the focus where it is (see replaceOverlay). */
+    close({ restoreFocus = true } = {}) {
       if (this.isOpen && this.body.getAttribute('aria-busy') === 'true') this.dismissedSrc = this.srcUrl;
       this.unwatch();
       this.askPort?.disconnect();
@@ -179,7 +189,7 @@
       window.removeEventListener('scroll', this.onScroll, { capture: true });
       if (this.host.matches?.(':popover-open')) this.host.hidePopover();
       this.host.remove();
-      if (this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });
+      if (restoreFocus && this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });
       this.returnFocus = null;
     }
 
@@ -369,19 +379,33 @@
   let overlay = null;
 
   /**
+   * A shadow root's mode cannot change: when the panel needed is of the other kind (a closed one
+   * for an image of another frame, an open one for this document's), the old panel is closed
+   * (host, listeners, ports) and a new one made. The focus goes back where it was before the old
+   * panel only if it was inside it; so the new panel gives it back to the same place.
+   */
+  function replaceOverlay(closed) {
+    if (overlay.closed === closed) return;
+    overlay.close({ restoreFocus: overlay.hasFocus() });
+    overlay = new Overlay({ closed });
+  }
+
+  /**
    * Shows a state (loading / result / hint / error) for an image URL, anchored at that image;
    * or, for an image of a small embedded frame (`frame`, from the worker), at the viewport's
    * top right, saying where the image is.
    */
   function showOverlay({ state, srcUrl, checkId, view, aspects, cached, failure, hint, anchor, frame }) {
-    overlay ??= new Overlay();
+    const closed = typeof frame?.note === 'string';
+    overlay ??= new Overlay({ closed });
     // The outcome of a check the user already replaced (a second right-click, a badge, Try
     // again) comes late: the panel keeps showing what the user asked for last.
     if (state !== 'loading' && checkId !== undefined && checkId !== overlay.checkId) return;
     // The user closed the panel while this image was being checked: keep it closed (a badge
     // click, which comes with its anchor, is the user asking again).
     if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
-    overlay.frame = typeof frame?.note === 'string' ? frame : null;
+    replaceOverlay(closed);
+    overlay.frame = closed ? frame : null;
     // The image is in another frame: an image of this document with the same address is not it.
     const target = overlay.frame ? null : anchor ?? findImages(srcUrl)[0] ?? null;
     // A new check, or a badge the user clicked, takes the focus; the outcome of a check already
