@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -27,6 +27,9 @@ from server.analyze.image_store import is_sha256
 from server.db.database import RETRY_BUDGET_S, Database, retry_connection_errors
 from server.db.models import StoredImage
 from server.timefmt import utcnow
+
+if TYPE_CHECKING:
+    from server.jobs.retry import RetryAllowance
 
 _PURGE_CHUNK = 500  # rows deleted per statement: bounded parameter lists and transactions
 
@@ -60,10 +63,13 @@ class DatabaseImageStore:
                 )
             )
 
-    async def load(self, sha256: str) -> bytes | None:
+    async def load(self, sha256: str, *, allowance: RetryAllowance | None = None) -> bytes | None:
+        """The bytes; tried again for `allowance` (a request's, shared with its other
+        steps) when given, else for `retry_s`."""
         if not is_sha256(sha256):
             return None
-        found = await self._read(select(StoredImage.data).where(StoredImage.sha256 == sha256))
+        statement = select(StoredImage.data).where(StoredImage.sha256 == sha256)
+        found = await self._read(statement, allowance)
         return bytes(found) if found is not None else None
 
     async def contains(self, sha256: str) -> bool:
@@ -72,13 +78,15 @@ class DatabaseImageStore:
         found = await self._read(select(StoredImage.sha256).where(StoredImage.sha256 == sha256))
         return found is not None
 
-    async def _read(self, statement: Select[Any]) -> Any:
+    async def _read(self, statement: Select[Any], allowance: RetryAllowance | None = None) -> Any:
         """The first column of the statement's first row (None without one)."""
 
         async def read() -> Any:
             async with self.db.connect() as conn:
                 return await conn.scalar(statement)
 
+        if allowance is not None:
+            return await allowance.run(read)
         return await retry_connection_errors(read, budget_s=self.retry_s)
 
     async def purge(self, older_than_s: float, *, keep: Collection[str] = ()) -> int:

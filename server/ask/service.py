@@ -2,8 +2,9 @@
 
 Reading the image's row, the stored answer and the image's bytes, and storing a new answer,
 go on through dropped database connections (a terminated backend, a failover) for the
-request's retry budget (`server/jobs/retry.py`): each is safe to repeat (an answer stored
-by a try whose reply was lost meets its own row, which counts as stored).
+request's retry budget (`server/jobs/retry.py`), one for all these steps together
+(`RetryAllowance`): each is safe to repeat (an answer stored by a try whose reply was lost
+meets its own row, which counts as stored).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from fakescope.images import decode_image
+from server.analyze.image_rows import DatabaseImageStore
 from server.analyze.service import (
     RETRY_AFTER_BUSY_S,
     STOP_GRACE_S,
@@ -35,7 +37,7 @@ from server.db.models import Answer
 from server.inference.host import ModelHost
 from server.inference.queue_jobs import QueueFullError
 from server.jobs.remote_host import RemoteHost, RemoteStream
-from server.jobs.retry import request_budget_s, retry_connection_errors
+from server.jobs.retry import RetryAllowance, request_budget_s
 from server.jobs.store import JobOutcome
 from server.problems import (
     PROBLEM_TYPE_BASE,
@@ -48,7 +50,6 @@ from server.timefmt import iso_z, utcnow
 
 log = logging.getLogger("fakescope.server")
 _DONE = object()
-T = TypeVar("T")
 
 
 class AskService:
@@ -58,10 +59,13 @@ class AskService:
         self.db = analyses.db
         self._inflight: dict[tuple[str, ...], asyncio.Task[Answer]] = {}
         self._retry_s = request_budget_s(analyses.settings.request_timeout_s)
+        # What the retries measure and sleep with; a test may put a fake clock in place.
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
-    async def _retried(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run `work` (safe to repeat), again after a dropped connection, for the budget."""
-        return await retry_connection_errors(work, budget_s=self._retry_s)
+    def allowance(self) -> RetryAllowance:
+        """A new request's time for riding out database outages, for all its steps."""
+        return RetryAllowance(self._retry_s, clock=self.clock, sleep=self.sleep)
 
     async def stop(self) -> None:
         """At shutdown, after the model host stopped: let answers in flight be stored (or
@@ -83,7 +87,9 @@ class AskService:
             "created_at": iso_z(created_at),
         }
 
-    async def cached(self, question: Question) -> Answer | None:
+    async def cached(
+        self, question: Question, allowance: RetryAllowance | None = None
+    ) -> Answer | None:
         """The stored answer, or None after checking that the model may answer it at all.
         While a checkpoint loads, stored answers are served already (`require_cached_reads`)."""
         self.analyses.require_cached_reads()
@@ -106,10 +112,14 @@ class AskService:
                     session, question.sha256, identity, question.kind, question.prompt_hash
                 )
 
-        return await self._retried(read)
+        return await (allowance or self.allowance()).run(read)
 
-    async def _image(self, question: Question) -> Any:
-        data = await self.analyses.images.load(question.sha256)
+    async def _image(self, question: Question, allowance: RetryAllowance) -> Any:
+        images = self.analyses.images
+        if isinstance(images, DatabaseImageStore):
+            data = await images.load(question.sha256, allowance=allowance)
+        else:
+            data = await images.load(question.sha256)
         if data is None:
             raise ProblemError(
                 409,
@@ -119,7 +129,7 @@ class AskService:
         decoded = await asyncio.to_thread(decode_image, data, self.analyses.limits)
         return decoded.rgb
 
-    async def _store(self, question: Question, text: str) -> Answer:
+    async def _store(self, question: Question, text: str, allowance: RetryAllowance) -> Answer:
         identity = self.host.identity
 
         async def store() -> Answer:
@@ -135,9 +145,11 @@ class AskService:
                 pass
             return row
 
-        return await self._retried(store)
+        return await allowance.run(store)
 
-    async def _answer_remotely(self, remote: RemoteHost, question: Question) -> Answer:
+    async def _answer_remotely(
+        self, remote: RemoteHost, question: Question, allowance: RetryAllowance
+    ) -> Answer:
         """A GPU worker answers (FAKESCOPE_ROLE=api) and stores the answer; read it back."""
         from server.jobs.worker import question_to_job
 
@@ -154,9 +166,9 @@ class AskService:
         except QueueFullError as exc:
             raise busy_problem(exc) from exc
         raise_for_outcome(outcome)
-        return await self._stored(question)
+        return await self._stored(question, allowance)
 
-    async def _stored(self, question: Question) -> Answer:
+    async def _stored(self, question: Question, allowance: RetryAllowance) -> Answer:
         """The answer a worker has just stored."""
         identity = self.host.identity
 
@@ -166,13 +178,13 @@ class AskService:
                     session, question.sha256, identity, question.kind, question.prompt_hash
                 )
 
-        found = await self._retried(read)
+        found = await allowance.run(read)
         if found is None:  # the workers now serve another model (a rolling upgrade)
             raise ProblemError(503, "the worker's answer was not found", code="worker-error")
         return found
 
     async def _stream_remotely(
-        self, remote: RemoteHost, question: Question, started: float
+        self, remote: RemoteHost, question: Question, started: float, allowance: RetryAllowance
     ) -> AsyncIterator[str]:
         """A GPU worker answers (FAKESCOPE_ROLE=api); its text is relayed as it grows.
 
@@ -198,7 +210,7 @@ class AskService:
             raise_for_outcome(first)
         else:
             self.analyses.metrics.first_token(time.perf_counter() - started)
-        return self._relay_remote(question, remote, stream, first)
+        return self._relay_remote(question, remote, stream, first, allowance)
 
     async def _relay_remote(
         self,
@@ -206,13 +218,14 @@ class AskService:
         remote: RemoteHost,
         stream: RemoteStream,
         item: str | JobOutcome,
+        allowance: RetryAllowance,
     ) -> AsyncIterator[str]:
         try:
             while not isinstance(item, JobOutcome):
                 yield _event("token", {"text": item})
                 item = await stream.next()
             raise_for_outcome(item)  # failed: its problem, as the worker reported it
-            row = await self._stored(question)
+            row = await self._stored(question, allowance)
         except ProblemError as exc:
             yield problem_event(exc)
             return
@@ -221,15 +234,16 @@ class AskService:
         yield _event("done", self.payload(question, row.answer, row.created_at))
 
     async def answer(self, question: Question) -> tuple[dict[str, Any], bool]:
-        found = await self.cached(question)
+        allowance = self.allowance()
+        found = await self.cached(question, allowance)
         if found is not None:
             return self.payload(question, found.answer, found.created_at), True
         self.analyses.require_ready()
         if isinstance(self.host, RemoteHost):
-            row = await self._answer_remotely(self.host, question)
+            row = await self._answer_remotely(self.host, question, allowance)
             return self.payload(question, row.answer, row.created_at), False
         assert isinstance(self.host, ModelHost)
-        task = await self._answering(self.host, question)
+        task = await self._answering(self.host, question, allowance)
         try:
             async with asyncio.timeout(self.analyses.settings.request_timeout_s):
                 row = await asyncio.shield(task)
@@ -241,7 +255,9 @@ class AskService:
             raise busy_problem(exc) from exc
         return self.payload(question, row.answer, row.created_at), False
 
-    async def _answering(self, host: ModelHost, question: Question) -> asyncio.Task[Answer]:
+    async def _answering(
+        self, host: ModelHost, question: Question, allowance: RetryAllowance
+    ) -> asyncio.Task[Answer]:
         """The task generating and storing this answer; twins asked meanwhile share it.
 
         It goes on when its client times out or leaves: the answer is stored all the same,
@@ -251,7 +267,7 @@ class AskService:
         task = self._inflight.get(key)
         if task is not None:
             return task
-        image = await self._image(question)
+        image = await self._image(question, allowance)
         task = self._inflight.get(key)  # asked again while the image was read
         if task is not None:
             return task
@@ -265,13 +281,17 @@ class AskService:
             )
         except QueueFullError as exc:
             raise busy_problem(exc) from exc
-        task = asyncio.get_running_loop().create_task(self._generate_and_store(question, future))
+        task = asyncio.get_running_loop().create_task(
+            self._generate_and_store(question, future, allowance)
+        )
         self._inflight[key] = task
         task.add_done_callback(lambda done: self._finished(key, done))
         return task
 
-    async def _generate_and_store(self, question: Question, future: asyncio.Future[str]) -> Answer:
-        return await self._store(question, storable_text(str(await future)))
+    async def _generate_and_store(
+        self, question: Question, future: asyncio.Future[str], allowance: RetryAllowance
+    ) -> Answer:
+        return await self._store(question, storable_text(str(await future)), allowance)
 
     def _finished(self, key: tuple[str, ...], task: asyncio.Task[Answer]) -> None:
         if self._inflight.get(key) is task:
@@ -284,15 +304,16 @@ class AskService:
 
         Everything that can fail with a problem response fails here, before streaming starts.
         """
-        found = await self.cached(question)
+        allowance = self.allowance()
+        found = await self.cached(question, allowance)
         if found is not None:
             return self._replay(question, found), True
         self.analyses.require_ready()
         started = time.perf_counter()
         if isinstance(self.host, RemoteHost):
-            return await self._stream_remotely(self.host, question, started), False
+            return await self._stream_remotely(self.host, question, started, allowance), False
         assert isinstance(self.host, ModelHost)
-        image = await self._image(question)
+        image = await self._image(question, allowance)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -316,7 +337,7 @@ class AskService:
             raise busy_problem(exc) from exc
         # Done callbacks run after the pieces already handed to the loop: _DONE comes last.
         job.add_done_callback(lambda done: _ended(done, pieces))
-        return self._relay(question, pieces, job, stop, started), False
+        return self._relay(question, pieces, job, stop, started, allowance), False
 
     async def _replay(self, question: Question, row: Answer) -> AsyncIterator[str]:
         yield _event("token", {"text": row.answer})
@@ -329,6 +350,7 @@ class AskService:
         job: asyncio.Future[str],
         stop: threading.Event,
         started: float,
+        allowance: RetryAllowance,
     ) -> AsyncIterator[str]:
         collected: list[str] = []
         try:
@@ -347,7 +369,8 @@ class AskService:
         finally:
             stop.set()  # the client may have gone: stop generating for nobody
         try:
-            row = await self._store(question, text)  # the whole answer, as the batch decoded it
+            # The whole answer, as the batch decoded it.
+            row = await self._store(question, text, allowance)
             created_at = row.created_at
         except Exception:
             # The client has every piece already: end its stream properly, uncached.

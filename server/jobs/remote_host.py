@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -102,6 +104,9 @@ class RemoteHost:
         # Queueing and waiting go on through a database outage for this long: a few
         # seconds, at most half the request's own time (the rest is the job's).
         self.retry_budget_s = request_budget_s(settings.request_timeout_s)
+        # Outage time for waiting requests; a test may put a fake clock in their place.
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     @property
     def ready(self) -> bool:
@@ -308,7 +313,7 @@ class RemoteHost:
         job_id = await self._enqueue(kind, sha256, identity, image, explain, question)
         future: asyncio.Future[JobOutcome] = asyncio.get_running_loop().create_future()
         future.add_done_callback(retrieve)
-        self.queue.add_future(job_id, identity.model_key, future)
+        self.queue.add_future(job_id, identity.model_key, future, self.clock())
         self.wakeups.poke()
         try:
             return await asyncio.shield(future)
@@ -321,7 +326,7 @@ class RemoteHost:
         identity = self.identity
         job_id = await self._enqueue(kind, sha256, identity, None, False, question)
         stream = RemoteStream(job_id)
-        self.queue.add_stream(stream, identity.model_key)
+        self.queue.add_stream(stream, identity.model_key, self.clock())
         self.wakeups.poke()
         return stream
 
@@ -331,14 +336,16 @@ class RemoteHost:
     async def _poll(self) -> None:
         """Resolve waiting futures and feed streams from the jobs table, one query for all.
 
-        Reads that fail are tried again with growing pauses; once they have failed for the
-        retry budget, the requests waiting get 503 `database-unavailable` (their jobs go on:
-        asked again, a request joins its job).
+        Reads that fail with a dropped connection are tried again with growing pauses. Each
+        waiting request rides out the outage for the whole retry budget, counted from when
+        the outage began or from when it started waiting, whichever came later; then it
+        gets 503 `database-unavailable` (its job goes on: asked again, a request joins its
+        job). A read that fails otherwise is a bug, not an outage: it is logged and the
+        requests waiting get 500 at once instead of waiting a budget out for nothing.
         """
         waiting = self.queue
         backoff = Backoff()
-        loop = asyncio.get_running_loop()
-        failing_since: float | None = None  # loop time of the first failed read in a row
+        failing_since: float | None = None  # clock reading of the first failed read in a row
         while True:
             busy = bool(waiting)
             interval = POLL_NOTIFIED_S if self.wakeups.connected.is_set() or not busy else POLL_S
@@ -360,13 +367,19 @@ class RemoteHost:
                     ids, finished_only=not waiting.streams, read_from=read_from
                 )
             except Exception as exc:
+                if not is_transient(exc):
+                    failing_since = None
+                    backoff.reset()
+                    self._give_up_on_error(ids, exc)
+                    continue
+                now = self.clock()
                 if failing_since is None:
-                    failing_since = loop.time()
+                    failing_since = now
                     log.warning("could not read job outcomes: %s", exc)
-                if loop.time() - failing_since >= self.retry_budget_s:
-                    self._give_up_on_database(ids, exc)
-                    failing_since = loop.time()  # requests waiting from now get a budget too
-                await asyncio.sleep(backoff.pause())
+                if now - failing_since >= self.retry_budget_s:
+                    # Those that started waiting a budget ago or earlier have had theirs.
+                    self._give_up_on_database(now - self.retry_budget_s, exc)
+                await self.sleep(backoff.pause())
                 continue
             failing_since = None
             backoff.reset()
@@ -379,8 +392,9 @@ class RemoteHost:
                     if stream.offer(outcome):
                         waiting.remove_stream(stream)
 
-    def _give_up_on_database(self, job_ids: list[int], error: Exception) -> None:
-        """503 `database-unavailable` for the requests waiting on `job_ids`."""
+    def _give_up_on_database(self, waiting_since: float, error: Exception) -> None:
+        """503 `database-unavailable` for the requests waiting since `waiting_since` or
+        earlier."""
 
         def problem() -> ProblemError:
             return service_unavailable(
@@ -390,6 +404,25 @@ class RemoteHost:
                 "database-unavailable",
             )
 
-        waiting = sum(self.queue.fail(job_id, problem) for job_id in job_ids)
+        waiting = self.queue.fail_waiting_since(waiting_since, problem)
         if waiting:
             log.warning("%d waiting requests answered 503 database-unavailable: %s", waiting, error)
+
+    def _give_up_on_error(self, job_ids: list[int], error: Exception) -> None:
+        """500 for the requests waiting on `job_ids`: reading their outcomes failed with an
+        error that is not a dropped connection (a bug), which trying again for the retry
+        budget would only hide behind a 503 that blames the database."""
+
+        def problem() -> ProblemError:
+            return ProblemError(
+                500,
+                "internal error reading the job's outcome; it has been logged",
+                code="internal-error",
+            )
+
+        waiting = sum(self.queue.fail(job_id, problem) for job_id in job_ids)
+        log.error(
+            "%d waiting requests answered 500: reading job outcomes failed",
+            waiting,
+            exc_info=error,
+        )

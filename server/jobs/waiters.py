@@ -53,12 +53,14 @@ class RemoteStream:
 
 class Waiting:
     """Requests waiting for jobs, by job id (several may wait for one job); their number
-    is what /metrics reads as queue depth."""
+    is what /metrics reads as queue depth. Each waiter's start (a clock reading) is kept:
+    how long a request rides out an outage counts from it."""
 
     def __init__(self) -> None:
         self.futures: dict[int, list[asyncio.Future[JobOutcome]]] = {}
         self.streams: dict[int, list[RemoteStream]] = {}
         self.models: dict[int, str] = {}  # job id -> the model key a worker must serve
+        self.since: dict[object, float] = {}  # waiter (future or stream) -> when it started
 
     @property
     def depth(self) -> int:
@@ -67,20 +69,26 @@ class Waiting:
     def __bool__(self) -> bool:
         return bool(self.futures or self.streams)
 
-    def add_future(self, job_id: int, model_key: str, future: asyncio.Future[JobOutcome]) -> None:
+    def add_future(
+        self, job_id: int, model_key: str, future: asyncio.Future[JobOutcome], since: float
+    ) -> None:
         self.futures.setdefault(job_id, []).append(future)
         self.models[job_id] = model_key
+        self.since[future] = since
 
-    def add_stream(self, stream: RemoteStream, model_key: str) -> None:
+    def add_stream(self, stream: RemoteStream, model_key: str, since: float) -> None:
         self.streams.setdefault(stream.job_id, []).append(stream)
         self.models[stream.job_id] = model_key
+        self.since[stream] = since
 
     def remove_future(self, job_id: int, future: asyncio.Future[JobOutcome]) -> None:
         _remove(self.futures, job_id, future)
+        self.since.pop(future, None)
         self._forget_model(job_id)
 
     def remove_stream(self, stream: RemoteStream) -> None:
         _remove(self.streams, stream.job_id, stream)
+        self.since.pop(stream, None)
         self._forget_model(stream.job_id)
 
     def fail(self, job_id: int, problem: Callable[[], ProblemError]) -> int:
@@ -96,10 +104,27 @@ class Waiting:
         self.drop(job_id)
         return answered
 
+    def fail_waiting_since(self, moment: float, problem: Callable[[], ProblemError]) -> int:
+        """Answer with a problem each waiter that started waiting at `moment` or before, and
+        forget it; how many there were. Later waiters go on waiting."""
+        answered = 0
+        for job_id, futures in list(self.futures.items()):
+            for future in [f for f in futures if self.since.get(f, moment) <= moment]:
+                if not future.done():
+                    future.set_exception(problem())
+                    answered += 1
+                self.remove_future(job_id, future)
+        for streams in list(self.streams.values()):
+            for stream in [s for s in streams if self.since.get(s, moment) <= moment]:
+                stream.abandon(problem())
+                answered += 1
+                self.remove_stream(stream)
+        return answered
+
     def drop(self, job_id: int) -> None:
         """Forget a job's waiters (they were answered otherwise)."""
-        self.futures.pop(job_id, None)
-        self.streams.pop(job_id, None)
+        for waiter in [*self.futures.pop(job_id, []), *self.streams.pop(job_id, [])]:
+            self.since.pop(waiter, None)
         self.models.pop(job_id, None)
 
     def _forget_model(self, job_id: int) -> None:
