@@ -129,6 +129,12 @@ async def running(app: Litestar) -> AsyncIterator[AppClient]:
         yield client
 
 
+def in_flight(client: AppClient, *, explain: bool) -> bool:
+    """Whether the app behind `client` is computing an analysis with (or without) explanation."""
+    inflight = client.app.state.analysis_service._inflight
+    return any(flag is explain for _sha, _model, flag in inflight)
+
+
 @asynccontextmanager
 async def running_worker(settings: Settings, model: Any) -> AsyncIterator[AppClient]:
     """A GPU worker process's app (`FAKESCOPE_ROLE=worker`) serving `model`, once registered."""

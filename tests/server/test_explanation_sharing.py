@@ -14,6 +14,7 @@ from server_helpers import (
     AppClient,
     GatedModel,
     count_rows,
+    in_flight,
     run_sql,
     running,
     unique_png,
@@ -50,11 +51,6 @@ async def gated_client(sqlite_url: str, tmp_path: Path, gated: GatedModel) -> As
             yield client
         finally:
             gated.open_gates()
-
-
-def in_flight(client: AppClient, *, explain: bool) -> bool:
-    inflight = client.app.state.analysis_service._inflight
-    return any(flag is explain for _sha, _model, flag in inflight)
 
 
 async def test_a_plain_request_waits_for_the_verdict_an_explained_twin_is_scoring(

@@ -18,6 +18,7 @@ from server_helpers import (
     GATE_S,
     AppClient,
     GatedModel,
+    in_flight,
     running,
     running_worker,
     unique_png,
@@ -63,11 +64,6 @@ async def api(
     async with running(create_app(api_settings)) as client:
         await until(lambda: client.app.state.model_host.has_workers)
         yield client
-
-
-def in_flight(client: AppClient, *, explain: bool) -> bool:
-    inflight = client.app.state.analysis_service._inflight
-    return any(flag is explain for _sha, _model, flag in inflight)
 
 
 async def test_a_plain_request_on_an_api_process_does_not_wait_for_an_explained_twins_job(
