@@ -5,7 +5,8 @@ A terminated backend, a failover or a restarting PostgreSQL drops the pool's con
 and may refuse new ones for a second or more. Work that is safe to repeat goes on through
 that (`retry_connection_errors`): the pauses between tries double from 50 ms to at most
 1 s, with jitter, until a budget of seconds is spent (`server/jobs/retry.py` says whose
-budget is how long). Only connection-level errors (`is_transient`) are tried again.
+budget is how long). Only connection-level errors (`is_transient`) are tried again; on
+SQLite, which has no connection to lose, only a lock held by another connection.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -29,21 +31,42 @@ T = TypeVar("T")
 RETRY_BUDGET_S = 4.0  # how long work goes on through a database outage, unless told otherwise
 FIRST_PAUSE_S = 0.05
 LONGEST_PAUSE_S = 1.0
+# SQLite's primary result codes (the low byte of its extended codes) for a lock another
+# connection holds: SQLITE_BUSY (another process writes; SQLITE_BUSY_SNAPSHOT: it wrote
+# since this transaction's snapshot) and SQLITE_LOCKED (a conflict within one file handle).
+SQLITE_LOCK_CODES = frozenset({5, 6})
 
 
 def is_transient(error: BaseException) -> bool:
     """A database error that says nothing about the statement: the connection dropped
     (a server restart, a terminated backend, a network blip) or was left unusable by
-    that. The same work on a fresh connection may well succeed."""
+    that, or (SQLite) another connection held the lock too long. The same work on a fresh
+    connection may well succeed."""
     if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
             return True
+        if isinstance(error.orig, sqlite3.Error):
+            return sqlite_lock_held(error.orig)
         if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
             return True
         # asyncpg's client-side protocol errors ("cannot switch to state …; another
         # operation is in progress") follow a connection killed mid-operation.
         return type(error.orig).__name__ == "InternalClientError"
     return isinstance(error, OSError)  # could not connect at all
+
+
+def sqlite_lock_held(error: sqlite3.Error) -> bool:
+    """Whether SQLite refused for a lock another connection holds, which it gives up.
+
+    Every other SQLite error stays until someone acts: "no such table", "no such column"
+    and syntax errors are bugs or a missing migration; a disk I/O error, a full disk, a
+    read-only or unopenable file (SQLITE_IOERR, SQLITE_FULL, SQLITE_READONLY,
+    SQLITE_CANTOPEN) are the disk's or the file's state, not an outage of seconds. The
+    file is local, so there is no network to come back. Errors raised by Python's driver
+    itself carry no code (None).
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in SQLITE_LOCK_CODES
 
 
 class Backoff:
