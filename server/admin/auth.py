@@ -109,14 +109,10 @@ async def _authenticate_secret(
         retry_after = await limiter.retry_after(client)
         if retry_after is not None:
             raise AuthRateLimitedError(retry_after)
-    if found is None:
+    if found is None or not await _still_live(connection, db, *found):
         await limiter.record_failure(client)
         raise AuthFailedError("the token is not valid (wrong or revoked)")
-    principal, stale = found
-    if stale and principal.token_id is not None:
-        token_id = principal.token_id
-        await retried(connection.app, lambda: _mark_used(db, token_id))
-    return principal
+    return found[0]
 
 
 async def _active_token(db: Database, secret: str) -> tuple[Principal, bool] | None:
@@ -128,9 +124,23 @@ async def _active_token(db: Database, secret: str) -> tuple[Principal, bool] | N
         return Principal(token_id=row.id, name=row.name, role=Role(row.role)), needs_touch(row)
 
 
-async def _mark_used(db: Database, token_id: int) -> None:
-    async with db.write() as session:
-        await mark_used(session, token_id)
+async def _still_live(
+    connection: ASGIConnection[Any, Any, Any, Any], db: Database, principal: Principal, stale: bool
+) -> bool:
+    """Touch a stale `last_used_at`; False when the token was revoked since its lookup.
+
+    The touch may wait out an outage for the retry budget: a token revoked meanwhile is
+    refused for this request too, not honoured on the strength of the earlier lookup.
+    """
+    token_id = principal.token_id
+    if not stale or token_id is None:
+        return True
+
+    async def touch() -> bool:
+        async with db.write() as session:
+            return await mark_used(session, token_id)
+
+    return await retried(connection.app, touch)
 
 
 def _unauthorized(detail: str) -> ProblemError:

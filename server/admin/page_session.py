@@ -160,12 +160,14 @@ async def current_page_session(request: Request[Any, Any, Any]) -> PageAuthOutco
     db = database(request.app)
     try:
         found = await find_live_session(request, secret)
+        if found.stale_last_seen:
+            # Refused when the session ended or its token was revoked while this touch
+            # waited out an outage: the earlier read does not vouch for the request.
+            await retried(request.app, lambda: _touch(db, found))
     except SessionEndedError as exc:
         if exc.reason != "unknown":
             await retried(request.app, lambda: _end(db, secret))
         return PageAuthOutcome(None, _ENDED[exc.reason], 401, True)
-    if found.stale_last_seen:
-        await retried(request.app, lambda: _touch(db, found))
     page_session = PageSession(found.principal, session_csrf_token(secret))
     return PageAuthOutcome(page_session)
 

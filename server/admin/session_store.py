@@ -174,15 +174,31 @@ def _principal_of(
 
 
 async def touch_session(session: AsyncSession, session_id: int, token_id: int | None) -> None:
-    """Record that a session (and its token) was used now; the caller commits."""
+    """Record that a session (and its token) was used now; the caller commits.
+
+    Raises SessionEndedError when the session ended ("unknown": signed out, ended by an
+    admin, or its token revoked, which deletes it) or its token was revoked ("revoked")
+    since the session was read: the caller then rolls back and refuses the request.
+    """
     now = utcnow()
-    await session.execute(
-        update(AdminSession).where(AdminSession.id == session_id).values(last_seen_at=now)
+    touched = await session.execute(
+        update(AdminSession)
+        .where(AdminSession.id == session_id)
+        .values(last_seen_at=now)
+        .returning(AdminSession.id)
     )
-    if token_id is not None:
-        await session.execute(
-            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-        )
+    if touched.first() is None:
+        raise SessionEndedError("unknown")
+    if token_id is None:
+        return
+    used = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(last_used_at=now)
+        .returning(ApiToken.id)
+    )
+    if used.first() is None:
+        raise SessionEndedError("revoked")
 
 
 async def end_session(session: AsyncSession, secret: str) -> int | None:

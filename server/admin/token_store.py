@@ -125,7 +125,13 @@ def needs_touch(row: ApiToken) -> bool:
     return utcnow() - as_utc(row.last_used_at) >= _LAST_USED_RESOLUTION
 
 
-async def mark_used(session: AsyncSession, token_id: int) -> None:
-    await session.execute(
-        update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
+async def mark_used(session: AsyncSession, token_id: int) -> bool:
+    """Set the token's ``last_used_at`` to now unless it was revoked since it was read:
+    False then (or when it is gone), and the request it came with is refused."""
+    touched = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .values(last_used_at=utcnow())
+        .returning(ApiToken.id)
     )
+    return touched.first() is not None
