@@ -90,7 +90,11 @@ class AdminOnlyController(Controller):
         summary="Create a token; its secret is returned once",
         operation_class=AdminOperation,
         responses=problem_responses(
-            {400: "Malformed JSON", 422: "An invalid body (`errors` lists the fields) or name"},
+            {
+                400: "Malformed JSON (`malformed-json`)",
+                415: "A compressed body (`unsupported-content-encoding`)",
+                422: "An invalid body (`errors` lists the fields) or name",
+            },
             ADMIN_PROBLEMS,
         ),
     )

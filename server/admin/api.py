@@ -22,6 +22,7 @@ from server.admin.auth import current_principal, reviewer_guard
 from server.admin.context import database, provide_admin_session
 from server.admin.export import EXPORT_MEDIA_TYPE, ExportFilters, jsonl_stream
 from server.admin.input_checks import (
+    ACTION_RE,
     MAX_ROW_ID,
     REASON_RE,
     checked_sha256,
@@ -176,10 +177,11 @@ class ReviewController(Controller):
         operation_class=AdminOperation,
         responses=problem_responses(
             {
-                400: "Malformed JSON",
+                400: "Malformed JSON (`malformed-json`)",
                 404: "No image with this sha256 is known (`not-found`)",
                 409: "Another decision came in since `expected_decision_id` "
                 "(`decision-conflict`, with `latest_decision`)",
+                415: "A compressed body (`unsupported-content-encoding`)",
                 422: "An invalid body (`errors` lists the fields), note or sha256",
             },
             ADMIN_PROBLEMS,
@@ -237,7 +239,13 @@ class ReviewController(Controller):
         "/audit",
         summary="The audit log, newest first",
         operation_class=AdminOperation,
-        responses=problem_responses({422: "A bad limit, before_id or sha256"}, ADMIN_PROBLEMS),
+        responses=problem_responses(
+            {
+                422: "A bad limit, before_id or sha256, or an action no entry can have "
+                "(`invalid-filter`)"
+            },
+            ADMIN_PROBLEMS,
+        ),
     )
     async def audit(
         self,
@@ -247,6 +255,13 @@ class ReviewController(Controller):
         action: FromQuery[str | None] = None,
         sha256: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
+        # Checked, not just compared: PostgreSQL refuses a NUL in the comparison (a 500).
+        if action and not ACTION_RE.match(action):
+            raise ProblemError(
+                422,
+                "action must be an audit action name such as token.create",
+                code="invalid-filter",
+            )
         entries, next_cursor = await list_audit(
             admin_db,
             limit=limit,

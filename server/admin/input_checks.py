@@ -1,5 +1,5 @@
-"""What the review API and page accept from a caller: a sha256, a reason name, a row id,
-free text without control characters.
+"""What the review API and page accept from a caller: a sha256, a reason or audit action
+name, a row id, free text without control characters.
 
 The page, the API and the ``fakescope admin`` command refuse the same things, so they check
 them here.
@@ -12,7 +12,10 @@ import re
 from server.problems import ProblemError
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-REASON_RE = re.compile(r"^[a-z0-9_]{1,64}$")
+# \Z, not $: "$" also matches before a final newline, and "user_report\n" matches nothing.
+REASON_RE = re.compile(r"^[a-z0-9_]{1,64}\Z")
+# An audit log action: dotted snake_case names ("token.create", "review.decide").
+ACTION_RE = re.compile(r"^[a-z0-9_.]{1,64}\Z")
 # The largest id a database integer column holds; larger ones overflow the driver.
 MAX_ROW_ID = 2**63 - 1
 # NUL cannot be stored in PostgreSQL text; other C0 controls (but tab, newline, CR) are noise.

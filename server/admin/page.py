@@ -5,6 +5,7 @@ Signing in and out is page_sign_in.py; what every route of the page shares, page
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -40,6 +41,7 @@ from server.admin.review_queue import (
 from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
 
 QUEUE_SHOWN = 100
+SEEN_DECISION_RE = re.compile(r"[0-9]{1,18}")  # a decision id the page showed (0: none)
 REPORTS_SHOWN = 50  # the newest; anyone may report, so an image can gather thousands
 
 
@@ -305,6 +307,8 @@ class ReviewPageController(Controller):
                 status_code=422,
             )
         seen = data.seen_decision.strip()
+        # ASCII digits only: str.isdigit() also takes "²" (and int() then raises).
+        expected = int(seen) if SEEN_DECISION_RE.fullmatch(seen) else None
         try:
             async with database(request.app).write() as write_session:
                 await record_decision(
@@ -315,7 +319,7 @@ class ReviewPageController(Controller):
                     # maxlength counts each as one character, as the stored note does.
                     note=CONTROL_CHARS_RE.sub("", data.note.replace("\r\n", "\n")),
                     principal=session.principal,
-                    expected_decision_id=int(seen) if seen.isdigit() and len(seen) < 19 else None,
+                    expected_decision_id=expected,
                 )
         except ItemNotFoundError:
             return await _review_page(request, admin_db, session, filters, sha)

@@ -12,7 +12,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.response import Template
 
 from server.admin.auth import SESSION_COOKIE
-from server.admin.csrf import LOGIN_CSRF_COOKIE, new_login_csrf_token
+from server.admin.csrf import LOGIN_CSRF_COOKIE, is_login_csrf_token, new_login_csrf_token
 from server.admin.page_session import (
     PageAuthOutcome,
     PageSession,
@@ -42,7 +42,8 @@ def login_page(
     clear_session: bool = False,
 ) -> Template:
     """The sign-in form; `clear_session` also expires a session cookie that no longer works."""
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf_token()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
+    token = cookie if is_login_csrf_token(cookie) else new_login_csrf_token()
     cookies = [login_csrf_cookie(request, token)]
     if clear_session:
         cookies.append(expired_cookie(SESSION_COOKIE))

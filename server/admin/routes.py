@@ -10,9 +10,12 @@ It also needs, as it already provides:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from litestar.file_system import BaseLocalFileSystem
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
+from litestar.types.file_types import FileInfo
 
 from server.admin.access_api import AdminOnlyController
 from server.admin.api import ReviewController
@@ -23,6 +26,24 @@ from server.admin.page_sign_in import SignInController
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 
 
+class StaticFiles(BaseLocalFileSystem):
+    """The page's files on disk; a path the file system refuses to look up is a file that
+    is not there (404), not a server error.
+
+    Litestar answers a missing file with 404, but any other refusal of the lookup with 500:
+    a NUL byte in the path (ValueError), a name over 255 bytes, a file taken for a directory
+    (`admin.js/x`). None of them can name one of these files.
+    """
+
+    async def info(self, path: Any, **kwargs: Any) -> FileInfo:
+        try:
+            return await super().info(path, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(str(path)) from exc
+
+
 def admin_routers() -> list[ControllerRouterHandler]:
     """The /v1/admin API controllers, the /admin page and its static files."""
     return [
@@ -31,6 +52,9 @@ def admin_routers() -> list[ControllerRouterHandler]:
         ReviewPageController,
         SignInController,
         create_static_files_router(
-            path=STATIC_PREFIX, directories=[STATIC_DIR], name="admin-static"
+            path=STATIC_PREFIX,
+            directories=[STATIC_DIR],
+            name="admin-static",
+            file_system=StaticFiles(),
         ),
     ]
