@@ -41,13 +41,16 @@ from server.jobs.retry import request_budget_s
 from server.jobs.store import JobStore
 from server.jobs.worker import JobWorker
 from server.limits import DatabaseStore, SharedRateLimitMiddleware
+from server.log_output import LogOutput
 from server.lookup.controller import LookupController
 from server.lookup.live_index import LivePdqIndex
 from server.metrics import Metrics, RequestMetricsMiddleware
 from server.net.ssrf import FetchLimits, GuardedFetcher
 from server.problems import EXCEPTION_HANDLERS, CorsRefusalProblems
 from server.reports.controller import ReportsController
+from server.requests import ApiRequest
 from server.settings import Settings, SettingsError
+from server.unreadable_requests import RefuseUnreadableRequests
 
 log = logging.getLogger("fakescope.server")
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -160,6 +163,7 @@ def create_app(
     async def stop_pdq_index(app: Litestar) -> None:
         await app.state.pdq_index.stop_warm_up()
 
+    log_output = LogOutput()  # started first, stopped last: startup and shutdown logs too
     middleware: list[Any] = []
     stores: dict[str, Store] = {}
     if settings.rate_limit is not None:
@@ -193,13 +197,15 @@ def create_app(
     app = Litestar(
         route_handlers=route_handlers,
         plugins=[SQLAlchemyPlugin(config=alchemy)],
-        on_startup=[check_database, start_model, warm_pdq_index],
-        on_shutdown=[stop_pdq_index, stop_model],
+        on_startup=[log_output.start, check_database, start_model, warm_pdq_index],
+        on_shutdown=[stop_pdq_index, stop_model, log_output.stop],
+        logging_config=None,  # the app's own, bound to its lifespan (server/log_output.py)
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
         stores=stores,
         cors_config=cors,
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        request_class=ApiRequest,
         openapi_config=OpenAPIConfig(
             title="FakeScope",
             version="1",
@@ -229,6 +235,8 @@ def create_app(
     )
     if cors is not None:  # Litestar's CORS decides; a preflight it refuses gets a problem
         app.asgi_handler = CorsRefusalProblems(app.asgi_handler, cors)
+    # Before anything builds request.url: a Host header or target it cannot parse is a 400.
+    app.asgi_handler = RefuseUnreadableRequests(app.asgi_handler)
     # Counted around the router, not as route middleware: requests no route answers (404,
     # 405, a bad Host) never reach route middleware, and would be missing from the metrics.
     app.asgi_handler = RequestMetricsMiddleware(app.asgi_handler, metrics=metrics)

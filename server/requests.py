@@ -1,12 +1,15 @@
-"""Small helpers shared by controllers: reading JSON bodies and validating keys."""
+"""Small helpers shared by controllers: reading JSON bodies and validating keys, and the
+app's request class, which reads every body the same way."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.exceptions import InternalServerException, SerializationException
 
 from server.problems import ProblemError
 
@@ -19,6 +22,8 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 # The body limit of the small JSON requests (a question, a report): room for long text, no more.
 JSON_BODY_LIMIT = 64 * 1024
+# What Litestar's Request.stream() raises (as a 500) when the client leaves mid-body.
+LITESTAR_DISCONNECT_DETAIL = "client disconnected prematurely"
 
 
 def media_type(request: Request[Any, Any, Any]) -> str:
@@ -32,6 +37,61 @@ def is_json(kind: str) -> bool:
     )
 
 
+def malformed_json(exc: BaseException, raw: bytes) -> ProblemError:
+    """The 400 `malformed-json` problem for a body msgspec could not decode, saying why."""
+    if isinstance(exc, UnicodeDecodeError):
+        detail = "not UTF-8"
+    elif isinstance(exc, RecursionError):
+        detail = "nested too deeply"
+    else:
+        detail = str(exc)
+        if detail.startswith("Input data was truncated") and LONE_HIGH_SURROGATE.search(raw):
+            # msgspec's words for a string ending in half a surrogate pair, e.g. text cut
+            # in the middle of an emoji ("\ud83d"): the body is complete, the text is not.
+            detail = "a \\u escape is half a UTF-16 surrogate pair (text cut inside a character?)"
+    return ProblemError(400, f"malformed JSON: {detail}", code="malformed-json")
+
+
+class ApiRequest(Request[Any, Any, Any]):
+    """The app's request class (``Litestar(request_class=...)``).
+
+    Bodies the handlers declare (``JSONBody[...]``, the admin API) decode as the public
+    endpoints' bodies do (``json_object``): what msgspec cannot read (not UTF-8, nested too
+    deeply, malformed) is a 400 ``malformed-json`` problem; Litestar's own decoding let the
+    first two through as 500s. A body sent with a content coding is refused (415) before
+    it is read: nothing here undoes one, and read as it came it was called malformed JSON
+    or a multipart body without its file. A client that leaves before its body is complete
+    made a bad request (400), not a server error: Litestar counted it as a 500.
+    """
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
+            raise malformed_json(exc.__cause__ or exc, await self.body()) from exc
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        coding = self.headers.get("content-encoding", "").strip().lower()
+        if coding not in ("", "identity"):
+            raise ProblemError(
+                415,
+                f"Content-Encoding {coding[:ECHO_CHARS]} is not accepted; "
+                "send the body uncompressed",
+                code="unsupported-content-encoding",
+            )
+        try:
+            async for chunk in super().stream():
+                yield chunk
+        except InternalServerException as exc:
+            if exc.detail != LITESTAR_DISCONNECT_DETAIL:
+                raise
+            raise ProblemError(
+                400,
+                "the client closed the connection before the request body was complete",
+                code="incomplete-body",
+            ) from exc
+
+
 async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The request body as a JSON object; 415 when it is not JSON, 400 when it is malformed."""
     kind = media_type(request)
@@ -40,17 +100,8 @@ async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        detail = str(exc)
-        if detail.startswith("Input data was truncated") and LONE_HIGH_SURROGATE.search(raw):
-            # msgspec's words for a string ending in half a surrogate pair, e.g. text cut
-            # in the middle of an emoji ("\ud83d"): the body is complete, the text is not.
-            detail = "a \\u escape is half a UTF-16 surrogate pair (text cut inside a character?)"
-        raise ProblemError(400, f"malformed JSON: {detail}", code="malformed-json") from exc
-    except UnicodeDecodeError as exc:
-        raise ProblemError(400, "malformed JSON: not UTF-8", code="malformed-json") from exc
-    except RecursionError as exc:
-        raise ProblemError(400, "malformed JSON: nested too deeply", code="malformed-json") from exc
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise malformed_json(exc, raw) from exc
     if not isinstance(body, dict):
         raise ProblemError(422, "the JSON body must be an object")
     return body

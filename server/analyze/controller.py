@@ -147,8 +147,9 @@ class AnalyzeController(Controller):
                 "(`empty-image`, `undecodable-image`)",
                 413: "The image or the body is too large (`image-too-large`), or the multipart "
                 "body has too many parts (`multipart-too-large`)",
-                415: "Neither multipart/form-data nor application/json, or an unsupported image "
-                "format (`unsupported-image`)",
+                415: "Neither multipart/form-data nor application/json, a compressed body "
+                "(`unsupported-content-encoding`), or an unsupported image format "
+                "(`unsupported-image`)",
                 422: "Invalid request: no or several `file` parts, no `url`, a refused URL "
                 "(`url-refused`), or `explain` not a boolean",
                 502: "The URL could not be fetched (`url-fetch-failed`)",

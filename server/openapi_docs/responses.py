@@ -205,7 +205,7 @@ ADMIN_PROBLEMS: dict[int, str] = {
 BODY_PROBLEMS: dict[int, str] = {
     400: "Malformed JSON (`malformed-json`)",
     413: "The body is too large",
-    415: "The body is not application/json",
+    415: "The body is not application/json, or comes compressed (`unsupported-content-encoding`)",
 }
 
 

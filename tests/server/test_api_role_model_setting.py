@@ -2,8 +2,6 @@
 
 It serves by the model of the newest live GPU worker. A FAKESCOPE_MODEL set on it anyway
 is logged as ignored at startup, and a worker model that differs from it is named once.
-(The records are read from the `fakescope.server` logger itself: the app's logging setup
-replaces the root handlers that pytest's caplog relies on.)
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ async def test_concurrent_requests_on_two_processes_are_each_counted(
 
 
 class Recorded(logging.Handler):
-    """The messages logged to one logger (Litestar's logging setup replaces pytest's capture)."""
+    """The messages logged to one logger."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)

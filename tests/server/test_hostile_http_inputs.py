@@ -1,0 +1,368 @@
+"""Hostile HTTP the earlier hostile-input tests did not send: unreadable Host headers, paths
+the file system refuses, cookies that cannot be sent back, admin JSON that does not decode,
+compressed bodies, text filters PostgreSQL cannot compare. A clear 4xx each, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from live_server import free_port
+from server_helpers import count_rows, problem, running, unique_png, until
+
+from server.app import create_app
+from server.settings import Settings
+
+ADMIN = "bootstrap-admin-secret"
+SHA = "ab" * 32
+# The shape of the tokens the sign-in form issues (secrets.token_urlsafe(32)).
+LOGIN_CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class RawResponse:
+    def __init__(self, data: bytes) -> None:
+        head, _, self.body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = [
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(":") for line in lines[1:])
+        ]
+
+    def header(self, name: str) -> str:
+        return next((value for key, value in self.headers if key == name), "")
+
+
+@pytest.fixture
+async def port(sqlite_url: str, tmp_path: Path) -> AsyncIterator[int]:
+    """The app behind uvicorn on a loopback port (SQLite: nothing here depends on the engine)."""
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, admin_token=ADMIN
+    )
+    chosen = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=chosen, log_config=None)
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        await until(lambda: server.started or serving.done())
+        assert server.started, "uvicorn did not start"
+        yield chosen
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
+
+
+async def send_raw(port: int, target: bytes, *headers: bytes) -> RawResponse:
+    """One GET exactly as written (httpx would fix or refuse these bytes before sending)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [b"GET " + target + b" HTTP/1.1", *headers, b"Connection: close", b"", b""]
+    writer.write(b"\r\n".join(lines))
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return RawResponse(data)
+
+
+async def leave_mid_body(port: int, target: bytes, content_type: bytes) -> None:
+    """Announce 100 kB, send a few bytes, close the connection."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: 100000\r\n\r\n"
+    writer.write(head % (target, content_type) + b'{"sha256"')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors
+
+
+@pytest.mark.parametrize("host", [b"x:abc", b"x:99999", b"[::1]:65536", b"x:1:2"])
+async def test_a_host_header_with_an_unreadable_port_is_a_400_problem_on_every_route(
+    port: int, host: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Litestar's Host check lets these through; building request.url then raised, in the
+    # problem handler itself: a bare text/plain 500 and "Exception in ASGI application".
+    for target, extra in [
+        (b"/nope", b"X-Nothing: 1"),
+        (b"/v1/analyses/" + SHA.encode(), b"X-Nothing: 1"),
+        (b"/admin", b"X-Nothing: 1"),
+        (b"/v1/admin/queue", b"Authorization: Bearer " + ADMIN.encode()),
+    ]:
+        response = await send_raw(port, target, b"Host: " + host, extra)
+        assert response.status == 400, (target, response.body)
+        assert response.header("content-type").startswith("application/problem+json")
+        assert b"Host header" in response.body
+    fine = await send_raw(port, b"/v1/analyses/" + SHA.encode(), b"Host: example.com:8080")
+    assert fine.status == 404
+    no_errors_logged(caplog)
+
+
+@pytest.mark.parametrize(
+    "target,content_type",
+    [
+        (b"/v1/lookup", b"application/json"),
+        (b"/v1/analyze", b"application/json"),
+        (b"/v1/analyze", b"multipart/form-data; boundary=B"),
+    ],
+    ids=["lookup", "analyze-url", "analyze-upload"],
+)
+async def test_a_client_that_leaves_mid_body_is_counted_as_a_400_not_a_500(
+    port: int, target: bytes, content_type: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    await leave_mid_body(port, target, content_type)
+    route = f'route="{target.decode()}"'
+    counted = re.compile(
+        rf'fakescope_http_requests_total\{{method="POST",{route},status="(\d+)"\}}'
+    )
+
+    async def statuses() -> list[str]:
+        metrics = await send_raw(port, b"/metrics", b"Host: x")
+        return counted.findall(metrics.body.decode())
+
+    await until_async(statuses)
+    assert await statuses() == ["400"]
+    no_errors_logged(caplog)
+
+
+async def until_async(check: Any, within_s: float = 30.0) -> None:
+    """Wait until the coroutine function `check` returns something true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/admin/static/%00", b"/admin/static/" + b"x" * 300, b"/admin/static/admin.js/x"],
+    ids=["nul-byte", "name-too-long", "file-as-directory"],
+)
+async def test_static_paths_the_file_system_refuses_are_404_problems(
+    port: int, target: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = await send_raw(port, target, b"Host: x")
+    assert response.status == 404, response.body
+    assert response.header("content-type").startswith("application/problem+json")
+    assert (await send_raw(port, b"/admin/static/admin.js", b"Host: x")).status == 200
+    no_errors_logged(caplog)
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [b"%FF", b"%E2%80%AE", b"%C3%A9", b"%ED%A0%80", b"a%22b%5Cc", b"x" * 3000],
+    ids=["invalid-utf8", "rtl-override", "e-acute", "lone-surrogate", "quote", "3000-chars"],
+)
+async def test_a_sign_in_csrf_cookie_the_server_did_not_issue_is_replaced_not_echoed(
+    port: int, cookie: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The form reused the cookie's value and set it again: beyond latin-1 that Set-Cookie
+    # could not be encoded (a 500 on GET /admin).
+    response = await send_raw(
+        port, b"/admin", b"Host: x", b"Cookie: fakescope_login_csrf=" + cookie
+    )
+    assert response.status == 200, response.body
+    issued = re.match(r"fakescope_login_csrf=([^;]*);", response.header("set-cookie"))
+    assert issued and LOGIN_CSRF_SHAPE.fullmatch(issued.group(1)), response.headers
+    assert f'value="{issued.group(1)}"'.encode() in response.body
+    no_errors_logged(caplog)
+
+
+async def test_a_sign_in_csrf_cookie_the_server_issued_is_kept(port: int) -> None:
+    first = await send_raw(port, b"/admin", b"Host: x")
+    issued = re.match(r"fakescope_login_csrf=([^;]*);", first.header("set-cookie"))
+    assert issued
+    token = issued.group(1).encode()
+    again = await send_raw(port, b"/admin", b"Host: x", b"Cookie: fakescope_login_csrf=" + token)
+    assert b'value="' + token + b'"' in again.body
+
+
+ADMIN_JSON_BODIES = {
+    "nested-10000-deep": b"[" * 10_000 + b"]" * 10_000,
+    "member-nested-10000-deep": b'{"role": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    "string-not-utf8": b'{"role": "client", "name": "\xff"}',
+    "string-cut-inside-utf8": b'{"role": "client", "name": "\xc3"}',
+    "utf8-encoded-surrogate": b'{"role": "client", "name": "\xed\xa0\x80"}',
+    "truncated": b'{"role": "client"',
+    "half-a-surrogate-pair": b'{"role": "client", "name": "cut \\ud83d"}',
+}
+
+
+@pytest.mark.parametrize("name", list(ADMIN_JSON_BODIES))
+@pytest.mark.parametrize("route", ["/v1/admin/tokens", f"/v1/admin/items/{SHA}/decision"])
+async def test_admin_json_that_does_not_decode_is_a_400_malformed_json_and_writes_nothing(
+    settings: Settings, route: str, name: str
+) -> None:
+    async with running(create_app(_with_admin(settings))) as client:
+        response = await client.post(
+            route,
+            content=ADMIN_JSON_BODIES[name],
+            headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        body = problem(response)
+        assert body["type"].endswith(":malformed-json") and body["detail"].startswith(
+            "malformed JSON"
+        )
+    assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+@pytest.mark.parametrize(
+    "action", ["\x00", "review.decide\x00", "x" * 65, "Token.Create", "token create", "é"]
+)
+async def test_an_audit_action_filter_no_action_could_have_is_a_422(
+    settings: Settings, action: str
+) -> None:
+    # PostgreSQL refused the NUL in the comparison: a 500 there, an empty page on SQLite.
+    async with running(create_app(_with_admin(settings))) as client:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        response = await client.get("/v1/admin/audit", params={"action": action}, headers=headers)
+        assert response.status_code == 422, response.text
+        assert problem(response)["type"].endswith(":invalid-filter")
+        created = await client.post("/v1/admin/tokens", json={"role": "client"}, headers=headers)
+        assert created.status_code == 201
+        kept = await client.get(
+            "/v1/admin/audit", params={"action": "token.create"}, headers=headers
+        )
+        assert [e["action"] for e in kept.json()["entries"]] == ["token.create"]
+
+
+@pytest.mark.parametrize("reason", ["user_report\n", "user_report\x00"])
+async def test_a_queue_reason_filter_that_is_not_a_reason_name_is_a_422(
+    settings: Settings, reason: str
+) -> None:
+    # A trailing newline passed the check ("$" matches before it) and matched no item: an
+    # empty queue instead of an error.
+    async with running(create_app(_with_admin(settings))) as client:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        response = await client.get("/v1/admin/queue", params={"reason": reason}, headers=headers)
+        assert response.status_code == 422, response.text
+        assert problem(response)["type"].endswith(":invalid-filter")
+
+
+@pytest.mark.parametrize("seen", ["\u00b2", "\u0661", "\uff11", "1\u00b2"])
+async def test_a_page_decision_whose_seen_id_holds_non_ascii_digits_is_recorded_unchecked(
+    settings: Settings, seen: str
+) -> None:
+    # str.isdigit() took "²" for a digit and int() then raised: a 500, nothing recorded.
+    async with running(create_app(_with_admin(settings))) as client:
+        sha = await _analysed(client)
+        csrf = await _signed_in_csrf(client, sha)
+        form = {"label": "fake", "csrf_token": csrf, "seen_decision": seen}
+        response = await client.post(f"/admin/items/{sha}/decision", data=form)
+        assert response.status_code == 303, response.text
+        item = await client.get(
+            f"/v1/admin/items/{sha}", headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        assert [d["label"] for d in item.json()["decisions"]] == ["fake"]
+
+
+@pytest.mark.parametrize(
+    "route,content_type,body",
+    [
+        ("/v1/lookup", "application/json", b'{"sha256": []}'),
+        ("/v1/reports", "application/json", b'{"sha256": "' + SHA.encode() + b'", "reason": "x"}'),
+        ("/v1/analyze", "application/json", b'{"url": "https://example.com/a.png"}'),
+        (
+            "/v1/analyze",
+            "multipart/form-data; boundary=B",
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+            + unique_png()
+            + b"\r\n--B--\r\n",
+        ),
+        ("/v1/admin/tokens", "application/json", b'{"role": "client"}'),
+    ],
+    ids=["lookup", "reports", "analyze-url", "analyze-upload", "admin-tokens"],
+)
+@pytest.mark.parametrize("coding", ["gzip", "br"])
+async def test_a_compressed_request_body_is_a_415_naming_the_content_encoding(
+    settings: Settings, route: str, content_type: str, body: bytes, coding: str
+) -> None:
+    # It was read as it came: "malformed JSON: invalid character", or no "file" part.
+    sent = gzip.compress(body) if coding == "gzip" else body
+    async with running(create_app(_with_admin(settings))) as client:
+        headers = {
+            "Content-Type": content_type,
+            "Content-Encoding": coding,
+            "Authorization": f"Bearer {ADMIN}",
+        }
+        response = await client.post(route, content=sent, headers=headers)
+        assert response.status_code == 415, response.text
+        assert f"Content-Encoding {coding}" in problem(response)["detail"]
+        identity = await client.post(
+            "/v1/lookup",
+            content=b"{}",
+            headers={"Content-Type": "application/json", "Content-Encoding": "identity"},
+        )
+        assert identity.status_code == 200
+    assert sum((await count_rows(settings.database_url)).values()) == 0
+
+
+async def test_a_request_target_that_is_not_utf8_is_a_400_problem(settings: Settings) -> None:
+    # uvicorn's h11 parser passes raw 8-bit query bytes on; request.url could not decode them.
+    app = create_app(settings)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    async with running(app):
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/nope",
+            "raw_path": b"/nope",
+            "query_string": b"q=\xff",
+            "root_path": "",
+            "headers": [(b"host", b"x")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert b"application/problem+json" in dict(sent[0]["headers"])[b"content-type"]
+
+
+def _with_admin(settings: Settings) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, admin_token=ADMIN)
+
+
+async def _analysed(client: Any) -> str:
+    posted = await client.post("/v1/analyze", files={"file": ("a.png", unique_png())})
+    assert posted.status_code == 200, posted.text
+    sha: str = posted.json()["sha256"]
+    return sha
+
+
+async def _signed_in_csrf(client: Any, sha: str) -> str:
+    """Sign the client in to the review page; the CSRF token of the item's form."""
+    form = await client.get("/admin")
+    login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert login_csrf, form.text
+    signed = await client.post(
+        "/admin/login", data={"token": ADMIN, "csrf_token": login_csrf.group(1)}
+    )
+    assert signed.status_code == 303, signed.text
+    page = await client.get(f"/admin/items/{sha}")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf, page.text
+    return csrf.group(1)
