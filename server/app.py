@@ -13,7 +13,10 @@ from advanced_alchemy.extensions.litestar import (
 )
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -68,6 +71,17 @@ def template_config() -> Any:
         autoescape=select_autoescape(["html", "jinja"], default=True),
     )
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+def no_schema_page(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of the /schema router: a path no page there has is the app's 404 problem.
+
+    Litestar answers `/schema/{path}` with its own handler, which returns an HTML 404 page
+    (and raises the 404 only for .json/.yaml names); the documentation pages themselves
+    take no path parameter.
+    """
+    if "path" in connection.path_params:
+        raise NotFoundException()
 
 
 def create_app(
@@ -212,6 +226,9 @@ def create_app(
             description="AI-generated image forensics: verdicts, evidence and explanations.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, guards=[no_schema_page]
+            ),
             components=openapi_docs.COMPONENTS,
         ),
         template_config=template_config(),

@@ -56,15 +56,17 @@ class ApiRequest(Request[Any, Any, Any]):
     """The app's request class (``Litestar(request_class=...)``).
 
     Bodies the handlers declare (``JSONBody[...]``, the admin API) decode as the public
-    endpoints' bodies do (``json_object``): what msgspec cannot read (not UTF-8, nested too
-    deeply, malformed) is a 400 ``malformed-json`` problem; Litestar's own decoding let the
-    first two through as 500s. A body sent with a content coding is refused (415) before
+    endpoints' bodies do (``json_object``): a body that is not sent as JSON is a 415 (Litestar
+    read any content type as JSON); what msgspec cannot read (not UTF-8, nested too deeply,
+    malformed) is a 400 ``malformed-json`` problem; Litestar's own decoding let the first
+    two through as 500s. A body sent with a content coding is refused (415) before
     it is read: nothing here undoes one, and read as it came it was called malformed JSON
     or a multipart body without its file. A client that leaves before its body is complete
     made a bad request (400), not a server error: Litestar counted it as a 500.
     """
 
     async def json(self) -> Any:
+        require_json(self)
         try:
             return await super().json()
         except (SerializationException, UnicodeDecodeError, RecursionError) as exc:
@@ -92,11 +94,17 @@ class ApiRequest(Request[Any, Any, Any]):
             ) from exc
 
 
-async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """The request body as a JSON object; 415 when it is not JSON, 400 when it is malformed."""
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """415 unless the body is sent as JSON (its Content-Type)."""
     kind = media_type(request)
     if not is_json(kind):
-        raise ProblemError(415, f"expected application/json, got {kind or 'no content type'}")
+        shown = kind[:ECHO_CHARS] or "no content type"
+        raise ProblemError(415, f"expected application/json, got {shown}")
+
+
+async def json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request body as a JSON object; 415 when it is not JSON, 400 when it is malformed."""
+    require_json(request)
     raw = await request.body()
     try:
         body = msgspec.json.decode(raw)

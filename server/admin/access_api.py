@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import JSONBody, PathParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.auth import admin_guard, current_principal
 from server.admin.context import database, provide_admin_session
-from server.admin.input_checks import MAX_ROW_ID, checked_text
+from server.admin.input_checks import checked_text, row_id
 from server.admin.page_session import session_lifetime
 from server.admin.roles import Role
 from server.admin.session_store import end_session_by_id, live_sessions
@@ -25,8 +26,24 @@ from server.admin.token_store import (
     token_to_dict,
 )
 from server.openapi_docs.operations import AdminOperation
-from server.openapi_docs.responses import ADMIN_PROBLEMS, problem_responses
+from server.openapi_docs.responses import ADMIN_PROBLEMS, BODY_PROBLEMS, problem_responses
 from server.problems import ProblemError
+from server.requests import ECHO_CHARS
+
+# A path's row id is read as text and checked by row_id(): Litestar's {id:int} reads it with
+# int(), which also takes "+1", " 1", "1_000" and "\u0661" (and so revoked some other token).
+# Documented as the integer it is.
+ROW_ID_PARAMETER = PathParameter(
+    description="The row id, in ASCII digits", schema_extra={"type": OpenAPIType.INTEGER}
+)
+
+
+def _path_row_id(text: str, missing: str) -> int:
+    """The id a path names; a 404 (`missing` and the text) when no row can have it."""
+    number = row_id(text)
+    if not number:
+        raise ProblemError(404, f"{missing} {text[:ECHO_CHARS]!r}", code="not-found")
+    return number
 
 
 @dataclass
@@ -55,7 +72,7 @@ class AdminOnlyController(Controller):
         return {"sessions": await live_sessions(admin_db, session_lifetime(request))}
 
     @delete(
-        "/sessions/{session_id:int}",
+        "/sessions/{session_id:str}",
         status_code=200,
         summary="Sign one review page session out (e.g. a lost laptop); audited",
         operation_class=AdminOperation,
@@ -64,16 +81,15 @@ class AdminOnlyController(Controller):
         ),
     )
     async def end_session(
-        self, request: Request[Any, Any, Any], session_id: FromPath[int]
+        self, request: Request[Any, Any, Any], session_id: Annotated[str, ROW_ID_PARAMETER]
     ) -> dict[str, Any]:
         actor = current_principal(request).actor
-        ended = False
-        if 1 <= session_id <= MAX_ROW_ID:
-            async with database(request.app).write() as session:
-                ended = await end_session_by_id(session, session_id, actor=actor)
+        number = _path_row_id(session_id, "no open session with id")
+        async with database(request.app).write() as session:
+            ended = await end_session_by_id(session, number, actor=actor)
         if not ended:
-            raise ProblemError(404, f"no open session with id {session_id}", code="not-found")
-        return {"id": session_id, "ended": True}
+            raise ProblemError(404, f"no open session with id {number}", code="not-found")
+        return {"id": number, "ended": True}
 
     @get(
         "/tokens",
@@ -92,7 +108,7 @@ class AdminOnlyController(Controller):
         responses=problem_responses(
             {
                 400: "Malformed JSON (`malformed-json`)",
-                415: "A compressed body (`unsupported-content-encoding`)",
+                415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields) or name",
             },
             ADMIN_PROBLEMS,
@@ -114,21 +130,20 @@ class AdminOnlyController(Controller):
         }
 
     @delete(
-        "/tokens/{token_id:int}",
+        "/tokens/{token_id:str}",
         status_code=200,
         summary="Revoke a token",
         operation_class=AdminOperation,
         responses=problem_responses({404: "No token with this id (`not-found`)"}, ADMIN_PROBLEMS),
     )
     async def revoke(
-        self, request: Request[Any, Any, Any], token_id: FromPath[int]
+        self, request: Request[Any, Any, Any], token_id: Annotated[str, ROW_ID_PARAMETER]
     ) -> dict[str, Any]:
         actor = current_principal(request).actor
-        if not 1 <= token_id <= MAX_ROW_ID:
-            raise ProblemError(404, f"no token with id {token_id}", code="not-found")
+        number = _path_row_id(token_id, "no token with id")
         try:
             async with database(request.app).write() as session:
-                row = await revoke_token(session, token_id, actor=actor)
+                row = await revoke_token(session, number, actor=actor)
                 return token_to_dict(row)
         except TokenNotFoundError as exc:
             raise ProblemError(404, str(exc), code="not-found") from exc

@@ -45,7 +45,7 @@ from server.admin.review_queue import (
     read_queue,
 )
 from server.openapi_docs.operations import AdminOperation
-from server.openapi_docs.responses import ADMIN_PROBLEMS, problem_responses
+from server.openapi_docs.responses import ADMIN_PROBLEMS, BODY_PROBLEMS, problem_responses
 from server.problems import ProblemError
 from server.timefmt import as_utc, iso_z
 
@@ -181,7 +181,7 @@ class ReviewController(Controller):
                 404: "No image with this sha256 is known (`not-found`)",
                 409: "Another decision came in since `expected_decision_id` "
                 "(`decision-conflict`, with `latest_decision`)",
-                415: "A compressed body (`unsupported-content-encoding`)",
+                415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields), note or sha256",
             },
             ADMIN_PROBLEMS,

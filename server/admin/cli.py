@@ -99,11 +99,13 @@ def _cmd_create(args: argparse.Namespace) -> int:
 def _cmd_revoke(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from server.admin.input_checks import row_id
     from server.admin.token_store import TokenNotFoundError, revoke_token
     from server.db.models import ApiToken
 
     async def work(session: AsyncSession) -> int:
-        token_id: int | None = int(args.token) if args.token.isdigit() else None
+        # An id in ASCII digits, as the API takes it ("\u0661".isdigit(), and int() reads 1).
+        token_id = row_id(args.token)
         if token_id is None:
             ids = (
                 await session.scalars(select(ApiToken.id).where(ApiToken.prefix == args.token))

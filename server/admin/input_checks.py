@@ -11,13 +11,16 @@ import re
 
 from server.problems import ProblemError
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # \Z, not $: "$" also matches before a final newline, and "user_report\n" matches nothing.
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 REASON_RE = re.compile(r"^[a-z0-9_]{1,64}\Z")
 # An audit log action: dotted snake_case names ("token.create", "review.decide").
 ACTION_RE = re.compile(r"^[a-z0-9_.]{1,64}\Z")
 # The largest id a database integer column holds; larger ones overflow the driver.
 MAX_ROW_ID = 2**63 - 1
+# A row id as written in a path or a form: ASCII digits only. int() also takes "+1", " 1",
+# "1_000" and other scripts' digits ("\u0661"), and reads them all as some other id.
+ROW_ID_RE = re.compile(r"[0-9]{1,19}")
 # NUL cannot be stored in PostgreSQL text; other C0 controls (but tab, newline, CR) are noise.
 CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -40,3 +43,12 @@ def checked_sha256(value: str) -> str:
     if not SHA256_RE.match(sha):
         raise ProblemError(422, "sha256 must be 64 hexadecimal characters", code="invalid-sha256")
     return sha
+
+
+def row_id(text: str) -> int | None:
+    """The row id `text` writes in ASCII digits (0 included), or None: not such an id, or
+    one no row can have (over MAX_ROW_ID)."""
+    if not ROW_ID_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= MAX_ROW_ID else None

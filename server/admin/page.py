@@ -5,7 +5,6 @@ Signing in and out is page_sign_in.py; what every route of the page shares, page
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.admin.context import database, provide_admin_session
 from server.admin.csrf import csrf_matches
-from server.admin.input_checks import CONTROL_CHARS_RE, REASON_RE, SHA256_RE
+from server.admin.input_checks import CONTROL_CHARS_RE, REASON_RE, SHA256_RE, row_id
 from server.admin.near import near_duplicates
 from server.admin.page_session import PageSession, current_page_session
 from server.admin.page_shell import SECURITY_HEADERS, STATIC_PREFIX, csrf_refused, refusal
@@ -39,9 +38,9 @@ from server.admin.review_queue import (
     read_queue,
 )
 from server.admin.stored_images import browser_media_type, has_stored_image, stored_image
+from server.problems import ProblemError
 
 QUEUE_SHOWN = 100
-SEEN_DECISION_RE = re.compile(r"[0-9]{1,18}")  # a decision id the page showed (0: none)
 REPORTS_SHOWN = 50  # the newest; anyone may report, so an image can gather thousands
 
 
@@ -263,21 +262,32 @@ class ReviewPageController(Controller):
         admin_db: NamedDependency[AsyncSession],
         sha256: FromPath[str],
     ) -> Response[bytes]:
-        """The stored bytes of an analysed image, for reviewers signed in to this page."""
+        """The stored bytes of an analysed image, for reviewers signed in to this page.
+
+        Its refusals are problems, as the app's other non-page answers are (an ``<img>``
+        shows none of them).
+        """
         outcome = await current_page_session(request)
         if outcome.session is None:
-            return Response(b"", status_code=outcome.status_code if outcome.error else 401)
+            raise ProblemError(
+                outcome.status_code if outcome.error else 401,
+                outcome.error or "sign in to the review page to see its images",
+            )
         sha = sha256.lower()
         if not SHA256_RE.match(sha):
-            return Response(b"", status_code=404)
+            raise ProblemError(
+                404, "no image here: a sha256 is 64 hexadecimal characters", code="not-found"
+            )
         try:
             item = await load_item(admin_db, sha, max_reports=0)
-        except ItemNotFoundError:
-            return Response(b"", status_code=404)
+        except ItemNotFoundError as exc:
+            raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
         data = await stored_image(request.app, item)
         media_type = browser_media_type(item)
         if data is None or media_type is None:
-            return Response(b"", status_code=404)
+            raise ProblemError(
+                404, "this image's bytes are not kept, or no browser shows them", code="not-found"
+            )
         return Response(data, media_type=media_type)
 
     @post("/items/{sha256:str}/decision", status_code=303)
@@ -306,9 +316,9 @@ class ReviewPageController(Controller):
                 notice="Choose Fake or Real for a known item.",
                 status_code=422,
             )
-        seen = data.seen_decision.strip()
-        # ASCII digits only: str.isdigit() also takes "²" (and int() then raises).
-        expected = int(seen) if SEEN_DECISION_RE.fullmatch(seen) else None
+        # A decision id the page showed (0: none); ASCII digits only: str.isdigit() also
+        # takes "²" (and int() then raises).
+        expected = row_id(data.seen_decision.strip())
         try:
             async with database(request.app).write() as write_session:
                 await record_decision(

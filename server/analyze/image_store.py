@@ -19,7 +19,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# \Z, not $: "$" also matches before a final newline, a character no file name here has.
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _ABANDONED_TMP_S = 3600.0  # a half-written file this old belongs to a crashed writer
 
 

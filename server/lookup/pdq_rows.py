@@ -17,7 +17,8 @@ from numpy.typing import NDArray
 
 log = logging.getLogger("fakescope.server")
 
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+# \Z, not $: "$" also matches before a final newline (and fromhex skips it).
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
 def pdq_words(hexes: Sequence[str]) -> NDArray[np.uint64]:

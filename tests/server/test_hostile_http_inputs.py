@@ -1,12 +1,15 @@
 """Hostile HTTP the earlier hostile-input tests did not send: unreadable Host headers, paths
-the file system refuses, cookies that cannot be sent back, admin JSON that does not decode,
-compressed bodies, text filters PostgreSQL cannot compare. A clear 4xx each, never a 500.
+the file system refuses, cookies that cannot be sent back, admin JSON that does not decode
+or is not sent as JSON, compressed bodies, text filters PostgreSQL cannot compare, ids that
+int() reads but are not ASCII digits, hashes followed by a newline. A clear 4xx each (a
+problem+json one where it is not the review page), never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -18,7 +21,9 @@ import uvicorn
 from live_server import free_port
 from server_helpers import count_rows, problem, running, unique_png, until
 
+from server.analyze.image_store import ImageFiles, is_sha256
 from server.app import create_app
+from server.lookup.pdq_rows import parse_rows
 from server.settings import Settings
 
 ADMIN = "bootstrap-admin-secret"
@@ -42,14 +47,19 @@ class RawResponse:
 
 
 @pytest.fixture
-async def port(sqlite_url: str, tmp_path: Path) -> AsyncIterator[int]:
-    """The app behind uvicorn on a loopback port (SQLite: nothing here depends on the engine)."""
-    settings = Settings(
+def sqlite_settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    """For tests whose subject does not depend on the database engine."""
+    return Settings(
         data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, admin_token=ADMIN
     )
+
+
+@pytest.fixture
+async def port(sqlite_settings: Settings) -> AsyncIterator[int]:
+    """The app behind uvicorn on a loopback port (SQLite: nothing here depends on the engine)."""
     chosen = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=chosen, log_config=None)
+        uvicorn.Config(create_app(sqlite_settings), host="127.0.0.1", port=chosen, log_config=None)
     )
     serving = asyncio.create_task(server.serve())
     try:
@@ -340,6 +350,136 @@ async def test_a_request_target_that_is_not_utf8_is_a_400_problem(settings: Sett
     assert b"application/problem+json" in dict(sent[0]["headers"])[b"content-type"]
 
 
+# Each of these int() read as token or session 1 ("0_1", "\u0661": the Arabic-Indic one).
+NOT_ASCII_DIGIT_IDS = ["+1", "%201", "1%20", "0_1", "%D9%A1", "%EF%BC%91"]
+
+
+@pytest.mark.parametrize("shown", NOT_ASCII_DIGIT_IDS)
+async def test_a_path_id_that_is_not_ascii_digits_is_a_404_and_revokes_or_ends_nothing(
+    settings: Settings, shown: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with running(create_app(_with_admin(settings))) as client:
+        created = await client.post("/v1/admin/tokens", json={"role": "client"}, headers=headers)
+        assert created.json()["id"] == 1
+        await _sign_in(client)
+        open_sessions = (await client.get("/v1/admin/sessions", headers=headers)).json()
+        assert [s["id"] for s in open_sessions["sessions"]] == [1]
+        for path in (f"/v1/admin/tokens/{shown}", f"/v1/admin/sessions/{shown}"):
+            response = await client.delete(path, headers=headers)
+            assert response.status_code == 404, (path, response.text)
+            assert problem(response)["type"].endswith(":not-found")
+        # Query ids and counts were strict already (msgspec): the same ones are a 422.
+        audit = await client.get(f"/v1/admin/audit?before_id={shown}", headers=headers)
+        assert audit.status_code == 422, audit.text
+        tokens = (await client.get("/v1/admin/tokens", headers=headers)).json()["tokens"]
+        assert [t["revoked_at"] for t in tokens if t["id"] == 1] == [None]
+        still_open = (await client.get("/v1/admin/sessions", headers=headers)).json()
+        assert still_open == open_sessions
+        assert (await client.delete("/v1/admin/tokens/01", headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize("given", ["\u0661", "\u00b2"])
+def test_the_admin_command_takes_a_token_id_in_ascii_digits_only(
+    sqlite_settings: Settings, given: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # str.isdigit() took them for ids: int() read "\u0661" as 1 (and revoked token 1), and
+    # raised on "\u00b2".
+    from fakescope.cli import main
+
+    monkeypatch.setenv("FAKESCOPE_DATABASE_URL", sqlite_settings.database_url)
+    monkeypatch.setenv("FAKESCOPE_DATA_DIR", str(sqlite_settings.data_dir))
+    assert main(["admin", "create-token", "--role", "client"]) == 0
+    assert main(["admin", "revoke-token", given]) == 1
+    capsys.readouterr()
+    assert main(["admin", "list-tokens", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(t["id"], t["revoked_at"]) for t in listed] == [(1, None)]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("route", ["/v1/admin/tokens", f"/v1/admin/items/{SHA}/decision"])
+async def test_an_admin_json_body_not_sent_as_json_is_a_415_as_on_the_public_routes(
+    sqlite_settings: Settings, route: str, content_type: str | None
+) -> None:
+    # Litestar decoded any body as JSON: a text/plain token request created a token.
+    body = b'{"role": "client", "label": "fake"}'
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with running(create_app(sqlite_settings)) as client:
+        response = await client.post(route, content=body, headers=headers)
+        assert response.status_code == 415, response.text
+        assert problem(response)["detail"].startswith("expected application/json, got ")
+        public = await client.post("/v1/reports", content=body, headers=headers)
+        assert public.status_code == 415
+    assert sum((await count_rows(sqlite_settings.database_url)).values()) == 0
+
+
+async def test_the_admin_json_routes_document_the_415_of_a_body_not_sent_as_json(
+    sqlite_settings: Settings,
+) -> None:
+    async with running(create_app(sqlite_settings)) as client:
+        paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    for path in ("/v1/admin/tokens", "/v1/admin/items/{sha256}/decision"):
+        described = paths[path]["post"]["responses"]["415"]["description"]
+        assert "not application/json" in described, (path, described)
+
+
+@pytest.mark.parametrize(
+    "target,status",
+    [("zz", 404), (SHA, 404), (SHA + "%0A", 404), ("signed-out", 401)],
+    ids=["not-a-sha256", "unknown-sha256", "sha256-and-newline", "signed-out"],
+)
+async def test_a_review_page_image_it_cannot_show_is_a_problem(
+    sqlite_settings: Settings, target: str, status: int
+) -> None:
+    # An empty body labelled application/json.
+    async with running(create_app(sqlite_settings)) as client:
+        if target == "signed-out":
+            target = await _analysed(client)
+        else:
+            await _sign_in(client)
+        response = await client.get(f"/admin/items/{target}/image")
+        assert response.status_code == status, response.text
+        problem(response)
+
+
+async def test_a_review_page_item_path_with_a_trailing_newline_is_refused_as_not_a_sha256(
+    sqlite_settings: Settings,
+) -> None:
+    # "$" matched before the newline: the page said "unknown item" for that path instead.
+    async with running(create_app(sqlite_settings)) as client:
+        sha = await _analysed(client)
+        await _sign_in(client)
+        for path in (f"/admin/items/{sha}%0A", "/admin/items/zz"):
+            response = await client.get(path)
+            assert response.status_code == 303, (path, response.text)
+            assert response.headers["location"] == "/admin"
+        assert (await client.get(f"/admin/items/{sha}")).status_code == 200
+
+
+def test_a_hash_with_a_trailing_newline_is_no_hash_to_the_image_store_or_pdq_index(
+    tmp_path: Path,
+) -> None:
+    # "$" matched before it: a file named with the newline, a row kept as that hash.
+    assert is_sha256(SHA) and not is_sha256(SHA + "\n")
+    with pytest.raises(ValueError):
+        ImageFiles(tmp_path).save(SHA + "\n", b"x")
+    kept, _ = parse_rows([(SHA, "cd" * 32), ("12" * 32 + "\n", "cd" * 32)])
+    assert kept.tolist() == [bytes.fromhex(SHA)]
+
+
+@pytest.mark.parametrize("target", [b"/schema/nope", b"/schema/swagger", b"/schema/redoc"])
+async def test_an_unknown_schema_path_is_a_404_problem(port: int, target: bytes) -> None:
+    # Litestar's /schema router answered these with its own HTML 404 page.
+    response = await send_raw(port, target, b"Host: x")
+    assert response.status == 404, response.body
+    assert response.header("content-type").startswith("application/problem+json")
+    assert (await send_raw(port, b"/schema/openapi.json", b"Host: x")).status == 200
+    assert (await send_raw(port, b"/schema", b"Host: x")).status == 200
+
+
 def _with_admin(settings: Settings) -> Settings:
     from dataclasses import replace
 
@@ -353,8 +493,8 @@ async def _analysed(client: Any) -> str:
     return sha
 
 
-async def _signed_in_csrf(client: Any, sha: str) -> str:
-    """Sign the client in to the review page; the CSRF token of the item's form."""
+async def _sign_in(client: Any) -> None:
+    """Sign the client in to the review page with the admin token."""
     form = await client.get("/admin")
     login_csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert login_csrf, form.text
@@ -362,6 +502,11 @@ async def _signed_in_csrf(client: Any, sha: str) -> str:
         "/admin/login", data={"token": ADMIN, "csrf_token": login_csrf.group(1)}
     )
     assert signed.status_code == 303, signed.text
+
+
+async def _signed_in_csrf(client: Any, sha: str) -> str:
+    """Sign the client in to the review page; the CSRF token of the item's form."""
+    await _sign_in(client)
     page = await client.get(f"/admin/items/{sha}")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf, page.text
