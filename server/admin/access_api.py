@@ -28,7 +28,7 @@ from server.admin.token_store import (
 from server.openapi_docs.operations import AdminOperation
 from server.openapi_docs.responses import ADMIN_PROBLEMS, BODY_PROBLEMS, problem_responses
 from server.problems import ProblemError
-from server.requests import ECHO_CHARS
+from server.requests import ECHO_CHARS, JSON_BODY_LIMIT
 
 # A path's row id is read as text and checked by row_id(): Litestar's {id:int} reads it with
 # int(), which also takes "+1", " 1", "1_000" and "\u0661" (and so revoked some other token).
@@ -105,9 +105,11 @@ class AdminOnlyController(Controller):
         status_code=201,
         summary="Create a token; its secret is returned once",
         operation_class=AdminOperation,
+        request_max_body_size=JSON_BODY_LIMIT,
         responses=problem_responses(
             {
                 400: "Malformed JSON (`malformed-json`)",
+                413: BODY_PROBLEMS[413],
                 415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields) or name",
             },

@@ -47,6 +47,7 @@ from server.admin.review_queue import (
 from server.openapi_docs.operations import AdminOperation
 from server.openapi_docs.responses import ADMIN_PROBLEMS, BODY_PROBLEMS, problem_responses
 from server.problems import ProblemError
+from server.requests import JSON_BODY_LIMIT
 from server.timefmt import as_utc, iso_z
 
 # Larger ages overflow datetime arithmetic; a century covers every real question.
@@ -175,12 +176,14 @@ class ReviewController(Controller):
         status_code=201,
         summary="Decide the final label",
         operation_class=AdminOperation,
+        request_max_body_size=JSON_BODY_LIMIT,
         responses=problem_responses(
             {
                 400: "Malformed JSON (`malformed-json`)",
                 404: "No image with this sha256 is known (`not-found`)",
                 409: "Another decision came in since `expected_decision_id` "
                 "(`decision-conflict`, with `latest_decision`)",
+                413: BODY_PROBLEMS[413],
                 415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields), note or sha256",
             },

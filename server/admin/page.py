@@ -20,7 +20,13 @@ from server.admin.csrf import csrf_matches
 from server.admin.input_checks import CONTROL_CHARS_RE, REASON_RE, SHA256_RE, row_id
 from server.admin.near import near_duplicates
 from server.admin.page_session import PageSession, current_page_session
-from server.admin.page_shell import SECURITY_HEADERS, STATIC_PREFIX, csrf_refused, refusal
+from server.admin.page_shell import (
+    FORM_BODY_LIMIT,
+    SECURITY_HEADERS,
+    STATIC_PREFIX,
+    csrf_refused,
+    refusal,
+)
 from server.admin.review_items import (
     DECISION_LABELS,
     DecisionConflictError,
@@ -290,7 +296,7 @@ class ReviewPageController(Controller):
             )
         return Response(data, media_type=media_type)
 
-    @post("/items/{sha256:str}/decision", status_code=303)
+    @post("/items/{sha256:str}/decision", status_code=303, request_max_body_size=FORM_BODY_LIMIT)
     async def decide(
         self,
         request: Request[Any, Any, Any],

@@ -21,6 +21,10 @@ from server.admin.page_session import (
 )
 
 STATIC_PREFIX = "/admin/static"
+# The page's forms (sign-in, sign-out, a decision with its note of at most 2,000 characters,
+# percent-encoded) fit easily: the app-wide limit is an image upload's, far too much for
+# a form anyone may post (the sign-in form needs no session).
+FORM_BODY_LIMIT = 64 * 1024
 SECURITY_HEADERS = [
     ResponseHeader(
         name="Content-Security-Policy",

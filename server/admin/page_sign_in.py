@@ -20,7 +20,7 @@ from server.admin.page_session import (
     session_cookie,
     sign_out,
 )
-from server.admin.page_shell import SECURITY_HEADERS, csrf_refused, login_page
+from server.admin.page_shell import FORM_BODY_LIMIT, SECURITY_HEADERS, csrf_refused, login_page
 
 
 @dataclass
@@ -46,7 +46,7 @@ class SignInController(Controller):
         """A failed sign-in leaves the browser on /admin/login: opening it again shows the form."""
         return Redirect(path="/admin", status_code=303)
 
-    @post("/login", status_code=303)
+    @post("/login", status_code=303, request_max_body_size=FORM_BODY_LIMIT)
     async def login(
         self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
     ) -> Template | Redirect:
@@ -64,7 +64,7 @@ class SignInController(Controller):
             ],
         )
 
-    @post("/logout", status_code=303)
+    @post("/logout", status_code=303, request_max_body_size=FORM_BODY_LIMIT)
     async def logout(
         self, request: Request[Any, Any, Any], data: URLEncodedBody[CsrfForm]
     ) -> Template | Redirect:

@@ -511,3 +511,34 @@ async def _signed_in_csrf(client: Any, sha: str) -> str:
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf, page.text
     return csrf.group(1)
+
+
+@pytest.mark.parametrize(
+    "route,content_type,signed_in",
+    [
+        ("/v1/admin/tokens", "application/json", False),
+        (f"/v1/admin/items/{SHA}/decision", "application/json", False),
+        ("/admin/login", "application/x-www-form-urlencoded", False),
+        ("/admin/logout", "application/x-www-form-urlencoded", True),
+        (f"/admin/items/{SHA}/decision", "application/x-www-form-urlencoded", True),
+    ],
+    ids=["tokens", "api-decision", "sign-in", "sign-out", "page-decision"],
+)
+async def test_an_admin_body_past_64_kib_is_a_413_problem_not_read_up_to_the_upload_limit(
+    settings: Settings, route: str, content_type: str, signed_in: bool
+) -> None:
+    # These bodies are small JSON or forms, but took the app-wide limit, an image upload's
+    # (25 MB): the sign-in form, which needs no session, read 25 MB from anyone.
+    async with running(create_app(_with_admin(settings))) as client:
+        if signed_in:
+            await _sign_in(client)
+        filler = b"x" * (64 * 1024 + 1)
+        body = b'{"note": "' + filler + b'"}' if "json" in content_type else b"note=" + filler
+        response = await client.post(
+            route,
+            content=body,
+            headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": content_type},
+        )
+        assert response.status_code == 413, response.text
+        problem(response)
+    assert (await count_rows(settings.database_url)).get("api_tokens", 0) == 0
