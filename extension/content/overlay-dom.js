@@ -1,8 +1,9 @@
 /**
- * FakeScope overlay, part 1 of 3: what the panel is built from. The stylesheet of its
+ * FakeScope overlay, part 1 of 4: what the panel is built from. The stylesheet of its
  * Shadow DOM, `h()` (which inserts strings as text, never as HTML: server text is
- * untrusted) and unique element ids, shared by content/overlay-forms.js and
- * content/overlay.js (and, through the overlay, content/feed.js).
+ * untrusted) and unique element ids, shared by content/overlay-forms.js,
+ * content/overlay-panel.js and content/overlay.js (and, through the overlay, content/feed.js),
+ * and by the extension's panel page (panel/frame-panel.html), which loads the first three.
  *
  * A classic content script like the others (see content/overlay.js): injected before
  * them, in the order of worker/content-scripts.js, it leaves its parts on
@@ -26,6 +27,7 @@
       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; text-align: left;
       letter-spacing: normal; text-transform: none; direction: ltr; overflow-wrap: anywhere; }
     .panel:focus { outline: 3px solid #1a56c4; outline-offset: 2px; }
+    iframe.panel { display: block; height: min(80vh, 640px); max-height: none; padding: 0; overflow: hidden; }
     * { box-sizing: border-box; }
     header { display: flex; align-items: center; justify-content: space-between; gap: 8px; padding: 10px 12px;
       border-bottom: 1px solid #ddd; background: #f3f5f9; border-radius: 10px 10px 0 0; }

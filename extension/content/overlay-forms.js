@@ -1,16 +1,16 @@
 /**
- * FakeScope overlay, part 2 of 3: the two forms under a verdict, which send the user's
+ * FakeScope overlay, part 2 of 4: the two forms under a verdict, which send the user's
  * words to the server through the service worker. **Ask about this image** streams the
  * answer in over a runtime Port (`fakescope-ask`); **Report a wrong verdict** sends
  * `fakescope:report`. Only the user's own clicks and keys send anything.
  *
- * Each form works on the panel (content/overlay.js) it is part of: `overlay.view` (the
+ * Each form works on the panel (content/overlay-panel.js) it is part of: `overlay.view` (the
  * verdict shown), `overlay.panel` (to keep the focus in it) and `overlay.askPort` (the
  * answer streaming now; the panel closes it when it shows something else).
  *
  * A classic content script, injected after content/overlay-dom.js and before
- * content/overlay.js (worker/content-scripts.js); it leaves the forms on
- * `globalThis.__fakescopeOverlayForms`.
+ * content/overlay-panel.js (worker/content-scripts.js; panel/frame-panel.html loads it in the
+ * same order); it leaves the forms on `globalThis.__fakescopeOverlayForms`.
  */
 (() => {
   if (globalThis.__fakescopeOverlayForms || !globalThis.__fakescopeOverlayDom) return;
@@ -26,8 +26,8 @@
     const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
     const buttons = [];
     // Questions and reports go to the server under the user's token: only the user's own
-    // clicks and keys send them, not a page script's (the shadow root of a panel for this
-    // document's own image is open).
+    // clicks and keys send them, not a page script's (the shadow root of a panel for the
+    // page's own image is open).
     const ask = (request, event) => {
       if (event.isTrusted) streamAnswer(overlay, request, answer, status, buttons);
     };

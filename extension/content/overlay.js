@@ -1,36 +1,42 @@
 /**
- * FakeScope overlay: shows one image's verdict next to it, inside a Shadow DOM.
+ * FakeScope overlay, part 4 of 4: the panel's place in the page. Shows one image's verdict
+ * next to it, inside a Shadow DOM; or, for an image of another frame, hosts the extension page
+ * that shows it.
  *
- * Classic (non-module) content scripts, with no imports on purpose: content
- * scripts cannot be ES modules, and importing lib/ modules dynamically would
- * mean listing them as web_accessible_resources, which lets any page detect the
- * extension. Instead the service worker sends a ready-made view (lib/verdict.js
- * describeAnalysis) and the overlay only renders it and relays the user's
- * actions back. Injected on demand (right-click, with content/page-image.js) or
- * with content/feed.js on the sites where feed mode is on.
+ * Classic (non-module) content scripts, with no imports on purpose: content scripts cannot be
+ * ES modules, and importing lib/ modules dynamically would mean listing them as
+ * web_accessible_resources, which lets any page detect the extension. Instead the service
+ * worker sends a ready-made view (lib/verdict.js describeAnalysis) and the overlay only renders
+ * it and relays the user's actions back. Injected on demand (right-click, with
+ * content/page-image.js) or with content/feed.js on the sites where feed mode is on.
  *
- * Three files, injected in this order (worker/content-scripts.js): content/overlay-dom.js
- * (styles, h(), ids), content/overlay-forms.js (ask and report), then this one, the panel
- * itself. The first two leave their parts on `globalThis` (the extension's isolated world);
- * this one leaves `globalThis.__fakescope` for content/feed.js. Each runs once per frame
- * (per extension instance: what an earlier one left is stopped and cleared first, see
- * lib/injection.js).
+ * Four files, injected in this order (worker/content-scripts.js): content/overlay-dom.js
+ * (styles, h(), ids), content/overlay-forms.js (ask and report), content/overlay-panel.js (the
+ * panel: the dialog and its states), then this one, which puts the panel in the page and
+ * answers the worker's `fakescope:overlay` messages. The first three leave their parts on
+ * `globalThis` (the extension's isolated world); this one leaves `globalThis.__fakescope` for
+ * content/feed.js. Each runs once per frame (per extension instance: what an earlier one left
+ * is stopped and cleared first, see lib/injection.js).
  *
  * Isolation: the host element sits in the top layer (popover) with its own
  * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
  * huge z-indexes cannot hide or restyle it; it is absolutely positioned in
  * document coordinates, so it never changes the page's layout or scrolling.
  *
- * Confidentiality: a panel for an image of another frame (shown here because that frame is
- * too small for it, worker/check.js) uses a closed shadow root, so this page's scripts cannot
- * read what the check says about an image they could not read themselves; the panel keeps its
- * own reference to the root and nothing of it goes into the host's attributes or the light
- * DOM. A panel for this document's own images stays open (the page has the image anyway).
+ * Confidentiality: the panel for an image of another frame (shown here because that frame is
+ * too small for it, worker/check.js) must tell this page nothing it could not read itself: not
+ * the verdict, not the words the user types into it, not what they select. So it is not drawn
+ * here at all: the host holds, in a closed shadow root, only an iframe of the extension page
+ * panel/frame-panel.html (a cross-origin document: no DOM, no key or input events, no
+ * selection reach this page), of a fixed size whatever it shows. The page's URL carries the
+ * panel's id, which only the worker and this script know; the panel page reads what to show
+ * from the extension (worker/frame-panels.js), and asks the worker to close it. A panel for
+ * this document's own images stays here, in an open root (the page has the image anyway).
  */
 (() => {
-  if (globalThis.__fakescope || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopeOverlayForms) return;
-  const { STYLE, h, uid } = globalThis.__fakescopeOverlayDom;
-  const { askSection, reportSection } = globalThis.__fakescopeOverlayForms;
+  if (globalThis.__fakescope || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopePanel) return;
+  const { STYLE, h } = globalThis.__fakescopeOverlayDom;
+  const { Panel } = globalThis.__fakescopePanel;
 
   /** The <img> elements showing this URL, best candidate (largest visible) first. */
   function findImages(srcUrl) {
@@ -40,42 +46,42 @@
   }
 
   class Overlay {
-    /** `closed`: a panel for an image of another frame, whose root this page must not reach. */
-    constructor({ closed = false } = {}) {
-      this.closed = closed;
+    /**
+     * `framePanel`: the id of the extension's panel page to host (an image of another frame);
+     * none: the panel is drawn here, for an image of this document.
+     */
+    constructor({ framePanel = null } = {}) {
+      this.framePanel = framePanel;
       this.host = document.createElement('fakescope-overlay');
       // Kept here: a closed root is reachable only through this reference (host.shadowRoot is null).
-      this.root = this.host.attachShadow({ mode: closed ? 'closed' : 'open' });
+      this.root = this.host.attachShadow({ mode: framePanel ? 'closed' : 'open' });
       this.root.append(h('style', {}, STYLE));
-      this.titleId = uid('title');
-      this.closeButton = h('button', { className: 'close', type: 'button', 'aria-label': 'Close FakeScope result', onclick: () => this.close() }, '×');
-      this.body = h('div', { className: 'body' });
-      this.live = h('p', { className: 'sr-only', role: 'status', 'aria-live': 'polite' });
-      // The image's frame, when it is an embedded one too small for the panel and the panel
-      // shows in the top frame instead (worker/check.js): {frameId, origin, note}.
-      this.frame = null;
+      if (framePanel) {
+        // The page's dynamic URL (web_accessible_resources use_dynamic_url) changes every session.
+        const src = `${chrome.runtime.getURL('panel/frame-panel.html')}#${framePanel}`;
+        this.inline = null;
+        this.panel = h('iframe', { className: 'panel', src, title: 'FakeScope result' });
+        // Focused while it loads, the iframe keeps the focus but its new document does not get
+        // it: hand it on (the page then focuses its dialog, panel/frame-panel.js).
+        this.panel.addEventListener('load', () => {
+          if (this.hasFocus()) this.panel.contentWindow?.focus();
+        });
+        this.root.append(this.panel);
+      } else {
+        this.inline = new Panel(this.root, {
+          close: () => this.close(),
+          recheckMessage: (srcUrl) => ({ type: 'fakescope:recheck', srcUrl }),
+        });
+        this.panel = this.inline.panel;
+      }
+      // What the worker last said this panel shows: the image, and whether it is still checking.
+      this.srcUrl = null;
+      this.loading = false;
+      // The check shown as loading: the results of an older one are dropped.
+      this.checkId = null;
       // Set when the user closes the panel while a check is still running: its result must
       // not pop the panel open again (and steal the focus) for an image they gave up on.
       this.dismissedSrc = null;
-      this.panel = h(
-        'section',
-        { className: 'panel', role: 'dialog', 'aria-labelledby': this.titleId, tabindex: '-1' },
-        h('header', {}, h('h2', { id: this.titleId }, 'FakeScope'), this.closeButton),
-        this.body,
-        this.live,
-      );
-      this.root.append(this.panel);
-      this.root.addEventListener('keydown', (event) => {
-        if (event.key === 'Escape') {
-          event.stopPropagation();
-          this.close();
-        }
-      });
-      this.askPort = null;
-      // The check shown as loading: its id (results of an older check are dropped) and the
-      // port that tells the panel when the service worker stopped before answering.
-      this.checkId = null;
-      this.watchPort = null;
       this.returnFocus = null;
       this.onResize = () => this.position();
       // The panel sits in document coordinates, so it moves with the page by itself; an image
@@ -95,6 +101,19 @@
 
     get isOpen() {
       return this.host.isConnected;
+    }
+
+    /** Whether the keyboard focus is inside the panel (in the hosted panel page, for a framed one). */
+    hasFocus() {
+      return this.inline ? this.inline.hasFocus() : this.root.activeElement === this.panel;
+    }
+
+    /** Shows a state the worker sent; a framed panel's page reads it from the extension itself. */
+    show(message) {
+      this.srcUrl = message.srcUrl;
+      this.loading = message.state === 'loading';
+      this.checkId = this.loading ? message.checkId ?? null : null;
+      this.inline?.show(message);
     }
 
     /**
@@ -126,38 +145,21 @@
         window.addEventListener('scroll', this.onScroll, { passive: true, capture: true });
       }
       this.position();
-      this.makeScrollersFocusable();
-      if (opening || focus) this.panel.focus({ preventScroll: true });
+      this.inline?.makeScrollersFocusable();
+      if (opening || focus) this.focus();
     }
 
-    /**
-     * A long explanation scrolls in a box of its own: one that scrolls gets a tab stop (and a
-     * name), so keyboard users can scroll it too; a short one stays out of the tab order.
-     */
-    makeScrollersFocusable() {
-      for (const box of this.body.querySelectorAll('.explanation')) {
-        if (box.scrollHeight > box.clientHeight + 1) {
-          box.setAttribute('tabindex', '0');
-          box.setAttribute('role', 'region');
-          box.setAttribute('aria-label', 'Explanation');
-        } else {
-          box.removeAttribute('tabindex');
-          box.removeAttribute('role');
-          box.removeAttribute('aria-label');
-        }
-      }
-    }
-
-    /** Whether the keyboard focus is inside the panel (Escape only works from there). */
-    hasFocus() {
-      const inside = this.root.activeElement;
-      return Boolean(inside && this.panel.contains(inside));
+    /** Focuses the dialog; a framed one's page does that itself when its frame gets the focus. */
+    focus() {
+      if (this.inline) this.inline.focus();
+      else if (!this.hasFocus()) this.panel.focus({ preventScroll: true });
     }
 
     /**
      * Places the panel over the image's top-left corner, kept inside the viewport horizontally,
      * and high enough that its top half-screen (the verdict, the score) is on screen even for
-     * an image low in the viewport (all of it, when it fits).
+     * an image low in the viewport (all of it, when it fits); with no image to go by (another
+     * frame's), at the top right of the viewport.
      */
     position() {
       const margin = 8;
@@ -181,248 +183,66 @@
 
     /** Closes the panel; `restoreFocus: false` leaves the focus where it is (see replaceOverlay). */
     close({ restoreFocus = true } = {}) {
-      if (this.isOpen && this.body.getAttribute('aria-busy') === 'true') this.dismissedSrc = this.srcUrl;
-      this.unwatch();
-      this.askPort?.disconnect();
-      this.askPort = null;
+      if (this.isOpen && (this.inline ? this.inline.busy : this.loading)) this.dismissedSrc = this.srcUrl;
+      this.inline?.stop();
       window.removeEventListener('resize', this.onResize);
       window.removeEventListener('scroll', this.onScroll, { capture: true });
       if (this.host.matches?.(':popover-open')) this.host.hidePopover();
-      this.host.remove();
+      this.host.remove(); // a framed panel's page goes with its iframe, and its ports with it
       if (restoreFocus && this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });
       this.returnFocus = null;
-    }
-
-    setBody(...children) {
-      // Every state of an image in an embedded frame says so first (the image is not beside it).
-      const note = this.frame ? h('p', { className: 'frame-note', role: 'note' }, this.frame.note) : null;
-      // replaceChildren() would insert `null` as the text "null": drop absent parts first.
-      this.body.replaceChildren(...[note, ...children.flat()].filter((child) => child !== null && child !== undefined && child !== false));
-      this.body.removeAttribute('aria-busy');
-    }
-
-    /** Says a state change to screen readers (focus stays where the user put it). */
-    announce(text) {
-      this.live.textContent = '';
-      // A fresh text node in the next task, so an identical message is announced again.
-      setTimeout(() => { this.live.textContent = text; }, 50);
-    }
-
-    /** `checkId`: the worker's id of this check (none when the panel asked for it itself). */
-    showLoading(srcUrl, checkId = null) {
-      this.srcUrl = srcUrl;
-      this.checkId = checkId;
-      this.setBody(h('p', { className: 'loading' }, h('span', { className: 'spinner', 'aria-hidden': 'true' }), 'Checking this image…'));
-      this.body.setAttribute('aria-busy', 'true');
-      // Said through the panel's own live region: one inside the busy body would stay silent.
-      this.announce('FakeScope: checking this image…');
-      this.watch();
-    }
-
-    /**
-     * Chrome stops an extension's service worker when it likes (idle, memory, an update), and
-     * with it the check it was running: nothing would ever replace "Checking…". A port open to
-     * the worker while the panel waits closes when the worker goes; the panel then says so.
-     */
-    watch() {
-      if (this.watchPort) return;
-      let port;
-      try {
-        port = chrome.runtime.connect({ name: 'fakescope-check-watch' });
-      } catch {
-        return; // the extension was reloaded: this old script cannot reach it any more
-      }
-      this.watchPort = port;
-      port.onDisconnect.addListener(() => {
-        if (this.watchPort !== port) return;
-        this.watchPort = null;
-        if (this.body.getAttribute('aria-busy') !== 'true') return;
-        this.showError(this.srcUrl, {
-          title: 'FakeScope stopped before the check finished',
-          message: 'The browser stopped FakeScope’s background worker while it was checking this image, so no verdict came back.',
-          guidance: 'Press Try again to check it again.',
-        });
-      });
-    }
-
-    unwatch() {
-      const port = this.watchPort;
-      this.watchPort = null;
-      port?.disconnect();
-    }
-
-    showError(srcUrl, failure) {
-      this.unwatch();
-      this.srcUrl = srcUrl;
-      this.announce(`FakeScope: ${failure?.title ?? 'Something went wrong'}`);
-      const retry = h('button', { type: 'button', className: 'retry' }, 'Try again');
-      retry.addEventListener('click', (event) => {
-        // "Try again" sends the image again: only a real click does, not a page script's.
-        if (!event.isTrusted) return;
-        this.retry();
-      });
-      this.setBody(
-        h('div', { role: 'alert' },
-          h('p', { className: 'error-title' }, failure?.title ?? 'Something went wrong'),
-          h('p', {}, failure?.message ?? ''),
-          failure?.guidance ? h('p', { className: 'muted' }, failure.guidance) : null),
-        h('div', { className: 'row' },
-          retry,
-          failure?.imageOrigin
-            ? h('button', {
-                type: 'button', className: 'secondary',
-                onclick: () => chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }).catch(() => {}),
-              }, 'Allow this image site…')
-            : null,
-          h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),
-      );
-    }
-
-    retry() {
-      this.showLoading(this.srcUrl);
-      // The focused "Try again" button is gone: keep the focus in the panel (Escape still closes it).
-      this.panel.focus({ preventScroll: true });
-      // A panel shown for an image of an embedded frame names that frame: the image is read there.
-      const frameId = this.frame?.frameId;
-      chrome.runtime.sendMessage({ type: 'fakescope:recheck', srcUrl: this.srcUrl, frameId }).catch((error) => {
-        this.showError(this.srcUrl, {
-          title: 'FakeScope is unavailable',
-          message: String(error?.message ?? error),
-          guidance: 'Reload the page and try again.',
-        });
-      });
-    }
-
-    /**
-     * A feed hint: this image was not checked, but it looks like one that was. Says so
-     * plainly and offers the real check (which sends the image, so it needs the user's click).
-     */
-    showHint(srcUrl, hint) {
-      this.unwatch();
-      this.srcUrl = srcUrl;
-      this.askPort?.disconnect();
-      this.askPort = null;
-      this.announce(`FakeScope: ${hint.short}`);
-      const check = h('button', { type: 'button', className: 'check' }, 'Check this image');
-      check.addEventListener('click', (event) => {
-        // Only a real click sends the image: a page script clicking this button does nothing.
-        if (!event.isTrusted) return;
-        this.checkNow();
-      });
-      this.setBody(
-        h('p', {
-          className: `hint-title tone-${hint.label}`,
-          'data-hint': hint.label,
-          'data-mirrored': String(hint.mirrored === true),
-        }, hint.title),
-        h('p', { className: 'hint-text' }, hint.text),
-        h('p', { className: 'hint-note', role: 'note' }, hint.caution),
-        h('p', { className: 'hint-distance muted' },
-          hint.distanceText ?? `Fingerprint distance: ${hint.distance ?? '?'} of 256 bits (PDQ perceptual hash).`),
-        h('div', { className: 'row' },
-          check,
-          h('button', { type: 'button', className: 'secondary', onclick: () => this.close() }, 'Close')),
-        h('p', { className: 'muted' }, 'Checking sends this image to your FakeScope server for a verdict of its own.'),
-      );
-    }
-
-    /** "Check this image" from a hint: the same check as the context menu's. */
-    checkNow() {
-      this.showLoading(this.srcUrl);
-      this.panel.focus({ preventScroll: true });
-      chrome.runtime.sendMessage({ type: 'fakescope:check', srcUrl: this.srcUrl }).catch((error) => {
-        this.showError(this.srcUrl, {
-          title: 'FakeScope is unavailable',
-          message: String(error?.message ?? error),
-          guidance: 'Reload the page and try again.',
-        });
-      });
-    }
-
-    showResult(srcUrl, view, aspects, cached) {
-      this.unwatch();
-      this.srcUrl = srcUrl;
-      this.view = view;
-      this.askPort?.disconnect();
-      this.askPort = null;
-      this.announce(`FakeScope: ${view.headline}. ${view.score.text}.`);
-      const score = view.score.percent;
-      const gauge = score === null
-        ? h('p', { className: 'muted' }, view.score.text)
-        : h('div', { className: 'gauge' },
-            h('div', {
-              className: 'bar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': '100',
-              'aria-valuenow': String(score), 'aria-valuetext': view.score.text, 'aria-label': 'Likelihood of AI generation',
-            }, h('span', { className: 'fill', style: `left: ${score}%` })),
-            h('div', { className: 'scale', 'aria-hidden': 'true' }, h('span', {}, 'authentic'), h('span', {}, 'AI-generated')),
-            h('p', { className: 'score' }, view.score.text));
-      this.setBody(
-        h('p', { className: `verdict tone-${view.label}`, 'data-label': view.label }, view.headline),
-        gauge,
-        h('p', { className: 'decided' }, view.decidedBy),
-        view.untrainedWarning ? h('p', { className: 'warning', role: 'note' }, view.untrainedWarning) : null,
-        h('h3', {}, 'Explanation'),
-        h('p', { className: 'explanation' }, view.explanation ?? 'The server gave no explanation for this image.'),
-        h('h3', {}, 'Evidence'),
-        view.evidence.length
-          ? h('ul', { className: 'evidence' }, view.evidence.map((item) =>
-              h('li', {}, item.summary, h('span', { className: 'tag' }, item.tag))))
-          : h('p', { className: 'muted' }, 'No provenance metadata (C2PA, IPTC, generator tags, camera EXIF) was found in the file.'),
-        h('p', { className: 'muted model' }, view.model ? `Model: ${view.model}` : 'No model ran on this server.',
-          cached ? ' · from this browser’s recent checks' : ''),
-        askSection(this, aspects),
-        reportSection(this),
-      );
     }
   }
 
   let overlay = null;
 
   /**
-   * A shadow root's mode cannot change: when the panel needed is of the other kind (a closed one
-   * for an image of another frame, an open one for this document's), the old panel is closed
+   * Another panel than the one shown is needed (the one for another frame's image and the one
+   * drawn here differ, and each panel page shows one frame's image): the old panel is closed
    * (host, listeners, ports) and a new one made. The focus goes back where it was before the old
    * panel only if it was inside it; so the new panel gives it back to the same place.
    */
-  function replaceOverlay(closed) {
-    if (overlay.closed === closed) return;
+  function replaceOverlay(framePanel) {
+    if (overlay.framePanel === framePanel) return;
     overlay.close({ restoreFocus: overlay.hasFocus() });
-    overlay = new Overlay({ closed });
+    overlay = new Overlay({ framePanel });
   }
 
   /**
    * Shows a state (loading / result / hint / error) for an image URL, anchored at that image;
-   * or, for an image of a small embedded frame (`frame`, from the worker), at the viewport's
-   * top right, saying where the image is.
+   * or, for an image of a small embedded frame (`framePanel`, from the worker), hosts the panel
+   * page that shows it, at the viewport's top right.
    */
-  function showOverlay({ state, srcUrl, checkId, view, aspects, cached, failure, hint, anchor, frame }) {
-    const closed = typeof frame?.note === 'string';
-    overlay ??= new Overlay({ closed });
+  function showOverlay(message) {
+    const { state, srcUrl, checkId, anchor } = message;
+    const framePanel = typeof message.framePanel === 'string' ? message.framePanel : null;
+    overlay ??= new Overlay({ framePanel });
     // The outcome of a check the user already replaced (a second right-click, a badge, Try
     // again) comes late: the panel keeps showing what the user asked for last.
     if (state !== 'loading' && checkId !== undefined && checkId !== overlay.checkId) return;
     // The user closed the panel while this image was being checked: keep it closed (a badge
     // click, which comes with its anchor, is the user asking again).
     if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
-    replaceOverlay(closed);
-    overlay.frame = closed ? frame : null;
+    replaceOverlay(framePanel);
     // The image is in another frame: an image of this document with the same address is not it.
-    const target = overlay.frame ? null : anchor ?? findImages(srcUrl)[0] ?? null;
+    const target = framePanel ? null : anchor ?? findImages(srcUrl)[0] ?? null;
     // A new check, or a badge the user clicked, takes the focus; the outcome of a check already
     // shown as loading keeps the focus where it is (unless the update removed the focused control).
     const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;
     const hadFocus = overlay.hasFocus();
-    if (state !== 'loading') overlay.checkId = null; // shown now: no check's late outcome replaces it
-    if (state === 'loading') overlay.showLoading(srcUrl, checkId ?? null);
-    else if (state === 'result') overlay.showResult(srcUrl, view, aspects, cached);
-    else if (state === 'hint') overlay.showHint(srcUrl, hint);
-    else overlay.showError(srcUrl, failure);
+    overlay.show(message);
     overlay.open(target, { focus: !update || (hadFocus && !overlay.hasFocus()) });
   }
 
   function onOverlayMessage(message, _sender, sendResponse) {
-    if (message?.type !== 'fakescope:overlay') return false;
-    showOverlay(message);
+    if (message?.type === 'fakescope:overlay') {
+      showOverlay(message);
+    } else if (message?.type === 'fakescope:overlay-close') {
+      // The panel page's close button or Escape, passed on by the worker (panel/frame-panel.js).
+      if (overlay?.isOpen && overlay.framePanel !== null && overlay.framePanel === message.framePanel) overlay.close();
+    } else {
+      return false;
+    }
     sendResponse({ ok: true });
     return false;
   }

@@ -6,9 +6,11 @@
  *
  * The panel shows in the frame the image is in, except for an image in an embedded frame too
  * small for it (lib/panel-placement.js): then in the top frame, with a note naming the frame's
- * site. A check's target is `{tabId, frameId, documentUrl}` (the image's frame, where it is
- * read) and, for a panel in the top frame, `panel: {frameId, frame}` (where it shows, and what
- * it says about the image's frame).
+ * site. That panel is the extension page panel/frame-panel.html, hosted by the top frame's
+ * content script, which reads what it shows from a record here (lib/frame-panels.js), so the
+ * embedding page learns nothing of another origin's image. A check's target is
+ * `{tabId, frameId, documentUrl}` (the image's frame, where it is read) and, for a panel in the
+ * top frame, `panel: {id, frame}` (the panel page's record, and what it says about the frame).
  */
 
 import { ASPECTS } from '../lib/aspects.js';
@@ -16,6 +18,7 @@ import { CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScrip
 import { sha256Hex, isSha256Hex } from '../lib/hash.js';
 import { readImage } from './image-bytes.js';
 import { whileKeepingAlive } from './keep-alive.js';
+import { FramePanels } from '../lib/frame-panels.js';
 import { embeddedFrameNote, panelPlacement } from '../lib/panel-placement.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
 import { recentChecks } from '../lib/recent.js';
@@ -39,7 +42,7 @@ export async function handleMenuClick(info, tab) {
   const target = { tabId: tab.id, frameId: info.frameId ?? 0, documentUrl: info.frameUrl ?? info.pageUrl ?? tab.url };
   let placed;
   try {
-    placed = await injectForCheck(target);
+    placed = await injectForCheck(target, info.pageUrl ?? tab.url ?? null);
   } catch (error) {
     // Browser pages, the web store and some viewers refuse scripts: say so on the toolbar icon.
     const failure = {
@@ -118,14 +121,18 @@ export async function injectOverlay(target) {
 
 const TOP_FRAME = 0;
 
+/** The panels the top frame shows for images of other frames: what each shows (lib/frame-panels.js). */
+export const framePanels = new FramePanels(chrome.storage.session);
+
 /**
  * Injects what a right-click check needs and decides where its panel shows: in the image's
  * frame, as before, unless that is an embedded frame too small for the panel; then in the top
- * frame (the image's frame gets only the page reader), or, where the top frame refuses scripts
- * (a browser page, the web store), in the image's frame after all. Resolves to the target,
- * with `panel` when the panel shows in the top frame. Throws when the image's frame refuses.
+ * frame (the image's frame gets only the page reader; `pageUrl` is the top frame's address),
+ * or, where the top frame refuses scripts (a browser page, the web store), in the image's frame
+ * after all. Resolves to the target, with `panel` (a new panel page's record) when the panel
+ * shows in the top frame. Throws when the image's frame refuses.
  */
-export async function injectForCheck(target) {
+export async function injectForCheck(target, pageUrl) {
   const viewport = target.frameId === TOP_FRAME ? null : await measureFrame(target.tabId, target.frameId);
   if (!viewport || panelPlacement(target.frameId, viewport) !== 'top') {
     await injectOverlay(target);
@@ -138,31 +145,44 @@ export async function injectForCheck(target) {
     await injectOverlay(target);
     return target;
   }
-  return { ...target, panel: topPanel(target.frameId, viewport.origin) };
+  const frame = frameOf(target.frameId, viewport.origin);
+  return { ...target, panel: { id: await framePanels.open(target.tabId, pageUrl, frame), frame } };
 }
 
 /**
- * The target of **Try again** in a panel: the panel's own frame (`shownIn`, the sender's); or,
- * from a panel in the top frame that showed an image of an embedded frame (`imageFrameId`, which
- * it sends), that frame again, while the tab still has it: there the image is read, with that
- * frame's address as Referer, and the result shows in the same panel.
+ * **Try again** in the panel page `record` (panel `id`): the image is read in its frame again,
+ * while the tab still has it, with that frame's address as Referer, and the result shows in the
+ * same panel. Where the frame is gone or no longer scriptable, it is read in the top frame,
+ * whose own panel then shows it.
  */
-export async function recheckTarget(shownIn, imageFrameId) {
-  if (shownIn.frameId !== TOP_FRAME || !Number.isInteger(imageFrameId) || imageFrameId <= TOP_FRAME) return shownIn;
-  const viewport = await measureFrame(shownIn.tabId, imageFrameId);
-  if (!viewport) return shownIn; // gone, or no longer scriptable: read from the panel's frame
-  try {
-    await injectContentScripts({ tabId: shownIn.tabId, frameIds: [imageFrameId] }, PAGE_READER_SCRIPTS);
-  } catch {
-    return shownIn;
+export async function recheckFramePanel(id, record) {
+  const shownIn = { tabId: record.tabId, frameId: TOP_FRAME, documentUrl: record.pageUrl };
+  const srcUrl = String(record.state?.srcUrl ?? '');
+  const imageFrameId = record.frame.frameId;
+  const viewport = await measureFrame(record.tabId, imageFrameId);
+  let target = shownIn;
+  if (viewport) {
+    try {
+      await injectContentScripts({ tabId: record.tabId, frameIds: [imageFrameId] }, PAGE_READER_SCRIPTS);
+      target = {
+        tabId: record.tabId, frameId: imageFrameId, documentUrl: viewport.url, panel: { id, frame: frameOf(imageFrameId, viewport.origin) },
+      };
+    } catch {
+      // No longer scriptable: read in the top frame.
+    }
   }
-  return {
-    tabId: shownIn.tabId, frameId: imageFrameId, documentUrl: viewport.url, panel: topPanel(imageFrameId, viewport.origin),
-  };
+  if (!target.panel) await injectOverlay(shownIn);
+  return checkAndShow(srcUrl, target, record.pageUrl);
 }
 
-function topPanel(imageFrameId, origin) {
-  return { frameId: TOP_FRAME, frame: { frameId: imageFrameId, origin, note: embeddedFrameNote(origin) } };
+/** Closes the panel page `id` (its close button, Escape): its host in the top frame goes too. */
+export async function closeFramePanel(id, tabId) {
+  await framePanels.forget(id);
+  await chrome.tabs.sendMessage(tabId, { type: 'fakescope:overlay-close', framePanel: id }, { frameId: TOP_FRAME });
+}
+
+function frameOf(imageFrameId, origin) {
+  return { frameId: imageFrameId, origin, note: embeddedFrameNote(origin) };
 }
 
 /**
@@ -181,10 +201,20 @@ async function measureFrame(tabId, frameId) {
   }
 }
 
+/**
+ * Shows a state of the check in the panel in the tab. A panel page (an image of another frame)
+ * reads it from its record; the top frame's content script, which hosts that page, is told
+ * only which panel, which image and which check, to open, focus or keep it closed.
+ */
 async function showInTab(target, payload) {
-  const message = { type: 'fakescope:overlay', ...payload };
-  if (target.panel) message.frame = target.panel.frame;
-  await chrome.tabs.sendMessage(target.tabId, message, { frameId: target.panel?.frameId ?? target.frameId });
+  if (!target.panel) {
+    await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, { frameId: target.frameId });
+    return;
+  }
+  if (!(await framePanels.show(target.panel.id, target.panel.frame, payload))) return; // closed or replaced
+  const { state, srcUrl, checkId } = payload;
+  const message = { type: 'fakescope:overlay', state, srcUrl, checkId, framePanel: target.panel.id };
+  await chrome.tabs.sendMessage(target.tabId, message, { frameId: TOP_FRAME });
 }
 
 /** The analysis for an image: from the session cache when this image was checked recently. */

@@ -1,15 +1,16 @@
 /**
  * The service worker's answers to runtime messages, one handler per message type, from
- * the overlay (report, recheck, check, open-options), feed mode (lookup), the popup
- * (status, start-feed) and the options page (test-connection). Only the extension's own
- * scripts are answered, and some messages only its pages (not content scripts in web pages).
+ * the overlay (report, recheck, check, open-options), the panel page for another frame's image
+ * (recheck, frame-panel-close, report, open-options), feed mode (lookup), the popup (status,
+ * start-feed) and the options page (test-connection). Only the extension's own scripts are
+ * answered, and some messages only its pages (not content scripts in web pages).
  * Only a check's own messages (recheck, check) use the sender's frame, to show the panel where
- * it asked: a report or a question carries the image's sha256 and works from any frame, the
- * top frame's panel for an image of a small embedded frame too (worker/check.js).
+ * it asked; the panel page names its panel instead, which must be its own tab's (worker/check.js).
+ * A report or a question carries the image's sha256 and works from any of them.
  */
 
 import { ApiClient } from '../lib/api.js';
-import { checkAndShow, injectOverlay, recheckTarget } from './check.js';
+import { checkAndShow, closeFramePanel, framePanels, injectOverlay, recheckFramePanel } from './check.js';
 import { lookupImages } from './feed-lookup.js';
 import { startFeedInTab } from './feed-scripts.js';
 import { isSha256Hex } from '../lib/hash.js';
@@ -34,8 +35,10 @@ export function handleMessage(message, sender, sendResponse) {
 
 const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
 
-/** Messages only the extension's own pages (options, popup) may send. */
-const EXTENSION_PAGE_ONLY = new Set(['fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status']);
+/** Messages only the extension's own pages (options, popup, the panel page) may send. */
+const EXTENSION_PAGE_ONLY = new Set([
+  'fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status', 'fakescope:frame-panel-close',
+]);
 
 function isExtensionPage(sender) {
   return typeof sender.url === 'string' && sender.url.startsWith(chrome.runtime.getURL(''));
@@ -53,14 +56,25 @@ const MESSAGE_HANDLERS = {
     return { ok: true };
   },
   /**
-   * The overlay's retry button after an error. The panel that asks shows the new check (the
-   * sender's frame); a panel in the top frame for an image of an embedded frame names that
-   * frame (`frameId`), where the image is read again (worker/check.js recheckTarget).
+   * The panel's retry button after an error. The panel that asks shows the new check (the
+   * sender's frame); the panel page for an image of an embedded frame names its panel
+   * (`panel`), whose image is read in its frame again (worker/check.js recheckFramePanel).
    */
   'fakescope:recheck': async (message, sender) => {
+    if (message.panel !== undefined) {
+      const record = isExtensionPage(sender) ? await framePanels.of(message.panel, sender.tab?.id) : null;
+      if (!record) return { ok: false, failure: { title: 'This panel is closed', message: '', guidance: '' } };
+      return recheckFramePanel(message.panel, record);
+    }
     const shownIn = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
-    const target = await recheckTarget(shownIn, message.frameId);
-    return checkAndShow(String(message.srcUrl), target, sender.tab.url ?? null);
+    return checkAndShow(String(message.srcUrl), shownIn, sender.tab.url ?? null);
+  },
+  /** The panel page's close button or Escape: its host in the top frame removes it. */
+  'fakescope:frame-panel-close': async (message, sender) => {
+    const record = await framePanels.of(message.panel, sender.tab?.id);
+    if (!record) return { ok: false };
+    await closeFramePanel(message.panel, record.tabId);
+    return { ok: true };
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
   /**

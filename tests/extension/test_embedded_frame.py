@@ -3,13 +3,14 @@ embedded post) gets its panel in the top frame, saying where the image is; a fra
 keeps the panel next to the image; where the top frame cannot be scripted, the panel stays in
 the frame. The frames come from another origin (127.0.0.1) than the page (localhost).
 
-The top frame's panel for a frame's image has a closed shadow root (the embedding page must
-not read it), which Playwright's locators cannot enter: it is read from the extension's
-isolated world (`in_top_panel`), clicked with the mouse and typed into with the keyboard."""
+The top frame's panel for a frame's image is the extension page panel/frame-panel.html in an
+iframe, inside a closed shadow root (the embedding page must not read it): the tests reach it as
+one of the page's frames (`panel_frame`), and click and type into it as the user does."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import pytest
@@ -38,52 +39,56 @@ def embedding_page(frame_url: str, width: int, height: int, extra: str = "") -> 
 </body></html>"""
 
 
-CHECK_IN_FRAME = """async ([pageUrl, frameUrl, srcUrl]) => {
+CHECK_IN_FRAME = """async ([pageUrl, frameUrl, srcUrl, wait]) => {
     const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
     const frames = await chrome.scripting.executeScript(
       {target: {tabId: tab.id, allFrames: true}, func: () => location.href});
     const frame = frames.find((f) => f.result === frameUrl);
     if (!frame) throw new Error('no frame at ' + frameUrl);
-    return self.fakescopeHandleMenuClick(
+    const checking = self.fakescopeHandleMenuClick(
       {menuItemId: 'fakescope-check', srcUrl, frameId: frame.frameId, frameUrl, pageUrl}, tab);
+    return wait ? checking : null;
 }"""
 
 
-# Runs `func` on the top frame's panel in the extension's isolated world (where the content
-# scripts run): chrome.dom.openOrClosedShadowRoot is how extension code enters a closed root.
-IN_TOP_PANEL = """async ([pageUrl, selector, text, scroll]) => {
-    const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
-    const [injection] = await chrome.scripting.executeScript({
-      target: {tabId: tab.id, frameIds: [0]}, world: 'ISOLATED', args: [selector, text, scroll],
-      func: (selector, text, scroll) => {
-        const host = document.querySelector('fakescope-overlay');
-        const root = host && chrome.dom.openOrClosedShadowRoot(host);
-        if (!root) return null;
-        const all = [...root.querySelectorAll(selector)]
-          .filter((el) => text === null || el.textContent.trim() === text);
-        const focused = root.activeElement;
-        const found = {count: all.length,
-          focused: focused && {tag: focused.localName, role: focused.getAttribute('role')}};
-        const el = all[0];
-        if (!el) return found;
-        if (scroll) el.scrollIntoView({block: 'center'});
-        const box = el.getBoundingClientRect();
-        return {...found, text: el.innerText, label: el.dataset.label ?? null,
-          box: {x: box.x, y: box.y, width: box.width, height: box.height}};
-      }});
-    return injection.result;
+# The panel page's panel, read in the panel page (an extension page: the test may, the embedding
+# page may not), once the page has drawn it (or found it has nothing to draw).
+IN_PANEL = """async ([selector, text]) => {
+    if (await window.fakescopeFramePanel !== 'shown') return null;
+    const root = document.querySelector('fakescope-panel').shadowRoot;
+    const all = [...root.querySelectorAll(selector)]
+      .filter((el) => text === null || el.textContent.trim() === text);
+    const focused = document.hasFocus() ? root.activeElement : null;
+    const found = {count: all.length,
+      focused: focused && {tag: focused.localName, role: focused.getAttribute('role'),
+        name: focused.getAttribute('aria-label')}};
+    const el = all[0];
+    if (!el) return found;
+    return {...found, text: el.innerText, label: el.dataset.label ?? null};
 }"""
+
+PANEL_PAGE = re.compile(r"^chrome-extension://[a-p]{32}/panel/frame-panel\.html#")
+
+
+def panel_frame(page: Any) -> Any:
+    """The top frame's panel page (for an image of another frame), or None."""
+    # A round trip first: the sync API takes in frames attached meanwhile only while it waits.
+    page.evaluate("() => 0")
+    frames = [f for f in page.main_frame.child_frames if PANEL_PAGE.match(f.url)]
+    assert len(frames) <= 1, [f.url for f in frames]
+    return frames[0] if frames else None
 
 
 def in_top_panel(
-    browser: Any, page: Any, selector: str, text: str | None = None, scroll: bool = False
+    browser: Any, page: Any, selector: str, text: str | None = None
 ) -> dict[str, Any] | None:
     """The first element of the top frame's panel matching `selector` (and `text`): its text,
-    data-label, box and how many match, with the element focused in the panel; None when the top
-    frame has no panel."""
-    found: dict[str, Any] | None = browser.worker.evaluate(
-        IN_TOP_PANEL, [page.url, selector, text, scroll]
-    )
+    data-label and how many match, with the element focused in the panel (while the panel page
+    has the focus); None when the top frame shows no panel page."""
+    frame = panel_frame(page)
+    if frame is None:
+        return None
+    found: dict[str, Any] | None = frame.evaluate(IN_PANEL, [selector, text])
     return found
 
 
@@ -92,12 +97,16 @@ def panel_text(browser: Any, page: Any, selector: str) -> str:
     return str(found["text"]) if found and found["count"] else ""
 
 
+def top_panel_locator(page: Any, selector: str, text: str) -> Any:
+    frame = panel_frame(page)
+    assert frame is not None, "no panel page in the top frame"
+    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
+    return frame.locator(selector).filter(has_text=exact).first
+
+
 def click_in_top_panel(browser: Any, page: Any, selector: str, text: str) -> None:
     """A real (trusted) click on a control of the top frame's panel, as the user makes it."""
-    found = in_top_panel(browser, page, selector, text, scroll=True)
-    assert found and found["count"], f"no {selector} {text!r} in the panel"
-    box = found["box"]
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    top_panel_locator(page, selector, text).click()
 
 
 def frame_origin(page_server: Any) -> str:
@@ -124,8 +133,15 @@ def frame_pages(page_server: Any) -> None:
 
 
 def check_in_frame(browser: Any, page: Any, frame_url: str, src: str) -> dict[str, Any]:
-    result: dict[str, Any] = browser.worker.evaluate(CHECK_IN_FRAME, [page.url, frame_url, src])
+    result: dict[str, Any] = browser.worker.evaluate(
+        CHECK_IN_FRAME, [page.url, frame_url, src, True]
+    )
     return result
+
+
+def start_check_in_frame(browser: Any, page: Any, frame_url: str, src: str) -> None:
+    """A check of the frame's image that runs on while the test acts (check_in_frame waits)."""
+    browser.worker.evaluate(CHECK_IN_FRAME, [page.url, frame_url, src, False])
 
 
 def in_frame_panels(page: Any) -> int:
@@ -148,6 +164,7 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert result["via"] == "worker"
     overlay = page.locator("fakescope-overlay")  # the top document's
     assert overlay.count() == 1
+    until(lambda: panel_text(browser, page, ".verdict"), what="the panel page's verdict")
     verdict = in_top_panel(browser, page, ".verdict")
     assert verdict is not None
     assert (verdict["text"], verdict["label"]) == ("Likely authentic", "real")
@@ -161,11 +178,15 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     # Not anchored to the image (at the frame's top left): at the top right of the viewport.
     dialog = in_top_panel(browser, page, "section[role=dialog]")
     assert dialog is not None
-    box = dialog["box"]
+    box = panel_frame(page).frame_element().bounding_box()
     assert box["x"] + box["width"] > 900 and box["y"] < 40, box
     # The panel takes the focus when it opens: the page sees only the host focused.
     assert dialog["focused"]["role"] == "dialog"
     assert page.evaluate("() => document.activeElement.localName") == "fakescope-overlay"
+    # Tab moves through the panel's controls, as in the page's own panel.
+    page.keyboard.press("Tab")
+    tabbed = in_top_panel(browser, page, "button.close")
+    assert tabbed is not None and tabbed["focused"]["name"] == "Close FakeScope result"
 
     # The report form works from the top frame's panel, with the user's clicks and keys.
     click_in_top_panel(browser, page, "button", "Report a wrong verdict")
@@ -183,7 +204,7 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
 
     # Esc closes it, and the focus goes back to the frame the user was in.
     page.keyboard.press("Escape")
-    assert overlay.count() == 0
+    until(lambda: overlay.count() == 0, what="the panel to close")
     assert in_top_panel(browser, page, "*") is None
     assert page.evaluate("() => document.activeElement.id") == "embed"
 
@@ -219,8 +240,8 @@ def test_try_again_in_the_top_frame_reads_the_image_in_its_frame_again(
     failed = check_in_frame(browser, page, frame_url, src)
 
     assert not failed["ok"], failed
+    until(lambda: "busy" in panel_text(browser, page, "[role=alert]"), what="the error")
     assert "embedded frame from" in panel_text(browser, page, ".frame-note")
-    assert "busy" in panel_text(browser, page, "[role=alert]")
     click_in_top_panel(browser, page, "button", "Try again")
     until(
         lambda: panel_text(browser, page, ".verdict") == "Likely authentic",
@@ -233,6 +254,34 @@ def test_try_again_in_the_top_frame_reads_the_image_in_its_frame_again(
     assert "embedded frame from" in panel_text(browser, page, ".frame-note")
     assert in_frame_panels(page) == 0
     assert len(answers) == 2
+
+
+def test_a_top_frame_panel_cut_short_by_the_worker_being_stopped_says_so_and_tries_again(
+    until: Any, browser: Any, stub_server: Any, page_server: Any, frame_pages: None
+) -> None:
+    """The panel page watches a check it shows as loading, as the page's own panel does: when
+    Chrome stops the worker mid-check, it says so, and Try again checks the image again."""
+    from test_overlay_states import stop_service_worker
+
+    page, frame_url = open_embedding(
+        browser, page_server, stub_server, "small-stopped", "/frame.html", (300, 200)
+    )
+    stub_server.delay_s = 5.0
+    start_check_in_frame(browser, page, frame_url, f"{frame_origin(page_server)}/img/check.png")
+    until(lambda: "Checking this image" in panel_text(browser, page, ".body"), what="loading")
+    until(lambda: "POST /v1/analyze" in stub_server.requests, what="the upload")
+
+    stop_service_worker(browser)
+
+    until(
+        lambda: "stopped before the check finished" in panel_text(browser, page, "[role=alert]"),
+        what="the panel to stop spinning",
+    )
+    stub_server.delay_s = 0.0
+    click_in_top_panel(browser, page, "button", "Try again")
+    until(lambda: panel_text(browser, page, ".verdict") == "Likely authentic", what="the verdict")
+    assert "embedded frame from" in panel_text(browser, page, ".frame-note")
+    assert in_frame_panels(page) == 0
 
 
 def test_an_image_in_a_large_frame_keeps_its_panel_in_the_frame(

@@ -1,11 +1,15 @@
-"""The panel the top page shows for an image of a small cross-origin frame keeps what it says
-about that image from the top page's own scripts: its shadow root is closed, and nothing of it
-is in the host's attributes or the page's DOM. The embedding page sizes the frame, so it can
-force this placement; it must not learn the verdict, explanation or evidence of an image it
-could not read itself. A panel for the page's own image stays open, as before."""
+"""The panel the top page shows for an image of a small cross-origin frame keeps that image's
+verdict, and what the user does in the panel, from the top page's own scripts. The embedding
+page sizes the frame, so it can force this placement; it must not learn the verdict,
+explanation or evidence of an image it could not read itself, nor the question the user types
+or the text they select there. The panel is the extension's own page, in an iframe inside a
+closed shadow root: the page finds an empty host, and nothing it can read inside. A panel for
+the page's own image stays in the page, open, as before."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import pytest
@@ -15,7 +19,10 @@ from test_embedded_frame import (
     embedding_page,
     frame_origin,
     in_top_panel,
+    panel_frame,
     panel_text,
+    start_check_in_frame,
+    top_panel_locator,
 )
 
 pytestmark = pytest.mark.browser
@@ -23,9 +30,12 @@ pytestmark = pytest.mark.browser
 SECRET_EXPLANATION = "Cross-origin secret: the frame's photo is a studio capture."
 SECRET_EVIDENCE = "C2PA manifest signed by Example Newsroom Ltd"
 OWN_EXPLANATION = "The page's own photo: natural lighting."
+QUESTION = "Was this photo staged by the newsroom?"
+ANSWER = "The lighting suggests a studio."
 
-# The embedding page's own script, in the page's main world, with a hook that tries to catch
-# every shadow root attached in the page.
+# The embedding page's own script, in the page's main world: a hook that tries to catch every
+# shadow root attached in the page, and capture-phase listeners for everything the user types,
+# selects or copies (on the window and the document, before anything else can stop them).
 HOOK = """<script>
   window.caughtRoots = [];
   const attach = Element.prototype.attachShadow;
@@ -34,6 +44,21 @@ HOOK = """<script>
     window.caughtRoots.push(root);
     return root;
   };
+  window.seen = [];
+  const TYPES = ['keydown', 'keypress', 'keyup', 'beforeinput', 'input', 'compositionstart',
+    'compositionupdate', 'compositionend', 'copy', 'cut', 'paste', 'select'];
+  for (const target of [window, document]) {
+    for (const type of TYPES) {
+      target.addEventListener(type, (event) => window.seen.push({
+        type, key: event.key ?? null, data: event.data ?? null,
+        target: event.target.localName ?? null,
+      }), true);
+    }
+  }
+  window.selections = [];
+  document.addEventListener('selectionchange', () => {
+    window.selections.push(String(document.getSelection()));
+  }, true);
 </script>"""
 
 OWN_IMAGE = '<img id="own" src="/img/report.png" width="240" height="180" alt="own">'
@@ -44,6 +69,14 @@ PAGE_SCRIPT_VIEW = """() => {
     const host = hosts[0];
     if (!host) return {hosts: 0};
     const root = host.shadowRoot;
+    const frames = [];
+    for (let i = 0; i < window.length; i += 1) {
+      try {
+        frames.push(window[i].document.documentElement.outerHTML);
+      } catch {
+        frames.push('unreadable');
+      }
+    }
     return {
       hosts: hosts.length,
       rootText: root ? root.textContent : null,
@@ -51,9 +84,33 @@ PAGE_SCRIPT_VIEW = """() => {
       attributes: host.getAttributeNames(),
       serialized: host.getHTML ? host.getHTML({serializableShadowRoots: true}) : host.innerHTML,
       page: document.documentElement.outerHTML + document.documentElement.innerText,
+      iframes: document.querySelectorAll('iframe').length,
+      frames,
       liveRegions: document.querySelectorAll('[aria-live], [role=status]').length,
       caught: window.caughtRoots.map((r) => r.textContent).join(' '),
+      selection: String(document.getSelection()),
     };
+}"""
+
+# The host as the extension's own content script sees it (chrome.dom.openOrClosedShadowRoot
+# opens even a closed root): more than any page script can, and still no verdict.
+HOST_FROM_THE_EXTENSION = """async (pageUrl) => {
+    const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
+    const [injection] = await chrome.scripting.executeScript({
+      target: {tabId: tab.id, frameIds: [0]}, world: 'ISOLATED',
+      func: () => {
+        const root = chrome.dom.openOrClosedShadowRoot(document.querySelector('fakescope-overlay'));
+        const frame = root.querySelector('iframe');
+        return {
+          mode: root.mode,
+          children: [...root.children].map((el) => el.localName),
+          text: [...root.children].filter((el) => el.localName !== 'style')
+            .map((el) => el.textContent).join(''),
+          src: new URL(frame.src).protocol,
+          readable: frame.contentDocument !== null,
+        };
+      }});
+    return injection.result;
 }"""
 
 
@@ -74,7 +131,9 @@ def hostile_embedding(browser: Any, page_server: Any, stub_server: Any) -> tuple
     return page, frame_url
 
 
-def check_frame_image(browser: Any, page: Any, page_server: Any, stub_server: Any) -> None:
+def check_frame_image(
+    until: Any, browser: Any, page: Any, page_server: Any, stub_server: Any
+) -> None:
     stub_server.analysis = {
         "explanation": SECRET_EXPLANATION,
         "evidence": [{"kind": "c2pa", "summary": SECRET_EVIDENCE, "strength": "strong"}],
@@ -82,6 +141,31 @@ def check_frame_image(browser: Any, page: Any, page_server: Any, stub_server: An
     src = f"{frame_origin(page_server)}/img/check.png"
     result = check_in_frame(browser, page, f"{frame_origin(page_server)}/frame.html", src)
     assert result["ok"], result
+    until(
+        lambda: panel_text(browser, page, ".explanation") == SECRET_EXPLANATION,
+        what="the verdict in the panel page",
+    )
+
+
+# The page frames a URL itself, directly or (`nested`) inside a frame of its own.
+FRAME_IT = """([url, nested, name]) => {
+    const frame = document.createElement('iframe');
+    frame.name = name;
+    if (nested) frame.srcdoc = `<iframe src="${url}"></iframe>`;
+    else frame.src = url;
+    document.body.append(frame);
+}"""
+
+
+def loaded_frame(page: Any, name: str) -> Any:
+    """The frame FRAME_IT made under `name` (the inner one, when nested), once it has left
+    about:blank; else None."""
+    page.evaluate("() => 0")  # a round trip: the sync API takes in new frames while it waits
+    outer = page.frame(name=name)
+    if outer is None:
+        return None
+    frame = outer.child_frames[0] if outer.url == "about:srcdoc" and outer.child_frames else outer
+    return frame if frame.url not in ("", "about:blank", "about:srcdoc") else None
 
 
 def check_own_image(browser: Any, page: Any, page_server: Any, stub_server: Any) -> None:
@@ -90,35 +174,174 @@ def check_own_image(browser: Any, page: Any, page_server: Any, stub_server: Any)
     assert result["ok"], result
 
 
-def assert_page_learns_nothing(view: dict[str, Any]) -> None:
+def assert_page_learns_nothing(view: dict[str, Any], *secrets: str) -> None:
     assert view["hosts"] == 1
     assert view["rootText"] is None, "the page reads the panel through host.shadowRoot"
     assert view["hostText"] == ""
     assert set(view["attributes"]) <= {"popover"}, view["attributes"]
-    for secret in ("Likely authentic", SECRET_EXPLANATION, SECRET_EVIDENCE, "embedded frame"):
-        for where in ("serialized", "page", "caught"):
+    assert view["iframes"] == 1, "the page's DOM holds only its own iframe"
+    assert view["frames"] == ["unreadable"], "the only frame it reaches is its embed"
+    verdict = ("Likely authentic", SECRET_EXPLANATION, SECRET_EVIDENCE, "embedded frame")
+    for secret in (*verdict, *secrets):
+        for where in ("serialized", "page", "caught", "selection"):
             assert secret not in view[where], (secret, where)
-    assert view["liveRegions"] == 0, "announcements live inside the panel's root"
+    assert view["liveRegions"] == 0, "announcements live inside the panel page"
 
 
 def test_the_embedding_page_cannot_read_the_panel_for_an_image_of_its_frame(
-    browser: Any, stub_server: Any, page_server: Any, hostile_embedding: tuple[Any, str]
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
 ) -> None:
     page, _ = hostile_embedding
 
-    check_frame_image(browser, page, page_server, stub_server)
+    check_frame_image(until, browser, page, page_server, stub_server)
 
-    # The user sees the whole verdict (read from the extension's isolated world)...
+    # The user sees the whole verdict (in the panel page)...
     assert panel_text(browser, page, ".verdict") == "Likely authentic"
-    assert panel_text(browser, page, ".explanation") == SECRET_EXPLANATION
     assert SECRET_EVIDENCE in panel_text(browser, page, ".evidence")
     assert "embedded frame from" in panel_text(browser, page, ".frame-note")
-    # ...and the embedding page's script finds only an empty, closed host.
+    # ...the embedding page's script finds only an empty, closed host...
     assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW))
+    # ...and even opened, the host holds no verdict: only an extension page it cannot read.
+    host = browser.worker.evaluate(HOST_FROM_THE_EXTENSION, page.url)
+    assert host == {
+        "mode": "closed",
+        "children": ["style", "iframe"],
+        "text": "",
+        "src": "chrome-extension:",
+        "readable": False,
+    }
 
 
-def test_the_panel_is_rebuilt_closed_for_a_frame_image_and_open_for_the_pages_own(
-    browser: Any, stub_server: Any, page_server: Any, hostile_embedding: tuple[Any, str]
+def test_what_the_user_types_and_selects_in_the_panel_never_reaches_the_embedding_page(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
+) -> None:
+    page, _ = hostile_embedding
+    asked: list[dict[str, Any]] = []
+
+    def ask(handler: Any) -> None:
+        asked.append(json.loads(handler.body))
+        handler.reply(200, {"answer": ANSWER})
+
+    stub_server.routes["POST /v1/ask"] = ask
+    check_frame_image(until, browser, page, page_server, stub_server)
+    page.evaluate("() => { window.seen.length = 0; window.selections.length = 0; }")
+
+    # The user types a question into the panel, selects it, copies it and sends it with Enter...
+    panel_frame(page).get_by_label("Or your own question").click()
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Enter")
+    until(lambda: ANSWER in panel_text(browser, page, ".answer"), what="the answer")
+    # ...and selects the explanation with the mouse.
+    panel_frame(page).locator("fakescope-panel .explanation").click(click_count=3)
+
+    # The panel got all of it: the question went to the server, the text is selected there.
+    assert [a.get("question") for a in asked] == [QUESTION]
+    selected = panel_frame(page).evaluate("() => String(document.getSelection())")
+    assert SECRET_EXPLANATION in selected
+    # The embedding page saw no key, no input, no copy, and no selection at all.
+    assert page.evaluate("() => window.seen") == []
+    assert set(page.evaluate("() => window.selections")) <= {""}
+    assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW), QUESTION, ANSWER)
+
+
+def test_the_panel_frame_keeps_one_size_whatever_it_shows(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
+) -> None:
+    """The embedding page can hit-test where the panel is; its size must say nothing of what
+    the panel shows (a loading state, a long explanation, an open form, an answer)."""
+    page, _ = hostile_embedding
+    stub_server.delay_s = 1.5
+    start_check_in_frame(
+        browser,
+        page,
+        f"{frame_origin(page_server)}/frame.html",
+        f"{frame_origin(page_server)}/img/check.png",
+    )
+    until(lambda: "Checking this image" in panel_text(browser, page, ".body"), what="loading")
+    loading = panel_frame(page).frame_element().bounding_box()
+
+    stub_server.analysis = {"explanation": "A long explanation. " * 80}
+    until(lambda: panel_text(browser, page, ".verdict"), what="the verdict")
+    result = panel_frame(page).frame_element().bounding_box()
+    top_panel_locator(page, "button", "Report a wrong verdict").click()
+    with_form = panel_frame(page).frame_element().bounding_box()
+
+    assert loading == result == with_form
+    assert loading["height"] > 300, "room for the verdict, the score and the explanation"
+
+
+def test_a_page_that_frames_the_panel_page_itself_gets_an_empty_page(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
+) -> None:
+    """The page's address changes every session (use_dynamic_url), so a page cannot find it;
+    given it, a page still gets nothing without the id of a panel of its own tab, placed
+    directly in its top frame (a panel of another tab, or nested deeper, stays empty)."""
+    page, _ = hostile_embedding
+    check_frame_image(until, browser, page, page_server, stub_server)
+    dynamic_url = browser.worker.evaluate("() => chrome.runtime.getURL('panel/frame-panel.html')")
+    static_url = browser.extension_url("panel/frame-panel.html")
+    assert dynamic_url != static_url
+    panel_id = browser.worker.evaluate(
+        """async (pageUrl) => {
+            const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
+            const key = `framePanelOfTab:${tab.id}`;
+            return (await chrome.storage.session.get(key))[key];
+        }""",
+        page.url,
+    )
+    assert isinstance(panel_id, str)
+
+    other = browser.context.new_page()
+    other.goto(page_server.url("/plain.html"))
+    framings = {
+        "no id": (other, dynamic_url),
+        "an unknown id": (other, f"{dynamic_url}#{uuid.uuid4()}"),
+        "another tab's panel": (other, f"{dynamic_url}#{panel_id}"),
+        "nested in its own tab": (page, f"{dynamic_url}#{panel_id}"),
+        "the fixed address": (other, f"{static_url}#{panel_id}"),
+    }
+    for name, (framer, url) in framings.items():
+        framer.evaluate(FRAME_IT, [url, name.startswith("nested"), name])
+
+    for name, (framer, _) in framings.items():
+        frame = until(lambda n=name, f=framer: loaded_frame(f, n), what=name)
+        if name == "the fixed address":
+            # Refused outright (use_dynamic_url): no page of the extension loads there at all.
+            assert frame.url.startswith("chrome-error:"), frame.url
+            continue
+        assert frame.url.startswith("chrome-extension://"), (name, frame.url)
+        frame.wait_for_load_state()
+        made = frame.evaluate("() => window.fakescopeFramePanel")
+        body = frame.evaluate("() => [document.body.children.length, document.body.innerText]")
+        assert (made, body) == ("inert", [0, ""]), name
+    # The real panel, in the right place, still shows.
+    assert panel_text(browser, page, ".explanation") == SECRET_EXPLANATION
+
+
+def test_the_panel_is_rebuilt_framed_for_a_frame_image_and_in_the_page_for_its_own(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
 ) -> None:
     page, _ = hostile_embedding
 
@@ -128,17 +351,21 @@ def test_the_panel_is_rebuilt_closed_for_a_frame_image_and_open_for_the_pages_ow
     assert own["hosts"] == 1 and OWN_EXPLANATION in own["rootText"]
     assert page.locator("fakescope-overlay .verdict").inner_text() == "Likely authentic"
 
-    # Then an image of the small frame, while that panel is open: a closed panel replaces it.
-    check_frame_image(browser, page, page_server, stub_server)
-    assert panel_text(browser, page, ".explanation") == SECRET_EXPLANATION
+    # Then an image of the small frame, while that panel is open: a framed panel replaces it.
+    check_frame_image(until, browser, page, page_server, stub_server)
     assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW))
+    until(
+        lambda: (in_top_panel(browser, page, "section[role=dialog]") or {}).get("focused"),
+        what="the focus in the new panel",
+    )
     dialog = in_top_panel(browser, page, "section[role=dialog]")
     assert dialog is not None
     assert dialog["focused"]["role"] == "dialog", "the new panel has the focus"
 
-    # And the page's own image again: an open panel, without the frame's note.
+    # And the page's own image again: an open panel, without the frame's note or page.
     check_own_image(browser, page, page_server, stub_server)
     again = page.evaluate(PAGE_SCRIPT_VIEW)
     assert again["hosts"] == 1 and OWN_EXPLANATION in again["rootText"]
     assert SECRET_EXPLANATION not in again["page"] + again["serialized"]
     assert page.locator("fakescope-overlay .frame-note").count() == 0
+    assert panel_frame(page) is None

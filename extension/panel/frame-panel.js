@@ -1,0 +1,83 @@
+/**
+ * The panel for an image of another frame, as an extension page. When the image is in an
+ * embedded frame too small for the panel, the panel shows in the top frame (worker/check.js);
+ * drawn there, the embedding page's scripts would see the keys the user types into it and what
+ * they select, and could measure it. So the top frame's content script (content/overlay.js)
+ * puts only an iframe of this page there, of a fixed size, in a closed shadow root: the
+ * embedding page finds a cross-origin document it cannot read, whose events never reach it.
+ *
+ * The page draws the same panel as the content scripts (content/overlay-panel.js, loaded by
+ * frame-panel.html) from what the extension itself says: its URL's fragment is the panel's id
+ * (random; only the worker and the top frame's content script know it), and the worker keeps the
+ * state to show under that id in the session storage (lib/frame-panels.js), which web pages and
+ * content scripts cannot read. Nothing comes from window messages. **Try again** and closing go
+ * to the worker as runtime messages naming the panel; the worker tells the host to close.
+ *
+ * Listed in the manifest's web_accessible_resources (so the content script may frame it) with
+ * use_dynamic_url (its address changes every browser session, so no page can probe for it).
+ * A page that frames it anyway, without the id of a panel of its own tab, or not directly under
+ * its tab's top frame, gets an empty page: nothing is read, drawn or listened to.
+ */
+(() => {
+  const { STYLE, h } = globalThis.__fakescopeOverlayDom;
+  const { Panel } = globalThis.__fakescopePanel;
+  // lib/frame-panels.js FRAME_PANEL_KEY_PREFIX (this page's scripts are classic: no imports).
+  const KEY_PREFIX = 'framePanel:';
+  const id = location.hash.slice(1);
+  const key = `${KEY_PREFIX}${id}`;
+
+  // The panel fills this page, whose size its host fixes (content/overlay-dom.js iframe.panel).
+  const PAGE_STYLE = `
+    .panel { position: fixed; inset: 0; width: 100%; height: 100%; max-height: none;
+      border: 0; border-radius: 0; box-shadow: none; }
+    .panel:focus { outline-offset: -3px; }
+    header { border-radius: 0; }
+  `;
+
+  /** The record of this page's panel, or null when this page is not one FakeScope put there. */
+  async function ownRecord() {
+    if (!/^[0-9a-f-]{36}$/.test(id) || window.parent === window || window.parent !== window.top) return null;
+    const [stored, tab] = await Promise.all([chrome.storage.session.get(key), chrome.tabs.getCurrent()]);
+    const record = stored[key];
+    return record && tab && record.tabId === tab.id ? record : null;
+  }
+
+  /** Draws the panel and follows its record; resolves to 'shown', or 'inert' (an empty page). */
+  async function start() {
+    if (!(await ownRecord())) return 'inert';
+    const host = document.createElement('fakescope-panel');
+    const root = host.attachShadow({ mode: 'open' });
+    root.append(h('style', {}, STYLE), h('style', {}, PAGE_STYLE));
+    const panel = new Panel(root, {
+      close: () => chrome.runtime.sendMessage({ type: 'fakescope:frame-panel-close', panel: id }).catch(() => {}),
+      recheckMessage: () => ({ type: 'fakescope:recheck', panel: id }),
+    });
+    document.body.append(host);
+
+    let shownVersion = -1;
+    const show = (record) => {
+      // A read and a change may arrive in either order: the newer state wins.
+      if (!record?.state || record.version <= shownVersion) return;
+      shownVersion = record.version;
+      panel.note = record.frame?.note ?? null;
+      // Try again shows the loading state at once: the worker's, coming next, changes nothing.
+      if (!(record.state.state === 'loading' && panel.busy)) panel.show(record.state);
+      panel.makeScrollersFocusable();
+      // Only a focused page moves its focus: an update must not take it from where the user is.
+      if (document.hasFocus() && !panel.hasFocus()) panel.focus();
+    };
+    chrome.storage.session.onChanged.addListener((changes) => {
+      if (changes[key]?.newValue) show(changes[key].newValue);
+    });
+    // Read once more now that changes are followed: none made meanwhile is missed.
+    show((await chrome.storage.session.get(key))[key]);
+    // The host focuses this page's frame when it opens, or for a new check: the dialog takes it.
+    window.addEventListener('focus', () => {
+      if (!panel.hasFocus()) panel.focus();
+    });
+    return 'shown';
+  }
+
+  // For the browser tests (as background.js's hooks): what this page made of itself.
+  globalThis.fakescopeFramePanel = start();
+})();
