@@ -18,6 +18,10 @@ import { ASK_PORT_NAME, relayAnswer } from './worker/ask-relay.js';
 import { CHECK_WATCH_PORT_NAME, MENU_ID, acceptCheckWatch, framePanels, handleMenuClick } from './worker/check.js';
 import { syncFeedScripts } from './worker/feed-scripts.js';
 import { handleMessage } from './worker/message-handlers.js';
+import { keepSettingsFromContentScripts } from './worker/server-client.js';
+
+// The settings, the API token with them, are for the extension's pages and this worker only.
+keepSettingsFromContentScripts();
 
 chrome.runtime.onInstalled.addListener(() => {
   chrome.contextMenus.removeAll(() => {

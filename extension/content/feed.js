@@ -14,7 +14,10 @@
  * hint state, which says the image itself was not checked and offers the real check.
  */
 (() => {
-  if (globalThis.__fakescopeFeed || !globalThis.__fakescope) return;
+  // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
+  // stop() leaves the part as null, so feed mode may start afresh.
+  const has = (name) => Object.hasOwn(globalThis, name) && Boolean(globalThis[name]);
+  if (has('__fakescopeFeed') || !has('__fakescope')) return;
   const { showOverlay, h, keepOnTop } = globalThis.__fakescope;
 
   const MAX_IMAGES_PER_PAGE = 400;
@@ -185,6 +188,9 @@
       badge.addEventListener('click', (event) => {
         event.preventDefault();
         event.stopPropagation();
+        // Only the user opens a panel: a page script's click() (the badge's root is open) would
+        // show it the verdict's explanation and evidence, and take the focus whenever it liked.
+        if (!event.isTrusted) return;
         if (badge.result.hint) showOverlay({ state: 'hint', srcUrl: urlOf(img), hint: badge.result.hint, anchor: img });
         else showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
       });

@@ -8,12 +8,21 @@
  * A classic content script like the others (see content/overlay.js): injected before
  * them, in the order of worker/content-scripts.js, it leaves its parts on
  * `globalThis.__fakescopeOverlayDom` (the extension's isolated world, not the page's).
+ *
+ * Every script asks whether a part is there with `Object.hasOwn(globalThis, name)`, never by
+ * reading `globalThis[name]`: the isolated world has its own global object, but it still finds
+ * the page's elements by id or name (`<div id="__fakescope">` makes `globalThis.__fakescope`
+ * that div, in this world too). Read that way, a page could make a script believe it already
+ * ran, and so keep the panel or the badges out of the page. The parts the scripts set are own
+ * properties, which an element never is.
  */
 (() => {
-  if (globalThis.__fakescopeOverlayDom) return;
+  if (Object.hasOwn(globalThis, '__fakescopeOverlayDom')) return;
   // The worker marks what it injects with its instance id (lib/injection.js); feed scripts
   // registered for a site start in a fresh page without it, and say only that they are alive.
-  globalThis.__fakescopeInjection ??= { instance: null, runtime: chrome.runtime };
+  if (!Object.hasOwn(globalThis, '__fakescopeInjection')) {
+    globalThis.__fakescopeInjection = { instance: null, runtime: chrome.runtime };
+  }
 
   const STYLE = `
     :host { all: initial !important; display: block !important; position: absolute !important;

@@ -13,7 +13,8 @@
  * same order); it leaves the forms on `globalThis.__fakescopeOverlayForms`.
  */
 (() => {
-  if (globalThis.__fakescopeOverlayForms || !globalThis.__fakescopeOverlayDom) return;
+  // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
+  if (Object.hasOwn(globalThis, '__fakescopeOverlayForms') || !Object.hasOwn(globalThis, '__fakescopeOverlayDom')) return;
   const { h, uid } = globalThis.__fakescopeOverlayDom;
 
   /** The ask form: one of the aspects, or the user's own question; the answer streams in below. */

@@ -17,7 +17,9 @@
  * `Panel` on `globalThis.__fakescopePanel`.
  */
 (() => {
-  if (globalThis.__fakescopePanel || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopeOverlayForms) return;
+  // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
+  const has = (name) => Object.hasOwn(globalThis, name);
+  if (has('__fakescopePanel') || !has('__fakescopeOverlayDom') || !has('__fakescopeOverlayForms')) return;
   const { h, uid } = globalThis.__fakescopeOverlayDom;
   const { askSection, reportSection } = globalThis.__fakescopeOverlayForms;
 
@@ -181,7 +183,10 @@
           failure?.imageOrigin
             ? h('button', {
                 type: 'button', className: 'secondary',
-                onclick: () => chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }).catch(() => {}),
+                // A tab opens for a real click only, not for each click() of a page script.
+                onclick: (event) => {
+                  if (event.isTrusted) chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }).catch(() => {});
+                },
               }, 'Allow this image site…')
             : null,
           h('button', { type: 'button', className: 'secondary', onclick: () => this.actions.close() }, 'Close')),

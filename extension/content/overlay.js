@@ -34,7 +34,9 @@
  * this document's own images stays here, in an open root (the page has the image anyway).
  */
 (() => {
-  if (globalThis.__fakescope || !globalThis.__fakescopeOverlayDom || !globalThis.__fakescopePanel) return;
+  // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
+  const has = (name) => Object.hasOwn(globalThis, name);
+  if (has('__fakescope') || !has('__fakescopeOverlayDom') || !has('__fakescopePanel')) return;
   const { STYLE, h } = globalThis.__fakescopeOverlayDom;
   const { Panel } = globalThis.__fakescopePanel;
 

@@ -6,7 +6,8 @@
  * message, `fakescope:read-image`.
  */
 (() => {
-  if (globalThis.__fakescopePageImage) return;
+  // An own property only: a page element named like it is not this script (content/overlay-dom.js).
+  if (Object.hasOwn(globalThis, '__fakescopePageImage')) return;
 
   const MAX_BYTES = 25 * 1024 * 1024; // the server's default upload limit
 

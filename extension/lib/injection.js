@@ -38,7 +38,9 @@ export function prepareInjection(instance, scope = globalThis) {
     }
   }
 
-  const marker = scope[MARKER];
+  // Own properties only: the isolated world still finds the page's elements by id or name
+  // (`<div id="__fakescopeInjection">`), and they must not pass for a marker or for parts.
+  const marker = Object.hasOwn(scope, MARKER) ? scope[MARKER] : undefined;
   const parts = Object.keys(scope).filter((key) => key.startsWith('__fakescope') && key !== MARKER);
   // Feed scripts registered for a site start in a fresh page without the worker's instance id
   // (content/overlay-dom.js marks them with `instance: null`): their live runtime is enough.

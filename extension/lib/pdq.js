@@ -38,6 +38,8 @@
  * (fakescope/images.py: pdqhash's bit vector → numpy.packbits → hex).
  */
 
+import { imageSizeOf } from './image-size.js';
+
 const f32 = Math.fround;
 
 /** Images are first shrunk to at most this many pixels on the long side (as the server does). */
@@ -46,6 +48,12 @@ export const PDQ_MAX_SIDE = 512;
 export const PDQ_MIN_QUALITY = 50;
 /** The reference refuses (zero hash, quality 0) images smaller than this on either side. */
 export const PDQ_MIN_SIDE = 5;
+/**
+ * The most pixels decoded for a hash (by the header, lib/image-size.js): the server analyses no
+ * larger image (its default `max_pixels`), so no checked image could match one, and a page could
+ * otherwise have the worker decode a few kilobytes into gigabytes.
+ */
+export const PDQ_MAX_DECODE_PIXELS = 64_000_000;
 
 const LUMA_R = 0.299;
 const LUMA_G = 0.587;
@@ -340,7 +348,8 @@ export function pdqDistance(a, b) {
  * PDQ of encoded image bytes, in a browser or an MV3 service worker: decoded with
  * createImageBitmap (EXIF orientation applied), shrunk to at most PDQ_MAX_SIDE on the long
  * side on an OffscreenCanvas, hashed. Resolves to null when the bytes cannot be decoded or
- * the image is too small: a missing hint is better than a failure. Besides the hash, the
+ * the image is too small: a missing hint is better than a failure; also, without decoding,
+ * when its header gives no size or more than PDQ_MAX_DECODE_PIXELS. Besides the hash, the
  * hash of the left-right mirror (`mirrored`, what an un-mirrored original would hash to).
  * @param {Uint8Array | Blob} bytes
  * @param {{type?: string}} [options]
@@ -350,6 +359,9 @@ export async function pdqFromImageBytes(bytes, { type = '' } = {}) {
   let bitmap;
   try {
     const blob = bytes instanceof Blob ? bytes : new Blob([bytes], type ? { type } : {});
+    const head = bytes instanceof Blob ? new Uint8Array(await bytes.slice(0, 64 * 1024).arrayBuffer()) : bytes;
+    const size = imageSizeOf(head);
+    if (!size || size.width * size.height > PDQ_MAX_DECODE_PIXELS) return null;
     bitmap = await createImageBitmap(blob);
     const { width, height } = thumbnailSize(bitmap.width, bitmap.height);
     if (width < PDQ_MIN_SIDE || height < PDQ_MIN_SIDE) return null;

@@ -28,11 +28,13 @@ export class ImageUnavailableError extends Error {
   /**
    * @param {string} imageUrl
    * @param {string[]} reasons what each way of reading it answered
-   * @param {{notFound?: boolean, tooLarge?: boolean, canGrant?: boolean}} [info]
+   * @param {{notFound?: boolean, tooLarge?: boolean, canGrant?: boolean, inward?: boolean}} [info]
    *   notFound: every attempt got 404/410; tooLarge: over MAX_IMAGE_BYTES; canGrant: the
-   *   extension lacks host access to the image's site, so allowing it could help
+   *   extension lacks host access to the image's site, so allowing it could help; inward: the
+   *   image is on this computer or the local network and its page is not, so the extension did
+   *   not fetch it (lib/address-space.js)
    */
-  constructor(imageUrl, reasons, { notFound = false, tooLarge = false, canGrant = true } = {}) {
+  constructor(imageUrl, reasons, { notFound = false, tooLarge = false, canGrant = true, inward = false } = {}) {
     super(`Could not read the image at ${imageUrl}: ${reasons.join('; ')}`);
     this.name = 'ImageUnavailableError';
     this.imageUrl = imageUrl;
@@ -40,6 +42,7 @@ export class ImageUnavailableError extends Error {
     this.notFound = notFound;
     this.tooLarge = tooLarge;
     this.canGrant = canGrant;
+    this.inward = inward;
   }
 }
 
@@ -103,6 +106,14 @@ export function describeFailure(error) {
         title: 'This image is too large',
         message: `The image is larger than ${sizeText(MAX_IMAGE_BYTES)}, more than FakeScope sends to the server.`,
         guidance: 'Use a smaller copy of the image.',
+      };
+    }
+    if (error.inward) {
+      return {
+        ...base,
+        title: 'FakeScope does not read this image for this page',
+        message: `The image is at ${hostOf(error.imageUrl)}, on this computer or your local network, and the page is not: FakeScope does not fetch local addresses for a page from elsewhere (${why}).`,
+        guidance: 'If you trust this image, open it in its own tab and check it there.',
       };
     }
     if (error.notFound) {

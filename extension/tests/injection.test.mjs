@@ -115,3 +115,18 @@ test('runs from its own source, as chrome.scripting.executeScript sends it', () 
   assert.equal(rebuilt('instance-b', scope), 'stale');
   assert.equal(scope.__fakescopeInjection.instance, 'instance-b');
 });
+
+test("the page's elements the isolated world finds by name are neither a marker nor parts", () => {
+  // The global object finds `<div id="__fakescopeInjection">` and the like through its
+  // prototype chain (named access), in the extension's isolated world too: never own properties.
+  const pageElements = Object.create({
+    __fakescopeInjection: { instance: null, runtime: liveRuntime() },
+    __fakescope: { stop() { throw new Error('a page element is not stopped'); } },
+  });
+  const { scope, removed } = world();
+  Object.setPrototypeOf(scope, pageElements);
+  assert.equal(prepareInjection('instance-b', scope), 'fresh');
+  assert.ok(Object.hasOwn(scope, '__fakescopeInjection'), 'its own marker shadows the element');
+  assert.equal(scope.__fakescopeInjection.instance, 'instance-b');
+  assert.deepEqual(removed, [], 'nothing of the page is removed in a fresh frame');
+});

@@ -4,6 +4,7 @@ import {
   PDQ_MIN_QUALITY,
   isPdqHex,
   pdqDistance,
+  pdqFromImageBytes,
   pdqFromRgba,
   thumbnailSize,
   torbenMedian,
@@ -141,4 +142,31 @@ test('pdqDistance counts differing bits and refuses what is not a hash', () => {
   assert.ok(isPdqHex('A'.repeat(64)));
   assert.ok(!isPdqHex('g'.repeat(64)));
   assert.throws(() => pdqDistance('0', '0'), TypeError);
+});
+
+test('an image too large for a hash, or of no known size, is never decoded', async () => {
+  /** The first bytes of a PNG of `width` × `height` (what lib/image-size.js reads). */
+  const pngHeader = (width, height) => {
+    const bytes = new Uint8Array(33);
+    bytes.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
+    new DataView(bytes.buffer).setUint32(16, width);
+    new DataView(bytes.buffer).setUint32(20, height);
+    return bytes;
+  };
+  const decoded = [];
+  const original = globalThis.createImageBitmap;
+  globalThis.createImageBitmap = async (blob) => {
+    decoded.push(blob.size);
+    throw new Error('not decoded in this test');
+  };
+  try {
+    assert.equal(await pdqFromImageBytes(pngHeader(16384, 16384)), null);
+    assert.equal(await pdqFromImageBytes(pngHeader(8001, 8000)), null, 'just over 64 million pixels');
+    assert.equal(await pdqFromImageBytes(new Uint8Array(64).fill(7)), null, 'no known format');
+    assert.deepEqual(decoded, [], 'none of them reached the decoder');
+    await pdqFromImageBytes(pngHeader(8000, 8000));
+    assert.deepEqual(decoded, [33], 'an image within the limit is decoded');
+  } finally {
+    globalThis.createImageBitmap = original;
+  }
 });

@@ -82,3 +82,12 @@ test('allowing the image site is offered only when the extension lacks access to
   const blob = describeFailure(new ImageUnavailableError('blob:http://localhost:8000/1d2c', ['revoked']));
   assert.equal(blob.imageOrigin, undefined, 'a blob: URL has no site to allow');
 });
+
+test('a local image the extension would not fetch for its page says so, not "refused"', () => {
+  const text = describeFailure(new ImageUnavailableError('http://127.0.0.1:8000/cam.jpg', ['local image, internet page'], { inward: true, canGrant: false }));
+  assert.equal(text.title, 'FakeScope does not read this image for this page');
+  assert.match(text.message, /127\.0\.0\.1.*this computer or your local network/);
+  assert.match(text.guidance, /its own tab/);
+  assert.doesNotMatch(`${text.message} ${text.guidance}`, /refused|Allow FakeScope/);
+  assert.equal(text.imageOrigin, undefined, 'allowing the site would not help');
+});

@@ -13,6 +13,7 @@
  * top frame, `panel: {id, frame}` (the panel page's record, and what it says about the frame).
  */
 
+import { mayFetchForPage } from '../lib/address-space.js';
 import { ASPECTS } from '../lib/aspects.js';
 import { CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScripts } from './content-scripts.js';
 import { sha256Hex, isSha256Hex } from '../lib/hash.js';
@@ -220,7 +221,9 @@ async function showInTab(target, payload) {
 /** The analysis for an image: from the session cache when this image was checked recently. */
 async function checkImage(srcUrl, target, pageUrl) {
   const settings = await currentSettings();
-  const knownSha = rememberable(srcUrl) ? await imageHashes.get(srcUrl) : undefined;
+  // An image its page may not have fetched has no remembered verdict for it either (readImage).
+  const remembered = rememberable(srcUrl) && mayFetchForPage(srcUrl, target.documentUrl);
+  const knownSha = remembered ? await imageHashes.get(srcUrl) : undefined;
   if (knownSha) {
     const cached = await analyses.get(cacheKey(settings, knownSha));
     if (cached) return { analysis: cached, cached: true, via: 'cache' };

@@ -5,6 +5,7 @@
  * for images someone already checked. No image bytes leave the browser.
  */
 
+import { mayFetchForPage } from '../lib/address-space.js';
 import { ASPECTS } from '../lib/aspects.js';
 import { sha256Hex } from '../lib/hash.js';
 import { feedRunsOn } from './feed-scripts.js';
@@ -87,6 +88,9 @@ export async function lookupImages(urls, sender) {
     urls.slice(0, MAX_LOOKUP_URLS_PER_MESSAGE).map(async (url) => {
       results[url] = null;
       if (typeof url !== 'string' || !/^https?:/i.test(url)) return;
+      // The page names these addresses: none on this computer or the local network for a page
+      // that is not (lib/address-space.js), neither fetched nor answered from the cache.
+      if (!mayFetchForPage(url, sender?.url ?? '')) return;
       try {
         const known = await imageHashes.get(url);
         let analysis = known ? await analyses.get(cacheKey(settings, known)) : undefined;

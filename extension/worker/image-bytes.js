@@ -3,8 +3,10 @@
  * made here, by the worker; the page's content script only reads what needs no request.
  */
 
+import { mayFetchForPage } from '../lib/address-space.js';
 import { base64ToBytes } from '../lib/base64.js';
 import { ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES } from '../lib/problem.js';
+import { readAtMost } from '../lib/read-at-most.js';
 import { RefererRules, refererFor, requestUrlOf } from '../lib/referer.js';
 import { originPattern } from '../lib/settings.js';
 
@@ -23,11 +25,16 @@ const refererRules = new RefererRules(chrome.declarativeNetRequest, chrome.runti
  *   lib/referer.js) and the site's cookies;
  * - `via: 'page'`: the content script reads what needs no request: the page's own blob:
  *   URL, or an <img> already showing it, drawn to a canvas (PNG re-encode).
+ * The worker does not fetch an image on this computer or the local network for a frame that is
+ * not (lib/address-space.js): the page may not reach it itself, and would see its verdict.
  */
 export async function readImage(srcUrl, target) {
   const reasons = [];
   const statuses = [];
-  if (/^(https?|data):/i.test(srcUrl)) {
+  const inward = !mayFetchForPage(srcUrl, target.documentUrl);
+  if (inward) {
+    reasons.push('the image is on this computer or the local network, and the page is not');
+  } else if (/^(https?|data):/i.test(srcUrl)) {
     let refusedStatus = 0;
     try {
       return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
@@ -71,7 +78,8 @@ export async function readImage(srcUrl, target) {
   throw new ImageUnavailableError(srcUrl, reasons, {
     notFound,
     tooLarge: pageTooLarge,
-    canGrant: await mayAskForImageSite(srcUrl),
+    inward,
+    canGrant: !inward && (await mayAskForImageSite(srcUrl)),
   });
 }
 
@@ -107,8 +115,9 @@ export async function fetchImageBytes(url, { referer = null, credentials = 'omit
     response.body?.cancel().catch(() => {});
     throw tooLarge();
   }
-  const bytes = new Uint8Array(await response.arrayBuffer());
-  if (bytes.length > MAX_IMAGE_BYTES) throw tooLarge(); // no (or a false) Content-Length
+  // No (or a false) Content-Length: the download stops once it passes the limit.
+  const bytes = await readAtMost(response.body, MAX_IMAGE_BYTES);
+  if (bytes === null) throw tooLarge();
   if (bytes.length === 0) throw new ImageFetchError('empty response');
   return { bytes, contentType: response.headers.get('Content-Type') ?? 'application/octet-stream' };
 }

@@ -340,7 +340,21 @@ class Browser:
 
 
 @pytest.fixture
-def browser(chromium_path: str, tmp_path: Path) -> Iterator[Browser]:
+def extension_dir() -> Path:
+    """The extension the browser loads; a test module may override it (e.g. a patched copy)."""
+    return EXTENSION_DIR
+
+
+@pytest.fixture
+def browser_args() -> list[str]:
+    """Extra Chromium flags; a test module may override it (e.g. --host-resolver-rules)."""
+    return []
+
+
+@pytest.fixture
+def browser(
+    chromium_path: str, tmp_path: Path, extension_dir: Path, browser_args: list[str]
+) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -349,9 +363,10 @@ def browser(chromium_path: str, tmp_path: Path) -> Iterator[Browser]:
             executable_path=chromium_path,
             headless=True,
             args=[
-                f"--disable-extensions-except={EXTENSION_DIR}",
-                f"--load-extension={EXTENSION_DIR}",
+                f"--disable-extensions-except={extension_dir}",
+                f"--load-extension={extension_dir}",
                 *CHROMIUM_ARGS,
+                *browser_args,
             ],
             viewport={"width": 1000, "height": 800},
         )
