@@ -5,6 +5,7 @@ of thousands of tiny chunks or segments), so every walk stops at a count, not on
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,12 @@ MAX_TEXT_CHUNKS = 256
 MAX_PNG_CHUNKS = 8_000
 MAX_JPEG_SEGMENTS = 4_096
 MAX_GIF_BLOCKS = 16_000
+# Each scan of a progressive JPEG is a pass over every block of the image, however few bytes
+# it takes (an end-of-band run covers the whole image in a few bytes): thousands of scans in
+# a few hundred kilobytes cost minutes (libjpeg-turbo's "LJT-01-003"). Encoders write about
+# ten (libjpeg's default script: 10 in colour, 6 in grey); a hundred leaves room for any
+# hand-tuned script.
+MAX_JPEG_SCANS = 100
 XMP_JPEG_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
 EXIF_JPEG_SIGNATURE = b"Exif\x00\x00"
 
@@ -122,6 +129,44 @@ def jpeg_blocks(data: bytes) -> Iterator[Block]:
         elif body.startswith(XMP_JPEG_SIGNATURE) and "xmp" not in found:
             found.add("xmp")
             yield Block("xmp", body[len(XMP_JPEG_SIGNATURE) :])
+
+
+# The next marker after a scan's entropy-coded data: 0xFF followed by neither a stuffed zero,
+# a restart marker (RST0-7, inside the data) nor another 0xFF (fill).
+_MARKER_AFTER_SCAN = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+
+
+def count_jpeg_scans(data: bytes) -> int:
+    """The scans (SOS markers) of a JPEG's first image, up to its end-of-image marker.
+    Raises TooComplex past MAX_JPEG_SCANS scans, or past twice MAX_JPEG_SEGMENTS markers
+    (those before the first scan, which `jpeg_blocks` caps, and the tables between scans)."""
+    pos, markers, scans = 2, 0, 0
+    while pos + 4 <= len(data):
+        markers += 1
+        if markers > 2 * MAX_JPEG_SEGMENTS:
+            raise TooComplex(f"more than {2 * MAX_JPEG_SEGMENTS} JPEG markers")
+        if data[pos] != 0xFF:
+            return scans  # broken: Pillow says how
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # end of image (an MPO's next picture, a motion photo's video follow)
+            return scans
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise TooComplex(f"more than {MAX_JPEG_SCANS} JPEG scans")
+            following = _MARKER_AFTER_SCAN.search(data, pos)
+            if following is None:
+                return scans
+            pos = following.start()
+    return scans
 
 
 def count_gif_blocks(data: bytes) -> int:

@@ -17,6 +17,10 @@ GPS_IFD = 0x8825
 INTEROP_IFD = 0xA005
 MAX_IFD_ENTRIES = 1024
 MAX_OUT_OF_RANGE = 8
+# Pillow counts a TIFF's pages (n_frames) by walking the whole chain of directories, in a time
+# that grows with the square of their number: 200,000 one-pixel pages (23 MB) cost minutes.
+# A multi-page scan has tens of pages; web images have one.
+MAX_TIFF_PAGES = 1024
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 _ORDERS = {b"II*\x00": "<", b"MM\x00*": ">"}
 
@@ -53,6 +57,33 @@ def check_tiff_structure(block: bytes) -> None:
         raise ValueError(f"EXIF entries declare {declared} bytes in a block of {len(block)}")
     if out_of_range > MAX_OUT_OF_RANGE:
         raise ValueError(f"{out_of_range} EXIF entries point past the end of the block")
+
+
+def check_tiff_pages(data: bytes) -> None:
+    """Raise ValueError past MAX_TIFF_PAGES directories in the chain of a TIFF or BigTIFF
+    file's pages (a chain that loops back is cut where it does, as Pillow cuts it)."""
+    order = _ORDERS.get(data[:4])
+    if order is not None:
+        offset_of, count_size, entry_size = order + "I", 2, 12
+    elif data[:4] in (b"II+\x00", b"MM\x00+"):
+        order = "<" if data[0] == ord("I") else ">"
+        offset_of, count_size, entry_size = order + "Q", 8, 20
+    else:
+        return
+    width = struct.calcsize(offset_of)
+    count_of = order + ("H" if count_size == 2 else "Q")
+    start = 4 if width == 4 else 8
+    (offset,) = struct.unpack(offset_of, data[start : start + width])
+    seen: set[int] = set()
+    while offset and offset not in seen and offset + count_size <= len(data):
+        seen.add(offset)
+        if len(seen) > MAX_TIFF_PAGES:
+            raise ValueError(f"more than {MAX_TIFF_PAGES} TIFF pages")
+        (count,) = struct.unpack(count_of, data[offset : offset + count_size])
+        at = offset + count_size + entry_size * count
+        if at + width > len(data):
+            return
+        (offset,) = struct.unpack(offset_of, data[at : at + width])
 
 
 def _ifd_data(block: bytes, offset: int, order: str) -> tuple[int, int, list[int]]:

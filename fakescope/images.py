@@ -6,12 +6,16 @@ decompression-bomb warning.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import hashlib
 import io
 import os
+import stat
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -19,14 +23,14 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageOps
 
-from fakescope.containers import PNG_SIGNATURE, TooComplex, jpeg_blocks
+from fakescope.containers import PNG_SIGNATURE, TooComplex, count_jpeg_scans, jpeg_blocks
 from fakescope.errors import (
     EmptyImageError,
     ImageTooLargeError,
     UndecodableImageError,
     UnsupportedFormatError,
 )
-from fakescope.exif_block import check_tiff_structure
+from fakescope.exif_block import check_tiff_pages, check_tiff_structure
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -164,11 +168,47 @@ def read_image_bytes(
 ) -> bytes:
     """The bytes of an image file (a path, or an open binary stream such as stdin), read up
     to the byte cap: a file over it is ImageTooLargeError without reading the rest (a video
-    passed by mistake, /dev/zero). OSError for a path that cannot be read."""
+    passed by mistake, /dev/zero). OSError for a path that cannot be read; EmptyImageError
+    for a named pipe that no program writes to (reading it would wait for ever)."""
     if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as stream:
-            return read_image_bytes(stream, limits)
-    chunks, total = [], 0
+        with _open_without_waiting(source) as (stream, first):
+            return _read_capped(stream, limits, first)
+    return _read_capped(source, limits)
+
+
+@contextlib.contextmanager
+def _open_without_waiting(path: str | os.PathLike[str]) -> Iterator[tuple[BinaryIO, bytes]]:
+    """The file open for reading, and the bytes already read from it.
+
+    open() of a named pipe waits until a program opens it for writing, and may never return.
+    Opened without waiting, a pipe with a writer (a shell's `<(command)`) is read as standard
+    input is; one without is refused at once.
+    """
+    no_wait = getattr(os, "O_NONBLOCK", 0)  # POSIX; elsewhere there are no named pipes to fear
+    fd = os.open(path, os.O_RDONLY | no_wait | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb", buffering=0) as stream:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        first = b""
+        if stat.S_ISFIFO(mode):
+            try:
+                first = os.read(fd, 1 << 16)
+            except BlockingIOError:  # a writer is there; it has written nothing yet
+                pass
+            else:
+                if not first:
+                    raise EmptyImageError(
+                        "a named pipe that no program writes to; start its writer first, or "
+                        "give - and redirect the pipe to standard input"
+                    )
+        if no_wait:
+            os.set_blocking(fd, True)  # a terminal or a pipe with a writer: wait for its bytes
+        yield stream, first
+
+
+def _read_capped(source: BinaryIO, limits: ImageLimits, first: bytes = b"") -> bytes:
+    chunks, total = [first], len(first)
     while total <= limits.max_bytes:
         chunk = source.read(min(1 << 20, limits.max_bytes + 1 - total))
         if not chunk:
@@ -221,21 +261,27 @@ MAX_PNG_CHUNKS_BEFORE_DATA = 4_096
 def _check_structure(data: bytes, announced: str | None) -> None:
     """Refuse, before Pillow parses them, headers built to make parsing slow.
 
-    Pillow walks JPEG segments and PNG chunks in Python, with no cap, and reads every entry
-    of a TIFF directory: a few megabytes of tiny segments, fill bytes or entries sharing
-    one blob cost it seconds (tens of seconds at the upload limit). No camera or editor
-    writes such files; each check costs microseconds on a real one.
+    Pillow walks JPEG segments and PNG chunks in Python, with no cap, reads every entry
+    of a TIFF directory and walks every page of a TIFF to count them: a few megabytes of
+    tiny segments, fill bytes, entries sharing one blob or one-pixel pages cost it seconds
+    (minutes at the upload limit). libjpeg decodes every scan of a progressive JPEG over
+    the whole image, however few bytes the scan takes. No camera or editor writes such
+    files; each check costs microseconds on a real one.
     """
     try:
         if announced == "JPEG":
             for _ in jpeg_blocks(data):  # counts markers up to the scan; raises past the cap
                 pass
+            count_jpeg_scans(data)
         elif announced == "PNG":
             _count_png_chunks_before_data(data)
         elif announced == "TIFF":
             check_tiff_structure(data)
+            check_tiff_pages(data)
+        elif announced is None:  # BigTIFF has no magic above, but Pillow opens it as a TIFF
+            check_tiff_pages(data)
     except (TooComplex, ValueError, struct.error) as exc:
-        raise UndecodableImageError(f"{announced} structure refused: {exc}") from exc
+        raise UndecodableImageError(f"{announced or 'TIFF'} structure refused: {exc}") from exc
 
 
 def _count_png_chunks_before_data(data: bytes) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForImageTextToText,
@@ -112,7 +113,10 @@ def load_model(
         family=family,
         untrained=bool(getattr(config, "fakescope_untrained", False)),
     )
-    forensic = ForensicModel(weights, processor, info, compile_layers=compile_layers)
+    try:
+        forensic = ForensicModel(weights, processor, info, compile_layers=compile_layers)
+    except _template_errors() as exc:  # the checkpoint's chat template is broken
+        raise ModelLoadError(f"the chat template of {model} does not render: {exc}") from exc
     if quant == "nf4" and target.type == "cuda":
         say(f"choosing the small-batch NF4 kernels ({kernel_policy})")
         report = install_small_batch_kernel(weights, policy=kernel_policy)
@@ -219,7 +223,9 @@ def _check_source(model: str) -> None:
         raise ModelLoadError(f"no checkpoint directory at {model}")
 
 
-def _offline_hint() -> str:
+def _offline_hint(model: str) -> str:
+    if Path(model).expanduser().is_dir():  # a local checkpoint: the hub has nothing to do with it
+        return ""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     return " (HF_HUB_OFFLINE is set: only checkpoints already in the local cache load)" * offline
 
@@ -228,7 +234,9 @@ def _load_config(model: str) -> Any:
     try:
         return AutoConfig.from_pretrained(model)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"cannot load the config of {model}: {exc}{_offline_hint()}") from exc
+        raise ModelLoadError(
+            f"cannot load the config of {model}: {exc}{_offline_hint(model)}"
+        ) from exc
 
 
 def _load_processor(model: str, family: str) -> Any:
@@ -281,9 +289,21 @@ def _load_weights(
                 raise
             # An architecture without SDPA support: let transformers pick its default.
             weights = AutoModelForImageTextToText.from_pretrained(model, **settings)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
-        raise ModelLoadError(f"cannot load the weights of {model}: {exc}{_offline_hint()}") from exc
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as exc:
+        # SafetensorError: a weights file cut short (an interrupted download) or not one at all.
+        raise ModelLoadError(
+            f"cannot load the weights of {model}: {exc}{_offline_hint(model)}"
+        ) from exc
     return weights.eval()
+
+
+def _template_errors() -> tuple[type[Exception], ...]:
+    """What a chat template that does not parse or render raises (jinja2 renders them)."""
+    try:
+        from jinja2 import TemplateError
+    except ImportError:  # without jinja2, transformers says so itself (an ImportError)
+        return ()
+    return (TemplateError,)
 
 
 class _DropInt8CastWarning(logging.Filter):

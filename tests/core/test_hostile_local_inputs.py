@@ -1,0 +1,216 @@
+"""Hostile local inputs to `fakescope analyze` and `fakescope ask`: paths that are no plain file
+(a named pipe nobody writes to), images built to cost minutes (a progressive JPEG of thousands
+of scans, a TIFF of thousands of pages) and checkpoints cut short. Each is a one-line error,
+given at once; commands that could hang run in a subprocess with a timeout, so a hang fails."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import hostile_images as hostile
+import pytest
+from cli_runs import run_main
+from PIL import Image
+
+from fakescope.containers import MAX_JPEG_SCANS
+from fakescope.errors import UndecodableImageError
+from fakescope.exif_block import MAX_TIFF_PAGES
+from fakescope.images import decode_image, sha256_hex
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+
+
+def run_cli(*args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fakescope.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a read that waits for ever fails the test instead of blocking it
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        pass_fds=pass_fds,
+    )
+
+
+def json_line(text: str) -> dict[str, object]:
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.fixture
+def png(tmp_path: Path) -> Path:
+    path = tmp_path / "scene.png"
+    path.write_bytes(hostile.encode(hostile.scene(), "PNG"))
+    return path
+
+
+@needs_fifo
+def test_a_named_pipe_no_program_writes_to_is_an_error_at_once_and_the_rest_is_analysed(
+    tmp_path: Path, png: Path
+) -> None:
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    result = run_cli("analyze", "--json", "--quiet", str(pipe), str(png))
+    assert result.returncode == 1, result.stderr
+    refused, analysed = (json_line(line) for line in result.stdout.splitlines())
+    assert refused["path"] == str(pipe)
+    assert refused["error"]["type"] == "EmptyImageError"
+    assert "named pipe" in refused["error"]["detail"]
+    assert "give -" in refused["error"]["detail"]  # says how to read a pipe: standard input
+    assert analysed["sha256"] == sha256_hex(png.read_bytes())
+
+
+@needs_fifo
+def test_ask_about_a_named_pipe_no_program_writes_to_is_a_one_line_error(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    result = run_cli("ask", str(pipe), "--model", str(tiny_model_dir), "--aspect", "texture")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fakescope ask: error: {pipe}: a named pipe that no program writes to; start its "
+        "writer first, or give - and redirect the pipe to standard input"
+    ]
+
+
+def test_a_pipe_with_its_writer_is_read_as_a_shells_process_substitution_gives_it(
+    png: Path,
+) -> None:
+    # `fakescope analyze <(curl ...)` passes /dev/fd/N, the read end of a pipe with a writer.
+    data = png.read_bytes()
+    assert len(data) < 65_536  # fits the pipe's buffer: written whole before the command runs
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, data)
+        os.close(write_end)
+        result = run_cli("analyze", "--json", f"/dev/fd/{read_end}", pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json_line(result.stdout)["sha256"] == sha256_hex(data)
+
+
+def test_a_folder_given_as_an_image_is_named_as_one(tmp_path: Path) -> None:
+    result = run_cli("analyze", "--json", str(tmp_path))
+    assert json_line(result.stdout)["error"] == {
+        "type": "IsADirectoryError",
+        "detail": "Is a directory",
+    }
+
+
+# -- images that cost minutes in a few hundred kilobytes -------------------------------------
+
+
+def _jpeg_with_repeated_scans(copies: int, side: int = 256) -> bytes:
+    """A progressive JPEG whose last scan is repeated `copies` times before the end."""
+    data = hostile.encode(Image.new("L", (side, side), 0), "JPEG", progressive=True)
+    last_scan = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last_scan:-2] * copies + b"\xff\xd9"
+
+
+def test_a_progressive_jpeg_of_thousands_of_scans_is_refused_before_decoding() -> None:
+    # Each scan is a pass over the whole image: 2,000 of them in 156 KB took 19 s at 16 Mpx.
+    with pytest.raises(UndecodableImageError, match=f"more than {MAX_JPEG_SCANS} JPEG scans"):
+        decode_image(_jpeg_with_repeated_scans(MAX_JPEG_SCANS))
+
+
+def test_progressive_jpegs_as_encoders_write_them_still_decode() -> None:
+    progressive = hostile.encode(hostile.scene(), "JPEG", progressive=True)
+    assert decode_image(progressive).width == 96
+    # What follows the end of the picture (a motion photo's video, an MPO's next picture) is
+    # not counted, however many scan markers its bytes happen to hold.
+    trailer = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" * (2 * MAX_JPEG_SCANS)
+    assert decode_image(progressive + trailer).width == 96
+
+
+def _tiff_pages(pages: int, *, loop: bool = False, big: bool = False) -> bytes:
+    """One-pixel grey pages chained one after another (the last back to the first: `loop`)."""
+    entries = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1)]
+    entries += [(273, 4, 8 if not big else 16), (277, 3, 1), (278, 3, 1), (279, 4, 1)]
+    if big:
+        head, count, entry, offset = b"II+\x00" + struct.pack("<HHQ", 8, 0, 17), "<Q", "<HHQQ", "<Q"
+    else:
+        head, count, entry, offset = b"II*\x00" + struct.pack("<I", 9), "<H", "<HHII", "<I"
+    head += b"\x00"  # the one pixel all pages share
+    size = struct.calcsize(count) + struct.calcsize(entry) * len(entries) + struct.calcsize(offset)
+    out = bytearray(head)
+    for page in range(pages):
+        following = len(head) + (page + 1) * size if page < pages - 1 else 0
+        if loop and page == pages - 1:
+            following = len(head)
+        out += struct.pack(count, len(entries))
+        out += b"".join(struct.pack(entry, tag, kind, 1, value) for tag, kind, value in entries)
+        out += struct.pack(offset, following)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["tiff", "bigtiff"])
+def test_a_tiff_of_more_pages_than_the_cap_is_refused_before_pillow_counts_them(
+    big: bool,
+) -> None:
+    # Pillow counts pages in a time that grows with their square: 200,000 took minutes.
+    with pytest.raises(UndecodableImageError, match=f"more than {MAX_TIFF_PAGES} TIFF pages"):
+        decode_image(_tiff_pages(MAX_TIFF_PAGES + 1, big=big))
+
+
+def test_tiffs_of_a_few_pages_decode_even_when_their_chain_loops() -> None:
+    assert decode_image(_tiff_pages(3)).n_frames == 3
+    assert decode_image(_tiff_pages(3, loop=True)).n_frames == 3
+
+
+def test_analyze_names_an_image_refused_for_its_structure_in_its_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bomb = tmp_path / "scans.jpg"
+    bomb.write_bytes(_jpeg_with_repeated_scans(MAX_JPEG_SCANS))
+    status, out, _err = run_main(capsys, "analyze", "--json", "--quiet", str(bomb))
+    assert status == 1
+    assert json_line(out)["error"]["type"] == "UndecodableImageError"
+
+
+# -- checkpoints cut short ------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "checkpoint"))
+
+
+@pytest.mark.parametrize("keep", [0, 1000, -100], ids=["empty", "cut-header", "cut-tensors"])
+def test_a_weights_file_cut_short_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], checkpoint_copy: Path, png: Path, keep: int
+) -> None:
+    weights = checkpoint_copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:keep])
+    status, out, err = run_main(capsys, "analyze", str(png), "--model", str(checkpoint_copy))
+    assert status == 2
+    assert out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"fakescope: error: cannot load the weights of {checkpoint_copy}: ")
+    assert "Traceback" not in err
+    assert "HF_HUB_OFFLINE" not in err  # a local folder: the hub has nothing to do with it
+
+
+def test_a_chat_template_that_does_not_parse_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], checkpoint_copy: Path, png: Path
+) -> None:
+    (checkpoint_copy / "chat_template.jinja").write_text("{% for %}", encoding="utf-8")
+    status, _out, err = run_main(capsys, "analyze", str(png), "--model", str(checkpoint_copy))
+    assert status == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"fakescope: error: the chat template of {checkpoint_copy} does not ")
+
+
+def test_hostile_builders_make_what_they_say() -> None:
+    # The repeated scans and pages are there (else the refusals above would prove nothing).
+    assert _jpeg_with_repeated_scans(5).count(b"\xff\xda") > 5
+    assert Image.open(io.BytesIO(_tiff_pages(4))).n_frames == 4
