@@ -90,6 +90,13 @@ def run_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.out.is_symlink() and not args.out.exists():  # mkdir would say "File exists"
+        print(
+            f"fakescope eval: error: --out {args.out} is a symbolic link to "
+            f"{os.readlink(args.out)}, which is not there (or links back to itself)",
+            file=sys.stderr,
+        )
+        return 2
     from fakescope.evaluation.evaluate import EvalConfig, evaluate
     from fakescope.evaluation.report import REPORT_FILE
 

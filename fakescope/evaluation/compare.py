@@ -31,9 +31,49 @@ def load_run(path: Path) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{file}: not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{file}: JSON nested too deeply to be a metrics.json") from exc
     if not isinstance(loaded, dict) or not isinstance(loaded.get("datasets"), dict):
         raise DatasetError(f"{file}: not the metrics.json of a `fakescope eval` run")
+    _check_shape(loaded, file)
     return loaded
+
+
+def _check_shape(run: dict[str, Any], file: Path) -> None:
+    """Refuse, naming the part, a metrics.json (edited by hand, or cut) whose parts the table
+    reads do not have the shape `fakescope eval` writes them in."""
+
+    def part(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise DatasetError(f"{file}: {where} is not what `fakescope eval` writes there")
+        return value
+
+    def metrics(value: Any, where: str) -> None:
+        for name, number in part(value, where).items():
+            if name in (*COMPARED, "mean_ap") and not isinstance(number, int | float | None):
+                raise DatasetError(f"{file}: {where}.{name} is {number!r}, not a number")
+
+    for name, entry in run["datasets"].items():
+        entry = part(entry, f"datasets.{name}")
+        protocols = part(entry.get("protocols", {}), f"datasets.{name}.protocols")
+        for protocol, measured in protocols.items():
+            where = f"datasets.{name}.protocols.{protocol}"
+            metrics(measured, where)
+            metrics(measured.get("overall", {}), f"{where}.overall")
+            for subset, values in part(measured.get("subsets", {}), f"{where}.subsets").items():
+                metrics(values, f"{where}.subsets.{subset}")
+        if entry.get("mcq") is not None:
+            metrics(entry["mcq"], f"datasets.{name}.mcq")
+    for name, swept in part(run.get("robustness", {}), "robustness").items():
+        for protocol, conditions in part(swept, f"robustness.{name}").items():
+            for condition, values in part(conditions, f"robustness.{name}.{protocol}").items():
+                metrics(values, f"robustness.{name}.{protocol}.{condition}")
+    settings = part(run.get("run", {}), "run")
+    part(settings.get("model", {}), "run.model")
+    for name, dataset in part(settings.get("datasets", {}), "run.datasets").items():
+        part(dataset, f"run.datasets.{name}")
 
 
 def _cell(value: float | None) -> str:
@@ -51,7 +91,7 @@ _SETTINGS = ("provenance", "prompt_version", "limit", "seed", "protocols", "cond
 
 def _images(m: dict[str, Any]) -> str:
     if "n_fake" in m:
-        return f"{m['n_fake']}f/{m['n_real']}r"
+        return f"{m['n_fake']}f/{m.get('n_real')}r"
     return f"{m['n']}q" if "n" in m else "—"
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fakescope.errors import DatasetError
 from fakescope.evaluation.output_files import NOT_A_NAME_BYTE
@@ -124,7 +125,7 @@ def load_dataset(spec: str, *, skip_missing: bool = False) -> Dataset:
     dataset.samples = _unique_keys(dataset.samples)
     dataset.mcq = _unique_keys(dataset.mcq)
     if dataset.missing and not skip_missing:
-        shown = ", ".join(str(p) for p in dataset.missing[:3])
+        shown = ", ".join(shown_name(p) for p in dataset.missing[:3])
         raise DatasetError(
             f"{dataset.name}: {len(dataset.missing)} listed image(s) not found ({shown}"
             f"{', ...' if len(dataset.missing) > 3 else ''}); pass --skip-missing to leave them out"
@@ -157,6 +158,28 @@ def _unique_keys(items: list[_Item]) -> list[_Item]:
     return unique
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_SHOWN_NAME_CHARS = 160
+
+
+def shown_name(path: Path) -> str:
+    """A listed name as an error message shows it: on one line (a name may hold a line
+    break, or a NUL in a manifest), and cut short (a manifest may hold any length)."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(path))
+    if len(text) > _SHOWN_NAME_CHARS:
+        text = text[: _SHOWN_NAME_CHARS - 1] + "…"
+    return text
+
+
+def listed_file(path: Path, where: str) -> bool:
+    """Whether a listed image is a file there; DatasetError, naming the entry, for a name the
+    system refuses to look up (longer than it allows, in a folder that cannot be searched)."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise DatasetError(f"{where}: cannot look up {shown_name(path)}: {exc.strerror}") from exc
+
+
 def _split_spec(spec: str) -> tuple[str, Path]:
     """(NAME or "", PATH) of a `PATH` or `NAME=PATH` argument."""
     name, sep, raw = spec.partition("=")
@@ -173,8 +196,19 @@ def _read_layout(spec: str) -> Dataset:
     from fakescope.evaluation import fakebench, readers
 
     name, path = _split_spec(spec)
+    if not path.exists() and path.is_symlink():
+        raise DatasetError(
+            f"dataset not found: {path} is a symbolic link to {os.readlink(path)}, which is not "
+            "there (or links back to itself)"
+        )
     if not path.exists():
         raise DatasetError(f"dataset not found: {path}")
+    if not path.is_dir() and not path.is_file():
+        # Reading a named pipe waits for a writer; a device (/dev/zero) never ends.
+        raise DatasetError(
+            f"{path}: not a folder or a regular file (a named pipe, a device?); give the "
+            "dataset's folder or its manifest file"
+        )
     name = name or (path.stem if path.is_file() else path.name) or "dataset"
 
     if path.is_dir():
@@ -209,17 +243,25 @@ def read_json_records(path: Path) -> list[dict[str, object]]:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not JSON, drop it
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    try:
-        if path.suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            loaded = json.loads(text)
-            records = loaded if isinstance(loaded, list) else [loaded]
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON: {exc}") from exc
+    if path.suffix.lower() == ".jsonl":
+        # Each line parsed alone: its errors name the line of the file, not "line 1".
+        lines = text.splitlines()
+        records = [_json(line, f"{path}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
+    else:
+        loaded = _json(text, str(path))
+        records = loaded if isinstance(loaded, list) else [loaded]
     if not all(isinstance(r, dict) for r in records):
         raise DatasetError(f"{path}: expected JSON objects, one per image")
     return records
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{where}: invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # arrays or objects nested thousands deep
+        raise DatasetError(f"{where}: JSON nested too deeply to be a manifest") from exc
 
 
 def limit_samples(samples: list[Sample], limit: int | None, seed: int = 0) -> list[Sample]:

@@ -55,6 +55,10 @@ class RunMismatchError(FakeScopeError):
     """The output folder holds predictions of another model or setting: resuming would mix them."""
 
 
+class OutputInTheWayError(FakeScopeError):
+    """Something that is no file has the name of one of the run's output files."""
+
+
 @dataclass
 class EvalConfig:
     datasets: list[str]
@@ -105,7 +109,15 @@ def _read_run_file(out: Path) -> dict[str, Any]:
         stored = json.loads(run_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunMismatchError(f"{run_file} is not readable JSON ({exc}); {_HOW}") from exc
-    return stored if isinstance(stored, dict) else {}
+    except RecursionError as exc:
+        raise RunMismatchError(f"{run_file} is JSON nested too deeply; {_HOW}") from exc
+    datasets = stored.get("datasets", {}) if isinstance(stored, dict) else None
+    if not isinstance(datasets, dict) or not all(
+        isinstance(source, str) for source in datasets.values()
+    ):
+        # What is read from it (each dataset's folder) must have the shape this file is written in.
+        raise RunMismatchError(f"{run_file} is not a run record `fakescope eval` writes; {_HOW}")
+    return stored
 
 
 def _check_sources(out: Path, stored: dict[str, Any], sources: dict[str, str]) -> None:
@@ -169,6 +181,17 @@ def _check_identity(out: Path, stored: dict[str, Any], identity: dict[str, Any])
         )
 
 
+def _check_output_names(out: Path) -> None:
+    """Refuse, before the model loads, a folder where one of the run's output files would be
+    written: found at the end, it would fail the run after its predictions were made."""
+    for name in OUTPUT_FILES:
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise OutputInTheWayError(
+                f"{path} is not a file, and the run writes its {name} there; move it away"
+            )
+
+
 def _clear_outputs(out: Path) -> None:
     for name in OUTPUT_FILES:
         (out / name).unlink(missing_ok=True)
@@ -221,6 +244,8 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
     sources = {d.name: str(d.source) for d in datasets if d.source is not None}
     config.out.mkdir(parents=True, exist_ok=True)
+    _check_output_names(config.out)
+    output_files.check_writable(config.out)
     stored: dict[str, Any] = {}
     if not config.fresh:
         # Before the model loads (minutes on a GPU): a folder this run cannot reuse is refused now.

@@ -21,6 +21,7 @@ from fakescope.evaluation.datasets import (
     Dataset,
     McqItem,
     Sample,
+    listed_file,
     name_text,
     parse_label,
     prompt_text,
@@ -56,8 +57,8 @@ def _image_dirs(base: Path) -> list[Path]:
     return [d for d in dict.fromkeys(dirs) if d.is_dir()] + [base]
 
 
-def _find_image(image_id: str, dirs: list[Path]) -> Path | None:
-    return next((d / image_id for d in dirs if (d / image_id).is_file()), None)
+def _find_image(image_id: str, dirs: list[Path], where: str) -> Path | None:
+    return next((d / image_id for d in dirs if listed_file(d / image_id, where)), None)
 
 
 def _generator(image_id: str, label: int) -> str:
@@ -80,7 +81,7 @@ def read_fakeclass(
         image_id = name_text(record.get("image_id") or "", where, "image_id")
         if not image_id:
             raise DatasetError(f"{where}: no image_id")
-        image = _find_image(image_id, dirs)
+        image = _find_image(image_id, dirs, where)
         if "authenticity" in record:
             # FakeBench writes 0 for fake and 1 for real: the opposite of our 1 = fake.
             auth = str(record["authenticity"]).strip()
@@ -155,7 +156,7 @@ def read_mcq(path: Path, records: list[dict[str, object]], name: str) -> Dataset
             raise DatasetError(f"{where}: each question needs an image_id and a question")
         options = _options(record, where)
         answer = _answer_letter(record.get("answer"), options, where)
-        image = _find_image(image_id, dirs)
+        image = _find_image(image_id, dirs, where)
         if image is None:
             dataset.missing.append(path.parent / image_id)
             continue

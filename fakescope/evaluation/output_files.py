@@ -31,8 +31,29 @@ def replacing(path: Path) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as exc:
+        raise naming(exc, path) from exc
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def check_writable(folder: Path) -> None:
+    """OSError (naming `folder`) unless a file can be created there: a read-only folder is
+    found before a run loads its model (minutes on a GPU), not when it writes its first file."""
+    probe = folder / f".write-check.{secrets.token_hex(6)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise naming(exc, folder) from exc
+    os.unlink(probe)
+
+
+def naming(exc: OSError, path: Path) -> OSError:
+    """`exc` naming `path`, the output it failed to write: a failed write (a full disk) names
+    no file, and a failed rename (a folder in the way) names the temporary one."""
+    if exc.errno is None or exc.filename == str(path):
+        return exc
+    return OSError(exc.errno, exc.strerror, str(path))  # OSError picks the errno's subclass
 
 
 def write_text(path: Path, text: str, errors: str = "strict") -> Path:

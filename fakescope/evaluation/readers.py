@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from fakescope.errors import DatasetError
@@ -13,6 +14,7 @@ from fakescope.evaluation.datasets import (
     REAL,
     Dataset,
     Sample,
+    listed_file,
     name_text,
     parse_label,
 )
@@ -36,11 +38,23 @@ def csv_header(path: Path) -> list[str]:
 def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh, delimiter=delimiter))
+            # strict: a quote left open is an error, not a field that swallows every line
+            # after it (the images they list would silently be left out).
+            reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
+            rows, ended_at = [], 0
+            try:
+                if reader.fieldnames is not None:  # reads the header line
+                    ended_at = reader.line_num
+                for row in reader:
+                    rows.append(row)
+                    ended_at = reader.line_num
+            except csv.Error as exc:
+                hint = "; a quoted field is never closed" if "end of data" in str(exc) else ""
+                raise DatasetError(
+                    f"{path}:{ended_at + 1}: not a readable CSV file: {exc}{hint}"
+                ) from exc
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise DatasetError(f"{path}: not a readable CSV file: {exc}") from exc
     # Cells beyond the header (csv puts them, as a list, under the key None) are ignored.
     return [
         {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
@@ -48,8 +62,35 @@ def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     ]
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+def _walk(top: Path, *, labels_only: bool = False) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk, refusing a folder it cannot list: os.walk skips it without a word, and the
+    images in it would be left out of the dataset unseen. With `labels_only`, only a label
+    folder is refused; another (a volume's lost+found) holds none of the dataset's images, or
+    a whole platform, whose absence the report shows."""
+
+    def refuse(exc: OSError) -> None:
+        if labels_only and Path(str(exc.filename)).name.lower() not in _FOLDER_LABELS:
+            return
+        raise DatasetError(f"{exc.filename}: cannot list this folder ({exc.strerror})") from exc
+
+    return os.walk(top, onerror=refuse)
+
+
+def _images_below(folder: Path, dataset: Dataset) -> list[Path]:
+    """The image files below `folder` (symbolic links to folders not followed). A name with
+    an image suffix that is no file (a link to nothing, a named pipe) counts as missing."""
+    images = []
+    for current, dirs, files in _walk(folder):
+        dirs.sort()
+        for name in files:
+            path = Path(current) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if path.is_file():
+                images.append(path)
+            elif not path.is_dir():
+                dataset.missing.append(path)
+    return sorted(images)
 
 
 def read_folder_tree(root: Path, name: str) -> Dataset:
@@ -59,7 +100,7 @@ def read_folder_tree(root: Path, name: str) -> Dataset:
     `WildRF/test/reddit/real/x.jpg` -> "reddit"; `cnn/1_fake/biggan/x.png` -> "biggan".
     """
     dataset = Dataset(name=name, layout="folder")
-    for current, dirs, _files in os.walk(root):
+    for current, dirs, _files in _walk(root, labels_only=True):
         dirs.sort()
         here = Path(current)
         label = _FOLDER_LABELS.get(here.name.lower())
@@ -67,12 +108,12 @@ def read_folder_tree(root: Path, name: str) -> Dataset:
             continue
         dirs.clear()  # everything below a label folder belongs to it
         outer = [p for p in here.relative_to(root).parts[:-1] if p.lower() not in _SPLIT_NAMES]
-        for image in sorted(p for p in here.rglob("*") if _is_image(p)):
+        for image in _images_below(here, dataset):
             inner = list(image.relative_to(here).parts[:-1])
             subset = "/".join(outer + inner) or "all"
             key = image.relative_to(root).as_posix()
             dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
-    if not dataset.samples:
+    if not dataset.samples and not dataset.missing:
         raise DatasetError(
             f"{root}: no images under 0_real/1_fake or real/fake folders "
             "(expected e.g. WildRF/test/reddit/{real,fake}/*.jpg)"
@@ -96,7 +137,7 @@ def read_synthwildx(list_csv: Path, name: str) -> Dataset:
             raise DatasetError(f"{list_csv}:{number}: empty typ")
         label = REAL if typ == "real" else FAKE
         path = list_csv.parent / row["filename"]
-        if not path.is_file():
+        if not listed_file(path, f"{list_csv}:{number}"):
             dataset.missing.append(path)
             continue
         sample = Sample(path=path, label=label, subset=typ, key=row["filename"])
@@ -128,7 +169,7 @@ def read_manifest(path: Path, name: str, records: list[dict[str, object]] | None
         if subset_column is not None:
             subset = name_text(row[subset_column] or "", where, subset_column)
             subset = subset or ("fake" if label == FAKE else "real")
-        if not image.is_file():
+        if not listed_file(image, where):
             dataset.missing.append(image)
             continue
         dataset.samples.append(Sample(path=image, label=label, subset=subset, key=key))
@@ -155,7 +196,7 @@ def read_shared_manifest(path: Path, name: str) -> Dataset:
         ]
         subset = "/".join(family) or row.get("generator_or_camera") or "all"
         image = path.parent / relative
-        if not image.is_file():
+        if not listed_file(image, where):
             dataset.missing.append(image)
             continue
         key = relative.as_posix()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,15 @@ def fmt(value: float | None, ci: list[float] | None = None) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+
+
+_BREAKS_A_ROW = re.compile(r"[|\x00-\x1f\x7f]")
+
+
+def _cell(text: str) -> str:
+    """A table cell on one row: a name (a folder, a generator) may hold a line break or a |."""
+    return _BREAKS_A_ROW.sub(lambda m: "\\|" if m.group() == "|" else repr(m.group())[1:-1], text)
 
 
 def _find(metrics: dict[str, Any], test: Any) -> tuple[str, dict[str, Any]] | None:

@@ -2,6 +2,7 @@
 
 A row is identified by (dataset, key, condition, protocol). A re-run in the same output folder
 reads the file, skips what is there and continues; a crash loses at most the batch in flight.
+Rows of images that could not be read or decoded are not kept: a re-run reads them again.
 Each row also keeps the SHA-256 of the image's bytes, hashed from the bytes read for the model
 (no second read), so that identical images under both labels can be found.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from fakescope.errors import FakeScopeError
 from fakescope.evaluation import protocols
 from fakescope.evaluation.datasets import LABEL_NAMES, Dataset, McqItem, Sample
-from fakescope.evaluation.output_files import write_text
+from fakescope.evaluation.output_files import naming, write_text
 from fakescope.evaluation.protocols import CLOSED, MCQ, QUANTITATIVE, EvalModel
 from fakescope.evaluation.robustness import CLEAN, parse_degradation
 
@@ -48,6 +49,8 @@ FIELDS = (
     "error",
 )
 RowId = tuple[str, str, str, str]
+# The error of a row whose image was read, but the model gave no finite p_fake: not redone.
+NON_FINITE_SCORE = "NonFiniteScore"
 # The columns before the sha256 one was added: such a file is upgraded in place when resumed
 # (its images are hashed when the metrics need them).
 _FIELDS_WITHOUT_SHA256 = tuple(f for f in FIELDS if f != "sha256")
@@ -77,17 +80,23 @@ class PredictionStore:
         raw = self.path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]  # a crash may leave half a line: drop it
         decoded = complete.decode("utf-8", _NAME_BYTES)
+        # Read back whatever was written: a manifest's names (a subset, a path) may be longer
+        # than the csv module's default cap on a field (128 KiB), and the file is in memory.
+        csv.field_size_limit(max(csv.field_size_limit(), len(decoded)))
         reader = csv.DictReader(io.StringIO(decoded, newline=""))
         columns = tuple(reader.fieldnames or FIELDS)
         if columns not in (FIELDS, _FIELDS_WITHOUT_SHA256):
+            shown = repr(reader.fieldnames)
             raise PredictionsFormatError(
-                f"{self.path} has the columns {reader.fieldnames}, not {list(FIELDS)}: it was "
-                "written by another version; use another --out folder, or --fresh to clear it"
+                f"{self.path} has the columns {shown[:300]}{'...' * (len(shown) > 300)}, not "
+                f"{list(FIELDS)}: it was written by another version (or is no predictions file); "
+                "use another --out folder, or --fresh to clear it"
             )
         kept = 0
         for row in reader:
             kept += 1
-            if None not in row.values() and len(row) == len(columns):
+            whole = None not in row.values() and len(row) == len(columns) and _numbers_read(row)
+            if whole and not _unread(row):
                 self.rows[row_id(row)] = {"sha256": "", **row}
         if complete != raw or kept != len(self.rows) or columns != FIELDS:
             # Half a row was cut (a generated answer may hold line breaks, so what is left can
@@ -104,15 +113,36 @@ class PredictionStore:
 
     def append(self, rows: Sequence[dict[str, str]]) -> None:
         new_file = not self.path.is_file() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="", encoding="utf-8", errors=_NAME_BYTES) as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new_file:
-                writer.writeheader()
-            writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with self.path.open("a", newline="", encoding="utf-8", errors=_NAME_BYTES) as fh:
+                writer = csv.DictWriter(fh, fieldnames=FIELDS)
+                if new_file:
+                    writer.writeheader()
+                writer.writerows(rows)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk: what reached the file is dropped when resumed
+            raise naming(exc, self.path) from exc
         for row in rows:
             self.rows[row_id(row)] = row
+
+
+def _unread(row: dict[str, str]) -> bool:
+    """A row of an image that could not be read or decoded: dropped when the run resumes, and
+    the image read again (a file restored, or made readable, since is measured then)."""
+    return bool(row["error"]) and not row["error"].startswith(NON_FINITE_SCORE)
+
+
+def _numbers_read(row: dict[str, str]) -> bool:
+    """Whether the row's scores read as numbers (or are empty): a row damaged by hand or by a
+    disk is dropped, and redone, like half a row, instead of failing the metrics at the end."""
+    try:
+        for column in ("p_fake", "score"):
+            if row[column]:
+                float(row[column])
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -274,7 +304,7 @@ def _run_protocol(
         scored = [float(p) for p in model.score(images)]
         # A NaN would rank anywhere and read "real": that image failed, and its row says so.
         rows += [
-            {**_base_row(prepared, protocol), "error": f"NonFiniteScore: p_fake = {p}"}
+            {**_base_row(prepared, protocol), "error": f"{NON_FINITE_SCORE}: p_fake = {p}"}
             for prepared, p in zip(ok, scored, strict=True)
             if not math.isfinite(p)
         ]
