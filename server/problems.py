@@ -308,24 +308,32 @@ class CorsRefusalProblems:
             instance=scope["path"],
             extra={"refused": list(refused)},
         )
-        content = json.dumps(body).encode()
         kept = [
             (name, value)
             for name, value in refusal[0].get("headers", [])
             if name.lower() not in (b"content-type", b"content-length")
         ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    *kept,
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content, "more_body": False})
+        await send_problem(send, body, kept)
+
+
+async def send_problem(
+    send: Send, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with problem `body` straight over ASGI, for wrappers that answer before (or
+    instead of) the app; `headers` go first (content type and length are this function's)."""
+    content = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": body["status"],
+            "headers": [
+                *(headers or []),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(content)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {

@@ -10,13 +10,12 @@ Litestar does, so that no handler meets one it cannot read.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
 from litestar.datastructures import URL
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from server.problems import PROBLEM_MEDIA_TYPE, problem_body
+from server.problems import problem_body, send_problem
 
 
 def _port_of(host: str) -> int | None:
@@ -52,15 +51,4 @@ class RefuseUnreadableRequests:
             await self.app(scope, receive, send)
             return
         body = problem_body(400, reason, code="unreadable-request", instance=scope["path"])
-        content = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(content)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": content, "more_body": False})
+        await send_problem(send, body)
