@@ -13,34 +13,25 @@ the statement is terminated just before it runs.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from admin_sessions import new_token, page_session
 from db_faults import TerminatedBackends
 from server_helpers import AppClient, problem, run_sql, running
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin.auth import SESSION_COOKIE
-from server.admin.principal import Principal
 from server.admin.roles import Role
-from server.admin.session_store import SessionLifetime, open_session
-from server.admin.token_store import create_token
 from server.app import create_app
-from server.db.engine import create_engine
-from server.db.models import AdminSession
 from server.settings import Settings
-from server.timefmt import utcnow
 
 TOKEN_LOOKUP = "FROM api_tokens"  # the client-token check and the admin token lookup
 TOKEN_TOUCH = "UPDATE api_tokens SET last_used_at"
 SESSION_LOOKUP = "FROM admin_sessions LEFT OUTER JOIN api_tokens"
 SESSION_TOUCH = "UPDATE admin_sessions SET last_seen_at"
 SESSION_END = "DELETE FROM admin_sessions WHERE admin_sessions.session_hash"
-LIFETIME = SessionLifetime(idle=timedelta(hours=12), absolute=timedelta(days=7))
 
 pytestmark = [
     pytest.mark.postgres,
@@ -52,44 +43,10 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def _token(database_url: str, role: Role) -> tuple[int, str]:
-    """A new token of `role`: (id, secret)."""
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            created = await create_token(session, role=role, name=role.value, actor="test")
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return created.id, created.secret
-
-
-async def _page_session(database_url: str, *, idle_for: timedelta) -> str:
+async def _reviewer_page_session(database_url: str, *, idle_for: timedelta) -> str:
     """A review page session of a new reviewer token, last seen `idle_for` ago; its cookie."""
-    token_id, _ = await _token(database_url, Role.REVIEWER)
-    cookie = secrets.token_urlsafe(32)
-    principal = Principal(token_id=token_id, name="reviewer", role=Role.REVIEWER)
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            row = await open_session(
-                session,
-                principal,
-                secret=cookie,
-                lifetime=LIFETIME,
-                bootstrap_token=None,
-                user_agent=None,
-                client=None,
-            )
-            await session.execute(
-                update(AdminSession)
-                .where(AdminSession.id == row.id)
-                .values(last_seen_at=utcnow() - idle_for)
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return cookie
+    token_id, _ = await new_token(database_url, Role.REVIEWER)
+    return await page_session(database_url, token_id, Role.REVIEWER, idle_for=idle_for)
 
 
 def _faults(client: AppClient, *markers: str, times: int | None = 1) -> list[TerminatedBackends]:
@@ -110,7 +67,7 @@ def _database_unavailable(response: object) -> None:
 
 
 async def test_the_client_token_check_rides_out_a_terminated_backend(settings: Settings) -> None:
-    _, secret = await _token(settings.database_url, Role.CLIENT)
+    _, secret = await new_token(settings.database_url, Role.CLIENT)
     async with running(create_app(replace(settings, require_token=True))) as client:
         faults = _faults(client, TOKEN_LOOKUP)
         try:
@@ -124,7 +81,7 @@ async def test_the_client_token_check_rides_out_a_terminated_backend(settings: S
 async def test_the_admin_token_lookup_and_its_last_used_touch_ride_out_terminated_backends(
     settings: Settings,
 ) -> None:
-    token_id, secret = await _token(settings.database_url, Role.ADMIN)
+    token_id, secret = await new_token(settings.database_url, Role.ADMIN)
     async with running(create_app(settings)) as client:
         faults = _faults(client, TOKEN_LOOKUP, TOKEN_TOUCH)
         try:
@@ -142,7 +99,7 @@ async def test_the_admin_token_lookup_and_its_last_used_touch_ride_out_terminate
 async def test_the_review_page_session_lookup_and_its_touch_ride_out_terminated_backends(
     settings: Settings,
 ) -> None:
-    cookie = await _page_session(settings.database_url, idle_for=timedelta(minutes=5))
+    cookie = await _reviewer_page_session(settings.database_url, idle_for=timedelta(minutes=5))
     async with running(create_app(settings)) as client:
         faults = _faults(client, SESSION_LOOKUP, SESSION_TOUCH)
         try:
@@ -157,7 +114,7 @@ async def test_the_review_page_session_lookup_and_its_touch_ride_out_terminated_
 async def test_an_ended_session_is_deleted_through_a_terminated_backend(
     settings: Settings,
 ) -> None:
-    cookie = await _page_session(settings.database_url, idle_for=timedelta(hours=13))
+    cookie = await _reviewer_page_session(settings.database_url, idle_for=timedelta(hours=13))
     async with running(create_app(settings)) as client:
         faults = _faults(client, SESSION_END)
         try:
@@ -190,7 +147,7 @@ async def test_a_reviewer_whose_token_lookups_meet_dropped_connections_skips_the
 ) -> None:
     # The public per-address limit exempts live reviewer credentials; an exemption check
     # that met a dropped connection used to count the request, so a reviewer got 429.
-    _, secret = await _token(settings.database_url, Role.REVIEWER)
+    _, secret = await new_token(settings.database_url, Role.REVIEWER)
     limited = replace(settings, rate_limit=("minute", 2))
     async with running(create_app(limited)) as client:
         engine = client.app.state.db.engine
@@ -212,9 +169,9 @@ async def test_credential_checks_of_a_database_that_stays_away_end_in_503_and_co
     # A request timeout of 1 s: the checks try again for half of it, then answer 503. The
     # failed logins are counted in the database, shared by processes: none is counted, and
     # more outages than the failed-login limit allows leave the token usable.
-    _, client_secret = await _token(settings.database_url, Role.CLIENT)
-    _, admin_secret = await _token(settings.database_url, Role.ADMIN)
-    cookie = await _page_session(settings.database_url, idle_for=timedelta(0))
+    _, client_secret = await new_token(settings.database_url, Role.CLIENT)
+    _, admin_secret = await new_token(settings.database_url, Role.ADMIN)
+    cookie = await _reviewer_page_session(settings.database_url, idle_for=timedelta(0))
     outage = replace(settings, request_timeout_s=1.0, require_token=True, limits_store="database")
     async with running(create_app(outage)) as client:
         faults = _faults(client, TOKEN_LOOKUP, SESSION_LOOKUP, times=None)

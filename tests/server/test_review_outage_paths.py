@@ -10,71 +10,30 @@ are real: the backend under the statement is terminated just before it runs.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
+from admin_sessions import new_token, page_session
 from db_faults import TerminatedBackends
 from server_helpers import problem, run_sql, running
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin import context
 from server.admin.auth import SESSION_COOKIE
-from server.admin.principal import Principal
 from server.admin.roles import Role
-from server.admin.session_store import SessionLifetime, open_session
-from server.admin.token_store import create_token
 from server.app import create_app
-from server.db.engine import create_engine
 from server.settings import Settings
 
 TOKEN_LOOKUP = "FROM api_tokens"
 LIMITER_READ = "FROM auth_failures"
 SESSION_LOOKUP = "FROM admin_sessions LEFT OUTER JOIN api_tokens"
 CLIENT = "127.0.0.1"  # httpx's ASGI transport
-LIFETIME = SessionLifetime(idle=timedelta(hours=12), absolute=timedelta(days=7))
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
 ]
-
-
-async def _admin_secret(database_url: str) -> str:
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            created = await create_token(session, role=Role.ADMIN, name="admin", actor="test")
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return created.secret
-
-
-async def _page_session(database_url: str) -> str:
-    """A review page session of a new admin token; its cookie."""
-    engine = create_engine(database_url)
-    cookie = secrets.token_urlsafe(32)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            created = await create_token(session, role=Role.ADMIN, name="admin", actor="test")
-            principal = Principal(token_id=created.id, name="admin", role=Role.ADMIN)
-            await open_session(
-                session,
-                principal,
-                secret=cookie,
-                lifetime=LIFETIME,
-                bootstrap_token=None,
-                user_agent=None,
-                client=None,
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return cookie
 
 
 async def _failed_logins(database_url: str, count: int) -> None:
@@ -93,7 +52,7 @@ async def test_an_address_past_the_login_limit_gets_429_after_a_lookup_that_rode
     # The limiter's read meets the outage first and fails open (by design); the token's
     # lookup then waits for the database to come back. When it does, the address is past
     # the limit: the good token must not be accepted (that would confirm a guess).
-    secret = await _admin_secret(settings.database_url)
+    _, secret = await new_token(settings.database_url, Role.ADMIN)
     await _failed_logins(settings.database_url, 10)
     shared = replace(settings, limits_store="database")
     async with running(create_app(shared)) as client:
@@ -141,14 +100,15 @@ async def test_a_review_request_waits_out_a_database_that_stays_away_once_not_tw
     # does. A database that stays away used to be waited for by both, each for the whole
     # retry budget: the 503 came after the request's whole time instead of half of it.
     if credential == "bearer":
-        secret = await _admin_secret(settings.database_url)
+        _, secret = await new_token(settings.database_url, Role.ADMIN)
         path, headers, marker = (
             "/v1/admin/queue",
             {"Authorization": f"Bearer {secret}"},
             TOKEN_LOOKUP,
         )
     else:
-        cookie = await _page_session(settings.database_url)
+        token_id, _ = await new_token(settings.database_url, Role.ADMIN)
+        cookie = await page_session(settings.database_url, token_id, Role.ADMIN)
         path, headers, marker = "/admin", {"Cookie": f"{SESSION_COOKIE}={cookie}"}, SESSION_LOOKUP
     limited = replace(settings, rate_limit=("minute", 100), request_timeout_s=0.4)
     rounds = RetryRounds(monkeypatch)

@@ -12,66 +12,21 @@ is revoked, from another connection, as the connection drops.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from admin_sessions import new_token, page_session
 from db_faults import DroppedWrites
 from server_helpers import problem, run_sql, running
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from server.admin.auth import SESSION_COOKIE
-from server.admin.principal import Principal
 from server.admin.roles import Role
-from server.admin.session_store import SessionLifetime, open_session
-from server.admin.token_store import create_token, revoke_token
+from server.admin.token_store import revoke_token
 from server.app import create_app
 from server.db.engine import create_engine
-from server.db.models import AdminSession
 from server.settings import Settings
 from server.timefmt import utcnow
-
-LIFETIME = SessionLifetime(idle=timedelta(hours=12), absolute=timedelta(days=7))
-
-
-async def _reviewer_token(database_url: str) -> tuple[int, str]:
-    """A new reviewer token, never used: (id, secret)."""
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            created = await create_token(session, role=Role.REVIEWER, name="r", actor="test")
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return created.id, created.secret
-
-
-async def _stale_page_session(database_url: str, token_id: int) -> str:
-    """A review page session of the token, last seen 5 minutes ago (due a touch); its cookie."""
-    cookie = secrets.token_urlsafe(32)
-    principal = Principal(token_id=token_id, name="r", role=Role.REVIEWER)
-    engine = create_engine(database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            row = await open_session(
-                session,
-                principal,
-                secret=cookie,
-                lifetime=LIFETIME,
-                bootstrap_token=None,
-                user_agent=None,
-                client=None,
-            )
-            await session.execute(
-                update(AdminSession)
-                .where(AdminSession.id == row.id)
-                .values(last_seen_at=utcnow() - timedelta(minutes=5))
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    return cookie
 
 
 def revoked_now(database_url: str, token_id: int) -> None:
@@ -110,7 +65,7 @@ def revoked_only(database_url: str, token_id: int) -> None:
 async def test_a_token_revoked_while_its_last_used_touch_waits_out_an_outage_is_refused(
     settings: Settings,
 ) -> None:
-    token_id, secret = await _reviewer_token(settings.database_url)
+    token_id, secret = await new_token(settings.database_url, Role.REVIEWER)
     async with running(create_app(settings)) as client:
         faults = DroppedWrites(
             client.app.state.db,
@@ -135,8 +90,10 @@ async def test_a_token_revoked_while_its_last_used_touch_waits_out_an_outage_is_
 async def test_a_page_session_whose_token_is_revoked_during_its_touch_is_signed_out(
     settings: Settings,
 ) -> None:
-    token_id, _ = await _reviewer_token(settings.database_url)
-    cookie = await _stale_page_session(settings.database_url, token_id)
+    token_id, _ = await new_token(settings.database_url, Role.REVIEWER)
+    cookie = await page_session(
+        settings.database_url, token_id, Role.REVIEWER, idle_for=timedelta(minutes=5)
+    )
     async with running(create_app(settings)) as client:
         faults = DroppedWrites(
             client.app.state.db,
@@ -158,8 +115,10 @@ async def test_a_page_session_whose_token_alone_is_marked_revoked_during_its_tou
 ) -> None:
     # The token's row says revoked while its session row is still there (revoked by hand
     # in SQL): the touch matches the session but not the token, and the session is ended.
-    token_id, _ = await _reviewer_token(settings.database_url)
-    cookie = await _stale_page_session(settings.database_url, token_id)
+    token_id, _ = await new_token(settings.database_url, Role.REVIEWER)
+    cookie = await page_session(
+        settings.database_url, token_id, Role.REVIEWER, idle_for=timedelta(minutes=5)
+    )
     async with running(create_app(settings)) as client:
         faults = DroppedWrites(
             client.app.state.db,
