@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from fakescope.errors import FakeScopeError
+from fakescope.errors import FakeScopeError, Terminated
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from fakescope.images import ImageLimits
     from fakescope.model import ForensicModel
 
@@ -76,12 +81,13 @@ def _error_object(path: str, exc: BaseException) -> dict[str, Any]:
 
 
 def _human_line(result: dict[str, Any]) -> str:
+    from fakescope.evaluation.output_files import one_line
+
+    path = one_line(result["path"])  # a name holding a line break stays on its image's line
     if "error" in result:
-        return f"{result['path']}: error: {result['error']['type']}: {result['error']['detail']}"
+        return f"{path}: error: {result['error']['type']}: {result['error']['detail']}"
     score = "n/a" if result["p_fake"] is None else f"{result['p_fake']:.3f}"
-    line = (
-        f"{result['path']}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
-    )
+    line = f"{path}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
     if result.get("untrained"):
         line += " [untrained model: the score means nothing]"
     if result["evidence"]:
@@ -197,8 +203,10 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     try:
         decoded = decode_image(_read_input(args.image))
     except (FakeScopeError, OSError) as exc:
+        from fakescope.evaluation.output_files import one_line
+
         error = _error_object(args.image, exc)["error"]
-        print(f"fakescope ask: error: {args.image}: {error['detail']}", file=sys.stderr)
+        print(f"fakescope ask: error: {one_line(args.image)}: {error['detail']}", file=sys.stderr)
         return 1
     model = _load(args)
     assert model is not None
@@ -284,11 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands whose SIGTERM unwinds as Ctrl-C does; the service's commands (serve, db, jobs,
+# admin) keep their own handling of it.
+_UNWIND_ON_SIGTERM = frozenset({"analyze", "ask", "eval", "tiny-model"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "analyze" and args.real_threshold > args.fake_threshold:
         parser.error("--real-threshold must not be above --fake-threshold")
+    with _sigterm_raises_terminated(args.command in _UNWIND_ON_SIGTERM):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except FakeScopeError as exc:
@@ -302,9 +320,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A path the user gave cannot be read or written (--out is a file, a missing folder...).
         print(f"fakescope: error: {_os_error_text(exc)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("fakescope: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("fakescope: interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _sigterm_raises_terminated(enabled: bool) -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated in the main thread instead of ending the
+    process on the spot: `finally` blocks run, and no temporary file is left behind."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated
 
 
 def _os_error_text(exc: OSError) -> str:

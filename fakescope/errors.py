@@ -45,3 +45,9 @@ class QuantizationError(ModelError):
 
 class DatasetError(FakeScopeError):
     """An evaluation dataset is missing files or has unknown labels."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A `fakescope` command got SIGTERM (`kill`, a scheduler's time limit). Raised where the
+    program is, as Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs (a half-written
+    output's temporary file is removed); the command then exits with status 143."""

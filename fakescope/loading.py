@@ -217,10 +217,23 @@ def _check_source(model: str) -> None:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{model} is a directory without config.json: not a checkpoint")
         return
+    if path.exists():  # a file, a pipe: what it is says more than "no checkpoint directory"
+        raise ModelLoadError(_not_a_checkpoint_folder(model, path))
     # A hub id is "name" or "owner/name"; anything else that does not exist is a bad path.
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
-    if path.exists() or looks_like_path:
+    if looks_like_path:
         raise ModelLoadError(f"no checkpoint directory at {model}")
+
+
+def _not_a_checkpoint_folder(model: str, path: Path) -> str:
+    what = "a file" if path.is_file() else "neither a folder nor a file (a pipe, a device?)"
+    text = (
+        f"{model} is {what}, not a checkpoint: a checkpoint is a folder holding config.json "
+        "and the weights"
+    )
+    if (path.parent / "config.json").is_file():  # --model ckpt/model.safetensors
+        text += f"; give the folder it is in, {path.parent}"
+    return text
 
 
 def _offline_hint(model: str) -> str:

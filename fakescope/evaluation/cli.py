@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from fakescope.errors import Terminated
 from fakescope.evaluation.output_files import readable
 
 USAGE = (
@@ -119,13 +121,15 @@ def run_command(args: argparse.Namespace) -> int:
     )
     try:
         evaluate(config)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)  # SIGTERM, see fakescope.cli
         print(
-            f"fakescope eval: interrupted; finished batches are kept in {args.out}, "
-            f"run the same command again{' without --fresh' if args.fresh else ''} to resume",
+            f"fakescope eval: {'terminated' if terminated else 'interrupted'}; finished batches "
+            f"are kept in {args.out}, run the same command again"
+            f"{' without --fresh' if args.fresh else ''} to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signal.SIGTERM if terminated else 130
     _print_path(args.out / REPORT_FILE)
     return 0
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fakescope.errors import DatasetError
-from fakescope.evaluation.output_files import NOT_A_NAME_BYTE
+from fakescope.evaluation.output_files import NOT_A_NAME_BYTE, one_line
 
 FAKE, REAL = 1, 0
 LABEL_NAMES = {FAKE: "fake", REAL: "real"}
@@ -158,14 +158,13 @@ def _unique_keys(items: list[_Item]) -> list[_Item]:
     return unique
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _SHOWN_NAME_CHARS = 160
 
 
 def shown_name(path: Path) -> str:
     """A listed name as an error message shows it: on one line (a name may hold a line
     break, or a NUL in a manifest), and cut short (a manifest may hold any length)."""
-    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(path))
+    text = one_line(str(path))
     if len(text) > _SHOWN_NAME_CHARS:
         text = text[: _SHOWN_NAME_CHARS - 1] + "…"
     return text

@@ -244,6 +244,7 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
     sources = {d.name: str(d.source) for d in datasets if d.source is not None}
     config.out.mkdir(parents=True, exist_ok=True)
+    output_files.remove_leftovers(config.out, OUTPUT_FILES)  # of a run killed mid-write
     _check_output_names(config.out)
     output_files.check_writable(config.out)
     stored: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Writing a run's output files whole or not at all.
+"""Writing a run's output files whole or not at all, and names as people are shown them.
 
 A reader (a person refreshing `report.md`, a script polling `metrics.json`) or a crash in the
 middle of a write must never see half a file: each one is written beside its final name and
@@ -17,10 +17,15 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+# `replacing` writes `path` as `.STEM.<12 hex>.tmp.SUFFIX` beside it; `check_writable` probes with
+# `.write-check.<12 hex>`. `remove_leftovers` goes by these shapes.
+_PROBE = "write-check"
+_HEX12 = "[0-9a-f]{12}"  # secrets.token_hex(6)
 
 
 @contextmanager
@@ -40,12 +45,27 @@ def replacing(path: Path) -> Iterator[Path]:
 def check_writable(folder: Path) -> None:
     """OSError (naming `folder`) unless a file can be created there: a read-only folder is
     found before a run loads its model (minutes on a GPU), not when it writes its first file."""
-    probe = folder / f".write-check.{secrets.token_hex(6)}"
+    probe = folder / f".{_PROBE}.{secrets.token_hex(6)}"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as exc:
         raise naming(exc, folder) from exc
     os.unlink(probe)
+
+
+def remove_leftovers(folder: Path, names: Iterable[str]) -> None:
+    """Remove the temporary files of the outputs `names`, and write-check probes, that a
+    process killed mid-write (SIGKILL, a power cut) left in `folder`. Files of any other name
+    are left alone; one that cannot be removed is left for the writes to report."""
+    shapes = [
+        rf"\.{re.escape(Path(n).stem)}\.{_HEX12}\.tmp{re.escape(Path(n).suffix)}" for n in names
+    ]
+    leftover = re.compile("|".join([*shapes, rf"\.{_PROBE}\.{_HEX12}"]))
+    with suppress(OSError):
+        for entry in os.scandir(folder):
+            if leftover.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def naming(exc: OSError, path: Path) -> OSError:
@@ -74,6 +94,18 @@ def readable(text: str) -> str:
     lone surrogate as `\\uXXXX`)."""
     text = NOT_A_NAME_BYTE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# What would end a shown name's line or drive a terminal: C0 and C1 controls, DEL, and the
+# Unicode line and paragraph separators (`str.splitlines` breaks at all of them).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with each control character shown as its Python escape (`\\n`, `\\x1b`): a name
+    holding a line break stays on its line, one holding an escape sequence cannot drive the
+    terminal that shows it."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def readable_tree(value: Any) -> Any:

@@ -176,6 +176,50 @@ def test_analyze_names_an_image_refused_for_its_structure_in_its_line(
     assert json_line(out)["error"]["type"] == "UndecodableImageError"
 
 
+# -- names that would break a line ----------------------------------------------------------
+
+
+def test_plain_analyze_prints_a_name_with_a_line_break_or_escape_on_its_own_line_escaped(
+    tmp_path: Path,
+) -> None:
+    names = ["two\nlines.png", "red\x1b[31m.png", "next\u2028line.png"]
+    for name in names:
+        (tmp_path / name).write_bytes(hostile.encode(hostile.scene(), "PNG"))
+    missing = tmp_path / "gone\r\n.png"
+    paths = [str(tmp_path / name) for name in names] + [str(missing)]
+    result = run_cli("analyze", "--quiet", *paths)
+    assert result.returncode == 1, result.stderr
+    image_lines = [line for line in result.stdout.split("\n") if not line.startswith("  ")]
+    assert [line.partition(": ")[0] for line in image_lines[:-1]] == [
+        f"{tmp_path}/two\\nlines.png",
+        f"{tmp_path}/red\\x1b[31m.png",
+        f"{tmp_path}/next\\u2028line.png",
+        f"{tmp_path}/gone\\r\\n.png",
+    ]
+    assert image_lines[-1] == ""  # the output ends with its last line's break
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert f"{tmp_path}/gone\\r\\n.png: error: " in image_lines[3]
+
+
+def test_json_analyze_keeps_a_name_with_a_line_break_exact(tmp_path: Path, png: Path) -> None:
+    named = png.rename(tmp_path / "two\nlines.png")
+    result = run_cli("analyze", "--json", "--quiet", str(named))
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert json_line(line)["path"] == str(named)  # JSON escapes it; a script gets the name back
+
+
+def test_ask_names_an_unreadable_image_with_a_line_break_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    missing = tmp_path / "gone\n.png"
+    status, _out, err = run_main(
+        capsys, "ask", str(missing), "--model", str(tiny_model_dir), "--aspect", "texture"
+    )
+    assert status == 1
+    assert err.splitlines() == [f"fakescope ask: error: {tmp_path}/gone\\n.png: {os.strerror(2)}"]
+
+
 # -- checkpoints cut short ------------------------------------------------------------------
 
 
@@ -208,6 +252,31 @@ def test_a_chat_template_that_does_not_parse_is_a_one_line_error(
     assert status == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"fakescope: error: the chat template of {checkpoint_copy} does not ")
+
+
+def test_a_model_path_that_is_a_file_says_so_and_what_a_checkpoint_is(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, png: Path
+) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\0" * 64)
+    status, out, err = run_main(capsys, "analyze", str(png), "--model", str(weights))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [
+        f"fakescope: error: {weights} is a file, not a checkpoint: a checkpoint is a folder "
+        "holding config.json and the weights"
+    ]
+
+
+def test_a_model_path_that_is_a_checkpoint_file_names_the_folder_to_give(
+    capsys: pytest.CaptureFixture[str], checkpoint_copy: Path, png: Path
+) -> None:
+    weights = checkpoint_copy / "model.safetensors"
+    status, _out, err = run_main(capsys, "analyze", str(png), "--model", str(weights))
+    assert status == 2
+    assert err.splitlines()[-1].endswith(
+        f"is a file, not a checkpoint: a checkpoint is a folder holding config.json and the "
+        f"weights; give the folder it is in, {checkpoint_copy}"
+    )
 
 
 def test_hostile_builders_make_what_they_say() -> None:

@@ -11,6 +11,8 @@ import csv
 import errno
 import os
 import resource
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -370,6 +372,86 @@ def test_a_failed_rename_names_the_output_not_its_temporary_file(tmp_path: Path)
         temporary.write_text("x", encoding="utf-8")
     assert refused.value.filename == str(target)
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+# `fakescope eval` in a child whose first figure stalls once its temporary file is written.
+_STALLED_RUN = """
+import sys, time
+sys.path.insert(0, sys.argv.pop(1))  # tests/eval, for the stand-in model
+from eval_helpers import StandInModel
+from matplotlib.figure import Figure
+from fakescope.cli import main
+from fakescope.evaluation import evaluate
+
+def stalled_savefig(self, path, *args, **kwargs):
+    with open(path, "wb") as fh:
+        fh.write(b"half a figure")
+    print("writing", flush=True)
+    time.sleep(60)
+
+evaluate._load_model = lambda config: StandInModel()
+Figure.savefig = stalled_savefig
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="no SIGTERM here")
+def test_sigterm_mid_write_removes_the_temporary_file_and_the_rerun_resumes(
+    tmp_path: Path,
+) -> None:
+    folder = _pair(tmp_path)
+    manifest = write_json(
+        folder / "list.json",
+        [{"path": "f.png", "label": "fake"}, {"path": "r.png", "label": "real"}],
+    )
+    out = tmp_path / "out"
+    argv = ["eval", str(manifest), "--model", "stand-in", "--out", str(out), "--quiet"]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STALLED_RUN, str(Path(__file__).parent), *argv, "--bootstrap", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 60)  # a child that hangs fails
+        assert ready and child.stdout.readline() == "writing\n"
+        assert [p.name for p in out.iterdir() if p.name.endswith(".tmp.png")]  # mid-write
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert f"terminated; finished batches are kept in {out}" in err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+    resumed = StandInModel()
+    evaluate(_config(manifest, out), resumed)
+    assert resumed.calls == 0  # the predictions made before SIGTERM were kept
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    folder = _pair(tmp_path)
+    manifest = write_json(folder / "list.json", [{"path": "f.png", "label": "fake"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [
+        ".report.0123456789ab.tmp.md",
+        ".pr_curves.0123456789ab.tmp.png",
+        ".predictions.0123456789ab.tmp.csv",
+        ".write-check.0123456789ab",
+    ]
+    others = [".report.md.swp", ".notes.0123456789ab.tmp.md", ".report.0123456789ab.tmp.md.bak"]
+    for name in left + others:
+        (out / name).write_text("x", encoding="utf-8")
+    (out / ".metrics.0123456789ab.tmp.json").mkdir()  # not a file: not one of ours
+    evaluate(_config(manifest, out), StandInModel())
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
+        [*others, ".metrics.0123456789ab.tmp.json"]
+    )
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
