@@ -90,13 +90,23 @@ def _human_line(result: dict[str, Any]) -> str:
     line = f"{path}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
     if result.get("untrained"):
         line += " [untrained model: the score means nothing]"
+    # Summaries quote the image's own metadata (a generator name, a C2PA claim) and the
+    # explanation is generated: escape sequences in either must not drive the terminal.
     if result["evidence"]:
         line += "\n" + "\n".join(
-            f"  - [{e['strength']}] {e['summary']}" for e in result["evidence"]
+            f"  - [{e['strength']}] {one_line(e['summary'])}" for e in result["evidence"]
         )
     if result["explanation"]:
-        line += f"\n  explanation: {result['explanation']}"
+        line += "\n  explanation: " + terminal_text(result["explanation"]).replace("\n", "\n  ")
     return line
+
+
+def terminal_text(text: str) -> str:
+    """Generated text as a terminal may show it: its line breaks kept, every other control
+    character escaped (`one_line`), so that no escape sequence in it drives the terminal."""
+    from fakescope.evaluation.output_files import one_line
+
+    return "\n".join(one_line(part) for part in text.split("\n"))
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -226,7 +236,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if model.info.untrained:
         sys.stdout.write(UNTRAINED_ANSWER_NOTICE + "\n")
     for piece in pieces:
-        sys.stdout.write(piece)
+        sys.stdout.write(terminal_text(piece))
         sys.stdout.flush()
     sys.stdout.write("\n")
     return 0

@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import hostile_images as hostile
@@ -283,3 +284,57 @@ def test_hostile_builders_make_what_they_say() -> None:
     # The repeated scans and pages are there (else the refusals above would prove nothing).
     assert _jpeg_with_repeated_scans(5).count(b"\xff\xda") > 5
     assert Image.open(io.BytesIO(_tiff_pages(4))).n_frames == 4
+
+
+def test_plain_analyze_shows_metadata_escape_sequences_escaped_in_evidence(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The summary quotes the generator name the file claims: a PNG tEXt value holding
+    # "clear the screen" and "set the window title" sequences reached the terminal as they were.
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "Midjourney\x1b[2J\x1b]0;pwned\x07 v6")
+    path = tmp_path / "claims.png"
+    hostile.scene().save(path, pnginfo=info)
+    status, out, _err = run_main(capsys, "analyze", "--quiet", str(path))
+    assert status == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "Midjourney\\x1b[2J\\x1b]0;pwned\\x07 v6" in out
+
+
+def test_plain_analyze_keeps_an_explanations_paragraphs_and_escapes_the_rest() -> None:
+    from fakescope.cli import _human_line
+
+    result = {
+        "path": "a.png",
+        "label": "fake",
+        "p_fake": 0.9,
+        "decided_by": "model",
+        "evidence": [],
+        "explanation": "Smooth skin.\nThe hands\x1b[8m are wrong.",
+    }
+    assert _human_line(result).splitlines()[1:] == [
+        "  explanation: Smooth skin.",
+        "  The hands\\x1b[8m are wrong.",
+    ]
+
+
+def test_ask_streams_an_answer_with_its_line_breaks_and_escape_sequences_escaped(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    png: Path,
+    tiny_model_dir: Path,
+) -> None:
+    from fakescope import tasks
+
+    def answer_stream(*_args: object, **_kwargs: object) -> Iterator[str]:
+        yield from ["The lighting\x1b]0;pwned", "\x07 is flat.\nThe", " shadows\x1b[2J agree."]
+
+    monkeypatch.setattr(tasks, "answer_stream", answer_stream)
+    status, out, _err = run_main(
+        capsys, "ask", str(png), "--model", str(tiny_model_dir), "--aspect", "texture"
+    )
+    assert status == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "The lighting\\x1b]0;pwned\\x07 is flat.\nThe shadows\\x1b[2J agree.\n" in out
