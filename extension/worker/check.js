@@ -9,13 +9,21 @@
  * site. That panel is the extension page panel/frame-panel.html, hosted by the top frame's
  * content script, which reads what it shows from a record here (lib/frame-panels.js), so the
  * embedding page learns nothing of another origin's image. A check's target is
- * `{tabId, frameId, documentUrl}` (the image's frame, where it is read) and, for a panel in the
- * top frame, `panel: {id, frame}` (the panel page's record, and what it says about the frame).
+ * `{tabId, frameId, documentId, documentUrl}` (the image's frame, where it is read) and, for a
+ * panel in the top frame, `panel: {id, frame, host}` (the panel page's record, what it says about
+ * the frame, and the top frame's document that hosts it).
+ *
+ * A check is bound to the documents it started in (`documentId`, `host`): its image is read, and
+ * its states are sent, only there. A frame that navigates meanwhile shows another document, which
+ * never asked: the check's messages do not reach it, and its result is dropped (the recent checks
+ * still list it).
  */
 
 import { mayFetchForPage } from '../lib/address-space.js';
 import { ASPECTS } from '../lib/aspects.js';
-import { CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScripts } from './content-scripts.js';
+import {
+  CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScripts, messageTarget, scriptTarget,
+} from './content-scripts.js';
 import { sha256Hex, isSha256Hex } from '../lib/hash.js';
 import { readImage } from './image-bytes.js';
 import { whileKeepingAlive } from './keep-alive.js';
@@ -45,6 +53,7 @@ export async function handleMenuClick(info, tab) {
   try {
     placed = await injectForCheck(target, info.pageUrl ?? tab.url ?? null);
   } catch (error) {
+    if (error instanceof FrameNavigatedError) return { ok: false, reason: error.message };
     // Browser pages, the web store and some viewers refuse scripts: say so on the toolbar icon.
     const failure = {
       title: 'FakeScope cannot show results on this page',
@@ -56,6 +65,12 @@ export async function handleMenuClick(info, tab) {
   }
   return checkAndShow(info.srcUrl, placed, tab.url ?? info.pageUrl ?? null);
 }
+
+/**
+ * The frame shows another page than the one right-clicked (it navigated while the menu was
+ * open): the check has no document to show in; the page there now never asked for it.
+ */
+class FrameNavigatedError extends Error {}
 
 async function flagOnToolbar(tabId, failure) {
   try {
@@ -117,7 +132,7 @@ export async function checkAndShow(srcUrl, target, pageUrl) {
  * unless what is there was left by an earlier extension instance (lib/injection.js).
  */
 export async function injectOverlay(target) {
-  await injectContentScripts({ tabId: target.tabId, frameIds: [target.frameId] }, CHECK_SCRIPTS);
+  await injectContentScripts(scriptTarget(target), CHECK_SCRIPTS);
 }
 
 const TOP_FRAME = 0;
@@ -130,24 +145,36 @@ export const framePanels = new FramePanels(chrome.storage.session);
  * frame, as before, unless that is an embedded frame too small for the panel; then in the top
  * frame (the image's frame gets only the page reader; `pageUrl` is the top frame's address),
  * or, where the top frame refuses scripts (a browser page, the web store), in the image's frame
- * after all. Resolves to the target, with `panel` (a new panel page's record) when the panel
- * shows in the top frame. Throws when the image's frame refuses.
+ * after all. Resolves to the target, bound to the frame's document (`documentId`), with `panel`
+ * (a new panel page's record, bound to the top frame's document) when the panel shows in the top
+ * frame. Throws when the image's frame refuses, or (FrameNavigatedError) when it no longer shows
+ * the page right-clicked (`target.documentUrl`).
  */
 export async function injectForCheck(target, pageUrl) {
-  const viewport = target.frameId === TOP_FRAME ? null : await measureFrame(target.tabId, target.frameId);
-  if (!viewport || panelPlacement(target.frameId, viewport) !== 'top') {
-    await injectOverlay(target);
-    return target;
+  const viewport = await measureFrame(target.tabId, target.frameId);
+  if (viewport && withoutFragment(viewport.url) !== withoutFragment(target.documentUrl)) {
+    throw new FrameNavigatedError('The frame shows another page now.');
   }
-  await injectContentScripts({ tabId: target.tabId, frameIds: [target.frameId] }, PAGE_READER_SCRIPTS);
+  const bound = viewport ? { ...target, documentId: viewport.documentId } : target;
+  if (!viewport || panelPlacement(bound.frameId, viewport) !== 'top') {
+    await injectOverlay(bound);
+    return bound;
+  }
+  await injectContentScripts(scriptTarget(bound), PAGE_READER_SCRIPTS);
+  const top = await measureFrame(bound.tabId, TOP_FRAME);
   try {
-    await injectContentScripts({ tabId: target.tabId, frameIds: [TOP_FRAME] }, OVERLAY_SCRIPTS);
+    if (!top) throw new Error('the top frame refuses scripts');
+    await injectContentScripts(scriptTarget({ tabId: bound.tabId, documentId: top.documentId }), OVERLAY_SCRIPTS);
   } catch {
-    await injectOverlay(target);
-    return target;
+    await injectOverlay(bound);
+    return bound;
   }
-  const frame = frameOf(target.frameId, viewport.origin);
-  return { ...target, panel: { id: await framePanels.open(target.tabId, pageUrl, frame), frame } };
+  const frame = frameOf(bound.frameId, viewport.origin);
+  return { ...bound, panel: { id: await framePanels.open(bound.tabId, pageUrl, frame), frame, host: top.documentId } };
+}
+
+function withoutFragment(url) {
+  return String(url ?? '').split('#', 1)[0];
 }
 
 /**
@@ -157,17 +184,19 @@ export async function injectForCheck(target, pageUrl) {
  * whose own panel then shows it.
  */
 export async function recheckFramePanel(id, record) {
-  const shownIn = { tabId: record.tabId, frameId: TOP_FRAME, documentUrl: record.pageUrl };
+  // The panel page that asks lives in the top frame's document: the check is bound to that one.
+  const top = await measureFrame(record.tabId, TOP_FRAME);
+  if (!top) return { ok: false, reason: 'The page that showed the panel is gone.' };
+  const shownIn = { tabId: record.tabId, frameId: TOP_FRAME, documentId: top.documentId, documentUrl: top.url };
   const srcUrl = String(record.state?.srcUrl ?? '');
   const imageFrameId = record.frame.frameId;
   const viewport = await measureFrame(record.tabId, imageFrameId);
   let target = shownIn;
   if (viewport) {
     try {
-      await injectContentScripts({ tabId: record.tabId, frameIds: [imageFrameId] }, PAGE_READER_SCRIPTS);
-      target = {
-        tabId: record.tabId, frameId: imageFrameId, documentUrl: viewport.url, panel: { id, frame: frameOf(imageFrameId, viewport.origin) },
-      };
+      const image = { tabId: record.tabId, frameId: imageFrameId, documentId: viewport.documentId, documentUrl: viewport.url };
+      await injectContentScripts(scriptTarget(image), PAGE_READER_SCRIPTS);
+      target = { ...image, panel: { id, frame: frameOf(imageFrameId, viewport.origin), host: top.documentId } };
     } catch {
       // No longer scriptable: read in the top frame.
     }
@@ -188,7 +217,8 @@ function frameOf(imageFrameId, origin) {
 
 /**
  * The frame's viewport and address, measured in the frame itself (its isolated world, which
- * the page cannot fool); null when the frame cannot be scripted or is gone.
+ * the page cannot fool), and the id of the document it shows; null when the frame cannot be
+ * scripted or is gone.
  */
 async function measureFrame(tabId, frameId) {
   try {
@@ -196,7 +226,7 @@ async function measureFrame(tabId, frameId) {
       target: { tabId, frameIds: [frameId] },
       func: () => ({ width: innerWidth, height: innerHeight, origin: location.origin, url: location.href }),
     });
-    return injection?.result ?? null;
+    return injection?.result ? { ...injection.result, documentId: injection.documentId } : null;
   } catch {
     return null;
   }
@@ -209,13 +239,13 @@ async function measureFrame(tabId, frameId) {
  */
 async function showInTab(target, payload) {
   if (!target.panel) {
-    await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, { frameId: target.frameId });
+    await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:overlay', ...payload }, messageTarget(target));
     return;
   }
   if (!(await framePanels.show(target.panel.id, target.panel.frame, payload))) return; // closed or replaced
   const { state, srcUrl, checkId } = payload;
   const message = { type: 'fakescope:overlay', state, srcUrl, checkId, framePanel: target.panel.id };
-  await chrome.tabs.sendMessage(target.tabId, message, { frameId: TOP_FRAME });
+  await chrome.tabs.sendMessage(target.tabId, message, messageTarget({ frameId: TOP_FRAME, documentId: target.panel.host }));
 }
 
 /** The analysis for an image: from the session cache when this image was checked recently. */

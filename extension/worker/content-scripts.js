@@ -1,7 +1,8 @@
 /**
  * The content scripts the service worker puts into pages, in the order they must run:
  * classic scripts that share their isolated world, each later one using what the earlier
- * ones left on `globalThis` (see content/overlay.js); and how they go in.
+ * ones left on `globalThis` (see content/overlay.js); how they go in, and how a check reaches
+ * them.
  */
 
 import { prepareInjection } from '../lib/injection.js';
@@ -47,4 +48,17 @@ async function readOrMakeInstance() {
 export async function injectContentScripts(target, files) {
   await chrome.scripting.executeScript({ target, func: prepareInjection, args: [await extensionInstance()] });
   await chrome.scripting.executeScript({ target, files });
+}
+
+/**
+ * The `chrome.scripting` target of a check's frame (`{tabId, frameId, documentId}`): the document
+ * the check is bound to, once it is (worker/check.js), not whatever the frame shows later.
+ */
+export function scriptTarget({ tabId, frameId, documentId }) {
+  return documentId ? { tabId, documentIds: [documentId] } : { tabId, frameIds: [frameId] };
+}
+
+/** The `chrome.tabs.sendMessage` options that reach that document, and no later one of its frame. */
+export function messageTarget({ frameId, documentId }) {
+  return documentId ? { documentId } : { frameId };
 }

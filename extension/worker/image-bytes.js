@@ -5,6 +5,7 @@
 
 import { mayFetchForPage } from '../lib/address-space.js';
 import { base64ToBytes } from '../lib/base64.js';
+import { messageTarget } from './content-scripts.js';
 import { ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES } from '../lib/problem.js';
 import { readAtMost } from '../lib/read-at-most.js';
 import { RefererRules, refererFor, requestUrlOf } from '../lib/referer.js';
@@ -17,7 +18,7 @@ const refererRules = new RefererRules(chrome.declarativeNetRequest, chrome.runti
 });
 
 /**
- * The image's bytes for a check in the tab `target` ({tabId, frameId, documentUrl}):
+ * The image's bytes for a check in the tab `target` ({tabId, frameId, documentId, documentUrl}):
  * - `via: 'worker'`: the worker fetches it (host permissions, no cookies, no Referer);
  * - `via: 'worker-referer'`: the site refused that (an HTTP error: hotlink protection
  *   wants its own page as Referer), so the worker asks again as the page's <img> would,
@@ -60,11 +61,7 @@ export async function readImage(srcUrl, target) {
   }
   let pageTooLarge = false;
   try {
-    const reply = await chrome.tabs.sendMessage(
-      target.tabId,
-      { type: 'fakescope:read-image', srcUrl },
-      { frameId: target.frameId },
-    );
+    const reply = await chrome.tabs.sendMessage(target.tabId, { type: 'fakescope:read-image', srcUrl }, messageTarget(target));
     if (reply?.ok) return { bytes: base64ToBytes(reply.base64), contentType: reply.contentType, via: 'page' };
     pageTooLarge = Boolean(reply?.tooLarge);
     // The page reads without requests: a status only comes from reading a blob: that is gone.

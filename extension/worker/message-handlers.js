@@ -5,7 +5,8 @@
  * start-feed) and the options page (test-connection). Only the extension's own scripts are
  * answered, and some messages only its pages (not content scripts in web pages).
  * Only a check's own messages (recheck, check) use the sender's frame, to show the panel where
- * it asked; the panel page names its panel instead, which must be its own tab's (worker/check.js).
+ * it asked (its document, `sender.documentId`: never a later one of that frame); the panel page
+ * names its panel instead, which must be its own tab's (worker/check.js).
  * A report or a question carries the image's sha256 and works from any of them.
  */
 
@@ -66,7 +67,7 @@ const MESSAGE_HANDLERS = {
       if (!record) return { ok: false, failure: { title: 'This panel is closed', message: '', guidance: '' } };
       return recheckFramePanel(message.panel, record);
     }
-    const shownIn = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    const shownIn = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentId: sender.documentId, documentUrl: sender.url };
     return checkAndShow(String(message.srcUrl), shownIn, sender.tab.url ?? null);
   },
   /** The panel page's close button or Escape: its host in the top frame removes it. */
@@ -86,7 +87,7 @@ const MESSAGE_HANDLERS = {
     if (!/^(https?|data):/i.test(srcUrl) || sender.tab?.id === undefined) {
       return { ok: false, failure: { title: 'Not an image FakeScope can check', message: '', guidance: '' } };
     }
-    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentUrl: sender.url };
+    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentId: sender.documentId, documentUrl: sender.url };
     await injectOverlay(target); // adds the page reader (content/page-image.js) the feed scripts lack
     return checkAndShow(srcUrl, target, sender.tab.url ?? null);
   },
