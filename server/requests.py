@@ -3,6 +3,7 @@ app's request class, which reads every body the same way."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -22,6 +23,8 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 # The body limit of the small JSON requests (a question, a report): room for long text, no more.
 JSON_BODY_LIMIT = 64 * 1024
+# The body deadline when the app has no settings (FAKESCOPE_REQUEST_TIMEOUT_S's default).
+BODY_TIMEOUT_S = 120.0
 # What Litestar's Request.stream() raises (as a 500) when the client leaves mid-body.
 LITESTAR_DISCONNECT_DETAIL = "client disconnected prematurely"
 
@@ -62,7 +65,9 @@ class ApiRequest(Request[Any, Any, Any]):
     two through as 500s. A body sent with a content coding is refused (415) before
     it is read: nothing here undoes one, and read as it came it was called malformed JSON
     or a multipart body without its file. A client that leaves before its body is complete
-    made a bad request (400), not a server error: Litestar counted it as a 500.
+    made a bad request (400), not a server error: Litestar counted it as a 500. A body that
+    is not complete within FAKESCOPE_REQUEST_TIMEOUT_S of its first read (a stalled or
+    trickling client) is a 408 ``body-timeout``: uvicorn waits for a body without end.
     """
 
     async def json(self) -> Any:
@@ -81,8 +86,26 @@ class ApiRequest(Request[Any, Any, Any]):
                 "send the body uncompressed",
                 code="unsupported-content-encoding",
             )
+        settings = self.app.state.get("settings")
+        timeout_s = getattr(settings, "request_timeout_s", BODY_TIMEOUT_S)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        chunks = super().stream()
         try:
-            async for chunk in super().stream():
+            while True:
+                # Only the wait for the client is bounded, never the consumer's work between
+                # chunks (a timeout spanning a yield would cancel whatever awaits there).
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise ProblemError(
+                        408,
+                        f"the request body did not arrive within {timeout_s:g} s",
+                        code="body-timeout",
+                        headers={"Connection": "close"},
+                    ) from exc
                 yield chunk
         except InternalServerException as exc:
             if exc.detail != LITESTAR_DISCONNECT_DETAIL:
@@ -92,6 +115,8 @@ class ApiRequest(Request[Any, Any, Any]):
                 "the client closed the connection before the request body was complete",
                 code="incomplete-body",
             ) from exc
+        finally:
+            await chunks.aclose()
 
 
 def require_json(request: Request[Any, Any, Any]) -> None:
