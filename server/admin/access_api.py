@@ -109,6 +109,7 @@ class AdminOnlyController(Controller):
         responses=problem_responses(
             {
                 400: "Malformed JSON (`malformed-json`)",
+                408: BODY_PROBLEMS[408],
                 413: BODY_PROBLEMS[413],
                 415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields) or name",

@@ -183,6 +183,7 @@ class ReviewController(Controller):
                 404: "No image with this sha256 is known (`not-found`)",
                 409: "Another decision came in since `expected_decision_id` "
                 "(`decision-conflict`, with `latest_decision`)",
+                408: BODY_PROBLEMS[408],
                 413: BODY_PROBLEMS[413],
                 415: BODY_PROBLEMS[415],
                 422: "An invalid body (`errors` lists the fields), note or sha256",

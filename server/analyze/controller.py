@@ -21,7 +21,7 @@ from server.net.ssrf import (
     UrlTooLargeError,
 )
 from server.openapi_docs.operations import AnalyzeOperation, CachedOperation
-from server.openapi_docs.responses import Analysis, responses, success
+from server.openapi_docs.responses import BODY_TIMEOUT, Analysis, responses, success
 from server.problems import ProblemError
 from server.requests import is_json, json_object, media_type, parse_bool, sha256_key
 
@@ -145,6 +145,7 @@ class AnalyzeController(Controller):
             {
                 400: "Malformed JSON (`malformed-json`), or an empty or undecodable image "
                 "(`empty-image`, `undecodable-image`)",
+                408: BODY_TIMEOUT,
                 413: "The image or the body is too large (`image-too-large`), or the multipart "
                 "body has too many parts (`multipart-too-large`)",
                 415: "Neither multipart/form-data nor application/json, a compressed body "

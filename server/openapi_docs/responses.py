@@ -202,8 +202,13 @@ ADMIN_PROBLEMS: dict[int, str] = {
     403: "The token's role may not use this route",
     429: "Rate limited, or too many failed logins from this address; see `Retry-After`",
 }
+BODY_TIMEOUT = (
+    "The body did not arrive within `FAKESCOPE_REQUEST_TIMEOUT_S` of its first byte "
+    "(`body-timeout`; the connection is closed)"
+)
 BODY_PROBLEMS: dict[int, str] = {
     400: "Malformed JSON (`malformed-json`)",
+    408: BODY_TIMEOUT,
     413: "The body is too large",
     415: "The body is not application/json, or comes compressed (`unsupported-content-encoding`)",
 }

@@ -140,6 +140,20 @@ async def test_public_routes_document_their_problems(client: AppClient) -> None:
     assert admin["security"] == [{"bearer": []}]
 
 
+async def test_every_route_with_a_body_documents_its_size_and_time_limits(
+    client: AppClient,
+) -> None:
+    # Every body is read by the app's request class: past its limit a 413, not complete
+    # within the request timeout a 408 `body-timeout` (server/requests.py).
+    operations = v1_operations(await openapi(client))
+    with_body = [(m, p, op) for m, p, op in operations if "requestBody" in op]
+    assert len(with_body) >= 6
+    for method, path, operation in with_body:
+        responses = operation["responses"]
+        assert {"408", "413"} <= set(responses), f"{method.upper()} {path}"
+        assert "body-timeout" in responses["408"]["description"], f"{method.upper()} {path}"
+
+
 async def test_analyze_documents_multipart_and_json_bodies_and_the_explain_query(
     client: AppClient,
 ) -> None:
