@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import uvicorn
 from litestar import Litestar
 from PIL import Image
 from sqlalchemy import text
@@ -201,6 +202,23 @@ async def until(check: Callable[[], object], within_s: float = 30.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition never became true"
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def behind_uvicorn(app: Litestar) -> AsyncIterator[int]:
+    """`app` behind uvicorn on a free loopback port (real HTTP): the port."""
+    from live_server import free_port
+
+    chosen = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    try:
+        await until(lambda: server.started or serving.done())
+        assert server.started, "uvicorn did not start"
+        yield chosen
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
 
 
 async def wait_until_ready(client: AppClient, within_s: float = 60.0) -> None:

@@ -3,15 +3,12 @@ refuses is answered as problem+json naming what was refused, like every other er
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from live_server import free_port
-from server_helpers import problem, until
+from server_helpers import behind_uvicorn, problem
 
 from server.app import create_app
 from server.settings import Settings
@@ -30,19 +27,11 @@ async def served(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncCl
         rate_limit=None,
         cors_origins=(EXTENSION,),
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or serving.done())
-        assert server.started, "uvicorn did not start"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
+    async with (
+        behind_uvicorn(create_app(settings)) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        yield client
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from live_server import free_port
-from server_helpers import count_rows, problem, running, unique_png, until
+from server_helpers import behind_uvicorn, count_rows, problem, running, unique_png
 
 from server.analyze.image_store import ImageFiles, is_sha256
 from server.app import create_app
@@ -57,18 +55,8 @@ def sqlite_settings(sqlite_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def port(sqlite_settings: Settings) -> AsyncIterator[int]:
     """The app behind uvicorn on a loopback port (SQLite: nothing here depends on the engine)."""
-    chosen = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(sqlite_settings), host="127.0.0.1", port=chosen, log_config=None)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or serving.done())
-        assert server.started, "uvicorn did not start"
+    async with behind_uvicorn(create_app(sqlite_settings)) as chosen:
         yield chosen
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
 
 
 async def send_raw(port: int, target: bytes, *headers: bytes) -> RawResponse:

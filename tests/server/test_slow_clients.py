@@ -19,9 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from live_server import free_port
-from server_helpers import running, unique_png, until
+from server_helpers import behind_uvicorn, running, unique_png, until
 
 import server.admin.export as export_module
 from server.app import create_app
@@ -47,23 +45,8 @@ def settings(sqlite_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def port(settings: Settings) -> AsyncIterator[int]:
-    async with serving(create_app(settings)) as chosen:
+    async with behind_uvicorn(create_app(settings)) as chosen:
         yield chosen
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    """`app` behind uvicorn on a free loopback port."""
-    chosen = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_config=None))
-    serving = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or serving.done())
-        assert server.started, "uvicorn did not start"
-        yield chosen
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
 
 
 def upload_head(length: int) -> bytes:
@@ -248,7 +231,7 @@ async def test_a_client_that_leaves_a_streamed_answer_stops_its_generation(
 ) -> None:
     model = EndlessAnswers(tiny_model)
     app = create_app(replace(settings, request_timeout_s=60), model_loader=lambda: model)
-    async with serving(app) as chosen:
+    async with behind_uvicorn(app) as chosen:
         base = f"http://127.0.0.1:{chosen}"
         async with httpx.AsyncClient(base_url=base, timeout=ANSWER_WITHIN_S) as client:
             for _ in range(600):
