@@ -4,10 +4,10 @@ in the top layer, taking no room in the page's layout, and under a panel that is
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+from feed_helpers import knows_every_image, switch_feed_mode_on
 
 pytestmark = pytest.mark.browser
 
@@ -58,26 +58,6 @@ FOCUSED = """() => {
     }
     return el?.id || el?.tagName;
 }"""
-
-
-def knows_every_image(stub_server: Any) -> None:
-    """The stub server answers every lookup with a verdict for each SHA-256 asked about."""
-
-    def lookup(handler: Any) -> None:
-        asked = json.loads(handler.body).get("sha256", [])
-        handler.reply(200, {"results": {s: stub_server.answer(s) for s in asked}, "near": []})
-
-    stub_server.routes["POST /v1/lookup"] = lookup
-
-
-def switch_feed_mode_on(browser: Any, site: str, until: Any) -> None:
-    browser.set_settings(feedSites=[site])
-    until(
-        lambda: browser.worker.evaluate(
-            "async () => (await chrome.scripting.getRegisteredContentScripts()).length"
-        ),
-        what="the feed content script registration",
-    )
 
 
 def badge_count(page: Any) -> int:

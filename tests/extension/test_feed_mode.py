@@ -6,12 +6,12 @@ hint that says they look mirrored (near match of the extension's mirror hash).""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from feed_helpers import knows_every_image
 from pictures import encoded, textured_picture
 from PIL import Image, ImageOps
 
@@ -359,12 +359,7 @@ def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
 ) -> None:
     from playwright.sync_api import expect
 
-    def lookup(handler: Any) -> None:
-        """Every image is known to this server: a verdict for each SHA-256 asked about."""
-        asked = json.loads(handler.body).get("sha256", [])
-        handler.reply(200, {"results": {s: stub_server.answer(s) for s in asked}, "near": []})
-
-    stub_server.routes["POST /v1/lookup"] = lookup
+    knows_every_image(stub_server)
     browser.set_settings(serverUrl=stub_server.url)
     enable_feed_mode_in_options(browser, page_server.origin, until)
     page = browser.context.new_page()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from feed_helpers import knows_every_image, switch_feed_mode_on
 from live_server import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.browser
@@ -50,26 +51,6 @@ def extension_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def browser_args() -> list[str]:
     return ["--host-resolver-rules=MAP public.test 127.0.0.1, MAP other.test 127.0.0.1"]
-
-
-def every_image_is_known(stub_server: Any) -> None:
-    """The stub server has a verdict for every SHA-256 a feed lookup asks about."""
-
-    def lookup(handler: Any) -> None:
-        asked = json.loads(handler.body).get("sha256", [])
-        handler.reply(200, {"results": {s: stub_server.answer(s) for s in asked}, "near": []})
-
-    stub_server.routes["POST /v1/lookup"] = lookup
-
-
-def switch_feed_on(browser: Any, until: Any, site: str) -> None:
-    browser.set_settings(feedSites=[site])
-    until(
-        lambda: browser.worker.evaluate(
-            "async () => (await chrome.scripting.getRegisteredContentScripts()).length"
-        ),
-        what="the feed content script registration",
-    )
 
 
 def badged_sources(page: Any) -> list[str]:
@@ -97,7 +78,7 @@ NAMED_LIKE_THE_PARTS = """
 def test_markup_named_like_the_content_scripts_parts_keeps_out_neither_badges_nor_panel(
     until: Any, browser: Any, stub_server: Any, page_server: Any
 ) -> None:
-    every_image_is_known(stub_server)
+    knows_every_image(stub_server)
     page_server.pages["/clobbering.html"] = (
         "<!doctype html><html><head><title>Clobbering</title></head><body>"
         + NAMED_LIKE_THE_PARTS
@@ -105,7 +86,7 @@ def test_markup_named_like_the_content_scripts_parts_keeps_out_neither_badges_no
         + "</body></html>"
     )
     browser.set_settings(serverUrl=stub_server.url)
-    switch_feed_on(browser, until, page_server.origin)
+    switch_feed_mode_on(browser, page_server.origin, until)
     page = browser.context.new_page()
     page.goto(page_server.url("/clobbering.html"))
     # The page's elements are what its own scripts find under those names.
@@ -125,9 +106,9 @@ def test_a_page_script_clicking_a_badge_opens_no_panel(
 ) -> None:
     """The badge's root is open: a page script's click() would show the page the explanation and
     evidence, and pull the focus into the panel whenever it liked."""
-    every_image_is_known(stub_server)
+    knows_every_image(stub_server)
     browser.set_settings(serverUrl=stub_server.url)
-    switch_feed_on(browser, until, page_server.origin)
+    switch_feed_mode_on(browser, page_server.origin, until)
     page = browser.context.new_page()
     page.goto(page_server.url("/feed.html"))
     known = page_server.url("/img/known.png")
@@ -204,9 +185,9 @@ def worker_requests_since(page_server: Any, since: int, path: str) -> int:
 def test_feed_mode_on_an_internet_page_fetches_none_of_its_local_images(
     until: Any, browser: Any, stub_server: Any, page_server: Any
 ) -> None:
-    every_image_is_known(stub_server)
+    knows_every_image(stub_server)
     browser.set_settings(serverUrl=stub_server.url)
-    switch_feed_on(browser, until, public_site(page_server))
+    switch_feed_mode_on(browser, public_site(page_server), until)
     page = browser.context.new_page()
     since = len(page_server.log)
     page.goto(loopback_image_page(page_server))
@@ -369,7 +350,7 @@ def test_feed_mode_does_not_decode_an_image_too_large_for_a_hash(
 <img src="/img/known.png" width="240" height="180" alt="small">
 <img src="/img/vast.png" width="240" height="180" alt="vast">"""
     browser.set_settings(serverUrl=stub_server.url)
-    switch_feed_on(browser, until, page_server.origin)
+    switch_feed_mode_on(browser, page_server.origin, until)
     page = browser.context.new_page()
     page.goto(page_server.url("/vast.html"))
 
