@@ -11,6 +11,11 @@ logger's handlers; a thread left writing to a stream that was closed since print
 The server's loggers (`fakescope.*`) log from INFO up; other libraries' from WARNING up,
 unless the root logger was set otherwise. Apps in one process (the tests run several)
 share one output, stopped when the last of them shuts down.
+
+The test suite turns the stderr writing off (`SHARED.to_stderr = False`, tests/conftest.py):
+pytest keeps every record already (its own handler on the root logger, shown with a failed
+test), and what the thread wrote once a test's capture had ended landed in the run's
+output between the test dots.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class _SharedOutput:
         self._holders = 0
         self._running: tuple[QueueHandler, QueueListener] | None = None
         self._set_level = False
+        self.to_stderr = True  # read when the output starts
 
     def hold(self) -> None:
         with self._lock:
@@ -51,7 +57,7 @@ class _SharedOutput:
             if self._running is not None:
                 return
             records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-            writer = StderrHandler()
+            writer = StderrHandler() if self.to_stderr else logging.NullHandler()
             writer.setFormatter(logging.Formatter(FORMAT))
             listener = QueueListener(records, writer)
             listener.start()

@@ -34,6 +34,16 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The apps the tests run keep their log records in pytest's own capture (shown with a
+    # failed test), not on stderr: the server's output thread wrote to the stderr of the
+    # moment, and a record it wrote after a test's capture had ended (apps still running,
+    # a record queued late) landed in the run's output between the test dots.
+    from server import log_output
+
+    log_output.SHARED.to_stderr = False
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not IN_CI:
         return

@@ -24,8 +24,15 @@ from pathlib import Path
 import pytest
 from server_helpers import StartupFailed, running
 
+from server import log_output
 from server.app import create_app
 from server.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def to_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output as users get it (the suite turns its stderr writing off: tests/conftest.py)."""
+    monkeypatch.setattr(log_output.SHARED, "to_stderr", True)
 
 
 @pytest.fixture
