@@ -51,7 +51,7 @@ from server.metrics import Metrics, RequestMetricsMiddleware
 from server.net.ssrf import FetchLimits, GuardedFetcher
 from server.problems import EXCEPTION_HANDLERS, CorsRefusalProblems
 from server.reports.controller import ReportsController
-from server.requests import ApiRequest
+from server.requests import ApiRequest, check_declared_json_body
 from server.settings import Settings, SettingsError
 from server.unreadable_requests import RefuseUnreadableRequests
 
@@ -220,6 +220,7 @@ def create_app(
         cors_config=cors,
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         request_class=ApiRequest,
+        before_request=check_declared_json_body,
         openapi_config=OpenAPIConfig(
             title="FakeScope",
             version="1",

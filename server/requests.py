@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import InternalServerException, SerializationException
 
 from server.problems import ProblemError
@@ -40,9 +41,11 @@ def is_json(kind: str) -> bool:
     )
 
 
-def malformed_json(exc: BaseException, raw: bytes) -> ProblemError:
+def malformed_json(exc: BaseException | None, raw: bytes) -> ProblemError:
     """The 400 `malformed-json` problem for a body msgspec could not decode, saying why."""
-    if isinstance(exc, UnicodeDecodeError):
+    if not raw:
+        detail = "the body is empty"
+    elif isinstance(exc, UnicodeDecodeError):
         detail = "not UTF-8"
     elif isinstance(exc, RecursionError):
         detail = "nested too deeply"
@@ -117,6 +120,29 @@ class ApiRequest(Request[Any, Any, Any]):
             ) from exc
         finally:
             await chunks.aclose()
+
+
+async def check_declared_json_body(request: Request[Any, Any, Any]) -> None:
+    """The app's ``before_request`` hook: an empty body for a handler that declares a JSON
+    body (``JSONBody[...]``, the admin API) is refused as ``json_object`` refuses it on the
+    public endpoints: 415 when not sent as JSON, else 400 ``malformed-json``.
+
+    Litestar does not read an empty body as JSON at all: it passed it to the handler as a
+    missing ``data``, a 422 naming ``data``. A body that is not empty is left to
+    ``ApiRequest.json()`` (the body is read once: Litestar keeps it for the handler).
+    """
+    field = request.route_handler.parsed_data_field
+    if field is None:
+        return
+    # No Body(media_type=...) at all: Litestar reads the body as JSON.
+    if getattr(field.kwarg_definition, "media_type", RequestEncodingType.JSON) != (
+        RequestEncodingType.JSON
+    ):
+        return
+    if await request.body():
+        return
+    require_json(request)
+    raise malformed_json(None, b"")
 
 
 def require_json(request: Request[Any, Any, Any]) -> None:
