@@ -135,5 +135,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
+        limit_concurrency=settings.max_connections,
     )
     return 0

@@ -113,6 +113,9 @@ class Settings:
     batch_size: int = 8
     batch_wait_ms: float = 5.0
     request_timeout_s: float = 120.0
+    # uvicorn's limit_concurrency: open connections (idle ones too) beyond which every new
+    # request is answered 503 by uvicorn itself, before the app (`fakescope serve` only).
+    max_connections: int = 1000
     cors_origins: tuple[str, ...] = ()
     rate_limit: tuple[str, int] | None = ("minute", 600)
     admin_token: str | None = None
@@ -209,6 +212,7 @@ class Settings:
             batch_size=_int(env, "FAKESCOPE_BATCH_SIZE", 8, 1),
             batch_wait_ms=_float(env, "FAKESCOPE_BATCH_WAIT_MS", 5.0),
             request_timeout_s=_float(env, "FAKESCOPE_REQUEST_TIMEOUT_S", 120.0),
+            max_connections=_int(env, "FAKESCOPE_MAX_CONNECTIONS", 1000, 1),
             cors_origins=origins,
             rate_limit=parse_rate_limit(env.get("FAKESCOPE_RATE_LIMIT", "600/minute")),
             admin_token=env.get("FAKESCOPE_ADMIN_TOKEN") or None,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,3 +77,36 @@ def test_a_database_that_cannot_be_used_ends_every_server_command_with_one_line(
             assert result.returncode == 2, (where, result.stderr[-2000:])
             assert "Traceback" not in result.stderr, where
             assert result.stderr.startswith("fakescope: error:") and said in result.stderr, where
+
+
+def test_serve_answers_503_once_fakescope_max_connections_are_open(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # uvicorn counts every open connection, idle ones too (a client that has not finished its
+    # headers has no deadline): at FAKESCOPE_MAX_CONNECTIONS of them a new request is refused
+    # by uvicorn itself, before the app, so the process starts no more requests. Without the
+    # cap (limit_concurrency unset) the probe below was served whatever else was open.
+    env = {"FAKESCOPE_DATABASE_URL": sqlite_url, "FAKESCOPE_MAX_CONNECTIONS": "3"}
+    server = LiveServer(env, tmp_path / "serve.log").start()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(2):  # with the probe's own connection: 3
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            held[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        # Accepted in the order they connected: both are counted before the probe's request.
+        refused = httpx.get(server.base + "/healthz", timeout=30)
+        assert refused.status_code == 503, refused.text
+        # uvicorn's own answer (README: "Connection limit"): plain text, no Retry-After.
+        assert refused.text == "Service Unavailable"
+        assert refused.headers["connection"] == "close"
+        for sock in held:
+            sock.close()
+        # The held connections gone, the server answers again.
+        deadline = time.monotonic() + 30
+        while (answer := httpx.get(server.base + "/healthz", timeout=30)).status_code != 200:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.05)
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()

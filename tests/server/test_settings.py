@@ -17,6 +17,7 @@ def test_defaults_are_provenance_only_on_a_sqlite_file_under_the_data_dir() -> N
     assert settings.max_upload_bytes == 25 * 1024 * 1024
     assert (settings.queue_size, settings.batch_size, settings.batch_wait_ms) == (64, 8, 5.0)
     assert settings.rate_limit == ("minute", 600)
+    assert settings.max_connections == 1000
     assert not settings.allow_private_urls and not settings.require_token
     assert (settings.admin_session_idle_hours, settings.admin_session_max_days) == (12.0, 7.0)
 
@@ -35,6 +36,7 @@ def test_every_variable_is_read() -> None:
             "FAKESCOPE_BATCH_SIZE": "16",
             "FAKESCOPE_BATCH_WAIT_MS": "7.5",
             "FAKESCOPE_REQUEST_TIMEOUT_S": "9",
+            "FAKESCOPE_MAX_CONNECTIONS": "50",
             "FAKESCOPE_CORS_ORIGINS": "chrome-extension://abc, https://example.org",
             "FAKESCOPE_RATE_LIMIT": "20/second",
             "FAKESCOPE_ADMIN_TOKEN": "secret",
@@ -54,6 +56,7 @@ def test_every_variable_is_read() -> None:
     assert settings.model == "lingcco/fakeVLM" and not settings.is_sqlite
     assert settings.cors_origins == ("chrome-extension://abc", "https://example.org")
     assert settings.rate_limit == ("second", 20)
+    assert settings.max_connections == 50
     assert (settings.fake_threshold, settings.real_threshold) == (0.7, 0.2)
     assert settings.allow_private_urls and settings.require_token
     assert settings.image_store_dir == Path("/srv/fs/images")
@@ -73,6 +76,8 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
         {"FAKESCOPE_RATE_LIMIT": "lots"},
         {"FAKESCOPE_QUEUE_SIZE": "zero"},
         {"FAKESCOPE_BATCH_SIZE": "0"},
+        {"FAKESCOPE_MAX_CONNECTIONS": "0"},
+        {"FAKESCOPE_MAX_CONNECTIONS": "many"},
         {"FAKESCOPE_FAKE_THRESHOLD": "0.3", "FAKESCOPE_REAL_THRESHOLD": "0.5"},
         {"FAKESCOPE_ROLE": "gpu"},
         {"FAKESCOPE_JOB_LEASE_S": "0"},
