@@ -9,13 +9,14 @@
  * Follow one right-click: contextMenus.onClicked → handleMenuClick (worker/check.js) →
  * readImage (worker/image-bytes.js: worker fetch; refused: again with the page's Referer;
  * else the page's content script, for blob: images and a canvas) → ApiClient.analyze →
- * the overlay content script (content/overlay.js) renders describeAnalysis(...) with
- * content/overlay-panel.js; for an image of a small embedded frame, the top frame's overlay
- * hosts the extension page panel/frame-panel.html, which renders it with the same code.
+ * the extension page panel/frame-panel.html renders describeAnalysis(...) (panel/panel.js), in
+ * an iframe that the content script content/overlay.js hosts in a closed shadow root, over the
+ * image (or, for an image of a small embedded frame, in the top frame).
  */
 
 import { ASK_PORT_NAME, relayAnswer } from './worker/ask-relay.js';
-import { CHECK_WATCH_PORT_NAME, MENU_ID, acceptCheckWatch, framePanels, handleMenuClick } from './worker/check.js';
+import { CHECK_WATCH_PORT_NAME, MENU_ID, acceptCheckWatch, handleMenuClick } from './worker/check.js';
+import { framePanels } from './worker/panels.js';
 import { syncFeedScripts } from './worker/feed-scripts.js';
 import { handleMessage } from './worker/message-handlers.js';
 import { keepSettingsFromContentScripts } from './worker/server-client.js';
@@ -41,14 +42,18 @@ chrome.permissions.onAdded.addListener(() => syncFeedScripts());
 chrome.permissions.onRemoved.addListener(() => syncFeedScripts());
 // The overlay, the panel page, feed mode, the popup and the options page (worker/message-handlers.js).
 chrome.runtime.onMessage.addListener(handleMessage);
-// A closed tab's panel page for another frame's image has nothing left to show (lib/frame-panels.js).
+// A closed tab's panels have nothing left to show (lib/frame-panels.js).
 chrome.tabs.onRemoved.addListener((tabId) => {
   framePanels.forgetTab(tabId).catch((error) => console.warn('FakeScope: could not forget a panel', error));
 });
-// The overlay's questions, answered as a stream; and the overlay watching a check it shows
-// as loading (the port closes if Chrome stops this worker before the result is sent).
+// The panel page's questions, answered as a stream; and the panel page watching a check it
+// shows as loading (the port closes if Chrome stops this worker before the result is sent).
+// Only the extension's own pages ask: no content script draws a panel.
 chrome.runtime.onConnect.addListener((port) => {
-  if (port.sender?.id !== chrome.runtime.id) return;
+  if (port.sender?.id !== chrome.runtime.id || !port.sender.url?.startsWith(chrome.runtime.getURL(''))) {
+    port.disconnect();
+    return;
+  }
   if (port.name === ASK_PORT_NAME) relayAnswer(port);
   else if (port.name === CHECK_WATCH_PORT_NAME) acceptCheckWatch(port);
 });

@@ -8,6 +8,10 @@
  * URL and sent to the worker in debounced batches. The worker hashes the bytes
  * and asks /v1/lookup; no image leaves the browser. Work per page is bounded.
  *
+ * A badge shows only its word (AI?, Real, ?) and the short verdict in its name; its click asks
+ * the worker for a panel (the framed extension page, content/overlay.js), which alone shows the
+ * explanation, the evidence and the forms.
+ *
  * An image the server has no verdict for may get a *hint* badge instead (dashed, "≈"): it
  * looks like an image that was checked (a PDQ near match), or, "≈⇆", like a mirrored copy
  * of one (a near match of its mirror hash). The hint opens the panel in its
@@ -28,10 +32,9 @@
 
   const seenUrls = new Set();
   const queued = new Set();
-  const verdicts = new Map(); // url → {view, short} or {hint}
+  const verdicts = new Map(); // url → {view: {label}, short} or {hint}: what a badge says
   const badges = new Map(); // img → badge button (in a shadow host of its own)
   let notice = null; // the host of the failure notice
-  let aspects = [];
   let timer = null;
   let failureShown = false;
 
@@ -154,7 +157,6 @@
       stop(); // feed mode was switched off for this site while the page stayed open
       return;
     }
-    if (reply?.aspects) aspects = reply.aspects;
     if (reply?.failure) showFailureOnce(reply.failure);
     for (const [url, result] of Object.entries(reply?.results ?? {})) {
       if (!result) continue;
@@ -189,10 +191,9 @@
         event.preventDefault();
         event.stopPropagation();
         // Only the user opens a panel: a page script's click() (the badge's root is open) would
-        // show it the verdict's explanation and evidence, and take the focus whenever it liked.
+        // take the focus whenever it liked.
         if (!event.isTrusted) return;
-        if (badge.result.hint) showOverlay({ state: 'hint', srcUrl: urlOf(img), hint: badge.result.hint, anchor: img });
-        else showOverlay({ state: 'result', srcUrl: urlOf(img), view: badge.result.view, aspects, cached: true, anchor: img });
+        openPanel(img);
       });
       badges.set(img, badge);
     }
@@ -224,6 +225,22 @@
     badge.setAttribute('aria-label', `${word}, FakeScope: ${short}. Show details`);
     badge.title = `FakeScope: ${short}`;
     positionBadge(img, badge);
+  }
+
+  /**
+   * Opens the panel for a badge's image: the worker makes it (the image's verdict or hint, which
+   * it looked up, goes only into the panel page: worker/feed-lookup.js openFeedPanel) and this
+   * document hosts it over the image (content/overlay.js).
+   */
+  async function openPanel(img) {
+    const srcUrl = urlOf(img);
+    let reply;
+    try {
+      reply = await chrome.runtime.sendMessage({ type: 'fakescope:feed-panel', srcUrl });
+    } catch {
+      return; // the extension was reloaded: this page's scripts are stale
+    }
+    if (reply?.ok && img.isConnected) showOverlay({ state: reply.state, srcUrl, framePanel: reply.framePanel, imageHere: true, anchor: img });
   }
 
   function removeBadge(img) {
@@ -304,10 +321,13 @@
   window.addEventListener('resize', scheduleReposition, { passive: true });
   observeImagesIn(document);
 
-  /** A check finished on this page (a hint's "Check this image", or the menu): its badge shows it. */
+  /**
+   * A check finished on this page (a hint's "Check this image", or the menu): its badge shows it
+   * (the worker sends the badge's words with the result, worker/panels.js).
+   */
   function onCheckResult(message) {
-    if (message?.type !== 'fakescope:overlay' || message.state !== 'result' || !message.view || !message.short) return false;
-    const result = { view: message.view, short: message.short };
+    if (message?.type !== 'fakescope:overlay' || message.state !== 'result' || !message.label || !message.short) return false;
+    const result = { view: { label: message.label }, short: message.short };
     verdicts.set(message.srcUrl, result);
     for (const img of document.images) if (urlOf(img) === message.srcUrl && badges.has(img)) placeBadge(img, result);
     return false;

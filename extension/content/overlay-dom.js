@@ -1,9 +1,9 @@
 /**
- * FakeScope overlay, part 1 of 4: what the panel is built from. The stylesheet of its
- * Shadow DOM, `h()` (which inserts strings as text, never as HTML: server text is
- * untrusted) and unique element ids, shared by content/overlay-forms.js,
- * content/overlay-panel.js and content/overlay.js (and, through the overlay, content/feed.js),
- * and by the extension's panel page (panel/frame-panel.html), which loads the first three.
+ * FakeScope overlay, part 1 of 2: what the panel is built from. The stylesheet (of the panel's
+ * host and of the panel page), `h()` (which inserts strings as text, never as HTML: server text
+ * is untrusted) and unique element ids, shared by content/overlay.js (and, through it,
+ * content/feed.js) and by the extension's panel page (panel/frame-panel.html, with
+ * panel/panel-forms.js and panel/panel.js).
  *
  * A classic content script like the others (see content/overlay.js): injected before
  * them, in the order of worker/content-scripts.js, it leaves its parts on

@@ -1,44 +1,37 @@
 /**
- * FakeScope overlay, part 4 of 4: the panel's place in the page. Shows one image's verdict
- * next to it, inside a Shadow DOM; or, for an image of another frame, hosts the extension page
- * that shows it.
+ * FakeScope overlay, part 2 of 2: the result panel's place in the page. Every panel is the
+ * extension page panel/frame-panel.html, which draws the verdict; this script only hosts it: an
+ * iframe of that page, in a closed shadow root, over the image's corner (or, for an image of a
+ * small embedded frame, at the viewport's top right), following scrolling containers, in the top
+ * layer, taking the focus when it opens and giving it back when it closes.
  *
  * Classic (non-module) content scripts, with no imports on purpose: content scripts cannot be
  * ES modules, and importing lib/ modules dynamically would mean listing them as
- * web_accessible_resources, which lets any page detect the extension. Instead the service
- * worker sends a ready-made view (lib/verdict.js describeAnalysis) and the overlay only renders
- * it and relays the user's actions back. Injected on demand (right-click, with
- * content/page-image.js) or with content/feed.js on the sites where feed mode is on.
- *
- * Four files, injected in this order (worker/content-scripts.js): content/overlay-dom.js
- * (styles, h(), ids), content/overlay-forms.js (ask and report), content/overlay-panel.js (the
- * panel: the dialog and its states), then this one, which puts the panel in the page and
- * answers the worker's `fakescope:overlay` messages. The first three leave their parts on
- * `globalThis` (the extension's isolated world); this one leaves `globalThis.__fakescope` for
- * content/feed.js. Each runs once per frame (per extension instance: what an earlier one left
- * is stopped and cleared first, see lib/injection.js).
+ * web_accessible_resources, which lets any page detect the extension. Injected on demand
+ * (right-click, with content/page-image.js) or with content/feed.js on the sites where feed mode
+ * is on, after content/overlay-dom.js (styles, h()); it answers the worker's `fakescope:overlay`
+ * messages and leaves `globalThis.__fakescope` for content/feed.js. Runs once per frame (per
+ * extension instance: what an earlier one left is stopped and cleared first, see
+ * lib/injection.js).
  *
  * Isolation: the host element sits in the top layer (popover) with its own
  * `:host { all: initial !important }` so page CSS such as `* { all: unset }` or
  * huge z-indexes cannot hide or restyle it; it is absolutely positioned in
  * document coordinates, so it never changes the page's layout or scrolling.
  *
- * Confidentiality: the panel for an image of another frame (shown here because that frame is
- * too small for it, worker/check.js) must tell this page nothing it could not read itself: not
- * the verdict, not the words the user types into it, not what they select. So it is not drawn
- * here at all: the host holds, in a closed shadow root, only an iframe of the extension page
- * panel/frame-panel.html (a cross-origin document: no DOM, no key or input events, no
- * selection reach this page), of a fixed size whatever it shows. The page's URL carries the
- * panel's id, which only the worker and this script know; the panel page reads what to show
- * from the extension (worker/frame-panels.js), and asks the worker to close it. A panel for
- * this document's own images stays here, in an open root (the page has the image anyway).
+ * Confidentiality and integrity: the page must neither read the verdict nor the words the user
+ * types or selects, nor change what the panel shows. So nothing of it is drawn here: the host
+ * holds, in a closed shadow root, only the iframe (a cross-origin document: no DOM, no key or
+ * input events, no selection reach this page), of one fixed size whatever it shows. This script
+ * never gets the verdict either (only which panel, image and check, and for feed badges the
+ * badge's words): the panel page reads what to show from the extension under the panel's id
+ * (worker/panels.js), which only the worker and this script know, and asks the worker to close.
  */
 (() => {
   // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
   const has = (name) => Object.hasOwn(globalThis, name);
-  if (has('__fakescope') || !has('__fakescopeOverlayDom') || !has('__fakescopePanel')) return;
+  if (has('__fakescope') || !has('__fakescopeOverlayDom')) return;
   const { STYLE, h } = globalThis.__fakescopeOverlayDom;
-  const { Panel } = globalThis.__fakescopePanel;
 
   /** The <img> elements showing this URL, best candidate (largest visible) first. */
   function findImages(srcUrl) {
@@ -48,42 +41,24 @@
   }
 
   class Overlay {
-    /**
-     * `framePanel`: the id of the extension's panel page to host (an image of another frame);
-     * none: the panel is drawn here, for an image of this document.
-     */
-    constructor({ framePanel = null } = {}) {
+    /** `framePanel`: the id of the panel page to host (worker/panels.js). */
+    constructor(framePanel) {
       this.framePanel = framePanel;
       this.host = document.createElement('fakescope-overlay');
       // Kept here: a closed root is reachable only through this reference (host.shadowRoot is null).
-      this.root = this.host.attachShadow({ mode: framePanel ? 'closed' : 'open' });
-      this.root.append(h('style', {}, STYLE));
-      if (framePanel) {
-        // The page's dynamic URL (web_accessible_resources use_dynamic_url) changes every session.
-        const src = `${chrome.runtime.getURL('panel/frame-panel.html')}#${framePanel}`;
-        this.inline = null;
-        this.panel = h('iframe', { className: 'panel', src, title: 'FakeScope result' });
-        // Focused while it loads, the iframe keeps the focus but its new document does not get
-        // it: hand it on (the page then focuses its dialog, panel/frame-panel.js).
-        this.panel.addEventListener('load', () => {
-          if (this.hasFocus()) this.panel.contentWindow?.focus();
-        });
-        this.root.append(this.panel);
-      } else {
-        this.inline = new Panel(this.root, {
-          close: () => this.close(),
-          recheckMessage: (srcUrl) => ({ type: 'fakescope:recheck', srcUrl }),
-        });
-        this.panel = this.inline.panel;
-      }
+      this.root = this.host.attachShadow({ mode: 'closed' });
+      // The page's dynamic URL (web_accessible_resources use_dynamic_url) changes every session.
+      const src = `${chrome.runtime.getURL('panel/frame-panel.html')}#${framePanel}`;
+      this.panel = h('iframe', { className: 'panel', src, title: 'FakeScope result' });
+      // Focused while it loads, the iframe keeps the focus but its new document does not get
+      // it: hand it on (the page then focuses its dialog, panel/frame-panel.js).
+      this.panel.addEventListener('load', () => {
+        if (this.hasFocus()) this.panel.contentWindow?.focus();
+      });
+      this.root.append(h('style', {}, STYLE), this.panel);
       // What the worker last said this panel shows: the image, and whether it is still checking.
       this.srcUrl = null;
-      this.loading = false;
-      // The check shown as loading: the results of an older one are dropped.
       this.checkId = null;
-      // Set when the user closes the panel while a check is still running: its result must
-      // not pop the panel open again (and steal the focus) for an image they gave up on.
-      this.dismissedSrc = null;
       this.returnFocus = null;
       this.onResize = () => this.position();
       // The panel sits in document coordinates, so it moves with the page by itself; an image
@@ -105,17 +80,9 @@
       return this.host.isConnected;
     }
 
-    /** Whether the keyboard focus is inside the panel (in the hosted panel page, for a framed one). */
+    /** Whether the keyboard focus is inside the panel (in the hosted panel page). */
     hasFocus() {
-      return this.inline ? this.inline.hasFocus() : this.root.activeElement === this.panel;
-    }
-
-    /** Shows a state the worker sent; a framed panel's page reads it from the extension itself. */
-    show(message) {
-      this.srcUrl = message.srcUrl;
-      this.loading = message.state === 'loading';
-      this.checkId = this.loading ? message.checkId ?? null : null;
-      this.inline?.show(message);
+      return this.root.activeElement === this.panel;
     }
 
     /**
@@ -127,7 +94,6 @@
       this.anchor = anchor ?? null;
       const opening = !this.isOpen;
       if (opening) {
-        this.dismissedSrc = null;
         // The element with the focus, inside shadow roots too: a feed badge sits in a shadow
         // root of its own, and focusing its host would put the focus nowhere.
         let active = document.activeElement;
@@ -147,14 +113,7 @@
         window.addEventListener('scroll', this.onScroll, { passive: true, capture: true });
       }
       this.position();
-      this.inline?.makeScrollersFocusable();
-      if (opening || focus) this.focus();
-    }
-
-    /** Focuses the dialog; a framed one's page does that itself when its frame gets the focus. */
-    focus() {
-      if (this.inline) this.inline.focus();
-      else if (!this.hasFocus()) this.panel.focus({ preventScroll: true });
+      if ((opening || focus) && !this.hasFocus()) this.panel.focus({ preventScroll: true });
     }
 
     /**
@@ -185,12 +144,10 @@
 
     /** Closes the panel; `restoreFocus: false` leaves the focus where it is (see replaceOverlay). */
     close({ restoreFocus = true } = {}) {
-      if (this.isOpen && (this.inline ? this.inline.busy : this.loading)) this.dismissedSrc = this.srcUrl;
-      this.inline?.stop();
       window.removeEventListener('resize', this.onResize);
       window.removeEventListener('scroll', this.onScroll, { capture: true });
       if (this.host.matches?.(':popover-open')) this.host.hidePopover();
-      this.host.remove(); // a framed panel's page goes with its iframe, and its ports with it
+      this.host.remove(); // the panel page goes with its iframe, and its ports with it
       if (restoreFocus && this.returnFocus?.isConnected) this.returnFocus.focus({ preventScroll: true });
       this.returnFocus = null;
     }
@@ -199,41 +156,38 @@
   let overlay = null;
 
   /**
-   * Another panel than the one shown is needed (the one for another frame's image and the one
-   * drawn here differ, and each panel page shows one frame's image): the old panel is closed
-   * (host, listeners, ports) and a new one made. The focus goes back where it was before the old
-   * panel only if it was inside it; so the new panel gives it back to the same place.
+   * Another panel than the one shown (a new check, a badge): the old panel is closed (host,
+   * listeners) and a new one made. The focus goes back where it was before the old panel only if
+   * it was inside it; so the new panel gives it back to the same place.
    */
   function replaceOverlay(framePanel) {
-    if (overlay.framePanel === framePanel) return;
-    overlay.close({ restoreFocus: overlay.hasFocus() });
-    overlay = new Overlay({ framePanel });
+    if (overlay?.framePanel === framePanel) return;
+    overlay?.close({ restoreFocus: overlay.hasFocus() });
+    overlay = new Overlay(framePanel);
   }
 
   /**
-   * Shows a state (loading / result / hint / error) for an image URL, anchored at that image;
-   * or, for an image of a small embedded frame (`framePanel`, from the worker), hosts the panel
-   * page that shows it, at the viewport's top right.
+   * Opens panel `framePanel` (from the worker) for a state (loading / result / hint / error) of
+   * an image: anchored at that image when it is this document's (`imageHere`; a badge passes its
+   * own `anchor`), else at the viewport's top right.
    */
   function showOverlay(message) {
     const { state, srcUrl, checkId, anchor } = message;
-    const framePanel = typeof message.framePanel === 'string' ? message.framePanel : null;
-    overlay ??= new Overlay({ framePanel });
-    // The outcome of a check the user already replaced (a second right-click, a badge, Try
-    // again) comes late: the panel keeps showing what the user asked for last.
-    if (state !== 'loading' && checkId !== undefined && checkId !== overlay.checkId) return;
-    // The user closed the panel while this image was being checked: keep it closed (a badge
-    // click, which comes with its anchor, is the user asking again).
-    if (state !== 'loading' && !anchor && !overlay.isOpen && overlay.dismissedSrc === srcUrl) return;
+    const framePanel = message.framePanel;
+    if (typeof framePanel !== 'string' || !framePanel) return;
+    // The outcome of a check the user already replaced (Try again) comes late: the panel keeps
+    // showing what the user asked for last. (The worker drops it too: worker/panels.js.)
+    if (state !== 'loading' && overlay?.framePanel === framePanel && checkId !== undefined && checkId !== overlay.checkId) return;
+    // A panel closed meanwhile stays closed: the worker sends nothing more for it.
+    if (state !== 'loading' && !anchor && overlay?.framePanel === framePanel && !overlay.isOpen) return;
     replaceOverlay(framePanel);
-    // The image is in another frame: an image of this document with the same address is not it.
-    const target = framePanel ? null : anchor ?? findImages(srcUrl)[0] ?? null;
+    const target = message.imageHere === true ? anchor ?? findImages(srcUrl)[0] ?? null : null;
     // A new check, or a badge the user clicked, takes the focus; the outcome of a check already
-    // shown as loading keeps the focus where it is (unless the update removed the focused control).
+    // shown as loading keeps the focus where it is.
     const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;
-    const hadFocus = overlay.hasFocus();
-    overlay.show(message);
-    overlay.open(target, { focus: !update || (hadFocus && !overlay.hasFocus()) });
+    overlay.srcUrl = srcUrl;
+    overlay.checkId = state === 'loading' ? checkId ?? null : null;
+    overlay.open(target, { focus: !update });
   }
 
   function onOverlayMessage(message, _sender, sendResponse) {
@@ -241,7 +195,7 @@
       showOverlay(message);
     } else if (message?.type === 'fakescope:overlay-close') {
       // The panel page's close button or Escape, passed on by the worker (panel/frame-panel.js).
-      if (overlay?.isOpen && overlay.framePanel !== null && overlay.framePanel === message.framePanel) overlay.close();
+      if (overlay?.isOpen && overlay.framePanel === message.framePanel) overlay.close();
     } else {
       return false;
     }

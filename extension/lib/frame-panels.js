@@ -1,16 +1,20 @@
 /**
- * What the panels for images of other frames show. Such a panel (worker/check.js: an image in
- * an embedded frame too small for it, shown in the top frame) is the extension page
- * panel/frame-panel.html, in an iframe the top frame's content script puts in the page; the
- * page reads what it shows from here, a record in the extension's session storage, never from
- * anything the embedding page could read or forge (window messages, the DOM).
+ * What each result panel shows. Every panel (worker/check.js: a right-click check, **Try
+ * again**, a hint's **Check this image**; worker/feed-lookup.js: a feed badge) is the extension
+ * page panel/frame-panel.html, in an iframe that a content script puts in its page (the *host*
+ * document) inside a closed shadow root; the page reads what it shows from here, a record in the
+ * extension's session storage, never from anything the host page could read or forge (window
+ * messages, the DOM).
  *
- * A record, under `framePanel:<id>`: `{tabId, pageUrl, frame, state, version}`, where `id` is
- * random (only the worker, the top frame's content script and the panel page know it), `frame`
- * is `{frameId, origin, note}` (the image's frame and what the panel says about it), `state` the
- * latest `fakescope:overlay` payload (loading, result or error) and `version` counts the states,
- * so the page never trades a newer one for an older read. One panel per tab: a new one forgets
- * the tab's previous record, as does closing the panel or the tab.
+ * A record, under `framePanel:<id>`: `{tabId, pageUrl, host, frame, state, version}`, where `id`
+ * is random (only the worker, the host's content script and the panel page know it), `host` is
+ * `{frameId, documentId, origin, ancestorOrigins}` (the document the panel is in, and the origins
+ * above it, which the panel page checks its own `location.ancestorOrigins` against), `frame` is
+ * `{frameId, origin, note}` (the image's frame and what the panel says about it: null when the
+ * image is the host's own), `state` the latest `fakescope:overlay` payload (loading, result, hint
+ * or error) and `version` counts the states, so the page never trades a newer one for an older
+ * read. One panel per frame of a tab: a new one there forgets the previous record, as does
+ * closing the panel or the tab.
  *
  * The storage area is passed in (chrome.storage.session in the worker, which content scripts
  * cannot read; a stand-in in unit tests).
@@ -31,20 +35,25 @@ export class FramePanels {
   }
 
   /**
-   * A new panel in tab `tabId` (whose top frame shows `pageUrl`) for an image of `frame`;
-   * resolves to its id. The tab's previous panel is forgotten: the content script replaces it.
+   * A new panel in tab `tabId` (whose top frame shows `pageUrl`), put in document `host`, for an
+   * image of `frame`; resolves to its id. The previous panel of the host's frame is forgotten:
+   * its content script replaces it.
    */
-  async open(tabId, pageUrl, frame) {
+  async open(tabId, pageUrl, host, frame) {
     const id = this.newId();
-    const previous = (await this.area.get(tabKey(tabId)))[tabKey(tabId)];
+    const panels = (await this.area.get(tabKey(tabId)))[tabKey(tabId)] ?? {};
+    const previous = panels[host.frameId];
     if (previous) await this.area.remove(recordKey(previous));
-    await this.area.set({ [recordKey(id)]: { tabId, pageUrl, frame, state: null, version: 0 }, [tabKey(tabId)]: id });
+    await this.area.set({
+      [recordKey(id)]: { tabId, pageUrl, host, frame, state: null, version: 0 },
+      [tabKey(tabId)]: { ...panels, [host.frameId]: id },
+    });
     return id;
   }
 
   /**
    * Records `state` for the panel to show, with the `frame` it is about; false when there is no
-   * such panel any more (closed, or replaced by another in its tab), or when `state` is the late
+   * such panel any more (closed, or replaced by another in its frame), or when `state` is the late
    * outcome of a check the panel no longer shows (another check's `checkId` is loading there).
    */
   async show(id, frame, state) {
@@ -66,13 +75,16 @@ export class FramePanels {
   async forget(id) {
     const record = (await this.area.get(recordKey(id)))[recordKey(id)];
     if (!record) return;
-    const current = (await this.area.get(tabKey(record.tabId)))[tabKey(record.tabId)];
-    await this.area.remove(current === id ? [recordKey(id), tabKey(record.tabId)] : [recordKey(id)]);
+    const panels = (await this.area.get(tabKey(record.tabId)))[tabKey(record.tabId)] ?? {};
+    const left = Object.fromEntries(Object.entries(panels).filter(([, other]) => other !== id));
+    await this.area.remove(recordKey(id));
+    if (Object.keys(left).length) await this.area.set({ [tabKey(record.tabId)]: left });
+    else await this.area.remove(tabKey(record.tabId));
   }
 
-  /** Forgets tab `tabId`'s panel (the tab was closed). */
+  /** Forgets tab `tabId`'s panels (the tab was closed). */
   async forgetTab(tabId) {
-    const id = (await this.area.get(tabKey(tabId)))[tabKey(tabId)];
-    await this.area.remove(id ? [recordKey(id), tabKey(tabId)] : [tabKey(tabId)]);
+    const panels = (await this.area.get(tabKey(tabId)))[tabKey(tabId)] ?? {};
+    await this.area.remove([...Object.values(panels).map(recordKey), tabKey(tabId)]);
   }
 }

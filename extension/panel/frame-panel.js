@@ -1,22 +1,23 @@
 /**
- * The panel for an image of another frame, as an extension page. When the image is in an
- * embedded frame too small for the panel, the panel shows in the top frame (worker/check.js);
- * drawn there, the embedding page's scripts would see the keys the user types into it and what
- * they select, and could measure it. So the top frame's content script (content/overlay.js)
- * puts only an iframe of this page there, of a fixed size, in a closed shadow root: the
- * embedding page finds a cross-origin document it cannot read, whose events never reach it.
+ * The result panel, as an extension page. Drawn in the page it is about, the panel would be the
+ * page's to read (the verdict, the keys typed into it, what is selected) and to change (a
+ * "Likely AI-generated" rewritten into "Likely real"). So a content script (content/overlay.js)
+ * puts only an iframe of this page there, of a fixed size, in a closed shadow root: the page
+ * finds a cross-origin document it can neither read nor change, whose events never reach it.
  *
- * The page draws the same panel as the content scripts (content/overlay-panel.js, loaded by
- * frame-panel.html) from what the extension itself says: its URL's fragment is the panel's id
- * (random; only the worker and the top frame's content script know it), and the worker keeps the
- * state to show under that id in the session storage (lib/frame-panels.js), which web pages and
- * content scripts cannot read. Nothing comes from window messages. **Try again** and closing go
- * to the worker as runtime messages naming the panel; the worker tells the host to close.
+ * The page draws the panel (panel/panel.js) from what the extension itself says: its URL's
+ * fragment is the panel's id (random; only the worker and the host's content script know it),
+ * and the worker keeps the state to show under that id in the session storage
+ * (lib/frame-panels.js), which web pages and content scripts cannot read. Nothing comes from
+ * window messages. **Try again**, a hint's **Check this image** and closing go to the worker as
+ * runtime messages naming the panel; the worker tells the host to close.
  *
- * Listed in the manifest's web_accessible_resources (so the content script may frame it) with
+ * Listed in the manifest's web_accessible_resources (so a content script may frame it) with
  * use_dynamic_url (its address changes every browser session, so no page can probe for it).
- * A page that frames it anyway, without the id of a panel of its own tab, or not directly under
- * its tab's top frame, gets an empty page: nothing is read, drawn or listened to.
+ * A page that frames it anyway, without the id of a panel of its own tab, or not directly in the
+ * document the panel was opened for (its ancestors' origins are checked against that document's
+ * origin and its ancestors', as recorded in lib/frame-panels.js), gets an empty page: nothing is
+ * read, drawn or listened to.
  */
 (() => {
   const { STYLE, h } = globalThis.__fakescopeOverlayDom;
@@ -34,12 +35,22 @@
     header { border-radius: 0; }
   `;
 
+  /**
+   * Whether this page sits directly in its panel's host document: its ancestors' origins are the
+   * host's origin, then the host's own ancestors' (measured in the host: worker/panels.js).
+   */
+  function framedByHost(record) {
+    const expected = [record.host?.origin, ...(record.host?.ancestorOrigins ?? [])];
+    const actual = [...(location.ancestorOrigins ?? [])];
+    return typeof expected[0] === 'string' && expected.length === actual.length && expected.every((origin, i) => origin === actual[i]);
+  }
+
   /** The record of this page's panel, or null when this page is not one FakeScope put there. */
   async function ownRecord() {
-    if (!/^[0-9a-f-]{36}$/.test(id) || window.parent === window || window.parent !== window.top) return null;
+    if (!/^[0-9a-f-]{36}$/.test(id) || window.parent === window) return null;
     const [stored, tab] = await Promise.all([chrome.storage.session.get(key), chrome.tabs.getCurrent()]);
     const record = stored[key];
-    return record && tab && record.tabId === tab.id ? record : null;
+    return record && tab && record.tabId === tab.id && framedByHost(record) ? record : null;
   }
 
   /** Draws the panel and follows its record; resolves to 'shown', or 'inert' (an empty page). */
@@ -50,7 +61,7 @@
     root.append(h('style', {}, STYLE), h('style', {}, PAGE_STYLE));
     const panel = new Panel(root, {
       close: () => chrome.runtime.sendMessage({ type: 'fakescope:frame-panel-close', panel: id }).catch(() => {}),
-      recheckMessage: () => ({ type: 'fakescope:recheck', panel: id }),
+      recheck: () => chrome.runtime.sendMessage({ type: 'fakescope:recheck', panel: id }),
     });
     document.body.append(host);
 

@@ -4,6 +4,10 @@ import { memoryArea } from '../lib/cache.js';
 import { FRAME_PANEL_KEY_PREFIX, FramePanels } from '../lib/frame-panels.js';
 
 const FRAME = { frameId: 3, origin: 'http://127.0.0.1:8080', note: 'This image is in an embedded frame…' };
+// The top frame hosts the panel for the image of FRAME; a large frame hosts its own image's.
+const TOP = { frameId: 0, documentId: 'doc-top', origin: 'http://localhost', ancestorOrigins: [] };
+const IN_FRAME = { frameId: 5, documentId: 'doc-5', origin: 'http://127.0.0.1:8080', ancestorOrigins: ['http://localhost'] };
+const OWN = { frameId: 5, origin: 'http://127.0.0.1:8080', note: null };
 const loading = (checkId) => ({ state: 'loading', srcUrl: 'http://127.0.0.1:8080/a.png', checkId });
 const result = (checkId) => ({ state: 'result', srcUrl: 'http://127.0.0.1:8080/a.png', checkId, view: { label: 'real' } });
 
@@ -12,19 +16,21 @@ function panels() {
   return { area, framePanels: new FramePanels(area) };
 }
 
+const recordKeys = (area) => [...area.map.keys()].filter((key) => key.startsWith(FRAME_PANEL_KEY_PREFIX));
+
 test('a panel gets a random id, and its record only what the panel page needs', async () => {
   const { area, framePanels } = panels();
-  const id = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const id = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   assert.match(id, /^[0-9a-f-]{36}$/);
-  assert.notEqual(await framePanels.open(8, 'http://localhost/other.html', FRAME), id);
+  assert.notEqual(await framePanels.open(8, 'http://localhost/other.html', TOP, FRAME), id);
   assert.deepEqual(area.map.get(`${FRAME_PANEL_KEY_PREFIX}${id}`), {
-    tabId: 7, pageUrl: 'http://localhost/page.html', frame: FRAME, state: null, version: 0,
+    tabId: 7, pageUrl: 'http://localhost/page.html', host: TOP, frame: FRAME, state: null, version: 0,
   });
 });
 
 test('each state shown is a new version of the record, with the frame it is about', async () => {
   const { framePanels } = panels();
-  const id = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const id = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   assert.equal(await framePanels.show(id, FRAME, loading('c1')), true);
   const moved = { ...FRAME, origin: 'http://127.0.0.1:9090' };
   assert.equal(await framePanels.show(id, moved, result('c1')), true);
@@ -32,9 +38,16 @@ test('each state shown is a new version of the record, with the frame it is abou
   assert.deepEqual([record.version, record.state.state, record.frame.origin], [2, 'result', 'http://127.0.0.1:9090']);
 });
 
+test('a state with no check (a feed badge) is recorded in a new panel', async () => {
+  const { framePanels } = panels();
+  const id = await framePanels.open(7, 'http://localhost/page.html', IN_FRAME, OWN);
+  assert.equal(await framePanels.show(id, OWN, { state: 'hint', srcUrl: 'http://127.0.0.1:8080/a.png', hint: {} }), true);
+  assert.equal((await framePanels.of(id, 7)).state.state, 'hint');
+});
+
 test('the late outcome of a check the panel no longer shows is not recorded', async () => {
   const { framePanels } = panels();
-  const id = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const id = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   await framePanels.show(id, FRAME, loading('first'));
   await framePanels.show(id, FRAME, loading('again')); // Try again
   assert.equal(await framePanels.show(id, FRAME, result('first')), false);
@@ -44,7 +57,7 @@ test('the late outcome of a check the panel no longer shows is not recorded', as
 
 test('a panel is given only to its own tab, and never for an unknown id', async () => {
   const { framePanels } = panels();
-  const id = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const id = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   assert.equal((await framePanels.of(id, 7)).tabId, 7);
   assert.equal(await framePanels.of(id, 8), null);
   assert.equal(await framePanels.of('00000000-0000-4000-8000-000000000000', 7), null);
@@ -52,25 +65,42 @@ test('a panel is given only to its own tab, and never for an unknown id', async 
   assert.equal(await framePanels.of('', 7), null);
 });
 
-test('a new panel in a tab forgets the previous one, whose states go nowhere', async () => {
+test('a new panel in a frame forgets that frame\'s previous one, whose states go nowhere', async () => {
   const { area, framePanels } = panels();
-  const first = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const first = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   await framePanels.show(first, FRAME, loading('c1'));
-  const second = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const second = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   assert.equal(await framePanels.of(first, 7), null);
   assert.equal(await framePanels.show(first, FRAME, result('c1')), false);
   assert.notEqual(await framePanels.of(second, 7), null);
-  assert.equal([...area.map.keys()].filter((key) => key.startsWith(FRAME_PANEL_KEY_PREFIX)).length, 1);
+  assert.equal(recordKeys(area).length, 1);
 });
 
-test('closing the panel or its tab forgets it', async () => {
+test('panels hosted by different frames of a tab stay side by side', async () => {
   const { area, framePanels } = panels();
-  const closed = await framePanels.open(7, 'http://localhost/page.html', FRAME);
+  const inTop = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
+  const inFrame = await framePanels.open(7, 'http://localhost/page.html', IN_FRAME, OWN);
+  assert.equal((await framePanels.of(inTop, 7)).host.frameId, 0);
+  assert.equal((await framePanels.of(inFrame, 7)).host.frameId, 5);
+  // Closing one keeps the other; the next panel of the frame still replaces it.
+  await framePanels.forget(inTop);
+  assert.equal(await framePanels.of(inTop, 7), null);
+  assert.notEqual(await framePanels.of(inFrame, 7), null);
+  const again = await framePanels.open(7, 'http://localhost/page.html', IN_FRAME, OWN);
+  assert.equal(await framePanels.of(inFrame, 7), null);
+  assert.deepEqual(recordKeys(area), [`${FRAME_PANEL_KEY_PREFIX}${again}`]);
+});
+
+test('closing the panels or their tab forgets them', async () => {
+  const { area, framePanels } = panels();
+  const closed = await framePanels.open(7, 'http://localhost/page.html', TOP, FRAME);
   await framePanels.forget(closed);
   assert.equal(await framePanels.of(closed, 7), null);
   assert.equal(await framePanels.show(closed, FRAME, loading('c1')), false);
-  const other = await framePanels.open(8, 'http://localhost/other.html', FRAME);
+  const top = await framePanels.open(8, 'http://localhost/other.html', TOP, FRAME);
+  const inFrame = await framePanels.open(8, 'http://localhost/other.html', IN_FRAME, OWN);
   await framePanels.forgetTab(8);
-  assert.equal(await framePanels.of(other, 8), null);
+  assert.equal(await framePanels.of(top, 8), null);
+  assert.equal(await framePanels.of(inFrame, 8), null);
   assert.deepEqual([...area.map.keys()], []);
 });

@@ -1,5 +1,5 @@
 /**
- * The overlay's questions: a runtime Port named ASK_PORT_NAME carries one question in and
+ * The panel page's questions: a runtime Port named ASK_PORT_NAME carries one question in and
  * the streamed answer from /v1/ask out, piece by piece. Closing the port (the panel closed
  * or moved on) aborts the request.
  */

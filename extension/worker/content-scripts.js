@@ -7,8 +7,11 @@
 
 import { prepareInjection } from '../lib/injection.js';
 
-/** The panel: its DOM helpers and styles, its ask and report forms, the panel, its place in the page. */
-export const OVERLAY_SCRIPTS = ['content/overlay-dom.js', 'content/overlay-forms.js', 'content/overlay-panel.js', 'content/overlay.js'];
+/**
+ * The panel's host: its DOM helpers and styles, and its place in the page (the panel itself is
+ * the extension page panel/frame-panel.html, which the host frames: no page script reaches it).
+ */
+export const OVERLAY_SCRIPTS = ['content/overlay-dom.js', 'content/overlay.js'];
 /** The page reader (content/page-image.js): what the image's frame needs when the panel shows elsewhere. */
 export const PAGE_READER_SCRIPTS = ['content/page-image.js'];
 /** A right-click check: the page reader and the panel. */

@@ -15,7 +15,8 @@ import { pdqFromImageBytes } from '../lib/pdq.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
 import { BatchQueue, createLimiter } from '../lib/queue.js';
 import { clientFor, currentSettings } from './server-client.js';
-import { analyses, cacheKey, imageHashes, imagePdqs, rememberable } from './session-caches.js';
+import { framePanels, hostOf, measureFrame, openPanel } from './panels.js';
+import { analyses, cacheKey, feedHints, imageHashes, imagePdqs, rememberable } from './session-caches.js';
 import { describeAnalysis, describeHint, shortVerdict } from '../lib/verdict.js';
 
 const MAX_LOOKUP_URLS_PER_MESSAGE = 32;
@@ -98,12 +99,17 @@ export async function lookupImages(urls, sender) {
         if (!analysis) {
           const { sha256, pdq } = await fingerprints(url);
           analysis = await analyses.get(cacheKey(settings, sha256));
-          if (!analysis) {
+          // A hint already found for these bytes (its badge's panel asks again: worker/panels.js).
+          hint = analysis ? null : (await feedHints.get(cacheKey(settings, sha256))) ?? null;
+          if (!analysis && !hint) {
             const found = await queue.add(lookupKey(sha256, pdq));
             analysis = found?.analysis ?? null;
             hint = found?.hint ?? null;
             if (analysis) await analyses.trySet(cacheKey(settings, sha256), analysis);
-            if (hint) await analyses.trySet(cacheKey(settings, hint.sha256), hint.analysis);
+            if (hint) {
+              await analyses.trySet(cacheKey(settings, hint.sha256), hint.analysis);
+              await feedHints.trySet(cacheKey(settings, sha256), hint);
+            }
           }
         }
         if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
@@ -115,4 +121,28 @@ export async function lookupImages(urls, sender) {
     }),
   );
   return { ok: failure === null, results, aspects: ASPECTS, failure };
+}
+
+/**
+ * A feed badge the user clicked (content/feed.js, a real click): a panel in the badge's document
+ * (the sender's), over its image, showing the image's verdict or hint as a lookup finds it now
+ * (from the session caches, as a rule: the badge was placed from the same lookup). Resolves to
+ * the panel's id and state, which the badge's content script opens over the image; the verdict
+ * itself goes only into the panel's record.
+ */
+export async function openFeedPanel(srcUrl, sender) {
+  const tabId = sender?.tab?.id;
+  const frameId = sender?.frameId ?? 0;
+  const { results, aspects, failure } = await lookupImages([srcUrl], sender);
+  const found = results[srcUrl];
+  if (!found || tabId === undefined) return { ok: false, failure };
+  // The badge's document, as it is now: a document that replaced it gets no panel.
+  const host = await measureFrame(tabId, frameId);
+  if (!host || host.documentId !== sender.documentId) return { ok: false };
+  const state = found.hint
+    ? { state: 'hint', srcUrl, hint: found.hint }
+    : { state: 'result', srcUrl, view: found.view, short: found.short, aspects, cached: true };
+  const panel = await openPanel(tabId, sender.tab.url ?? null, hostOf(frameId, host), { frameId, origin: host.origin, note: null });
+  await framePanels.show(panel.id, panel.frame, state);
+  return { ok: true, framePanel: panel.id, state: state.state };
 }

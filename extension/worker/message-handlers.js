@@ -1,18 +1,17 @@
 /**
  * The service worker's answers to runtime messages, one handler per message type, from
- * the overlay (report, recheck, check, open-options), the panel page for another frame's image
- * (recheck, frame-panel-close, report, open-options), feed mode (lookup), the popup (status,
- * start-feed) and the options page (test-connection). Only the extension's own scripts are
- * answered, and some messages only its pages (not content scripts in web pages).
- * Only a check's own messages (recheck, check) use the sender's frame, to show the panel where
- * it asked (its document, `sender.documentId`: never a later one of that frame); the panel page
- * names its panel instead, which must be its own tab's (worker/check.js).
- * A report or a question carries the image's sha256 and works from any of them.
+ * the panel page (report, recheck, frame-panel-close, open-options), feed mode (lookup,
+ * feed-panel), the popup (status, start-feed) and the options page (test-connection). Only the
+ * extension's own scripts are answered, and some messages only its pages (not content scripts in
+ * web pages). The panel page names its panel (recheck, close), which must be its own tab's
+ * (worker/panels.js); a feed badge's panel goes into the sender's document (`sender.documentId`).
+ * A report or a question carries the image's sha256.
  */
 
 import { ApiClient } from '../lib/api.js';
-import { checkAndShow, closeFramePanel, framePanels, injectOverlay, recheckFramePanel } from './check.js';
-import { lookupImages } from './feed-lookup.js';
+import { recheckPanel } from './check.js';
+import { lookupImages, openFeedPanel } from './feed-lookup.js';
+import { closePanel, framePanels } from './panels.js';
 import { startFeedInTab } from './feed-scripts.js';
 import { isSha256Hex } from '../lib/hash.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
@@ -38,7 +37,7 @@ const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
 
 /** Messages only the extension's own pages (options, popup, the panel page) may send. */
 const EXTENSION_PAGE_ONLY = new Set([
-  'fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status', 'fakescope:frame-panel-close',
+  'fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status', 'fakescope:frame-panel-close', 'fakescope:recheck',
 ]);
 
 function isExtensionPage(sender) {
@@ -46,7 +45,7 @@ function isExtensionPage(sender) {
 }
 
 const MESSAGE_HANDLERS = {
-  /** The overlay's "report a wrong verdict" form. */
+  /** The panel's "report a wrong verdict" form. */
   'fakescope:report': async (message) => {
     if (!isSha256Hex(message.sha256)) throw new TypeError('Unknown image.');
     const reason = String(message.reason ?? '').trim().slice(0, 2000);
@@ -57,40 +56,28 @@ const MESSAGE_HANDLERS = {
     return { ok: true };
   },
   /**
-   * The panel's retry button after an error. The panel that asks shows the new check (the
-   * sender's frame); the panel page for an image of an embedded frame names its panel
-   * (`panel`), whose image is read in its frame again (worker/check.js recheckFramePanel).
+   * The panel page's **Try again** after an error, or a hint's **Check this image**: it names
+   * its panel (`panel`), whose image is checked again and shown there (worker/check.js
+   * recheckPanel). Only from the extension's page in that panel's tab.
    */
   'fakescope:recheck': async (message, sender) => {
-    if (message.panel !== undefined) {
-      const record = isExtensionPage(sender) ? await framePanels.of(message.panel, sender.tab?.id) : null;
-      if (!record) return { ok: false, failure: { title: 'This panel is closed', message: '', guidance: '' } };
-      return recheckFramePanel(message.panel, record);
-    }
-    const shownIn = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentId: sender.documentId, documentUrl: sender.url };
-    return checkAndShow(String(message.srcUrl), shownIn, sender.tab.url ?? null);
+    const record = await framePanels.of(message.panel, sender.tab?.id);
+    if (!record) return { ok: false, failure: { title: 'This panel is closed', message: '', guidance: '' } };
+    return recheckPanel(message.panel, record);
   },
-  /** The panel page's close button or Escape: its host in the top frame removes it. */
+  /** The panel page's close button or Escape: its host removes it. */
   'fakescope:frame-panel-close': async (message, sender) => {
     const record = await framePanels.of(message.panel, sender.tab?.id);
     if (!record) return { ok: false };
-    await closeFramePanel(message.panel, record.tabId);
+    await closePanel(message.panel, record);
     return { ok: true };
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
   /**
-   * "Check this image" in the panel of a feed hint: the user asks for the normal check (the
-   * image is sent to the server), as with the context menu.
+   * A feed badge the user clicked (content/feed.js): a panel in the badge's document, showing
+   * what the worker knows of the image (its verdict, or the hint), which the page never gets.
    */
-  'fakescope:check': async (message, sender) => {
-    const srcUrl = String(message.srcUrl ?? '');
-    if (!/^(https?|data):/i.test(srcUrl) || sender.tab?.id === undefined) {
-      return { ok: false, failure: { title: 'Not an image FakeScope can check', message: '', guidance: '' } };
-    }
-    const target = { tabId: sender.tab.id, frameId: sender.frameId ?? 0, documentId: sender.documentId, documentUrl: sender.url };
-    await injectOverlay(target); // adds the page reader (content/page-image.js) the feed scripts lack
-    return checkAndShow(srcUrl, target, sender.tab.url ?? null);
-  },
+  'fakescope:feed-panel': async (message, sender) => openFeedPanel(String(message.srcUrl ?? ''), sender),
   /** The popup's status line. */
   'fakescope:status': async () => {
     const settings = await currentSettings();
@@ -125,7 +112,7 @@ const MESSAGE_HANDLERS = {
     }
     return { ok: true, serverUrl: server.value, ready };
   },
-  /** The overlay's "Allow this image site" button: the options page asks for the permission. */
+  /** The panel's "Allow this image site" button: the options page asks for the permission. */
   'fakescope:open-options': async (message) => {
     const query = typeof message.grant === 'string' ? `?grant=${encodeURIComponent(message.grant)}` : '';
     await chrome.tabs.create({ url: chrome.runtime.getURL(`options/options.html${query}`) });

@@ -23,6 +23,13 @@ export const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:'
  */
 export const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
 
+/**
+ * The near match a feed lookup found for an image's bytes (by server and sha256, see cacheKey):
+ * `{sha256, distance, mirrored, analysis}` of the checked image it looks like, so that its hint
+ * badge's panel (worker/feed-lookup.js openFeedPanel) needs no second lookup.
+ */
+export const feedHints = new TtlCache(chrome.storage.session, { prefix: 'hint:', ttlMs: ANALYSIS_TTL_MS });
+
 export const cacheKey = (settings, sha256) => `${settings.serverUrl}|${sha256}`;
 
 /** Whether an image address is worth remembering (its sha256) for a later check or lookup. */

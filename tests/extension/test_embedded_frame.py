@@ -3,17 +3,17 @@ embedded post) gets its panel in the top frame, saying where the image is; a fra
 keeps the panel next to the image; where the top frame cannot be scripted, the panel stays in
 the frame. The frames come from another origin (127.0.0.1) than the page (localhost).
 
-The top frame's panel for a frame's image is the extension page panel/frame-panel.html in an
-iframe, inside a closed shadow root (the embedding page must not read it): the tests reach it as
-one of the page's frames (`panel_frame`), and click and type into it as the user does."""
+Every panel is the extension page panel/frame-panel.html in an iframe, inside a closed shadow
+root (the page it is in must not read it): the tests reach it as one of its host document's
+frames (panel_helpers.py), and click and type into it as the user does."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import pytest
+from panel_helpers import click_in_panel, in_panel, panel, panel_frame, panel_text
 
 pytestmark = pytest.mark.browser
 
@@ -49,64 +49,6 @@ CHECK_IN_FRAME = """async ([pageUrl, frameUrl, srcUrl, wait]) => {
       {menuItemId: 'fakescope-check', srcUrl, frameId: frame.frameId, frameUrl, pageUrl}, tab);
     return wait ? checking : null;
 }"""
-
-
-# The panel page's panel, read in the panel page (an extension page: the test may, the embedding
-# page may not), once the page has drawn it (or found it has nothing to draw).
-IN_PANEL = """async ([selector, text]) => {
-    if (await window.fakescopeFramePanel !== 'shown') return null;
-    const root = document.querySelector('fakescope-panel').shadowRoot;
-    const all = [...root.querySelectorAll(selector)]
-      .filter((el) => text === null || el.textContent.trim() === text);
-    const focused = document.hasFocus() ? root.activeElement : null;
-    const found = {count: all.length,
-      focused: focused && {tag: focused.localName, role: focused.getAttribute('role'),
-        name: focused.getAttribute('aria-label')}};
-    const el = all[0];
-    if (!el) return found;
-    return {...found, text: el.innerText, label: el.dataset.label ?? null};
-}"""
-
-PANEL_PAGE = re.compile(r"^chrome-extension://[a-p]{32}/panel/frame-panel\.html#")
-
-
-def panel_frame(page: Any) -> Any:
-    """The top frame's panel page (for an image of another frame), or None."""
-    # A round trip first: the sync API takes in frames attached meanwhile only while it waits.
-    page.evaluate("() => 0")
-    frames = [f for f in page.main_frame.child_frames if PANEL_PAGE.match(f.url)]
-    assert len(frames) <= 1, [f.url for f in frames]
-    return frames[0] if frames else None
-
-
-def in_top_panel(
-    browser: Any, page: Any, selector: str, text: str | None = None
-) -> dict[str, Any] | None:
-    """The first element of the top frame's panel matching `selector` (and `text`): its text,
-    data-label and how many match, with the element focused in the panel (while the panel page
-    has the focus); None when the top frame shows no panel page."""
-    frame = panel_frame(page)
-    if frame is None:
-        return None
-    found: dict[str, Any] | None = frame.evaluate(IN_PANEL, [selector, text])
-    return found
-
-
-def panel_text(browser: Any, page: Any, selector: str) -> str:
-    found = in_top_panel(browser, page, selector)
-    return str(found["text"]) if found and found["count"] else ""
-
-
-def top_panel_locator(page: Any, selector: str, text: str) -> Any:
-    frame = panel_frame(page)
-    assert frame is not None, "no panel page in the top frame"
-    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
-    return frame.locator(selector).filter(has_text=exact).first
-
-
-def click_in_top_panel(browser: Any, page: Any, selector: str, text: str) -> None:
-    """A real (trusted) click on a control of the top frame's panel, as the user makes it."""
-    top_panel_locator(page, selector, text).click()
 
 
 def frame_origin(page_server: Any) -> str:
@@ -164,19 +106,19 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert result["via"] == "worker"
     overlay = page.locator("fakescope-overlay")  # the top document's
     assert overlay.count() == 1
-    until(lambda: panel_text(browser, page, ".verdict"), what="the panel page's verdict")
-    verdict = in_top_panel(browser, page, ".verdict")
+    until(lambda: panel_text(page, ".verdict"), what="the panel page's verdict")
+    verdict = in_panel(page, ".verdict")
     assert verdict is not None
     assert (verdict["text"], verdict["label"]) == ("Likely authentic", "real")
-    assert "12% likelihood" in panel_text(browser, page, ".score")
-    assert "Consistent sensor noise" in panel_text(browser, page, ".explanation")
-    options = in_top_panel(browser, page, "select option")
+    assert "12% likelihood" in panel_text(page, ".score")
+    assert "Consistent sensor noise" in panel_text(page, ".explanation")
+    options = in_panel(page, "select option")
     assert options is not None and options["count"] == 14
-    note = panel_text(browser, page, ".frame-note")
+    note = panel_text(page, ".frame-note")
     assert f"embedded frame from {frame_origin(page_server)}" in note
     assert in_frame_panels(page) == 0, "no panel squeezed into the frame"
     # Not anchored to the image (at the frame's top left): at the top right of the viewport.
-    dialog = in_top_panel(browser, page, "section[role=dialog]")
+    dialog = in_panel(page, "section[role=dialog]")
     assert dialog is not None
     box = panel_frame(page).frame_element().bounding_box()
     assert box["x"] + box["width"] > 900 and box["y"] < 40, box
@@ -185,27 +127,27 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert page.evaluate("() => document.activeElement.localName") == "fakescope-overlay"
     # Tab moves through the panel's controls, as in the page's own panel.
     page.keyboard.press("Tab")
-    tabbed = in_top_panel(browser, page, "button.close")
+    tabbed = in_panel(page, "button.close")
     assert tabbed is not None and tabbed["focused"]["name"] == "Close FakeScope result"
 
     # The report form works from the top frame's panel, with the user's clicks and keys.
-    click_in_top_panel(browser, page, "button", "Report a wrong verdict")
-    focused = in_top_panel(browser, page, "textarea")
+    click_in_panel(page, "button", "Report a wrong verdict")
+    focused = in_panel(page, "textarea")
     assert focused is not None and focused["focused"]["tag"] == "textarea"
     page.keyboard.type("The fur is painted, this is a render.")
-    click_in_top_panel(browser, page, "button", "Send report")
+    click_in_panel(page, "button", "Send report")
     until(
-        lambda: "sent to human review" in panel_text(browser, page, ".report-status"),
+        lambda: "sent to human review" in panel_text(page, ".report-status"),
         what="the report confirmation",
     )
     assert "POST /v1/reports" in stub_server.requests
-    after_report = in_top_panel(browser, page, "section[role=dialog]")
+    after_report = in_panel(page, "section[role=dialog]")
     assert after_report is not None and after_report["focused"]["role"] == "dialog"
 
     # Esc closes it, and the focus goes back to the frame the user was in.
     page.keyboard.press("Escape")
     until(lambda: overlay.count() == 0, what="the panel to close")
-    assert in_top_panel(browser, page, "*") is None
+    assert in_panel(page, "*") is None
     assert page.evaluate("() => document.activeElement.id") == "embed"
 
 
@@ -240,18 +182,18 @@ def test_try_again_in_the_top_frame_reads_the_image_in_its_frame_again(
     failed = check_in_frame(browser, page, frame_url, src)
 
     assert not failed["ok"], failed
-    until(lambda: "busy" in panel_text(browser, page, "[role=alert]"), what="the error")
-    assert "embedded frame from" in panel_text(browser, page, ".frame-note")
-    click_in_top_panel(browser, page, "button", "Try again")
+    until(lambda: "busy" in panel_text(page, "[role=alert]"), what="the error")
+    assert "embedded frame from" in panel_text(page, ".frame-note")
+    click_in_panel(page, "button", "Try again")
     until(
-        lambda: panel_text(browser, page, ".verdict") == "Likely authentic",
+        lambda: panel_text(page, ".verdict") == "Likely authentic",
         what="the verdict after Try again",
     )
-    verdict = in_top_panel(browser, page, ".verdict")
+    verdict = in_panel(page, ".verdict")
     assert verdict is not None and verdict["label"] == "real"
     # The focused Try again button is gone: the focus stays in the panel.
     assert verdict["focused"]["role"] == "dialog"
-    assert "embedded frame from" in panel_text(browser, page, ".frame-note")
+    assert "embedded frame from" in panel_text(page, ".frame-note")
     assert in_frame_panels(page) == 0
     assert len(answers) == 2
 
@@ -268,19 +210,19 @@ def test_a_top_frame_panel_cut_short_by_the_worker_being_stopped_says_so_and_tri
     )
     stub_server.delay_s = 5.0
     start_check_in_frame(browser, page, frame_url, f"{frame_origin(page_server)}/img/check.png")
-    until(lambda: "Checking this image" in panel_text(browser, page, ".body"), what="loading")
+    until(lambda: "Checking this image" in panel_text(page, ".body"), what="loading")
     until(lambda: "POST /v1/analyze" in stub_server.requests, what="the upload")
 
     stop_service_worker(browser)
 
     until(
-        lambda: "stopped before the check finished" in panel_text(browser, page, "[role=alert]"),
+        lambda: "stopped before the check finished" in panel_text(page, "[role=alert]"),
         what="the panel to stop spinning",
     )
     stub_server.delay_s = 0.0
-    click_in_top_panel(browser, page, "button", "Try again")
-    until(lambda: panel_text(browser, page, ".verdict") == "Likely authentic", what="the verdict")
-    assert "embedded frame from" in panel_text(browser, page, ".frame-note")
+    click_in_panel(page, "button", "Try again")
+    until(lambda: panel_text(page, ".verdict") == "Likely authentic", what="the verdict")
+    assert "embedded frame from" in panel_text(page, ".frame-note")
     assert in_frame_panels(page) == 0
 
 
@@ -294,9 +236,70 @@ def test_an_image_in_a_large_frame_keeps_its_panel_in_the_frame(
 
     assert result["ok"], result
     assert page.locator("fakescope-overlay").count() == 0
-    overlay = page.frame_locator("#embed").locator("fakescope-overlay")
-    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
-    assert overlay.locator(".frame-note").count() == 0
+    embed = page.frame(url=frame_url)
+    assert page.frame_locator("#embed").locator("fakescope-overlay").count() == 1
+    assert panel(page, within=embed).locator(".verdict").inner_text() == "Likely authentic"
+    assert panel(page, within=embed).locator(".frame-note").count() == 0
+    # Anchored over the image's corner in the frame, as the page's own panel is.
+    pic = page.frame_locator("#embed").locator("#pic").bounding_box()
+    box = panel(page, within=embed).frame_element().bounding_box()
+    assert (box["x"], box["y"]) == pytest.approx((pic["x"] + 8, pic["y"] + 8), abs=1)
+
+
+def test_an_image_in_a_large_sandboxed_frame_gets_its_panel_in_the_frame(
+    browser: Any, stub_server: Any, page_server: Any, frame_pages: None
+) -> None:
+    """A sandboxed frame's document has an opaque origin ("null") though its address names a
+    site: the panel page, checking where it sits, compares it with the document's own origin."""
+    frame_url = f"{frame_origin(page_server)}/frame.html"
+    page_server.pages["/sandboxing.html"] = (
+        '<!doctype html><iframe id="embed" sandbox="allow-scripts" '
+        f'src="{frame_url}" width="800" height="600"></iframe>'
+    )
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/sandboxing.html"))
+    page.frame_locator("#embed").locator("#pic").wait_for()
+
+    result = check_in_frame(browser, page, frame_url, f"{frame_origin(page_server)}/img/check.png")
+
+    assert result["ok"], result
+    embed = page.frame(url=frame_url)
+    assert panel(page, within=embed).evaluate("() => location.ancestorOrigins[0]") == "null"
+    assert panel(page, within=embed).locator(".verdict").inner_text() == "Likely authentic"
+
+
+def test_try_again_in_a_large_frames_panel_shows_the_new_check_in_that_frame(
+    until: Any, browser: Any, stub_server: Any, page_server: Any, frame_pages: None
+) -> None:
+    """The panel page sits in the frame (its host), under the top page: it shows, and its Try
+    again checks the frame's image again into the same panel."""
+    answers: list[int] = []
+
+    def busy_once(handler: Any) -> None:
+        answers.append(len(answers))
+        if len(answers) == 1:
+            handler.reply(500, {"title": "Internal Server Error", "status": 500, "detail": "busy"})
+        else:
+            handler.reply(200, stub_server.answer(hashlib.sha256(handler.body).hexdigest()))
+
+    stub_server.routes["POST /v1/analyze"] = busy_once
+    page, frame_url = open_embedding(
+        browser, page_server, stub_server, "large-retry", "/frame.html", (800, 600)
+    )
+    failed = check_in_frame(browser, page, frame_url, f"{frame_origin(page_server)}/img/check.png")
+
+    assert not failed["ok"], failed
+    embed = page.frame(url=frame_url)
+    until(lambda: "busy" in panel_text(page, "[role=alert]", within=embed), what="the error")
+    click_in_panel(page, "button", "Try again", within=embed)
+    until(
+        lambda: panel_text(page, ".verdict", within=embed) == "Likely authentic",
+        what="the verdict after Try again",
+    )
+    assert len(answers) == 2
+    assert page.locator("fakescope-overlay").count() == 0, "nothing in the top frame"
+    assert panel_frame(page) is None
 
 
 def test_a_top_frame_that_refuses_scripts_leaves_the_panel_in_the_small_frame(
@@ -320,6 +323,7 @@ def test_a_top_frame_that_refuses_scripts_leaves_the_panel_in_the_small_frame(
 
     assert result["ok"], result
     assert page.locator("fakescope-overlay").count() == 0
-    overlay = page.frame_locator("#embed").locator("fakescope-overlay")
-    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
-    assert overlay.locator(".frame-note").count() == 0
+    embed = page.frame(url=frame_url)
+    assert page.frame_locator("#embed").locator("fakescope-overlay").count() == 1
+    assert panel(page, within=embed).locator(".verdict").inner_text() == "Likely authentic"
+    assert panel(page, within=embed).locator(".frame-note").count() == 0

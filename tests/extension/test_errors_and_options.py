@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from panel_helpers import PANEL_ROOT, panel, panel_frame
 
 pytestmark = pytest.mark.browser
 
@@ -28,11 +29,11 @@ def test_a_stopped_server_gives_a_clear_error_in_the_overlay(
     result = browser.check_image(page, page_server.url("/img/down.png"))
 
     assert not result["ok"]
-    alert = page.locator("fakescope-overlay [role=alert]")
+    alert = panel(page).locator("[role=alert]")
     assert "FakeScope server unreachable" in alert.inner_text()
     assert server.url in alert.inner_text()
     assert "running" in alert.inner_text()
-    assert page.locator("fakescope-overlay").get_by_role("button", name="Try again").is_visible()
+    assert panel(page).get_by_role("button", name="Try again").is_visible()
     page.screenshot(path=str(artifacts_dir / "extension-overlay-server-down.png"))
 
 
@@ -45,15 +46,16 @@ def test_a_page_script_cannot_press_try_again_only_the_users_click_sends_the_ima
     page.goto(page_server.url("/plain.html"))
     result = browser.check_image(page, page_server.url("/img/report.png"))
     assert not result["ok"]
-    overlay = page.locator("fakescope-overlay")
+    overlay = panel(page)
+    overlay.locator("[role=alert]").wait_for()
     assert overlay.locator("[role=alert]").count() == 1
     browser.set_settings(apiToken="the-right-token")
     uploads = stub_server.requests.count("POST /v1/analyze")
 
-    # A page script cannot press "Try again" for the user: nothing is sent.
-    page.evaluate(
-        "document.querySelector('fakescope-overlay').shadowRoot.querySelector('button.retry').click()"
-    )
+    # A page script cannot press "Try again" for the user: it cannot reach the panel (a closed
+    # root), and a script's click, even one run in the panel page itself, sends nothing.
+    assert page.evaluate("() => document.querySelector('fakescope-overlay').shadowRoot") is None
+    panel_frame(page).evaluate(f"() => {PANEL_ROOT}.querySelector('button.retry').click()")
     page.wait_for_timeout(1000)
     assert stub_server.requests.count("POST /v1/analyze") == uploads
     assert overlay.locator("[role=alert]").count() == 1, "the error is still shown"
@@ -82,7 +84,7 @@ def test_a_refused_image_shows_the_servers_problem_detail(
 
     assert not result["ok"]
     assert result["failure"]["status"] == direct.status_code
-    alert = page.locator("fakescope-overlay [role=alert]").inner_text()
+    alert = panel(page).locator("[role=alert]").inner_text()
     assert detail in alert
 
 
@@ -195,7 +197,7 @@ def test_an_address_that_is_not_a_fakescope_server_is_named_as_such(
     pictures.goto(page_server.url("/plain.html"))
     result = browser.check_image(pictures, page_server.url("/img/check.png"))
     assert not result["ok"]
-    alert = pictures.locator("fakescope-overlay [role=alert]").inner_text()
+    alert = panel(pictures).locator("[role=alert]").inner_text()
     assert "does not look like a FakeScope server" in alert, alert
     assert "points at a FakeScope server" in alert
 
@@ -233,7 +235,7 @@ def test_an_answer_cut_off_mid_stream_is_not_shown_as_complete(
         ],
         chunked,
     )
-    overlay = page.locator("fakescope-overlay")
+    overlay = panel(page)
 
     overlay.get_by_role("button", name="Ask about the aspect").click()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from panel_helpers import panel
 
 pytestmark = pytest.mark.browser
 
@@ -71,8 +72,7 @@ def test_a_check_in_a_page_an_older_instance_left_scripts_in_shows_its_verdict(
     result = browser.check_image(page, page_server.url("/img/check.png"))
 
     assert result["ok"], result
-    overlay = page.locator("fakescope-overlay")
-    assert overlay.locator(".verdict").get_attribute("data-label") == "real"
+    assert panel(page).locator(".verdict").get_attribute("data-label") == "real"
     assert overlay_count(page) == 1, "the dead panel went"
 
 
@@ -89,8 +89,7 @@ def test_this_instances_scripts_are_not_injected_twice_and_an_older_ones_are_sto
     assert browser.check_image(page, page_server.url("/img/report.png"))["ok"]
     assert in_extension_world(browser, page, same), "the panel's script did not run again"
     assert overlay_count(page) == 1
-    overlay = page.locator("fakescope-overlay")
-    assert overlay.locator(".verdict").get_attribute("data-label") == "real"
+    assert panel(page).locator(".verdict").get_attribute("data-label") == "real"
 
     # The same scripts, as if an older instance (whose context outlived it) had left them:
     # replaced, and stopped, or both panels would answer the next check.
@@ -100,6 +99,6 @@ def test_this_instances_scripts_are_not_injected_twice_and_an_older_ones_are_sto
     assert browser.check_image(page, page_server.url("/img/down.png"))["ok"]
     assert not in_extension_world(browser, page, same), "injected afresh"
     assert overlay_count(page) == 1, "one panel: the older one closed and stopped listening"
-    assert overlay.locator(".verdict").get_attribute("data-label") == "real"
+    assert panel(page).locator(".verdict").get_attribute("data-label") == "real"
     assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
     assert overlay_count(page) == 1

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from feed_helpers import knows_every_image
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
 from pictures import encoded, textured_picture
 from PIL import Image, ImageOps
 
@@ -90,13 +91,13 @@ def test_feed_mode_badges_only_known_images_without_uploading_any(
     assert "FakeScope:" in badge.get_attribute("aria-label")
     page.locator("#known").scroll_into_view_if_needed()
     badge.click()
-    overlay = page.locator("fakescope-overlay")
+    overlay = panel(page)
     assert overlay.locator(".verdict").get_attribute("data-label") == known["label"]
 
     # Overlay and badge live in document coordinates: they scroll with the image.
-    panel = overlay.locator("section[role=dialog]")
+    dialog = overlay.frame_element()
     offsets = lambda: [  # noqa: E731
-        panel.bounding_box()["y"] - page.locator("#known").bounding_box()["y"],
+        dialog.bounding_box()["y"] - page.locator("#known").bounding_box()["y"],
         badge.bounding_box()["y"] - page.locator("#known").bounding_box()["y"],
     ]
     before = offsets()
@@ -248,7 +249,7 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
 
     # The hint's panel: not checked, the similar image's verdict and the distance, a check button.
     page.locator(f'fakescope-badge button[data-src="{copy_url}"]').click()
-    overlay = page.locator("fakescope-overlay")
+    overlay = panel(page)
     title = overlay.locator(".hint-title")
     assert title.get_attribute("data-hint") == original["label"]
     body = overlay.locator(".body").inner_text()
@@ -259,10 +260,10 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
     assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
     page.screenshot(path=str(artifacts_dir / "extension-feed-hint-panel.png"))
 
-    # A page script cannot press "Check this image" for the user: nothing is sent.
-    page.evaluate(
-        "document.querySelector('fakescope-overlay').shadowRoot.querySelector('button.check').click()"
-    )
+    # A page script cannot press "Check this image" for the user: it cannot reach the panel (a
+    # closed root), and a script's click, even one run in the panel page itself, sends nothing.
+    assert page.evaluate("() => document.querySelector('fakescope-overlay').shadowRoot") is None
+    panel_frame(page).evaluate(f"() => {PANEL_ROOT}.querySelector('button.check').click()")
     page.wait_for_timeout(1000)
     assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before
 
@@ -339,7 +340,7 @@ def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
 
     # The panel: not checked, a mirrored copy of an image with that verdict, still a hint.
     page.locator(f'fakescope-badge button[data-src="{copy_url}"]').click()
-    overlay = page.locator("fakescope-overlay")
+    overlay = panel(page)
     title = overlay.locator(".hint-title")
     assert title.get_attribute("data-hint") == original["label"]
     assert title.get_attribute("data-mirrored") == "true"
@@ -373,8 +374,9 @@ def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
     expect(badge).to_have_accessible_name("Real, FakeScope: Likely authentic (12%). Show details")
     badge.focus()
     page.keyboard.press("Enter")
-    overlay = page.locator("fakescope-overlay")
-    expect(overlay.get_by_role("dialog", name="FakeScope")).to_be_focused()
+    expect(panel(page).get_by_role("dialog", name="FakeScope")).to_be_focused()
+    until(lambda: focused_in_panel(page), what="the focus in the panel page")
+    assert focused_in_panel(page)["role"] == "dialog"
     page.keyboard.press("Escape")
-    expect(overlay).to_have_count(0)
+    expect(page.locator("fakescope-overlay")).to_have_count(0)
     expect(badge).to_be_focused()

@@ -1,10 +1,13 @@
-"""The panel the top page shows for an image of a small cross-origin frame keeps that image's
-verdict, and what the user does in the panel, from the top page's own scripts. The embedding
-page sizes the frame, so it can force this placement; it must not learn the verdict,
-explanation or evidence of an image it could not read itself, nor the question the user types
-or the text they select there. The panel is the extension's own page, in an iframe inside a
-closed shadow root: the page finds an empty host, and nothing it can read inside. A panel for
-the page's own image stays in the page, open, as before."""
+"""Every panel keeps its verdict, and what the user does in it, from the page's own scripts, and
+out of their reach to change. The panel the top page shows for an image of a small cross-origin
+frame (the embedding page sizes the frame, so it can force this placement) must not tell it the
+verdict, explanation or evidence of an image it could not read itself, nor the question the user
+types or the text they select there. The panel for the page's own image, or a feed badge's, must
+not let the page read the explanation or the user's words either, nor rewrite what it says (a
+forensic verdict a page could turn from "Likely AI-generated" into "Likely real"). Each panel is
+the extension's own page, in an iframe inside a closed shadow root: the page finds an empty host,
+and nothing it can read or change inside. The panel's fixed size is checked for the frame's image
+(whose size would otherwise say something of a verdict the page cannot read)."""
 
 from __future__ import annotations
 
@@ -13,16 +16,14 @@ import uuid
 from typing import Any
 
 import pytest
+from feed_helpers import knows_every_image, switch_feed_mode_on
+from panel_helpers import in_panel, panel, panel_frame, panel_locator, panel_text
 from test_embedded_frame import (
     FRAME_PAGE,
     check_in_frame,
     embedding_page,
     frame_origin,
-    in_top_panel,
-    panel_frame,
-    panel_text,
     start_check_in_frame,
-    top_panel_locator,
 )
 
 pytestmark = pytest.mark.browser
@@ -142,7 +143,7 @@ def check_frame_image(
     result = check_in_frame(browser, page, f"{frame_origin(page_server)}/frame.html", src)
     assert result["ok"], result
     until(
-        lambda: panel_text(browser, page, ".explanation") == SECRET_EXPLANATION,
+        lambda: panel_text(page, ".explanation") == SECRET_EXPLANATION,
         what="the verdict in the panel page",
     )
 
@@ -174,14 +175,20 @@ def check_own_image(browser: Any, page: Any, page_server: Any, stub_server: Any)
     assert result["ok"], result
 
 
-def assert_page_learns_nothing(view: dict[str, Any], *secrets: str) -> None:
+FRAME_VERDICT = ("Likely authentic", SECRET_EXPLANATION, SECRET_EVIDENCE, "embedded frame")
+
+
+def assert_page_learns_nothing(
+    view: dict[str, Any], *secrets: str, verdict: tuple[str, ...] = FRAME_VERDICT, embeds: int = 1
+) -> None:
+    """What the page's script found (PAGE_SCRIPT_VIEW): an empty host, and none of `verdict` and
+    `secrets` anywhere it can reach; `embeds`: the page's own iframes (cross-origin)."""
     assert view["hosts"] == 1
     assert view["rootText"] is None, "the page reads the panel through host.shadowRoot"
     assert view["hostText"] == ""
     assert set(view["attributes"]) <= {"popover"}, view["attributes"]
-    assert view["iframes"] == 1, "the page's DOM holds only its own iframe"
-    assert view["frames"] == ["unreadable"], "the only frame it reaches is its embed"
-    verdict = ("Likely authentic", SECRET_EXPLANATION, SECRET_EVIDENCE, "embedded frame")
+    assert view["iframes"] == embeds, "the page's DOM holds only its own iframes"
+    assert view["frames"] == ["unreadable"] * embeds, "the only frames it reaches are its own"
     for secret in (*verdict, *secrets):
         for where in ("serialized", "page", "caught", "selection"):
             assert secret not in view[where], (secret, where)
@@ -200,9 +207,9 @@ def test_the_embedding_page_cannot_read_the_panel_for_an_image_of_its_frame(
     check_frame_image(until, browser, page, page_server, stub_server)
 
     # The user sees the whole verdict (in the panel page)...
-    assert panel_text(browser, page, ".verdict") == "Likely authentic"
-    assert SECRET_EVIDENCE in panel_text(browser, page, ".evidence")
-    assert "embedded frame from" in panel_text(browser, page, ".frame-note")
+    assert panel_text(page, ".verdict") == "Likely authentic"
+    assert SECRET_EVIDENCE in panel_text(page, ".evidence")
+    assert "embedded frame from" in panel_text(page, ".frame-note")
     # ...the embedding page's script finds only an empty, closed host...
     assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW))
     # ...and even opened, the host holds no verdict: only an extension page it cannot read.
@@ -240,7 +247,7 @@ def test_what_the_user_types_and_selects_in_the_panel_never_reaches_the_embeddin
     page.keyboard.press("Control+a")
     page.keyboard.press("Control+c")
     page.keyboard.press("Enter")
-    until(lambda: ANSWER in panel_text(browser, page, ".answer"), what="the answer")
+    until(lambda: ANSWER in panel_text(page, ".answer"), what="the answer")
     # ...and selects the explanation with the mouse.
     panel_frame(page).locator("fakescope-panel .explanation").click(click_count=3)
 
@@ -271,13 +278,13 @@ def test_the_panel_frame_keeps_one_size_whatever_it_shows(
         f"{frame_origin(page_server)}/frame.html",
         f"{frame_origin(page_server)}/img/check.png",
     )
-    until(lambda: "Checking this image" in panel_text(browser, page, ".body"), what="loading")
+    until(lambda: "Checking this image" in panel_text(page, ".body"), what="loading")
     loading = panel_frame(page).frame_element().bounding_box()
 
     stub_server.analysis = {"explanation": "A long explanation. " * 80}
-    until(lambda: panel_text(browser, page, ".verdict"), what="the verdict")
+    until(lambda: panel_text(page, ".verdict"), what="the verdict")
     result = panel_frame(page).frame_element().bounding_box()
-    top_panel_locator(page, "button", "Report a wrong verdict").click()
+    panel_locator(page, "button", "Report a wrong verdict").click()
     with_form = panel_frame(page).frame_element().bounding_box()
 
     assert loading == result == with_form
@@ -303,7 +310,7 @@ def test_a_page_that_frames_the_panel_page_itself_gets_an_empty_page(
         """async (pageUrl) => {
             const tab = (await chrome.tabs.query({})).find((t) => t.url === pageUrl);
             const key = `framePanelOfTab:${tab.id}`;
-            return (await chrome.storage.session.get(key))[key];
+            return (await chrome.storage.session.get(key))[key]?.[0];
         }""",
         page.url,
     )
@@ -333,10 +340,10 @@ def test_a_page_that_frames_the_panel_page_itself_gets_an_empty_page(
         body = frame.evaluate("() => [document.body.children.length, document.body.innerText]")
         assert (made, body) == ("inert", [0, ""]), name
     # The real panel, in the right place, still shows.
-    assert panel_text(browser, page, ".explanation") == SECRET_EXPLANATION
+    assert panel_text(page, ".explanation") == SECRET_EXPLANATION
 
 
-def test_the_panel_is_rebuilt_framed_for_a_frame_image_and_in_the_page_for_its_own(
+def test_the_panel_is_framed_for_a_frame_image_and_for_the_pages_own_image_alike(
     until: Any,
     browser: Any,
     stub_server: Any,
@@ -344,28 +351,169 @@ def test_the_panel_is_rebuilt_framed_for_a_frame_image_and_in_the_page_for_its_o
     hostile_embedding: tuple[Any, str],
 ) -> None:
     page, _ = hostile_embedding
+    own_verdict = ("Likely authentic", OWN_EXPLANATION)
 
-    # The page's own image: the panel stays open (the page has that image anyway).
+    # The page's own image: a framed panel over it, nothing of it in the page.
     check_own_image(browser, page, page_server, stub_server)
-    own = page.evaluate(PAGE_SCRIPT_VIEW)
-    assert own["hosts"] == 1 and OWN_EXPLANATION in own["rootText"]
-    assert page.locator("fakescope-overlay .verdict").inner_text() == "Likely authentic"
+    until(lambda: panel_text(page, ".explanation") == OWN_EXPLANATION, what="the own panel")
+    assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW), verdict=own_verdict)
+    assert panel_text(page, ".frame-note") == ""
 
-    # Then an image of the small frame, while that panel is open: a framed panel replaces it.
+    # Then an image of the small frame, while that panel is open: a new framed panel replaces it.
     check_frame_image(until, browser, page, page_server, stub_server)
-    assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW))
+    assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW), OWN_EXPLANATION)
     until(
-        lambda: (in_top_panel(browser, page, "section[role=dialog]") or {}).get("focused"),
+        lambda: (in_panel(page, "section[role=dialog]") or {}).get("focused"),
         what="the focus in the new panel",
     )
-    dialog = in_top_panel(browser, page, "section[role=dialog]")
+    dialog = in_panel(page, "section[role=dialog]")
     assert dialog is not None
     assert dialog["focused"]["role"] == "dialog", "the new panel has the focus"
 
-    # And the page's own image again: an open panel, without the frame's note or page.
+    # And the page's own image again: without the frame's note or verdict.
     check_own_image(browser, page, page_server, stub_server)
-    again = page.evaluate(PAGE_SCRIPT_VIEW)
-    assert again["hosts"] == 1 and OWN_EXPLANATION in again["rootText"]
-    assert SECRET_EXPLANATION not in again["page"] + again["serialized"]
-    assert page.locator("fakescope-overlay .frame-note").count() == 0
-    assert panel_frame(page) is None
+    until(lambda: panel_text(page, ".explanation") == OWN_EXPLANATION, what="the own panel again")
+    assert panel_text(page, ".frame-note") == ""
+    assert_page_learns_nothing(page.evaluate(PAGE_SCRIPT_VIEW), verdict=own_verdict)
+
+
+# The page's script trying to change what the panel says: through the host (a second shadow
+# root, its light DOM), every element it can reach, every shadow root it caught, every frame.
+REWRITE_THE_PANEL = """() => {
+    const host = document.querySelector('fakescope-overlay');
+    const tried = {};
+    try {
+        host.attachShadow({mode: 'open'}).innerHTML = '<p>Likely real</p>';
+        tried.attach = 'attached';
+    } catch {
+        tried.attach = 'refused';
+    }
+    host.innerHTML = '<p class="verdict">Likely real</p>';
+    for (const el of document.querySelectorAll('*')) {
+        if (el.children.length === 0 && el.textContent.includes('AI-generated')) {
+            el.textContent = 'Likely real';
+        }
+    }
+    for (const root of window.caughtRoots) root.innerHTML = '<p>Likely real</p>';
+    tried.frames = [];
+    for (let i = 0; i < window.length; i += 1) {
+        try {
+            window[i].document.body.textContent = 'Likely real';
+            tried.frames.push('changed');
+        } catch {
+            tried.frames.push('unreadable');
+        }
+    }
+    tried.shadowRoot = host.shadowRoot === null ? null : 'open';
+    return tried;
+}"""
+
+FAKE_VERDICT = {"label": "fake", "p_fake": 0.93, "explanation": OWN_EXPLANATION}
+
+
+def ask_in_the_panel(until: Any, page: Any) -> None:
+    """The user types QUESTION into the panel, selects and copies it, and sends it with Enter."""
+    panel(page).get_by_label("Or your own question").click()
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Enter")
+    until(lambda: ANSWER in panel_text(page, ".answer"), what="the answer")
+
+
+def answering(stub_server: Any) -> list[dict[str, Any]]:
+    asked: list[dict[str, Any]] = []
+
+    def ask(handler: Any) -> None:
+        asked.append(json.loads(handler.body))
+        handler.reply(200, {"answer": ANSWER})
+
+    stub_server.routes["POST /v1/ask"] = ask
+    return asked
+
+
+def assert_the_page_cannot_rewrite_the_panel(browser: Any, page: Any, headline: str) -> None:
+    tried = page.evaluate(REWRITE_THE_PANEL)
+
+    assert tried["attach"] == "refused" and tried["shadowRoot"] is None, tried
+    assert "changed" not in tried["frames"], tried
+    # What the user sees, read on the extension's side: unchanged, and the host still holds only
+    # the panel page (its light DOM, where the page wrote, is not drawn: no slot shows it).
+    assert panel_text(page, ".verdict") == headline
+    assert panel_text(page, ".explanation") == OWN_EXPLANATION
+    host = browser.worker.evaluate(HOST_FROM_THE_EXTENSION, page.url)
+    assert (host["mode"], host["children"], host["text"]) == ("closed", ["style", "iframe"], "")
+    written = "() => document.querySelector('fakescope-overlay > p').getClientRects().length"
+    assert page.evaluate(written) == 0, "the page's text in the host's light DOM is not drawn"
+
+
+def test_the_page_can_neither_read_nor_change_the_panel_for_its_own_image(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
+) -> None:
+    page, _ = hostile_embedding
+    asked = answering(stub_server)
+    stub_server.analysis = FAKE_VERDICT
+    assert browser.check_image(page, page_server.url("/img/report.png"))["ok"]
+    until(lambda: panel_text(page, ".verdict") == "Likely AI-generated", what="the verdict")
+    page.evaluate("() => { window.seen.length = 0; window.selections.length = 0; }")
+
+    ask_in_the_panel(until, page)
+
+    assert [a.get("question") for a in asked] == [QUESTION]
+    assert page.evaluate("() => window.seen") == [], "no key, input or copy reached the page"
+    assert set(page.evaluate("() => window.selections")) <= {""}
+    assert_page_learns_nothing(
+        page.evaluate(PAGE_SCRIPT_VIEW),
+        QUESTION,
+        ANSWER,
+        verdict=("Likely AI-generated", "93% likelihood", OWN_EXPLANATION),
+    )
+    assert_the_page_cannot_rewrite_the_panel(browser, page, "Likely AI-generated")
+
+
+FEED_PAGE_WITH_HOOK = (
+    "<!doctype html><html><head><title>Feed with a hook</title></head><body>"
+    + HOOK
+    + '<h1>A feed</h1><img id="post" src="/img/known.png" width="240" height="180" alt="post">'
+    + "</body></html>"
+)
+
+
+def test_the_page_can_neither_read_nor_change_a_feed_badges_panel(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    """The badge itself is the page's to read (its word and short verdict: a documented limit);
+    the panel it opens, with the explanation, the evidence and the user's question, is not."""
+    knows_every_image(stub_server)
+    stub_server.analysis = {
+        **FAKE_VERDICT,
+        "evidence": [{"kind": "c2pa", "summary": SECRET_EVIDENCE, "strength": "strong"}],
+    }
+    asked = answering(stub_server)
+    browser.set_settings(serverUrl=stub_server.url)
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page_server.pages["/feed-hook.html"] = FEED_PAGE_WITH_HOOK
+    page = browser.context.new_page()
+    page.goto(page_server.url("/feed-hook.html"))
+    badge = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/known.png")}"]')
+    badge.click()
+    until(lambda: panel_text(page, ".verdict") == "Likely AI-generated", what="the badge's panel")
+    assert SECRET_EVIDENCE in panel_text(page, ".evidence")
+    page.evaluate("() => { window.seen.length = 0; window.selections.length = 0; }")
+
+    ask_in_the_panel(until, page)
+
+    assert [a.get("question") for a in asked] == [QUESTION]
+    assert page.evaluate("() => window.seen") == [], "no key, input or copy reached the page"
+    assert_page_learns_nothing(
+        page.evaluate(PAGE_SCRIPT_VIEW),
+        QUESTION,
+        ANSWER,
+        verdict=(OWN_EXPLANATION, SECRET_EVIDENCE),
+        embeds=0,
+    )
+    assert_the_page_cannot_rewrite_the_panel(browser, page, "Likely AI-generated")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from panel_helpers import panel
 
 pytestmark = pytest.mark.browser
 PAGE_SIZE = "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
@@ -15,7 +16,7 @@ HIT_TEST = "([x, y]) => document.elementFromPoint(x, y)?.tagName"
 
 
 def test_hostile_page_css_does_not_break_the_overlay(
-    browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
 ) -> None:
     browser.set_settings(serverUrl=fakescope_server.url)
     page = browser.context.new_page()
@@ -26,10 +27,11 @@ def test_hostile_page_css_does_not_break_the_overlay(
     result = browser.check_image(page, page_server.url("/img/hostile.png"))
     assert result["ok"], result
 
-    overlay = page.locator("fakescope-overlay")
-    panel = overlay.locator("section[role=dialog]")
-    assert panel.is_visible()
-    box = panel.bounding_box()
+    host = page.locator("fakescope-overlay")
+    overlay = panel(page)
+    frame = overlay.frame_element()
+    assert frame.is_visible() and overlay.locator("section[role=dialog]").is_visible()
+    box = frame.bounding_box()
     assert box is not None and box["width"] >= 300 and box["height"] >= 200
     assert box["x"] >= 0 and box["x"] + box["width"] <= 1000, "inside the viewport"
     verdict = overlay.locator(".verdict")
@@ -44,4 +46,4 @@ def test_hostile_page_css_does_not_break_the_overlay(
     page.screenshot(path=str(artifacts_dir / "extension-overlay-hostile-page.png"))
 
     overlay.get_by_role("button", name="Close FakeScope result").click()
-    assert overlay.count() == 0
+    until(lambda: host.count() == 0, what="the panel to close")

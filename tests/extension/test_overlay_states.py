@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
+from panel_helpers import panel_text as text_in_panel
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +38,7 @@ def start_slow_check(
     until: Any, browser: Any, stub_server: Any, page: Any, page_server: Any
 ) -> Any:
     """A check the server answers in 2 s, once its panel shows the loading state; the
-    overlay's locator."""
+    locator of the panel's host in the page."""
     stub_server.delay_s = 2.0
     start_check(browser, page, page_server.url("/img/check.png"))
     until(lambda: "Checking this image" in panel_text(page), what="the loading state")
@@ -48,8 +50,7 @@ def outcome(browser: Any) -> Any:
 
 
 def panel_text(page: Any) -> str:
-    body = page.locator("fakescope-overlay .body")
-    return str(body.inner_text()) if body.count() else ""
+    return text_in_panel(page, ".body")
 
 
 def active_element(page: Any) -> str:
@@ -71,7 +72,7 @@ def test_a_trained_models_verdict_has_no_stray_text_and_is_announced(
     result = browser.check_image(form_page, page_server.url("/img/check.png"))
 
     assert result["ok"], result
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
     body = overlay.locator(".body").inner_text()
     assert "null" not in body and "undefined" not in body, body
     assert overlay.locator(".warning").count() == 0, "no untrained warning for a trained model"
@@ -88,7 +89,7 @@ def test_closing_the_panel_while_checking_keeps_it_closed(
     overlay = start_slow_check(until, browser, stub_server, form_page, page_server)
 
     form_page.keyboard.press("Escape")
-    assert overlay.count() == 0
+    until(lambda: overlay.count() == 0, what="the panel to close")
     form_page.locator("#comment").focus()
     form_page.keyboard.type("my own words")
     until(lambda: outcome(browser), timeout_s=20, what="the check to finish")
@@ -102,17 +103,17 @@ def test_closing_the_panel_while_checking_keeps_it_closed(
 def test_a_slow_result_does_not_take_the_focus_from_the_page(
     until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:
-    overlay = start_slow_check(until, browser, stub_server, form_page, page_server)
-    assert overlay.locator("section[role=dialog]").evaluate(
-        "(el) => el.getRootNode().activeElement === el"
-    ), "a new check takes the focus"
+    start_slow_check(until, browser, stub_server, form_page, page_server)
+    until(lambda: focused_in_panel(form_page), what="the focus in the panel")
+    assert focused_in_panel(form_page)["role"] == "dialog", "a new check takes the focus"
+    assert form_page.evaluate("() => document.activeElement.localName") == "fakescope-overlay"
 
     form_page.locator("#comment").click()
     form_page.keyboard.type("typing")
     until(lambda: outcome(browser), timeout_s=20, what="the check to finish")
     form_page.keyboard.type(" on")
 
-    assert overlay.locator(".verdict").inner_text() == "Likely authentic"
+    assert panel(form_page).locator(".verdict").inner_text() == "Likely authentic"
     assert active_element(form_page) == "comment"
     assert form_page.input_value("#comment") == "typing on"
 
@@ -121,7 +122,7 @@ def test_escape_still_closes_the_panel_after_a_report_was_sent(
     until: Any, browser: Any, form_page: Any, page_server: Any
 ) -> None:
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
     overlay.get_by_role("button", name="Report a wrong verdict").click()
     overlay.get_by_label("Why is the verdict wrong?").fill("It is a render.")
     overlay.get_by_role("button", name="Send report").focus()
@@ -132,7 +133,8 @@ def test_escape_still_closes_the_panel_after_a_report_was_sent(
     )
 
     form_page.keyboard.press("Escape")
-    assert overlay.count() == 0, "the focus stayed in the panel when the form was hidden"
+    host = form_page.locator("fakescope-overlay")
+    until(lambda: host.count() == 0, what="Escape to close it: the focus stayed in the panel")
 
 
 def test_an_image_that_is_gone_says_so_without_offering_a_permission(
@@ -144,12 +146,10 @@ def test_an_image_that_is_gone_says_so_without_offering_a_permission(
     result = browser.check_image(form_page, page_server.url("/img/gone.png"))
 
     assert not result["ok"]
-    alert = form_page.locator("fakescope-overlay [role=alert]").inner_text()
+    alert = panel(form_page).locator("[role=alert]").inner_text()
     assert "The image is not there any more" in alert
     assert "refused" not in alert
-    allow = form_page.locator("fakescope-overlay").get_by_role(
-        "button", name="Allow this image site"
-    )
+    allow = panel(form_page).get_by_role("button", name="Allow this image site")
     assert allow.count() == 0, "the extension may read localhost already: no permission to ask"
 
 
@@ -165,7 +165,7 @@ def test_a_huge_image_is_too_large_and_is_not_downloaded_again_by_the_page(
 
     assert not result["ok"]
     assert result["failure"]["title"] == "This image is too large"
-    assert "25 MiB" in form_page.locator("fakescope-overlay [role=alert]").inner_text()
+    assert "25 MiB" in panel(form_page).locator("[role=alert]").inner_text()
     assert len(page_server.requests_for("/img/huge.png")) - before == 1, "one request, no retry"
     assert not any(r.startswith("POST /v1/analyze") for r in stub_server.requests)
 
@@ -214,18 +214,11 @@ def test_the_panel_follows_an_image_inside_a_scrolling_container(
     page.goto(page_server.url("/column.html"))
     assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
 
+    frame = panel(page).frame_element()
+
     def gap() -> float:
         """How far the panel's top is from the image's top (the panel sits on the image)."""
-        return float(
-            page.evaluate(
-                """() => {
-                    const panel = document.querySelector('fakescope-overlay')
-                      .shadowRoot.querySelector('.panel');
-                    return panel.getBoundingClientRect().top
-                      - document.getElementById('pic').getBoundingClientRect().top;
-                }"""
-            )
-        )
+        return float(frame.bounding_box()["y"] - page.locator("#pic").bounding_box()["y"])
 
     before = gap()
     page.evaluate("() => { document.getElementById('column').scrollTop = 150; }")
@@ -262,12 +255,12 @@ def test_a_check_cut_short_by_the_worker_being_stopped_says_so_and_can_be_retrie
 
     stop_service_worker(browser)
 
-    overlay = form_page.locator("fakescope-overlay")
     until(
         lambda: "stopped before the check finished" in panel_text(form_page),
         timeout_s=5,
         what="the panel to stop spinning",
     )
+    overlay = panel(form_page)
     assert overlay.locator("[role=alert]").count() == 1
     stub_server.delay_s = 0.0
     overlay.get_by_role("button", name="Try again").click()
@@ -307,13 +300,15 @@ def test_a_late_result_of_an_earlier_check_does_not_replace_the_one_asked_for_la
     until(lambda: "POST /v1/analyze" in stub_server.requests, what="A's upload")
     second = browser.check_image(form_page, page_server.url("/img/report.png"))
     assert second["ok"], second
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
     assert overlay.locator(".verdict").inner_text() == "Likely AI-generated"
 
     until(lambda: outcome(browser), timeout_s=20, what="A's check to finish")
     assert outcome(browser)["ok"]
     form_page.wait_for_timeout(300)
-    assert overlay.locator(".verdict").inner_text() == "Likely AI-generated", "B's verdict stays"
+    assert panel(form_page).locator(".verdict").inner_text() == "Likely AI-generated", (
+        "B's verdict stays"
+    )
 
 
 def test_the_panel_of_an_image_low_in_the_viewport_opens_on_screen(
@@ -331,9 +326,9 @@ def test_the_panel_of_an_image_low_in_the_viewport_opens_on_screen(
 
     assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
 
-    verdict = page.locator("fakescope-overlay .verdict").bounding_box()
+    verdict = panel(page).locator(".verdict").bounding_box()
     assert verdict is not None and verdict["y"] + verdict["height"] <= 800, "the verdict is seen"
-    score = page.locator("fakescope-overlay .score").bounding_box()
+    score = panel(page).locator(".score").bounding_box()
     assert score is not None and score["y"] + score["height"] <= 800, "and the score"
     assert page.evaluate("() => window.scrollY") == 0, "the page did not scroll"
 
@@ -355,12 +350,10 @@ def test_long_unbroken_server_text_wraps_inside_the_panel(
     }
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
 
-    widths = form_page.evaluate(
-        """() => {
-            const root = document.querySelector('fakescope-overlay').shadowRoot;
-            return [...root.querySelectorAll('.panel, .explanation, .evidence')]
-              .map((el) => [el.scrollWidth, el.clientWidth]);
-        }"""
+    panel(form_page).locator(".verdict").wait_for()
+    widths = panel_frame(form_page).evaluate(
+        f"""() => [...{PANEL_ROOT}.querySelectorAll('.panel, .explanation, .evidence')]
+              .map((el) => [el.scrollWidth, el.clientWidth])"""
     )
     assert len(widths) == 3
     for scroll_width, client_width in widths:
@@ -385,10 +378,12 @@ def test_the_panel_is_a_named_dialog_whose_controls_and_verdict_a_screen_reader_
 
     form_page.locator("#comment").focus()
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
 
     dialog = overlay.get_by_role("dialog", name="FakeScope")
     expect(dialog).to_be_focused()
+    until(lambda: focused_in_panel(form_page), what="the focus in the panel page")
+    assert focused_in_panel(form_page)["role"] == "dialog"
     # The verdict is in words and a meter with a text value, not only in a colour.
     expect(overlay.locator(".verdict")).to_have_text("Likely authentic")
     meter = overlay.get_by_role("meter", name="Likelihood of AI generation")
@@ -420,7 +415,7 @@ def test_the_panel_is_a_named_dialog_whose_controls_and_verdict_a_screen_reader_
 
     # Escape closes the panel and gives the focus back to where it was.
     form_page.keyboard.press("Escape")
-    expect(overlay).to_have_count(0)
+    expect(form_page.locator("fakescope-overlay")).to_have_count(0)
     assert form_page.evaluate("() => document.activeElement.id") == "comment"
 
 
@@ -430,7 +425,7 @@ def test_loading_is_announced_and_the_spinner_keeps_still_for_reduced_motion(
     form_page.emulate_media(reduced_motion="reduce")
     stub_server.delay_s = 1.0
     start_check(browser, form_page, page_server.url("/img/check.png"))
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
     live = overlay.locator(".sr-only[role=status]")
     until(lambda: "checking this image" in live.inner_text(), what="the loading announced")
     spinner = overlay.locator(".spinner")
@@ -444,12 +439,12 @@ def test_a_long_explanation_scrolls_by_keyboard_and_a_short_one_takes_no_tab_sto
     from playwright.sync_api import expect
 
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
-    overlay = form_page.locator("fakescope-overlay")
+    overlay = panel(form_page)
     assert overlay.locator(".explanation").get_attribute("tabindex") is None
 
     stub_server.analysis = {"explanation": "The light falls from two sides at once. " * 60}
     assert browser.check_image(form_page, page_server.url("/img/report.png"))["ok"]
-    region = overlay.get_by_role("region", name="Explanation")
+    region = panel(form_page).get_by_role("region", name="Explanation")
     expect(region).to_have_attribute("tabindex", "0")
     region.focus()
     form_page.keyboard.press("PageDown")

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +36,7 @@ def test_menu_check_shows_verdict_score_and_explanation_and_stores_the_analysis(
 
     assert result["ok"], result
     assert result["via"] == "worker"
-    overlay = plain_page.locator("fakescope-overlay")
+    overlay = panel(plain_page)
     assert overlay.locator(".verdict").inner_text() in HEADLINES
     assert "% likelihood of AI generation" in overlay.locator(".score").inner_text()
     meter = overlay.locator("[role=meter]")
@@ -71,7 +72,7 @@ def test_checking_the_same_image_again_is_answered_from_the_extension_cache(
     assert again == {**first, "cached": True, "via": "cache"}
     assert fakescope_server.request_count("POST", "/v1/analyze") == uploads
     assert len(page_server.requests_for("/img/check.png")) == image_fetches
-    assert "recent checks" in plain_page.locator("fakescope-overlay .model").inner_text()
+    assert "recent checks" in panel(plain_page).locator(".model").inner_text()
 
 
 def session_rules(browser: Any) -> list[dict[str, Any]]:
@@ -114,7 +115,7 @@ def test_an_image_whose_site_refuses_hotlinking_is_read_by_the_worker_with_the_p
     assert (accepted.status, accepted.referer) == (200, plain_page.url)
     assert accepted.cookie == "session=s1", "asked as the page: with the site's cookies"
     assert result["sha256"] == hashlib.sha256(page_server.images["guarded.png"]).hexdigest()
-    assert plain_page.locator("fakescope-overlay .verdict").inner_text() in HEADLINES
+    assert panel(plain_page).locator(".verdict").inner_text() in HEADLINES
     assert session_rules(browser) == [], "the Referer rule is gone after the fetch"
 
     # The rule it used sets the Referer for the worker's fetch of that one address, and for
@@ -214,7 +215,7 @@ def test_asking_about_an_aspect_streams_an_answer_into_the_overlay(
     until: Any, browser: Any, plain_page: Any, page_server: Any
 ) -> None:
     assert browser.check_image(plain_page, page_server.url("/img/check.png"))["ok"]
-    overlay = plain_page.locator("fakescope-overlay")
+    overlay = panel(plain_page)
     overlay.locator("select").select_option("light_and_shadow")
     # Each "Ask" button has its own accessible name, so a screen reader tells them apart.
     assert overlay.get_by_role("button", name="Ask your question").count() == 1
@@ -234,21 +235,25 @@ def test_reporting_a_wrong_verdict_puts_the_image_in_the_review_queue(
 ) -> None:
     result = browser.check_image(plain_page, page_server.url("/img/report.png"))
     assert result["ok"], result
-    overlay = plain_page.locator("fakescope-overlay")
+    overlay = panel(plain_page)
 
     overlay.get_by_role("button", name="Report a wrong verdict").click()
     overlay.get_by_role("button", name="Send report").click()
     assert "say why" in overlay.locator(".report-status").inner_text()
     overlay.get_by_label("Why is the verdict wrong?").fill("The sky is painted, this is a render.")
-    # A page script cannot send a report (or a question) under the user's token.
+    # A script cannot send a report (or a question) under the user's token: the page's finds
+    # no panel to reach (a closed root), and even a script in the panel page itself sends nothing.
     reports = fakescope_server.request_count("POST", "/v1/reports")
     asks = fakescope_server.request_count("POST", "/v1/ask")
-    plain_page.evaluate(
-        """() => {
-          const root = document.querySelector('fakescope-overlay').shadowRoot;
+    assert (
+        plain_page.evaluate("() => document.querySelector('fakescope-overlay').shadowRoot") is None
+    )
+    panel_frame(plain_page).evaluate(
+        f"""() => {{
+          const root = {PANEL_ROOT};
           root.querySelector('form').requestSubmit();
           for (const button of root.querySelectorAll('button[aria-label^="Ask"]')) button.click();
-        }"""
+        }}"""
     )
     plain_page.wait_for_timeout(500)
     assert fakescope_server.request_count("POST", "/v1/reports") == reports
@@ -271,14 +276,15 @@ def test_reporting_a_wrong_verdict_puts_the_image_in_the_review_queue(
     assert "user_report" in items[result["sha256"]]["reasons"]
 
 
-def test_escape_closes_the_overlay(browser: Any, plain_page: Any, page_server: Any) -> None:
+def test_escape_closes_the_overlay(
+    until: Any, browser: Any, plain_page: Any, page_server: Any
+) -> None:
     assert browser.check_image(plain_page, page_server.url("/img/check.png"))["ok"]
     overlay = plain_page.locator("fakescope-overlay")
-    assert overlay.locator("section[role=dialog]").evaluate(
-        "(el) => el.getRootNode().activeElement === el"
-    ), "the panel takes focus when it opens"
+    until(lambda: focused_in_panel(plain_page), what="the focus in the panel")
+    assert focused_in_panel(plain_page)["role"] == "dialog", "the panel takes focus when it opens"
     plain_page.keyboard.press("Escape")
-    assert overlay.count() == 0
+    until(lambda: overlay.count() == 0, what="the panel to close")
 
 
 def test_popup_shows_server_status_and_recent_checks(

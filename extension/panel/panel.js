@@ -1,20 +1,19 @@
 /**
- * FakeScope overlay, part 3 of 4: the panel itself, a labelled dialog and what it shows of
- * one image (loading, result, hint, error), drawn into a root it is given. Two places draw it:
- * content/overlay.js, in a shadow root in the page, next to the page's own image; and
- * panel/frame-panel.js, the extension page that shows an image of another frame in the top
- * frame (worker/check.js), so that the embedding page sees only a cross-origin iframe.
+ * The result panel itself, a labelled dialog and what it shows of one image (loading, result,
+ * hint, error), drawn by the extension page panel/frame-panel.js into a root it is given. That
+ * page is what every content script hosts in an iframe (content/overlay.js), so the page the
+ * panel is in sees only a cross-origin iframe.
  *
- * What depends on the place comes in as `actions`: `close()` (remove the panel: the page's
- * host, or the extension page's iframe through the worker) and `recheckMessage(srcUrl)` (the
- * runtime message **Try again** sends: the panel page names itself, the page's panel the image).
- * The panel only renders the views the service worker sends (lib/verdict.js describeAnalysis)
- * and passes the user's clicks back; the questions and reports go out through the forms
- * (content/overlay-forms.js), which use this panel's `view`, `panel` and `askPort`.
+ * What depends on the page comes in as `actions`: `close()` (remove the panel: its host's
+ * iframe, through the worker) and `recheck()` (**Try again** and a hint's **Check this image**:
+ * the worker checks the panel's image again and shows it here; resolves, or rejects when the
+ * worker cannot be reached). The panel only renders the views the service worker sends
+ * (lib/verdict.js describeAnalysis) and passes the user's clicks back; the questions and reports
+ * go out through the forms (panel/panel-forms.js), which use this panel's `view`, `panel` and
+ * `askPort`.
  *
- * A classic script, like the other parts (see content/overlay.js): injected after
- * content/overlay-forms.js, or loaded by panel/frame-panel.html in the same order; it leaves
- * `Panel` on `globalThis.__fakescopePanel`.
+ * A classic script: panel/frame-panel.html loads it after content/overlay-dom.js and
+ * panel/panel-forms.js; it leaves `Panel` on `globalThis.__fakescopePanel`.
  */
 (() => {
   // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
@@ -26,7 +25,7 @@
   class Panel {
     /**
      * @param {ShadowRoot} root where the panel and its keyboard handling live (its styles are the root owner's)
-     * @param {{close: () => void, recheckMessage: (srcUrl: string) => object}} actions
+     * @param {{close: () => void, recheck: () => Promise<unknown>}} actions
      */
     constructor(root, actions) {
       this.root = root;
@@ -169,7 +168,7 @@
       this.announce(`FakeScope: ${failure?.title ?? 'Something went wrong'}`);
       const retry = h('button', { type: 'button', className: 'retry' }, 'Try again');
       retry.addEventListener('click', (event) => {
-        // "Try again" sends the image again: only a real click does, not a page script's.
+        // "Try again" sends the image again: only a real click does, never a script's.
         if (!event.isTrusted) return;
         this.retry();
       });
@@ -183,7 +182,7 @@
           failure?.imageOrigin
             ? h('button', {
                 type: 'button', className: 'secondary',
-                // A tab opens for a real click only, not for each click() of a page script.
+                // A tab opens for a real click only, not for each click() of a script.
                 onclick: (event) => {
                   if (event.isTrusted) chrome.runtime.sendMessage({ type: 'fakescope:open-options', grant: failure.imageOrigin }).catch(() => {});
                 },
@@ -197,7 +196,7 @@
       this.showLoading(this.srcUrl);
       // The focused "Try again" button is gone: keep the focus in the panel (Escape still closes it).
       this.focus();
-      chrome.runtime.sendMessage(this.actions.recheckMessage(this.srcUrl)).catch((error) => {
+      this.actions.recheck().catch((error) => {
         this.showError(this.srcUrl, {
           title: 'FakeScope is unavailable',
           message: String(error?.message ?? error),
@@ -218,7 +217,7 @@
       this.announce(`FakeScope: ${hint.short}`);
       const check = h('button', { type: 'button', className: 'check' }, 'Check this image');
       check.addEventListener('click', (event) => {
-        // Only a real click sends the image: a page script clicking this button does nothing.
+        // Only a real click sends the image: a script clicking this button does nothing.
         if (!event.isTrusted) return;
         this.checkNow();
       });
@@ -239,11 +238,11 @@
       );
     }
 
-    /** "Check this image" from a hint: the same check as the context menu's. */
+    /** "Check this image" from a hint: the same check as the context menu's, shown here. */
     checkNow() {
       this.showLoading(this.srcUrl);
       this.focus();
-      chrome.runtime.sendMessage({ type: 'fakescope:check', srcUrl: this.srcUrl }).catch((error) => {
+      this.actions.recheck().catch((error) => {
         this.showError(this.srcUrl, {
           title: 'FakeScope is unavailable',
           message: String(error?.message ?? error),

@@ -1,16 +1,16 @@
 /**
- * FakeScope overlay, part 2 of 4: the two forms under a verdict, which send the user's
- * words to the server through the service worker. **Ask about this image** streams the
- * answer in over a runtime Port (`fakescope-ask`); **Report a wrong verdict** sends
- * `fakescope:report`. Only the user's own clicks and keys send anything.
+ * The result panel's two forms under a verdict, which send the user's words to the server
+ * through the service worker. **Ask about this image** streams the answer in over a runtime Port
+ * (`fakescope-ask`); **Report a wrong verdict** sends `fakescope:report`. Only the user's own
+ * clicks and keys send anything.
  *
- * Each form works on the panel (content/overlay-panel.js) it is part of: `overlay.view` (the
- * verdict shown), `overlay.panel` (to keep the focus in it) and `overlay.askPort` (the
- * answer streaming now; the panel closes it when it shows something else).
+ * Each form works on the panel (panel/panel.js) it is part of: `overlay.view` (the verdict
+ * shown), `overlay.panel` (to keep the focus in it) and `overlay.askPort` (the answer streaming
+ * now; the panel closes it when it shows something else).
  *
- * A classic content script, injected after content/overlay-dom.js and before
- * content/overlay-panel.js (worker/content-scripts.js; panel/frame-panel.html loads it in the
- * same order); it leaves the forms on `globalThis.__fakescopeOverlayForms`.
+ * A classic script of the panel page (panel/frame-panel.html loads it after
+ * content/overlay-dom.js and before panel/panel.js); it leaves the forms on
+ * `globalThis.__fakescopeOverlayForms`.
  */
 (() => {
   // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
@@ -27,8 +27,7 @@
     const input = h('input', { id: questionId, type: 'text', maxlength: '500', placeholder: 'e.g. Are the shadows consistent?' });
     const buttons = [];
     // Questions and reports go to the server under the user's token: only the user's own
-    // clicks and keys send them, not a page script's (the shadow root of a panel for the
-    // page's own image is open).
+    // clicks and keys send them, never a script's.
     const ask = (request, event) => {
       if (event.isTrusted) streamAnswer(overlay, request, answer, status, buttons);
     };
