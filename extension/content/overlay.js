@@ -22,7 +22,9 @@
  * Confidentiality and integrity: the page must neither read the verdict nor the words the user
  * types or selects, nor change what the panel shows. So nothing of it is drawn here: the host
  * holds, in a closed shadow root, only the iframe (a cross-origin document: no DOM, no key or
- * input events, no selection reach this page), of one fixed size whatever it shows. This script
+ * input events, no selection reach this page), of one fixed size whatever it shows, except for
+ * a panel about this document's own image (which the page has anyway): that one is as tall as
+ * what it shows, rounded up to 80 px steps (worker/panels.js resizePanel). This script
  * never gets the verdict either (only which panel, image and check, and for feed badges the
  * badge's words): the panel page reads what to show from the extension under the panel's id
  * (worker/panels.js), which only the worker and this script know, and asks the worker to close.
@@ -60,6 +62,8 @@
       this.srcUrl = null;
       this.checkId = null;
       this.returnFocus = null;
+      // Whether the panel is about this document's own image (so it may follow its content).
+      this.followsContent = false;
       this.onResize = () => this.position();
       // The panel sits in document coordinates, so it moves with the page by itself; an image
       // inside a scrolling container (a feed column, a carousel) moves without it. Scroll
@@ -142,6 +146,19 @@
       this.panel.style.left = `${Math.round(left)}px`;
     }
 
+    /**
+     * A panel about this document's own image is as tall as what it shows: `height` px, its
+     * content rounded up to a step by the worker (worker/panels.js resizePanel), from what the
+     * panel page measured; never over 80% of the viewport. Any other panel keeps its one size
+     * (content/overlay-dom.js iframe.panel). `null`: back to that size.
+     */
+    setHeight(height) {
+      if (height === null) this.panel.style.removeProperty('height');
+      else if (this.followsContent && Number.isInteger(height) && height > 0) this.panel.style.height = `min(${height}px, 80vh)`;
+      else return;
+      if (this.isOpen) this.position();
+    }
+
     /** Closes the panel; `restoreFocus: false` leaves the focus where it is (see replaceOverlay). */
     close({ restoreFocus = true } = {}) {
       window.removeEventListener('resize', this.onResize);
@@ -154,6 +171,9 @@
   }
 
   let overlay = null;
+  // The height a panel about this document's own image starts at, before its page measures it:
+  // two of the worker's 80 px steps (lib/frame-panels.js), what the loading state needs.
+  const FIRST_HEIGHT = 160;
 
   /**
    * Another panel than the one shown (a new check, a badge): the old panel is closed (host,
@@ -187,6 +207,13 @@
     const update = state !== 'loading' && !anchor && overlay.isOpen && overlay.srcUrl === srcUrl;
     overlay.srcUrl = srcUrl;
     overlay.checkId = state === 'loading' ? checkId ?? null : null;
+    // A panel about this document's own image starts at what its loading state needs and then
+    // follows its content (setHeight); one about another frame's image keeps its one size.
+    const follows = message.imageHere === true;
+    if (follows !== overlay.followsContent) {
+      overlay.followsContent = follows;
+      overlay.setHeight(follows ? FIRST_HEIGHT : null);
+    }
     overlay.open(target, { focus: !update });
   }
 
@@ -196,6 +223,9 @@
     } else if (message?.type === 'fakescope:overlay-close') {
       // The panel page's close button or Escape, passed on by the worker (panel/frame-panel.js).
       if (overlay?.isOpen && overlay.framePanel === message.framePanel) overlay.close();
+    } else if (message?.type === 'fakescope:overlay-size') {
+      // The panel page's content height, rounded by the worker (only for this document's image).
+      if (overlay?.isOpen && overlay.framePanel === message.framePanel && message.height !== null) overlay.setHeight(message.height);
     } else {
       return false;
     }

@@ -20,6 +20,33 @@
  * cannot read; a stand-in in unit tests).
  */
 
+/**
+ * A panel about its host document's own image (the page has that image anyway) is as tall as
+ * what it shows, in steps of PANEL_HEIGHT_STEP px, at most PANEL_MAX_HEIGHT (the host caps it
+ * at 80% of its viewport too: content/overlay.js); a panel about another frame's image keeps one
+ * size whatever it shows (its size would say something of a verdict the host cannot read).
+ */
+export const PANEL_HEIGHT_STEP = 80;
+export const PANEL_MAX_HEIGHT = 640;
+/** The iframe's own border (content/overlay-dom.js .panel), around the content measured inside. */
+const PANEL_FRAME_BORDER = 2;
+
+/** Whether panel `record` may follow its content: its image is its host document's own. */
+export function followsContent(record) {
+  const frameId = record?.host?.frameId;
+  return Number.isInteger(frameId) && record.frame?.frameId === frameId;
+}
+
+/**
+ * The height of a panel whose content (measured in the panel page) is `contentHeight` px tall:
+ * rounded up to a step, at least one, at most PANEL_MAX_HEIGHT; null for anything but a size.
+ */
+export function panelHeight(contentHeight) {
+  if (typeof contentHeight !== 'number' || !Number.isFinite(contentHeight) || contentHeight < 0) return null;
+  const steps = Math.ceil((contentHeight + PANEL_FRAME_BORDER) / PANEL_HEIGHT_STEP);
+  return Math.min(PANEL_MAX_HEIGHT, Math.max(1, steps) * PANEL_HEIGHT_STEP);
+}
+
 /** The record's key; panel/frame-panel.js, a classic script, spells it out again. */
 export const FRAME_PANEL_KEY_PREFIX = 'framePanel:';
 const TAB_KEY_PREFIX = 'framePanelOfTab:';

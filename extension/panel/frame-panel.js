@@ -2,8 +2,10 @@
  * The result panel, as an extension page. Drawn in the page it is about, the panel would be the
  * page's to read (the verdict, the keys typed into it, what is selected) and to change (a
  * "Likely AI-generated" rewritten into "Likely real"). So a content script (content/overlay.js)
- * puts only an iframe of this page there, of a fixed size, in a closed shadow root: the page
- * finds a cross-origin document it can neither read nor change, whose events never reach it.
+ * puts only an iframe of this page there, in a closed shadow root: the page finds a cross-origin
+ * document it can neither read nor change, whose events never reach it. The iframe has one fixed
+ * size, except for a panel about the host page's own image, which is as tall as what it shows,
+ * in coarse steps (followContent below).
  *
  * The page draws the panel (panel/panel.js) from what the extension itself says: its URL's
  * fragment is the panel's id (random; only the worker and the host's content script know it),
@@ -27,7 +29,7 @@
   const id = location.hash.slice(1);
   const key = `${KEY_PREFIX}${id}`;
 
-  // The panel fills this page, whose size its host fixes (content/overlay-dom.js iframe.panel).
+  // The panel fills this page, whose size its host sets (content/overlay-dom.js iframe.panel).
   const PAGE_STYLE = `
     .panel { position: fixed; inset: 0; width: 100%; height: 100%; max-height: none;
       border: 0; border-radius: 0; box-shadow: none; }
@@ -66,10 +68,12 @@
     document.body.append(host);
 
     let shownVersion = -1;
+    let ownImage = false;
     const show = (record) => {
       // A read and a change may arrive in either order: the newer state wins.
       if (!record?.state || record.version <= shownVersion) return;
       shownVersion = record.version;
+      ownImage = record.frame?.frameId === record.host?.frameId;
       panel.note = record.frame?.note ?? null;
       // Try again shows the loading state at once: the worker's, coming next, changes nothing.
       if (!(record.state.state === 'loading' && panel.busy)) panel.show(record.state);
@@ -82,11 +86,35 @@
     });
     // Read once more now that changes are followed: none made meanwhile is missed.
     show((await chrome.storage.session.get(key))[key]);
+    followContent(panel, () => ownImage);
     // The host focuses this page's frame when it opens, or for a new check: the dialog takes it.
     window.addEventListener('focus', () => {
       if (!panel.hasFocus()) panel.focus();
     });
     return 'shown';
+  }
+
+  /**
+   * A panel about its host document's own image is as tall as what it shows: the height of its
+   * content (the header and the body, measured as laid out, whatever the iframe's own height, so
+   * a new height never feeds back into the measure) goes to the worker, which has the host set
+   * the iframe's height to it rounded up to 80 px steps (worker/panels.js resizePanel). A panel
+   * about another frame's image sends nothing (the worker would refuse it anyway): it keeps one
+   * size. Runtime messages only, never window messages.
+   */
+  function followContent(panel, ownImage) {
+    const header = panel.panel.querySelector('header');
+    let sent = null;
+    const measure = () => {
+      if (!ownImage()) return;
+      const height = Math.ceil(header.getBoundingClientRect().height + panel.body.getBoundingClientRect().height);
+      if (height === sent) return;
+      sent = height;
+      chrome.runtime.sendMessage({ type: 'fakescope:panel-size', panel: id, height }).catch(() => {});
+    };
+    const observer = new ResizeObserver(measure);
+    observer.observe(header);
+    observer.observe(panel.body);
   }
 
   // For the browser tests (as background.js's hooks): what this page made of itself.

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { memoryArea } from '../lib/cache.js';
-import { FRAME_PANEL_KEY_PREFIX, FramePanels } from '../lib/frame-panels.js';
+import {
+  FRAME_PANEL_KEY_PREFIX, FramePanels, PANEL_HEIGHT_STEP, followsContent, panelHeight,
+} from '../lib/frame-panels.js';
 
 const FRAME = { frameId: 3, origin: 'http://127.0.0.1:8080', note: 'This image is in an embedded frame…' };
 // The top frame hosts the panel for the image of FRAME; a large frame hosts its own image's.
@@ -103,4 +105,15 @@ test('closing the panels or their tab forgets them', async () => {
   assert.equal(await framePanels.of(top, 8), null);
   assert.equal(await framePanels.of(inFrame, 8), null);
   assert.deepEqual([...area.map.keys()], []);
+});
+
+test('a panel about its host document\'s own image follows its content, in steps of 80 px up to 640', () => {
+  assert.deepEqual([0, 1, 77, 78, 79, 118, 158, 159, 400, 637, 638, 5000].map(panelHeight),
+    [80, 80, 80, 80, 160, 160, 160, 240, 480, 640, 640, 640]);
+  assert.equal(PANEL_HEIGHT_STEP, 80);
+  for (const bad of [-1, Number.NaN, Infinity, '120', null, undefined, {}]) assert.equal(panelHeight(bad), null);
+  assert.equal(followsContent({ host: TOP, frame: { ...FRAME, frameId: 0 } }), true);
+  assert.equal(followsContent({ host: IN_FRAME, frame: OWN }), true);
+  assert.equal(followsContent({ host: TOP, frame: FRAME }), false, 'another frame\'s image keeps one size');
+  assert.equal(followsContent(null), false);
 });

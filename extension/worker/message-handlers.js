@@ -1,9 +1,9 @@
 /**
  * The service worker's answers to runtime messages, one handler per message type, from
- * the panel page (report, recheck, frame-panel-close, open-options), feed mode (lookup,
+ * the panel page (report, recheck, frame-panel-close, panel-size, open-options), feed mode (lookup,
  * feed-panel), the popup (status, start-feed) and the options page (test-connection). Only the
  * extension's own scripts are answered, and some messages only its pages (not content scripts in
- * web pages). The panel page names its panel (recheck, close), which must be its own tab's
+ * web pages). The panel page names its panel (recheck, close, size), which must be its own tab's
  * (worker/panels.js); a feed badge's panel goes into the sender's document (`sender.documentId`).
  * A report or a question carries the image's sha256.
  */
@@ -11,7 +11,7 @@
 import { ApiClient } from '../lib/api.js';
 import { recheckPanel } from './check.js';
 import { lookupImages, openFeedPanel } from './feed-lookup.js';
-import { closePanel, framePanels } from './panels.js';
+import { closePanel, framePanels, resizePanel } from './panels.js';
 import { startFeedInTab } from './feed-scripts.js';
 import { isSha256Hex } from '../lib/hash.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
@@ -38,6 +38,7 @@ const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
 /** Messages only the extension's own pages (options, popup, the panel page) may send. */
 const EXTENSION_PAGE_ONLY = new Set([
   'fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status', 'fakescope:frame-panel-close', 'fakescope:recheck',
+  'fakescope:panel-size',
 ]);
 
 function isExtensionPage(sender) {
@@ -71,6 +72,15 @@ const MESSAGE_HANDLERS = {
     if (!record) return { ok: false };
     await closePanel(message.panel, record);
     return { ok: true };
+  },
+  /**
+   * The panel page's content height (a ResizeObserver): its host sets the iframe's height to it,
+   * rounded up to 80 px steps; only for a panel about its host's own image (worker/panels.js).
+   */
+  'fakescope:panel-size': async (message, sender) => {
+    const record = await framePanels.of(message.panel, sender.tab?.id);
+    const height = record ? await resizePanel(message.panel, record, message.height) : null;
+    return { ok: height !== null, height };
   },
   'fakescope:lookup': async (message, sender) => lookupImages(Array.isArray(message.urls) ? message.urls : [], sender),
   /**

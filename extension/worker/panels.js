@@ -4,10 +4,12 @@
  * closed shadow root: the page it is in can neither read nor change it. The worker opens a panel
  * (a record in lib/frame-panels.js under a random id, bound to its host document), records each
  * state the panel page shows, and tells the host only which panel to open, for which image and
- * check, and whether that image is the host's own (the panel is then anchored over it).
+ * check, and whether that image is the host's own (the panel is then anchored over it). A panel
+ * about the host's own image is as tall as what it shows, rounded up to 80 px steps (its page
+ * measures it and the worker passes the rounded height on); any other panel keeps one size.
  */
 
-import { FramePanels } from '../lib/frame-panels.js';
+import { FramePanels, followsContent, panelHeight } from '../lib/frame-panels.js';
 import { messageTarget } from './content-scripts.js';
 
 /** What each panel shows (lib/frame-panels.js), in storage.session, which no page can read. */
@@ -75,4 +77,17 @@ export async function showInPanel(tabId, panel, payload) {
 export async function closePanel(id, record) {
   await framePanels.forget(id);
   await chrome.tabs.sendMessage(record.tabId, { type: 'fakescope:overlay-close', framePanel: id }, messageTarget(record.host));
+}
+
+/**
+ * Panel `id` of `record` measured its content as `contentHeight` px (panel/frame-panel.js): its
+ * host sets the iframe to that height rounded up to a step (lib/frame-panels.js panelHeight).
+ * Only for a panel about its host's own image: a panel about another frame's image keeps its one
+ * size, whatever its page says. Resolves to the height sent, or null when none was.
+ */
+export async function resizePanel(id, record, contentHeight) {
+  const height = panelHeight(contentHeight);
+  if (!followsContent(record) || height === null) return null;
+  await chrome.tabs.sendMessage(record.tabId, { type: 'fakescope:overlay-size', framePanel: id, height }, messageTarget(record.host));
+  return height;
 }

@@ -163,6 +163,8 @@ class PageServer:
     pages: dict[str, str]
     port: int = field(default_factory=free_port)
     log: list[LoggedRequest] = field(default_factory=list)
+    # Extra response headers of a page, by path (e.g. a Content-Security-Policy).
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
     httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -193,6 +195,8 @@ class PageServer:
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
+                for name, value in owner.headers.get(path, {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -7,7 +7,8 @@ not let the page read the explanation or the user's words either, nor rewrite wh
 forensic verdict a page could turn from "Likely AI-generated" into "Likely real"). Each panel is
 the extension's own page, in an iframe inside a closed shadow root: the page finds an empty host,
 and nothing it can read or change inside. The panel's fixed size is checked for the frame's image
-(whose size would otherwise say something of a verdict the page cannot read)."""
+(whose size would otherwise say something of a verdict the page cannot read: a panel about the
+page's own image follows its content in coarse steps, test_panel_size.py)."""
 
 from __future__ import annotations
 
@@ -271,6 +272,7 @@ def test_the_panel_frame_keeps_one_size_whatever_it_shows(
     """The embedding page can hit-test where the panel is; its size must say nothing of what
     the panel shows (a loading state, a long explanation, an open form, an answer)."""
     page, _ = hostile_embedding
+    answering(stub_server)
     stub_server.delay_s = 1.5
     start_check_in_frame(
         browser,
@@ -286,9 +288,40 @@ def test_the_panel_frame_keeps_one_size_whatever_it_shows(
     result = panel_frame(page).frame_element().bounding_box()
     panel_locator(page, "button", "Report a wrong verdict").click()
     with_form = panel_frame(page).frame_element().bounding_box()
+    ask_in_the_panel(until, page)
+    answered = panel_frame(page).frame_element().bounding_box()
 
-    assert loading == result == with_form
-    assert loading["height"] > 300, "room for the verdict, the score and the explanation"
+    assert loading == result == with_form == answered
+    assert loading["height"] == 640, "min(80vh, 640 px): the one size, whatever it shows"
+
+
+# In a panel page: it tells the worker its content is `height` px tall (panel/frame-panel.js).
+SEND_SIZE = """(height) => chrome.runtime.sendMessage(
+    {type: 'fakescope:panel-size', panel: location.hash.slice(1), height})"""
+
+
+def test_the_worker_refuses_a_size_for_the_panel_of_a_frames_image(
+    until: Any,
+    browser: Any,
+    stub_server: Any,
+    page_server: Any,
+    hostile_embedding: tuple[Any, str],
+) -> None:
+    """Only a panel about its host's own image follows its content: a size message for the
+    panel of the small frame's image, even from that panel's own page, changes nothing."""
+    page, _ = hostile_embedding
+    check_frame_image(until, browser, page, page_server, stub_server)
+    before = panel_frame(page).frame_element().bounding_box()
+
+    assert panel(page).evaluate(SEND_SIZE, 40) == {"ok": False, "height": None}
+    assert panel_frame(page).frame_element().bounding_box() == before
+    assert before["height"] == 640
+
+    # The same message from the panel of the page's own image is taken (rounded up to 80 px).
+    check_own_image(browser, page, page_server, stub_server)
+    until(lambda: panel_text(page, ".explanation") == OWN_EXPLANATION, what="the own panel")
+    assert panel(page).evaluate(SEND_SIZE, 40) == {"ok": True, "height": 80}
+    until(lambda: panel_frame(page).frame_element().bounding_box()["height"] == 80, what="80 px")
 
 
 def test_a_page_that_frames_the_panel_page_itself_gets_an_empty_page(
