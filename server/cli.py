@@ -136,5 +136,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
         limit_concurrency=settings.max_connections,
+        http=_http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # when h11 parses
     )
     return 0
+
+
+def _http_protocol() -> str:
+    """uvicorn's `http=`: an import string, so that `--workers` processes import it too.
+
+    httptools (uvicorn's default parser when installed) gets the header size cap and deadline
+    of server/http_protocol.py; without it, h11 parses and only its size cap applies.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from server.http_protocol import IMPORT_STRING
+
+    return IMPORT_STRING

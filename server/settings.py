@@ -116,6 +116,11 @@ class Settings:
     # uvicorn's limit_concurrency: open connections (idle ones too) beyond which every new
     # request is answered 503 by uvicorn itself, before the app (`fakescope serve` only).
     max_connections: int = 1000
+    # A request line and headers longer than this get 431, and a request whose headers are not
+    # complete this long after its connection opened (or the previous response ended) gets 408
+    # (server/http_protocol.py: `fakescope serve` only).
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
     cors_origins: tuple[str, ...] = ()
     rate_limit: tuple[str, int] | None = ("minute", 600)
     admin_token: str | None = None
@@ -140,6 +145,10 @@ class Settings:
         object.__setattr__(self, "role", self.role.strip().lower())
         if self.role not in ROLES:
             raise SettingsError(f"FAKESCOPE_ROLE must be all, api or worker, got {self.role!r}")
+        if not self.header_timeout_s > 0:
+            raise SettingsError(
+                f"FAKESCOPE_HEADER_TIMEOUT_S must be > 0, got {self.header_timeout_s!r}"
+            )
         if not self.job_lease_s > 0:
             raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
         for name in ("admin_session_idle_hours", "admin_session_max_days"):
@@ -213,6 +222,8 @@ class Settings:
             batch_wait_ms=_float(env, "FAKESCOPE_BATCH_WAIT_MS", 5.0),
             request_timeout_s=_float(env, "FAKESCOPE_REQUEST_TIMEOUT_S", 120.0),
             max_connections=_int(env, "FAKESCOPE_MAX_CONNECTIONS", 1000, 1),
+            max_header_bytes=_int(env, "FAKESCOPE_MAX_HEADER_BYTES", 64 * 1024, 1024),
+            header_timeout_s=_float(env, "FAKESCOPE_HEADER_TIMEOUT_S", 10.0),
             cors_origins=origins,
             rate_limit=parse_rate_limit(env.get("FAKESCOPE_RATE_LIMIT", "600/minute")),
             admin_token=env.get("FAKESCOPE_ADMIN_TOKEN") or None,
