@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -355,7 +356,13 @@ async def test_request_timeout_is_a_503_and_the_work_still_lands_in_the_cache(
         data = unique_png()
         late = await client.post("/v1/analyze", **upload(data))
         assert late.status_code == 503 and "retry-after" in late.headers
-        await asyncio.sleep(1.2)
+        # The work goes on after the 503: wait for its analysis to be stored (polled, not a
+        # fixed sleep: on a busy machine the 0.8 s forward may take much longer).
+        sha = hashlib.sha256(data).hexdigest()
+        deadline = time.monotonic() + 60
+        while (await client.get(f"/v1/analyses/{sha}")).status_code != 200:
+            assert time.monotonic() < deadline, "the timed-out analysis was never stored"
+            await asyncio.sleep(0.1)
         cached = await client.post("/v1/analyze", **upload(data))
         assert cached.status_code == 200 and cached.headers["x-cache"] == "hit"
 
