@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from live_server import CHROMIUM_ARGS, REPO_ROOT, LiveServer, free_port
+from panel_helpers import wait_until
 
 # FAKESCOPE_EXTENSION_DIR runs the browser tests against another copy (e.g. an older build).
 EXTENSION_DIR = Path(os.environ.get("FAKESCOPE_EXTENSION_DIR") or REPO_ROOT / "extension")
@@ -386,17 +387,6 @@ def browser(
             context.close()
 
 
-def wait_until(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "it") -> Any:
-    """Polls `condition` until it returns something truthy (and returns that), or fails."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def until() -> Callable[..., Any]:
     """`until(condition, timeout_s, what)`: wait_until, for tests (they import nothing)."""
@@ -430,10 +420,13 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[[], ServerProcess]]:
 @dataclass
 class StubServer:
     """Answers like a FakeScope server, instantly or after `delay_s`, with `analysis` (a trained
-    model's verdict by default) for every upload; `token`, when set, is required on /v1/*."""
+    model's verdict by default) for every upload; `token`, when set, is required on /v1/*.
+    Between `hold()` and `release()` uploads wait (up to a minute): a test sees a loading state
+    for as long as it needs, however slow the machine."""
 
     port: int = field(default_factory=free_port)
     delay_s: float = 0.0
+    released: threading.Event = field(default_factory=threading.Event)
     token: str | None = None
     analysis: dict[str, Any] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
@@ -506,12 +499,22 @@ class StubServer:
                     self.reply(200, {"results": {}, "near": []})
                     return
                 time.sleep(owner.delay_s)
+                owner.released.wait(60)
                 self.reply(200, owner.answer(hashlib.sha256(body).hexdigest()))
 
+        self.released.set()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def hold(self) -> None:
+        """Uploads wait from now on, until `release()`."""
+        self.released.clear()
+
+    def release(self) -> None:
+        self.released.set()
+
     def stop(self) -> None:
+        self.released.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()

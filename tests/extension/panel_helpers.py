@@ -8,7 +8,21 @@ closed root either. The tests reach the panel page as one of the frames of its h
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float = 15.0, what: str = "it") -> Any:
+    """Polls `condition` until it returns something truthy (and returns that), or fails."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
 
 PANEL_PAGE = re.compile(r"^chrome-extension://[a-p]{32}/panel/frame-panel\.html#")
 
@@ -44,8 +58,6 @@ def panel_frame(page: Any, within: Any = None) -> Any:
 
 def panel(page: Any, within: Any = None, timeout_s: float = 15.0) -> Any:
     """The panel page hosted by `within` (see panel_frame), waiting for it to be there."""
-    from conftest import wait_until
-
     return wait_until(lambda: panel_frame(page, within), timeout_s, what="the panel page")
 
 

@@ -273,7 +273,7 @@ def test_the_panel_frame_keeps_one_size_whatever_it_shows(
     the panel shows (a loading state, a long explanation, an open form, an answer)."""
     page, _ = hostile_embedding
     answering(stub_server)
-    stub_server.delay_s = 1.5
+    stub_server.hold()
     start_check_in_frame(
         browser,
         page,
@@ -284,6 +284,7 @@ def test_the_panel_frame_keeps_one_size_whatever_it_shows(
     loading = panel_frame(page).frame_element().bounding_box()
 
     stub_server.analysis = {"explanation": "A long explanation. " * 80}
+    stub_server.release()
     until(lambda: panel_text(page, ".verdict"), what="the verdict")
     result = panel_frame(page).frame_element().bounding_box()
     panel_locator(page, "button", "Report a wrong verdict").click()

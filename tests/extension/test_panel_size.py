@@ -70,9 +70,10 @@ def test_a_panel_about_the_pages_own_image_is_as_tall_as_what_it_shows(
     until: Any, browser: Any, stub_server: Any, page_server: Any, sized_page: Any
 ) -> None:
     page = sized_page
-    stub_server.delay_s = 1.5
+    stub_server.hold()
     browser.worker.evaluate(START_CHECK, [page.url, page_server.url("/img/check.png")])
     loading = settled_height(page, until, lambda h: 0 < h <= 2 * STEP, "small", LOADING)
+    stub_server.release()
 
     until(lambda: panel_text(page, ".verdict") == "Likely authentic", what="the verdict")
     result = settled_height(page, until, lambda h: h > loading, "a taller verdict panel")
@@ -110,9 +111,10 @@ def test_a_long_verdict_is_capped_and_a_new_check_is_small_again(
     assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
     until(lambda: frame_height(page) == MAX_HEIGHT, what="the longest panel, capped")
 
-    stub_server.delay_s = 1.5
+    stub_server.hold()
     browser.worker.evaluate(START_CHECK, [page.url, page_server.url("/img/report.png")])
     small = settled_height(page, until, lambda h: 0 < h <= 2 * STEP, "small again", LOADING)
+    stub_server.release()
     assert small % STEP == 0
 
 
