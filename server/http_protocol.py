@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a size cap and a deadline for each request's headers.
+"""uvicorn's httptools protocol with a size cap and a deadline for each request's headers, and
+a deadline for answers the client stops taking.
 
 uvicorn 0.54 has neither when it parses with httptools: a client could send one endless header
 line (httptools gathers a header's value whole, so the process grew by all of it) or keep a
@@ -24,10 +25,21 @@ deadline (server/requests.py). Both answers are problem+json written straight to
 with `Connection: close`; the app never sees the request. A refusal due while an earlier
 pipelined response is still being made closes the connection without an answer.
 
+It also gives answers a send deadline. A client that reads nothing fills the socket's buffers;
+the transport then pauses writing and uvicorn's `send` waits for it to resume, with nothing
+timed (the handler, its stream and the FAKESCOPE_MAX_CONNECTIONS slot were held forever; so
+was a finished answer still buffered, a close waiting for it to be sent). While writing is
+paused a timer runs: if the client took none of the bytes not yet taken (the transport's
+buffer plus what the kernel holds unacknowledged, TIOCOUTQ on Linux: a slow reader empties
+the kernel's part long before the transport's moves) for FAKESCOPE_SEND_TIMEOUT_S, the
+connection is aborted; when writing resumes the timer is cancelled. uvicorn's
+`connection_lost` then wakes the waiting `send` and marks the request disconnected, as when a
+client leaves. Connections whose writing never pauses make no timer.
+
 This subclasses uvicorn internals (`data_received`, `on_headers_complete`,
-`on_message_complete`, `on_response_complete`, `connection_made`, `connection_lost`, `cycle`,
-`transport`, `loop`, `server_state`, `STATUS_LINE`): pyproject.toml pins uvicorn to the
-version read (0.54).
+`on_message_complete`, `on_response_complete`, `connection_made`, `connection_lost`,
+`pause_writing`, `resume_writing`, `cycle`, `transport`, `loop`, `server_state`,
+`STATUS_LINE`): pyproject.toml pins uvicorn to the version read (0.54).
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ import asyncio
 import functools
 import json
 import logging
+import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +62,29 @@ from server.settings import Settings
 
 IMPORT_STRING = "server.http_protocol:HeaderGuardedProtocol"
 _HttpTools = HttpToolsProtocol
+_TIOCOUTQ = 0x5411  # Linux: bytes a TCP socket holds that the peer has not acknowledged
+
+
+def _kernel_unacked(transport: asyncio.Transport) -> int:
+    """What the kernel still holds of what was written, where it says (Linux), else 0."""
+    if sys.platform != "linux":
+        return 0
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    import fcntl
+
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0" * 4))[0])
+    except (OSError, ValueError):
+        return 0
 
 
 @dataclass(frozen=True)
 class HeaderGuard:
     max_bytes: int
     timeout_s: float
+    send_timeout_s: float  # a response the client takes nothing of for this long is dropped
     too_large: bytes  # the answers after their status line and uvicorn's default headers
     timed_out: bytes
 
@@ -74,6 +105,7 @@ def header_guard() -> HeaderGuard:
     return HeaderGuard(
         max_bytes=limit,
         timeout_s=timeout,
+        send_timeout_s=settings.send_timeout_s,
         too_large=_answer_tail(
             431,
             "headers-too-large",
@@ -106,6 +138,11 @@ class HeaderGuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_due: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        # The send deadline: a timer only while the transport has paused writing (the client
+        # took too little of the answer), none otherwise; and the bytes then not yet taken.
+        self._send_timeout_s = guard.send_timeout_s
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._send_buffered = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -113,7 +150,23 @@ class HeaderGuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         super().connection_lost(exc)
+
+    # Transport flow control (called when the write buffer passes its high / low water mark)
+    def pause_writing(self) -> None:
+        _HttpTools.pause_writing(self)
+        if self._send_timer is None:
+            self._send_buffered = self._untaken()
+            self._send_timer = self.loop.call_later(self._send_timeout_s, self._send_timer_fired)
+
+    def resume_writing(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        _HttpTools.resume_writing(self)
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
@@ -187,6 +240,31 @@ class HeaderGuardedProtocol(HttpToolsProtocol):
             self._refuse(408, self._guard.timed_out)
         else:
             self.transport.close()
+
+    def _untaken(self) -> int:
+        """Bytes written that the client has not taken: the transport's buffer, and what the
+        kernel sends only as the client's window opens (it may take much before the
+        transport's buffer moves)."""
+        return self.transport.get_write_buffer_size() + _kernel_unacked(self.transport)
+
+    def _send_timer_fired(self) -> None:
+        self._send_timer = None
+        buffered = self._untaken()
+        if buffered < self._send_buffered:  # the client took some: it has another period
+            self._send_buffered = buffered
+            self._send_timer = self.loop.call_later(self._send_timeout_s, self._send_timer_fired)
+            return
+        if self.logger.isEnabledFor(logging.INFO):
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.info(
+                "%sconnection dropped: the client took none of the response for %g s",
+                prefix,
+                self._send_timeout_s,
+            )
+        # Nothing can be answered to a client that reads nothing. The abort drops the buffer
+        # (a close would wait for it to be sent) and calls connection_lost, which wakes a
+        # send waiting for the buffer to drain and tells the app the client is gone.
+        self.transport.abort()
 
     def _refuse(self, status: int, tail: bytes) -> None:
         self._awaiting_head = False

@@ -121,6 +121,9 @@ class Settings:
     # (server/http_protocol.py: `fakescope serve` only).
     max_header_bytes: int = 64 * 1024
     header_timeout_s: float = 10.0
+    # A response whose client takes none of it for this long (the socket's buffers full) has
+    # its connection dropped (server/http_protocol.py: `fakescope serve` only).
+    send_timeout_s: float = 60.0
     cors_origins: tuple[str, ...] = ()
     rate_limit: tuple[str, int] | None = ("minute", 600)
     admin_token: str | None = None
@@ -148,6 +151,10 @@ class Settings:
         if not self.header_timeout_s > 0:
             raise SettingsError(
                 f"FAKESCOPE_HEADER_TIMEOUT_S must be > 0, got {self.header_timeout_s!r}"
+            )
+        if not self.send_timeout_s > 0:
+            raise SettingsError(
+                f"FAKESCOPE_SEND_TIMEOUT_S must be > 0, got {self.send_timeout_s!r}"
             )
         if not self.job_lease_s > 0:
             raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
@@ -224,6 +231,7 @@ class Settings:
             max_connections=_int(env, "FAKESCOPE_MAX_CONNECTIONS", 1000, 1),
             max_header_bytes=_int(env, "FAKESCOPE_MAX_HEADER_BYTES", 64 * 1024, 1024),
             header_timeout_s=_float(env, "FAKESCOPE_HEADER_TIMEOUT_S", 10.0),
+            send_timeout_s=_float(env, "FAKESCOPE_SEND_TIMEOUT_S", 60.0),
             cors_origins=origins,
             rate_limit=parse_rate_limit(env.get("FAKESCOPE_RATE_LIMIT", "600/minute")),
             admin_token=env.get("FAKESCOPE_ADMIN_TOKEN") or None,

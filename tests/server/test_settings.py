@@ -19,6 +19,7 @@ def test_defaults_are_provenance_only_on_a_sqlite_file_under_the_data_dir() -> N
     assert settings.rate_limit == ("minute", 600)
     assert settings.max_connections == 1000
     assert (settings.max_header_bytes, settings.header_timeout_s) == (64 * 1024, 10.0)
+    assert settings.send_timeout_s == 60.0
     assert not settings.allow_private_urls and not settings.require_token
     assert (settings.admin_session_idle_hours, settings.admin_session_max_days) == (12.0, 7.0)
 
@@ -40,6 +41,7 @@ def test_every_variable_is_read() -> None:
             "FAKESCOPE_MAX_CONNECTIONS": "50",
             "FAKESCOPE_MAX_HEADER_BYTES": "8192",
             "FAKESCOPE_HEADER_TIMEOUT_S": "2.5",
+            "FAKESCOPE_SEND_TIMEOUT_S": "30",
             "FAKESCOPE_CORS_ORIGINS": "chrome-extension://abc, https://example.org",
             "FAKESCOPE_RATE_LIMIT": "20/second",
             "FAKESCOPE_ADMIN_TOKEN": "secret",
@@ -61,6 +63,7 @@ def test_every_variable_is_read() -> None:
     assert settings.rate_limit == ("second", 20)
     assert settings.max_connections == 50
     assert (settings.max_header_bytes, settings.header_timeout_s) == (8192, 2.5)
+    assert settings.send_timeout_s == 30.0
     assert (settings.fake_threshold, settings.real_threshold) == (0.7, 0.2)
     assert settings.allow_private_urls and settings.require_token
     assert settings.image_store_dir == Path("/srv/fs/images")
@@ -84,6 +87,8 @@ def test_rate_limits_parse(text: str, expected: tuple[str, int] | None) -> None:
         {"FAKESCOPE_MAX_CONNECTIONS": "many"},
         {"FAKESCOPE_MAX_HEADER_BYTES": "100"},
         {"FAKESCOPE_HEADER_TIMEOUT_S": "0"},
+        {"FAKESCOPE_SEND_TIMEOUT_S": "0"},
+        {"FAKESCOPE_SEND_TIMEOUT_S": "a minute"},
         {"FAKESCOPE_FAKE_THRESHOLD": "0.3", "FAKESCOPE_REAL_THRESHOLD": "0.5"},
         {"FAKESCOPE_ROLE": "gpu"},
         {"FAKESCOPE_JOB_LEASE_S": "0"},
