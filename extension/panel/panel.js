@@ -45,9 +45,20 @@
         this.live,
       );
       this.root.append(this.panel);
+      // Escape closes the panel when it is released, as a button acts on release: the close
+      // removes this page's frame, and when that happened between key-down and key-up (once in
+      // a CI run), the browser never acknowledged the key-up and the key press hung.
+      let escapeDown = false;
       this.root.addEventListener('keydown', (event) => {
         if (event.key === 'Escape') {
           event.stopPropagation();
+          escapeDown = true;
+        }
+      });
+      this.root.addEventListener('keyup', (event) => {
+        if (event.key === 'Escape' && escapeDown) {
+          event.stopPropagation();
+          escapeDown = false;
           this.actions.close();
         }
       });
