@@ -42,13 +42,24 @@
       .sort((a, b) => b.clientWidth * b.clientHeight - a.clientWidth * a.clientHeight);
   }
 
+  // Where each host is made (see the Overlay constructor): a document with no custom elements.
+  let inertDocument = null;
+
   class Overlay {
     /** `framePanel`: the id of the panel page to host (worker/panels.js). */
     constructor(framePanel) {
       this.framePanel = framePanel;
-      this.host = document.createElement('fakescope-overlay');
+      // Made in a document of its own, which has no custom elements: a page that defined
+      // `fakescope-overlay` itself (customElements.define, before this script ran) would get its
+      // own class's instance from this document's createElement, its constructor run here, and
+      // through attachInternals() the closed root (ElementInternals.shadowRoot gives a custom
+      // element's root, closed or not). An element that is not custom when its root is attached
+      // never lets internals reach the root, nor does a definition that upgrades it later.
+      inertDocument ??= document.implementation.createHTMLDocument('');
+      const host = inertDocument.createElement('fakescope-overlay');
       // Kept here: a closed root is reachable only through this reference (host.shadowRoot is null).
-      this.root = this.host.attachShadow({ mode: 'closed' });
+      this.root = host.attachShadow({ mode: 'closed' });
+      this.host = document.adoptNode(host);
       // The page's dynamic URL (web_accessible_resources use_dynamic_url) changes every session.
       const src = `${chrome.runtime.getURL('panel/frame-panel.html')}#${framePanel}`;
       this.panel = h('iframe', { className: 'panel', src, title: 'FakeScope result' });
@@ -103,7 +114,12 @@
         let active = document.activeElement;
         while (active?.shadowRoot?.activeElement) active = active.shadowRoot.activeElement;
         this.returnFocus = active && active !== document.body ? active : null;
-        document.documentElement.append(this.host);
+        // A modal dialog of the page (a lightbox) makes everything outside it inert, a popover
+        // above it too, and a scripted one (aria-modal) pulls the focus back into itself: the
+        // panel could be neither clicked nor typed in. So the host goes into that dialog (the one
+        // around the image, else the last <dialog> open); it stays in the top layer all the same.
+        const modal = this.anchor?.closest('dialog:modal, [aria-modal="true"]') ?? [...document.querySelectorAll('dialog:modal')].pop();
+        (modal ?? document.documentElement).append(this.host);
         // The top layer puts it above any z-index the page uses; older browsers fall back to z-index.
         if (typeof this.host.showPopover === 'function') {
           this.host.setAttribute('popover', 'manual');
@@ -127,6 +143,11 @@
      * frame's), at the top right of the viewport.
      */
     position() {
+      // A page that zooms its root (`html { zoom: 1.5 }`) zooms this host with it, and so the
+      // panel's px and vh: the iframe undoes that, so that what is measured here in the
+      // viewport's px (the image's box, the scroll, the viewport) places and sizes it as it is.
+      const zoom = this.host.currentCSSZoom ?? 1;
+      this.panel.style.zoom = zoom > 0 && zoom !== 1 ? String(1 / zoom) : '';
       const margin = 8;
       const width = this.panel.offsetWidth || 380;
       let top = window.scrollY + 16;

@@ -11,7 +11,7 @@
  * `{frameId, documentId, origin, ancestorOrigins}` (the document the panel is in, and the origins
  * above it, which the panel page checks its own `location.ancestorOrigins` against), `frame` is
  * `{frameId, origin, note}` (the image's frame and what the panel says about it: null when the
- * image is the host's own), `state` the latest `fakescope:overlay` payload (loading, result, hint
+ * image is the host's own; for another frame's image, also the `documentId` it showed), `state` the latest `fakescope:overlay` payload (loading, result, hint
  * or error) and `version` counts the states, so the page never trades a newer one for an older
  * read. One panel per frame of a tab: a new one there forgets the previous record, as does
  * closing the panel or the tab.

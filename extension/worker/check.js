@@ -171,7 +171,7 @@ export async function injectForCheck(target, pageUrl) {
   } catch {
     return ownPanel();
   }
-  const frame = frameOf(bound.frameId, viewport.origin);
+  const frame = frameOf(bound.frameId, viewport.origin, viewport.documentId);
   return { ...bound, panel: await openPanel(bound.tabId, pageUrl, hostOf(TOP_FRAME, top), frame) };
 }
 
@@ -181,9 +181,10 @@ function withoutFragment(url) {
 
 /**
  * **Try again**, or a hint's **Check this image**, in panel `id` (its `record`): the image is
- * read again where it is (its frame, while the tab still has it, with that frame's address as
- * Referer), and the result shows in the same panel. An image of another frame that is gone or no
- * longer scriptable is read in the panel's own document.
+ * read again where it is (its frame, while the frame still shows the document right-clicked,
+ * with that frame's address as Referer), and the result shows in the same panel. An image of
+ * another frame that is gone, shows another document now (it never asked: no page reader goes
+ * there) or is no longer scriptable is read in the panel's own document.
  */
 export async function recheckPanel(id, record) {
   const { tabId, host } = record;
@@ -194,11 +195,12 @@ export async function recheckPanel(id, record) {
   const imageFrameId = record.frame.frameId;
   if (imageFrameId !== host.frameId) {
     const viewport = await measureFrame(tabId, imageFrameId);
-    if (viewport) {
+    if (viewport && viewport.documentId === record.frame.documentId) {
       try {
         const image = { tabId, frameId: imageFrameId, documentId: viewport.documentId, documentUrl: viewport.url };
         await injectContentScripts(scriptTarget(image), PAGE_READER_SCRIPTS);
-        return checkAndShow(srcUrl, { ...image, panel: { id, frame: frameOf(imageFrameId, viewport.origin), host } }, record.pageUrl);
+        const frame = frameOf(imageFrameId, viewport.origin, viewport.documentId);
+        return checkAndShow(srcUrl, { ...image, panel: { id, frame, host } }, record.pageUrl);
       } catch {
         // No longer scriptable: read in the panel's own document.
       }
@@ -209,8 +211,9 @@ export async function recheckPanel(id, record) {
   return checkAndShow(srcUrl, { ...shownIn, panel: { id, frame, host } }, record.pageUrl);
 }
 
-function frameOf(imageFrameId, origin) {
-  return { frameId: imageFrameId, origin, note: embeddedFrameNote(origin) };
+/** What a panel in the top frame says of its image's frame, and which document that frame showed. */
+function frameOf(imageFrameId, origin, documentId) {
+  return { frameId: imageFrameId, origin, documentId, note: embeddedFrameNote(origin) };
 }
 
 /** The analysis for an image: from the session cache when this image was checked recently. */

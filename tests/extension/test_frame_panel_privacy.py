@@ -551,3 +551,62 @@ def test_the_page_can_neither_read_nor_change_a_feed_badges_panel(
         embeds=0,
     )
     assert_the_page_cannot_rewrite_the_panel(browser, page, "Likely AI-generated")
+
+
+# The page's own definition of the host's element name, made before any content script runs
+# (or, `#late`, as soon as the host is in the page: an upgrade). Its constructor keeps the
+# element's ElementInternals, whose shadowRoot gives even a closed root of a custom element;
+# `#takes-root` also attaches a root of its own first, so that the extension could attach none.
+DEFINES_THE_HOST = """<script>
+  window.internals = [];
+  window.constructed = 0;
+  const define = () => customElements.define('fakescope-overlay', class extends HTMLElement {
+    constructor() {
+      super();
+      window.constructed += 1;
+      window.internals.push(this.attachInternals());
+      if (location.hash === '#takes-root') this.attachShadow({mode: 'open'}).innerHTML = '<p>Likely real</p>';
+    }
+  });
+  if (location.hash === '#late') {
+    new MutationObserver((_, observer) => {
+      if (!document.querySelector('fakescope-overlay')) return;
+      observer.disconnect();
+      define();
+    }).observe(document.documentElement, {childList: true});
+  } else {
+    define();
+  }
+</script>"""
+
+# What the page's script gets through the internals it kept: the panel's root, the panel page's
+# address (with the panel's id), and the root's content to rewrite.
+REACH_THROUGH_INTERNALS = """() => window.internals.map((internals) => {
+    const root = internals.shadowRoot;
+    if (!root) return null;
+    const src = root.querySelector('iframe')?.src ?? null;
+    root.replaceChildren(Object.assign(document.createElement('p'), {textContent: 'Likely real'}));
+    return {mode: root.mode, src};
+})"""
+
+
+@pytest.mark.parametrize("mode", ["first", "takes-root", "late"])
+def test_a_page_that_defines_the_hosts_element_gets_no_reach_into_the_panel(
+    mode: str, until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    page_server.pages["/defines-host.html"] = (
+        "<!doctype html><html><head>" + DEFINES_THE_HOST + HOOK + "</head><body>" + OWN_IMAGE
+    ) + "</body></html>"
+    browser.set_settings(serverUrl=stub_server.url)
+    stub_server.analysis = FAKE_VERDICT
+    page = browser.context.new_page()
+    page.goto(page_server.url(f"/defines-host.html#{mode}"))
+    page.locator("#own").wait_for()
+
+    assert browser.check_image(page, page_server.url("/img/report.png"))["ok"]
+    until(lambda: panel_text(page, ".verdict") == "Likely AI-generated", what="the verdict")
+
+    # The page's class did take the host (its constructor ran), and got nothing of the panel.
+    assert page.evaluate("() => window.constructed") == 1
+    assert page.evaluate(REACH_THROUGH_INTERNALS) == [None]
+    assert_the_page_cannot_rewrite_the_panel(browser, page, "Likely AI-generated")

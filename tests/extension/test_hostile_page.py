@@ -30,6 +30,7 @@ def test_hostile_page_css_does_not_break_the_overlay(
     host = page.locator("fakescope-overlay")
     overlay = panel(page)
     frame = overlay.frame_element()
+    overlay.locator("section[role=dialog]").wait_for()  # drawn once the panel page has loaded
     assert frame.is_visible() and overlay.locator("section[role=dialog]").is_visible()
     box = frame.bounding_box()
     assert box is not None and box["width"] >= 300 and box["height"] >= 200

@@ -182,3 +182,54 @@ def test_a_frame_showing_another_page_when_the_menu_item_is_chosen_gets_no_check
     assert not done["ok"] and "another page" in done["reason"], done
     assert page.frame_locator("#embed").locator("fakescope-overlay").count() == 0
     assert "POST /v1/analyze" not in stub_server.requests, "the old page's image is not sent"
+
+
+# Whether the extension's page reader (content/page-image.js) is in a frame's isolated world.
+HAS_PAGE_READER = """async ([tabId, frameId]) => {
+    const [injection] = await chrome.scripting.executeScript({target: {tabId, frameIds: [frameId]},
+      func: () => Object.hasOwn(globalThis, '__fakescopePageImage')});
+    return injection.result;
+}"""
+
+
+def test_try_again_after_the_small_frame_navigated_reads_nothing_in_its_new_page(
+    until: Any, browser: Any, stub_server: Any, site: Any
+) -> None:
+    """The top frame's panel for a small frame's image failed; the frame moved on to another page
+    of its site. **Try again** belongs to the page right-clicked too: the new page never asked,
+    so it gets no page reader and is not asked for the image (read as for a frame that is gone,
+    in the panel's own document)."""
+    from panel_helpers import click_in_panel, panel_text
+
+    answers: list[int] = []
+
+    def busy_once(handler: Any) -> None:
+        import hashlib
+
+        answers.append(len(answers))
+        if len(answers) == 1:
+            handler.reply(500, {"title": "Internal Server Error", "status": 500, "detail": "busy"})
+        else:
+            handler.reply(200, stub_server.answer(hashlib.sha256(handler.body).hexdigest()))
+
+    stub_server.routes["POST /v1/analyze"] = busy_once
+    page, frame_url = site("retried", (300, 200))  # too small: the panel shows in the top frame
+    src = f"{site.frame_origin}/img/check.png"
+    tab_id, frame_id = browser.worker.evaluate(FRAME_ID, [page.url, frame_url])
+    browser.worker.evaluate(START_CHECK, [tab_id, frame_id, src, frame_url, page.url])
+    until(lambda: "busy" in panel_text(page, "[role=alert]"), what="the error")
+
+    page.frame_locator("#embed").locator("body").evaluate(
+        "(body, url) => { location.href = url; }", f"{site.frame_origin}/nav-next.html"
+    )
+    page.frame_locator("#embed").locator("#next").wait_for()
+    assert browser.worker.evaluate(HAS_PAGE_READER, [tab_id, frame_id]) is False
+    browser.worker.evaluate(LISTEN, [tab_id, frame_id])
+    click_in_panel(page, "button", "Try again")
+
+    until(lambda: panel_text(page, ".verdict") == "Likely authentic", what="the verdict")
+    assert len(answers) == 2
+    assert browser.worker.evaluate(HAS_PAGE_READER, [tab_id, frame_id]) is False, (
+        "no page reader in the new page"
+    )
+    assert browser.worker.evaluate(HEARD, [tab_id, frame_id]) == [], "nothing sent to it"

@@ -333,6 +333,77 @@ def test_the_panel_of_an_image_low_in_the_viewport_opens_on_screen(
     assert page.evaluate("() => window.scrollY") == 0, "the page did not scroll"
 
 
+@pytest.mark.parametrize("zoom", ["1.5", "0.5"])
+def test_the_panel_sits_over_its_image_on_a_page_that_zooms_its_root(
+    zoom: str, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    """`html { zoom }` zooms the panel's host too: the panel still opens over the image's
+    corner, at its own size (at most min(80vh, 640 px) of the 1000 x 800 viewport)."""
+    page_server.pages["/zoomed.html"] = (
+        f"<!doctype html><style>html {{ zoom: {zoom} }}</style>"
+        '<div style="height: 200px"></div><p style="margin-left: 150px">'
+        '<img id="pic" src="/img/check.png" width="240" height="180" alt="pic"></p>'
+    )
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/zoomed.html"))
+
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+
+    panel(page).locator(".verdict").wait_for()
+    image = page.locator("#pic").bounding_box()
+    box = panel_frame(page).frame_element().bounding_box()
+    assert (box["x"], box["y"]) == (image["x"] + 8, image["y"] + 8), (image, box)
+    assert box["width"] == 380 and box["height"] <= 640, box
+
+
+# A lightbox of each kind: a modal <dialog> (the rest of the page is inert), and a scripted one
+# (aria-modal) whose focus trap pulls the focus back whenever it leaves the lightbox.
+LIGHTBOXES = {
+    "dialog": "<script>document.getElementById('lightbox').showModal()</script>",
+    "focus trap": """<script>
+      const box = document.getElementById('lightbox');
+      box.setAttribute('aria-modal', 'true');
+      box.setAttribute('role', 'dialog');
+      box.show();
+      document.getElementById('shut').focus();
+      document.addEventListener('focusin', (event) => {
+        if (!box.contains(event.target)) document.getElementById('shut').focus();
+      });
+    </script>""",
+}
+
+
+@pytest.mark.parametrize("kind", LIGHTBOXES)
+def test_the_panel_of_an_image_in_a_modal_lightbox_takes_clicks_keys_and_the_focus(
+    kind: str, until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    """A modal <dialog> makes the rest of the page inert, a popover above it too, and a focus
+    trap takes the focus back from anything outside its lightbox: the panel of an image in such
+    a lightbox must still be usable, and Escape in it closes only the panel."""
+    page_server.pages["/lightbox.html"] = (
+        '<!doctype html><p>The page behind</p><dialog id="lightbox">'
+        '<img id="pic" src="/img/check.png" width="240" height="180" alt="pic">'
+        '<button id="shut">Close the lightbox</button></dialog>' + LIGHTBOXES[kind]
+    )
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/lightbox.html"))
+    assert active_element(page) == "shut"
+
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+
+    until(lambda: (focused_in_panel(page) or {}).get("role") == "dialog", what="the focus")
+    panel(page).get_by_role("button", name="Report a wrong verdict").click(timeout=5000)
+    reason = panel(page).get_by_label("Why is the verdict wrong?")
+    page.keyboard.type("A render")
+    assert reason.input_value() == "A render", "the keys went into the panel"
+    page.keyboard.press("Escape")
+    until(lambda: page.locator("fakescope-overlay").count() == 0, what="Escape to close it")
+    assert page.evaluate("() => document.getElementById('lightbox').open"), "the lightbox stays"
+    assert active_element(page) == "shut", "the focus is back where it was"
+
+
 def test_long_unbroken_server_text_wraps_inside_the_panel(
     browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:

@@ -144,7 +144,7 @@ def test_a_page_script_clicking_allow_this_image_site_opens_no_tab(
     result = browser.check_image(page, image)
     assert not result["ok"] and result["failure"]["imageOrigin"] == image.rsplit("/img/", 1)[0]
     allow = panel(page).get_by_role("button", name="Allow this image site…")
-    assert allow.is_visible()
+    allow.wait_for()  # the panel page draws the error once it has loaded
     pages_before = len(browser.context.pages)
 
     # The page's script cannot reach the panel (a closed root); a script's click, even one run
