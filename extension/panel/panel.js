@@ -181,7 +181,7 @@
       retry.addEventListener('click', (event) => {
         // "Try again" sends the image again: only a real click does, never a script's.
         if (!event.isTrusted) return;
-        this.retry();
+        this.recheck();
       });
       this.setBody(
         h('div', { role: 'alert' },
@@ -203,9 +203,13 @@
       );
     }
 
-    retry() {
+    /**
+     * Checks this panel's image again and shows it here: **Try again** after an error, and a
+     * hint's **Check this image** (the same check as the context menu's, which sends the image).
+     */
+    recheck() {
       this.showLoading(this.srcUrl);
-      // The focused "Try again" button is gone: keep the focus in the panel (Escape still closes it).
+      // The focused button is gone: keep the focus in the panel (Escape still closes it).
       this.focus();
       this.actions.recheck().catch((error) => {
         this.showError(this.srcUrl, {
@@ -230,7 +234,7 @@
       check.addEventListener('click', (event) => {
         // Only a real click sends the image: a script clicking this button does nothing.
         if (!event.isTrusted) return;
-        this.checkNow();
+        this.recheck();
       });
       this.setBody(
         h('p', {
@@ -247,19 +251,6 @@
           h('button', { type: 'button', className: 'secondary', onclick: () => this.actions.close() }, 'Close')),
         h('p', { className: 'muted' }, 'Checking sends this image to your FakeScope server for a verdict of its own.'),
       );
-    }
-
-    /** "Check this image" from a hint: the same check as the context menu's, shown here. */
-    checkNow() {
-      this.showLoading(this.srcUrl);
-      this.focus();
-      this.actions.recheck().catch((error) => {
-        this.showError(this.srcUrl, {
-          title: 'FakeScope is unavailable',
-          message: String(error?.message ?? error),
-          guidance: 'Reload the page and try again.',
-        });
-      });
     }
 
     showResult(srcUrl, view, aspects, cached) {
