@@ -305,7 +305,7 @@ def joined_decode(
             for image, prompt in zip(images[:2], prompts, strict=True)
         ]
         on_graphs = [session(), session()]
-        decoders = list(fm._decoders.values())
+        decoders = list(fm._decoders.kept())
         graphs = [decoder.use_graph and decoder._graph is not None for decoder in decoders]
         settings = [decoder.use_graph for decoder in decoders]
         for decoder in decoders:

@@ -32,13 +32,10 @@ from transformers import (
 
 from fakescope.answer_pieces import GENERATED_TOKENS, AnswerPieces, OnText, PieceStreamer
 from fakescope.continuous import ContinuousDecoding
-from fakescope.cuda_graphs import GraphDecoder
+from fakescope.decoder_pool import DecoderPool
 from fakescope.joining import AnswerRequest, JoinInbox
 
 logger = logging.getLogger(__name__)
-
-_CACHE_STEP = 256  # graph decoders' KV caches grow in steps of this many tokens
-_MAX_DECODERS = 4  # batch sizes with a graph decoder (and its KV cache) kept
 
 
 class Answering:
@@ -52,7 +49,7 @@ class Answering:
     tokenizer: Any
     eos_ids: list[int]
     graph_decoding: bool
-    _decoders: dict[int, GraphDecoder]
+    _decoders: DecoderPool
 
     if TYPE_CHECKING:  # supplied by ForensicModel, next to the scoring path's preprocessing
 
@@ -67,7 +64,7 @@ class Answering:
         # alike. Rows join a decode by copying into full-length cache layers; a
         # sliding-window layer keeps another layout, so such models decode through generate().
         self.graph_decoding = on_graphs and not _has_sliding_cache_layers(self.model)
-        self._decoders = {}  # by batch size, oldest first
+        self._decoders = DecoderPool(self.model)
 
     # -- answers to a batch, whole or streamed ---------------------------------------
 
@@ -226,28 +223,20 @@ class Answering:
     def _decode(
         self, inputs: BatchFeature, max_new_tokens: int, min_new_tokens: int
     ) -> Iterator[list[int]]:
-        """Greedy token ids per step from the graph decoder of this batch size."""
+        """Greedy token ids per step from a graph decoder of this batch size, this
+        decoding's alone until it ends (then kept for the next one)."""
         batch = self._generation_inputs(inputs)
         rows, length = batch["input_ids"].shape
-        decoder = self._decoder(rows, length + max_new_tokens)
-        return decoder.decode(
-            batch,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min(min_new_tokens, max_new_tokens),
-            eos_token_ids=self.eos_ids,
-        )
-
-    def _decoder(self, rows: int, tokens: int) -> GraphDecoder:
-        """The graph decoder of ``rows`` rows, with a cache of at least ``tokens``."""
-        decoder = self._decoders.get(rows)
-        if decoder is None or decoder.max_cache_len < tokens:
-            self._decoders.pop(rows, None)
-            while len(self._decoders) >= _MAX_DECODERS:  # each holds a KV cache: keep few
-                del self._decoders[next(iter(self._decoders))]
-            cache_len = -(-tokens // _CACHE_STEP) * _CACHE_STEP
-            decoder = GraphDecoder(self.model, batch_size=rows, max_cache_len=cache_len)
-            self._decoders[rows] = decoder
-        return decoder
+        decoder = self._decoders.take(rows, length + max_new_tokens)
+        try:
+            yield from decoder.decode(
+                batch,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min(min_new_tokens, max_new_tokens),
+                eos_token_ids=self.eos_ids,
+            )
+        finally:
+            self._decoders.give_back(decoder)
 
     def release_decoders(self) -> None:
         """Let go of the graph decoders kept for later (their KV caches and graphs).
@@ -255,8 +244,7 @@ class Answering:
         A decoding under way keeps its own; the others are rebuilt, and captured again,
         when next needed. For when the device runs short of memory.
         """
-        dropped = len(self._decoders)
-        self._decoders.clear()
+        dropped = self._decoders.clear()
         gc.collect()  # tensors of a failed call may still be held in reference cycles
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -287,7 +275,7 @@ class Answering:
 
         session = ContinuousDecoding(
             prepare=prepare,
-            decoders=self._decoder,
+            decoders=self._decoders,
             tokenizer=self.tokenizer,
             eos_ids=self.eos_ids,
             inbox=inbox,

@@ -1,7 +1,8 @@
 """Continuous batching: answers join a running greedy decode between steps, and leave it.
 
-A session holds a ``GraphDecoder`` (a fixed number of rows, one static KV cache) for as
-long as any row decodes. Between two steps it admits the requests waiting in its ``JoinInbox`` into
+A session holds a ``GraphDecoder`` (a fixed number of rows, one static KV cache), taken
+from the model's ``DecoderPool`` and given back when it ends, for as long as any row
+decodes. Between two steps it admits the requests waiting in its ``JoinInbox`` into
 free rows (``GraphDecoder.admit``: prefilled alone, copied in just before the shared
 write index), and a row leaves as soon as its answer ends (an end id, its token budget,
 or nobody wanting it any more), freeing the row for the next request.
@@ -34,6 +35,7 @@ import torch
 
 from fakescope.answer_pieces import AnswerPieces
 from fakescope.cuda_graphs import GraphDecoder
+from fakescope.decoder_pool import DecoderPool
 from fakescope.joining import AnswerRequest, JoinInbox
 
 logger = logging.getLogger(__name__)
@@ -41,9 +43,6 @@ T = TypeVar("T")
 
 # Prepares model inputs (left-padded, on the model's device) for image/prompt pairs.
 PrepareInputs = Callable[[Sequence[Any], Sequence[str]], dict[str, Any]]
-# The graph decoder of (rows, cache length at least).
-Decoders = Callable[[int, int], GraphDecoder]
-
 JOIN_ROOM = 64  # masked slots before a session's first prompts, for longer joiners
 
 
@@ -61,7 +60,7 @@ class ContinuousDecoding:
         self,
         *,
         prepare: PrepareInputs,
-        decoders: Decoders,
+        decoders: DecoderPool,
         tokenizer: Any,
         eos_ids: Collection[int],
         inbox: JoinInbox,
@@ -102,6 +101,9 @@ class ContinuousDecoding:
             for request in failed:
                 request.fail(exc)
         finally:
+            if self.decoder is not None:
+                self._decoders.give_back(self.decoder)
+                self.decoder = None
             self.inbox.close()
 
     def _begin(self, first: list[AnswerRequest], rows: int) -> None:
@@ -119,13 +121,13 @@ class ContinuousDecoding:
 
         def start() -> None:
             # The prefill allocates the cache: nothing has reached a client before it.
-            decoder = self._decoders(rows, cache)
+            decoder = self._decoders.take(rows, cache)
             decoder.start(decoder.max_cache_len - 2 * longest)
             self.decoder = decoder
             try:
                 self._admit(list(range(len(first))), first, inputs)
             except torch.cuda.OutOfMemoryError:
-                self.decoder = None  # with the kept ones: a retry must not meet its cache
+                self.decoder = None  # never given back: a retry must not meet its cache
                 raise
 
         self._after_releasing_if_short(start, rows)
@@ -195,12 +197,13 @@ class ContinuousDecoding:
         rows = min(2 * smaller.batch_size, self._max_rows)
 
         def bigger() -> GraphDecoder:
-            decoder = self._decoders(rows, smaller.max_cache_len)
+            decoder = self._decoders.take(rows, smaller.max_cache_len)
             decoder.adopt(smaller)  # reads the smaller one only: it stays intact
             return decoder
 
         try:
             self.decoder = self._after_releasing_if_short(bigger, rows)
+            self._decoders.give_back(smaller)
         except torch.cuda.OutOfMemoryError:
             logger.warning(
                 "no device memory for a %d-row decoder: the session stays at %d rows",

@@ -80,6 +80,19 @@ def tiny_model(tiny_model_dir: Path) -> Any:
     return load_model(str(tiny_model_dir), quantization="none", device="cpu", progress=False)
 
 
+@pytest.fixture()
+def graph_decoding(tiny_model: Any) -> Iterator[Any]:
+    """The tiny model answering through its graph decoders, as on CUDA (eagerly here: there
+    is no GPU), keeping none another test left: each test starts from an empty pool."""
+    tiny_model.release_decoders()
+    tiny_model.graph_decoding = True
+    try:
+        yield tiny_model
+    finally:
+        tiny_model.graph_decoding = False
+        tiny_model.release_decoders()
+
+
 def _postgres_reachable() -> bool:
     try:
         import psycopg

@@ -7,7 +7,6 @@ knows exactly where a request joins: into which row, at which write index.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from unittest import mock
 
@@ -80,13 +79,9 @@ class ScheduledInbox(JoinInbox):
 
 
 @pytest.fixture()
-def model(tiny_model: ForensicModel) -> Iterator[ForensicModel]:
+def model(graph_decoding: ForensicModel) -> ForensicModel:
     """The tiny model decoding through GraphDecoder (eagerly: there is no GPU here)."""
-    tiny_model.graph_decoding = True
-    try:
-        yield tiny_model
-    finally:
-        tiny_model.graph_decoding = False
+    return graph_decoding
 
 
 def alone(model: ForensicModel, asked: Asked) -> str:
@@ -301,7 +296,7 @@ def test_without_memory_for_more_rows_the_session_goes_on_at_its_size(
         sizes.append(decoder.batch_size)
         return real_step(decoder)
 
-    model._decoder(1, 512)  # a decoder kept from an earlier session
+    model._decoders.give_back(model._decoders.take(1, 512))  # kept from an earlier session
     with (
         mock.patch.object(GraphDecoder, "adopt", autospec=True, side_effect=short_of_memory),
         mock.patch.object(GraphDecoder, "step", autospec=True, side_effect=recording_step),

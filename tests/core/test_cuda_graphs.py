@@ -136,16 +136,6 @@ def test_host_read_detector_sees_the_reads_of_an_ordinary_forward(
     assert reads.seen
 
 
-@pytest.fixture()
-def graph_decoding(tiny_model: ForensicModel) -> Iterator[ForensicModel]:
-    """The tiny model decoding through GraphDecoder (eagerly: there is no GPU here)."""
-    tiny_model.graph_decoding = True
-    try:
-        yield tiny_model
-    finally:
-        tiny_model.graph_decoding = False
-
-
 def test_model_answers_through_the_decoder_as_through_generate(
     graph_decoding: ForensicModel,
 ) -> None:
@@ -173,11 +163,12 @@ def test_model_keeps_one_decoder_per_batch_size_and_grows_its_cache(
 ) -> None:
     image = _images(1)[0]
     graph_decoding.generate(image, "Why?", max_new_tokens=2)
-    small = graph_decoding._decoders[1]
+    [small] = graph_decoding._decoders.kept()
     graph_decoding.generate(image, "Why?", max_new_tokens=3)
-    assert graph_decoding._decoders[1] is small  # reused: same batch size, fits
+    assert graph_decoding._decoders.kept() == [small]  # reused: same batch size, fits
     graph_decoding.generate(image, "Why?", max_new_tokens=small.max_cache_len)
-    assert graph_decoding._decoders[1].max_cache_len > small.max_cache_len
+    [grown] = graph_decoding._decoders.kept()
+    assert grown.batch_size == 1 and grown.max_cache_len > small.max_cache_len
 
 
 def test_detect_inputs_reuse_the_prompt_ids_yet_equal_the_processor_output(

@@ -6,8 +6,6 @@ decoder (eagerly on the CPU, as tests/core/test_cuda_graphs.py runs it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,12 +25,11 @@ def _images(count: int) -> list[Image.Image]:
 
 
 @pytest.fixture(params=["generate", "graph_decoder"])
-def model(request: pytest.FixtureRequest, tiny_model: ForensicModel) -> Iterator[ForensicModel]:
-    tiny_model.graph_decoding = request.param == "graph_decoder"
-    try:
-        yield tiny_model
-    finally:
-        tiny_model.graph_decoding = False
+def model(request: pytest.FixtureRequest, tiny_model: ForensicModel) -> ForensicModel:
+    if request.param == "graph_decoder":
+        graph_decoding: ForensicModel = request.getfixturevalue("graph_decoding")
+        return graph_decoding
+    return tiny_model
 
 
 def test_each_rows_pieces_add_up_to_its_answer(model: ForensicModel) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from unittest import mock
 
@@ -38,12 +38,8 @@ def unused_score(images: Sequence[Any]) -> list[float]:
 
 
 @pytest.fixture()
-def model(tiny_model: Any) -> Iterator[Any]:
-    tiny_model.graph_decoding = True  # what CUDA gets; eager steps on the CPU
-    try:
-        yield tiny_model
-    finally:
-        tiny_model.graph_decoding = False
+def model(graph_decoding: Any) -> Any:
+    return graph_decoding  # what CUDA gets; eager steps on the CPU
 
 
 class Sessions:

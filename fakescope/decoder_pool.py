@@ -1,0 +1,70 @@
+"""The graph decoders a model keeps between answers, each lent to one decoding at a time.
+
+A ``GraphDecoder`` holds a static KV cache (and, on CUDA, a captured graph) for one batch
+size; building one costs an allocation and a capture, so the model keeps a few for later.
+But a decoder is also the state of the decoding that uses it: its cache, write index and
+next tokens. Two decodings sharing one would overwrite each other's cache, and nothing
+stops them from meeting: two ``stream()`` generators of one model read in turns, or an
+answer started while an abandoned one is still held. So a decoding *takes* its decoder out
+of the pool and gives it back when it ends; whoever asks meanwhile gets a new one.
+
+A decoder that is never given back (its decoding failed halfway through allocating, or an
+abandoned generator was collected) is simply not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fakescope.cuda_graphs import GraphDecoder
+
+logger = logging.getLogger(__name__)
+
+CACHE_STEP = 256  # new decoders' KV caches are a multiple of this many tokens
+MAX_KEPT = 4  # batch sizes with a kept decoder (each holds a KV cache)
+
+
+class DecoderPool:
+    """Decoders of ``model`` kept by batch size, oldest first, lent out whole."""
+
+    def __init__(self, model: Any, *, max_kept: int = MAX_KEPT) -> None:
+        self._model = model
+        self._max_kept = max_kept
+        self._kept: dict[int, GraphDecoder] = {}
+
+    def take(self, rows: int, tokens: int) -> GraphDecoder:
+        """A decoder of ``rows`` rows with a cache of at least ``tokens``, for the caller
+        alone until it is given back: a kept one where it fits, else a new one."""
+        decoder = self._kept.pop(rows, None)  # one dict operation: safe between threads
+        if decoder is not None and decoder.max_cache_len >= tokens:
+            return decoder
+        cache_len = -(-tokens // CACHE_STEP) * CACHE_STEP
+        return GraphDecoder(self._model, batch_size=rows, max_cache_len=cache_len)
+
+    def give_back(self, decoder: GraphDecoder) -> None:
+        """Keep ``decoder`` for later: of two of one batch size the longer cache stays;
+        beyond ``max_kept`` batch sizes the oldest goes."""
+        rows = decoder.batch_size
+        other = self._kept.pop(rows, None)
+        if other is not None and other.max_cache_len > decoder.max_cache_len:
+            decoder = other
+        self._kept[rows] = decoder
+        while len(self._kept) > self._max_kept:
+            oldest = next(iter(list(self._kept)), None)
+            if oldest is None:
+                break
+            self._kept.pop(oldest, None)
+
+    def kept(self) -> list[GraphDecoder]:
+        """The decoders kept now (not those lent out), oldest first."""
+        return list(self._kept.values())
+
+    def clear(self) -> int:
+        """Let go of the kept decoders (those lent out are their decodings'): how many."""
+        dropped = len(self._kept)
+        self._kept.clear()
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self._kept)
