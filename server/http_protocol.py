@@ -36,10 +36,15 @@ connection is aborted; when writing resumes the timer is cancelled. uvicorn's
 `connection_lost` then wakes the waiting `send` and marks the request disconnected, as when a
 client leaves. Connections whose writing never pauses make no timer.
 
+And past FAKESCOPE_MAX_CONNECTIONS (uvicorn's `limit_concurrency`) uvicorn answers requests
+itself, before the app, with a plain-text 503: here that answer is the API's problem+json
+(`too-many-connections`, with Retry-After and `Connection: close`) like every other 503.
+
 This subclasses uvicorn internals (`data_received`, `on_headers_complete`,
 `on_message_complete`, `on_response_complete`, `connection_made`, `connection_lost`,
-`pause_writing`, `resume_writing`, `cycle`, `transport`, `loop`, `server_state`,
-`STATUS_LINE`): pyproject.toml pins uvicorn to the version read (0.54).
+`pause_writing`, `resume_writing`, `_start_asgi_task`, `cycle`, `transport`, `loop`,
+`server_state`, `STATUS_LINE`, `flow_control.service_unavailable`): pyproject.toml pins
+uvicorn to the version read (0.54).
 """
 
 from __future__ import annotations
@@ -54,10 +59,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from server.problems import PROBLEM_MEDIA_TYPE, problem_body
+from server.problems import PROBLEM_MEDIA_TYPE, RETRY_AFTER_UNAVAILABLE_S, problem_body
 from server.settings import Settings
 
 IMPORT_STRING = "server.http_protocol:HeaderGuardedProtocol"
@@ -87,6 +93,7 @@ class HeaderGuard:
     send_timeout_s: float  # a response the client takes nothing of for this long is dropped
     too_large: bytes  # the answers after their status line and uvicorn's default headers
     timed_out: bytes
+    overloaded: bytes  # the problem+json body of the 503 past FAKESCOPE_MAX_CONNECTIONS
 
 
 def _answer_tail(status: int, code: str, detail: str) -> bytes:
@@ -114,7 +121,30 @@ def header_guard() -> HeaderGuard:
         timed_out=_answer_tail(
             408, "header-timeout", f"the request headers did not arrive within {timeout:g} s"
         ),
+        overloaded=json.dumps(
+            problem_body(
+                503,
+                f"this server process has its {settings.max_connections} connections open "
+                "(FAKESCOPE_MAX_CONNECTIONS); try again shortly",
+                code="too-many-connections",
+            )
+        ).encode(),
     )
+
+
+async def too_many_connections(scope: Any, receive: Any, send: Any) -> None:
+    """What answers in place of uvicorn's plain-text 503 when `limit_concurrency` is reached:
+    the API's problem+json, with Retry-After as every 503 of the API has (and, as uvicorn's,
+    `Connection: close`)."""
+    body = header_guard().overloaded
+    headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(RETRY_AFTER_UNAVAILABLE_S).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class HeaderGuardedProtocol(HttpToolsProtocol):
@@ -195,6 +225,13 @@ class HeaderGuardedProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         if data:
             _HttpTools.data_received(self, data)
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # uvicorn picks its own plain-text 503 app past limit_concurrency, here or when a
+        # pipelined request's turn comes: the API's answer replaces it.
+        if app is service_unavailable:
+            app = too_many_connections
+        _HttpTools._start_asgi_task(self, cycle, app)
 
     # httptools callbacks
     def on_headers_complete(self) -> None:

@@ -96,8 +96,12 @@ def test_serve_answers_503_once_fakescope_max_connections_are_open(
         # Accepted in the order they connected: both are counted before the probe's request.
         refused = httpx.get(server.base + "/healthz", timeout=30)
         assert refused.status_code == 503, refused.text
-        # uvicorn's own answer (README: "Connection limit"): plain text, no Retry-After.
-        assert refused.text == "Service Unavailable"
+        # Answered before the app (uvicorn picks the answer), in the API's form: uvicorn's
+        # own is a plain-text "Service Unavailable" without Retry-After.
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"].endswith(":too-many-connections")
+        assert "FAKESCOPE_MAX_CONNECTIONS" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "5"
         assert refused.headers["connection"] == "close"
         for sock in held:
             sock.close()
