@@ -145,12 +145,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _http_protocol() -> str:
     """uvicorn's `http=`: an import string, so that `--workers` processes import it too.
 
-    httptools (uvicorn's default parser when installed) gets the header size cap and deadline
-    of server/http_protocol.py; without it, h11 parses and only its size cap applies.
+    httptools (uvicorn's default parser when installed, a dependency of FakeScope) gets the
+    header size cap and deadline and the send deadline of server/http_protocol.py; without
+    it (removed from the environment), h11 parses, only its size cap applies, and serve
+    says so.
     """
     import importlib.util
 
     if importlib.util.find_spec("httptools") is None:
+        print(
+            "fakescope serve: httptools is not installed: h11 parses requests, without the "
+            "header and send deadlines (FAKESCOPE_HEADER_TIMEOUT_S, FAKESCOPE_SEND_TIMEOUT_S)",
+            file=sys.stderr,
+        )
         return "h11"
     from server.http_protocol import IMPORT_STRING
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from live_server import REPO_ROOT, LiveServer, free_port
 
 
@@ -114,3 +115,24 @@ def test_serve_answers_503_once_fakescope_max_connections_are_open(
         for sock in held:
             sock.close()
         server.stop()
+
+
+def test_serve_parses_with_the_guarded_protocol_and_says_when_it_cannot(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from server.cli import _http_protocol
+    from server.http_protocol import IMPORT_STRING
+
+    assert _http_protocol() == IMPORT_STRING  # httptools is a dependency
+    assert capsys.readouterr().err == ""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "httptools" else real_find_spec(name, *a),
+    )
+    assert _http_protocol() == "h11"
+    said = capsys.readouterr().err
+    assert "httptools is not installed" in said and "FAKESCOPE_HEADER_TIMEOUT_S" in said
