@@ -59,6 +59,10 @@ class OutputInTheWayError(FakeScopeError):
     """Something that is no file has the name of one of the run's output files."""
 
 
+class OutputInUseError(FakeScopeError):
+    """Another run is writing into the output folder."""
+
+
 @dataclass
 class EvalConfig:
     datasets: list[str]
@@ -235,15 +239,36 @@ def _load_model(config: EvalConfig) -> EvalModel:
 
 
 def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, Any]:
-    """Run (or resume) an evaluation into `config.out`; returns the metrics written there."""
-    from fakescope.evaluation import plots, report
-
+    """Run (or resume) an evaluation into `config.out`; returns the metrics written there.
+    One run at a time per folder: another one already writing there is OutputInUseError."""
     datasets = _load_datasets(config)
     protocols = PROTOCOL_CHOICES[config.protocol]
     conditions = sweep_conditions(config.robustness)
     plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
     sources = {d.name: str(d.source) for d in datasets if d.source is not None}
     config.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_files.held_alone(config.out):
+            return _evaluate_alone(config, model, datasets, protocols, conditions, plan, sources)
+    except output_files.FolderInUse:
+        raise OutputInUseError(
+            f"another fakescope eval is writing into {config.out}; wait for it to end, or use "
+            "another --out folder"
+        ) from None
+
+
+def _evaluate_alone(
+    config: EvalConfig,
+    model: EvalModel | None,
+    datasets: list[Any],
+    protocols: list[str],
+    conditions: list[Any],
+    plan: Plan,
+    sources: dict[str, str],
+) -> dict[str, Any]:
+    """`evaluate` while this process alone writes into `config.out`."""
+    from fakescope.evaluation import plots, report
+
     output_files.remove_leftovers(config.out, OUTPUT_FILES)  # of a run killed mid-write
     _check_output_names(config.out)
     output_files.check_writable(config.out)

@@ -13,6 +13,7 @@ the exact name (its own bytes; JSON `\\udcNN` escapes).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -26,6 +27,41 @@ from typing import Any
 # `.write-check.<12 hex>`. `remove_leftovers` goes by these shapes.
 _PROBE = "write-check"
 _HEX12 = "[0-9a-f]{12}"  # secrets.token_hex(6)
+
+
+class FolderInUse(Exception):
+    """Another process holds the folder (``held_alone``)."""
+
+
+@contextmanager
+def held_alone(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for the block, or raise FolderInUse at once.
+
+    Two runs writing into one folder would remove each other's temporary files and mix their
+    predictions. The lock is the kernel's (``flock`` on the folder itself, so no lock file is
+    left behind): a run killed in any way lets go of it, and no stale lock is ever left to
+    clear. Where the platform or the file system has no ``flock`` the block runs unguarded.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise naming(exc, folder) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(str(folder)) from None
+        except OSError as exc:  # a file system without locks (some network ones): unguarded
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise naming(exc, folder) from exc
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 @contextmanager

@@ -259,3 +259,47 @@ def test_a_label_fixed_since_the_predictions_is_not_read_from_the_old_rows(
     metrics = evaluate(_config([str(manifest)], out, fresh=True), StandInModel())
     overall = metrics["datasets"]["set"]["protocols"]["quantitative"]["overall"]
     assert (overall["n_fake"], overall["n_real"]) == (1, 3)
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_touches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two runs in one folder removed each other's temporary files and mixed predictions.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    first = _tree(tmp_path / "first")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(evaluate_module, "_load_model", lambda config: StandInModel())
+    holder = subprocess.Popen(  # another process, holding the folder as a run does
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path\n"
+            "from fakescope.evaluation.output_files import held_alone\n"
+            "with held_alone(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); sys.stdin.readline()",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        before = sorted(p.name for p in out.iterdir())
+        assert main(_argv(out, first)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "another fakescope eval is writing" in err and "another --out" in err
+        assert sorted(p.name for p in out.iterdir()) == before  # nothing written or removed
+        os.kill(holder.pid, signal.SIGKILL)  # a holder killed outright leaves no stale lock
+        holder.wait(timeout=30)
+        assert main(_argv(out, first)) == 0
+        assert {r["dataset"] for r in prediction_rows(out)} == {"first"}
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
