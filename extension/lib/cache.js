@@ -114,3 +114,84 @@ export function memoryArea({ quotaBytes = Infinity } = {}) {
     },
   };
 }
+
+/**
+ * How the worker read an image's bytes (worker/image-bytes.js), in the order a check tries:
+ * `worker`, its own request (no cookies, no Referer: what feed mode does); `worker-referer`,
+ * the request again as the page's <img> would make it (the page's Referer and the site's
+ * cookies); `page`, read by the page's content script (its blob:, or its picture on a canvas).
+ */
+export const READ_WAYS = ['worker', 'worker-referer', 'page'];
+
+/** The origin of an http(s) address; null for any other (file:, about:, opaque, unparsable). */
+function webOrigin(url) {
+  try {
+    const { protocol, origin } = new URL(url);
+    return protocol === 'http:' || protocol === 'https:' ? origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The rules an image's bytes were read under, as a cache scope: how (`via`, one of READ_WAYS)
+ * and for which document (its origin, which decides the Referer sent and the address space the
+ * image may be in) in which top-level page (its origin: the tab the extension may have been
+ * granted, activeTab). Two reads under one scope are asked the same way with the same access;
+ * bytes read under one scope say nothing about what a read under another would get (a site's
+ * cookies, its hotlink rules, a grant for another tab). null when a document is not an http(s)
+ * page: nothing read for it is remembered.
+ */
+export function readScope(via, documentUrl, topUrl) {
+  const documentOrigin = webOrigin(documentUrl);
+  const topOrigin = webOrigin(topUrl);
+  if (!READ_WAYS.includes(via) || !documentOrigin || !topOrigin) return null;
+  return `${via} ${documentOrigin} ${topOrigin}`;
+}
+
+/**
+ * The one scope a feed lookup in a page may be answered from: its own request, the worker's plain
+ * one. Whatever was read as a page (with its cookies, its Referer) or for another page is not.
+ */
+export function feedScope(pageUrl, topUrl) {
+  return readScope('worker', pageUrl, topUrl);
+}
+
+/** The scopes a check of an image in `documentUrl` may be answered from: what it would try itself. */
+export function checkScopes(documentUrl, topUrl) {
+  return READ_WAYS.map((via) => readScope(via, documentUrl, topUrl)).filter(Boolean);
+}
+
+/**
+ * Whether a verdict on bytes read under `scope` may show in a feed badge of `pageUrl` (in
+ * `topUrl`): only when that page's own feed lookup would have read them the same way.
+ */
+export function feedMayShow(scope, pageUrl, topUrl) {
+  return scope !== null && scope !== undefined && scope === feedScope(pageUrl, topUrl);
+}
+
+/**
+ * A TtlCache of what was read at image addresses, each entry under the scope it was read in
+ * (readScope): `get` answers only for that scope, so a verdict learnt for one page (with its
+ * cookies, its Referer, its grant) never answers a lookup made under other rules. A null scope
+ * stores and answers nothing.
+ */
+export class ScopedCache {
+  /** @param {TtlCache} cache */
+  constructor(cache) {
+    this.cache = cache;
+  }
+
+  static #key(scope, key) {
+    return `${scope} ${key}`;
+  }
+
+  async get(scope, key) {
+    return scope ? this.cache.get(ScopedCache.#key(scope, key)) : undefined;
+  }
+
+  /** `TtlCache.trySet` under `scope`; false (nothing stored) for a null scope. */
+  async trySet(scope, key, value) {
+    return scope ? this.cache.trySet(ScopedCache.#key(scope, key), value) : false;
+  }
+}

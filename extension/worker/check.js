@@ -22,6 +22,7 @@
 
 import { mayFetchForPage } from '../lib/address-space.js';
 import { ASPECTS } from '../lib/aspects.js';
+import { checkScopes, feedMayShow, readScope } from '../lib/cache.js';
 import {
   CHECK_SCRIPTS, OVERLAY_SCRIPTS, PAGE_READER_SCRIPTS, injectContentScripts, scriptTarget,
 } from './content-scripts.js';
@@ -109,10 +110,16 @@ export async function checkAndShow(srcUrl, target, pageUrl) {
   let outcome;
   let shown;
   try {
-    const { analysis, cached, via } = await checkImage(srcUrl, target, pageUrl);
+    const { analysis, cached, via, scope } = await checkImage(srcUrl, target, pageUrl);
     outcome = { ok: true, sha256: analysis.sha256, cached, via };
+    // The badge's words (`short`, which worker/panels.js passes to the host's feed badges of the
+    // image) only where that page's own feed lookup would have read these bytes the same way: its
+    // own image, read by the worker's plain request. Not an image of another frame, nor one read
+    // with the page's cookies and Referer or from the page: the page reads its badges.
+    const imageHere = target.panel.frame.frameId === target.panel.host.frameId;
+    const badge = imageHere && feedMayShow(scope, target.documentUrl, pageUrl) ? { short: shortVerdict(analysis) } : {};
     shown = {
-      state: 'result', srcUrl, checkId, view: describeAnalysis(analysis), short: shortVerdict(analysis), aspects: ASPECTS, cached,
+      state: 'result', srcUrl, checkId, view: describeAnalysis(analysis), ...badge, aspects: ASPECTS, cached,
     };
   } catch (error) {
     const failure = describeFailure(error);
@@ -216,17 +223,23 @@ function frameOf(imageFrameId, origin, documentId) {
   return { frameId: imageFrameId, origin, documentId, note: embeddedFrameNote(origin) };
 }
 
-/** The analysis for an image: from the session cache when this image was checked recently. */
+/**
+ * The analysis for an image: from the session cache when this image was checked recently, and
+ * `scope`, the rules its bytes were read under (lib/cache.js readScope). The address's remembered
+ * sha256 is used only when read for this document (in this top page), in a way this check would
+ * try itself: an address's bytes depend on who asks.
+ */
 async function checkImage(srcUrl, target, pageUrl) {
   const settings = await currentSettings();
   // An image its page may not have fetched has no remembered verdict for it either (readImage).
   const remembered = rememberable(srcUrl) && mayFetchForPage(srcUrl, target.documentUrl);
-  const knownSha = remembered ? await imageHashes.get(srcUrl) : undefined;
-  if (knownSha) {
-    const cached = await analyses.get(cacheKey(settings, knownSha));
-    if (cached) return { analysis: cached, cached: true, via: 'cache' };
+  for (const scope of remembered ? checkScopes(target.documentUrl, pageUrl) : []) {
+    const knownSha = await imageHashes.get(scope, srcUrl);
+    const cached = knownSha ? await analyses.get(cacheKey(settings, knownSha)) : undefined;
+    if (cached) return { analysis: cached, cached: true, via: 'cache', scope };
   }
   const image = await readImage(srcUrl, target);
+  const scope = readScope(image.via, target.documentUrl, pageUrl);
   const sha256 = await sha256Hex(image.bytes);
   let analysis = await analyses.get(cacheKey(settings, sha256));
   const cached = Boolean(analysis);
@@ -239,13 +252,13 @@ async function checkImage(srcUrl, target, pageUrl) {
     }
     await analyses.trySet(cacheKey(settings, analysis.sha256), analysis);
   }
-  if (rememberable(srcUrl)) await imageHashes.trySet(srcUrl, analysis.sha256);
+  if (rememberable(srcUrl)) await imageHashes.trySet(scope, srcUrl, analysis.sha256);
   try {
     await rememberRecent(analysis, srcUrl, pageUrl);
   } catch (error) {
     console.warn('FakeScope: could not update the recent checks', error); // the verdict still shows
   }
-  return { analysis, cached, via: image.via };
+  return { analysis, cached, via: image.via, scope };
 }
 
 function fileNameOf(url) {

@@ -7,6 +7,7 @@
 
 import { mayFetchForPage } from '../lib/address-space.js';
 import { ASPECTS } from '../lib/aspects.js';
+import { feedScope } from '../lib/cache.js';
 import { sha256Hex } from '../lib/hash.js';
 import { feedRunsOn } from './feed-scripts.js';
 import { fetchImageBytes } from './image-bytes.js';
@@ -50,21 +51,22 @@ function lookupQueueFor(settings) {
 
 /**
  * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels
- * (its own hash and its mirror hash, see lib/pdq.js), each remembered per address. The
- * bytes are fetched (and decoded, here in the worker) only when one of them is not known
- * yet. An image that cannot be decoded just has no PDQ.
+ * (its own hash and its mirror hash, see lib/pdq.js), each remembered per address under the
+ * page's feed scope (lib/cache.js feedScope). The bytes are fetched (and decoded, here in the
+ * worker) only when one of them is not known yet in that scope: what was read for another page,
+ * or with a page's cookies, is not asked. An image that cannot be decoded just has no PDQ.
  */
-async function fingerprints(url) {
-  let sha256 = await imageHashes.get(url);
-  let pdq = await imagePdqs.get(url);
+async function fingerprints(url, scope) {
+  let sha256 = await imageHashes.get(scope, url);
+  let pdq = await imagePdqs.get(scope, url);
   if (!sha256 || pdq === undefined) {
     ({ sha256, pdq } = await fetchLimit(async () => {
       const image = await fetchImageBytes(url);
       return { sha256: await sha256Hex(image.bytes), pdq: (await pdqFromImageBytes(image.bytes)) ?? { hash: null, quality: 0 } };
     }));
     if (rememberable(url)) {
-      await imageHashes.trySet(url, sha256);
-      await imagePdqs.trySet(url, pdq);
+      await imageHashes.trySet(scope, url, sha256);
+      await imagePdqs.trySet(scope, url, pdq);
     }
   }
   return { sha256, pdq };
@@ -75,6 +77,11 @@ async function fingerprints(url) {
  * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
  * like (PDQ near match) an image that was checked, or like a mirrored copy of one (near
  * match of its mirror hash). No image bytes leave the browser.
+ *
+ * An image is answered only as this page's own feed request (the worker's, without cookies or
+ * Referer) reads it: the caches by address answer only what was read that way for this page
+ * (feedScope); a verdict learnt elsewhere (a check in another site's frame, with its cookies) is
+ * not shown here, and an image this page's request cannot read gets no badge.
  */
 export async function lookupImages(urls, sender) {
   const settings = await currentSettings();
@@ -83,6 +90,8 @@ export async function lookupImages(urls, sender) {
   // fingerprints. It is told to stop.
   if (!(await feedRunsOn(settings, sender?.url ?? ''))) return { ok: true, results: {}, aspects: ASPECTS, failure: null, stopped: true };
   const queue = lookupQueueFor(settings);
+  // Feed mode runs in top frames; a frame's page sits in its tab's page.
+  const scope = feedScope(sender?.url ?? '', sender?.frameId === 0 ? sender?.url : sender?.tab?.url);
   const results = {};
   let failure = null;
   await Promise.all(
@@ -93,11 +102,11 @@ export async function lookupImages(urls, sender) {
       // that is not (lib/address-space.js), neither fetched nor answered from the cache.
       if (!mayFetchForPage(url, sender?.url ?? '')) return;
       try {
-        const known = await imageHashes.get(url);
+        const known = await imageHashes.get(scope, url);
         let analysis = known ? await analyses.get(cacheKey(settings, known)) : undefined;
         let hint = null;
         if (!analysis) {
-          const { sha256, pdq } = await fingerprints(url);
+          const { sha256, pdq } = await fingerprints(url, scope);
           analysis = await analyses.get(cacheKey(settings, sha256));
           // A hint already found for these bytes (its badge's panel asks again: worker/panels.js).
           hint = analysis ? null : (await feedHints.get(cacheKey(settings, sha256))) ?? null;

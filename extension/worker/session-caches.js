@@ -2,10 +2,11 @@
  * The service worker's short-lived caches in chrome.storage.session: kept in memory,
  * cleared when the browser closes, not readable by content scripts. Analysis keys
  * include the server URL (cacheKey) so switching servers never shows another server's
- * verdicts.
+ * verdicts. The caches keyed by content (analyses, hints: by sha256) answer only whoever holds
+ * those bytes; those keyed by image address answer only reads under the same rules (scopes).
  */
 
-import { TtlCache } from '../lib/cache.js';
+import { ScopedCache, TtlCache } from '../lib/cache.js';
 
 const ANALYSIS_TTL_MS = 10 * 60 * 1000;
 // Image addresses longer than this are not remembered (a data: URL carries the whole image:
@@ -14,14 +15,20 @@ const MAX_REMEMBERED_URL_LENGTH = 2048;
 
 /** Analyses by server and sha256 (see cacheKey). */
 export const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis:', ttlMs: ANALYSIS_TTL_MS });
-/** The sha256 of the bytes at an image address. */
-export const imageHashes = new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS });
+/**
+ * The sha256 of the bytes at an image address, under the scope they were read in (lib/cache.js
+ * readScope: how, for which page): an address's bytes depend on who asks (a site's cookies, its
+ * hotlink rules, the extension's access), so what a check read in one page, or with the page's
+ * cookies, never answers a feed lookup in another (feedScope).
+ */
+export const imageHashes = new ScopedCache(new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS }));
 /**
  * The PDQ hash (and quality, and mirror hash `mirrored`) of the pixels at an image address,
- * computed for feed lookups; {hash: null} remembers an image that could not be decoded.
- * Entries remembered without `mirrored` (older versions) still look up by their own hash.
+ * computed for feed lookups, under their scope as imageHashes; {hash: null} remembers an image
+ * that could not be decoded. Entries remembered without `mirrored` (older versions) still look
+ * up by their own hash.
  */
-export const imagePdqs = new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS });
+export const imagePdqs = new ScopedCache(new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS }));
 
 /**
  * The near match a feed lookup found for an image's bytes (by server and sha256, see cacheKey):

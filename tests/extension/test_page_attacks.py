@@ -338,9 +338,11 @@ def flat_png(width: int, height: int) -> bytes:
     )
 
 
+# Remembered per address under the scope it was read in (lib/cache.js): `pdq:<scope> <url>`.
 REMEMBERED_PDQ = """async (url) => {
-    const key = `pdq:${url}`;
-    return (await chrome.storage.session.get(key))[key]?.value ?? null;
+    const all = await chrome.storage.session.get(null);
+    const key = Object.keys(all).find((k) => k.startsWith('pdq:') && k.endsWith(` ${url}`));
+    return key ? all[key].value : null;
 }"""
 
 
