@@ -22,7 +22,7 @@
   // stop() leaves the part as null, so feed mode may start afresh.
   const has = (name) => Object.hasOwn(globalThis, name) && Boolean(globalThis[name]);
   if (has('__fakescopeFeed') || !has('__fakescope')) return;
-  const { showOverlay, h, keepOnTop } = globalThis.__fakescope;
+  const { showOverlay, h, keepOnTop, watchExtension, checkExtension } = globalThis.__fakescope;
 
   const MAX_IMAGES_PER_PAGE = 400;
   const MIN_SIDE_PX = 48;
@@ -150,7 +150,9 @@
     try {
       reply = await chrome.runtime.sendMessage({ type: 'fakescope:lookup', urls });
     } catch {
-      stop(); // the extension was reloaded or disabled: nothing more to do on this page
+      // The extension was reloaded or removed: its badges and panel go (content/overlay.js);
+      // anything else stops feed mode on this page all the same.
+      if (checkExtension()) stop();
       return;
     }
     if (reply?.stopped) {
@@ -238,7 +240,8 @@
     try {
       reply = await chrome.runtime.sendMessage({ type: 'fakescope:feed-panel', srcUrl });
     } catch {
-      return; // the extension was reloaded: this page's scripts are stale
+      checkExtension(); // reloaded or removed: this page's badges and panel go
+      return;
     }
     if (reply?.ok && img.isConnected) showOverlay({ state: reply.state, srcUrl, framePanel: reply.framePanel, imageHere: true, anchor: img });
   }
@@ -320,6 +323,8 @@
   window.addEventListener('scroll', scheduleReposition, { passive: true, capture: true });
   window.addEventListener('resize', scheduleReposition, { passive: true });
   observeImagesIn(document);
+  // Badges of an extension that was reloaded or removed go with it (content/overlay.js).
+  watchExtension();
 
   /**
    * A check finished on this page (a hint's "Check this image", or the menu): its badge shows it
@@ -336,6 +341,7 @@
 
   /** Stops feed mode on this page: no more lookups, no badges. */
   function stop() {
+    if (globalThis.__fakescopeFeed !== feed) return; // stopped already
     visibility.disconnect();
     mutations.disconnect();
     clearTimeout(timer);
@@ -348,9 +354,13 @@
     notice?.remove();
     notice = null;
     globalThis.__fakescopeFeed = null; // switching feed mode on again may start it afresh
-    // Last: in a page left by an extension that was reloaded, this may throw.
-    chrome.runtime.onMessage.removeListener(onCheckResult);
+    try {
+      chrome.runtime.onMessage.removeListener(onCheckResult);
+    } catch {
+      // In a page left by an extension that was reloaded this may throw; the listener is inert.
+    }
   }
 
-  globalThis.__fakescopeFeed = { flush, stop };
+  const feed = { flush, stop };
+  globalThis.__fakescopeFeed = feed;
 })();

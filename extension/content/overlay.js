@@ -28,6 +28,12 @@
  * never gets the verdict either (only which panel, image and check, and for feed badges the
  * badge's words): the panel page reads what to show from the extension under the panel's id
  * (worker/panels.js), which only the worker and this script know, and asks the worker to close.
+ *
+ * Left behind: reloading or updating the extension orphans this script (its extension context is
+ * invalidated) and kills the panel page in its iframe (whose × then does nothing), while both stay
+ * in the page. The new instance's scripts run in an isolated world of their own, which never sees
+ * this one's panel or badges; so while it shows something, this script looks whether its
+ * extension is still there, and when it is not, takes away what it put in the page (`orphaned`).
  */
 (() => {
   // Own properties only: a page element named like a part is not one (content/overlay-dom.js).
@@ -75,6 +81,8 @@
       this.returnFocus = null;
       // Whether the panel is about this document's own image (so it may follow its content).
       this.followsContent = false;
+      // Opened and not closed since: its listeners are on, even if the page took the host out.
+      this.shown = false;
       this.onResize = () => this.position();
       // The panel sits in document coordinates, so it moves with the page by itself; an image
       // inside a scrolling container (a feed column, a carousel) moves without it. Scroll
@@ -131,6 +139,8 @@
         }
         window.addEventListener('resize', this.onResize, { passive: true });
         window.addEventListener('scroll', this.onScroll, { passive: true, capture: true });
+        this.shown = true;
+        watchExtension();
       }
       this.position();
       if ((opening || focus) && !this.hasFocus()) this.panel.focus({ preventScroll: true });
@@ -182,6 +192,7 @@
 
     /** Closes the panel; `restoreFocus: false` leaves the focus where it is (see replaceOverlay). */
     close({ restoreFocus = true } = {}) {
+      this.shown = false;
       window.removeEventListener('resize', this.onResize);
       window.removeEventListener('scroll', this.onScroll, { capture: true });
       if (this.host.matches?.(':popover-open')) this.host.hidePopover();
@@ -266,14 +277,92 @@
     }
   }
 
-  /** Closes the panel and stops listening (a newer extension instance replaces this one: lib/injection.js). */
-  function stop() {
+  /**
+   * Closes the panel and stops listening (a newer extension instance replaces this one:
+   * lib/injection.js; or this one's extension went: `orphaned`). `restoreFocus`: see close().
+   */
+  function stop({ restoreFocus = true } = {}) {
+    unwatchExtension();
     try {
-      overlay?.close();
+      overlay?.close({ restoreFocus });
     } finally {
-      chrome.runtime.onMessage.removeListener(onOverlayMessage);
+      try {
+        chrome.runtime.onMessage.removeListener(onOverlayMessage);
+      } catch {
+        // An invalidated extension context may refuse even this; its listeners are inert anyway.
+      }
     }
   }
 
-  globalThis.__fakescope = { showOverlay, findImages, h, keepOnTop, stop };
+  /**
+   * Whether this script's extension is still there: reloading, updating or removing it
+   * invalidates this script's context, and `chrome.runtime.id` goes (reading it may throw instead).
+   */
+  function extensionAlive() {
+    try {
+      return Boolean(chrome.runtime?.id);
+    } catch {
+      return false;
+    }
+  }
+
+  // Nothing tells a content script that its extension went (a port to the worker closes as well
+  // whenever Chrome stops an idle worker, which is when an update is applied), so while it shows
+  // something it asks, once a second (a property read), and as soon as its tab is shown again (a
+  // hidden tab's timers run seldom); also when a message to the worker fails (content/feed.js).
+  const EXTENSION_CHECK_MS = 1000;
+  let extensionCheck = null;
+
+  /** Whether feed mode runs in this document (content/feed.js, which leaves null when it stops). */
+  const feedRunning = () => Object.hasOwn(globalThis, '__fakescopeFeed') && Boolean(globalThis.__fakescopeFeed);
+
+  /** Looks whether the extension is still there (see above) while the panel or feed mode is on. */
+  function watchExtension() {
+    if (extensionCheck !== null) return;
+    extensionCheck = setInterval(checkExtension, EXTENSION_CHECK_MS);
+    document.addEventListener('visibilitychange', checkExtension);
+  }
+
+  function unwatchExtension() {
+    clearInterval(extensionCheck);
+    extensionCheck = null;
+    document.removeEventListener('visibilitychange', checkExtension);
+  }
+
+  /**
+   * Whether the extension is still there; when it is not, what this script and feed mode put in
+   * the page goes (`orphaned`). With nothing shown any more, it stops looking.
+   */
+  function checkExtension() {
+    if (!extensionAlive()) {
+      orphaned();
+      return false;
+    }
+    if (!overlay?.shown && !feedRunning()) unwatchExtension();
+    return true;
+  }
+
+  /**
+   * The extension was reloaded, updated or removed: this script and the panel page it hosts are
+   * dead, and the new instance (whose scripts run in another isolated world) will not take their
+   * panel, badges or listeners away. So they go now: the panel (the focus back where it was, if it
+   * was in the panel), feed mode's badges, notice, observers and listeners. Never throws.
+   */
+  function orphaned() {
+    unwatchExtension();
+    try {
+      stop({ restoreFocus: overlay?.hasFocus() ?? false });
+    } catch {
+      // Taken out as far as it could be: nothing else to do.
+    }
+    if (feedRunning()) {
+      try {
+        globalThis.__fakescopeFeed.stop();
+      } catch {
+        // As above.
+      }
+    }
+  }
+
+  globalThis.__fakescope = { showOverlay, findImages, h, keepOnTop, stop, watchExtension, checkExtension };
 })();

@@ -18,6 +18,13 @@
  *
  * The storage area is passed in (chrome.storage.session in the worker, which content scripts
  * cannot read; a stand-in in unit tests).
+ *
+ * Every change is a read, then writes, of the store, and those of two calls made at once would
+ * interleave: two panels opened at once in a frame (a fast double click on a feed badge) would
+ * each list itself as the frame's panel, one record left that nothing forgets; a state shown while
+ * its panel is replaced or closed would write the record back. So the changes to one store run
+ * one after another, in the order asked, whichever FramePanels asks (the worker has one,
+ * worker/panels.js); reads (`of`) need not wait.
  */
 
 /**
@@ -51,6 +58,16 @@ export function panelHeight(contentHeight) {
 export const FRAME_PANEL_KEY_PREFIX = 'framePanel:';
 const TAB_KEY_PREFIX = 'framePanelOfTab:';
 
+/** Per storage area, the end of the changes asked for so far; never rejected, so a failed change does not stop the next. */
+const pendingChanges = new WeakMap();
+
+/** Runs `change` on `area` once every change asked for there before has finished; resolves to its outcome. */
+function serially(area, change) {
+  const outcome = (pendingChanges.get(area) ?? Promise.resolve()).then(change);
+  pendingChanges.set(area, outcome.catch(() => {}));
+  return outcome;
+}
+
 const recordKey = (id) => `${FRAME_PANEL_KEY_PREFIX}${id}`;
 const tabKey = (tabId) => `${TAB_KEY_PREFIX}${tabId}`;
 
@@ -66,7 +83,11 @@ export class FramePanels {
    * image of `frame`; resolves to its id. The previous panel of the host's frame is forgotten:
    * its content script replaces it.
    */
-  async open(tabId, pageUrl, host, frame) {
+  open(tabId, pageUrl, host, frame) {
+    return serially(this.area, () => this.#open(tabId, pageUrl, host, frame));
+  }
+
+  async #open(tabId, pageUrl, host, frame) {
     const id = this.newId();
     const panels = (await this.area.get(tabKey(tabId)))[tabKey(tabId)] ?? {};
     const previous = panels[host.frameId];
@@ -83,7 +104,11 @@ export class FramePanels {
    * such panel any more (closed, or replaced by another in its frame), or when `state` is the late
    * outcome of a check the panel no longer shows (another check's `checkId` is loading there).
    */
-  async show(id, frame, state) {
+  show(id, frame, state) {
+    return serially(this.area, () => this.#show(id, frame, state));
+  }
+
+  async #show(id, frame, state) {
     const record = (await this.area.get(recordKey(id)))[recordKey(id)];
     if (!record) return false;
     if (state.state !== 'loading' && record.state?.checkId !== state.checkId) return false;
@@ -99,7 +124,11 @@ export class FramePanels {
   }
 
   /** Forgets panel `id` (closed by the user). */
-  async forget(id) {
+  forget(id) {
+    return serially(this.area, () => this.#forget(id));
+  }
+
+  async #forget(id) {
     const record = (await this.area.get(recordKey(id)))[recordKey(id)];
     if (!record) return;
     const panels = (await this.area.get(tabKey(record.tabId)))[tabKey(record.tabId)] ?? {};
@@ -110,7 +139,11 @@ export class FramePanels {
   }
 
   /** Forgets tab `tabId`'s panels (the tab was closed). */
-  async forgetTab(tabId) {
+  forgetTab(tabId) {
+    return serially(this.area, () => this.#forgetTab(tabId));
+  }
+
+  async #forgetTab(tabId) {
     const panels = (await this.area.get(tabKey(tabId)))[tabKey(tabId)] ?? {};
     await this.area.remove([...Object.values(panels).map(recordKey), tabKey(tabId)]);
   }

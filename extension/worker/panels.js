@@ -12,7 +12,10 @@
 import { FramePanels, followsContent, panelHeight } from '../lib/frame-panels.js';
 import { messageTarget } from './content-scripts.js';
 
-/** What each panel shows (lib/frame-panels.js), in storage.session, which no page can read. */
+/**
+ * What each panel shows (lib/frame-panels.js), in storage.session, which no page can read. Its
+ * changes run one after another, so a double click on a badge cannot leave a record behind.
+ */
 export const framePanels = new FramePanels(chrome.storage.session);
 
 /**
