@@ -4,8 +4,10 @@ their listeners inert). A right-click check must still show its verdict: what an
 instance left is cleared out and the scripts are injected afresh, while this instance's own
 scripts are never injected twice.
 
-`chrome.runtime.reload()` disables an unpacked extension in headless Chromium, so the tests
-leave in the extension's isolated world what an older instance would have left there."""
+Chromium 156 gives a reloaded instance's scripts an isolated world of their own (a real reload,
+developer mode on, is tested in test_extension_reload.py), so this case cannot be produced with
+it: the tests leave in the extension's isolated world what an older instance would have left
+there."""
 
 from __future__ import annotations
 
