@@ -92,6 +92,16 @@ function hostOf(url) {
   }
 }
 
+/** "the file NAME" for a file: address (its last part: its folders may say more than needed). */
+function fileNameOf(url) {
+  try {
+    const name = decodeURIComponent(new URL(url).pathname.split('/').pop());
+    return name ? `the file ${name}` : 'this image file';
+  } catch {
+    return 'this image file';
+  }
+}
+
 /**
  * @returns {{title: string, message: string, guidance: string, status: number|null,
  *            retryAfterSeconds: number|null, imageOrigin?: string}}
@@ -122,6 +132,17 @@ export function describeFailure(error) {
         title: 'The image is not there any more',
         message: `The site ${hostOf(error.imageUrl)} answered “not found” for this image (${why}).`,
         guidance: 'Reload the page; if the image still does not appear, the site removed it.',
+      };
+    }
+    if (/^file:/i.test(String(error.imageUrl ?? ''))) {
+      // A picture on this computer (a file: page's image): no site refused it, the file is gone
+      // or the browser did not let FakeScope read local files.
+      return {
+        ...base,
+        title: 'This image file could not be read',
+        message: `FakeScope could not read ${fileNameOf(error.imageUrl)} on this computer (${why}).`,
+        guidance: 'Choose “Check an image file…” in the FakeScope toolbar menu and pick the file there. '
+          + 'Checks on local pages also need “Allow access to file URLs” on FakeScope’s card in chrome://extensions.',
       };
     }
     let imageOrigin;

@@ -12,19 +12,22 @@ export function withRecentCheck(list, entry, max = MAX_RECENT) {
   return [entry, ...rest].slice(0, max);
 }
 
+/** Per storage area, the end of the updates asked for so far (never rejected). */
+const pendingUpdates = new WeakMap();
+
 /**
  * Adds `entry` to the list kept under RECENT_KEY in `area` (chrome.storage.local). Updates
- * run one after another: two checks finishing at once would otherwise both read the old
- * list and the second write would drop the first entry.
+ * to one area run one after another, whichever `recentChecks` asks (the right-click check
+ * and the file check each have one): two checks finishing at once would otherwise both read
+ * the old list and the second write would drop the first entry.
  */
 export function recentChecks(area, max = MAX_RECENT) {
-  let tail = Promise.resolve();
   return function remember(entry) {
-    const update = tail.then(async () => {
+    const update = (pendingUpdates.get(area) ?? Promise.resolve()).then(async () => {
       const stored = (await area.get(RECENT_KEY))[RECENT_KEY];
       await area.set({ [RECENT_KEY]: withRecentCheck(stored, entry, max) });
     });
-    tail = update.catch(() => {}); // a failed update must not block the next ones
+    pendingUpdates.set(area, update.catch(() => {})); // a failed update must not block the next
     return update;
   };
 }

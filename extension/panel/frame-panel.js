@@ -40,11 +40,19 @@
   /**
    * Whether this page sits directly in its panel's host document: its ancestors' origins are the
    * host's origin, then the host's own ancestors' (measured in the host: worker/panels.js).
+   *
+   * A `file:` document (a local page, where the user let the extension run) calls itself "null"
+   * (`self.origin`, which the worker records) but is listed as "file://" in its frames'
+   * `location.ancestorOrigins`. So, in a panel opened on a `file:` page only, a recorded "null"
+   * also matches "file://". Anywhere else "null" (a sandboxed frame, an opaque origin) matches
+   * only "null", and every other origin only itself.
    */
   function framedByHost(record) {
     const expected = [record.host?.origin, ...(record.host?.ancestorOrigins ?? [])];
     const actual = [...(location.ancestorOrigins ?? [])];
-    return typeof expected[0] === 'string' && expected.length === actual.length && expected.every((origin, i) => origin === actual[i]);
+    const onFilePage = /^file:/i.test(String(record.pageUrl ?? ''));
+    const matches = (want, got) => want === got || (onFilePage && want === 'null' && got === 'file://');
+    return typeof expected[0] === 'string' && expected.length === actual.length && expected.every((origin, i) => matches(origin, actual[i]));
   }
 
   /** The record of this page's panel, or null when this page is not one FakeScope put there. */

@@ -1,4 +1,8 @@
-/** Toolbar popup: is the server up, feed mode for the current site, the last checks. */
+/**
+ * Toolbar popup: is the server up, feed mode for the current site, **Check an image file…**
+ * (opens check-file/check-file.html in a tab: a file picker here would close the popup), the last
+ * checks.
+ */
 
 import { loadSettings, saveSettings, originPattern, siteOf, withFeedSite, isFeedEnabled } from '../lib/settings.js';
 import { RECENT_KEY } from '../lib/recent.js';
@@ -76,6 +80,10 @@ async function showRecent() {
   $('recent-empty').hidden = list.length > 0;
 }
 
+$('check-file').addEventListener('click', async () => {
+  await chrome.tabs.create({ url: chrome.runtime.getURL('check-file/check-file.html') });
+  window.close();
+});
 $('options').addEventListener('click', (event) => {
   event.preventDefault();
   chrome.runtime.openOptionsPage();

@@ -39,6 +39,14 @@ test('checks that finish at the same moment are all remembered', async () => {
   assert.deepEqual(area.data[RECENT_KEY].map((e) => e.sha256), ['c', 'b', 'a']);
 });
 
+test('two rememberers of one area (a right-click check, a file check) lose no entry', async () => {
+  const area = slowArea();
+  const fromMenu = recentChecks(area);
+  const fromFile = recentChecks(area);
+  await Promise.all([fromMenu(entry('a', 0)), fromFile(entry('b', 1)), fromMenu(entry('c', 2))]);
+  assert.deepEqual(area.data[RECENT_KEY].map((e) => e.sha256), ['c', 'b', 'a']);
+});
+
 test('a failed update does not stop the later ones', async () => {
   const area = slowArea();
   const write = area.set;

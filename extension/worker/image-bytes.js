@@ -35,7 +35,8 @@ export async function readImage(srcUrl, target) {
   const inward = !mayFetchForPage(srcUrl, target.documentUrl);
   if (inward) {
     reasons.push('the image is on this computer or the local network, and the page is not');
-  } else if (/^(https?|data):/i.test(srcUrl)) {
+  } else if (/^(https?|data):/i.test(srcUrl) || (/^file:/i.test(srcUrl) && /^file:/i.test(target.documentUrl ?? ''))) {
+    // file: images only for a file: page (the user allowed file access; its menu click grants it).
     let refusedStatus = 0;
     try {
       return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };

@@ -1,7 +1,8 @@
 /**
  * The service worker's answers to runtime messages, one handler per message type, from
  * the panel page (report, recheck, frame-panel-close, panel-size, open-options), feed mode (lookup,
- * feed-panel), the popup (status, start-feed) and the options page (test-connection). Only the
+ * feed-panel), the popup (status, start-feed), the options page (test-connection) and the
+ * check-file page (check-file). Only the
  * extension's own scripts are answered, and some messages only its pages (not content scripts in
  * web pages). The panel page names its panel (recheck, close, size), which must be its own tab's
  * (worker/panels.js); a feed badge's panel goes into the sender's document (`sender.documentId`).
@@ -10,6 +11,7 @@
 
 import { ApiClient } from '../lib/api.js';
 import { recheckPanel } from './check.js';
+import { CHECK_FILE_MESSAGE, checkFile } from './check-file.js';
 import { lookupImages, openFeedPanel } from './feed-lookup.js';
 import { closePanel, framePanels, resizePanel } from './panels.js';
 import { startFeedInTab } from './feed-scripts.js';
@@ -38,7 +40,7 @@ const REPORT_LABELS = new Set(['fake', 'real', 'uncertain']);
 /** Messages only the extension's own pages (options, popup, the panel page) may send. */
 const EXTENSION_PAGE_ONLY = new Set([
   'fakescope:test-connection', 'fakescope:start-feed', 'fakescope:status', 'fakescope:frame-panel-close', 'fakescope:recheck',
-  'fakescope:panel-size',
+  'fakescope:panel-size', CHECK_FILE_MESSAGE,
 ]);
 
 function isExtensionPage(sender) {
@@ -128,6 +130,8 @@ const MESSAGE_HANDLERS = {
     await chrome.tabs.create({ url: chrome.runtime.getURL(`options/options.html${query}`) });
     return { ok: true };
   },
+  /** The **Check an image file…** page (check-file/): a file's bytes, checked like an image's (worker/check-file.js). */
+  [CHECK_FILE_MESSAGE]: async (message) => checkFile(message),
   /** The popup's feed switch: start feed mode in the open tab right away. */
   'fakescope:start-feed': async (message) => startFeedInTab(message.tabId),
 };

@@ -356,9 +356,10 @@ def test_right_clicking_an_image_offers_check_with_fakescope() -> None:
 
 
 def test_extension_pages_make_no_network_calls_of_their_own() -> None:
-    """The options page and the popup ask the service worker (their connection test too)."""
+    """The options page, the popup and the check-file page ask the service worker (their
+    connection test and a picked file's check too)."""
     api = (EXTENSION / "lib" / "api.js").resolve()
-    for page in ("options/options.js", "popup/popup.js"):
+    for page in ("options/options.js", "popup/popup.js", "check-file/check-file.js"):
         modules = module_closure(EXTENSION / page)
         assert api not in modules, page
         for module in modules:
