@@ -350,7 +350,11 @@
     document.removeEventListener('load', onImageLoad, true);
     window.removeEventListener('scroll', scheduleReposition, { capture: true });
     window.removeEventListener('resize', scheduleReposition);
+    // The focus on a badge (or back on one from its panel) goes to the link or control around
+    // its image, the place before it in the tab order, rather than to the page's body.
+    const focused = [...badges].find(([, badge]) => badge.getRootNode().host === document.activeElement)?.[0];
     for (const img of [...badges.keys()]) removeBadge(img);
+    if (focused?.isConnected) focused.closest(AROUND_IMAGE)?.focus({ preventScroll: true });
     notice?.remove();
     notice = null;
     globalThis.__fakescopeFeed = null; // switching feed mode on again may start it afresh

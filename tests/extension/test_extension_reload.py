@@ -24,6 +24,12 @@ FIELD_PAGE = (
     '<img id="check" src="/img/check.png" width="240" height="180" alt="check">'
     "</body></html>"
 )
+LINKED_FEED_PAGE = (
+    "<!doctype html><html><head><title>Linked feed</title></head><body>"
+    '<a id="post" href="/post.html">'
+    '<img src="/img/known.png" width="240" height="180" alt="post"></a>'
+    "</body></html>"
+)
 
 
 def reload_extension(browser: Any) -> None:
@@ -96,18 +102,23 @@ def test_feed_badges_and_their_panel_go_when_the_extension_is_reloaded(
     knows_every_image(stub_server)
     browser.set_settings(serverUrl=stub_server.url)
     switch_feed_mode_on(browser, page_server.origin, until)
+    page_server.pages["/linked-feed.html"] = LINKED_FEED_PAGE
     page = browser.context.new_page()
     errors = errors_of(page)
-    page.goto(page_server.url("/feed.html"))
+    page.goto(page_server.url("/linked-feed.html"))
     badge = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/known.png")}"]')
     until(lambda: badge.count() == 1, what="the known image's badge")
     badge.click()
     assert panel(page).locator(".verdict").get_attribute("data-label") == "real"
     assert page.locator("fakescope-overlay").count() == 1
+    until(lambda: page.evaluate("document.activeElement.localName") == "fakescope-overlay")
 
     reload_extension(browser)
 
     until(lambda: hosts(page) == 0, 10, "the dead badges and panel to go")
+    # The focus went back to the badge as the panel closed; with the badge gone it is on the
+    # link around the image (the badge's place in the tab order), not lost to the body.
+    assert page.evaluate("document.activeElement.id") == "post"
     assert errors == []
     # A right-click check by the new instance in the same page.
     assert browser.check_image(page, page_server.url("/img/unknown.png"))["ok"]
