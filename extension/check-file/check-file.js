@@ -82,13 +82,24 @@ async function check(file, { fresh = true } = {}) {
     }
   }
   if (mine !== sequence) return;
+  // The result takes the focus back only from where the check left it: the panel, or nowhere
+  // (the body); not from a control the user moved on to meanwhile.
+  const stayed = panel.hasFocus() || document.activeElement === document.body || document.activeElement === null;
   panel.show(state);
   panel.makeScrollersFocusable();
-  if (document.hasFocus() && !panel.hasFocus()) panel.focus();
+  if (document.hasFocus() && stayed && !panel.hasFocus()) panel.focus();
+}
+
+/** The one file checked of those given (several dropped or pasted: the first, said so). */
+function firstOf(files) {
+  $('more').textContent = files.length > 1 ? `${files.length} files were given: only the first, ${files[0].name}, was checked.` : '';
+  return files[0];
 }
 
 input.addEventListener('change', () => {
-  check(input.files?.[0]);
+  const files = [...(input.files ?? [])];
+  input.value = ''; // the same file chosen again is checked again (the name shows in #chosen)
+  if (files.length) check(firstOf(files));
 });
 
 // A file dropped anywhere on the page is checked (and never opened by the browser instead).
@@ -106,8 +117,28 @@ document.addEventListener('drop', (event) => {
   if (!event.dataTransfer?.types?.includes('Files')) return;
   event.preventDefault();
   drop.classList.remove('over');
-  check(event.dataTransfer.files?.[0]);
+  const files = [...(event.dataTransfer.files ?? [])];
+  if (!files.length) return;
+  if (event.dataTransfer.items?.[0]?.webkitGetAsEntry?.()?.isDirectory) {
+    showFolder(files[0].name);
+    return;
+  }
+  check(firstOf(files));
 });
+
+/** A folder was dropped: nothing to check in it as such. */
+function showFolder(name) {
+  sequence += 1;
+  $('more').textContent = '';
+  $('chosen').textContent = name;
+  result.hidden = false;
+  panel.show({
+    state: 'error',
+    srcUrl: name,
+    failure: { title: 'This is a folder', message: `${name} is a folder, not an image file.`, guidance: 'Drop or choose one image file from it.', status: null, retryAfterSeconds: null },
+  });
+  panel.focus();
+}
 
 $('options').addEventListener('click', (event) => {
   event.preventDefault();

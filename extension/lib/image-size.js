@@ -91,3 +91,23 @@ export function imageSizeOf(bytes) {
   if (ascii(b, 4, 'ftyp')) return heifSize(b);
   return null;
 }
+
+/**
+ * The image format its first bytes name, among those the server takes (JPEG, PNG, GIF, WebP,
+ * BMP, TIFF, HEIF/AVIF), or null. For bytes the user did not see go out as an image (a local
+ * file): anything else is not sent to the server at all.
+ * @param {Uint8Array} bytes
+ * @returns {string | null}
+ */
+export function imageFormatOf(bytes) {
+  const b = bytes;
+  if (!(b instanceof Uint8Array) || b.length < 12) return null;
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'JPEG';
+  if (b[0] === 0x89 && ascii(b, 1, 'PNG\r\n\x1a\n')) return 'PNG';
+  if (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')) return 'GIF';
+  if (ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'WEBP';
+  if (ascii(b, 0, 'BM')) return 'BMP';
+  if (ascii(b, 0, 'II*\0') || ascii(b, 0, 'MM\0*')) return 'TIFF';
+  if (ascii(b, 4, 'ftyp')) return 'HEIF';
+  return null;
+}

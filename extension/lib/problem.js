@@ -28,13 +28,14 @@ export class ImageUnavailableError extends Error {
   /**
    * @param {string} imageUrl
    * @param {string[]} reasons what each way of reading it answered
-   * @param {{notFound?: boolean, tooLarge?: boolean, canGrant?: boolean, inward?: boolean}} [info]
+   * @param {{notFound?: boolean, tooLarge?: boolean, canGrant?: boolean, inward?: boolean, notImage?: boolean}} [info]
    *   notFound: every attempt got 404/410; tooLarge: over MAX_IMAGE_BYTES; canGrant: the
    *   extension lacks host access to the image's site, so allowing it could help; inward: the
    *   image is on this computer or the local network and its page is not, so the extension did
-   *   not fetch it (lib/address-space.js)
+   *   not fetch it (lib/address-space.js); notImage: a local file whose first bytes name no image
+   *   format, which was not sent
    */
-  constructor(imageUrl, reasons, { notFound = false, tooLarge = false, canGrant = true, inward = false } = {}) {
+  constructor(imageUrl, reasons, { notFound = false, tooLarge = false, canGrant = true, inward = false, notImage = false } = {}) {
     super(`Could not read the image at ${imageUrl}: ${reasons.join('; ')}`);
     this.name = 'ImageUnavailableError';
     this.imageUrl = imageUrl;
@@ -43,6 +44,7 @@ export class ImageUnavailableError extends Error {
     this.tooLarge = tooLarge;
     this.canGrant = canGrant;
     this.inward = inward;
+    this.notImage = notImage;
   }
 }
 
@@ -92,6 +94,8 @@ function hostOf(url) {
   }
 }
 
+const capitalized = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
 /** "the file NAME" for a file: address (its last part: its folders may say more than needed). */
 function fileNameOf(url) {
   try {
@@ -116,6 +120,14 @@ export function describeFailure(error) {
         title: 'This image is too large',
         message: `The image is larger than ${sizeText(MAX_IMAGE_BYTES)}, more than FakeScope sends to the server.`,
         guidance: 'Use a smaller copy of the image.',
+      };
+    }
+    if (error.notImage) {
+      return {
+        ...base,
+        title: 'This file is not an image',
+        message: `${capitalized(fileNameOf(error.imageUrl))} is not an image FakeScope can check (JPEG, PNG, GIF, WebP, BMP, TIFF, HEIF or AVIF): nothing was sent to the server.`,
+        guidance: 'Check an image file; a page or document that shows an image can be checked by right-clicking the image itself.',
       };
     }
     if (error.inward) {

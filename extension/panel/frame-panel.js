@@ -51,8 +51,9 @@
     const expected = [record.host?.origin, ...(record.host?.ancestorOrigins ?? [])];
     const actual = [...(location.ancestorOrigins ?? [])];
     const onFilePage = /^file:/i.test(String(record.pageUrl ?? ''));
-    const matches = (want, got) => want === got || (onFilePage && want === 'null' && got === 'file://');
-    return typeof expected[0] === 'string' && expected.length === actual.length && expected.every((origin, i) => matches(origin, actual[i]));
+    // The host's own origin only (index 0): its ancestors' come from ancestorOrigins both sides.
+    const matches = (want, got, i) => want === got || (onFilePage && i === 0 && want === 'null' && got === 'file://');
+    return typeof expected[0] === 'string' && expected.length === actual.length && expected.every((origin, i) => matches(origin, actual[i], i));
   }
 
   /** The record of this page's panel, or null when this page is not one FakeScope put there. */

@@ -18,3 +18,18 @@ test('an http image that cannot be read still names its site', () => {
   assert.equal(text.title, 'This image could not be read');
   assert.match(text.message, /The site img\.example refused/);
 });
+
+test('a local file is sent only when its first bytes name an image format the server takes', async () => {
+  const { imageFormatOf } = await import('../lib/image-size.js');
+  const bytes = (text, pad = 16) => new Uint8Array([...text].map((c) => c.charCodeAt(0)).concat(Array(pad).fill(0)));
+  assert.equal(imageFormatOf(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, ...Array(12).fill(0)])), 'JPEG');
+  assert.equal(imageFormatOf(new Uint8Array([0x89, ...bytes('PNG\r\n\x1a\n')])), 'PNG');
+  assert.equal(imageFormatOf(bytes('GIF89a')), 'GIF');
+  assert.equal(imageFormatOf(bytes('RIFF\0\0\0\0WEBP')), 'WEBP');
+  assert.equal(imageFormatOf(bytes('II*\0')), 'TIFF');
+  assert.equal(imageFormatOf(bytes('\0\0\0\x1cftypavif')), 'HEIF');
+  for (const other of ['%PDF-1.7', '-----BEGIN OPENSSH', 'PK\x03\x04', '<html>', '']) {
+    assert.equal(imageFormatOf(bytes(other)), null, other);
+  }
+  assert.equal(imageFormatOf(new Uint8Array([0xff, 0xd8])), null); // too short to say
+});

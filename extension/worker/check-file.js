@@ -11,6 +11,7 @@
 import { ASPECTS } from '../lib/aspects.js';
 import { base64ToBytes } from '../lib/base64.js';
 import { isSha256Hex, sha256Hex } from '../lib/hash.js';
+import { imageFormatOf } from '../lib/image-size.js';
 import { ApiError, ImageUnavailableError, MAX_IMAGE_BYTES, describeFailure } from '../lib/problem.js';
 import { recentChecks } from '../lib/recent.js';
 import { describeAnalysis, shortVerdict } from '../lib/verdict.js';
@@ -49,6 +50,17 @@ export async function checkFile(message) {
     if (base64.length > MAX_BASE64_LENGTH) throw new ImageUnavailableError(name, ['larger than the limit'], { tooLarge: true });
     const bytes = base64ToBytes(base64);
     if (bytes.length > MAX_IMAGE_BYTES) throw new ImageUnavailableError(name, ['larger than the limit'], { tooLarge: true });
+    if (!imageFormatOf(bytes)) {
+      // A document or archive dropped by mistake never leaves the computer.
+      const failure = {
+        title: 'This file is not an image',
+        message: `${name} is not an image FakeScope can check (JPEG, PNG, GIF, WebP, BMP, TIFF, HEIF or AVIF): nothing was sent to the server.`,
+        guidance: 'Choose an image file.',
+        status: null,
+        retryAfterSeconds: null,
+      };
+      return { ok: false, state: { state: 'error', srcUrl: name, failure } };
+    }
     const settings = await currentSettings();
     const sha256 = await sha256Hex(bytes);
     let analysis = await analyses.get(cacheKey(settings, sha256));

@@ -6,6 +6,7 @@
 import { mayFetchForPage } from '../lib/address-space.js';
 import { base64ToBytes } from '../lib/base64.js';
 import { messageTarget } from './content-scripts.js';
+import { imageFormatOf } from '../lib/image-size.js';
 import { ImageFetchError, ImageUnavailableError, MAX_IMAGE_BYTES } from '../lib/problem.js';
 import { readAtMost } from '../lib/read-at-most.js';
 import { RefererRules, refererFor, requestUrlOf } from '../lib/referer.js';
@@ -35,12 +36,18 @@ export async function readImage(srcUrl, target) {
   const inward = !mayFetchForPage(srcUrl, target.documentUrl);
   if (inward) {
     reasons.push('the image is on this computer or the local network, and the page is not');
-  } else if (/^(https?|data):/i.test(srcUrl) || (/^file:/i.test(srcUrl) && /^file:/i.test(target.documentUrl ?? ''))) {
-    // file: images only for a file: page (the user allowed file access; its menu click grants it).
+  } else if (/^(https?|data):/i.test(srcUrl) || localFileOfLocalPage(srcUrl, target.documentUrl)) {
     let refusedStatus = 0;
     try {
-      return { ...(await fetchImageBytes(srcUrl)), via: 'worker' };
+      const image = await fetchImageBytes(srcUrl);
+      if (/^file:/i.test(srcUrl) && !imageFormatOf(image.bytes)) {
+        // A local page chose this address, and may have laid it over another picture: a file
+        // that is not an image (a document, a key, a folder's listing) never leaves the computer.
+        throw new ImageUnavailableError(srcUrl, ['its first bytes name no image format'], { canGrant: false, notImage: true });
+      }
+      return { ...image, via: 'worker' };
     } catch (error) {
+      if (error instanceof ImageUnavailableError) throw error;
       // Too large is too large for the page as well: do not download it a second time.
       if (error.tooLarge) throw new ImageUnavailableError(srcUrl, [error.message], { tooLarge: true });
       statuses.push(error.status ?? 0);
@@ -79,6 +86,15 @@ export async function readImage(srcUrl, target) {
     inward,
     canGrant: !inward && (await mayAskForImageSite(srcUrl)),
   });
+}
+
+/**
+ * Whether the worker reads `srcUrl` as a local file: a `file:///` address (this computer's, not a
+ * network share's `file://host/`) of an image in a `file:` page (the user allowed file access;
+ * the menu click grants it to the tab). Only image files are then sent (readImage).
+ */
+function localFileOfLocalPage(srcUrl, documentUrl) {
+  return /^file:\/\/\//i.test(srcUrl) && /^file:/i.test(documentUrl ?? '');
 }
 
 /** Whether allowing the image's site (Options → Image sites) could help: not yet allowed. */

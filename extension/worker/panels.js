@@ -67,7 +67,9 @@ export async function openPanel(tabId, pageUrl, host, frame) {
 export async function showInPanel(tabId, panel, payload) {
   if (!(await framePanels.show(panel.id, panel.frame, payload))) return false;
   const { state, srcUrl, checkId } = payload;
-  const badge = state === 'result' && payload.view ? { label: payload.view.label, short: payload.short } : {};
+  // Only where the check says its page's badge may show it (`short`: worker/check.js); else the
+  // host, another site's page perhaps, gets neither word of the verdict.
+  const badge = state === 'result' && payload.view && payload.short ? { label: payload.view.label, short: payload.short } : {};
   const message = {
     type: 'fakescope:overlay', state, srcUrl, checkId, framePanel: panel.id,
     imageHere: panel.frame.frameId === panel.host.frameId, ...badge,

@@ -75,30 +75,39 @@ def test_a_picked_file_is_checked_by_the_server_and_its_verdict_shown(
     assert recent[0]["sha256"] == sha256
     assert recent[0]["imageUrl"] == "File: beach.png"
     # The dialog has the focus; Escape closes it and gives the focus back to the file field.
-    assert (
-        page.evaluate(
-            "() => document.querySelector('fakescope-panel').shadowRoot.activeElement?.getAttribute('role')"
-        )
-        == "dialog"
+    focused_role = (
+        "() => document.querySelector('fakescope-panel').shadowRoot"
+        ".activeElement?.getAttribute('role')"
     )
+    assert page.evaluate(focused_role) == "dialog"
     page.keyboard.press("Escape")
     until(lambda: not dialog(page).is_visible(), what="the panel to close")
     assert page.evaluate("() => document.activeElement.id") == "file"
 
 
-def test_a_file_that_is_not_an_image_gets_the_servers_failure(
+def test_a_file_that_is_not_an_image_is_not_sent_and_a_broken_image_gets_the_servers_failure(
     until: Any, browser: Any, fakescope_server: Any
 ) -> None:
     browser.set_settings(serverUrl=fakescope_server.url)
     page = open_check_file_page(browser)
+    posted = fakescope_server.request_count("POST", "/v1/analyze")
 
-    pick(page, "notes.txt", b"these are notes, not a picture\n" * 10, "text/plain")
-
+    # A document dropped or picked by mistake (the picker's image filter is only a default).
+    pick(page, "notes.pdf", b"%PDF-1.7 these are notes, not a picture\n" * 10, "image/png")
     alert = dialog(page).get_by_role("alert")
     until(lambda: alert.count() == 1, what="the failure")
+    assert alert.locator(".error-title").inner_text() == "This file is not an image"
+    assert "nothing was sent" in alert.inner_text()
+    assert fakescope_server.request_count("POST", "/v1/analyze") == posted
+
+    # An image file the server cannot decode: its answer, in the panel's words.
+    pick(page, "broken.png", make_png(41)[:40], "image/png")
+    until(lambda: "broken.png" in page.locator("#chosen").inner_text(), what="the second file")
+    until(lambda: alert.count() == 1, what="the server's failure")
     title = alert.locator(".error-title").inner_text()
     assert title in {"Unsupported image format", "The server could not read this image"}, title
     assert dialog(page).get_by_role("button", name="Try again").is_visible()
+    assert fakescope_server.request_count("POST", "/v1/analyze") == posted + 1
 
 
 def test_a_file_over_25_mib_is_refused_without_sending_it(
@@ -158,3 +167,50 @@ def test_a_dropped_file_is_checked(until: Any, browser: Any, stub_server: Any) -
     until(lambda: verdict.count() == 1, what="the verdict")
     assert verdict.inner_text() == "Likely authentic"
     assert page.locator("#chosen").inner_text().startswith("dropped.png")
+
+
+def test_the_same_file_again_is_checked_again_and_of_several_the_first_is_said(
+    until: Any, browser: Any, stub_server: Any
+) -> None:
+    browser.set_settings(serverUrl=stub_server.url)
+    page = open_check_file_page(browser)
+    image = make_png(45)
+
+    pick(page, "same.png", image)
+    until(lambda: dialog(page).locator(".verdict").count() == 1, what="the verdict")
+    dialog(page).get_by_role("button", name="Close").click()
+    assert page.locator("#result").is_hidden()
+    # Chosen again after the result was closed: a browser sends no change event for the file
+    # the field already holds, so the field lets go of it once taken.
+    pick(page, "same.png", image)
+    until(lambda: page.locator("#result").is_visible(), what="the result shown again")
+    until(lambda: dialog(page).locator(".verdict").count() == 1, what="the verdict again")
+    assert page.locator("#chosen").inner_text().startswith("same.png")
+
+    page.get_by_label("Image file").evaluate("(input) => input.setAttribute('multiple', '')")
+    page.get_by_label("Image file").set_input_files(
+        [
+            {"name": "first.png", "mimeType": "image/png", "buffer": make_png(46)},
+            {"name": "second.png", "mimeType": "image/png", "buffer": make_png(47)},
+        ]
+    )
+    until(lambda: page.locator("#chosen").inner_text().startswith("first.png"), what="the first")
+    assert "only the first, first.png, was checked" in page.locator("#more").inner_text()
+    assert page.locator("#more").get_attribute("role") == "status"
+    until(lambda: dialog(page).locator(".verdict").count() == 1, what="its verdict")
+
+
+def test_a_slow_result_leaves_the_focus_where_the_user_moved_it(
+    until: Any, browser: Any, stub_server: Any
+) -> None:
+    browser.set_settings(serverUrl=stub_server.url)
+    page = open_check_file_page(browser)
+    stub_server.hold()
+    try:
+        pick(page, "slow.png", make_png(48))
+        until(lambda: "POST /v1/analyze" in stub_server.requests, what="the upload")
+        page.focus("#options")  # the user moved on while the check ran
+    finally:
+        stub_server.release()
+    until(lambda: dialog(page).locator(".verdict").count() == 1, what="the verdict")
+    assert page.evaluate("document.activeElement.id") == "options"

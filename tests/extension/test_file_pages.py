@@ -63,7 +63,8 @@ def test_a_right_click_check_on_a_file_page_sends_the_files_bytes_and_shows_the_
 
     result = browser.check_image(page, picture.as_uri())
 
-    # The file's own bytes (not a canvas re-encode, which the page refuses anyway) went to the server.
+    # The file's own bytes (not a canvas re-encode, which the page refuses anyway) went to the
+    # server.
     assert result["ok"], result
     assert result["via"] == "worker"
     assert result["sha256"] == hashlib.sha256(image).hexdigest()
@@ -87,4 +88,25 @@ def test_a_file_that_is_gone_gets_a_clear_failure_pointing_to_check_an_image_fil
     )
     assert "holiday photo.png" in panel_text(page, "[role=alert]")
     assert "Check an image file…" in panel_text(page, "[role=alert] .muted")
+    assert not any(r.startswith("POST /v1/analyze") for r in stub_server.requests)
+
+
+def test_a_local_file_that_is_not_an_image_never_leaves_the_computer(
+    until: Any, browser: Any, stub_server: Any, tmp_path: Path
+) -> None:
+    # A local page is any HTML file (a saved page keeps its scripts): it may lay an <img> of
+    # another local file over its picture, and the user right-clicks "the picture".
+    browser.set_settings(serverUrl=stub_server.url)
+    page, picture = open_file_page(browser, tmp_path, make_png(33))
+    secret = picture.with_name("id_ed25519")
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot for anyone\n")
+
+    result = browser.check_image(page, secret.as_uri())
+
+    assert not result["ok"]
+    until(
+        lambda: panel_text(page, ".error-title") == "This file is not an image",
+        what="the failure in the panel",
+    )
+    assert "nothing was sent" in panel_text(page, "[role=alert]")
     assert not any(r.startswith("POST /v1/analyze") for r in stub_server.requests)

@@ -37,8 +37,10 @@ FITS += "return s.scrollHeight <= s.clientHeight; }"
 
 
 def frame_height(page: Any) -> float:
+    """The panel iframe's height; 0 while there is none (or it is being replaced: no box)."""
     frame = panel_frame(page)
-    return float(frame.frame_element().bounding_box()["height"]) if frame else 0.0
+    box = frame.frame_element().bounding_box() if frame else None
+    return float(box["height"]) if box else 0.0
 
 
 def settled_height(page: Any, until: Any, fits: Any, what: str, showing: str = "") -> float:
