@@ -39,6 +39,9 @@ class DecoderPool:
         decoder = self._kept.pop(rows, None)  # one dict operation: safe between threads
         if decoder is not None and decoder.max_cache_len >= tokens:
             return decoder
+        # A new cache is allocated: room is made first (the short one above is dropped too),
+        # so the device never holds more than max_kept kept caches plus those lent out.
+        self._evict(self._max_kept - 1)
         cache_len = -(-tokens // CACHE_STEP) * CACHE_STEP
         return GraphDecoder(self._model, batch_size=rows, max_cache_len=cache_len)
 
@@ -50,7 +53,11 @@ class DecoderPool:
         if other is not None and other.max_cache_len > decoder.max_cache_len:
             decoder = other
         self._kept[rows] = decoder
-        while len(self._kept) > self._max_kept:
+        self._evict(self._max_kept)
+
+    def _evict(self, keep: int) -> None:
+        """Drop the oldest kept decoders until at most ``keep`` are left."""
+        while len(self._kept) > max(keep, 0):
             oldest = next(iter(list(self._kept)), None)
             if oldest is None:
                 break

@@ -63,3 +63,14 @@ def test_streams_read_in_turns_answer_as_each_would_alone(graph_decoding: Forens
                     pieces[i].append(piece)
     assert ["".join(p) for p in pieces] == alone
     assert len(graph_decoding._decoders.kept()) == 1  # both given back: one kept for later
+
+
+def test_a_new_cache_is_made_room_for_before_it_is_allocated(tiny_model: ForensicModel) -> None:
+    pool = DecoderPool(tiny_model.model, max_kept=2)
+    one, two = pool.take(1, 10), pool.take(2, 10)
+    pool.give_back(one)
+    pool.give_back(two)
+    four = pool.take(4, 10)  # a third batch size: the oldest kept goes before it is built
+    assert pool.kept() == [two]
+    pool.give_back(four)
+    assert pool.kept() == [two, four]
