@@ -14,7 +14,8 @@
  *
  * An image the server has no verdict for may get a *hint* badge instead (dashed, "≈"): it
  * looks like an image that was checked (a PDQ near match), or, "≈⇆", like a mirrored copy
- * of one (a near match of its mirror hash). The hint opens the panel in its
+ * of one (a near match of its mirror hash), or, "≈↻", like a rotated copy of one (a near
+ * match of a rotation hash). The hint opens the panel in its
  * hint state, which says the image itself was not checked and offers the real check.
  */
 (() => {
@@ -210,10 +211,15 @@
       badge.dataset.kind = 'hint';
       badge.dataset.hint = label;
       badge.dataset.distance = String(result.hint.distance ?? '');
-      // A mirrored copy of a checked image: "≈⇆", and said in the badge's label (hint.short).
-      badge.dataset.mirrored = String(result.hint.mirrored === true);
+      // A mirrored copy of a checked image: "≈⇆"; a rotated copy: "≈↻"; either said in the
+      // badge's label (hint.short).
+      const mirrored = result.hint.mirrored === true;
+      const rotated = !mirrored && typeof result.hint.rotated === 'string' ? result.hint.rotated : null;
+      badge.dataset.mirrored = String(mirrored);
+      if (rotated) badge.dataset.rotated = rotated;
+      else delete badge.dataset.rotated;
       delete badge.dataset.label;
-      badge.textContent = result.hint.mirrored === true ? `≈⇆ ${word}` : `≈ ${word}`;
+      badge.textContent = mirrored ? `≈⇆ ${word}` : rotated ? `≈↻ ${word}` : `≈ ${word}`;
     } else {
       badge.className = label;
       badge.dataset.kind = 'verdict';
@@ -221,6 +227,7 @@
       delete badge.dataset.hint;
       delete badge.dataset.distance;
       delete badge.dataset.mirrored;
+      delete badge.dataset.rotated;
       badge.textContent = word;
     }
     // The name starts with the visible word (WCAG 2.5.3, label in name: a voice user says it).

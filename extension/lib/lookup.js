@@ -3,10 +3,12 @@
  * image, either the image's own verdict (its SHA-256 is known) or a *hint* (its PDQ hash is
  * near the hash of an image that was checked). Pure: the API client is passed in.
  *
- * Each image sends two PDQ hashes: its own, and its mirror hash (`mirrored`, from pdq.js:
- * what the image flipped left to right hashes to). A mirrored repost of a checked picture
- * is ~128 bits from it by its own hash, but its mirror hash is near the original's: a near
- * match on that hash makes a hint that says the image looks like a *mirrored* copy.
+ * Each image sends up to five PDQ hashes: its own, its mirror hash (`mirrored`, from pdq.js:
+ * what the image flipped left to right hashes to), and its rotation hashes (`rotations`: what
+ * it hashes to turned back from a quarter turn clockwise, a half turn, a quarter turn
+ * counterclockwise). A mirrored or rotated repost of a checked picture is ~128 bits from it by
+ * its own hash, but the hash that undoes its flip or turn is near the original's: a near match
+ * on that hash makes a hint that says the image looks like a *mirrored* or *rotated* copy.
  *
  * A near match is never the image's verdict: it is returned apart, as `hint`, with the
  * similar image's analysis, the distance and whether it matched mirrored, and the
@@ -19,33 +21,56 @@ import { isSha256Hex } from './hash.js';
 /** The server's limit of keys (sha256 plus pdq) per /v1/lookup request. */
 export const LOOKUP_MAX_KEYS = 500;
 
+/** The rotations a copy may have been turned by, in the key's (and the tie-break's) order. */
+export const ROTATIONS = Object.freeze(['clockwise', 'halfTurn', 'counterclockwise']);
+
 /**
  * One queue key per image: its SHA-256, then, when the PDQ hash is worth matching (quality
  * at least PDQ_MIN_QUALITY; the server does not index flatter images), the PDQ hash, then
- * the mirror hash when there is one that differs from it: `sha256`, `sha256|pdq` or
- * `sha256|pdq|mirrored`. (Fingerprints remembered before mirror hashes existed have no
- * `mirrored`: their keys are the two-part form, as before.)
+ * the mirror hash, then the three rotation hashes (pdq.js `rotations`, in ROTATIONS order),
+ * `|`-separated: `sha256`, `sha256|pdq`, `sha256|pdq|mirrored` or
+ * `sha256|pdq|mirrored|clockwise|halfTurn|counterclockwise`. A hash equal to one before it
+ * (it could only match where that one does, and that one wins the tie) or missing is left
+ * empty (`sha256|pdq||…`), and trailing empty parts are dropped. Keys remembered by older
+ * versions (before mirror hashes, before rotation hashes) are these same shorter forms.
  * @param {string} sha256
- * @param {{hash: string | null, quality: number, mirrored?: string | null} | null | undefined} pdq
+ * @param {{hash: string | null, quality: number, mirrored?: string | null,
+ *   rotations?: {clockwise?: string, halfTurn?: string, counterclockwise?: string} | null} | null | undefined} pdq
  */
 export function lookupKey(sha256, pdq) {
   const usable = pdq && isPdqHex(pdq.hash) && pdq.quality >= PDQ_MIN_QUALITY;
   if (!usable) return sha256;
-  const hash = pdq.hash.toLowerCase();
-  const mirrored = isPdqHex(pdq.mirrored) ? pdq.mirrored.toLowerCase() : null;
-  return mirrored && mirrored !== hash ? `${sha256}|${hash}|${mirrored}` : `${sha256}|${hash}`;
+  const hex = (value) => (isPdqHex(value) ? value.toLowerCase() : '');
+  const parts = [hex(pdq.hash), hex(pdq.mirrored), ...ROTATIONS.map((name) => hex(pdq.rotations?.[name]))];
+  const kept = parts.map((hash, index) => (hash && !parts.slice(0, index).includes(hash) ? hash : ''));
+  while (kept.length > 1 && !kept.at(-1)) kept.pop();
+  return [sha256, ...kept].join('|');
 }
 
-/** @returns {{sha256: string, pdq: string | null, mirrored: string | null}} */
+/**
+ * The parts of a queue key (any version's form; an empty part is null).
+ * @returns {{sha256: string, pdq: string | null, mirrored: string | null,
+ *   rotations: {clockwise: string | null, halfTurn: string | null, counterclockwise: string | null}}}
+ */
 export function parseLookupKey(key) {
-  const [sha256, pdq = null, mirrored = null] = String(key).split('|');
-  return { sha256, pdq: pdq || null, mirrored: (pdq && mirrored) || null };
+  const [sha256, pdq, mirrored, ...turned] = String(key).split('|');
+  const part = (value) => (pdq && value) || null;
+  return {
+    sha256,
+    pdq: pdq || null,
+    mirrored: part(mirrored),
+    rotations: Object.fromEntries(ROTATIONS.map((name, index) => [name, part(turned[index])])),
+  };
+}
+
+/** The PDQ hashes a queue key sends: its own, the mirror hash, the rotation hashes. */
+function keyHashes({ pdq, mirrored, rotations }) {
+  return [pdq, mirrored, ...ROTATIONS.map((name) => rotations[name])].filter(Boolean);
 }
 
 /** How many of the request's keys one queue key uses: 1 (sha256), plus 1 per PDQ hash. */
 export function lookupKeyWeight(key) {
-  const { pdq, mirrored } = parseLookupKey(key);
-  return 1 + (pdq ? 1 : 0) + (mirrored ? 1 : 0);
+  return 1 + keyHashes(parseLookupKey(key)).length;
 }
 
 /** Splits a list into pieces of at most `size`. */
@@ -69,39 +94,50 @@ export function closestNearMatch(near, pdq, ownSha256) {
 }
 
 /**
- * The closest near match for an image, by its own PDQ hash or by its mirror hash: the
- * smaller distance wins (its own hash on a tie), and `mirrored` says which hash matched.
- * @returns {{sha256: string, distance: number, mirrored: boolean} | null}
+ * The closest near match for an image, by its own PDQ hash, its mirror hash or a rotation
+ * hash: the smaller distance wins; on a tie its own hash, then the mirror hash, then the
+ * rotations in ROTATIONS order. `mirrored` says the mirror hash matched; `rotated` names
+ * the turn a rotation hash undid (the copy looks turned that way from the original), or is
+ * null.
+ * @returns {{sha256: string, distance: number, mirrored: boolean,
+ *   rotated: 'clockwise' | 'halfTurn' | 'counterclockwise' | null} | null}
  */
-export function closestHintMatch(near, { pdq, mirrored = null }, ownSha256) {
-  const plain = pdq ? closestNearMatch(near, pdq, ownSha256) : null;
-  const flipped = mirrored ? closestNearMatch(near, mirrored, ownSha256) : null;
-  if (flipped && (!plain || flipped.distance < plain.distance)) return { ...flipped, mirrored: true };
-  return plain ? { ...plain, mirrored: false } : null;
+export function closestHintMatch(near, { pdq, mirrored = null, rotations = {} }, ownSha256) {
+  const candidates = [
+    [pdq, { mirrored: false, rotated: null }],
+    [mirrored, { mirrored: true, rotated: null }],
+    ...ROTATIONS.map((name) => [rotations?.[name], { mirrored: false, rotated: name }]),
+  ];
+  let best = null;
+  for (const [hash, how] of candidates) {
+    const match = hash ? closestNearMatch(near, hash, ownSha256) : null;
+    if (match && (!best || match.distance < best.distance)) best = { ...match, ...how };
+  }
+  return best;
 }
 
 /**
- * Runs one batch of queue keys: one /v1/lookup with every sha256 and PDQ hash (own and
- * mirrored); then, for images with no result of their own but a near match, the matched
+ * Runs one batch of queue keys: one /v1/lookup with every sha256 and PDQ hash (own,
+ * mirrored, rotated); then, for images with no result of their own but a near match, the matched
  * images' analyses (from `cached(sha256)` when this browser has them, else one more
  * /v1/lookup by sha256).
  * @param {{lookup(sha256s: string[], options?: {pdqs?: string[]}): Promise<{results: object, near?: object[]}>}} client
  * @param {string[]} keys queue keys (see lookupKey); at most LOOKUP_MAX_KEYS in weight
  * @param {{cached?: (sha256: string) => Promise<object | undefined>}} [options]
- * @returns {Promise<Map<string, {analysis: object | null, hint: {sha256: string, distance: number, mirrored: boolean, analysis: object} | null}>>}
+ * @returns {Promise<Map<string, {analysis: object | null, hint: {sha256: string, distance: number, mirrored: boolean, rotated: string | null, analysis: object} | null}>>}
  */
 export async function runLookupBatch(client, keys, { cached = async () => undefined } = {}) {
   const parsed = keys.map((key) => [key, parseLookupKey(key)]);
   const shas = [...new Set(parsed.map(([, p]) => p.sha256))];
-  const pdqs = [...new Set(parsed.flatMap(([, p]) => [p.pdq, p.mirrored]).filter(Boolean))];
+  const pdqs = [...new Set(parsed.flatMap(([, p]) => keyHashes(p)))];
   const answer = await client.lookup(shas, { pdqs });
   const results = answer?.results && typeof answer.results === 'object' ? answer.results : {};
   const own = (sha256) => (Object.hasOwn(results, sha256) ? results[sha256] : null);
 
   const matches = new Map();
-  for (const [key, { sha256, pdq, mirrored }] of parsed) {
+  for (const [key, { sha256, pdq, mirrored, rotations }] of parsed) {
     if (own(sha256) || !pdq) continue;
-    const match = closestHintMatch(answer?.near, { pdq, mirrored }, sha256);
+    const match = closestHintMatch(answer?.near, { pdq, mirrored, rotations }, sha256);
     if (match) matches.set(key, match);
   }
 
@@ -128,7 +164,13 @@ export async function runLookupBatch(client, keys, { cached = async () => undefi
     const analysis = own(sha256);
     const match = matches.get(key);
     const hint = !analysis && match && similar.has(match.sha256)
-      ? { sha256: match.sha256, distance: match.distance, mirrored: match.mirrored, analysis: similar.get(match.sha256) }
+      ? {
+          sha256: match.sha256,
+          distance: match.distance,
+          mirrored: match.mirrored,
+          rotated: match.rotated,
+          analysis: similar.get(match.sha256),
+        }
       : null;
     out.set(key, { analysis: analysis ?? null, hint });
   }

@@ -28,6 +28,19 @@
  *      near the original's hash (a few to ~30 bits, median ~20 on ../shared/data: the
  *      reference's 64×64 sampling grid is not exactly symmetric), while the repost's own
  *      hash is ~128 bits away from it.
+ *   8. The rotation hashes (`rotations`), from the same block the same way
+ *      (dct16OriginalToRotate90/180/270; `compute_dihedral(rgb)[0][1..3]`, bit for bit):
+ *      with frequencies i (rows) and j (columns), turning the image a quarter turn
+ *      counterclockwise makes B'[i][j] = B[j][i], its sign changed where i is even (odd
+ *      vertical frequency); a quarter turn clockwise the same with j even; a half turn
+ *      changes the sign where i + j is odd. Each is thresholded at its own median. Named by
+ *      the copy they undo: `rotations.clockwise` is what these pixels hash to turned back a
+ *      quarter turn counterclockwise (the reference's "rotate 90", `[0][1]`), i.e. the
+ *      original's hash if this image is a copy of it turned a quarter turn clockwise;
+ *      `rotations.halfTurn` undoes a half turn (`[0][2]`); `rotations.counterclockwise`
+ *      undoes a quarter turn counterclockwise (turned back clockwise: "rotate 270", `[0][3]`).
+ *      A rotated copy's matching rotation hash lands near the original's (a few to ~30
+ *      bits, the sampling grid again), its own hash ~128 bits away.
  *
  * Arithmetic follows the C++ reference in single precision (Math.fround after every
  * operation), which is what the server's hash (pdqhash-python, built on that C++) uses, so
@@ -286,14 +299,51 @@ function flipLeftRight(block) {
   return out;
 }
 
+/**
+ * The DCT block of the image turned by a dihedral rotation (the reference's
+ * dct16OriginalToRotate90/180/270): `transpose` swaps the frequencies, and the coefficients
+ * whose `negate(i, j)` holds (i, j: the new block's row and column) change sign.
+ */
+function turnBlock(block, transpose, negate) {
+  const out = new Float32Array(block.length);
+  for (let i = 0; i < DCT_SIZE; i += 1) {
+    for (let j = 0; j < DCT_SIZE; j += 1) {
+      const v = transpose ? block[j * DCT_SIZE + i] : block[i * DCT_SIZE + j];
+      out[i * DCT_SIZE + j] = negate(i, j) ? -v : v;
+    }
+  }
+  return out;
+}
+
+/** Turned a quarter turn counterclockwise (PIL's ROTATE_90; the reference's "rotate 90"). */
+const turnCounterclockwise = (block) => turnBlock(block, true, (i) => i % 2 === 0);
+/** Turned a half turn ("rotate 180"). */
+const turnHalf = (block) => turnBlock(block, false, (i, j) => (i + j) % 2 === 1);
+/** Turned a quarter turn clockwise (PIL's ROTATE_270; the reference's "rotate 270"). */
+const turnClockwise = (block) => turnBlock(block, true, (i, j) => j % 2 === 0);
+
+const thresholded = (block) => bitsToHex(block, torbenMedian(block));
+
 const ZERO_HASH = '0'.repeat(64);
-const refused = () => ({ hash: ZERO_HASH, quality: 0, mirrored: ZERO_HASH });
+const refused = () => ({
+  hash: ZERO_HASH,
+  quality: 0,
+  mirrored: ZERO_HASH,
+  rotations: { clockwise: ZERO_HASH, halfTurn: ZERO_HASH, counterclockwise: ZERO_HASH },
+});
+
+/**
+ * @typedef {{clockwise: string, halfTurn: string, counterclockwise: string}} PdqRotations
+ * @typedef {{hash: string, quality: number, mirrored: string, rotations: PdqRotations}} PdqResult
+ */
 
 /**
  * PDQ of a luminance image. `luma` is consumed (blurred in place).
- * `mirrored` is the hash of the same image flipped left to right (see step 7 above).
+ * `mirrored` is the hash of the same image flipped left to right (see step 7 above);
+ * `rotations` the hashes that undo a quarter turn clockwise, a half turn and a quarter turn
+ * counterclockwise (step 8).
  * @param {Float32Array} luma row-major, `height` rows of `width` values
- * @returns {{hash: string, quality: number, mirrored: string}}
+ * @returns {PdqResult}
  */
 export function pdqFromLuma(luma, width, height) {
   if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
@@ -306,11 +356,16 @@ export function pdqFromLuma(luma, width, height) {
   }
   const q = quality(grid);
   const block = dct16(grid);
-  const flipped = flipLeftRight(block);
   return {
-    hash: bitsToHex(block, torbenMedian(block)),
+    hash: thresholded(block),
     quality: q,
-    mirrored: bitsToHex(flipped, torbenMedian(flipped)),
+    mirrored: thresholded(flipLeftRight(block)),
+    // Each undoes the turn it is named after (step 8): a copy turned clockwise, turned back.
+    rotations: {
+      clockwise: thresholded(turnCounterclockwise(block)),
+      halfTurn: thresholded(turnHalf(block)),
+      counterclockwise: thresholded(turnClockwise(block)),
+    },
   };
 }
 
@@ -318,7 +373,7 @@ export function pdqFromLuma(luma, width, height) {
  * PDQ of RGBA pixels (e.g. canvas ImageData). Hash exactly the pixels given: callers shrink
  * images to at most PDQ_MAX_SIDE on the long side first, as the server does.
  * @param {Uint8ClampedArray | Uint8Array} rgba
- * @returns {{hash: string, quality: number, mirrored: string}}
+ * @returns {PdqResult}
  */
 export function pdqFromRgba(rgba, width, height) {
   if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
@@ -350,10 +405,11 @@ export function pdqDistance(a, b) {
  * side on an OffscreenCanvas, hashed. Resolves to null when the bytes cannot be decoded or
  * the image is too small: a missing hint is better than a failure; also, without decoding,
  * when its header gives no size or more than PDQ_MAX_DECODE_PIXELS. Besides the hash, the
- * hash of the left-right mirror (`mirrored`, what an un-mirrored original would hash to).
+ * hash of the left-right mirror (`mirrored`, what an un-mirrored original would hash to) and
+ * the rotation hashes (`rotations`, what an unrotated original would hash to).
  * @param {Uint8Array | Blob} bytes
  * @param {{type?: string}} [options]
- * @returns {Promise<{hash: string, quality: number, mirrored: string} | null>}
+ * @returns {Promise<PdqResult | null>}
  */
 export async function pdqFromImageBytes(bytes, { type = '' } = {}) {
   let bitmap;

@@ -106,31 +106,69 @@ const JUDGED = Object.freeze({
   uncertain: 'with an uncertain verdict',
 });
 
+/** A rotated copy's turn (lib/lookup.js ROTATIONS), in words: how it looks turned from the checked image. */
+const TURNS = Object.freeze({
+  clockwise: 'a quarter turn clockwise',
+  halfTurn: 'a half turn',
+  counterclockwise: 'a quarter turn counterclockwise',
+});
+/** The turn that undoes it: how this image's fingerprint was turned back to match. */
+const TURNS_BACK = Object.freeze({
+  clockwise: 'a quarter turn counterclockwise',
+  halfTurn: 'a half turn',
+  counterclockwise: 'a quarter turn clockwise',
+});
+
 /**
  * The view of a feed *hint*: this image was not checked, but its PDQ fingerprint is
  * `distance` bits (of 256) from that of an image that was. With `mirrored`, the match is
  * on the fingerprint of this image flipped left to right: it looks like a mirrored copy of
- * the checked image. Worded so that it never reads as this image's own verdict.
+ * the checked image. With `rotated` (a turn named in TURNS), the match is on the
+ * fingerprint of this image turned back: it looks like a rotated copy, turned that way.
+ * Worded so that it never reads as this image's own verdict.
  * @param {object} analysis the similar (checked) image's analysis
  * @param {number} distance
- * @param {{mirrored?: boolean}} [options]
+ * @param {{mirrored?: boolean, rotated?: 'clockwise' | 'halfTurn' | 'counterclockwise' | null}} [options]
  */
-export function describeHint(analysis, distance, { mirrored = false } = {}) {
+export function describeHint(analysis, distance, { mirrored = false, rotated = null } = {}) {
   const label = analysis?.label in VERDICT_HEADLINES ? analysis.label : 'uncertain';
   const bits = Number.isInteger(distance) && distance >= 0 ? distance : null;
   const flipped = mirrored === true;
+  const turn = !flipped && Object.hasOwn(TURNS, rotated) ? rotated : null;
   const differ = bits === null ? 'a few bits differ' : `${bits} of 256 bits differ`;
-  const similar = flipped
-    ? `looks like a mirrored copy of an image ${JUDGED[label]}`
-    : `similar to an image ${JUDGED[label]}`;
   const verdict = shortVerdict(analysis);
-  return {
+  const common = {
     kind: 'hint',
     label,
     distance: bits,
     mirrored: flipped,
+    rotated: turn,
     similarSha256: String(analysis?.sha256 ?? ''),
     similarVerdict: verdict,
+  };
+  if (turn) {
+    return {
+      ...common,
+      short: `Not checked: looks like a rotated copy of an image ${JUDGED[label]} (${differ})`,
+      title: `Not checked · rotated copy of an image ${JUDGED[label]}`,
+      text:
+        `FakeScope has not checked this image itself. It looks like a rotated copy (turned ` +
+        `${TURNS[turn]}) of an image that was checked: that image's verdict is “${verdict}”. ` +
+        `This image's perceptual fingerprint (PDQ), turned back, is close to that image's: ` +
+        `${differ}.`,
+      caution:
+        'Reposting a picture rotated is a common way to dodge duplicate detection, but ' +
+        'different pictures can be this close too. This is a hint, not a verdict on this image.',
+      distanceText:
+        `Fingerprint distance: ${bits ?? '?'} of 256 bits (PDQ perceptual hash, this image turned ` +
+        `${TURNS_BACK[turn]}).`,
+    };
+  }
+  const similar = flipped
+    ? `looks like a mirrored copy of an image ${JUDGED[label]}`
+    : `similar to an image ${JUDGED[label]}`;
+  return {
+    ...common,
     short: `Not checked: ${similar} (${differ})`,
     title: flipped ? `Not checked · mirrored copy of an image ${JUDGED[label]}` : `Not checked · ${similar}`,
     text: flipped

@@ -241,6 +241,7 @@
           className: `hint-title tone-${hint.label}`,
           'data-hint': hint.label,
           'data-mirrored': String(hint.mirrored === true),
+          'data-rotated': hint.rotated ?? '',
         }, hint.title),
         h('p', { className: 'hint-text' }, hint.text),
         h('p', { className: 'hint-note', role: 'note' }, hint.caution),

@@ -13,6 +13,7 @@ import { describeHint } from '../lib/verdict.js';
 
 const sha = (c) => c.repeat(64);
 const pdq = (c) => c.repeat(64);
+const NO_ROTATIONS = { clockwise: null, halfTurn: null, counterclockwise: null };
 
 /** A fake API client that answers from tables and records its calls. */
 function fakeClient({ results = {}, near = [] } = {}) {
@@ -32,7 +33,7 @@ test('a PDQ hash joins the key only when its quality is worth matching', () => {
   assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 49 }), sha('a'));
   assert.equal(lookupKey(sha('a'), { hash: null, quality: 0 }), sha('a'));
   assert.equal(lookupKey(sha('a'), undefined), sha('a'));
-  assert.deepEqual(parseLookupKey(`${sha('a')}|${pdq('b')}`), { sha256: sha('a'), pdq: pdq('b'), mirrored: null });
+  assert.deepEqual(parseLookupKey(`${sha('a')}|${pdq('b')}`), { sha256: sha('a'), pdq: pdq('b'), mirrored: null, rotations: NO_ROTATIONS });
   assert.equal(lookupKeyWeight(`${sha('a')}|${pdq('b')}`), 2, 'sha256 and pdq both count');
   assert.equal(lookupKeyWeight(sha('a')), 1);
   assert.equal(LOOKUP_MAX_KEYS, 500);
@@ -41,7 +42,7 @@ test('a PDQ hash joins the key only when its quality is worth matching', () => {
 test('the mirror hash joins the key as a third part, and counts as a third request key', () => {
   const key = lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('C') });
   assert.equal(key, `${sha('a')}|${pdq('b')}|${pdq('c')}`, 'lower-cased like the hash');
-  assert.deepEqual(parseLookupKey(key), { sha256: sha('a'), pdq: pdq('b'), mirrored: pdq('c') });
+  assert.deepEqual(parseLookupKey(key), { sha256: sha('a'), pdq: pdq('b'), mirrored: pdq('c'), rotations: NO_ROTATIONS });
   assert.equal(lookupKeyWeight(key), 3, 'sha256, pdq and the mirror hash all count');
   // A picture symmetric enough that both hashes agree sends one.
   assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('b') }), `${sha('a')}|${pdq('b')}`);
@@ -50,7 +51,7 @@ test('the mirror hash joins the key as a third part, and counts as a third reque
   // Fingerprints remembered before mirror hashes existed, or a malformed one: the old key.
   assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80 }), `${sha('a')}|${pdq('b')}`);
   assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: 'nope' }), `${sha('a')}|${pdq('b')}`);
-  assert.deepEqual(parseLookupKey(sha('a')), { sha256: sha('a'), pdq: null, mirrored: null });
+  assert.deepEqual(parseLookupKey(sha('a')), { sha256: sha('a'), pdq: null, mirrored: null, rotations: NO_ROTATIONS });
 });
 
 test('exact hits are results; sha256s and pdqs go out together in one request', async () => {
@@ -73,7 +74,7 @@ test('a near match becomes a hint with the similar image’s analysis, looked up
   const key = `${sha('a')}|${pdq('1')}`;
   const out = await runLookupBatch(client, [key]);
   assert.equal(out.get(key).analysis, null, 'never the image’s own verdict');
-  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 4, mirrored: false, analysis: original });
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 4, mirrored: false, rotated: null, analysis: original });
   assert.equal(client.calls.length, 2);
   assert.deepEqual(client.calls[1], { sha256s: [sha('e')], pdqs: [] });
 });
@@ -134,7 +135,7 @@ test('both PDQ hashes of a key go out; a near match on the mirror hash is a mirr
   const out = await runLookupBatch(client, [key, `${sha('b')}|${pdq('3')}`]);
   assert.deepEqual(client.calls[0], { sha256s: [sha('a'), sha('b')], pdqs: [pdq('1'), pdq('2'), pdq('3')] });
   assert.equal(out.get(key).analysis, null, 'never the image’s own verdict');
-  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 14, mirrored: true, analysis: original });
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 14, mirrored: true, rotated: null, analysis: original });
 });
 
 test('between its own hash and its mirror hash, the closest near match wins', async () => {
@@ -153,9 +154,9 @@ test('between its own hash and its mirror hash, the closest near match wins', as
   const plainWins = `${sha('b')}|${pdq('3')}|${pdq('4')}`;
   const tie = `${sha('c')}|${pdq('5')}|${pdq('6')}`;
   const out = await runLookupBatch(client, [mirroredWins, plainWins, tie]);
-  assert.deepEqual(out.get(mirroredWins).hint, { sha256: sha('f'), distance: 6, mirrored: true, analysis: f });
-  assert.deepEqual(out.get(plainWins).hint, { sha256: sha('e'), distance: 5, mirrored: false, analysis: e });
-  assert.deepEqual(out.get(tie).hint, { sha256: sha('e'), distance: 7, mirrored: false, analysis: e }, 'a tie: its own hash');
+  assert.deepEqual(out.get(mirroredWins).hint, { sha256: sha('f'), distance: 6, mirrored: true, rotated: null, analysis: f });
+  assert.deepEqual(out.get(plainWins).hint, { sha256: sha('e'), distance: 5, mirrored: false, rotated: null, analysis: e });
+  assert.deepEqual(out.get(tie).hint, { sha256: sha('e'), distance: 7, mirrored: false, rotated: null, analysis: e }, 'a tie: its own hash');
 });
 
 test('closestHintMatch: either hash alone, neither, and the image itself never', () => {
@@ -164,7 +165,7 @@ test('closestHintMatch: either hash alone, neither, and the image itself never',
     { pdq: pdq('2'), sha256: sha('a'), distance: 0 },
     { pdq: pdq('2'), sha256: sha('d'), distance: 11 },
   ];
-  assert.deepEqual(closestHintMatch(near, { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), { sha256: sha('d'), distance: 11, mirrored: true });
+  assert.deepEqual(closestHintMatch(near, { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), { sha256: sha('d'), distance: 11, mirrored: true, rotated: null });
   assert.equal(closestHintMatch(near, { pdq: pdq('1'), mirrored: null }, sha('a')), null);
   assert.equal(closestHintMatch(near, { pdq: pdq('9') }, sha('a')), null);
   assert.equal(closestHintMatch([], { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), null);
@@ -176,7 +177,7 @@ test('an old two-part key still looks up and hints by its own hash', async () =>
   const key = `${sha('a')}|${pdq('1')}`;
   const out = await runLookupBatch(client, [key]);
   assert.deepEqual(client.calls[0].pdqs, [pdq('1')]);
-  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 3, mirrored: false, analysis: original });
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 3, mirrored: false, rotated: null, analysis: original });
 });
 
 test('a mirrored hint says so, still as a hint and not a verdict', () => {
@@ -213,4 +214,135 @@ test('through the feed queue, three-part keys never put more than LOOKUP_MAX_KEY
     assert.ok(sha256s.length + pdqs.length <= LOOKUP_MAX_KEYS, `${sha256s.length} + ${pdqs.length} keys`);
   }
   assert.equal(client.calls.reduce((sum, c) => sum + c.pdqs.length, 0), 600, 'every hash sent once');
+});
+
+const ROTATED = { clockwise: pdq('d'), halfTurn: pdq('E'), counterclockwise: pdq('f') };
+
+test('the rotation hashes join the key after the mirror hash, and each counts as a request key', () => {
+  const key = lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('c'), rotations: ROTATED });
+  assert.equal(key, `${sha('a')}|${pdq('b')}|${pdq('c')}|${pdq('d')}|${pdq('e')}|${pdq('f')}`, 'lower-cased');
+  assert.deepEqual(parseLookupKey(key), {
+    sha256: sha('a'),
+    pdq: pdq('b'),
+    mirrored: pdq('c'),
+    rotations: { clockwise: pdq('d'), halfTurn: pdq('e'), counterclockwise: pdq('f') },
+  });
+  assert.equal(lookupKeyWeight(key), 6, 'sha256 and five PDQ hashes');
+  // No mirror hash (or one equal to the hash): its part stays empty, the rotations keep their places.
+  const noMirror = lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('b'), rotations: ROTATED });
+  assert.equal(noMirror, `${sha('a')}|${pdq('b')}||${pdq('d')}|${pdq('e')}|${pdq('f')}`);
+  assert.equal(parseLookupKey(noMirror).mirrored, null);
+  assert.equal(parseLookupKey(noMirror).rotations.halfTurn, pdq('e'));
+  assert.equal(lookupKeyWeight(noMirror), 5);
+  // A rotation hash equal to one before it (a symmetric picture), or malformed, is left out.
+  const symmetric = lookupKey(sha('a'), {
+    hash: pdq('b'), quality: 80, mirrored: pdq('c'), rotations: { clockwise: pdq('c'), halfTurn: pdq('b'), counterclockwise: 'nope' },
+  });
+  assert.equal(symmetric, `${sha('a')}|${pdq('b')}|${pdq('c')}`);
+  const halfOnly = lookupKey(sha('a'), {
+    hash: pdq('b'), quality: 80, mirrored: pdq('c'), rotations: { clockwise: pdq('b'), halfTurn: pdq('e'), counterclockwise: pdq('e') },
+  });
+  assert.equal(halfOnly, `${sha('a')}|${pdq('b')}|${pdq('c')}||${pdq('e')}`);
+  assert.equal(lookupKeyWeight(halfOnly), 4);
+  assert.deepEqual(parseLookupKey(halfOnly).rotations, { clockwise: null, halfTurn: pdq('e'), counterclockwise: null });
+  // Not worth matching: no hash goes.
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 10, mirrored: pdq('c'), rotations: ROTATED }), sha('a'));
+});
+
+test('keys remembered by older versions still parse, weigh and look up as before', async () => {
+  const none = { clockwise: null, halfTurn: null, counterclockwise: null };
+  for (const [key, weight, mirrored] of [
+    [sha('a'), 1, null],
+    [`${sha('a')}|${pdq('b')}`, 2, null],
+    [`${sha('a')}|${pdq('b')}|${pdq('c')}`, 3, pdq('c')],
+  ]) {
+    const parsed = parseLookupKey(key);
+    assert.equal(parsed.sha256, sha('a'));
+    assert.equal(parsed.mirrored, mirrored);
+    assert.deepEqual(parsed.rotations, none);
+    assert.equal(lookupKeyWeight(key), weight);
+  }
+  // Fingerprints remembered before rotation hashes existed give the old three-part key.
+  assert.equal(lookupKey(sha('a'), { hash: pdq('b'), quality: 80, mirrored: pdq('c') }), `${sha('a')}|${pdq('b')}|${pdq('c')}`);
+  const original = { sha256: sha('e'), label: 'fake' };
+  const client = fakeClient({ results: { [sha('e')]: original }, near: [{ pdq: pdq('c'), sha256: sha('e'), distance: 9 }] });
+  const old = `${sha('a')}|${pdq('b')}|${pdq('c')}`;
+  const out = await runLookupBatch(client, [old]);
+  assert.deepEqual(client.calls[0].pdqs, [pdq('b'), pdq('c')]);
+  assert.deepEqual(out.get(old).hint, { sha256: sha('e'), distance: 9, mirrored: true, rotated: null, analysis: original });
+});
+
+test('every rotation hash goes out; a near match on one is a rotated hint naming its turn', async () => {
+  const original = { sha256: sha('e'), label: 'real' };
+  const client = fakeClient({ results: { [sha('e')]: original }, near: [{ pdq: pdq('5'), sha256: sha('e'), distance: 17 }] });
+  const key = `${sha('a')}|${pdq('1')}|${pdq('2')}|${pdq('3')}|${pdq('4')}|${pdq('5')}`;
+  const out = await runLookupBatch(client, [key]);
+  assert.deepEqual(client.calls[0], { sha256s: [sha('a')], pdqs: [pdq('1'), pdq('2'), pdq('3'), pdq('4'), pdq('5')] });
+  assert.equal(out.get(key).analysis, null, 'never the image’s own verdict');
+  assert.deepEqual(out.get(key).hint, { sha256: sha('e'), distance: 17, mirrored: false, rotated: 'counterclockwise', analysis: original });
+});
+
+test('closestHintMatch over own, mirror and rotation hashes: closest wins; ties go own, mirror, rotations', () => {
+  const hashes = { pdq: pdq('1'), mirrored: pdq('2'), rotations: { clockwise: pdq('3'), halfTurn: pdq('4'), counterclockwise: pdq('5') } };
+  const match = (distances) =>
+    closestHintMatch(
+      Object.entries(distances).map(([c, distance]) => ({ pdq: pdq(c), sha256: sha('e'), distance })),
+      hashes,
+      sha('a'),
+    );
+  const of = (distance, mirrored, rotated) => ({ sha256: sha('e'), distance, mirrored, rotated });
+  assert.deepEqual(match({ 1: 20, 2: 15, 3: 9, 4: 12, 5: 30 }), of(9, false, 'clockwise'));
+  assert.deepEqual(match({ 3: 14, 4: 8, 5: 11 }), of(8, false, 'halfTurn'));
+  assert.deepEqual(match({ 1: 25, 5: 3 }), of(3, false, 'counterclockwise'));
+  assert.deepEqual(match({ 1: 7, 2: 7, 3: 7, 4: 7, 5: 7 }), of(7, false, null), 'a tie: its own hash');
+  assert.deepEqual(match({ 2: 7, 3: 7, 4: 7 }), of(7, true, null), 'then the mirror hash');
+  assert.deepEqual(match({ 4: 7, 5: 7, 3: 7 }), of(7, false, 'clockwise'), 'then the rotations, in order');
+  assert.deepEqual(match({ 5: 7, 4: 7 }), of(7, false, 'halfTurn'));
+  assert.equal(match({}), null);
+});
+
+test('a rotated hint says so, still as a hint and not a verdict', () => {
+  const hint = describeHint({ sha256: sha('e'), label: 'real', p_fake: 0.1 }, 15, { rotated: 'clockwise' });
+  assert.equal(hint.kind, 'hint');
+  assert.equal(hint.rotated, 'clockwise');
+  assert.equal(hint.mirrored, false);
+  assert.equal(hint.distance, 15);
+  assert.match(hint.short, /^Not checked: looks like a rotated copy of an image judged likely authentic \(15 of 256 bits differ\)$/);
+  assert.match(hint.title, /^Not checked · rotated copy of an image judged likely authentic$/);
+  assert.match(hint.text, /has not checked this image itself/);
+  assert.match(hint.text, /rotated copy \(turned a quarter turn clockwise\)/);
+  assert.match(hint.text, /Likely authentic \(10%\)/);
+  assert.match(hint.caution, /rotated/);
+  assert.match(hint.caution, /not a verdict on this image/);
+  assert.equal(hint.distanceText, 'Fingerprint distance: 15 of 256 bits (PDQ perceptual hash, this image turned a quarter turn counterclockwise).');
+  assert.match(describeHint({ label: 'fake' }, 4, { rotated: 'halfTurn' }).text, /turned a half turn/);
+  assert.match(describeHint({ label: 'fake' }, 4, { rotated: 'counterclockwise' }).text, /turned a quarter turn counterclockwise/);
+  for (const plain of [describeHint({ label: 'fake' }, 4), describeHint({ label: 'fake' }, 4, { rotated: 'sideways' })]) {
+    assert.equal(plain.rotated, null);
+    assert.doesNotMatch(`${plain.short} ${plain.title} ${plain.text} ${plain.caution}`, /rotat|turn/);
+  }
+  // A hint remembered before rotations (no `rotated`) reads as before.
+  assert.equal(describeHint({ label: 'fake' }, 4, { mirrored: true, rotated: undefined }).mirrored, true);
+});
+
+test('through the feed queue, six-part keys never put more than LOOKUP_MAX_KEYS in a request', async () => {
+  const { BatchQueue } = await import('../lib/queue.js');
+  const hex = (n, width = 64) => n.toString(16).padStart(width, '0');
+  const client = fakeClient();
+  const queue = new BatchQueue((keys) => runLookupBatch(client, keys), {
+    maxBatch: 400, maxPending: 400, delayMs: 1, weightOf: lookupKeyWeight, maxWeight: LOOKUP_MAX_KEYS,
+  });
+  const keys = Array.from({ length: 200 }, (_, i) =>
+    lookupKey(hex(i), {
+      hash: hex(1000 + i),
+      quality: 90,
+      mirrored: hex(2000 + i),
+      rotations: { clockwise: hex(3000 + i), halfTurn: hex(4000 + i), counterclockwise: hex(5000 + i) },
+    }));
+  await Promise.all(keys.map((key) => queue.add(key)));
+  assert.ok(client.calls.length >= 3, 'split into several requests');
+  for (const { sha256s, pdqs } of client.calls) {
+    assert.ok(sha256s.length + pdqs.length <= LOOKUP_MAX_KEYS, `${sha256s.length} + ${pdqs.length} keys`);
+  }
+  assert.equal(client.calls.reduce((sum, c) => sum + c.pdqs.length, 0), 1000, 'every hash sent once');
 });

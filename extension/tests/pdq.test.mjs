@@ -70,7 +70,13 @@ test('a brighter copy is near the original; an unrelated picture is far', () => 
 });
 
 test('images too small to hash get the zero hash and quality 0, as in the reference', () => {
-  assert.deepEqual(pdqFromRgba(texture(4, 40), 4, 40), { hash: '0'.repeat(64), quality: 0, mirrored: '0'.repeat(64) });
+  const zero = '0'.repeat(64);
+  assert.deepEqual(pdqFromRgba(texture(4, 40), 4, 40), {
+    hash: zero,
+    quality: 0,
+    mirrored: zero,
+    rotations: { clockwise: zero, halfTurn: zero, counterclockwise: zero },
+  });
 });
 
 /** The RGBA picture flipped left to right (`img[:, ::-1]`) or, with `vertical`, upside down. */
@@ -107,6 +113,52 @@ test('the mirror hash undoes a left-right flip only, not an upside-down one', ()
   const upsideDown = pdqFromRgba(flip(pixels, 320, 240, { vertical: true }), 320, 240);
   assert.ok(pdqDistance(upsideDown.mirrored, original.hash) > 64);
   assert.ok(pdqDistance(upsideDown.hash, original.hash) > 64);
+});
+
+/**
+ * The RGBA picture turned by `turn` (as PIL's transpose: ROTATE_270 is a quarter turn
+ * clockwise, ROTATE_180 a half turn, ROTATE_90 a quarter turn counterclockwise).
+ */
+function rotate(rgba, width, height, turn) {
+  const [w, h] = turn === 'halfTurn' ? [width, height] : [height, width];
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let y = 0; y < h; y += 1) {
+    for (let x = 0; x < w; x += 1) {
+      const [sx, sy] = {
+        clockwise: [y, height - 1 - x],
+        halfTurn: [width - 1 - x, height - 1 - y],
+        counterclockwise: [width - 1 - y, x],
+      }[turn];
+      out.set(rgba.subarray((sy * width + sx) * 4, (sy * width + sx) * 4 + 4), (y * w + x) * 4);
+    }
+  }
+  return { pixels: out, width: w, height: h };
+}
+
+test('a rotated copy’s rotation hash for its turn is near the original’s hash; the others are far', () => {
+  const turns = ['clockwise', 'halfTurn', 'counterclockwise'];
+  for (const [width, height, seed] of [[320, 240, 5], [300, 200, 8], [64, 64, 2], [257, 131, 3]]) {
+    const pixels = texture(width, height, { seed });
+    const original = pdqFromRgba(pixels, width, height);
+    for (const turn of turns) {
+      const copy = rotate(pixels, width, height, turn);
+      const got = pdqFromRgba(copy.pixels, copy.width, copy.height);
+      const near = pdqDistance(got.rotations[turn], original.hash);
+      assert.ok(near <= 31, `${width}×${height} turned ${turn}: ${near} bits from the original`);
+      assert.ok(pdqDistance(got.hash, original.hash) > 64, `${width}×${height} turned ${turn}: plain hash far`);
+      for (const other of turns.filter((t) => t !== turn)) {
+        assert.ok(pdqDistance(got.rotations[other], original.hash) > 64, `${turn}: ${other} far`);
+      }
+    }
+  }
+});
+
+test('the rotation hashes are thresholded at their own medians: half the bits set', () => {
+  const { rotations } = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
+  for (const hash of Object.values(rotations)) {
+    const ones = [...hash].reduce((sum, digit) => sum + Number.parseInt(digit, 16).toString(2).replaceAll('0', '').length, 0);
+    assert.ok(ones >= 120 && ones <= 128, `${ones} bits set`);
+  }
 });
 
 test('the mirror hash is thresholded at its own median: half the bits set', () => {

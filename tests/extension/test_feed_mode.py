@@ -1,7 +1,8 @@
 """Feed mode: switched on per site in the options, badges only on images the server already
 knows, looked up by hash in batches; no image is uploaded. Re-encoded copies of a checked
 image get a hint badge (PDQ near match), never that image's verdict; mirrored copies get a
-hint that says they look mirrored (near match of the extension's mirror hash)."""
+hint that says they look mirrored (near match of the extension's mirror hash), and rotated
+copies one that says they look rotated (near match of one of its rotation hashes)."""
 
 from __future__ import annotations
 
@@ -198,6 +199,7 @@ def hint_badges(page: Any) -> dict[str, dict[str, str | None]]:
             "text": badges.nth(i).inner_text(),
             "aria": badges.nth(i).get_attribute("aria-label"),
             "mirrored": badges.nth(i).get_attribute("data-mirrored"),
+            "rotated": badges.nth(i).get_attribute("data-rotated"),
         }
         for i in range(badges.count())
     }
@@ -239,6 +241,7 @@ def test_a_resized_reencoded_copy_gets_a_hint_badge_not_a_verdict(
     assert 0 <= int(hint["distance"] or -1) <= 31
     assert "Not checked" in (hint["aria"] or "") and "of 256 bits differ" in (hint["aria"] or "")
     assert hint["mirrored"] == "false" and "mirror" not in (hint["aria"] or "")
+    assert hint["rotated"] is None and "rotated" not in (hint["aria"] or "")
     labels = badge_labels(page)
     assert copy_url not in labels, "the copy gets no verdict of its own"
     assert labels[known_url] == known["label"], "an exact SHA-256 hit keeps its verdict badge"
@@ -326,6 +329,7 @@ def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
 
     hint = hint_badges(page)[copy_url]
     assert hint["mirrored"] == "true", hint
+    assert hint["rotated"] is None, hint
     assert hint["hint"] == original["label"], "the hint names the checked image's label"
     assert hint["label"] is None, "a hint is not a verdict badge"
     assert (hint["text"] or "").startswith("≈⇆")
@@ -353,6 +357,94 @@ def test_a_mirrored_copy_gets_a_mirrored_hint_badge_not_a_verdict(
     assert "not a verdict on this image" in body
     assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
     page.screenshot(path=str(artifacts_dir / "extension-feed-mirrored-hint-panel.png"))
+
+
+ROTATION_PAGE = """<!doctype html><html><head><title>Rotated</title>
+<style>body { font-family: sans-serif; margin: 20px; } img { display: block; margin: 16px 0; }
+</style>
+</head><body><h1>Reposted pictures, turned</h1>
+<img id="clockwise" src="/img/turned-clockwise.jpg" width="300" height="400" alt="turned right">
+<img id="half" src="/img/turned-halfTurn.jpg" width="400" height="300" alt="upside down">
+<img id="counter" src="/img/turned-counterclockwise.jpg" width="300" height="400" alt="turned left">
+</body></html>"""
+
+# How each repost is turned from the original (PIL's transpose), its size, and how it turns back.
+TURNS = {
+    "clockwise": (Image.Transpose.ROTATE_270, (300, 400), Image.Transpose.ROTATE_90),
+    "halfTurn": (Image.Transpose.ROTATE_180, (400, 300), Image.Transpose.ROTATE_180),
+    "counterclockwise": (Image.Transpose.ROTATE_90, (300, 400), Image.Transpose.ROTATE_270),
+}
+TURN_WORDS = {
+    "clockwise": "a quarter turn clockwise",
+    "halfTurn": "a half turn",
+    "counterclockwise": "a quarter turn counterclockwise",
+}
+
+
+def test_a_rotated_copy_gets_a_rotated_hint_badge_not_a_verdict(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
+) -> None:
+    """Reposts turned a quarter turn either way or a half turn, resized and re-encoded: their
+    own PDQ hashes are ~128 bits from the checked original's (no plain hint), but the
+    extension's rotation hash for their turn is near it: each badge says it looks like a
+    rotated copy ("≈↻"), and the panel says which way it looks turned."""
+    picture = textured_picture(640, 480, seed=35)
+    original_bytes = encoded(picture, "PNG")
+    original_pdq = decode_image(original_bytes)
+    for name, (turn, size, back) in TURNS.items():
+        copy_bytes = encoded(picture.transpose(turn).resize(size, Image.Resampling.LANCZOS), "JPEG")
+        copy_pdq = decode_image(copy_bytes)
+        assert copy_pdq.pdq_quality >= 50
+        assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a turned copy hashes far away"
+        turned_back = decode_image(encoded(copy_pdq.rgb.transpose(back)))
+        assert pdq_distance(original_pdq.pdq, turned_back.pdq) <= 20, "turned back, it is near"
+        page_server.images[f"turned-{name}.jpg"] = copy_bytes
+
+    original = fakescope_server.analyze(original_bytes, "turn-original.png")
+    page_server.pages["/rotated.html"] = ROTATION_PAGE
+    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+
+    page = browser.context.new_page()
+    page.goto(page_server.url("/rotated.html"))
+    urls = {name: page_server.url(f"/img/turned-{name}.jpg") for name in TURNS}
+    until(
+        lambda: all(url in hint_badges(page) for url in urls.values()),
+        what="a hint badge on each turned copy",
+    )
+    hints = hint_badges(page)
+    for name, url in urls.items():
+        hint = hints[url]
+        assert hint["rotated"] == name, hint
+        assert hint["mirrored"] == "false", hint
+        assert hint["hint"] == original["label"], "the hint names the checked image's label"
+        assert hint["label"] is None, "a hint is not a verdict badge"
+        assert (hint["text"] or "").startswith("≈↻"), hint
+        assert 0 <= int(hint["distance"] or -1) <= 31
+        aria = hint["aria"] or ""
+        assert "Not checked" in aria and "rotated copy of an image" in aria, aria
+        assert url not in badge_labels(page), "a turned copy gets no verdict of its own"
+    assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before, "no uploads"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-rotated-hint-badge.png"))
+
+    # The panel: not checked, a rotated copy (turned which way) of an image with that verdict.
+    url = urls["clockwise"]
+    page.locator(f'fakescope-badge button[data-src="{url}"]').click()
+    overlay = panel(page)
+    title = overlay.locator(".hint-title")
+    assert title.get_attribute("data-hint") == original["label"]
+    assert title.get_attribute("data-rotated") == "clockwise"
+    assert title.get_attribute("data-mirrored") == "false"
+    assert "rotated copy" in title.inner_text()
+    body = overlay.locator(".body").inner_text()
+    assert "has not checked this image itself" in body
+    assert f"rotated copy (turned {TURN_WORDS['clockwise']})" in body
+    assert HEADLINES[original["label"]] in body
+    assert f"{hints[url]['distance']} of 256 bits" in body
+    assert "not a verdict on this image" in body
+    assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-rotated-hint-panel.png"))
 
 
 def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(

@@ -11,6 +11,11 @@ the pixels (`mirrored`: what a mirrored repost's original hashes to). It must eq
 reference's own: pdqhash's `compute_dihedral(rgb)[0][MIRROR_INDEX]` on the same pixels. And
 on a mirrored picture, that hash must fall within the server's near-match distance of the
 original picture's hash while the plain hash is far from it.
+
+Likewise the rotation hashes (`rotations`: what a rotated repost's original hashes to, one
+per turn it may have been given) must equal `compute_dihedral(rgb)[0][1..3]`, and on a
+picture turned by PIL's transpose, the one for its turn must fall within the near-match
+distance of the original's hash while the plain hash is far from it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ SHARED_CASES = 20
 # compute_dihedral's order: original, rotate 90, 180, 270, flip X, flip Y, flip +1, flip -1.
 # Flip Y (the reference's dct16OriginalToFlipY) is the left-right mirror, `img[:, ::-1]`.
 MIRROR_INDEX = 5
+# The reference's "rotate 90" is PIL's ROTATE_90 (counterclockwise): the hash that undoes a
+# quarter turn clockwise, pdq.js's `rotations.clockwise`; and so on.
+ROTATION_INDEX = {"clockwise": 1, "halfTurn": 2, "counterclockwise": 3}
+# How a repost is turned, by PIL's transpose, for each of those.
+ROTATION_TURN = {
+    "clockwise": Image.Transpose.ROTATE_270,
+    "halfTurn": Image.Transpose.ROTATE_180,
+    "counterclockwise": Image.Transpose.ROTATE_90,
+}
 NEAR_DISTANCE = 31  # the server's FAKESCOPE_PDQ_MAX_DISTANCE default (server/lookup/)
 FAR_DISTANCE = 64  # unrelated hashes are ~128 bits apart
 
@@ -77,12 +91,16 @@ def js_pdq(rgb: Image.Image, tmp_path: Path) -> dict[str, Any]:
     return js_pdqs([rgb], tmp_path)[0]
 
 
-def reference_mirror_hash(rgb: Image.Image) -> str:
-    """pdqhash's hash of the left-right mirror of these pixels, from their own DCT block."""
+def reference_dihedral_hashes(rgb: Image.Image) -> list[str]:
+    """pdqhash's eight dihedral hashes of these pixels, from their own DCT block, as hex."""
     pixels = np.ascontiguousarray(np.asarray(rgb.convert("RGB"), dtype=np.uint8))
     hashes, _quality = pdqhash.compute_dihedral(pixels)
-    bits = np.asarray(hashes[MIRROR_INDEX], dtype=np.uint8)
-    return bytes(np.packbits(bits)).hex()
+    return [bytes(np.packbits(np.asarray(h, dtype=np.uint8))).hex() for h in hashes]
+
+
+def reference_mirror_hash(rgb: Image.Image) -> str:
+    """pdqhash's hash of the left-right mirror of these pixels, from their own DCT block."""
+    return reference_dihedral_hashes(rgb)[MIRROR_INDEX]
 
 
 def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
@@ -95,8 +113,13 @@ def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
     quality_diff = abs(decoded.pdq_quality - int(got["quality"]))
     assert distance <= MAX_DISTANCE, (decoded.pdq, got)
     assert quality_diff <= MAX_QUALITY_DIFF, (decoded.pdq_quality, got)
-    mirror = reference_mirror_hash(pixels)
+    reference = reference_dihedral_hashes(pixels)
+    mirror = reference[MIRROR_INDEX]
     assert pdq_distance(mirror, got["mirrored"]) <= MAX_DISTANCE, (mirror, got)
+    assert sorted(got["rotations"]) == sorted(ROTATION_INDEX), got
+    for name, index in ROTATION_INDEX.items():
+        rotation = got["rotations"][name]
+        assert pdq_distance(reference[index], rotation) <= MAX_DISTANCE, (name, reference, got)
     return distance, quality_diff
 
 
@@ -241,3 +264,70 @@ def test_mirrored_shared_pictures_mostly_come_within_the_near_distance(
     assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
     for pixels, g in zip(copies, got, strict=True):
         assert pdq_distance(reference_mirror_hash(pixels), g["mirrored"]) <= MAX_DISTANCE
+
+
+# --- the rotation hashes against rotated pictures ---------------------------------------
+
+
+def rotated_copy(data: bytes, name: str) -> bytes:
+    """The picture turned as `name` says (PIL's transpose), re-encoded losslessly."""
+    return encoded(decode_image(data).rgb.transpose(ROTATION_TURN[name]))
+
+
+def test_the_rotation_indices_are_the_ones_that_undo_each_turn() -> None:
+    """On a turned picture, the reference's dihedral hash named for that turn is the
+    original's hash (give or take the sampling grid), and every other one is far."""
+    picture = textured_picture(640, 480, 1)
+    original = decode_image(encoded(picture))
+    for name, index in ROTATION_INDEX.items():
+        turned = server_pixels(decode_image(rotated_copy(encoded(picture), name)))
+        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(turned)]
+        assert min(distances) == distances[index] <= NEAR_DISTANCE, (name, distances)
+        assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != index), distances
+
+
+@pytest.mark.parametrize("turn", sorted(ROTATION_INDEX))
+@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
+def test_a_rotated_pictures_rotation_hash_is_near_the_original(
+    name: str, turn: str, tmp_path: Path
+) -> None:
+    original_bytes = MIRROR_CASES[name]()
+    original = decode_image(original_bytes)
+    copy = decode_image(rotated_copy(original_bytes, turn))
+    assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
+    pixels = server_pixels(copy)
+    got = js_pdq(pixels, tmp_path)
+    assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
+    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a rotation hashes far away"
+    assert pdq_distance(got["rotations"][turn], original.pdq) <= NEAR_DISTANCE, (got, original)
+    for other in ROTATION_INDEX:
+        if other != turn:
+            assert pdq_distance(got["rotations"][other], original.pdq) > FAR_DISTANCE, other
+    reference = reference_dihedral_hashes(pixels)[ROTATION_INDEX[turn]]
+    assert pdq_distance(reference, got["rotations"][turn]) <= MAX_DISTANCE
+
+
+def test_rotated_shared_pictures_mostly_come_within_the_near_distance(
+    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """Real pictures, each turned each way: most rotation hashes for the turn match the
+    original's; no plain hash does."""
+    originals, copies, turns = [], [], []
+    for row in _spread(manifest_rows, SHARED_CASES):
+        data = (shared_data / row["relative_path"]).read_bytes()
+        original = decode_image(data)
+        if original.pdq_quality < 50:
+            continue
+        for turn in ROTATION_INDEX:
+            originals.append(original)
+            copies.append(server_pixels(decode_image(rotated_copy(data, turn))))
+            turns.append(turn)
+    assert len(originals) >= 3 * (SHARED_CASES // 2)
+    got = js_pdqs(copies, tmp_path)
+    near = [
+        pdq_distance(g["rotations"][t], o.pdq)
+        for g, o, t in zip(got, originals, turns, strict=True)
+    ]
+    plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
+    assert all(d > FAR_DISTANCE for d in plain), plain
+    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
