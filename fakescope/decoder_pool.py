@@ -8,13 +8,17 @@ stops them from meeting: two ``stream()`` generators of one model read in turns,
 answer started while an abandoned one is still held. So a decoding *takes* its decoder out
 of the pool and gives it back when it ends; whoever asks meanwhile gets a new one.
 
-A decoder that is never given back (its decoding failed halfway through allocating, or an
-abandoned generator was collected) is simply not kept.
+A decoder that is never given back (its decoding failed halfway through allocating) is simply
+not kept. An abandoned decoding's generator gives its decoder back when it is collected (its
+``finally``), from whichever thread collects it: the pool's dict operations allow that. A
+decoder lent out before ``clear()`` (the device ran short of memory) is not kept when it comes
+back: the memory a release frees must stay free.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from fakescope.cuda_graphs import GraphDecoder
@@ -32,22 +36,28 @@ class DecoderPool:
         self._model = model
         self._max_kept = max_kept
         self._kept: dict[int, GraphDecoder] = {}
+        self._epoch = 0  # clear() counts; decoders lent out in an earlier epoch are not kept
+        # The epoch each decoder lent out was lent in (weakly: one never given back just goes).
+        self._lent_in: weakref.WeakKeyDictionary[GraphDecoder, int] = weakref.WeakKeyDictionary()
 
     def take(self, rows: int, tokens: int) -> GraphDecoder:
         """A decoder of ``rows`` rows with a cache of at least ``tokens``, for the caller
         alone until it is given back: a kept one where it fits, else a new one."""
         decoder = self._kept.pop(rows, None)  # one dict operation: safe between threads
-        if decoder is not None and decoder.max_cache_len >= tokens:
-            return decoder
-        # A new cache is allocated: room is made first (the short one above is dropped too),
-        # so the device never holds more than max_kept kept caches plus those lent out.
-        self._evict(self._max_kept - 1)
-        cache_len = -(-tokens // CACHE_STEP) * CACHE_STEP
-        return GraphDecoder(self._model, batch_size=rows, max_cache_len=cache_len)
+        if decoder is None or decoder.max_cache_len < tokens:
+            # A new cache is allocated: room is made first (the short one above is dropped
+            # too), so the device never holds more than max_kept kept caches plus those lent.
+            self._evict(self._max_kept - 1)
+            cache_len = -(-tokens // CACHE_STEP) * CACHE_STEP
+            decoder = GraphDecoder(self._model, batch_size=rows, max_cache_len=cache_len)
+        self._lent_in[decoder] = self._epoch
+        return decoder
 
     def give_back(self, decoder: GraphDecoder) -> None:
         """Keep ``decoder`` for later: of two of one batch size the longer cache stays;
         beyond ``max_kept`` batch sizes the oldest goes."""
+        if self._lent_in.pop(decoder, self._epoch) != self._epoch:
+            return  # lent before a clear(): let its memory go
         rows = decoder.batch_size
         other = self._kept.pop(rows, None)
         if other is not None and other.max_cache_len > decoder.max_cache_len:
@@ -68,8 +78,10 @@ class DecoderPool:
         return list(self._kept.values())
 
     def clear(self) -> int:
-        """Let go of the kept decoders (those lent out are their decodings'): how many."""
+        """Let go of the kept decoders, and of those lent out now once they come back (their
+        decodings keep them until then): how many were kept."""
         dropped = len(self._kept)
+        self._epoch += 1
         self._kept.clear()
         return dropped
 

@@ -74,3 +74,19 @@ def test_a_new_cache_is_made_room_for_before_it_is_allocated(tiny_model: Forensi
     assert pool.kept() == [two]
     pool.give_back(four)
     assert pool.kept() == [two, four]
+
+
+def test_a_decoder_lent_before_a_release_is_not_kept_when_it_comes_back(
+    tiny_model: ForensicModel,
+) -> None:
+    # A continuous session grows (2 -> 4 rows), runs short of memory, the model releases its
+    # kept decoders and the retry succeeds: the smaller decoder it then gives back must not
+    # hold its cache again, or the next grow runs short once more.
+    pool = DecoderPool(tiny_model.model)
+    smaller = pool.take(2, 10)
+    assert pool.clear() == 0
+    bigger = pool.take(4, 10)
+    pool.give_back(smaller)
+    assert pool.kept() == []
+    pool.give_back(bigger)  # lent after the release: kept
+    assert pool.kept() == [bigger]
