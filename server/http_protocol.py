@@ -124,8 +124,8 @@ def header_guard() -> HeaderGuard:
         overloaded=json.dumps(
             problem_body(
                 503,
-                f"this server process has its {settings.max_connections} connections open "
-                "(FAKESCOPE_MAX_CONNECTIONS); try again shortly",
+                f"this server process is at its limit of {settings.max_connections} open "
+                "connections or running requests (FAKESCOPE_MAX_CONNECTIONS); try again shortly",
                 code="too-many-connections",
             )
         ).encode(),

@@ -40,7 +40,9 @@ def held_alone(folder: Path) -> Iterator[None]:
     Two runs writing into one folder would remove each other's temporary files and mix their
     predictions. The lock is the kernel's (``flock`` on the folder itself, so no lock file is
     left behind): a run killed in any way lets go of it, and no stale lock is ever left to
-    clear. Where the platform or the file system has no ``flock`` the block runs unguarded.
+    clear. Where the platform or the file system has no ``flock``, or the folder cannot be
+    opened for reading, the block runs unguarded. On NFS, Linux takes a folder's ``flock``
+    locally: it keeps out runs on this machine only.
     """
     try:
         import fcntl
@@ -49,6 +51,9 @@ def held_alone(folder: Path) -> Iterator[None]:
         return
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except PermissionError:  # a folder one may write into but not list (mode 0333): unguarded
+        yield
+        return
     except OSError as exc:
         raise naming(exc, folder) from exc
     try:

@@ -303,3 +303,25 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_touches_nothing(
     finally:
         holder.kill()
         holder.wait(timeout=30)
+
+
+def test_a_folder_that_can_be_written_but_not_listed_runs_unguarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mode 0333 (a drop-box): writing works, opening the folder to lock it does not. Tests run
+    # as root here, which may open anything, so the refusal is stood in for.
+    import os
+
+    from fakescope.evaluation import output_files
+
+    real_open = os.open
+
+    def refusing(path, flags, *args):  # type: ignore[no-untyped-def]
+        if Path(path) == tmp_path and flags & getattr(os, "O_DIRECTORY", 0):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing)
+    with output_files.held_alone(tmp_path):
+        (tmp_path / "written").write_text("the run goes on")
+    assert (tmp_path / "written").exists()
