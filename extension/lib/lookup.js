@@ -98,7 +98,8 @@ export function closestNearMatch(near, pdq, ownSha256) {
  * hash: the smaller distance wins; on a tie its own hash, then the mirror hash, then the
  * rotations in ROTATIONS order. `mirrored` says the mirror hash matched; `rotated` names
  * the turn a rotation hash undid (the copy looks turned that way from the original), or is
- * null.
+ * null. Where the image's own hash matches the chosen image too, the hint is plain (a
+ * symmetric picture's copy matches by its flipped or turned hashes as well).
  * @returns {{sha256: string, distance: number, mirrored: boolean,
  *   rotated: 'clockwise' | 'halfTurn' | 'counterclockwise' | null} | null}
  */
@@ -113,7 +114,17 @@ export function closestHintMatch(near, { pdq, mirrored = null, rotations = {} },
     const match = hash ? closestNearMatch(near, hash, ownSha256) : null;
     if (match && (!best || match.distance < best.distance)) best = { ...match, ...how };
   }
-  return best;
+  // A symmetric picture (a logo, a mandala) matches a plain copy by its mirror or rotation
+  // hashes too, maybe closer: when its own hash also matches that image, it is a plain copy.
+  const plain = best && (best.mirrored || best.rotated) && pdq ? distanceTo(near, pdq, best.sha256) : null;
+  return plain === null ? best : { sha256: best.sha256, distance: plain, mirrored: false, rotated: null };
+}
+
+/** The distance `near` gives between hash `pdq` and image `sha256`, or null when none. */
+function distanceTo(near, pdq, sha256) {
+  const found = (Array.isArray(near) ? near : []).filter((match) => String(match?.pdq ?? '').toLowerCase() === pdq
+    && match.sha256 === sha256 && Number.isInteger(Number(match.distance)) && Number(match.distance) >= 0);
+  return found.length ? Math.min(...found.map((match) => Number(match.distance))) : null;
 }
 
 /**

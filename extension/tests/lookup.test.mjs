@@ -171,6 +171,20 @@ test('closestHintMatch: either hash alone, neither, and the image itself never',
   assert.equal(closestHintMatch([], { pdq: pdq('1'), mirrored: pdq('2') }, sha('a')), null);
 });
 
+test('a copy of a symmetric picture, matched by its own hash too, gets a plain hint', () => {
+  // A mandala's half-turn hash is as close to the checked one as its own hash, or closer.
+  const near = [
+    { pdq: pdq('1'), sha256: sha('e'), distance: 22 },
+    { pdq: pdq('3'), sha256: sha('e'), distance: 19 },
+    { pdq: pdq('2'), sha256: sha('e'), distance: 25 },
+  ];
+  const hashes = { pdq: pdq('1'), mirrored: pdq('2'), rotations: { halfTurn: pdq('3') } };
+  assert.deepEqual(closestHintMatch(near, hashes, sha('a')), { sha256: sha('e'), distance: 22, mirrored: false, rotated: null });
+  // Its own hash matches another image only: the turned match stands.
+  const other = [{ pdq: pdq('1'), sha256: sha('f'), distance: 30 }, { pdq: pdq('3'), sha256: sha('e'), distance: 19 }];
+  assert.deepEqual(closestHintMatch(other, hashes, sha('a')), { sha256: sha('e'), distance: 19, mirrored: false, rotated: 'halfTurn' });
+});
+
 test('an old two-part key still looks up and hints by its own hash', async () => {
   const original = { sha256: sha('e'), label: 'real' };
   const client = fakeClient({ results: { [sha('e')]: original }, near: [{ pdq: pdq('1'), sha256: sha('e'), distance: 3 }] });
@@ -291,9 +305,11 @@ test('closestHintMatch over own, mirror and rotation hashes: closest wins; ties 
       sha('a'),
     );
   const of = (distance, mirrored, rotated) => ({ sha256: sha('e'), distance, mirrored, rotated });
-  assert.deepEqual(match({ 1: 20, 2: 15, 3: 9, 4: 12, 5: 30 }), of(9, false, 'clockwise'));
+  assert.deepEqual(match({ 2: 15, 3: 9, 4: 12, 5: 30 }), of(9, false, 'clockwise'));
   assert.deepEqual(match({ 3: 14, 4: 8, 5: 11 }), of(8, false, 'halfTurn'));
-  assert.deepEqual(match({ 1: 25, 5: 3 }), of(3, false, 'counterclockwise'));
+  assert.deepEqual(match({ 5: 3 }), of(3, false, 'counterclockwise'));
+  // Its own hash matches that image too (a symmetric picture): a plain copy, at that distance.
+  assert.deepEqual(match({ 1: 20, 2: 15, 3: 9 }), of(20, false, null), 'own hash matches too');
   assert.deepEqual(match({ 1: 7, 2: 7, 3: 7, 4: 7, 5: 7 }), of(7, false, null), 'a tie: its own hash');
   assert.deepEqual(match({ 2: 7, 3: 7, 4: 7 }), of(7, true, null), 'then the mirror hash');
   assert.deepEqual(match({ 4: 7, 5: 7, 3: 7 }), of(7, false, 'clockwise'), 'then the rotations, in order');
