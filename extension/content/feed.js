@@ -15,7 +15,9 @@
  * An image the server has no verdict for may get a *hint* badge instead (dashed, "≈"): it
  * looks like an image that was checked (a PDQ near match), or, "≈⇆", like a mirrored copy
  * of one (a near match of its mirror hash), or, "≈↻", like a rotated copy of one (a near
- * match of a rotation hash). The hint opens the panel in its
+ * match of a rotation hash), or, "≈⇅", like a copy of one flipped upside down, or, "≈⇆↻",
+ * like a mirrored copy also turned a quarter turn (a near match of a flip hash). The hint
+ * opens the panel in its
  * hint state, which says the image itself was not checked and offers the real check.
  */
 (() => {
@@ -211,15 +213,20 @@
       badge.dataset.kind = 'hint';
       badge.dataset.hint = label;
       badge.dataset.distance = String(result.hint.distance ?? '');
-      // A mirrored copy of a checked image: "≈⇆"; a rotated copy: "≈↻"; either said in the
-      // badge's label (hint.short).
+      // A mirrored copy of a checked image: "≈⇆"; a rotated copy: "≈↻"; a copy flipped upside
+      // down: "≈⇅"; one mirrored and turned a quarter turn (a diagonal flip): "≈⇆↻"; each said
+      // in the badge's label (hint.short).
       const mirrored = result.hint.mirrored === true;
       const rotated = !mirrored && typeof result.hint.rotated === 'string' ? result.hint.rotated : null;
+      const flipped = !mirrored && !rotated && typeof result.hint.flipped === 'string' ? result.hint.flipped : null;
       badge.dataset.mirrored = String(mirrored);
       if (rotated) badge.dataset.rotated = rotated;
       else delete badge.dataset.rotated;
+      if (flipped) badge.dataset.flipped = flipped;
+      else delete badge.dataset.flipped;
       delete badge.dataset.label;
-      badge.textContent = mirrored ? `≈⇆ ${word}` : rotated ? `≈↻ ${word}` : `≈ ${word}`;
+      const glyph = mirrored ? '≈⇆' : rotated ? '≈↻' : flipped === 'upsideDown' ? '≈⇅' : flipped ? '≈⇆↻' : '≈';
+      badge.textContent = `${glyph} ${word}`;
     } else {
       badge.className = label;
       badge.dataset.kind = 'verdict';
@@ -228,6 +235,7 @@
       delete badge.dataset.distance;
       delete badge.dataset.mirrored;
       delete badge.dataset.rotated;
+      delete badge.dataset.flipped;
       badge.textContent = word;
     }
     // The name starts with the visible word (WCAG 2.5.3, label in name: a voice user says it).

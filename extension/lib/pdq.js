@@ -41,6 +41,15 @@
  *      undoes a quarter turn counterclockwise (turned back clockwise: "rotate 270", `[0][3]`).
  *      A rotated copy's matching rotation hash lands near the original's (a few to ~30
  *      bits, the sampling grid again), its own hash ~128 bits away.
+ *   9. The flip hashes (`flips`), the same way (dct16OriginalToFlipX/FlipPlus1/FlipMinus1;
+ *      `compute_dihedral(rgb)[0][4]`, `[6]`, `[7]`, bit for bit): flipping the image upside
+ *      down changes the sign where i is even (odd vertical frequency); flipping it across its
+ *      top-left–bottom-right diagonal (a transpose: the left-right mirror then a quarter turn
+ *      counterclockwise) makes B'[i][j] = B[j][i]; across the other diagonal (a transverse:
+ *      the mirror then a quarter turn clockwise) the same with the sign changed where i + j is
+ *      odd. Each flip undoes itself, so `flips.upsideDown` is the original's hash for a copy
+ *      flipped upside down, `flips.transposed` for a copy mirrored and turned a quarter turn
+ *      counterclockwise, `flips.transversed` for one mirrored and turned clockwise.
  *
  * Arithmetic follows the C++ reference in single precision (Math.fround after every
  * operation), which is what the server's hash (pdqhash-python, built on that C++) uses, so
@@ -321,6 +330,12 @@ const turnCounterclockwise = (block) => turnBlock(block, true, (i) => i % 2 === 
 const turnHalf = (block) => turnBlock(block, false, (i, j) => (i + j) % 2 === 1);
 /** Turned a quarter turn clockwise (PIL's ROTATE_270; the reference's "rotate 270"). */
 const turnClockwise = (block) => turnBlock(block, true, (i, j) => j % 2 === 0);
+/** Flipped upside down (PIL's FLIP_TOP_BOTTOM; the reference's "flip X"). */
+const flipUpsideDown = (block) => turnBlock(block, false, (i) => i % 2 === 0);
+/** Flipped across the top-left–bottom-right diagonal (PIL's TRANSPOSE; the reference's "flip +1"). */
+const flipTranspose = (block) => turnBlock(block, true, () => false);
+/** Flipped across the top-right–bottom-left diagonal (PIL's TRANSVERSE; the reference's "flip -1"). */
+const flipTransverse = (block) => turnBlock(block, true, (i, j) => (i + j) % 2 === 1);
 
 const thresholded = (block) => bitsToHex(block, torbenMedian(block));
 
@@ -330,18 +345,21 @@ const refused = () => ({
   quality: 0,
   mirrored: ZERO_HASH,
   rotations: { clockwise: ZERO_HASH, halfTurn: ZERO_HASH, counterclockwise: ZERO_HASH },
+  flips: { upsideDown: ZERO_HASH, transposed: ZERO_HASH, transversed: ZERO_HASH },
 });
 
 /**
  * @typedef {{clockwise: string, halfTurn: string, counterclockwise: string}} PdqRotations
- * @typedef {{hash: string, quality: number, mirrored: string, rotations: PdqRotations}} PdqResult
+ * @typedef {{upsideDown: string, transposed: string, transversed: string}} PdqFlips
+ * @typedef {{hash: string, quality: number, mirrored: string, rotations: PdqRotations, flips: PdqFlips}} PdqResult
  */
 
 /**
  * PDQ of a luminance image. `luma` is consumed (blurred in place).
  * `mirrored` is the hash of the same image flipped left to right (see step 7 above);
  * `rotations` the hashes that undo a quarter turn clockwise, a half turn and a quarter turn
- * counterclockwise (step 8).
+ * counterclockwise (step 8); `flips` the hashes that undo an upside-down flip and the two
+ * diagonal flips (step 9).
  * @param {Float32Array} luma row-major, `height` rows of `width` values
  * @returns {PdqResult}
  */
@@ -365,6 +383,12 @@ export function pdqFromLuma(luma, width, height) {
       clockwise: thresholded(turnCounterclockwise(block)),
       halfTurn: thresholded(turnHalf(block)),
       counterclockwise: thresholded(turnClockwise(block)),
+    },
+    // Each flip is its own inverse: the hash of these pixels flipped so is the original's.
+    flips: {
+      upsideDown: thresholded(flipUpsideDown(block)),
+      transposed: thresholded(flipTranspose(block)),
+      transversed: thresholded(flipTransverse(block)),
     },
   };
 }
@@ -406,7 +430,8 @@ export function pdqDistance(a, b) {
  * the image is too small: a missing hint is better than a failure; also, without decoding,
  * when its header gives no size or more than PDQ_MAX_DECODE_PIXELS. Besides the hash, the
  * hash of the left-right mirror (`mirrored`, what an un-mirrored original would hash to) and
- * the rotation hashes (`rotations`, what an unrotated original would hash to).
+ * the rotation hashes (`rotations`, what an unrotated original would hash to) and the flip
+ * hashes (`flips`, what an original flipped upside down or across a diagonal would hash to).
  * @param {Uint8Array | Blob} bytes
  * @param {{type?: string}} [options]
  * @returns {Promise<PdqResult | null>}

@@ -5,7 +5,7 @@
  * mode so a page full of images becomes a few /v1/lookup calls, not hundreds.
  *
  * A key may stand for several items of the request (a feed lookup key carries a SHA-256
- * and, for most images, up to five PDQ hashes too): `weightOf(key)` says how many, and no batch's
+ * and, for most images, up to eight PDQ hashes too): `weightOf(key)` says how many, and no batch's
  * total weight exceeds `maxWeight` (the server's limit of keys per request).
  */
 

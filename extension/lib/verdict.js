@@ -120,21 +120,50 @@ const TURNS_BACK = Object.freeze({
 });
 
 /**
+ * A flipped copy's flip (lib/lookup.js FLIPS), in words: `copy` names the copy (title and
+ * short line), `how` says how it looks flipped from the checked image, `back` how this
+ * image's fingerprint was flipped back to match. A diagonal flip is a mirror and a quarter
+ * turn together (PIL's TRANSPOSE is the left-right mirror then a quarter turn
+ * counterclockwise; TRANSVERSE the mirror then a quarter turn clockwise).
+ */
+const FLIPS = Object.freeze({
+  upsideDown: {
+    copy: 'copy flipped upside down',
+    how: 'a copy flipped upside down (top to bottom)',
+    back: 'this image flipped upside down',
+  },
+  transposed: {
+    copy: 'mirrored and turned copy',
+    how: 'a mirrored copy that was also turned a quarter turn (flipped left to right, then turned a quarter turn counterclockwise)',
+    back: 'this image turned a quarter turn clockwise, then flipped left to right',
+  },
+  transversed: {
+    copy: 'mirrored and turned copy',
+    how: 'a mirrored copy that was also turned a quarter turn (flipped left to right, then turned a quarter turn clockwise)',
+    back: 'this image turned a quarter turn counterclockwise, then flipped left to right',
+  },
+});
+
+/**
  * The view of a feed *hint*: this image was not checked, but its PDQ fingerprint is
  * `distance` bits (of 256) from that of an image that was. With `mirrored`, the match is
  * on the fingerprint of this image flipped left to right: it looks like a mirrored copy of
  * the checked image. With `rotated` (a turn named in TURNS), the match is on the
  * fingerprint of this image turned back: it looks like a rotated copy, turned that way.
+ * With `flipped` (a flip named in FLIPS), on the fingerprint of this image flipped back: it
+ * looks like a copy flipped upside down, or mirrored and turned a quarter turn.
  * Worded so that it never reads as this image's own verdict.
  * @param {object} analysis the similar (checked) image's analysis
  * @param {number} distance
- * @param {{mirrored?: boolean, rotated?: 'clockwise' | 'halfTurn' | 'counterclockwise' | null}} [options]
+ * @param {{mirrored?: boolean, rotated?: 'clockwise' | 'halfTurn' | 'counterclockwise' | null,
+ *   flipped?: 'upsideDown' | 'transposed' | 'transversed' | null}} [options]
  */
-export function describeHint(analysis, distance, { mirrored = false, rotated = null } = {}) {
+export function describeHint(analysis, distance, { mirrored = false, rotated = null, flipped: flip = null } = {}) {
   const label = analysis?.label in VERDICT_HEADLINES ? analysis.label : 'uncertain';
   const bits = Number.isInteger(distance) && distance >= 0 ? distance : null;
   const flipped = mirrored === true;
   const turn = !flipped && Object.hasOwn(TURNS, rotated) ? rotated : null;
+  const other = !flipped && !turn && Object.hasOwn(FLIPS, flip) ? flip : null;
   const differ = bits === null ? 'a few bits differ' : `${bits} of 256 bits differ`;
   const verdict = shortVerdict(analysis);
   const common = {
@@ -143,9 +172,26 @@ export function describeHint(analysis, distance, { mirrored = false, rotated = n
     distance: bits,
     mirrored: flipped,
     rotated: turn,
+    flipped: other,
     similarSha256: String(analysis?.sha256 ?? ''),
     similarVerdict: verdict,
   };
+  if (other) {
+    const words = FLIPS[other];
+    return {
+      ...common,
+      short: `Not checked: looks like a ${words.copy} of an image ${JUDGED[label]} (${differ})`,
+      title: `Not checked · ${words.copy} of an image ${JUDGED[label]}`,
+      text:
+        `FakeScope has not checked this image itself. It looks like ${words.how} of an image ` +
+        `that was checked: that image's verdict is “${verdict}”. This image's perceptual ` +
+        `fingerprint (PDQ), flipped back, is close to that image's: ${differ}.`,
+      caution:
+        'Reposting a picture flipped or turned is a common way to dodge duplicate detection, but ' +
+        'different pictures can be this close too. This is a hint, not a verdict on this image.',
+      distanceText: `Fingerprint distance: ${bits ?? '?'} of 256 bits (PDQ perceptual hash, ${words.back}).`,
+    };
+  }
   if (turn) {
     return {
       ...common,

@@ -242,6 +242,7 @@
           'data-hint': hint.label,
           'data-mirrored': String(hint.mirrored === true),
           'data-rotated': hint.rotated ?? '',
+          'data-flipped': hint.flipped ?? '',
         }, hint.title),
         h('p', { className: 'hint-text' }, hint.text),
         h('p', { className: 'hint-note', role: 'note' }, hint.caution),

@@ -76,6 +76,7 @@ test('images too small to hash get the zero hash and quality 0, as in the refere
     quality: 0,
     mirrored: zero,
     rotations: { clockwise: zero, halfTurn: zero, counterclockwise: zero },
+    flips: { upsideDown: zero, transposed: zero, transversed: zero },
   });
 });
 
@@ -156,6 +157,62 @@ test('a rotated copy’s rotation hash for its turn is near the original’s has
 test('the rotation hashes are thresholded at their own medians: half the bits set', () => {
   const { rotations } = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
   for (const hash of Object.values(rotations)) {
+    const ones = [...hash].reduce((sum, digit) => sum + Number.parseInt(digit, 16).toString(2).replaceAll('0', '').length, 0);
+    assert.ok(ones >= 120 && ones <= 128, `${ones} bits set`);
+  }
+});
+
+/**
+ * The RGBA picture flipped by `name` (as PIL's transpose): FLIP_TOP_BOTTOM upside down,
+ * TRANSPOSE across the top-left–bottom-right diagonal (the mirror, then a quarter turn
+ * counterclockwise), TRANSVERSE across the other diagonal (the mirror, then clockwise).
+ */
+function flipped(rgba, width, height, name) {
+  const [w, h] = name === 'upsideDown' ? [width, height] : [height, width];
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let y = 0; y < h; y += 1) {
+    for (let x = 0; x < w; x += 1) {
+      const [sx, sy] = {
+        upsideDown: [x, height - 1 - y],
+        transposed: [y, x],
+        transversed: [width - 1 - y, height - 1 - x],
+      }[name];
+      out.set(rgba.subarray((sy * width + sx) * 4, (sy * width + sx) * 4 + 4), (y * w + x) * 4);
+    }
+  }
+  return { pixels: out, width: w, height: h };
+}
+
+test('the transpose and transverse are the mirror turned counterclockwise and clockwise', () => {
+  const [width, height] = [7, 5];
+  const pixels = texture(width, height, { seed: 4 });
+  const mirror = flip(pixels, width, height);
+  const same = (a, b) => a.width === b.width && a.height === b.height && a.pixels.every((v, i) => v === b.pixels[i]);
+  assert.ok(same(flipped(pixels, width, height, 'transposed'), rotate(mirror, width, height, 'counterclockwise')));
+  assert.ok(same(flipped(pixels, width, height, 'transversed'), rotate(mirror, width, height, 'clockwise')));
+});
+
+test('a flipped copy’s flip hash for its flip is near the original’s hash; the others are far', () => {
+  const flips = ['upsideDown', 'transposed', 'transversed'];
+  for (const [width, height, seed] of [[320, 240, 5], [300, 200, 8], [64, 64, 2], [257, 131, 3]]) {
+    const pixels = texture(width, height, { seed });
+    const original = pdqFromRgba(pixels, width, height);
+    for (const name of flips) {
+      const copy = flipped(pixels, width, height, name);
+      const got = pdqFromRgba(copy.pixels, copy.width, copy.height);
+      const near = pdqDistance(got.flips[name], original.hash);
+      assert.ok(near <= 31, `${width}×${height} flipped ${name}: ${near} bits from the original`);
+      assert.ok(pdqDistance(got.hash, original.hash) > 64, `${width}×${height} flipped ${name}: plain hash far`);
+      const others = [got.mirrored, ...Object.values(got.rotations), ...flips.filter((f) => f !== name).map((f) => got.flips[f])];
+      for (const other of others) assert.ok(pdqDistance(other, original.hash) > 64, `${name}: another hash far`);
+    }
+  }
+});
+
+test('the flip hashes are thresholded at their own medians: half the bits set', () => {
+  const { flips } = pdqFromRgba(texture(257, 131, { seed: 3 }), 257, 131);
+  assert.deepEqual(Object.keys(flips), ['upsideDown', 'transposed', 'transversed']);
+  for (const hash of Object.values(flips)) {
     const ones = [...hash].reduce((sum, digit) => sum + Number.parseInt(digit, 16).toString(2).replaceAll('0', '').length, 0);
     assert.ok(ones >= 120 && ones <= 128, `${ones} bits set`);
   }

@@ -1,9 +1,11 @@
 // PDQ of raw RGBA pixels, for the Python parity test (tests/extension/test_pdq_parity.py).
 // Usage: node extension/tests/pdq_cli.mjs FILE WIDTH HEIGHT [FILE WIDTH HEIGHT ...]
 // Prints one JSON line per image: {"hash": "<64 hex>", "quality": <0-100>, "mirrored": "<64 hex>",
-// "rotations": {"clockwise": "<64 hex>", "halfTurn": "<64 hex>", "counterclockwise": "<64 hex>"}}
+// "rotations": {"clockwise": "<64 hex>", "halfTurn": "<64 hex>", "counterclockwise": "<64 hex>"},
+// "flips": {"upsideDown": "<64 hex>", "transposed": "<64 hex>", "transversed": "<64 hex>"}}
 // ("mirrored": the hash of the pixels flipped left to right; "rotations": the hashes that undo a
-// quarter turn clockwise, a half turn, a quarter turn counterclockwise; all from the same DCT block).
+// quarter turn clockwise, a half turn, a quarter turn counterclockwise; "flips": the hashes that undo
+// an upside-down flip and the two diagonal flips; all from the same DCT block).
 import { readFileSync } from 'node:fs';
 import { pdqFromRgba } from '../lib/pdq.js';
 

@@ -27,8 +27,9 @@ let lookupQueue = null;
 
 /**
  * One batching queue per server: images hashed here (SHA-256 and PDQ), looked up in batches
- * via /v1/lookup. A key carries one to six of the request's keys (sha256; pdq, mirrored pdq
- * and three rotation pdqs): the queue counts each against the server's limit per request.
+ * via /v1/lookup. A key carries one to nine of the request's keys (sha256; pdq, mirrored pdq,
+ * three rotation pdqs and three flip pdqs): the queue counts each against the server's limit
+ * per request.
  */
 function lookupQueueFor(settings) {
   const id = `${settings.serverUrl}|${settings.apiToken}`;
@@ -51,7 +52,7 @@ function lookupQueueFor(settings) {
 
 /**
  * The image's fingerprints for a feed lookup: SHA-256 of its bytes and PDQ of its pixels
- * (its own hash, its mirror hash and its rotation hashes, see lib/pdq.js), each remembered per address under the
+ * (its own hash, its mirror hash, its rotation and flip hashes, see lib/pdq.js), each remembered per address under the
  * page's feed scope (lib/cache.js feedScope). The bytes are fetched (and decoded, here in the
  * worker) only when one of them is not known yet in that scope: what was read for another page,
  * or with a page's cookies, is not asked. An image that cannot be decoded just has no PDQ.
@@ -75,8 +76,9 @@ async function fingerprints(url, scope) {
 /**
  * Feed lookups for images visible on a page: fingerprint each image here, ask the server
  * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
- * like (PDQ near match) an image that was checked, or like a mirrored or rotated copy of one
- * (near match of its mirror hash or a rotation hash). No image bytes leave the browser.
+ * like (PDQ near match) an image that was checked, or like a mirrored, rotated or flipped copy
+ * of one (near match of its mirror hash, a rotation hash or a flip hash). No image bytes leave
+ * the browser.
  *
  * An image is answered only as this page's own feed request (the worker's, without cookies or
  * Referer) reads it: the caches by address answer only what was read that way for this page
@@ -123,8 +125,8 @@ export async function lookupImages(urls, sender) {
         }
         if (analysis) results[url] = { view: describeAnalysis(analysis), short: shortVerdict(analysis) };
         else if (hint) {
-          const { mirrored, rotated } = hint;
-          results[url] = { hint: describeHint(hint.analysis, hint.distance, { mirrored, rotated }) };
+          const { mirrored, rotated, flipped } = hint;
+          results[url] = { hint: describeHint(hint.analysis, hint.distance, { mirrored, rotated, flipped }) };
         }
       } catch (error) {
         // An image the worker cannot read simply gets no badge; a server failure is reported once.

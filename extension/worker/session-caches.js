@@ -23,16 +23,16 @@ export const analyses = new TtlCache(chrome.storage.session, { prefix: 'analysis
  */
 export const imageHashes = new ScopedCache(new TtlCache(chrome.storage.session, { prefix: 'url:', ttlMs: ANALYSIS_TTL_MS }));
 /**
- * The PDQ hash (and quality, mirror hash `mirrored` and rotation hashes `rotations`) of the
+ * The PDQ hash (and quality, mirror hash `mirrored`, rotation hashes `rotations` and flip hashes `flips`) of the
  * pixels at an image address, computed for feed lookups, under their scope as imageHashes;
  * {hash: null} remembers an image that could not be decoded. Entries remembered without
- * `mirrored` or `rotations` (older versions) still look up by the hashes they have.
+ * `mirrored`, `rotations` or `flips` (older versions) still look up by the hashes they have.
  */
 export const imagePdqs = new ScopedCache(new TtlCache(chrome.storage.session, { prefix: 'pdq:', ttlMs: ANALYSIS_TTL_MS }));
 
 /**
  * The near match a feed lookup found for an image's bytes (by server and sha256, see cacheKey):
- * `{sha256, distance, mirrored, rotated, analysis}` of the checked image it looks like, so that its hint
+ * `{sha256, distance, mirrored, rotated, flipped, analysis}` of the checked image it looks like, so that its hint
  * badge's panel (worker/feed-lookup.js openFeedPanel) needs no second lookup.
  */
 export const feedHints = new TtlCache(chrome.storage.session, { prefix: 'hint:', ttlMs: ANALYSIS_TTL_MS });

@@ -2,7 +2,9 @@
 knows, looked up by hash in batches; no image is uploaded. Re-encoded copies of a checked
 image get a hint badge (PDQ near match), never that image's verdict; mirrored copies get a
 hint that says they look mirrored (near match of the extension's mirror hash), and rotated
-copies one that says they look rotated (near match of one of its rotation hashes)."""
+copies one that says they look rotated (near match of one of its rotation hashes); copies
+flipped upside down, or mirrored and turned a quarter turn (a diagonal flip), one that says so
+(near match of one of its flip hashes)."""
 
 from __future__ import annotations
 
@@ -200,6 +202,7 @@ def hint_badges(page: Any) -> dict[str, dict[str, str | None]]:
             "aria": badges.nth(i).get_attribute("aria-label"),
             "mirrored": badges.nth(i).get_attribute("data-mirrored"),
             "rotated": badges.nth(i).get_attribute("data-rotated"),
+            "flipped": badges.nth(i).get_attribute("data-flipped"),
         }
         for i in range(badges.count())
     }
@@ -445,6 +448,100 @@ def test_a_rotated_copy_gets_a_rotated_hint_badge_not_a_verdict(
     assert "not a verdict on this image" in body
     assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
     page.screenshot(path=str(artifacts_dir / "extension-feed-rotated-hint-panel.png"))
+
+
+FLIP_PAGE = """<!doctype html><html><head><title>Flipped</title>
+<style>body { font-family: sans-serif; margin: 20px; } img { display: block; margin: 16px 0; }
+</style>
+</head><body><h1>Reposted pictures, flipped</h1>
+<img id="upside-down" src="/img/flipped-upsideDown.jpg" width="400" height="300" alt="upside down">
+<img id="transposed" src="/img/flipped-transposed.jpg" width="300" height="400" alt="turned">
+<img id="transversed" src="/img/flipped-transversed.jpg" width="300" height="400" alt="turned">
+</body></html>"""
+
+# How each repost is flipped from the original (PIL's transpose; each flip undoes itself), its
+# size, its badge's glyph and how its hint names it.
+FLIPS = {
+    "upsideDown": (Image.Transpose.FLIP_TOP_BOTTOM, (400, 300), "≈⇅", "copy flipped upside down"),
+    "transposed": (Image.Transpose.TRANSPOSE, (300, 400), "≈⇆↻", "mirrored and turned copy"),
+    "transversed": (Image.Transpose.TRANSVERSE, (300, 400), "≈⇆↻", "mirrored and turned copy"),
+}
+
+
+def test_a_flipped_copy_gets_a_flipped_hint_badge_not_a_verdict(
+    until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
+) -> None:
+    """Reposts flipped upside down, or across a diagonal (mirrored and turned a quarter turn),
+    resized and re-encoded: their own PDQ hashes are far from the checked original's, but the
+    extension's flip hash for their flip is near it: each badge says how it looks flipped
+    ("≈⇅", "≈⇆↻"), and the panel says so in words."""
+    picture = textured_picture(640, 480, seed=36)
+    original_bytes = encoded(picture, "PNG")
+    original_pdq = decode_image(original_bytes)
+    for name, (flip, size, _glyph, _words) in FLIPS.items():
+        copy_bytes = encoded(picture.transpose(flip).resize(size, Image.Resampling.LANCZOS), "JPEG")
+        copy_pdq = decode_image(copy_bytes)
+        assert copy_pdq.pdq_quality >= 50
+        assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a flipped copy hashes far away"
+        flipped_back = decode_image(encoded(copy_pdq.rgb.transpose(flip)))
+        assert pdq_distance(original_pdq.pdq, flipped_back.pdq) <= 20, "flipped back, it is near"
+        page_server.images[f"flipped-{name}.jpg"] = copy_bytes
+
+    original = fakescope_server.analyze(original_bytes, "flip-original.png")
+    page_server.pages["/flipped.html"] = FLIP_PAGE
+    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+
+    page = browser.context.new_page()
+    page.goto(page_server.url("/flipped.html"))
+    urls = {name: page_server.url(f"/img/flipped-{name}.jpg") for name in FLIPS}
+    until(
+        lambda: all(url in hint_badges(page) for url in urls.values()),
+        what="a hint badge on each flipped copy",
+    )
+    hints = hint_badges(page)
+    for name, url in urls.items():
+        _flip, _size, glyph, words = FLIPS[name]
+        hint = hints[url]
+        assert hint["flipped"] == name, hint
+        assert hint["mirrored"] == "false" and hint["rotated"] is None, hint
+        assert hint["hint"] == original["label"], "the hint names the checked image's label"
+        assert hint["label"] is None, "a hint is not a verdict badge"
+        assert (hint["text"] or "").startswith(f"{glyph} "), hint
+        assert 0 <= int(hint["distance"] or -1) <= 31
+        aria = hint["aria"] or ""
+        assert "Not checked" in aria and f"{words} of an image" in aria, aria
+        assert url not in badge_labels(page), "a flipped copy gets no verdict of its own"
+    assert fakescope_server.request_count("POST", "/v1/analyze") == uploads_before, "no uploads"
+    page.screenshot(path=str(artifacts_dir / "extension-feed-flipped-hint-badge.png"))
+
+    # The panels: not checked, flipped upside down / mirrored and turned, with that verdict.
+    expected = {
+        "upsideDown": "looks like a copy flipped upside down (top to bottom)",
+        "transposed": "a mirrored copy that was also turned a quarter turn (flipped left to right, "
+        "then turned a quarter turn counterclockwise)",
+    }
+    for name, sentence in expected.items():
+        url = urls[name]
+        page.locator(f'fakescope-badge button[data-src="{url}"]').click()
+        overlay = panel(page)
+        title = overlay.locator(".hint-title")
+        assert title.get_attribute("data-hint") == original["label"]
+        assert title.get_attribute("data-flipped") == name
+        assert title.get_attribute("data-mirrored") == "false"
+        assert title.get_attribute("data-rotated") == ""
+        assert FLIPS[name][3] in title.inner_text()
+        body = overlay.locator(".body").inner_text()
+        assert "has not checked this image itself" in body
+        assert sentence in body, body
+        assert HEADLINES[original["label"]] in body
+        assert f"{hints[url]['distance']} of 256 bits" in body
+        assert "not a verdict on this image" in body
+        assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
+        page.screenshot(path=str(artifacts_dir / f"extension-feed-{name}-hint-panel.png"))
+        page.keyboard.press("Escape")
+        until(lambda: page.locator("fakescope-overlay").count() == 0, what="the panel closes")
 
 
 def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(

@@ -16,6 +16,10 @@ Likewise the rotation hashes (`rotations`: what a rotated repost's original hash
 per turn it may have been given) must equal `compute_dihedral(rgb)[0][1..3]`, and on a
 picture turned by PIL's transpose, the one for its turn must fall within the near-match
 distance of the original's hash while the plain hash is far from it.
+
+And the flip hashes (`flips`: what a repost flipped upside down, or across a diagonal, i.e.
+mirrored and turned a quarter turn, hashes to flipped back) must equal
+`compute_dihedral(rgb)[0][4]`, `[6]` and `[7]`, with the same near/far checks.
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ ROTATION_TURN = {
     "clockwise": Image.Transpose.ROTATE_270,
     "halfTurn": Image.Transpose.ROTATE_180,
     "counterclockwise": Image.Transpose.ROTATE_90,
+}
+# Flip X is upside down (`img[::-1, :]`), flip +1 the transpose (PIL's TRANSPOSE: the mirror
+# then a quarter turn counterclockwise), flip -1 the transverse (the mirror then clockwise).
+# Each flip undoes itself: the hash named for a copy's flip is its original's.
+FLIP_INDEX = {"upsideDown": 4, "transposed": 6, "transversed": 7}
+FLIP_TRANSFORM = {
+    "upsideDown": Image.Transpose.FLIP_TOP_BOTTOM,
+    "transposed": Image.Transpose.TRANSPOSE,
+    "transversed": Image.Transpose.TRANSVERSE,
 }
 NEAR_DISTANCE = 31  # the server's FAKESCOPE_PDQ_MAX_DISTANCE default (server/lookup/)
 FAR_DISTANCE = 64  # unrelated hashes are ~128 bits apart
@@ -120,6 +133,10 @@ def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
     for name, index in ROTATION_INDEX.items():
         rotation = got["rotations"][name]
         assert pdq_distance(reference[index], rotation) <= MAX_DISTANCE, (name, reference, got)
+    assert sorted(got["flips"]) == sorted(FLIP_INDEX), got
+    for name, index in FLIP_INDEX.items():
+        flip = got["flips"][name]
+        assert pdq_distance(reference[index], flip) <= MAX_DISTANCE, (name, reference, got)
     return distance, quality_diff
 
 
@@ -327,6 +344,87 @@ def test_rotated_shared_pictures_mostly_come_within_the_near_distance(
     near = [
         pdq_distance(g["rotations"][t], o.pdq)
         for g, o, t in zip(got, originals, turns, strict=True)
+    ]
+    plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
+    assert all(d > FAR_DISTANCE for d in plain), plain
+    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
+
+
+def flipped_copy(data: bytes, name: str) -> bytes:
+    """The picture flipped as `name` says (PIL's transpose), re-encoded losslessly."""
+    return encoded(decode_image(data).rgb.transpose(FLIP_TRANSFORM[name]))
+
+
+def test_the_flip_transforms_are_the_ones_the_names_say() -> None:
+    """Upside down is `img[::-1, :]`; the transpose is the left-right mirror then a quarter
+    turn counterclockwise, the transverse the mirror then a quarter turn clockwise (the
+    wording of the hints)."""
+    picture = textured_picture(64, 48, 3)
+    pixels = np.asarray(picture)
+    mirror = ImageOps.mirror(picture)
+    upside_down = picture.transpose(FLIP_TRANSFORM["upsideDown"])
+    assert np.array_equal(np.asarray(upside_down), pixels[::-1, :])
+    transposed = picture.transpose(FLIP_TRANSFORM["transposed"])
+    assert np.array_equal(np.asarray(transposed), pixels.transpose(1, 0, 2))
+    turned_ccw = mirror.transpose(Image.Transpose.ROTATE_90)
+    assert np.array_equal(np.asarray(transposed), np.asarray(turned_ccw))
+    transversed = picture.transpose(FLIP_TRANSFORM["transversed"])
+    turned_cw = mirror.transpose(Image.Transpose.ROTATE_270)
+    assert np.array_equal(np.asarray(transversed), np.asarray(turned_cw))
+
+
+def test_the_flip_indices_are_the_ones_that_undo_each_flip() -> None:
+    """On a flipped picture, the reference's dihedral hash named for that flip is the
+    original's hash (give or take the sampling grid), and every other one is far."""
+    picture = textured_picture(640, 480, 1)
+    original = decode_image(encoded(picture))
+    for name, index in FLIP_INDEX.items():
+        flipped = server_pixels(decode_image(flipped_copy(encoded(picture), name)))
+        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(flipped)]
+        assert min(distances) == distances[index] <= NEAR_DISTANCE, (name, distances)
+        assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != index), distances
+
+
+@pytest.mark.parametrize("flip", sorted(FLIP_INDEX))
+@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
+def test_a_flipped_pictures_flip_hash_is_near_the_original(
+    name: str, flip: str, tmp_path: Path
+) -> None:
+    original_bytes = MIRROR_CASES[name]()
+    original = decode_image(original_bytes)
+    copy = decode_image(flipped_copy(original_bytes, flip))
+    assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
+    pixels = server_pixels(copy)
+    got = js_pdq(pixels, tmp_path)
+    assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
+    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a flip hashes far away"
+    assert pdq_distance(got["flips"][flip], original.pdq) <= NEAR_DISTANCE, (got, original)
+    others = [got["mirrored"], *got["rotations"].values()]
+    others += [got["flips"][other] for other in FLIP_INDEX if other != flip]
+    assert all(pdq_distance(h, original.pdq) > FAR_DISTANCE for h in others), got
+    reference = reference_dihedral_hashes(pixels)[FLIP_INDEX[flip]]
+    assert pdq_distance(reference, got["flips"][flip]) <= MAX_DISTANCE
+
+
+def test_flipped_shared_pictures_mostly_come_within_the_near_distance(
+    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """Real pictures, each flipped each way: most flip hashes for the flip match the
+    original's; no plain hash does."""
+    originals, copies, flips = [], [], []
+    for row in _spread(manifest_rows, SHARED_CASES):
+        data = (shared_data / row["relative_path"]).read_bytes()
+        original = decode_image(data)
+        if original.pdq_quality < 50:
+            continue
+        for flip in FLIP_INDEX:
+            originals.append(original)
+            copies.append(server_pixels(decode_image(flipped_copy(data, flip))))
+            flips.append(flip)
+    assert len(originals) >= 3 * (SHARED_CASES // 2)
+    got = js_pdqs(copies, tmp_path)
+    near = [
+        pdq_distance(g["flips"][f], o.pdq) for g, o, f in zip(got, originals, flips, strict=True)
     ]
     plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
     assert all(d > FAR_DISTANCE for d in plain), plain
