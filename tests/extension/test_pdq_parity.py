@@ -286,73 +286,84 @@ def test_mirrored_shared_pictures_mostly_come_within_the_near_distance(
 # --- the rotation hashes against rotated pictures ---------------------------------------
 
 
-def rotated_copy(data: bytes, name: str) -> bytes:
-    """The picture turned as `name` says (PIL's transpose), re-encoded losslessly."""
-    return encoded(decode_image(data).rgb.transpose(ROTATION_TURN[name]))
+# The turned and flipped copies, by the extension's names: (its result's part, the name).
+TRANSFORMS = {
+    **{("rotations", n): (ROTATION_TURN[n], ROTATION_INDEX[n]) for n in ROTATION_INDEX},
+    **{("flips", n): (FLIP_TRANSFORM[n], FLIP_INDEX[n]) for n in FLIP_INDEX},
+}
 
 
-def test_the_rotation_indices_are_the_ones_that_undo_each_turn() -> None:
-    """On a turned picture, the reference's dihedral hash named for that turn is the
-    original's hash (give or take the sampling grid), and every other one is far."""
+def transformed_copy(data: bytes, kind: str, name: str) -> bytes:
+    """The picture turned or flipped as `name` says (PIL's transpose), re-encoded losslessly."""
+    return encoded(decode_image(data).rgb.transpose(TRANSFORMS[kind, name][0]))
+
+
+def test_the_dihedral_indices_are_the_ones_that_undo_each_turn_and_flip() -> None:
+    """On a turned or flipped picture, the reference's dihedral hash named for that turn or
+    flip is the original's hash (give or take the sampling grid), and every other one is far."""
     picture = textured_picture(640, 480, 1)
     original = decode_image(encoded(picture))
-    for name, index in ROTATION_INDEX.items():
-        turned = server_pixels(decode_image(rotated_copy(encoded(picture), name)))
-        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(turned)]
+    for (kind, name), (_, index) in TRANSFORMS.items():
+        copy = server_pixels(decode_image(transformed_copy(encoded(picture), kind, name)))
+        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(copy)]
         assert min(distances) == distances[index] <= NEAR_DISTANCE, (name, distances)
         assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != index), distances
 
 
-@pytest.mark.parametrize("turn", sorted(ROTATION_INDEX))
+def other_hashes(got: dict[str, Any], kind: str, name: str) -> list[str]:
+    """The hashes that must be far from the original on a copy turned or flipped as `name`:
+    the other rotations for a turn; for a flip, every other derived hash."""
+    others = [h for other, h in got[kind].items() if other != name]
+    if kind == "flips":
+        others += [got["mirrored"], *got["rotations"].values()]
+    return others
+
+
+@pytest.mark.parametrize(("kind", "transform"), sorted(TRANSFORMS))
 @pytest.mark.parametrize("name", sorted(MIRROR_CASES))
-def test_a_rotated_pictures_rotation_hash_is_near_the_original(
-    name: str, turn: str, tmp_path: Path
+def test_a_turned_or_flipped_pictures_hash_for_it_is_near_the_original(
+    name: str, kind: str, transform: str, tmp_path: Path
 ) -> None:
     original_bytes = MIRROR_CASES[name]()
     original = decode_image(original_bytes)
-    copy = decode_image(rotated_copy(original_bytes, turn))
+    copy = decode_image(transformed_copy(original_bytes, kind, transform))
     assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
     pixels = server_pixels(copy)
     got = js_pdq(pixels, tmp_path)
     assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
-    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a rotation hashes far away"
-    assert pdq_distance(got["rotations"][turn], original.pdq) <= NEAR_DISTANCE, (got, original)
-    for other in ROTATION_INDEX:
-        if other != turn:
-            assert pdq_distance(got["rotations"][other], original.pdq) > FAR_DISTANCE, other
-    reference = reference_dihedral_hashes(pixels)[ROTATION_INDEX[turn]]
-    assert pdq_distance(reference, got["rotations"][turn]) <= MAX_DISTANCE
+    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a copy hashes far away"
+    assert pdq_distance(got[kind][transform], original.pdq) <= NEAR_DISTANCE, (got, original)
+    others = other_hashes(got, kind, transform)
+    assert all(pdq_distance(h, original.pdq) > FAR_DISTANCE for h in others), got
+    reference = reference_dihedral_hashes(pixels)[TRANSFORMS[kind, transform][1]]
+    assert pdq_distance(reference, got[kind][transform]) <= MAX_DISTANCE
 
 
-def test_rotated_shared_pictures_mostly_come_within_the_near_distance(
-    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
+@pytest.mark.parametrize("kind", ["rotations", "flips"])
+def test_turned_or_flipped_shared_pictures_mostly_come_within_the_near_distance(
+    kind: str, shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
 ) -> None:
-    """Real pictures, each turned each way: most rotation hashes for the turn match the
-    original's; no plain hash does."""
-    originals, copies, turns = [], [], []
+    """Real pictures, each turned (or flipped) each way: most hashes for the turn (or flip)
+    match the original's; no plain hash does."""
+    names = [name for k, name in TRANSFORMS if k == kind]
+    originals, copies, transforms = [], [], []
     for row in _spread(manifest_rows, SHARED_CASES):
         data = (shared_data / row["relative_path"]).read_bytes()
         original = decode_image(data)
         if original.pdq_quality < 50:
             continue
-        for turn in ROTATION_INDEX:
+        for name in names:
             originals.append(original)
-            copies.append(server_pixels(decode_image(rotated_copy(data, turn))))
-            turns.append(turn)
+            copies.append(server_pixels(decode_image(transformed_copy(data, kind, name))))
+            transforms.append(name)
     assert len(originals) >= 3 * (SHARED_CASES // 2)
     got = js_pdqs(copies, tmp_path)
     near = [
-        pdq_distance(g["rotations"][t], o.pdq)
-        for g, o, t in zip(got, originals, turns, strict=True)
+        pdq_distance(g[kind][t], o.pdq) for g, o, t in zip(got, originals, transforms, strict=True)
     ]
     plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
     assert all(d > FAR_DISTANCE for d in plain), plain
     assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
-
-
-def flipped_copy(data: bytes, name: str) -> bytes:
-    """The picture flipped as `name` says (PIL's transpose), re-encoded losslessly."""
-    return encoded(decode_image(data).rgb.transpose(FLIP_TRANSFORM[name]))
 
 
 def test_the_flip_transforms_are_the_ones_the_names_say() -> None:
@@ -371,61 +382,3 @@ def test_the_flip_transforms_are_the_ones_the_names_say() -> None:
     transversed = picture.transpose(FLIP_TRANSFORM["transversed"])
     turned_cw = mirror.transpose(Image.Transpose.ROTATE_270)
     assert np.array_equal(np.asarray(transversed), np.asarray(turned_cw))
-
-
-def test_the_flip_indices_are_the_ones_that_undo_each_flip() -> None:
-    """On a flipped picture, the reference's dihedral hash named for that flip is the
-    original's hash (give or take the sampling grid), and every other one is far."""
-    picture = textured_picture(640, 480, 1)
-    original = decode_image(encoded(picture))
-    for name, index in FLIP_INDEX.items():
-        flipped = server_pixels(decode_image(flipped_copy(encoded(picture), name)))
-        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(flipped)]
-        assert min(distances) == distances[index] <= NEAR_DISTANCE, (name, distances)
-        assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != index), distances
-
-
-@pytest.mark.parametrize("flip", sorted(FLIP_INDEX))
-@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
-def test_a_flipped_pictures_flip_hash_is_near_the_original(
-    name: str, flip: str, tmp_path: Path
-) -> None:
-    original_bytes = MIRROR_CASES[name]()
-    original = decode_image(original_bytes)
-    copy = decode_image(flipped_copy(original_bytes, flip))
-    assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
-    pixels = server_pixels(copy)
-    got = js_pdq(pixels, tmp_path)
-    assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
-    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a flip hashes far away"
-    assert pdq_distance(got["flips"][flip], original.pdq) <= NEAR_DISTANCE, (got, original)
-    others = [got["mirrored"], *got["rotations"].values()]
-    others += [got["flips"][other] for other in FLIP_INDEX if other != flip]
-    assert all(pdq_distance(h, original.pdq) > FAR_DISTANCE for h in others), got
-    reference = reference_dihedral_hashes(pixels)[FLIP_INDEX[flip]]
-    assert pdq_distance(reference, got["flips"][flip]) <= MAX_DISTANCE
-
-
-def test_flipped_shared_pictures_mostly_come_within_the_near_distance(
-    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
-) -> None:
-    """Real pictures, each flipped each way: most flip hashes for the flip match the
-    original's; no plain hash does."""
-    originals, copies, flips = [], [], []
-    for row in _spread(manifest_rows, SHARED_CASES):
-        data = (shared_data / row["relative_path"]).read_bytes()
-        original = decode_image(data)
-        if original.pdq_quality < 50:
-            continue
-        for flip in FLIP_INDEX:
-            originals.append(original)
-            copies.append(server_pixels(decode_image(flipped_copy(data, flip))))
-            flips.append(flip)
-    assert len(originals) >= 3 * (SHARED_CASES // 2)
-    got = js_pdqs(copies, tmp_path)
-    near = [
-        pdq_distance(g["flips"][f], o.pdq) for g, o, f in zip(got, originals, flips, strict=True)
-    ]
-    plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
-    assert all(d > FAR_DISTANCE for d in plain), plain
-    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
