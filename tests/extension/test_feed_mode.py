@@ -384,6 +384,53 @@ TURN_WORDS = {
 }
 
 
+def copies_in_a_feed(
+    until: Any,
+    browser: Any,
+    fakescope_server: Any,
+    page_server: Any,
+    *,
+    seed: int,
+    copies: dict[str, tuple[Any, tuple[int, int], Any]],
+    prefix: str,
+    page: tuple[str, str],
+) -> tuple[dict[str, Any], Any, dict[str, str], dict[str, Any], float]:
+    """A checked picture and its copies (name: how it is transformed, its size, how it goes
+    back), resized and re-encoded, each far from the original by its own hash and near once
+    turned back, on a feed page (`page`: path, HTML) whose hint badges have all come. Returns
+    the original's analysis, the page, each copy's address, the hint badges and the uploads
+    counted before the page loaded."""
+    picture = textured_picture(640, 480, seed=seed)
+    original_bytes = encoded(picture, "PNG")
+    original_pdq = decode_image(original_bytes)
+    for name, (transform, size, back) in copies.items():
+        copy_bytes = encoded(
+            picture.transpose(transform).resize(size, Image.Resampling.LANCZOS), "JPEG"
+        )
+        copy_pdq = decode_image(copy_bytes)
+        assert copy_pdq.pdq_quality >= 50
+        assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a copy hashes far away"
+        back_again = decode_image(encoded(copy_pdq.rgb.transpose(back)))
+        assert pdq_distance(original_pdq.pdq, back_again.pdq) <= 20, "turned back, it is near"
+        page_server.images[f"{prefix}-{name}.jpg"] = copy_bytes
+
+    original = fakescope_server.analyze(original_bytes, f"{prefix}-original.png")
+    path, html = page
+    page_server.pages[path] = html
+    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
+    browser.set_settings(serverUrl=fakescope_server.url)
+    enable_feed_mode_in_options(browser, page_server.origin, until)
+
+    feed = browser.context.new_page()
+    feed.goto(page_server.url(path))
+    urls = {name: page_server.url(f"/img/{prefix}-{name}.jpg") for name in copies}
+    until(
+        lambda: all(url in hint_badges(feed) for url in urls.values()),
+        what=f"a hint badge on each {prefix} copy",
+    )
+    return original, feed, urls, hint_badges(feed), uploads_before
+
+
 def test_a_rotated_copy_gets_a_rotated_hint_badge_not_a_verdict(
     until: Any, browser: Any, fakescope_server: Any, page_server: Any, artifacts_dir: Path
 ) -> None:
@@ -391,32 +438,16 @@ def test_a_rotated_copy_gets_a_rotated_hint_badge_not_a_verdict(
     own PDQ hashes are ~128 bits from the checked original's (no plain hint), but the
     extension's rotation hash for their turn is near it: each badge says it looks like a
     rotated copy ("≈↻"), and the panel says which way it looks turned."""
-    picture = textured_picture(640, 480, seed=35)
-    original_bytes = encoded(picture, "PNG")
-    original_pdq = decode_image(original_bytes)
-    for name, (turn, size, back) in TURNS.items():
-        copy_bytes = encoded(picture.transpose(turn).resize(size, Image.Resampling.LANCZOS), "JPEG")
-        copy_pdq = decode_image(copy_bytes)
-        assert copy_pdq.pdq_quality >= 50
-        assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a turned copy hashes far away"
-        turned_back = decode_image(encoded(copy_pdq.rgb.transpose(back)))
-        assert pdq_distance(original_pdq.pdq, turned_back.pdq) <= 20, "turned back, it is near"
-        page_server.images[f"turned-{name}.jpg"] = copy_bytes
-
-    original = fakescope_server.analyze(original_bytes, "turn-original.png")
-    page_server.pages["/rotated.html"] = ROTATION_PAGE
-    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
-    browser.set_settings(serverUrl=fakescope_server.url)
-    enable_feed_mode_in_options(browser, page_server.origin, until)
-
-    page = browser.context.new_page()
-    page.goto(page_server.url("/rotated.html"))
-    urls = {name: page_server.url(f"/img/turned-{name}.jpg") for name in TURNS}
-    until(
-        lambda: all(url in hint_badges(page) for url in urls.values()),
-        what="a hint badge on each turned copy",
+    original, page, urls, hints, uploads_before = copies_in_a_feed(
+        until,
+        browser,
+        fakescope_server,
+        page_server,
+        seed=35,
+        copies=TURNS,
+        prefix="turned",
+        page=("/rotated.html", ROTATION_PAGE),
     )
-    hints = hint_badges(page)
     for name, url in urls.items():
         hint = hints[url]
         assert hint["rotated"] == name, hint
@@ -475,32 +506,17 @@ def test_a_flipped_copy_gets_a_flipped_hint_badge_not_a_verdict(
     resized and re-encoded: their own PDQ hashes are far from the checked original's, but the
     extension's flip hash for their flip is near it: each badge says how it looks flipped
     ("≈⇅", "≈⇆↻"), and the panel says so in words."""
-    picture = textured_picture(640, 480, seed=36)
-    original_bytes = encoded(picture, "PNG")
-    original_pdq = decode_image(original_bytes)
-    for name, (flip, size, _glyph, _words) in FLIPS.items():
-        copy_bytes = encoded(picture.transpose(flip).resize(size, Image.Resampling.LANCZOS), "JPEG")
-        copy_pdq = decode_image(copy_bytes)
-        assert copy_pdq.pdq_quality >= 50
-        assert pdq_distance(original_pdq.pdq, copy_pdq.pdq) > 64, "a flipped copy hashes far away"
-        flipped_back = decode_image(encoded(copy_pdq.rgb.transpose(flip)))
-        assert pdq_distance(original_pdq.pdq, flipped_back.pdq) <= 20, "flipped back, it is near"
-        page_server.images[f"flipped-{name}.jpg"] = copy_bytes
-
-    original = fakescope_server.analyze(original_bytes, "flip-original.png")
-    page_server.pages["/flipped.html"] = FLIP_PAGE
-    uploads_before = fakescope_server.request_count("POST", "/v1/analyze")
-    browser.set_settings(serverUrl=fakescope_server.url)
-    enable_feed_mode_in_options(browser, page_server.origin, until)
-
-    page = browser.context.new_page()
-    page.goto(page_server.url("/flipped.html"))
-    urls = {name: page_server.url(f"/img/flipped-{name}.jpg") for name in FLIPS}
-    until(
-        lambda: all(url in hint_badges(page) for url in urls.values()),
-        what="a hint badge on each flipped copy",
+    original, page, urls, hints, uploads_before = copies_in_a_feed(
+        until,
+        browser,
+        fakescope_server,
+        page_server,
+        seed=36,
+        # Each flip undoes itself.
+        copies={name: (flip, size, flip) for name, (flip, size, _, _) in FLIPS.items()},
+        prefix="flipped",
+        page=("/flipped.html", FLIP_PAGE),
     )
-    hints = hint_badges(page)
     for name, url in urls.items():
         _flip, _size, glyph, words = FLIPS[name]
         hint = hints[url]
