@@ -520,7 +520,7 @@ def test_loading_is_announced_and_the_spinner_keeps_still_for_reduced_motion(
 
 
 def test_a_long_explanation_scrolls_by_keyboard_and_a_short_one_takes_no_tab_stop(
-    browser: Any, stub_server: Any, form_page: Any, page_server: Any
+    until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:
     from playwright.sync_api import expect
 
@@ -534,4 +534,5 @@ def test_a_long_explanation_scrolls_by_keyboard_and_a_short_one_takes_no_tab_sto
     expect(region).to_have_attribute("tabindex", "0")
     region.focus()
     form_page.keyboard.press("PageDown")
-    assert region.evaluate("(el) => el.scrollTop") > 0
+    # The browser may scroll smoothly: the region moves over a few frames after the key.
+    until(lambda: region.evaluate("(el) => el.scrollTop") > 0, what="the region to scroll")
