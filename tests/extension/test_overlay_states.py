@@ -73,6 +73,8 @@ def test_a_trained_models_verdict_has_no_stray_text_and_is_announced(
 
     assert result["ok"], result
     overlay = panel(form_page)
+    # The check's result can come before the panel page has drawn it.
+    until(lambda: overlay.locator(".verdict").count() == 1, what="the verdict drawn")
     body = overlay.locator(".body").inner_text()
     assert "null" not in body and "undefined" not in body, body
     assert overlay.locator(".warning").count() == 0, "no untrained warning for a trained model"
