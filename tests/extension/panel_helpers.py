@@ -98,3 +98,12 @@ def focused_in_panel(page: Any, *, within: Any = None) -> dict[str, Any] | None:
     """What has the focus in the panel (tag, role, aria-label), when the panel page has it."""
     found = in_panel(page, "*", within=within)
     return found["focused"] if found else None
+
+
+def press_escape_in_panel(page: Any, *, within: Any = None) -> None:
+    """Escape, pressed as the user does once the panel has taken the focus (it takes it when it
+    opens, a moment after it is drawn). Pressed earlier, the key-down reaches the page and the
+    key-up the panel: nothing closes, and once in CI the browser never acknowledged the key
+    press, which hung the test until its timeout."""
+    wait_until(lambda: focused_in_panel(page, within=within), what="the focus in the panel")
+    page.keyboard.press("Escape")

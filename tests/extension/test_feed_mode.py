@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from feed_helpers import knows_every_image
-from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame, press_escape_in_panel
 from pictures import encoded, textured_picture
 from PIL import Image, ImageOps
 
@@ -556,7 +556,7 @@ def test_a_flipped_copy_gets_a_flipped_hint_badge_not_a_verdict(
         assert "not a verdict on this image" in body
         assert overlay.locator(".verdict").count() == 0, "no verdict is shown for the copy"
         page.screenshot(path=str(artifacts_dir / f"extension-feed-{name}-hint-panel.png"))
-        page.keyboard.press("Escape")
+        press_escape_in_panel(page)
         until(lambda: page.locator("fakescope-overlay").count() == 0, what="the panel closes")
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame, press_escape_in_panel
 from panel_helpers import panel_text as text_in_panel
 
 pytestmark = pytest.mark.browser
@@ -90,7 +90,7 @@ def test_closing_the_panel_while_checking_keeps_it_closed(
 ) -> None:
     overlay = start_slow_check(until, browser, stub_server, form_page, page_server)
 
-    form_page.keyboard.press("Escape")
+    press_escape_in_panel(form_page)
     until(lambda: overlay.count() == 0, what="the panel to close")
     form_page.locator("#comment").focus()
     form_page.keyboard.type("my own words")
