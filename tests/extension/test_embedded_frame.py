@@ -13,7 +13,16 @@ import hashlib
 from typing import Any
 
 import pytest
-from panel_helpers import click_in_panel, in_panel, panel, panel_frame, panel_text
+from panel_helpers import (
+    click_in_panel,
+    focused_in_panel,
+    in_panel,
+    panel,
+    panel_frame,
+    panel_locator,
+    panel_text,
+    press_escape_in_panel,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -93,6 +102,8 @@ def in_frame_panels(page: Any) -> int:
 def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     until: Any, browser: Any, stub_server: Any, page_server: Any, frame_pages: None
 ) -> None:
+    from playwright.sync_api import expect
+
     page, frame_url = open_embedding(
         browser, page_server, stub_server, "small", "/frame.html", (300, 200)
     )
@@ -118,6 +129,8 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert f"embedded frame from {frame_origin(page_server)}" in note
     assert in_frame_panels(page) == 0, "no panel squeezed into the frame"
     # Not anchored to the image (at the frame's top left): at the top right of the viewport.
+    # The panel takes the focus a moment after it is drawn.
+    until(lambda: focused_in_panel(page), what="the focus in the panel")
     dialog = in_panel(page, "section[role=dialog]")
     assert dialog is not None
     box = panel_frame(page).frame_element().bounding_box()
@@ -127,11 +140,13 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert page.evaluate("() => document.activeElement.localName") == "fakescope-overlay"
     # Tab moves through the panel's controls, as in the page's own panel.
     page.keyboard.press("Tab")
+    expect(panel_locator(page, "button.close")).to_be_focused()
     tabbed = in_panel(page, "button.close")
     assert tabbed is not None and tabbed["focused"]["name"] == "Close FakeScope result"
 
     # The report form works from the top frame's panel, with the user's clicks and keys.
     click_in_panel(page, "button", "Report a wrong verdict")
+    expect(panel_locator(page, "textarea")).to_be_focused()
     focused = in_panel(page, "textarea")
     assert focused is not None and focused["focused"]["tag"] == "textarea"
     page.keyboard.type("The fur is painted, this is a render.")
@@ -145,7 +160,7 @@ def test_an_image_in_a_small_embedded_frame_gets_its_panel_in_the_top_frame(
     assert after_report is not None and after_report["focused"]["role"] == "dialog"
 
     # Esc closes it, and the focus goes back to the frame the user was in.
-    page.keyboard.press("Escape")
+    press_escape_in_panel(page)
     until(lambda: overlay.count() == 0, what="the panel to close")
     assert in_panel(page, "*") is None
     assert page.evaluate("() => document.activeElement.id") == "embed"

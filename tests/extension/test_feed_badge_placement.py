@@ -72,6 +72,19 @@ def badge_count(page: Any) -> int:
     return int(page.locator("fakescope-badge button[data-label]").count())
 
 
+def badge(page: Any, src: str) -> Any:
+    return page.locator(f'fakescope-badge button[data-src="{src}"]')
+
+
+def on_its_image(page: Any, image: str, src: str) -> bool:
+    """Whether the badge of `src` sits over the top-left corner of `image` (a selector)."""
+    box = page.locator(image).bounding_box()
+    at = badge(page, src).bounding_box()
+    return bool(box and at) and (at["x"], at["y"]) == pytest.approx(
+        (box["x"] + 6, box["y"] + 6), abs=1
+    )
+
+
 @pytest.fixture
 def posts_page(browser: Any, stub_server: Any, page_server: Any) -> Any:
     knows_every_image(stub_server)
@@ -90,16 +103,19 @@ def test_tab_reaches_each_badge_right_after_its_image_and_the_badges_take_no_roo
     switch_feed_mode_on(browser, page_server.origin, until)
     page.reload()
     until(lambda: badge_count(page) == 2, what="a badge on each post's image")
-    page.wait_for_timeout(500)  # let the badges settle in place
+    sources = {n: page_server.url(f"/img/{'known' if n == 1 else 'unknown'}.png") for n in (1, 2)}
+    until(
+        lambda: all(on_its_image(page, f"#pic-{n}", src) for n, src in sources.items()),
+        what="the badges in place",
+    )
 
     assert page.evaluate(LAYOUT) == without_badges, "no element of the page moved or resized"
-    for n in (1, 2):
+    for n, src in sources.items():
         image = page.locator(f"#pic-{n}").bounding_box()
-        src = page_server.url(f"/img/{'known' if n == 1 else 'unknown'}.png")
-        badge = page.locator(f'fakescope-badge button[data-src="{src}"]').bounding_box()
-        assert image and badge
-        assert badge["x"] == pytest.approx(image["x"] + 6, abs=1), "over the image's corner"
-        assert badge["y"] == pytest.approx(image["y"] + 6, abs=1)
+        placed = badge(page, src).bounding_box()
+        assert image and placed
+        assert placed["x"] == pytest.approx(image["x"] + 6, abs=1), "over the image's corner"
+        assert placed["y"] == pytest.approx(image["y"] + 6, abs=1)
 
     order = []
     for _ in range(5):
@@ -124,7 +140,7 @@ def test_a_badge_that_appears_while_the_panel_is_open_stays_under_the_panel(
     switch_feed_mode_on(browser, page_server.origin, until)
     page.reload()
     until(lambda: badge_count(page) == 2, what="a badge on each post's image")
-    known = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/known.png")}"]')
+    known = badge(page, page_server.url("/img/known.png"))
     known.focus()
     page.keyboard.press("Enter")
     until(lambda: focused(page) == "panel dialog", what="the focus in the panel")
@@ -133,9 +149,12 @@ def test_a_badge_that_appears_while_the_panel_is_open_stays_under_the_panel(
     page.evaluate("document.querySelector('.row').style.display = 'block'")
     page.evaluate("document.getElementById('pic-2').closest('article').remove()")
     page.evaluate("window.appendImage('/img/later.png', 'later')")
-    later = page.locator(f'fakescope-badge button[data-src="{page_server.url("/img/later.png")}"]')
+    later = badge(page, page_server.url("/img/later.png"))
     until(lambda: later.count() == 1, what="a badge on the new image")
-    page.wait_for_timeout(300)  # placed over its image
+    until(
+        lambda: on_its_image(page, "#later", page_server.url("/img/later.png")),
+        what="the new badge placed over its image",
+    )
 
     box = later.bounding_box()
     panel_box = panel(page).frame_element().bounding_box()

@@ -231,6 +231,8 @@ def test_what_the_user_types_and_selects_in_the_panel_never_reaches_the_embeddin
     page_server: Any,
     hostile_embedding: tuple[Any, str],
 ) -> None:
+    from playwright.sync_api import expect
+
     page, _ = hostile_embedding
     asked: list[dict[str, Any]] = []
 
@@ -243,7 +245,9 @@ def test_what_the_user_types_and_selects_in_the_panel_never_reaches_the_embeddin
     page.evaluate("() => { window.seen.length = 0; window.selections.length = 0; }")
 
     # The user types a question into the panel, selects it, copies it and sends it with Enter...
-    panel_frame(page).get_by_label("Or your own question").click()
+    question = panel_frame(page).get_by_label("Or your own question")
+    question.click()
+    expect(question).to_be_focused()  # the keys go where the focus is: in the panel page
     page.keyboard.type(QUESTION)
     page.keyboard.press("Control+a")
     page.keyboard.press("Control+c")
@@ -456,7 +460,11 @@ FAKE_VERDICT = {"label": "fake", "p_fake": 0.93, "explanation": OWN_EXPLANATION}
 
 def ask_in_the_panel(until: Any, page: Any) -> None:
     """The user types QUESTION into the panel, selects and copies it, and sends it with Enter."""
-    panel(page).get_by_label("Or your own question").click()
+    from playwright.sync_api import expect
+
+    question = panel(page).get_by_label("Or your own question")
+    question.click()
+    expect(question).to_be_focused()  # the keys go where the focus is: in the panel page
     page.keyboard.type(QUESTION)
     page.keyboard.press("Control+a")
     page.keyboard.press("Control+c")

@@ -32,6 +32,13 @@ def test_hostile_page_css_does_not_break_the_overlay(
     frame = overlay.frame_element()
     overlay.locator("section[role=dialog]").wait_for()  # drawn once the panel page has loaded
     assert frame.is_visible() and overlay.locator("section[role=dialog]").is_visible()
+    # The panel about the page's own image opens small and grows to its verdict once the panel
+    # page has drawn and measured it (the worker has the host set the new height).
+    overlay.locator(".verdict").wait_for()
+    until(
+        lambda: (frame.bounding_box() or {}).get("height", 0) >= 200,
+        what="the panel grown to its verdict",
+    )
     box = frame.bounding_box()
     assert box is not None and box["width"] >= 300 and box["height"] >= 200
     assert box["x"] >= 0 and box["x"] + box["width"] <= 1000, "inside the viewport"

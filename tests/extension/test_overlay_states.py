@@ -123,18 +123,24 @@ def test_a_slow_result_does_not_take_the_focus_from_the_page(
 def test_escape_still_closes_the_panel_after_a_report_was_sent(
     until: Any, browser: Any, form_page: Any, page_server: Any
 ) -> None:
+    from playwright.sync_api import expect
+
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
     overlay = panel(form_page)
     overlay.get_by_role("button", name="Report a wrong verdict").click()
     overlay.get_by_label("Why is the verdict wrong?").fill("It is a render.")
-    overlay.get_by_role("button", name="Send report").focus()
+    send = overlay.get_by_role("button", name="Send report")
+    send.focus()
+    # The key goes where the focus is: the button, in the panel page, before Enter is pressed.
+    expect(send).to_be_focused()
     form_page.keyboard.press("Enter")
     until(
         lambda: "sent to human review" in overlay.locator(".report-status").inner_text(),
         what="the report confirmation",
     )
 
-    form_page.keyboard.press("Escape")
+    # Waits for the focus in the panel (the sent form's button was hidden): fails if it left.
+    press_escape_in_panel(form_page)
     host = form_page.locator("fakescope-overlay")
     until(lambda: host.count() == 0, what="Escape to close it: the focus stayed in the panel")
 
@@ -142,10 +148,16 @@ def test_escape_still_closes_the_panel_after_a_report_was_sent(
 def test_escape_closes_the_panel_on_release_not_on_press(
     until: Any, browser: Any, form_page: Any, page_server: Any
 ) -> None:
+    from playwright.sync_api import expect
+
     # Closing on key-down removed the panel's frame before the key-up, which the browser then
     # never acknowledged: a CI run hung in the key press. The panel closes as a button acts.
     assert browser.check_image(form_page, page_server.url("/img/check.png"))["ok"]
-    panel(form_page).get_by_role("button", name="Report a wrong verdict").focus()
+    # The panel takes the focus as it opens; the key goes to the panel page only once it has.
+    until(lambda: focused_in_panel(form_page), what="the focus in the panel")
+    report = panel(form_page).get_by_role("button", name="Report a wrong verdict")
+    report.focus()
+    expect(report).to_be_focused()
     host = form_page.locator("fakescope-overlay")
 
     form_page.keyboard.down("Escape")
@@ -398,6 +410,8 @@ def test_the_panel_of_an_image_in_a_modal_lightbox_takes_clicks_keys_and_the_foc
     """A modal <dialog> makes the rest of the page inert, a popover above it too, and a focus
     trap takes the focus back from anything outside its lightbox: the panel of an image in such
     a lightbox must still be usable, and Escape in it closes only the panel."""
+    from playwright.sync_api import expect
+
     page_server.pages["/lightbox.html"] = (
         '<!doctype html><p>The page behind</p><dialog id="lightbox">'
         '<img id="pic" src="/img/check.png" width="240" height="180" alt="pic">'
@@ -413,9 +427,11 @@ def test_the_panel_of_an_image_in_a_modal_lightbox_takes_clicks_keys_and_the_foc
     until(lambda: (focused_in_panel(page) or {}).get("role") == "dialog", what="the focus")
     panel(page).get_by_role("button", name="Report a wrong verdict").click(timeout=5000)
     reason = panel(page).get_by_label("Why is the verdict wrong?")
+    # The opened form focuses its field; a focus trap taking it back would fail here.
+    expect(reason).to_be_focused()
     page.keyboard.type("A render")
-    assert reason.input_value() == "A render", "the keys went into the panel"
-    page.keyboard.press("Escape")
+    expect(reason, "the keys went into the panel").to_have_value("A render")
+    press_escape_in_panel(page)
     until(lambda: page.locator("fakescope-overlay").count() == 0, what="Escape to close it")
     assert page.evaluate("() => document.getElementById('lightbox').open"), "the lightbox stays"
     assert active_element(page) == "shut", "the focus is back where it was"
@@ -511,13 +527,17 @@ def test_loading_is_announced_and_the_spinner_keeps_still_for_reduced_motion(
     until: Any, browser: Any, stub_server: Any, form_page: Any, page_server: Any
 ) -> None:
     form_page.emulate_media(reduced_motion="reduce")
-    stub_server.delay_s = 1.0
-    start_check(browser, form_page, page_server.url("/img/check.png"))
-    overlay = panel(form_page)
-    live = overlay.locator(".sr-only[role=status]")
-    until(lambda: "checking this image" in live.inner_text(), what="the loading announced")
-    spinner = overlay.locator(".spinner")
-    assert spinner.evaluate("(el) => getComputedStyle(el).animationName") == "none"
+    # Held, not merely slow: the spinner is read while it is still there, however slow the machine.
+    stub_server.hold()
+    try:
+        start_check(browser, form_page, page_server.url("/img/check.png"))
+        overlay = panel(form_page)
+        live = overlay.locator(".sr-only[role=status]")
+        until(lambda: "checking this image" in live.inner_text(), what="the loading announced")
+        spinner = overlay.locator(".spinner")
+        assert spinner.evaluate("(el) => getComputedStyle(el).animationName") == "none"
+    finally:
+        stub_server.release()
     until(lambda: "Likely authentic" in live.inner_text(), what="the verdict announced")
 
 
@@ -534,7 +554,10 @@ def test_a_long_explanation_scrolls_by_keyboard_and_a_short_one_takes_no_tab_sto
     assert browser.check_image(form_page, page_server.url("/img/report.png"))["ok"]
     region = panel(form_page).get_by_role("region", name="Explanation")
     expect(region).to_have_attribute("tabindex", "0")
+    # The new panel takes the focus as it opens; the key goes to it only once it has.
+    until(lambda: focused_in_panel(form_page), what="the focus in the new panel")
     region.focus()
+    expect(region).to_be_focused()
     form_page.keyboard.press("PageDown")
     # The browser may scroll smoothly: the region moves over a few frames after the key.
     until(lambda: region.evaluate("(el) => el.scrollTop") > 0, what="the region to scroll")
