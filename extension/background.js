@@ -20,6 +20,7 @@ import { framePanels } from './worker/panels.js';
 import { syncFeedScripts } from './worker/feed-scripts.js';
 import { handleMessage } from './worker/message-handlers.js';
 import { keepSettingsFromContentScripts } from './worker/server-client.js';
+import { forgetAddressReads } from './worker/session-caches.js';
 
 // The settings, the API token with them, are for the extension's pages and this worker only.
 keepSettingsFromContentScripts();
@@ -39,7 +40,11 @@ chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'local' && changes.settings) syncFeedScripts();
 });
 chrome.permissions.onAdded.addListener(() => syncFeedScripts());
-chrome.permissions.onRemoved.addListener(() => syncFeedScripts());
+// Access taken back: feed mode stops there, and what was read with that access is forgotten.
+chrome.permissions.onRemoved.addListener(() => {
+  syncFeedScripts();
+  forgetAddressReads().catch((error) => console.warn('FakeScope: could not forget image reads', error));
+});
 // The overlay, the panel page, feed mode, the popup and the options page (worker/message-handlers.js).
 chrome.runtime.onMessage.addListener(handleMessage);
 // A closed tab's panels have nothing left to show (lib/frame-panels.js).

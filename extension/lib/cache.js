@@ -67,6 +67,17 @@ export class TtlCache {
   }
 
   /**
+   * Removes every entry of this cache (its prefix), live or not.
+   * @returns {Promise<number>} how many entries were removed
+   */
+  async clear() {
+    const all = await this.area.get(null);
+    const mine = Object.keys(all ?? {}).filter((storageKey) => storageKey.startsWith(this.prefix));
+    if (mine.length) await this.area.remove(mine);
+    return mine.length;
+  }
+
+  /**
    * `set` that never throws: a cache is an optimisation, so a full storage area (the
    * session area holds 10 MB) must not fail the check it was caching. On failure it
    * drops expired entries and retries, then half of the live ones and retries once more.
@@ -193,5 +204,10 @@ export class ScopedCache {
   /** `TtlCache.trySet` under `scope`; false (nothing stored) for a null scope. */
   async trySet(scope, key, value) {
     return scope ? this.cache.trySet(ScopedCache.#key(scope, key), value) : false;
+  }
+
+  /** Forgets what was read under every scope (`TtlCache.clear`). */
+  async clear() {
+    return this.cache.clear();
   }
 }

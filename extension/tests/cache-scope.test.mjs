@@ -119,3 +119,12 @@ test('a site’s feed reads answer its next lookups and checks (scrolling, a re-
   advance(1000);
   assert.equal(await cache.get(feedScope(revisit, revisit), IMAGE), undefined, 'for 10 minutes only');
 });
+
+test('clearing a scoped cache forgets what was read under every scope', async () => {
+  const { area, cache } = setup();
+  await cache.trySet(readScope('worker', MAIL, MAIL), 'https://img.example/a.png', 'sha-a');
+  await cache.trySet(readScope('page', HOSTILE, HOSTILE), 'https://img.example/a.png', 'sha-b');
+  assert.equal(await cache.clear(), 2);
+  assert.equal(await cache.get(readScope('worker', MAIL, MAIL), 'https://img.example/a.png'), undefined);
+  assert.equal(area.map.size, 0);
+});

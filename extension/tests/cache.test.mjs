@@ -87,3 +87,17 @@ test('prune removes only its own expired entries', async () => {
   assert.equal(await a.prune(), 1);
   assert.deepEqual([...area.map.keys()].sort(), ['a:2', 'b:1']);
 });
+
+test('clear forgets every entry of its cache, live or expired, and leaves other caches alone', async () => {
+  const { area, cache, advance } = setup();
+  const other = new TtlCache(area, { prefix: 'b:', ttlMs: 1000 });
+  await cache.set('old', 1);
+  advance(2000);
+  await cache.set('live', 2);
+  await other.set('kept', 3);
+  assert.equal(await cache.clear(), 2);
+  assert.equal(await cache.get('live'), undefined);
+  assert.deepEqual([...area.map.keys()], ['b:kept']);
+  assert.equal(await other.get('kept'), 3);
+  assert.equal(await cache.clear(), 0, 'nothing left to clear');
+});

@@ -37,6 +37,15 @@ export const imagePdqs = new ScopedCache(new TtlCache(chrome.storage.session, { 
  */
 export const feedHints = new TtlCache(chrome.storage.session, { prefix: 'hint:', ttlMs: ANALYSIS_TTL_MS });
 
+/**
+ * Forgets every address read (imageHashes, imagePdqs): when the user takes back access to a
+ * site, what the worker read there with that access must not keep answering lookups and checks
+ * (the analyses and hints stay: they are keyed by the bytes, which only their holder can ask for).
+ */
+export async function forgetAddressReads() {
+  await Promise.all([imageHashes.clear(), imagePdqs.clear()]);
+}
+
 export const cacheKey = (settings, sha256) => `${settings.serverUrl}|${sha256}`;
 
 /** Whether an image address is worth remembering (its sha256) for a later check or lookup. */
