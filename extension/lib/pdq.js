@@ -17,39 +17,34 @@
  *      and column are skipped): B = D A Dᵀ with D the 16×64 DCT-II matrix.
  *   6. Threshold at the median (Torben's selection: the ((n+1)/2)-th smallest of the 256).
  *      Bit k = i·16 + j is set when B[i][j] > median.
- *   7. The mirror hash (`mirrored`), from the same block, as the reference derives the
- *      hashes of an image's dihedral transforms without hashing them again
- *      (dct16OriginalToFlipY in pdqhashing.cpp; pdqhash-python's
- *      `compute_dihedral(rgb)[0][5]`, bit for bit): flipping the image left to right
- *      changes the sign of the coefficients of odd horizontal frequency (columns j = 0, 2,
- *      4, … of B, which hold frequencies 1, 3, 5, …), the others stay; the flipped block is
- *      thresholded at its own median. It is what the left-right mirror of these pixels
- *      would hash to, so for a mirrored repost it is what the un-mirrored picture hashes to:
- *      near the original's hash (a few to ~30 bits, median ~20 on ../shared/data: the
- *      reference's 64×64 sampling grid is not exactly symmetric), while the repost's own
- *      hash is ~128 bits away from it.
- *   8. The rotation hashes (`rotations`), from the same block the same way
- *      (dct16OriginalToRotate90/180/270; `compute_dihedral(rgb)[0][1..3]`, bit for bit):
- *      with frequencies i (rows) and j (columns), turning the image a quarter turn
- *      counterclockwise makes B'[i][j] = B[j][i], its sign changed where i is even (odd
- *      vertical frequency); a quarter turn clockwise the same with j even; a half turn
- *      changes the sign where i + j is odd. Each is thresholded at its own median. Named by
- *      the copy they undo: `rotations.clockwise` is what these pixels hash to turned back a
- *      quarter turn counterclockwise (the reference's "rotate 90", `[0][1]`), i.e. the
- *      original's hash if this image is a copy of it turned a quarter turn clockwise;
- *      `rotations.halfTurn` undoes a half turn (`[0][2]`); `rotations.counterclockwise`
- *      undoes a quarter turn counterclockwise (turned back clockwise: "rotate 270", `[0][3]`).
- *      A rotated copy's matching rotation hash lands near the original's (a few to ~30
- *      bits, the sampling grid again), its own hash ~128 bits away.
- *   9. The flip hashes (`flips`), the same way (dct16OriginalToFlipX/FlipPlus1/FlipMinus1;
- *      `compute_dihedral(rgb)[0][4]`, `[6]`, `[7]`, bit for bit): flipping the image upside
- *      down changes the sign where i is even (odd vertical frequency); flipping it across its
- *      top-left–bottom-right diagonal (a transpose: the left-right mirror then a quarter turn
- *      counterclockwise) makes B'[i][j] = B[j][i]; across the other diagonal (a transverse:
- *      the mirror then a quarter turn clockwise) the same with the sign changed where i + j is
- *      odd. Each flip undoes itself, so `flips.upsideDown` is the original's hash for a copy
- *      flipped upside down, `flips.transposed` for a copy mirrored and turned a quarter turn
- *      counterclockwise, `flips.transversed` for one mirrored and turned clockwise.
+ *   7. The hashes of these pixels turned and flipped, all eight ways, for reposts that were
+ *      turned or flipped: each is named by the copy it undoes, so for such a copy it is what
+ *      its original hashes to (near the original's hash), while the copy's own hash is ~128
+ *      bits away. `mirrored`: the left-right mirror of these pixels. `rotations.clockwise`:
+ *      these pixels turned a quarter turn counterclockwise (PIL's ROTATE_90), undoing a copy
+ *      turned clockwise; `rotations.halfTurn`: turned a half turn; `rotations.counterclockwise`:
+ *      turned a quarter turn clockwise (ROTATE_270). `flips.upsideDown`: flipped top to bottom;
+ *      `flips.transposed`: flipped across the top-left–bottom-right diagonal (PIL's TRANSPOSE:
+ *      the mirror then a quarter turn counterclockwise); `flips.transversed`: across the other
+ *      diagonal (TRANSVERSE: the mirror then a quarter turn clockwise). Each flip undoes itself.
+ *   8. How they are computed: not from the DCT block, as the reference's `compute_dihedral`
+ *      derives them (dct16OriginalToRotate90 etc.: sign changes and a transpose of B), but
+ *      from the blurred image, read at the points the turned image's own grid would sample
+ *      (`dihedralGrid`), then DCT and threshold as in steps 5–6. The reference's shortcut
+ *      assumes the sampling is symmetric, and it is not: the grid's points sit at
+ *      trunc((g + 0.5)·side / 64), and a box of even width is centred half a pixel off, so
+ *      along a reversed side the turned image samples the blur 1–3 pixels from where the
+ *      shortcut reads it. On ../shared/data that cost a mirrored or upside-down copy a median
+ *      20 bits, a half turn or transverse (both sides reversed) 28, and about 4% and 38% of
+ *      them fell beyond the server's near-match distance (31). Read at the right points, a
+ *      turned or flipped copy's hash for its turn lands within a few bits of what the
+ *      reference gives for the copy turned back (`pdqhash.compute` of those pixels; the
+ *      parity test checks it) and of the original's hash. The transpose too gets its own DCT
+ *      (of the same samples, swapped), not the block's transpose: on a picture whose
+ *      coefficients crowd the median (a fine checkerboard) the two orders of summation fall
+ *      on different sides of it, and the reference's own shortcut is then 92 bits from its
+ *      hash of the transposed pixels. Seven more 16×64×64 DCTs per image, about 2 ms
+ *      (benchmarks/bench_pdq_js.mjs).
  *
  * Arithmetic follows the C++ reference in single precision (Math.fround after every
  * operation), which is what the server's hash (pdqhash-python, built on that C++) uses, so
@@ -191,14 +186,63 @@ function jaroszBlur(a, b, rows, cols) {
   }
 }
 
+/** Where the 64×64 grid samples a side of `length` pixels: the centres of 64 equal cells. */
+function gridPositions(length) {
+  const positions = new Int32Array(GRID);
+  for (let g = 0; g < GRID; g += 1) positions[g] = Math.trunc(((g + 0.5) * length) / GRID);
+  return positions;
+}
+
 /** 64×64 samples of the blurred image, at the centres of a 64×64 grid laid over it. */
 function decimate(blurred, rows, cols) {
   const grid = new Float32Array(GRID * GRID);
+  const ys = gridPositions(rows);
+  const xs = gridPositions(cols);
   for (let gi = 0; gi < GRID; gi += 1) {
-    const r = Math.trunc(((gi + 0.5) * rows) / GRID);
+    for (let gj = 0; gj < GRID; gj += 1) grid[gi * GRID + gj] = blurred[ys[gi] * cols + xs[gj]];
+  }
+  return grid;
+}
+
+/**
+ * How far the tent blur's centre lies past the pixel it is written to, along a side: a box of
+ * even width is centred half a pixel ahead (the reference's windows), so two passes put it one
+ * pixel ahead; odd widths are centred. None when the image is not blurred (64×64).
+ */
+function blurLead(side, blurred) {
+  return blurred && jaroszWindow(side) % 2 === 0 ? JAROSZ_PASSES / 2 : 0;
+}
+
+/**
+ * The 64×64 grid the reference would sample from these pixels turned or flipped (step 8):
+ * read from the blur of the pixels as they are, at the points that the turned image's grid
+ * points and blur centres come from. `swap`: the turned image's rows are these pixels'
+ * columns (a quarter turn or a diagonal flip); `flipRows` / `flipCols`: these pixels' rows /
+ * columns run backwards in it.
+ */
+function dihedralGrid(blurredPixels, rows, cols, blurred, { swap, flipRows, flipCols }) {
+  const turnedRows = swap ? cols : rows;
+  const turnedCols = swap ? rows : cols;
+  // Along each of these pixels' sides: the turned image's grid positions on that side.
+  const alongRows = swap ? gridPositions(turnedCols) : gridPositions(turnedRows);
+  const alongCols = swap ? gridPositions(turnedRows) : gridPositions(turnedCols);
+  const source = (positions, side, flipped) => {
+    const lead = blurLead(side, blurred);
+    return positions.map((p) => {
+      if (!flipped) return p;
+      // The turned image's blur centre (p + lead) is this side's pixel side - 1 - (p + lead);
+      // the sample whose blur is centred there is `lead` before it.
+      return Math.min(Math.max(side - 1 - p - 2 * lead, 0), side - 1);
+    });
+  };
+  const ys = source(alongRows, rows, flipRows);
+  const xs = source(alongCols, cols, flipCols);
+  const grid = new Float32Array(GRID * GRID);
+  for (let gi = 0; gi < GRID; gi += 1) {
     for (let gj = 0; gj < GRID; gj += 1) {
-      const c = Math.trunc(((gj + 0.5) * cols) / GRID);
-      grid[gi * GRID + gj] = blurred[r * cols + c];
+      const y = swap ? ys[gj] : ys[gi];
+      const x = swap ? xs[gi] : xs[gj];
+      grid[gi * GRID + gj] = blurredPixels[y * cols + x];
     }
   }
   return grid;
@@ -293,50 +337,6 @@ function bitsToHex(block, median) {
   return hex;
 }
 
-/**
- * The DCT block of the image flipped left to right (the reference's dct16OriginalToFlipY):
- * columns of odd horizontal frequency (even j, as j holds frequency j + 1) change sign.
- */
-function flipLeftRight(block) {
-  const out = new Float32Array(block.length);
-  for (let i = 0; i < DCT_SIZE; i += 1) {
-    for (let j = 0; j < DCT_SIZE; j += 1) {
-      const k = i * DCT_SIZE + j;
-      out[k] = j % 2 === 0 ? -block[k] : block[k];
-    }
-  }
-  return out;
-}
-
-/**
- * The DCT block of the image turned by a dihedral rotation (the reference's
- * dct16OriginalToRotate90/180/270): `transpose` swaps the frequencies, and the coefficients
- * whose `negate(i, j)` holds (i, j: the new block's row and column) change sign.
- */
-function turnBlock(block, transpose, negate) {
-  const out = new Float32Array(block.length);
-  for (let i = 0; i < DCT_SIZE; i += 1) {
-    for (let j = 0; j < DCT_SIZE; j += 1) {
-      const v = transpose ? block[j * DCT_SIZE + i] : block[i * DCT_SIZE + j];
-      out[i * DCT_SIZE + j] = negate(i, j) ? -v : v;
-    }
-  }
-  return out;
-}
-
-/** Turned a quarter turn counterclockwise (PIL's ROTATE_90; the reference's "rotate 90"). */
-const turnCounterclockwise = (block) => turnBlock(block, true, (i) => i % 2 === 0);
-/** Turned a half turn ("rotate 180"). */
-const turnHalf = (block) => turnBlock(block, false, (i, j) => (i + j) % 2 === 1);
-/** Turned a quarter turn clockwise (PIL's ROTATE_270; the reference's "rotate 270"). */
-const turnClockwise = (block) => turnBlock(block, true, (i, j) => j % 2 === 0);
-/** Flipped upside down (PIL's FLIP_TOP_BOTTOM; the reference's "flip X"). */
-const flipUpsideDown = (block) => turnBlock(block, false, (i) => i % 2 === 0);
-/** Flipped across the top-left–bottom-right diagonal (PIL's TRANSPOSE; the reference's "flip +1"). */
-const flipTranspose = (block) => turnBlock(block, true, () => false);
-/** Flipped across the top-right–bottom-left diagonal (PIL's TRANSVERSE; the reference's "flip -1"). */
-const flipTransverse = (block) => turnBlock(block, true, (i, j) => (i + j) % 2 === 1);
-
 const thresholded = (block) => bitsToHex(block, torbenMedian(block));
 
 const ZERO_HASH = '0'.repeat(64);
@@ -356,39 +356,38 @@ const refused = () => ({
 
 /**
  * PDQ of a luminance image. `luma` is consumed (blurred in place).
- * `mirrored` is the hash of the same image flipped left to right (see step 7 above);
- * `rotations` the hashes that undo a quarter turn clockwise, a half turn and a quarter turn
- * counterclockwise (step 8); `flips` the hashes that undo an upside-down flip and the two
- * diagonal flips (step 9).
+ * `mirrored` is the hash of the same image flipped left to right; `rotations` the hashes
+ * that undo a quarter turn clockwise, a half turn and a quarter turn counterclockwise;
+ * `flips` the hashes that undo an upside-down flip and the two diagonal flips (steps 7–8
+ * above).
  * @param {Float32Array} luma row-major, `height` rows of `width` values
  * @returns {PdqResult}
  */
 export function pdqFromLuma(luma, width, height) {
   if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
-  let grid;
-  if (width === GRID && height === GRID) {
-    grid = Float32Array.from(luma.subarray(0, GRID * GRID));
-  } else {
-    jaroszBlur(luma, new Float32Array(width * height), height, width);
-    grid = decimate(luma, height, width);
-  }
+  const blurred = !(width === GRID && height === GRID);
+  if (blurred) jaroszBlur(luma, new Float32Array(width * height), height, width);
+  const grid = decimate(luma, height, width);
   const q = quality(grid);
   const block = dct16(grid);
+  // The hash of these pixels turned or flipped so (step 8).
+  const turned = (swap, flipRows, flipCols) =>
+    thresholded(dct16(dihedralGrid(luma, height, width, blurred, { swap, flipRows, flipCols })));
   return {
     hash: thresholded(block),
     quality: q,
-    mirrored: thresholded(flipLeftRight(block)),
-    // Each undoes the turn it is named after (step 8): a copy turned clockwise, turned back.
+    mirrored: turned(false, false, true),
+    // Each undoes the turn it is named after: a copy turned clockwise, turned back.
     rotations: {
-      clockwise: thresholded(turnCounterclockwise(block)),
-      halfTurn: thresholded(turnHalf(block)),
-      counterclockwise: thresholded(turnClockwise(block)),
+      clockwise: turned(true, false, true),
+      halfTurn: turned(false, true, true),
+      counterclockwise: turned(true, true, false),
     },
     // Each flip is its own inverse: the hash of these pixels flipped so is the original's.
     flips: {
-      upsideDown: thresholded(flipUpsideDown(block)),
-      transposed: thresholded(flipTranspose(block)),
-      transversed: thresholded(flipTransverse(block)),
+      upsideDown: turned(false, true, false),
+      transposed: turned(true, false, false),
+      transversed: turned(true, true, true),
     },
   };
 }

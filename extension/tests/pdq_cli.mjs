@@ -5,7 +5,7 @@
 // "flips": {"upsideDown": "<64 hex>", "transposed": "<64 hex>", "transversed": "<64 hex>"}}
 // ("mirrored": the hash of the pixels flipped left to right; "rotations": the hashes that undo a
 // quarter turn clockwise, a half turn, a quarter turn counterclockwise; "flips": the hashes that undo
-// an upside-down flip and the two diagonal flips; all from the same DCT block).
+// an upside-down flip and the two diagonal flips; lib/pdq.js, steps 7–8).
 import { readFileSync } from 'node:fs';
 import { pdqFromRgba } from '../lib/pdq.js';
 

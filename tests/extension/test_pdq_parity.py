@@ -6,20 +6,14 @@ bytes go to a small Node script that runs pdq.js, and the hash and quality must 
 the ones `decode_image` computed (pdqhash, Meta's C++ reference). Only floating-point
 rounding could make them differ; in practice they are identical.
 
-The extension also derives, from the same DCT block, the hash of the left-right mirror of
-the pixels (`mirrored`: what a mirrored repost's original hashes to). It must equal the
-reference's own: pdqhash's `compute_dihedral(rgb)[0][MIRROR_INDEX]` on the same pixels. And
-on a mirrored picture, that hash must fall within the server's near-match distance of the
-original picture's hash while the plain hash is far from it.
-
-Likewise the rotation hashes (`rotations`: what a rotated repost's original hashes to, one
-per turn it may have been given) must equal `compute_dihedral(rgb)[0][1..3]`, and on a
-picture turned by PIL's transpose, the one for its turn must fall within the near-match
-distance of the original's hash while the plain hash is far from it.
-
-And the flip hashes (`flips`: what a repost flipped upside down, or across a diagonal, i.e.
-mirrored and turned a quarter turn, hashes to flipped back) must equal
-`compute_dihedral(rgb)[0][4]`, `[6]` and `[7]`, with the same near/far checks.
+The extension also hashes the pixels turned and flipped, all seven other ways (`mirrored`,
+`rotations`, `flips`: what a turned or flipped repost's original hashes to). Each must be, within
+a few bits, the reference's hash of the same pixels turned or flipped so (pdqhash's `compute` of
+PIL's transpose of them): pdq.js reads the blur where the turned image's grid would, instead of
+the reference's `compute_dihedral` shortcut (sign changes of the DCT block), which is 20-28 bits
+off on real pictures. On a picture turned or flipped by PIL's transpose, the hash for its turn
+must fall within the server's near-match distance of the original picture's hash while the
+plain hash and the other turns are far from it.
 """
 
 from __future__ import annotations
@@ -44,27 +38,36 @@ MAX_SIDE = 512  # fakescope.images._PDQ_MAX_SIDE
 MAX_DISTANCE = 4
 MAX_QUALITY_DIFF = 2
 SHARED_CASES = 20
-# compute_dihedral's order: original, rotate 90, 180, 270, flip X, flip Y, flip +1, flip -1.
-# Flip Y (the reference's dct16OriginalToFlipY) is the left-right mirror, `img[:, ::-1]`.
-MIRROR_INDEX = 5
-# The reference's "rotate 90" is PIL's ROTATE_90 (counterclockwise): the hash that undoes a
-# quarter turn clockwise, pdq.js's `rotations.clockwise`; and so on.
-ROTATION_INDEX = {"clockwise": 1, "halfTurn": 2, "counterclockwise": 3}
-# How a repost is turned, by PIL's transpose, for each of those.
+# How a repost is turned or flipped (PIL's transpose), for each hash the extension derives,
+# by its place in pdq.js's result; each derived hash is the hash of the pixels turned back
+# (`UNDO`): a quarter turn clockwise is undone by a quarter turn counterclockwise (ROTATE_90).
 ROTATION_TURN = {
     "clockwise": Image.Transpose.ROTATE_270,
     "halfTurn": Image.Transpose.ROTATE_180,
     "counterclockwise": Image.Transpose.ROTATE_90,
 }
-# Flip X is upside down (`img[::-1, :]`), flip +1 the transpose (PIL's TRANSPOSE: the mirror
-# then a quarter turn counterclockwise), flip -1 the transverse (the mirror then clockwise).
-# Each flip undoes itself: the hash named for a copy's flip is its original's.
-FLIP_INDEX = {"upsideDown": 4, "transposed": 6, "transversed": 7}
+# Upside down is `img[::-1, :]`, the transpose the mirror then a quarter turn counterclockwise,
+# the transverse the mirror then clockwise. Each flip undoes itself.
 FLIP_TRANSFORM = {
     "upsideDown": Image.Transpose.FLIP_TOP_BOTTOM,
     "transposed": Image.Transpose.TRANSPOSE,
     "transversed": Image.Transpose.TRANSVERSE,
 }
+# The turned and flipped copies, by the extension's names: (its result's part, the name).
+TRANSFORMS: dict[tuple[str, str], Image.Transpose] = {
+    ("mirrored", ""): Image.Transpose.FLIP_LEFT_RIGHT,
+    **{("rotations", n): turn for n, turn in ROTATION_TURN.items()},
+    **{("flips", n): flip for n, flip in FLIP_TRANSFORM.items()},
+}
+UNDO = {
+    Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+    Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+}
+# The derived hashes against the reference's hash of the turned pixels: the turned image's last
+# grid row or column can lie where its blur is cut short by its edge, which the blur of the
+# pixels as they are, cut short at the other edge, does not reproduce (a few bits; 14 at most
+# on ../shared/data, median 0-2).
+MAX_TURNED_DISTANCE = 16
 NEAR_DISTANCE = 31  # the server's FAKESCOPE_PDQ_MAX_DISTANCE default (server/lookup/)
 FAR_DISTANCE = 64  # unrelated hashes are ~128 bits apart
 
@@ -104,16 +107,17 @@ def js_pdq(rgb: Image.Image, tmp_path: Path) -> dict[str, Any]:
     return js_pdqs([rgb], tmp_path)[0]
 
 
-def reference_dihedral_hashes(rgb: Image.Image) -> list[str]:
-    """pdqhash's eight dihedral hashes of these pixels, from their own DCT block, as hex."""
-    pixels = np.ascontiguousarray(np.asarray(rgb.convert("RGB"), dtype=np.uint8))
-    hashes, _quality = pdqhash.compute_dihedral(pixels)
-    return [bytes(np.packbits(np.asarray(h, dtype=np.uint8))).hex() for h in hashes]
+def derived_hash(got: dict[str, Any], kind: str, name: str) -> str:
+    """pdq.js's hash for the copy turned or flipped as (`kind`, `name`) say."""
+    return str(got[kind] if kind == "mirrored" else got[kind][name])
 
 
-def reference_mirror_hash(rgb: Image.Image) -> str:
-    """pdqhash's hash of the left-right mirror of these pixels, from their own DCT block."""
-    return reference_dihedral_hashes(rgb)[MIRROR_INDEX]
+def reference_turned_hash(rgb: Image.Image, kind: str, name: str) -> str:
+    """pdqhash's hash of these pixels turned back from (`kind`, `name`), as hex."""
+    turn = TRANSFORMS[kind, name]
+    turned = rgb.convert("RGB").transpose(UNDO.get(turn, turn))
+    hash_bits, _quality = pdqhash.compute(np.ascontiguousarray(np.asarray(turned)))
+    return bytes(np.packbits(np.asarray(hash_bits, dtype=np.uint8))).hex()
 
 
 def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
@@ -121,22 +125,18 @@ def assert_parity(data: bytes, tmp_path: Path) -> tuple[int, int]:
     pixels = server_pixels(decoded)
     got = js_pdq(pixels, tmp_path)
     assert isinstance(got["hash"], str) and len(got["hash"]) == 64
-    assert isinstance(got["mirrored"], str) and len(got["mirrored"]) == 64
     distance = pdq_distance(decoded.pdq, got["hash"])
     quality_diff = abs(decoded.pdq_quality - int(got["quality"]))
     assert distance <= MAX_DISTANCE, (decoded.pdq, got)
     assert quality_diff <= MAX_QUALITY_DIFF, (decoded.pdq_quality, got)
-    reference = reference_dihedral_hashes(pixels)
-    mirror = reference[MIRROR_INDEX]
-    assert pdq_distance(mirror, got["mirrored"]) <= MAX_DISTANCE, (mirror, got)
-    assert sorted(got["rotations"]) == sorted(ROTATION_INDEX), got
-    for name, index in ROTATION_INDEX.items():
-        rotation = got["rotations"][name]
-        assert pdq_distance(reference[index], rotation) <= MAX_DISTANCE, (name, reference, got)
-    assert sorted(got["flips"]) == sorted(FLIP_INDEX), got
-    for name, index in FLIP_INDEX.items():
-        flip = got["flips"][name]
-        assert pdq_distance(reference[index], flip) <= MAX_DISTANCE, (name, reference, got)
+    assert sorted(got["rotations"]) == sorted(ROTATION_TURN), got
+    assert sorted(got["flips"]) == sorted(FLIP_TRANSFORM), got
+    if decoded.pdq_quality == 0:
+        return distance, quality_diff  # refused (too small): every hash is zero
+    for kind, name in TRANSFORMS:
+        derived = derived_hash(got, kind, name)
+        reference = reference_turned_hash(pixels, kind, name)
+        assert pdq_distance(reference, derived) <= MAX_TURNED_DISTANCE, (kind, name, got)
     return distance, quality_diff
 
 
@@ -219,27 +219,29 @@ def test_the_flat_image_has_low_quality_and_the_texture_high(tmp_path: Path) -> 
     assert int(flat["quality"]) < 50 <= int(texture["quality"])
 
 
-# --- the mirror hash against mirrored pictures ------------------------------------------
+# --- the turned and flipped hashes against turned and flipped pictures -------------------
 
 
-def mirrored_copy(data: bytes) -> bytes:
-    """The picture flipped left to right (`img[:, ::-1]`), re-encoded losslessly."""
-    return encoded(ImageOps.mirror(decode_image(data).rgb))
+def transformed_copy(data: bytes, kind: str, name: str) -> bytes:
+    """The picture turned or flipped as `name` says (PIL's transpose), re-encoded losslessly."""
+    return encoded(decode_image(data).rgb.transpose(TRANSFORMS[kind, name]))
 
 
-def test_the_mirror_transform_is_the_one_that_undoes_a_left_right_flip() -> None:
-    """Flip Y of the mirrored pixels is the original's hash, give or take the sampling grid."""
-    picture = textured_picture(640, 480, 1)
-    original = decode_image(encoded(picture))
-    flipped = server_pixels(decode_image(mirrored_copy(encoded(picture))))
-    hashes, _quality = pdqhash.compute_dihedral(np.ascontiguousarray(np.asarray(flipped)))
-    packed = [bytes(np.packbits(np.asarray(h, dtype=np.uint8))).hex() for h in hashes]
-    distances = [pdq_distance(original.pdq, h) for h in packed]
-    assert min(distances) == distances[MIRROR_INDEX] <= NEAR_DISTANCE, distances
-    assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != MIRROR_INDEX), distances
+def test_each_turn_is_undone_by_the_one_its_hash_applies() -> None:
+    """The table the references are built from: a copy turned or flipped so, turned back by
+    the transpose `reference_turned_hash` applies, is the picture again, pixel for pixel."""
+    picture = textured_picture(64, 48, 3)
+    for turn in TRANSFORMS.values():
+        back = picture.transpose(turn).transpose(UNDO.get(turn, turn))
+        assert np.array_equal(np.asarray(back), np.asarray(picture)), turn
 
 
-MIRROR_CASES = {
+def other_hashes(got: dict[str, Any], kind: str, name: str) -> list[str]:
+    """Every derived hash but the one for this turn or flip: all must be far from the original."""
+    return [derived_hash(got, k, n) for k, n in TRANSFORMS if (k, n) != (kind, name)]
+
+
+TURN_CASES = {
     "texture-640x480": lambda: encoded(textured_picture(640, 480, 1)),
     "texture-1500x900-thumbnailed": lambda: encoded(textured_picture(1500, 900, 3), "JPEG"),
     "texture-700x1300-portrait": lambda: encoded(textured_picture(700, 1300, 4)),
@@ -247,84 +249,12 @@ MIRROR_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
-def test_a_mirrored_pictures_mirror_hash_is_near_the_original(name: str, tmp_path: Path) -> None:
-    original_bytes = MIRROR_CASES[name]()
-    original = decode_image(original_bytes)
-    copy = decode_image(mirrored_copy(original_bytes))
-    assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
-    got = js_pdq(server_pixels(copy), tmp_path)
-    assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
-    assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a mirror hashes far away"
-    assert pdq_distance(got["mirrored"], original.pdq) <= NEAR_DISTANCE, (got, original.pdq)
-
-
-def test_mirrored_shared_pictures_mostly_come_within_the_near_distance(
-    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
-) -> None:
-    """Real pictures: the reference's sampling grid is not exactly symmetric, so the mirror
-    hash of a mirrored copy lands a few to ~30 bits from the original (median ~20 bits over
-    ../shared/data, ~6% beyond 31). Most must match; none may match by their plain hash."""
-    originals, copies = [], []
-    for row in _spread(manifest_rows, SHARED_CASES):
-        data = (shared_data / row["relative_path"]).read_bytes()
-        original = decode_image(data)
-        if original.pdq_quality < 50:
-            continue
-        originals.append(original)
-        copies.append(server_pixels(decode_image(mirrored_copy(data))))
-    assert len(originals) >= SHARED_CASES // 2
-    got = js_pdqs(copies, tmp_path)
-    near = [pdq_distance(g["mirrored"], o.pdq) for g, o in zip(got, originals, strict=True)]
-    plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
-    assert all(d > FAR_DISTANCE for d in plain), plain
-    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
-    for pixels, g in zip(copies, got, strict=True):
-        assert pdq_distance(reference_mirror_hash(pixels), g["mirrored"]) <= MAX_DISTANCE
-
-
-# --- the rotation hashes against rotated pictures ---------------------------------------
-
-
-# The turned and flipped copies, by the extension's names: (its result's part, the name).
-TRANSFORMS = {
-    **{("rotations", n): (ROTATION_TURN[n], ROTATION_INDEX[n]) for n in ROTATION_INDEX},
-    **{("flips", n): (FLIP_TRANSFORM[n], FLIP_INDEX[n]) for n in FLIP_INDEX},
-}
-
-
-def transformed_copy(data: bytes, kind: str, name: str) -> bytes:
-    """The picture turned or flipped as `name` says (PIL's transpose), re-encoded losslessly."""
-    return encoded(decode_image(data).rgb.transpose(TRANSFORMS[kind, name][0]))
-
-
-def test_the_dihedral_indices_are_the_ones_that_undo_each_turn_and_flip() -> None:
-    """On a turned or flipped picture, the reference's dihedral hash named for that turn or
-    flip is the original's hash (give or take the sampling grid), and every other one is far."""
-    picture = textured_picture(640, 480, 1)
-    original = decode_image(encoded(picture))
-    for (kind, name), (_, index) in TRANSFORMS.items():
-        copy = server_pixels(decode_image(transformed_copy(encoded(picture), kind, name)))
-        distances = [pdq_distance(original.pdq, h) for h in reference_dihedral_hashes(copy)]
-        assert min(distances) == distances[index] <= NEAR_DISTANCE, (name, distances)
-        assert all(d > FAR_DISTANCE for i, d in enumerate(distances) if i != index), distances
-
-
-def other_hashes(got: dict[str, Any], kind: str, name: str) -> list[str]:
-    """The hashes that must be far from the original on a copy turned or flipped as `name`:
-    the other rotations for a turn; for a flip, every other derived hash."""
-    others = [h for other, h in got[kind].items() if other != name]
-    if kind == "flips":
-        others += [got["mirrored"], *got["rotations"].values()]
-    return others
-
-
 @pytest.mark.parametrize(("kind", "transform"), sorted(TRANSFORMS))
-@pytest.mark.parametrize("name", sorted(MIRROR_CASES))
+@pytest.mark.parametrize("name", sorted(TURN_CASES))
 def test_a_turned_or_flipped_pictures_hash_for_it_is_near_the_original(
     name: str, kind: str, transform: str, tmp_path: Path
 ) -> None:
-    original_bytes = MIRROR_CASES[name]()
+    original_bytes = TURN_CASES[name]()
     original = decode_image(original_bytes)
     copy = decode_image(transformed_copy(original_bytes, kind, transform))
     assert original.pdq_quality >= 50 and copy.pdq_quality >= 50
@@ -332,38 +262,41 @@ def test_a_turned_or_flipped_pictures_hash_for_it_is_near_the_original(
     got = js_pdq(pixels, tmp_path)
     assert pdq_distance(got["hash"], copy.pdq) <= MAX_DISTANCE
     assert pdq_distance(got["hash"], original.pdq) > FAR_DISTANCE, "a copy hashes far away"
-    assert pdq_distance(got[kind][transform], original.pdq) <= NEAR_DISTANCE, (got, original)
+    derived = derived_hash(got, kind, transform)
+    assert pdq_distance(derived, original.pdq) <= MAX_TURNED_DISTANCE, (got, original)
     others = other_hashes(got, kind, transform)
     assert all(pdq_distance(h, original.pdq) > FAR_DISTANCE for h in others), got
-    reference = reference_dihedral_hashes(pixels)[TRANSFORMS[kind, transform][1]]
-    assert pdq_distance(reference, got[kind][transform]) <= MAX_DISTANCE
+    reference = reference_turned_hash(pixels, kind, transform)
+    assert pdq_distance(reference, derived) <= MAX_TURNED_DISTANCE
 
 
-@pytest.mark.parametrize("kind", ["rotations", "flips"])
-def test_turned_or_flipped_shared_pictures_mostly_come_within_the_near_distance(
-    kind: str, shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
+def test_turned_and_flipped_shared_pictures_come_within_the_near_distance(
+    shared_data: Path, manifest_rows: list[dict[str, str]], tmp_path: Path
 ) -> None:
-    """Real pictures, each turned (or flipped) each way: most hashes for the turn (or flip)
-    match the original's; no plain hash does."""
-    names = [name for k, name in TRANSFORMS if k == kind]
+    """Real pictures, each turned and flipped all seven ways: the hash for the turn (or flip)
+    lands within a few bits of the original's (median 0-2 bits, at most 14 over all 343
+    pictures of ../shared/data; the reference's shortcut gave a median 20-28 and left up to
+    38% beyond the near distance); no plain hash comes near."""
     originals, copies, transforms = [], [], []
     for row in _spread(manifest_rows, SHARED_CASES):
         data = (shared_data / row["relative_path"]).read_bytes()
         original = decode_image(data)
         if original.pdq_quality < 50:
             continue
-        for name in names:
+        for kind, name in TRANSFORMS:
             originals.append(original)
             copies.append(server_pixels(decode_image(transformed_copy(data, kind, name))))
-            transforms.append(name)
-    assert len(originals) >= 3 * (SHARED_CASES // 2)
+            transforms.append((kind, name))
+    assert len(originals) >= 7 * (SHARED_CASES // 2)
     got = js_pdqs(copies, tmp_path)
     near = [
-        pdq_distance(g[kind][t], o.pdq) for g, o, t in zip(got, originals, transforms, strict=True)
+        pdq_distance(derived_hash(g, *t), o.pdq)
+        for g, o, t in zip(got, originals, transforms, strict=True)
     ]
     plain = [pdq_distance(g["hash"], o.pdq) for g, o in zip(got, originals, strict=True)]
     assert all(d > FAR_DISTANCE for d in plain), plain
-    assert sum(d <= NEAR_DISTANCE for d in near) >= 0.75 * len(near), near
+    assert all(d <= MAX_TURNED_DISTANCE for d in near), near
+    assert sorted(near)[len(near) // 2] <= 2, near
 
 
 def test_the_flip_transforms_are_the_ones_the_names_say() -> None:
