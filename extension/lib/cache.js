@@ -188,9 +188,17 @@ export function feedMayShow(scope, pageUrl, topUrl) {
  * stores and answers nothing.
  */
 export class ScopedCache {
+  /** How many times it was cleared: a read started before a clear is not remembered after it. */
+  #clears = 0;
+
   /** @param {TtlCache} cache */
   constructor(cache) {
     this.cache = cache;
+  }
+
+  /** Taken when a read starts, given to `trySet` when it ends (see `clear`). */
+  mark() {
+    return this.#clears;
   }
 
   static #key(scope, key) {
@@ -201,13 +209,21 @@ export class ScopedCache {
     return scope ? this.cache.get(ScopedCache.#key(scope, key)) : undefined;
   }
 
-  /** `TtlCache.trySet` under `scope`; false (nothing stored) for a null scope. */
-  async trySet(scope, key, value) {
-    return scope ? this.cache.trySet(ScopedCache.#key(scope, key), value) : false;
+  /**
+   * `TtlCache.trySet` under `scope`; false (nothing stored) for a null scope, or when the
+   * cache was cleared since `startedAt` (its `mark()` when the read began).
+   */
+  async trySet(scope, key, value, { startedAt } = {}) {
+    if (!scope || (startedAt !== undefined && startedAt !== this.#clears)) return false;
+    return this.cache.trySet(ScopedCache.#key(scope, key), value);
   }
 
-  /** Forgets what was read under every scope (`TtlCache.clear`). */
+  /**
+   * Forgets what was read under every scope (`TtlCache.clear`), and what reads still under way
+   * would store: their `trySet` with an earlier mark stores nothing.
+   */
   async clear() {
+    this.#clears += 1;
     return this.cache.clear();
   }
 }

@@ -128,3 +128,16 @@ test('clearing a scoped cache forgets what was read under every scope', async ()
   assert.equal(await cache.get(readScope('worker', MAIL, MAIL), 'https://img.example/a.png'), undefined);
   assert.equal(area.map.size, 0);
 });
+
+test('a read that started before a clear stores nothing after it; one started after does', async () => {
+  const { area, cache } = setup();
+  const scope = readScope('worker', MAIL, MAIL);
+  const before = cache.mark();
+  await cache.clear();
+  assert.equal(await cache.trySet(scope, 'https://img.example/a.png', 'sha-a', { startedAt: before }), false);
+  assert.equal(area.map.size, 0, 'nothing stored by the read under way');
+  const after = cache.mark();
+  assert.equal(await cache.trySet(scope, 'https://img.example/a.png', 'sha-b', { startedAt: after }), true);
+  assert.equal(await cache.get(scope, 'https://img.example/a.png'), 'sha-b');
+  assert.equal(await cache.trySet(scope, 'https://img.example/b.png', 'sha-c'), true, 'no mark: stored');
+});

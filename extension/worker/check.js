@@ -238,6 +238,7 @@ async function checkImage(srcUrl, target, pageUrl) {
     const cached = knownSha ? await analyses.get(cacheKey(settings, knownSha)) : undefined;
     if (cached) return { analysis: cached, cached: true, via: 'cache', scope };
   }
+  const readStarted = imageHashes.mark();
   const image = await readImage(srcUrl, target);
   const scope = readScope(image.via, target.documentUrl, pageUrl);
   const sha256 = await sha256Hex(image.bytes);
@@ -252,7 +253,8 @@ async function checkImage(srcUrl, target, pageUrl) {
     }
     await analyses.trySet(cacheKey(settings, analysis.sha256), analysis);
   }
-  if (rememberable(srcUrl)) await imageHashes.trySet(scope, srcUrl, analysis.sha256);
+  // Not when access was taken back meanwhile (session-caches.js forgetAddressReads).
+  if (rememberable(srcUrl)) await imageHashes.trySet(scope, srcUrl, analysis.sha256, { startedAt: readStarted });
   try {
     await rememberRecent(analysis, srcUrl, pageUrl);
   } catch (error) {

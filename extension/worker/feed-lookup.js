@@ -61,13 +61,15 @@ async function fingerprints(url, scope) {
   let sha256 = await imageHashes.get(scope, url);
   let pdq = await imagePdqs.get(scope, url);
   if (!sha256 || pdq === undefined) {
+    const started = { hashes: imageHashes.mark(), pdqs: imagePdqs.mark() };
     ({ sha256, pdq } = await fetchLimit(async () => {
       const image = await fetchImageBytes(url);
       return { sha256: await sha256Hex(image.bytes), pdq: (await pdqFromImageBytes(image.bytes)) ?? { hash: null, quality: 0 } };
     }));
+    // Not when access was taken back meanwhile (session-caches.js forgetAddressReads).
     if (rememberable(url)) {
-      await imageHashes.trySet(scope, url, sha256);
-      await imagePdqs.trySet(scope, url, pdq);
+      await imageHashes.trySet(scope, url, sha256, { startedAt: started.hashes });
+      await imagePdqs.trySet(scope, url, pdq, { startedAt: started.pdqs });
     }
   }
   return { sha256, pdq };

@@ -41,6 +41,7 @@ export const feedHints = new TtlCache(chrome.storage.session, { prefix: 'hint:',
  * Forgets every address read (imageHashes, imagePdqs): when the user takes back access to a
  * site, what the worker read there with that access must not keep answering lookups and checks
  * (the analyses and hints stay: they are keyed by the bytes, which only their holder can ask for).
+ * Reads under way (a check waiting for the server, a feed image being decoded) store nothing.
  */
 export async function forgetAddressReads() {
   await Promise.all([imageHashes.clear(), imagePdqs.clear()]);
