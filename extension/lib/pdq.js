@@ -36,15 +36,19 @@
  *      along a reversed side the turned image samples the blur 1–3 pixels from where the
  *      shortcut reads it. On ../shared/data that cost a mirrored or upside-down copy a median
  *      20 bits, a half turn or transverse (both sides reversed) 28, and about 4% and 38% of
- *      them fell beyond the server's near-match distance (31). Read at the right points, a
- *      turned or flipped copy's hash for its turn lands within a few bits of what the
- *      reference gives for the copy turned back (`pdqhash.compute` of those pixels; the
- *      parity test checks it) and of the original's hash. The transpose too gets its own DCT
- *      (of the same samples, swapped), not the block's transpose: on a picture whose
- *      coefficients crowd the median (a fine checkerboard) the two orders of summation fall
- *      on different sides of it, and the reference's own shortcut is then 92 bits from its
- *      hash of the transposed pixels. Seven more 16×64×64 DCTs per image, about 2 ms
- *      (benchmarks/bench_pdq_js.mjs).
+ *      them fell beyond the server's near-match distance (31). Read at the right points, the
+ *      grid is the turned image's own, except near its edges: where the turned image's boxes
+ *      are cut short by its edge (or these pixels' would be), no blurred pixel here has its
+ *      blur, so those few samples are computed from the pixels before the blur with the
+ *      turned image's weights (`sideSamples`, `tentWeights`). So a turned or flipped copy's
+ *      hash for its turn is what the reference gives for the copy turned back
+ *      (`pdqhash.compute` of those pixels; the parity test checks it), and the original's
+ *      hash: 0 bits apart (2 at most, the reference's rounding) on ../shared/data. The
+ *      transpose too gets its own DCT (of the same samples, swapped), not the block's
+ *      transpose: on a picture whose coefficients crowd the median (a fine checkerboard) the
+ *      two orders of summation fall on different sides of it, and the reference's own
+ *      shortcut is then 92 bits from its hash of the transposed pixels. Seven more
+ *      16×64×64 DCTs per image, about 2.5 ms (benchmarks/bench_pdq_js.mjs).
  *
  * Arithmetic follows the C++ reference in single precision (Math.fround after every
  * operation), which is what the server's hash (pdqhash-python, built on that C++) uses, so
@@ -205,44 +209,102 @@ function decimate(blurred, rows, cols) {
 }
 
 /**
- * How far the tent blur's centre lies past the pixel it is written to, along a side: a box of
- * even width is centred half a pixel ahead (the reference's windows), so two passes put it one
- * pixel ahead; odd widths are centred. None when the image is not blurred (64×64).
+ * The weights of the tent blur (two box passes along a side of `side` pixels) that make its
+ * value at pixel `p`, as the reference's boxes make them: full windows inside, shrunk ones
+ * at the ends. A Map from pixel to weight.
  */
-function blurLead(side, blurred) {
-  return blurred && jaroszWindow(side) % 2 === 0 ? JAROSZ_PASSES / 2 : 0;
+function tentWeights(side, p) {
+  const window = jaroszWindow(side);
+  const half = Math.floor((window + 2) / 2);
+  const box = (j) => [Math.max(0, j - (window - half)), Math.min(side - 1, j + half - 1)];
+  const [first, last] = box(p);
+  const weights = new Map();
+  for (let j = first; j <= last; j += 1) {
+    const [lo, hi] = box(j);
+    const share = 1 / ((last - first + 1) * (hi - lo + 1));
+    for (let i = lo; i <= hi; i += 1) weights.set(i, (weights.get(i) ?? 0) + share);
+  }
+  return weights;
+}
+
+function sameWeights(a, b) {
+  if (a.size !== b.size) return false;
+  for (const [i, w] of a) if (!(Math.abs((b.get(i) ?? -1) - w) < 1e-9)) return false;
+  return true;
+}
+
+/**
+ * Where the turned image's grid samples this side, in these pixels (step 8). `index[g]`: the
+ * blurred pixel with the same blur as the turned image's sample g. Along a reversed side that
+ * is the mirror of the sample's blur centre, `lead` back (an even box leans half a pixel each
+ * pass); but where the turned image's boxes are cut short by its edge, or these pixels' would
+ * be, no blurred pixel has that blur: `exact[g]` then holds the weights the turned image's
+ * blur gives these pixels there (null elsewhere).
+ */
+function sideSamples(positions, side, flipped, blurred) {
+  const index = Int32Array.from(positions);
+  const exact = new Array(GRID).fill(null);
+  if (!flipped) return { index, exact };
+  const window = jaroszWindow(side);
+  const lead = blurred && window % 2 === 0 ? JAROSZ_PASSES / 2 : 0;
+  // Two boxes reach at most this far from the pixel they are written to.
+  const reach = JAROSZ_PASSES * window;
+  const inside = (i) => i - reach >= 0 && i + reach <= side - 1;
+  for (let g = 0; g < GRID; g += 1) {
+    const p = positions[g];
+    const mirrored = side - 1 - p - 2 * lead;
+    index[g] = Math.min(Math.max(mirrored, 0), side - 1);
+    if (!blurred || (inside(p) && inside(mirrored))) continue;
+    const wanted = new Map([...tentWeights(side, p)].map(([i, w]) => [side - 1 - i, w]));
+    if (mirrored !== index[g] || !sameWeights(wanted, tentWeights(side, index[g]))) {
+      exact[g] = wanted;
+    }
+  }
+  return { index, exact };
 }
 
 /**
  * The 64×64 grid the reference would sample from these pixels turned or flipped (step 8):
- * read from the blur of the pixels as they are, at the points that the turned image's grid
- * points and blur centres come from. `swap`: the turned image's rows are these pixels'
- * columns (a quarter turn or a diagonal flip); `flipRows` / `flipCols`: these pixels' rows /
- * columns run backwards in it.
+ * read from the blur of the pixels as they are (`blurredPixels`), at the points that the
+ * turned image's grid points and blur centres come from; near the edges, where no blurred
+ * pixel has the turned image's blur, computed from the pixels before the blur (`pixels`) with
+ * the turned image's weights. `swap`: the turned image's rows are these pixels' columns (a
+ * quarter turn or a diagonal flip); `flipRows` / `flipCols`: these pixels' rows / columns run
+ * backwards in it.
  */
-function dihedralGrid(blurredPixels, rows, cols, blurred, { swap, flipRows, flipCols }) {
+function dihedralGrid(pixels, blurredPixels, rows, cols, blurred, { swap, flipRows, flipCols }) {
   const turnedRows = swap ? cols : rows;
   const turnedCols = swap ? rows : cols;
   // Along each of these pixels' sides: the turned image's grid positions on that side.
   const alongRows = swap ? gridPositions(turnedCols) : gridPositions(turnedRows);
   const alongCols = swap ? gridPositions(turnedRows) : gridPositions(turnedCols);
-  const source = (positions, side, flipped) => {
-    const lead = blurLead(side, blurred);
-    return positions.map((p) => {
-      if (!flipped) return p;
-      // The turned image's blur centre (p + lead) is this side's pixel side - 1 - (p + lead);
-      // the sample whose blur is centred there is `lead` before it.
-      return Math.min(Math.max(side - 1 - p - 2 * lead, 0), side - 1);
-    });
+  const ys = sideSamples(alongRows, rows, flipRows, blurred);
+  const xs = sideSamples(alongCols, cols, flipCols, blurred);
+  // These pixels' own blur weights along the side not reversed there, by pixel, once each.
+  const rowWeights = new Map();
+  const colWeights = new Map();
+  const ownWeights = (known, side, i) => {
+    if (!known.has(i)) known.set(i, tentWeights(side, i));
+    return known.get(i);
   };
-  const ys = source(alongRows, rows, flipRows);
-  const xs = source(alongCols, cols, flipCols);
   const grid = new Float32Array(GRID * GRID);
   for (let gi = 0; gi < GRID; gi += 1) {
     for (let gj = 0; gj < GRID; gj += 1) {
-      const y = swap ? ys[gj] : ys[gi];
-      const x = swap ? xs[gi] : xs[gj];
-      grid[gi * GRID + gj] = blurredPixels[y * cols + x];
+      const gy = swap ? gj : gi;
+      const gx = swap ? gi : gj;
+      const y = ys.index[gy];
+      const x = xs.index[gx];
+      if (ys.exact[gy] === null && xs.exact[gx] === null) {
+        grid[gi * GRID + gj] = blurredPixels[y * cols + x];
+        continue;
+      }
+      const alongY = ys.exact[gy] ?? ownWeights(rowWeights, rows, y);
+      const alongX = xs.exact[gx] ?? ownWeights(colWeights, cols, x);
+      let sum = 0;
+      for (const [r, wy] of alongY) {
+        for (const [c, wx] of alongX) sum += wy * wx * pixels[r * cols + c];
+      }
+      grid[gi * GRID + gj] = sum;
     }
   }
   return grid;
@@ -366,13 +428,15 @@ const refused = () => ({
 export function pdqFromLuma(luma, width, height) {
   if (!(width >= PDQ_MIN_SIDE && height >= PDQ_MIN_SIDE)) return refused();
   const blurred = !(width === GRID && height === GRID);
+  // The pixels before the blur, for the turned grids' samples near the edges.
+  const pixels = blurred ? luma.slice() : luma;
   if (blurred) jaroszBlur(luma, new Float32Array(width * height), height, width);
   const grid = decimate(luma, height, width);
   const q = quality(grid);
   const block = dct16(grid);
   // The hash of these pixels turned or flipped so (step 8).
   const turned = (swap, flipRows, flipCols) =>
-    thresholded(dct16(dihedralGrid(luma, height, width, blurred, { swap, flipRows, flipCols })));
+    thresholded(dct16(dihedralGrid(pixels, luma, height, width, blurred, { swap, flipRows, flipCols })));
   return {
     hash: thresholded(block),
     quality: q,

@@ -23,3 +23,35 @@ export function texture(width, height, { seed = 1, brightness = 0 } = {}) {
   }
   return rgba;
 }
+
+/**
+ * An RGBA picture of blocky random noise, smoothed a little: structure at every scale, so that
+ * a hash computed from the wrong samples anywhere (at an edge too) comes out bits apart.
+ */
+export function noise(width, height, { seed = 1, cell = 6 } = {}) {
+  let state = seed;
+  const random = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
+  };
+  const cols = Math.ceil(width / cell) + 1;
+  const rows = Math.ceil(height / cell) + 1;
+  const grid = Array.from({ length: rows * cols * 3 }, () => random() * 255);
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const gy = y / cell;
+      const gx = x / cell;
+      const [r0, c0] = [Math.floor(gy), Math.floor(gx)];
+      const [fy, fx] = [gy - r0, gx - c0];
+      for (let c = 0; c < 3; c += 1) {
+        const at = (r, k) => grid[(r * cols + k) * 3 + c];
+        const top = at(r0, c0) * (1 - fx) + at(r0, c0 + 1) * fx;
+        const bottom = at(r0 + 1, c0) * (1 - fx) + at(r0 + 1, c0 + 1) * fx;
+        rgba[(y * width + x) * 4 + c] = top * (1 - fy) + bottom * fy;
+      }
+      rgba[(y * width + x) * 4 + 3] = 255;
+    }
+  }
+  return rgba;
+}
