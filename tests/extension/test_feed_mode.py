@@ -585,6 +585,6 @@ def test_a_badge_opens_its_panel_by_keyboard_and_gets_the_focus_back_on_escape(
     expect(panel(page).get_by_role("dialog", name="FakeScope")).to_be_focused()
     until(lambda: focused_in_panel(page), what="the focus in the panel page")
     assert focused_in_panel(page)["role"] == "dialog"
-    page.keyboard.press("Escape")
+    press_escape_in_panel(page)
     expect(page.locator("fakescope-overlay")).to_have_count(0)
     expect(badge).to_be_focused()

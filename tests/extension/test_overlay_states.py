@@ -518,7 +518,7 @@ def test_the_panel_is_a_named_dialog_whose_controls_and_verdict_a_screen_reader_
     expect(reason).to_have_accessible_description("Please say why the verdict is wrong.")
 
     # Escape closes the panel and gives the focus back to where it was.
-    form_page.keyboard.press("Escape")
+    press_escape_in_panel(form_page)
     expect(form_page.locator("fakescope-overlay")).to_have_count(0)
     assert form_page.evaluate("() => document.activeElement.id") == "comment"
 

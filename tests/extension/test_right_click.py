@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame
+from panel_helpers import PANEL_ROOT, focused_in_panel, panel, panel_frame, press_escape_in_panel
 
 pytestmark = pytest.mark.browser
 
@@ -283,7 +283,7 @@ def test_escape_closes_the_overlay(
     overlay = plain_page.locator("fakescope-overlay")
     until(lambda: focused_in_panel(plain_page), what="the focus in the panel")
     assert focused_in_panel(plain_page)["role"] == "dialog", "the panel takes focus when it opens"
-    plain_page.keyboard.press("Escape")
+    press_escape_in_panel(plain_page)
     until(lambda: overlay.count() == 0, what="the panel to close")
 
 
