@@ -221,18 +221,30 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        counted = False
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
+        def count() -> None:
+            nonlocal counted
+            if counted:
+                return
+            counted = True
             route: Any = scope.get("path_template") or "unmatched"
             method: Any = scope.get("method", "?")
             if method not in KNOWN_METHODS:
                 method = "OTHER"
             self.metrics.request_done(method, route, status, time.perf_counter() - started)
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the last byte leaves: a client that has the whole answer
+                # finds it in /metrics already.
+                count()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            count()
