@@ -61,13 +61,17 @@ def _instant(name: str, value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return as_utc(datetime.fromisoformat(value))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         hint = " (a '+' in a URL's query means a space: write it %2B)" if " " in value else ""
         shown = value if len(value) <= 40 else value[:40] + "…"
         raise ProblemError(
             422, f"{name} must be an ISO 8601 date or time, not {shown!r}{hint}"
         ) from None
+    try:
+        return as_utc(moment)
+    except OverflowError:  # 9999-12-31T23:00-02:00 is past the last UTC instant Python has
+        raise ProblemError(422, f"{name} is out of range in UTC: {value!r}") from None
 
 
 def _hours(value: float | None) -> timedelta | None:

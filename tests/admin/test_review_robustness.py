@@ -360,6 +360,32 @@ async def test_the_export_streams_in_chunks_and_filters_by_label_and_time(
     assert "%2B" in unencoded["detail"]
 
 
+async def test_export_times_past_the_ends_of_the_calendar_in_utc_are_422_not_500(
+    client, tokens: Tokens
+) -> None:
+    """A valid ISO 8601 time whose zone moves it past year 9999 or before year 1 in UTC
+    overflowed in the conversion (a 500)."""
+    for name, value in (
+        ("since", "9999-12-31T23:59:59-01:00"),
+        ("until", "0001-01-01T00:30:00+01:00"),
+    ):
+        refused = await client.get(
+            "/v1/admin/export", params={name: value}, headers=bearer(tokens.reviewer)
+        )
+        assert name in problem(refused, 422)["detail"]
+    audit = await client.get(
+        "/v1/admin/audit", params={"action": "review.export"}, headers=bearer(tokens.admin)
+    )
+    assert audit.json()["entries"] == []  # refused before anything was written
+    # The last instant in UTC itself is a time like any other.
+    last = await client.get(
+        "/v1/admin/export",
+        params={"until": "9999-12-31T23:59:59+00:00"},
+        headers=bearer(tokens.reviewer),
+    )
+    assert last.status_code == 200 and last.text == ""
+
+
 async def test_opening_the_sign_in_address_again_shows_the_form_not_a_405(client) -> None:
     """After a wrong token the browser shows /admin/login; pressing Enter there was a 405."""
     response = await client.get("/admin/login", follow_redirects=False)

@@ -305,6 +305,37 @@ async def test_required_token_refuses_anonymous_requests(settings: Settings) -> 
         assert ok.status_code == 200
 
 
+async def test_wrong_client_tokens_count_as_failed_attempts_like_the_admin_routes(
+    settings: Settings,
+) -> None:
+    # The bootstrap admin token is accepted here too and may be short: guesses of it on the
+    # public API are held to a failed-attempt limit, as on the admin routes, or they would be
+    # a way around it. Past the limit the right guess is refused as the wrong ones are.
+    secured = replace(settings, require_token=True, admin_token="bootstrap-secret-123")
+    bootstrap = {"Authorization": "Bearer bootstrap-secret-123"}
+    async with running(create_app(secured)) as client:
+        created = await client.post("/v1/admin/tokens", json={"role": "client"}, headers=bootstrap)
+        assert created.status_code == 201, created.text
+        generated = {"Authorization": f"Bearer {created.json()['token']}"}
+        guesses = [
+            await client.post(
+                "/v1/lookup", json={"sha256": []}, headers={"Authorization": f"Bearer guess-{i}"}
+            )
+            for i in range(11)
+        ]
+        assert [r.status_code for r in guesses] == [401] * 10 + [429]
+        assert problem(guesses[-1])["type"].endswith(":auth-rate-limited")
+        assert int(guesses[-1].headers["retry-after"]) > 0
+        right = await client.post("/v1/lookup", json={"sha256": []}, headers=bootstrap)
+        assert right.status_code == 429, right.text
+        # Counted apart: clients with a stale token do not lock reviewers on their address
+        # out of the review.
+        assert (await client.get("/v1/admin/queue", headers=bootstrap)).status_code == 200
+        # A generated token cannot be guessed: it is not held up.
+        ok = await client.post("/v1/lookup", json={"sha256": []}, headers=generated)
+        assert ok.status_code == 200, ok.text
+
+
 async def test_server_refuses_to_start_on_an_unmigrated_database(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
