@@ -25,6 +25,7 @@ from litestar.stores.base import Store
 from server import openapi_docs
 from server.admin.limit_exemption import rate_limited
 from server.admin.routes import admin_routers
+from server.allow_header import AllowEveryMethod, methods_by_template
 from server.analyze.controller import MULTIPART_OVERHEAD, AnalyzeController
 from server.analyze.image_rows import DatabaseImageStore
 from server.analyze.image_store import FileImageStore, ImageStore
@@ -253,6 +254,8 @@ def create_app(
     )
     if cors is not None:  # Litestar's CORS decides; a preflight it refuses gets a problem
         app.asgi_handler = CorsRefusalProblems(app.asgi_handler, cors)
+    # Litestar's OPTIONS answers list only the methods a route had when first registered.
+    app.asgi_handler = AllowEveryMethod(app.asgi_handler, methods_by_template(app))
     # Before anything builds request.url: a Host header or target it cannot parse is a 400.
     app.asgi_handler = RefuseUnreadableRequests(app.asgi_handler)
     # Counted around the router, not as route middleware: requests no route answers (404,

@@ -54,6 +54,11 @@ from server.timefmt import as_utc, iso_z
 MAX_AGE_HOURS = 100 * 366 * 24
 
 INSTANT_DOC = "An ISO 8601 date or time: 2026-11-01 (midnight UTC), 2026-11-01T12:00:00Z"
+# What the filters below accept, documented (they are checked by hand, as 422 problems).
+# An empty sha256, cursor or action filter is no filter; an empty reason is refused.
+OPTIONAL_HEX64 = "^([0-9a-fA-F]{64})?$"
+REASON_PATTERN = "^[a-z0-9_]{1,64}$"  # input_checks.REASON_RE
+ACTION_PATTERN = "^[a-z0-9_.]{0,64}$"  # input_checks.ACTION_RE, or empty
 
 
 def _instant(name: str, value: str | None) -> datetime | None:
@@ -115,13 +120,32 @@ class ReviewController(Controller):
     async def queue(
         self,
         admin_db: NamedDependency[AsyncSession],
-        status: Annotated[str, QueryParameter(description="open, decided or any")] = "open",
-        reason: FromQuery[str | None] = None,
+        status: Annotated[
+            str,
+            QueryParameter(
+                description="open, decided or any",
+                schema_extra={"enum": [*STATUSES, "any"]},
+            ),
+        ] = "open",
+        reason: Annotated[
+            str | None, QueryParameter(schema_extra={"pattern": REASON_PATTERN})
+        ] = None,
         label: FromQuery[Literal["fake", "real", "uncertain"] | None] = None,
-        min_age_hours: Annotated[float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS)] = None,
-        max_age_hours: Annotated[float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS)] = None,
+        # schema_extra: Litestar leaves a `ge` of 0 out of the schema.
+        min_age_hours: Annotated[
+            float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS, schema_extra={"minimum": 0})
+        ] = None,
+        max_age_hours: Annotated[
+            float | None, QueryParameter(ge=0, le=MAX_AGE_HOURS, schema_extra={"minimum": 0})
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
-        cursor: FromQuery[str | None] = None,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                description="The next_cursor of the previous page",
+                schema_extra={"pattern": OPTIONAL_HEX64},
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         if status not in (*STATUSES, "any"):
             raise ProblemError(422, "status must be open, decided or any", code="invalid-filter")
@@ -260,8 +284,12 @@ class ReviewController(Controller):
         admin_db: NamedDependency[AsyncSession],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_AUDIT_PAGE)] = 50,
         before_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
-        action: FromQuery[str | None] = None,
-        sha256: FromQuery[str | None] = None,
+        action: Annotated[
+            str | None, QueryParameter(schema_extra={"pattern": ACTION_PATTERN})
+        ] = None,
+        sha256: Annotated[
+            str | None, QueryParameter(schema_extra={"pattern": OPTIONAL_HEX64})
+        ] = None,
     ) -> dict[str, Any]:
         # Checked, not just compared: PostgreSQL refuses a NUL in the comparison (a 500).
         if action and not ACTION_RE.match(action):

@@ -16,8 +16,9 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 REASON_RE = re.compile(r"^[a-z0-9_]{1,64}\Z")
 # An audit log action: dotted snake_case names ("token.create", "review.decide").
 ACTION_RE = re.compile(r"^[a-z0-9_.]{1,64}\Z")
-# The largest id a database integer column holds; larger ones overflow the driver.
-MAX_ROW_ID = 2**63 - 1
+# The largest id the id columns hold: they are INTEGER, 32 bits on PostgreSQL, whose driver
+# refused a larger id in a comparison (a 500 for `before_id` or a path id of 2**31 and up).
+MAX_ROW_ID = 2**31 - 1
 # A row id as written in a path or a form: ASCII digits only. int() also takes "+1", " 1",
 # "1_000" and other scripts' digits ("\u0661"), and reads them all as some other id.
 ROW_ID_RE = re.compile(r"[0-9]{1,19}")

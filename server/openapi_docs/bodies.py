@@ -13,6 +13,13 @@ MAX_LOOKUP_KEYS = 500  # server.lookup.controller.MAX_KEYS
 MAX_REPORT_TEXT = 2000  # server.reports.controller.MAX_TEXT
 HEX64 = "^[0-9a-fA-F]{64}$"
 BOOL_WORDS = "true or false (also the strings true/false, 1/0, yes/no, on/off, any case)"
+# server.requests.TRUE_WORDS and FALSE_WORDS as patterns (any case, surrounding blanks).
+_TRUE_WORDS = "[Tt][Rr][Uu][Ee]|[Yy][Ee][Ss]|[Oo][Nn]|1"
+_FALSE_WORDS = "[Ff][Aa][Ll][Ss][Ee]|[Nn][Oo]|[Oo][Ff][Ff]|0|"
+TRUE_WORD = rf"^\s*({_TRUE_WORDS})\s*$"
+BOOL_WORD = rf"^\s*({_TRUE_WORDS}|{_FALSE_WORDS})\s*$"
+# Text the server stores: PostgreSQL cannot hold NUL in a text column, so it is a 422.
+NO_NUL = r"^[^\x00]*$"
 
 
 def _string(description: str, **kwargs: Any) -> Schema:
@@ -21,7 +28,10 @@ def _string(description: str, **kwargs: Any) -> Schema:
 
 def _flag(description: str) -> Schema:
     return Schema(
-        one_of=[Schema(type=OpenAPIType.BOOLEAN), Schema(type=OpenAPIType.STRING)],
+        one_of=[
+            Schema(type=OpenAPIType.BOOLEAN),
+            Schema(type=OpenAPIType.STRING, pattern=BOOL_WORD),
+        ],
         description=f"{description}: {BOOL_WORDS}; default false",
     )
 
@@ -57,6 +67,7 @@ ANALYZE_BODY = RequestBody(
                     ),
                     "explain": Schema(
                         type=OpenAPIType.STRING,
+                        pattern=BOOL_WORD,
                         description=f"Also generate the model's explanation: {BOOL_WORDS}; "
                         "one text field at most",
                     ),
@@ -118,7 +129,10 @@ ASK_BODY = _json_body(
                 '"light & shadow" or "Light and Shadow" are accepted too)',
             ),
             "question": _string(
-                "A free question about the image", min_length=1, max_length=MAX_QUESTION_CHARS
+                "A free question about the image (no NUL characters)",
+                min_length=1,
+                max_length=MAX_QUESTION_CHARS,
+                pattern=NO_NUL,
             ),
             "enhance": _flag("Ask for suggestions: what gives the image away and what to check"),
         },
@@ -127,7 +141,14 @@ ASK_BODY = _json_body(
             Schema(required=["question"]),
             Schema(
                 required=["enhance"],
-                properties={"enhance": Schema(schema_not=Schema(enum=[False, None]))},
+                properties={
+                    "enhance": Schema(
+                        one_of=[
+                            Schema(const=True),
+                            Schema(type=OpenAPIType.STRING, pattern=TRUE_WORD),
+                        ]
+                    )
+                },
             ),
         ],
         examples=[{"sha256": "ab" * 32, "aspect": "texture"}],
@@ -142,9 +163,10 @@ REPORT_BODY = _json_body(
         properties={
             "sha256": SHA256_MEMBER,
             "reason": _string(
-                "What is wrong with the verdict (no NUL characters)",
+                "What is wrong with the verdict (not blank, no NUL characters)",
                 min_length=1,
                 max_length=MAX_REPORT_TEXT,
+                pattern=NO_NUL,
             ),
             "suggested_label": Schema(
                 type=[OpenAPIType.STRING, OpenAPIType.NULL],
@@ -154,7 +176,8 @@ REPORT_BODY = _json_body(
             "note": Schema(
                 type=[OpenAPIType.STRING, OpenAPIType.NULL],
                 max_length=MAX_REPORT_TEXT,
-                description="Anything else (no contact details are kept)",
+                pattern=NO_NUL,
+                description="Anything else (no contact details are kept; no NUL characters)",
             ),
         },
         examples=[

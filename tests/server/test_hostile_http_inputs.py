@@ -369,6 +369,34 @@ async def test_a_path_id_that_is_not_ascii_digits_is_a_404_and_revokes_or_ends_n
         assert (await client.delete("/v1/admin/tokens/01", headers=headers)).status_code == 200
 
 
+@pytest.mark.parametrize("number", [2**31, 2**34, 2**63 - 2])
+async def test_an_id_past_what_an_id_column_holds_is_a_404_or_422_not_a_500(
+    settings: Settings, number: int
+) -> None:
+    # The id columns are 32-bit INTEGER on PostgreSQL, and asyncpg refused a larger id in the
+    # comparison: `DELETE /v1/admin/sessions/17179869184` and `GET /v1/admin/audit?before_id=
+    # 9223372036854775806` were 500s there (found by scripts/fuzz_api.sh).
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with running(create_app(_with_admin(settings))) as client:
+        created = await client.post("/v1/admin/tokens", json={"role": "client"}, headers=headers)
+        assert created.status_code == 201, created.text
+        for path in (f"/v1/admin/tokens/{number}", f"/v1/admin/sessions/{number}"):
+            response = await client.delete(path, headers=headers)
+            assert response.status_code == 404, (path, response.text)
+            assert problem(response)["type"].endswith(":not-found")
+        audit = await client.get(f"/v1/admin/audit?before_id={number}", headers=headers)
+        assert audit.status_code == 422, audit.text
+        problem(audit)
+        decision = await client.post(
+            f"/v1/admin/items/{SHA}/decision",
+            json={"label": "fake", "expected_decision_id": number},
+            headers=headers,
+        )
+        assert decision.status_code == 422, decision.text
+        tokens = (await client.get("/v1/admin/tokens", headers=headers)).json()["tokens"]
+        assert [t["revoked_at"] for t in tokens] == [None]
+
+
 @pytest.mark.parametrize("given", ["\u0661", "\u00b2"])
 def test_the_admin_command_takes_a_token_id_in_ascii_digits_only(
     sqlite_settings: Settings, given: str, monkeypatch: pytest.MonkeyPatch, capsys: Any

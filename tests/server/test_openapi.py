@@ -255,3 +255,82 @@ async def test_a_429_answer_matches_its_documented_problem(sqlite_url: str, tmp_
     documented = document["paths"]["/v1/lookup"]["post"]["responses"]["429"]
     assert "Retry-After" in documented["headers"]
     component(document, "Problem").validate(problem(limited))
+
+
+async def test_an_options_answer_allows_every_documented_method_of_its_path(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Litestar's OPTIONS handler listed the methods a path had when first registered:
+    # `OPTIONS /v1/admin/tokens` said `OPTIONS, POST`, `/healthz` left out HEAD.
+    admin = "options-admin-secret"
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, admin_token=admin
+    )
+    async with running(create_app(settings)) as client:
+        document = await openapi(client)
+        for path, item in document["paths"].items():
+            documented = {method.upper() for method in item if method != "parameters"}
+            target = path.replace("{sha256}", SHA).replace("{session_id}", "1")
+            target = target.replace("{token_id}", "1")
+            answer = await client.options(target, headers={"Authorization": f"Bearer {admin}"})
+            assert answer.status_code == 204, (path, answer.text)
+            allowed = {m.strip() for m in answer.headers["allow"].split(",")}
+            assert allowed == documented | {"OPTIONS"}, path
+
+
+def parameter_schema(document: dict[str, Any], path: str, name: str) -> jsonschema.Validator:
+    parameters = document["paths"][path]["get"]["parameters"]
+    return validator(document, next(p["schema"] for p in parameters if p["name"] == name))
+
+
+# Requests the server refuses (422) that the schema called valid, found by fuzzing the API
+# with schemathesis (scripts/fuzz_api.sh): the schema now says what the server checks.
+REFUSED_BODIES = [
+    ("/v1/reports", {"sha256": SHA, "reason": "wrong\x00verdict"}),
+    ("/v1/reports", {"sha256": SHA, "reason": "wrong", "note": "\x00"}),
+    ("/v1/ask", {"sha256": SHA, "question": "why\x00"}),
+    ("/v1/ask", {"sha256": SHA, "enhance": ""}),
+    ("/v1/ask", {"sha256": SHA, "enhance": "off"}),
+    ("/v1/ask", {"sha256": SHA, "aspect": "texture", "enhance": "maybe"}),
+]
+REFUSED_FILTERS = [
+    ("/v1/admin/audit", "action", "Token.Create"),
+    ("/v1/admin/queue", "reason", ""),
+    ("/v1/admin/queue", "status", "closed"),
+    ("/v1/admin/queue", "cursor", "zz"),
+    ("/v1/admin/queue", "min_age_hours", -1),
+]
+ACCEPTED_FILTERS = [
+    ("/v1/admin/audit", "sha256", ""),
+    ("/v1/admin/audit", "action", ""),
+    ("/v1/admin/queue", "cursor", ""),
+    ("/v1/admin/queue", "min_age_hours", 0),
+]
+
+
+async def test_what_the_server_refuses_as_422_its_schema_refuses_too(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    admin = "schema-admin-secret"
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=sqlite_url, rate_limit=None, admin_token=admin
+    )
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with running(create_app(settings)) as client:
+        document = await openapi(client)
+        for path, body in REFUSED_BODIES:
+            answer = await client.post(path, json=body)
+            assert answer.status_code == 422, (path, body, answer.text)
+            schema = validator(document, body_schema(document, "post", path, "application/json"))
+            assert not schema.is_valid(body), (path, body)
+        ask = validator(document, body_schema(document, "post", "/v1/ask", "application/json"))
+        assert ask.is_valid({"sha256": SHA, "enhance": " YES "})
+        assert ask.is_valid({"sha256": SHA, "aspect": "texture", "enhance": "false"})
+        for path, name, value in REFUSED_FILTERS:
+            answer = await client.get(path, params={name: value}, headers=headers)
+            assert answer.status_code == 422, (path, name, value, answer.text)
+            assert not parameter_schema(document, path, name).is_valid(value), (path, name)
+        for path, name, value in ACCEPTED_FILTERS:
+            answer = await client.get(path, params={name: value}, headers=headers)
+            assert answer.status_code == 200, (path, name, value, answer.text)
+            assert parameter_schema(document, path, name).is_valid(value), (path, name)
