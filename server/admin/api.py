@@ -53,6 +53,11 @@ from server.timefmt import as_utc, iso_z
 # Larger ages overflow datetime arithmetic; a century covers every real question.
 MAX_AGE_HOURS = 100 * 366 * 24
 
+# An item's reports come a page at a time: anyone may file them (4,000 characters each, at
+# the public rate), so one image's could otherwise make its answer gigabytes long.
+DEFAULT_REPORTS_PAGE = 100
+MAX_REPORTS_PAGE = 1000
+
 INSTANT_DOC = "An ISO 8601 date or time: 2026-11-01 (midnight UTC), 2026-11-01T12:00:00Z"
 # What the filters below accept, documented (they are checked by hand, as 422 problems).
 # An empty sha256, cursor or action filter is no filter; an empty reason is refused.
@@ -191,9 +196,32 @@ class ReviewController(Controller):
         request: Request[Any, Any, Any],
         admin_db: NamedDependency[AsyncSession],
         sha256: FromPath[str],
+        reports: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=MAX_REPORTS_PAGE,
+                description="How many reports to return: the newest (listed oldest first); "
+                "`reports_total` counts them all",
+            ),
+        ] = DEFAULT_REPORTS_PAGE,
+        reports_before: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1,
+                le=MAX_ROW_ID,
+                description="The `reports_next_before` of an earlier answer: the reports "
+                "older than those it listed",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         try:
-            item = await load_item(admin_db, checked_sha256(sha256))
+            item = await load_item(
+                admin_db,
+                checked_sha256(sha256),
+                max_reports=reports,
+                reports_before=reports_before,
+            )
         except ItemNotFoundError as exc:
             raise ProblemError(404, "no image with this sha256 is known", code="not-found") from exc
         item["near_duplicates"] = await near_duplicates(request.app, admin_db, item)

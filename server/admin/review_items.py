@@ -115,12 +115,19 @@ async def _decision_history(session: AsyncSession, sha256: str) -> list[dict[str
 
 
 async def load_item(
-    session: AsyncSession, sha256: str, *, max_reports: int | None = None
+    session: AsyncSession,
+    sha256: str,
+    *,
+    max_reports: int | None = None,
+    reports_before: int | None = None,
 ) -> dict[str, Any]:
     """Image facts, every analysis (newest first), the reports and the decision history.
 
-    ``max_reports`` keeps only the newest reports (oldest first still); ``reports_total``
-    always counts them all. Anyone may file reports, so one image can gather thousands.
+    ``max_reports`` keeps only the newest reports (oldest first still), those older than the
+    report id ``reports_before`` when given; ``reports_next_before`` is then the cursor to the
+    older ones (None when there are none) and ``reports_total`` always counts them all.
+    Anyone may file reports, so one image can gather thousands: unbounded, an item's answer
+    could grow to gigabytes. Reports are ordered by id, the order they were stored in.
     """
     image = await session.get(Image, sha256)
     item = await session.get(ReviewItem, sha256)
@@ -134,14 +141,21 @@ async def load_item(
         )
     ).all()
     report_query = select(Report).where(Report.sha256 == sha256)
+    if reports_before is not None:
+        report_query = report_query.where(Report.id < reports_before)
+    next_before: int | None = None
     if max_reports is None:
-        reports = list(
-            (await session.scalars(report_query.order_by(Report.created_at, Report.id))).all()
-        )
+        reports = list((await session.scalars(report_query.order_by(Report.id))).all())
+    else:
+        newest = report_query.order_by(Report.id.desc()).limit(max_reports + 1)
+        reports = list((await session.scalars(newest)).all())
+        if len(reports) > max_reports:  # one more than asked for: older ones remain
+            reports = reports[:max_reports]
+            next_before = reports[-1].id if reports else None
+        reports.reverse()
+    if max_reports is None and reports_before is None:
         reports_total = len(reports)
     else:
-        newest = report_query.order_by(Report.created_at.desc(), Report.id.desc())
-        reports = list((await session.scalars(newest.limit(max_reports))).all())[::-1]
         reports_total = (
             await session.scalar(
                 select(func.count()).select_from(Report).where(Report.sha256 == sha256)
@@ -167,6 +181,7 @@ async def load_item(
         "analyses": [analysis_to_dict(row) for row in analyses],
         "reports": [report_to_dict(report) for report in reports],
         "reports_total": reports_total,
+        "reports_next_before": next_before,
         "decisions": decisions,
         "review": (
             {

@@ -171,7 +171,39 @@ async def test_an_item_reported_thousands_of_times_shows_the_newest_reports_and_
     assert "User reports (60)" in page and 'id="reports-more"' in page
     assert "report 59<" in page and "report 10<" in page and "report 9<" not in page
     item = (await client.get(f"/v1/admin/items/{sha}", headers=bearer(tokens.reviewer))).json()
-    assert len(item["reports"]) == item["reports_total"] == 60  # the API keeps them all
+    assert len(item["reports"]) == item["reports_total"] == 60  # a page of 100 holds them all
+    assert item["reports_next_before"] is None
+
+
+async def test_the_review_api_pages_an_items_reports_from_the_newest_back(
+    client, tokens: Tokens
+) -> None:
+    """The API answered every report of an item at once: anyone may file them, 4,000
+    characters each at the public rate, so one image's answer could grow to gigabytes."""
+    sha = await reported_image(client, reason="report 0")
+    for number in range(1, 25):
+        filed = await client.post("/v1/reports", json={"sha256": sha, "reason": f"report {number}"})
+        assert filed.status_code == 201, filed.text
+    url, auth = f"/v1/admin/items/{sha}", bearer(tokens.reviewer)
+    seen: list[str] = []
+    before = None
+    while True:
+        params = {"reports": 10} | ({"reports_before": before} if before else {})
+        answer = await client.get(url, params=params, headers=auth)
+        assert answer.status_code == 200, answer.text
+        item = answer.json()
+        assert item["reports_total"] == 25 and 0 < len(item["reports"]) <= 10
+        seen = [report["reason"] for report in item["reports"]] + seen  # each page oldest first
+        before = item["reports_next_before"]
+        if before is None:
+            break
+    assert seen == [f"report {number}" for number in range(25)]  # all, in order, once each
+    default = (await client.get(url, headers=auth)).json()
+    assert len(default["reports"]) == 25 and default["reports_next_before"] is None
+    for bad in ({"reports": 0}, {"reports": 1001}, {"reports_before": 0}, {"reports": "x"}):
+        refused = await client.get(url, params=bad, headers=auth)
+        assert refused.status_code in (400, 422), (bad, refused.status_code)
+        assert refused.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_user_supplied_text_is_escaped_in_the_page(client, tokens: Tokens) -> None:
