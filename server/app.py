@@ -45,6 +45,7 @@ from server.jobs.retry import request_budget_s
 from server.jobs.store import JobStore
 from server.jobs.worker import JobWorker
 from server.limits import DatabaseStore, SharedRateLimitMiddleware
+from server.limits.client_address import client_of
 from server.log_output import LogOutput
 from server.lookup.controller import LookupController
 from server.lookup.live_index import LivePdqIndex
@@ -187,6 +188,7 @@ def create_app(
             rate_limit=(unit, count),  # type: ignore[arg-type]
             exclude=UNLIMITED_PATHS,
             check_throttle_handler=rate_limited,  # reviewers at work skip the per-address limit
+            identifier_for_request=client_of,  # an IPv6 client is its /64
         )
         if settings.limits_in_database:
             # Counted in SQL, atomically: N API processes allow the rate, not N times it.

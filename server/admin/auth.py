@@ -19,6 +19,7 @@ from server.admin.roles import Role, role_allows
 from server.admin.token_store import find_active_token, mark_used, needs_touch
 from server.admin.tokens import hash_token, hashes_match
 from server.db.database import Database
+from server.limits.client_address import client_of
 from server.limits.fail_open import DATABASE_ERRORS
 from server.problems import ProblemError
 
@@ -40,7 +41,8 @@ class AuthRateLimitedError(Exception):
 
 
 def client_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    return connection.client.host if connection.client else "unknown"
+    """The failed-attempt limiter's key: the address, an IPv6 one's /64 (client_address.py)."""
+    return client_of(connection)
 
 
 def bearer_secret(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

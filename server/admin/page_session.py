@@ -20,7 +20,6 @@ from server.admin.auth import (
     AuthFailedError,
     AuthRateLimitedError,
     authenticate_secret,
-    client_key,
 )
 from server.admin.context import database, retried, settings_of
 from server.admin.csrf import LOGIN_CSRF_COOKIE, session_csrf_token
@@ -142,7 +141,7 @@ async def login_with_secret(request: Request[Any, Any, Any], secret: str) -> Pag
             lifetime=session_lifetime(request),
             bootstrap_token=_bootstrap_token(request),
             user_agent=request.headers.get("user-agent"),
-            client=client_key(request),
+            client=request.client.host if request.client else None,  # as it is, for admins
         )
     page_session = PageSession(principal, session_csrf_token(session_secret))
     return PageAuthOutcome(page_session, new_cookie=session_secret)
