@@ -44,6 +44,7 @@ from server.admin.review_queue import (
     UnknownCursorError,
     read_queue,
 )
+from server.admin.roles import Role, role_allows
 from server.openapi_docs.operations import AdminOperation
 from server.openapi_docs.responses import ADMIN_PROBLEMS, BODY_PROBLEMS, problem_responses
 from server.problems import ProblemError
@@ -309,6 +310,7 @@ class ReviewController(Controller):
     )
     async def audit(
         self,
+        request: Request[Any, Any, Any],
         admin_db: NamedDependency[AsyncSession],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_AUDIT_PAGE)] = 50,
         before_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ROW_ID)] = None,
@@ -333,7 +335,11 @@ class ReviewController(Controller):
             action=action,
             sha256=checked_sha256(sha256) if sha256 else None,
         )
-        return {"entries": [audit_entry_to_dict(e) for e in entries], "next_before_id": next_cursor}
+        admin = role_allows(current_principal(request).role, Role.ADMIN)
+        return {
+            "entries": [audit_entry_to_dict(e, admin=admin) for e in entries],
+            "next_before_id": next_cursor,
+        }
 
     @get(
         "/export",

@@ -29,15 +29,30 @@ def record_audit(
     return entry
 
 
-def audit_entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
-    return {
+# What only admins see of an entry's details: where and from which browser staff signed in,
+# and the prefixes of tokens (the admin-only session and token listings show the same).
+ADMIN_ONLY_DETAILS = frozenset({"client", "user_agent", "prefix"})
+
+
+def audit_entry_to_dict(entry: AuditEntry, *, admin: bool = True) -> dict[str, Any]:
+    """An entry as the audit API answers it; for a reviewer (``admin`` False) without the
+    details in ADMIN_ONLY_DETAILS, named instead in ``withheld``."""
+    details = entry.details
+    withheld: list[str] = []
+    if not admin and isinstance(details, dict):
+        withheld = sorted(key for key in details if key in ADMIN_ONLY_DETAILS)
+        details = {k: v for k, v in details.items() if k not in ADMIN_ONLY_DETAILS}
+    answer: dict[str, Any] = {
         "id": entry.id,
         "at": iso_z(entry.at),
         "actor": entry.actor,
         "action": entry.action,
         "sha256": entry.sha256,
-        "details": entry.details,
+        "details": details,
     }
+    if withheld:
+        answer["withheld"] = withheld
+    return answer
 
 
 async def list_audit(

@@ -302,3 +302,39 @@ async def test_a_bootstrap_admin_session_ends_when_the_bootstrap_token_changes_o
             page = await _page_with(other, cookie)
             assert page.status_code == 401 and "revoked" in page.text
             assert SIGN_IN_FORM in page.text
+
+
+async def test_reviewers_read_the_audit_log_without_where_staff_signed_in_from(
+    client, tokens: Tokens
+) -> None:
+    """The audit log is open to reviewers; the admin-only session and token listings are
+    not. Its sign-in entries held every staff member's address and browser, and its
+    token entries the tokens' prefixes: a reviewer read there what the listings keep from
+    them."""
+    client.headers["User-Agent"] = "Firefox-on-the-night-desk"
+    await sign_in(client, tokens.reviewer)
+    await _new_reviewer(client, tokens)
+
+    async def entries(token: str) -> list[dict[str, Any]]:
+        answer = await client.get("/v1/admin/audit", headers=bearer(token))
+        assert answer.status_code == 200, answer.text
+        found: list[dict[str, Any]] = answer.json()["entries"]
+        return found
+
+    def newest_by_action(listed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {e["action"]: e for e in reversed(listed)}  # listed newest first
+
+    by_admin = newest_by_action(await entries(tokens.admin))
+    by_reviewer = newest_by_action(await entries(tokens.reviewer))
+    signed_in, created = by_admin["session.sign_in"], by_admin["token.create"]
+    assert signed_in["details"]["user_agent"] == "Firefox-on-the-night-desk"
+    assert signed_in["details"]["client"] and created["details"]["prefix"]
+    assert "withheld" not in signed_in
+    seen_sign_in, seen_created = by_reviewer["session.sign_in"], by_reviewer["token.create"]
+    assert seen_sign_in["withheld"] == ["client", "user_agent"]
+    assert seen_created["withheld"] == ["prefix"]
+    assert seen_sign_in["details"] == {
+        k: v for k, v in signed_in["details"].items() if k not in ("client", "user_agent")
+    }
+    assert seen_created["details"]["name"] == "night shift"  # the rest stays
+    assert "Firefox-on-the-night-desk" not in str(await entries(tokens.reviewer))
