@@ -20,6 +20,13 @@ MAX_TEXT_CHUNKS = 256
 MAX_PNG_CHUNKS = 8_000
 MAX_JPEG_SEGMENTS = 4_096
 MAX_GIF_BLOCKS = 16_000
+# Pillow opens a GIF, and counts its frames, by walking its blocks in Python: every frame
+# (~15 µs each), extension, data sub-block and stray byte between blocks (one to three µs
+# each). 25 MB of one-pixel frames, one-byte sub-blocks, empty comments or stray bytes cost
+# it 15 to 35 seconds. Real files stay far below: a long animation has thousands of frames,
+# and a 25 MB GIF in full 255-byte sub-blocks about 100,000 of them.
+MAX_GIF_FRAMES = 20_000
+MAX_GIF_PARTS = 200_000
 # Each scan of a progressive JPEG is a pass over every block of the image, however few bytes
 # it takes (an end-of-band run covers the whole image in a few bytes): thousands of scans in
 # a few hundred kilobytes cost minutes (libjpeg-turbo's "LJT-01-003"). Encoders write about
@@ -167,6 +174,33 @@ def count_jpeg_scans(data: bytes) -> int:
                 return scans
             pos = following.start()
     return scans
+
+
+def check_gif_structure(data: bytes) -> None:
+    """Raise TooComplex past MAX_GIF_FRAMES images, or past MAX_GIF_PARTS extensions, data
+    sub-blocks and stray bytes, walked as Pillow walks them (a stray byte is skipped alone)."""
+    if len(data) < 13:
+        return
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    frames, parts = 0, 0
+    while pos < len(data) and data[pos] != 0x3B:  # up to the trailer
+        introducer = data[pos]
+        if introducer == 0x2C:  # image descriptor, optional local table, LZW code size
+            frames += 1
+            if frames > MAX_GIF_FRAMES:
+                raise TooComplex(f"more than {MAX_GIF_FRAMES} GIF frames")
+            flags = data[pos + 9] if pos + 9 < len(data) else 0
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        else:  # an extension's introducer and label, or a stray byte
+            parts += 1
+            pos += 2 if introducer == 0x21 else 1
+        if introducer in (0x21, 0x2C):
+            while pos < len(data) and data[pos] and parts <= MAX_GIF_PARTS:  # data sub-blocks
+                parts += 1
+                pos += data[pos] + 1
+            pos += 1  # the zero terminator
+        if parts > MAX_GIF_PARTS:
+            raise TooComplex(f"more than {MAX_GIF_PARTS} GIF blocks and stray bytes")
 
 
 def count_gif_blocks(data: bytes) -> int:

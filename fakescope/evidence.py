@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -44,7 +45,10 @@ class Evidence:
     def __post_init__(self) -> None:
         # Metadata is attacker-written: JSON escapes ("\\ud800" in a ComfyUI graph or a
         # C2PA manifest) yield lone surrogates, which no UTF-8 output (JSON Lines, HTTP,
-        # the database) can encode. Replace them here, once, for every reader.
+        # the database) can encode. Replace them here, once, for every reader. JSON's
+        # non-standard NaN and Infinity (json.loads reads them: "cfg": NaN in a ComfyUI graph)
+        # are no JSON numbers: PostgreSQL refuses them, strict readers of the CLI's JSON Lines
+        # too. They become None (null).
         object.__setattr__(self, "summary", _valid_text(self.summary))
         object.__setattr__(self, "source", _valid_text(self.source))
         object.__setattr__(self, "details", _valid_values(self.details))
@@ -72,6 +76,8 @@ def _valid_text(text: str) -> str:
 def _valid_values(value: Any) -> Any:
     if isinstance(value, str):
         return _valid_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {_valid_values(k): _valid_values(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -42,7 +42,7 @@ def check_tiff_structure(block: bytes) -> None:
     order = _ORDERS.get(block[:4])
     if order is None:
         return
-    (first,) = struct.unpack(order + "I", block[4:8])
+    (first,) = struct.unpack(order + "I", _header_field(block, 4, 4))
     declared, out_of_range = 0, 0
     pending, seen = [first], set[int]()
     while pending and len(seen) < 8:
@@ -73,7 +73,7 @@ def check_tiff_pages(data: bytes) -> None:
     width = struct.calcsize(offset_of)
     count_of = order + ("H" if count_size == 2 else "Q")
     start = 4 if width == 4 else 8
-    (offset,) = struct.unpack(offset_of, data[start : start + width])
+    (offset,) = struct.unpack(offset_of, _header_field(data, start, width))
     seen: set[int] = set()
     while offset and offset not in seen and offset + count_size <= len(data):
         seen.add(offset)
@@ -84,6 +84,15 @@ def check_tiff_pages(data: bytes) -> None:
         if at + width > len(data):
             return
         (offset,) = struct.unpack(offset_of, data[at : at + width])
+
+
+def _header_field(data: bytes, start: int, width: int) -> bytes:
+    """The first IFD's offset field; ValueError (not struct.error, which the callers that
+    catch ValueError would let through) when the header ends before it."""
+    field = data[start : start + width]
+    if len(field) < width:
+        raise ValueError(f"TIFF header cut short at {len(data)} bytes")
+    return field
 
 
 def _ifd_data(block: bytes, offset: int, order: str) -> tuple[int, int, list[int]]:

@@ -105,7 +105,9 @@ def _api_nodes(graph: Any) -> list[dict[str, Any]]:
 
 def _ui_nodes(workflow: Any) -> list[dict[str, Any]]:
     nodes = workflow.get("nodes") if isinstance(workflow, dict) else None
-    return [n for n in nodes or [] if isinstance(n, dict) and "type" in n]
+    if not isinstance(nodes, list):  # any JSON value may stand there ({"nodes": 5})
+        return []
+    return [n for n in nodes if isinstance(n, dict) and "type" in n]
 
 
 def _api_models(nodes: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

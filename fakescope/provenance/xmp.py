@@ -63,6 +63,9 @@ def parse_xmp(xmp: bytes) -> XmpProperties:
         # Padding or junk after the packet's root element is common and harmless.
         if not reader.finished:
             raise ValueError(f"malformed XMP: {exc}") from exc
+    except LookupError as exc:
+        # expat asks Python's codecs for an encoding it lacks: encoding="UTF-nnnn16".
+        raise ValueError(f"malformed XMP: {exc}") from exc
     return reader.found
 
 

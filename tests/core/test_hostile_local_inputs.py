@@ -12,17 +12,18 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hostile_images as hostile
+import numpy as np
 import pytest
 from cli_runs import run_main
 from PIL import Image
 
-from fakescope.containers import MAX_JPEG_SCANS
+from fakescope.containers import MAX_GIF_FRAMES, MAX_GIF_PARTS, MAX_JPEG_SCANS
 from fakescope.errors import UndecodableImageError
-from fakescope.exif_block import MAX_TIFF_PAGES
+from fakescope.exif_block import MAX_TIFF_PAGES, check_tiff_pages, check_tiff_structure
 from fakescope.images import decode_image, sha256_hex
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
@@ -162,9 +163,60 @@ def test_a_tiff_of_more_pages_than_the_cap_is_refused_before_pillow_counts_them(
         decode_image(_tiff_pages(MAX_TIFF_PAGES + 1, big=big))
 
 
+@pytest.mark.parametrize(
+    ("check", "header"),
+    [
+        (check_tiff_pages, b"II*\x00\x08\x00\x00"),
+        (check_tiff_pages, b"II+\x00\x08\x00\x00\x00"),
+        (check_tiff_structure, b"II*\x00\x08\x00\x00"),
+        (check_tiff_structure, b"MM\x00*"),
+    ],
+)
+def test_a_tiff_header_cut_short_is_a_value_error(
+    check: Callable[[bytes], None], header: bytes
+) -> None:
+    # Found by fuzz/fuzz_exif.py: struct.error, which callers catching ValueError let through.
+    with pytest.raises(ValueError, match="cut short"):
+        check(header)
+
+
 def test_tiffs_of_a_few_pages_decode_even_when_their_chain_loops() -> None:
     assert decode_image(_tiff_pages(3)).n_frames == 3
     assert decode_image(_tiff_pages(3, loop=True)).n_frames == 3
+
+
+def _gif_of_frames(frames: int) -> bytes:
+    """A GIF of `frames` one-pixel frames, 15 bytes each."""
+    gif = hostile.encode(Image.new("P", (1, 1)), "GIF")
+    first = gif.index(b"\x2c")  # the first image descriptor, after the header and its table
+    frame = b"\x2c" + struct.pack("<4H", 0, 0, 1, 1) + b"\x00" + b"\x02\x02\x4c\x01\x00"
+    return gif[:first] + frame * frames + b"\x3b"
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [
+        (_gif_of_frames(MAX_GIF_FRAMES + 1), "frames"),
+        (hostile.gif_with(b"\x21\xfe\x01c\x00" * (MAX_GIF_PARTS // 2 + 1)), "blocks"),
+        (hostile.gif_with(b"\x21\xfe" + b"\x01c" * MAX_GIF_PARTS + b"\x00"), "blocks"),
+        (hostile.gif_with(b"\x01" * (MAX_GIF_PARTS + 1)), "stray bytes"),
+    ],
+    ids=["one-pixel-frames", "empty-comments", "one-byte-sub-blocks", "stray-bytes"],
+)
+def test_a_gif_of_more_parts_than_the_cap_is_refused_before_pillow_walks_them(
+    data: bytes, refused: str
+) -> None:
+    # Pillow walks every frame, extension, sub-block and stray byte in Python to open a GIF and
+    # count its frames: 25 MB of them took 15 to 35 seconds (found reviewing the fuzzed parsers).
+    with pytest.raises(UndecodableImageError, match=f"GIF structure refused: .*{refused}"):
+        decode_image(data)
+
+
+def test_gifs_of_many_frames_and_big_gifs_still_decode() -> None:
+    assert decode_image(_gif_of_frames(MAX_GIF_FRAMES)).n_frames == MAX_GIF_FRAMES
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 255, (800, 800, 3), dtype="uint8")).convert("P")
+    assert decode_image(hostile.encode(noise, "GIF")).width == 800
 
 
 def test_analyze_names_an_image_refused_for_its_structure_in_its_line(

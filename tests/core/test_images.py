@@ -290,6 +290,22 @@ def test_animations_decode_their_first_frame_and_report_the_frame_count(fmt: str
     assert red > 200 and green < 60 and blue < 60
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [b"!", b"!\xf9\x04", b",", b"," + b"\x00" * 9],
+    ids=["extension-introducer", "extension-cut", "descriptor-introducer", "descriptor-cut"],
+)
+def test_a_gif_cut_short_after_a_frame_decodes_the_frames_before_the_cut(tail: bytes) -> None:
+    # Found by fuzz/fuzz_decode.py: Pillow's frame count raised IndexError or struct.error,
+    # which decode_image let through (no ImageError) for a GIF cut after its first frame.
+    data = hostile.animated("GIF", [(255, 0, 0), (0, 0, 255)])
+    assert data.endswith(b"\x3b")  # the trailer, replaced by the start of a cut block
+    image = decode_image(data[:-1] + tail)
+    assert image.n_frames == 2
+    red, green, blue = image.rgb.getpixel((5, 5))
+    assert red > 200 and green < 60 and blue < 60
+
+
 def test_exif_orientation_is_applied() -> None:
     image = decode_image(hostile.oriented_jpeg(20, 10, orientation=6))
     assert (image.width, image.height) == (10, 20)

@@ -169,6 +169,18 @@ def test_hostile_xmp_is_refused_quickly_as_one_metadata_error(xmp: bytes) -> Non
         assert findings[0].source == "xmp"
 
 
+@pytest.mark.parametrize(
+    "encoding", ["UTF-nnnn16", "rot13", "x" * 300], ids=["misspelt", "no-text-codec", "long-name"]
+)
+def test_xmp_in_an_encoding_python_lacks_is_an_unparsable_packet(encoding: str) -> None:
+    # Found by fuzz/fuzz_xmp.py: expat asks Python's codecs, whose LookupError escaped.
+    xmp = f'<?xml version="1.0" encoding="{encoding}"?><x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
+    data = hostile.png_with_chunks(PNG, itxt("XML:com.adobe.xmp", xmp.encode()))
+    error = only(read_quickly(data), "metadata_error")
+    assert "XMP packet could not be parsed" in error.summary  # was "reader failed ..."
+    assert "unknown encoding" in error.details["error"] or "not a text" in error.details["error"]
+
+
 def test_utf16_xmp_is_read() -> None:
     xmp = hostile.xmp_digital_source_type("trainedAlgorithmicMedia").encode("utf-16")
     data = hostile.png_with_chunks(PNG, itxt("XML:com.adobe.xmp", xmp))
@@ -256,3 +268,29 @@ def test_findings_from_json_with_lone_surrogates_encode_as_utf8(key: str, value:
     text = json.dumps([f.to_dict() for f in findings], ensure_ascii=False)
     text.encode("utf-8")  # raised UnicodeEncodeError: the CLI and the server could not write it
     assert "\ufffd" in text
+
+
+def test_findings_from_json_with_nan_or_infinity_are_strict_json() -> None:
+    # json.loads reads NaN and Infinity; they are no JSON numbers (PostgreSQL refuses them).
+    graph = '{"3": {"class_type": "KSampler", "inputs": {"cfg": NaN, "seed": -Infinity}}}'
+    findings = read_quickly(hostile.png_with_chunks(PNG, hostile.text_chunk("prompt", graph)))
+    workflow = only(findings, "comfyui_workflow")
+    json.dumps(workflow.to_dict(), allow_nan=False)  # raised ValueError: nan kept as a float
+    assert workflow.details["samplers"] == [{"cfg": None, "seed": None}]
+
+
+@pytest.mark.parametrize("data", [b"II*\x00\x08\x00\x00", b"MM\x00*", b"II*\x00"])
+def test_a_tiff_header_cut_short_is_an_implausible_tiff_structure(data: bytes) -> None:
+    # Found by fuzz/fuzz_exif.py: struct.error escaped the TIFF check, which catches ValueError.
+    error = only(read_quickly(data, "TIFF"), "metadata_error")
+    assert "implausible TIFF structure" in error.summary
+    assert "cut short" in error.details["error"]
+
+
+@pytest.mark.parametrize("nodes", ["5", "true", '"CheckpointLoaderSimple"', "{}"])
+def test_a_comfyui_workflow_whose_nodes_are_no_list_is_no_graph(nodes: str) -> None:
+    data = hostile.png_with_chunks(PNG, hostile.text_chunk("workflow", f'{{"nodes": {nodes}}}'))
+    error = only(read_quickly(data, "PNG"), "metadata_error")
+    # was "reader failed on malformed metadata": TypeError from iterating a number
+    assert error.source == "png:workflow"
+    assert "not a ComfyUI graph" in error.summary
