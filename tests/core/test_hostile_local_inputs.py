@@ -212,6 +212,38 @@ def test_a_gif_of_more_parts_than_the_cap_is_refused_before_pillow_walks_them(
         decode_image(data)
 
 
+def _stray_bytes_behind_an_empty_sub_block(head: bytes) -> bytes:
+    """An extension `head` ending in an empty sub-block, then an extension whose 255-byte
+    sub-blocks Pillow walks as stray bytes: it takes the empty sub-block for no terminator,
+    reads the next byte (0x21) as a sub-block's length and the zero inside the first
+    255-byte sub-block as the terminator."""
+    first = bytearray(b"\xff" + b"\x01" * 255)
+    first[32] = 0  # 34 bytes after the 0x21 that Pillow reads as a length
+    blocks = bytes(first) + (b"\xff" + b"\x01" * 255) * (MAX_GIF_PARTS // 256 + 1)
+    return hostile.gif_with(head + b"\x21\x01" + blocks + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\x21\xf9\x00", b"\x21\xff\x0bNETSCAPE2.0\x00"],
+    ids=["empty-graphic-control", "netscape-without-loop-count"],
+)
+def test_stray_bytes_hidden_from_the_walk_in_sub_blocks_are_refused_too(head: bytes) -> None:
+    # Pillow reads on past an extension's empty first sub-block (and a NETSCAPE2.0 block's
+    # empty second one), the walk stopped there: ~200,000 stray bytes for Pillow were a few
+    # hundred sub-blocks for the walk, 25 MB of them seconds of Pillow's time, uncapped.
+    with pytest.raises(UndecodableImageError, match=r"GIF structure refused: .*stray bytes"):
+        decode_image(_stray_bytes_behind_an_empty_sub_block(head))
+
+
+def test_a_looping_animated_gif_still_decodes() -> None:
+    frames = [Image.new("RGB", (8, 8), color) for color in ("red", "green", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=50)
+    assert b"NETSCAPE2.0" in buf.getvalue()
+    assert decode_image(buf.getvalue()).n_frames == 3
+
+
 def test_gifs_of_many_frames_and_big_gifs_still_decode() -> None:
     assert decode_image(_gif_of_frames(MAX_GIF_FRAMES)).n_frames == MAX_GIF_FRAMES
     rng = np.random.default_rng(0)
