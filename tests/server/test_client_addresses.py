@@ -30,6 +30,13 @@ from server.settings import Settings
         ("2001:DB8:1:2::FFFF", "2001:db8:1:2::/64"),
         ("::ffff:192.0.2.7", "192.0.2.7"),  # IPv4 on a dual-stack socket
         ("fe80::1%eth0", "fe80::/64"),
+        # IPv6 addresses that carry their IPv4 client's: each is that client, not a /64
+        # shared by every IPv4 client (NAT64, Teredo's relay) or one of 2^16 (6to4's /48).
+        ("64:ff9b::c000:207", "192.0.2.7"),
+        ("64:ff9b::198.51.100.9", "198.51.100.9"),
+        ("2002:c000:207:1::1", "192.0.2.7"),
+        ("2002:c000:207:ffff::1", "192.0.2.7"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),
         ("::1", "::/64"),
         ("testclient", "testclient"),  # not an address: kept as written
         ("", ""),
