@@ -356,46 +356,35 @@ def browser_args() -> list[str]:
     return []
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Any]:
-    """Playwright's driver, started once per test process (about half a second each time);
-    every test still gets a browser of its own, with a fresh profile."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as started:
-        yield started
-
-
 @pytest.fixture
 def browser(
-    playwright: Any,
-    chromium_path: str,
-    tmp_path: Path,
-    extension_dir: Path,
-    browser_args: list[str],
+    chromium_path: str, tmp_path: Path, extension_dir: Path, browser_args: list[str]
 ) -> Iterator[Browser]:
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "profile"),
-        executable_path=chromium_path,
-        headless=True,
-        args=[
-            f"--disable-extensions-except={extension_dir}",
-            f"--load-extension={extension_dir}",
-            *CHROMIUM_ARGS,
-            *browser_args,
-        ],
-        viewport={"width": 1000, "height": 800},
-    )
-    try:
-        worker = (
-            context.service_workers[0]
-            if context.service_workers
-            else context.wait_for_event("serviceworker", timeout=20_000)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=chromium_path,
+            headless=True,
+            args=[
+                f"--disable-extensions-except={extension_dir}",
+                f"--load-extension={extension_dir}",
+                *CHROMIUM_ARGS,
+                *browser_args,
+            ],
+            viewport={"width": 1000, "height": 800},
         )
-        assert worker.url == f"chrome-extension://{extension_id()}/background.js"
-        yield Browser(context=context, worker=worker)
-    finally:
-        context.close()
+        try:
+            worker = (
+                context.service_workers[0]
+                if context.service_workers
+                else context.wait_for_event("serviceworker", timeout=20_000)
+            )
+            assert worker.url == f"chrome-extension://{extension_id()}/background.js"
+            yield Browser(context=context, worker=worker)
+        finally:
+            context.close()
 
 
 @pytest.fixture
