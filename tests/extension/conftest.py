@@ -362,6 +362,9 @@ def browser(
 ) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
+    # Started per test, not once per process: while Playwright's sync driver runs, its event
+    # loop counts as running in this thread, and every asyncio test the same xdist worker
+    # runs after it fails ("Runner.run() cannot be called from a running event loop").
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
