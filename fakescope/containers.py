@@ -181,7 +181,7 @@ def check_gif_structure(data: bytes) -> None:
     sub-blocks and stray bytes, walked as Pillow walks them (a stray byte is skipped alone)."""
     if len(data) < 13:
         return
-    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    pos = _gif_first_block(data)
     frames, parts = 0, 0
     while pos < len(data) and data[pos] != 0x3B:  # up to the trailer
         introducer = data[pos]
@@ -189,8 +189,7 @@ def check_gif_structure(data: bytes) -> None:
             frames += 1
             if frames > MAX_GIF_FRAMES:
                 raise TooComplex(f"more than {MAX_GIF_FRAMES} GIF frames")
-            flags = data[pos + 9] if pos + 9 < len(data) else 0
-            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+            pos = _after_gif_image_descriptor(data, pos)
         else:  # an extension's introducer and label, or a stray byte
             parts += 1
             pos += 2 if introducer == 0x21 else 1
@@ -221,20 +220,31 @@ def _after_gif_extension_head(data: bytes, pos: int, *, first_frame: bool) -> in
     return pos + 1 if pos < len(data) and data[pos] == 0 else pos
 
 
+def _gif_first_block(data: bytes) -> int:
+    """Where a GIF's blocks start: after the header, screen descriptor and global table."""
+    return 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+
+
+def _after_gif_image_descriptor(data: bytes, pos: int) -> int:
+    """Past the image descriptor at ``pos``, its local table and LZW code size: its data
+    sub-blocks start there."""
+    flags = data[pos + 9] if pos + 9 < len(data) else 0
+    return pos + 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+
+
 def count_gif_blocks(data: bytes) -> int:
     """Extension, image and data sub-blocks of a GIF, up to the cap (TooComplex past it).
     Only a count: FakeScope reads no GIF metadata itself, but C2PA's reader walks them all."""
     if len(data) < 13:
         return 0
-    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    pos = _gif_first_block(data)
     blocks = 0
     while pos < len(data):
         introducer = data[pos]
         if introducer == 0x21:  # extension: label, then sub-blocks
             pos += 2
-        elif introducer == 0x2C:  # image descriptor, optional local table, LZW code size
-            flags = data[pos + 9] if pos + 9 < len(data) else 0
-            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        elif introducer == 0x2C:
+            pos = _after_gif_image_descriptor(data, pos)
         else:  # trailer or garbage
             return blocks
         while pos < len(data) and data[pos]:  # data sub-blocks until the zero terminator
