@@ -110,7 +110,10 @@ async def test_a_review_request_waits_out_a_database_that_stays_away_once_not_tw
         token_id, _ = await new_token(settings.database_url, Role.ADMIN)
         cookie = await page_session(settings.database_url, token_id, Role.ADMIN)
         path, headers, marker = "/admin", {"Cookie": f"{SESSION_COOKIE}={cookie}"}, SESSION_LOOKUP
-    limited = replace(settings, rate_limit=("minute", 100), request_timeout_s=0.4)
+    # A request timeout of 2 s: the checks try again for 1 s. With 0.4 s (0.2 s of retries)
+    # the first try alone outlasted the budget on a loaded 2-core CI machine (terminating a
+    # backend takes a connection of its own), and nothing was tried again.
+    limited = replace(settings, rate_limit=("minute", 100), request_timeout_s=2.0)
     rounds = RetryRounds(monkeypatch)
     async with running(create_app(limited)) as client:
         fault = TerminatedBackends(client.app.state.db.engine, marker, times=None)
