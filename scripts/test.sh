@@ -37,4 +37,7 @@ echo "== pytest ($workers processes)"
 # Temporary files in the checkout: pytest keeps only its last three temporary folders in
 # /tmp, so a second test session on the same machine would delete this one's (the tiny
 # checkpoint every model test shares among them).
-python -m pytest -m "not gpu" --basetemp="$PWD/.pytest-tmp" -n "$workers" --dist loadfile "$@"
+# The 25 slowest steps are listed at the end: where the suite's time goes, for whoever keeps it
+# inside CI's budget.
+python -m pytest -m "not gpu" --basetemp="$PWD/.pytest-tmp" -n "$workers" --dist loadfile \
+    --durations=25 "$@"
