@@ -76,9 +76,11 @@ async def test_concurrent_cached_reads_ride_out_terminated_backends(settings: Se
 async def test_cached_reads_of_a_database_that_stays_away_end_in_503_not_500(
     settings: Settings,
 ) -> None:
-    # A request timeout of 1 s: reads try again for half of it, then answer 503.
+    # A request timeout of 2 s: reads try again for half of it, then answer 503. With 1 s
+    # (0.5 s of retries) the first read, which terminates a backend through a connection of
+    # its own, could outlast the budget on a busy machine, and nothing was tried again.
     async with running(
-        create_app(replace(settings, cache_ttl_s=0, request_timeout_s=1.0))
+        create_app(replace(settings, cache_ttl_s=0, request_timeout_s=2.0))
     ) as client:
         images = await _stored(client, 3)
         faults = TerminatedBackends(client.app.state.db.engine, SERVED_READ, times=None)
@@ -142,7 +144,9 @@ async def test_analyses_whose_commit_reply_was_lost_are_stored_once_and_served(
 async def test_new_analyses_of_a_database_that_stays_away_end_in_503_not_500(
     settings: Settings, database_url: str
 ) -> None:
-    async with running(create_app(replace(settings, request_timeout_s=1.0))) as client:
+    # A request timeout of 2 s: the stores try again for half of it, then answer 503 (the
+    # rest is the analysis's own time: past it, the answer would be 503 `timeout`).
+    async with running(create_app(replace(settings, request_timeout_s=2.0))) as client:
         faults = DroppedWrites(client.app.state.db, times=None)
         try:
             responses = await asyncio.gather(

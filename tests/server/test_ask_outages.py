@@ -66,10 +66,24 @@ async def client(model_settings: Settings, tiny_model: Any) -> AsyncIterator[App
 
 
 async def _analysed(client: AppClient, data: bytes | None = None) -> str:
-    response = await client.post("/v1/analyze", **upload(data or unique_png()))
+    upload_of = upload(data or unique_png())
+    response = await client.post("/v1/analyze", **upload_of)
+    # Under a short request timeout the model's pass may outlast it on a busy machine (a
+    # 503 `timeout`): the analysis goes on, and asking again joins it or finds it stored.
+    for _ in range(100):
+        if problem_type(response) != "timeout":
+            break
+        response = await client.post("/v1/analyze", **upload_of)
     assert response.status_code == 200, response.text
     sha: str = response.json()["sha256"]
     return sha
+
+
+def problem_type(response: Any) -> str | None:
+    """The problem type's last part of a 503 (None for any other answer)."""
+    if response.status_code != 503:
+        return None
+    return str(response.json().get("type", "")).rsplit(":", 1)[-1]
 
 
 def _terminating(client: AppClient, marker: str | Callable[[str], bool], times: int | None = 1):
@@ -147,8 +161,10 @@ async def test_a_cache_hit_keeps_the_bytes_again_through_a_terminated_backend(
 async def test_questions_and_cache_hits_of_a_database_that_stays_away_end_in_503_not_500(
     model_settings: Settings, tiny_model: Any
 ) -> None:
-    # A request timeout of 1 s: the ask service's reads try again for half of it.
-    outage = replace(model_settings, request_timeout_s=1.0)
+    # A request timeout of 2 s: the ask service's reads try again for half of it. With 1 s
+    # (0.5 s of retries) a first try, which terminates a backend through a connection of
+    # its own, could outlast the budget on a busy machine, and nothing was tried again.
+    outage = replace(model_settings, request_timeout_s=2.0)
     async with _model_client(outage, tiny_model) as client:
         data = unique_png()
         sha = await _analysed(client, data)

@@ -166,13 +166,16 @@ async def test_a_reviewer_whose_token_lookups_meet_dropped_connections_skips_the
 async def test_credential_checks_of_a_database_that_stays_away_end_in_503_and_count_no_failed_login(
     settings: Settings,
 ) -> None:
-    # A request timeout of 1 s: the checks try again for half of it, then answer 503. The
+    # A request timeout of 4 s: the checks try again for half of it, then answer 503. The
     # failed logins are counted in the database, shared by processes: none is counted, and
-    # more outages than the failed-login limit allows leave the token usable.
+    # more outages than the failed-login limit allows leave the token usable. The 13
+    # requests' terminations each take a connection of their own and run one after another
+    # on the event loop: a first try took up to 0.49 s here on a busy machine, so with 1 s
+    # (0.5 s of retries) the session lookup was sometimes never tried again.
     _, client_secret = await new_token(settings.database_url, Role.CLIENT)
     _, admin_secret = await new_token(settings.database_url, Role.ADMIN)
     cookie = await _reviewer_page_session(settings.database_url, idle_for=timedelta(0))
-    outage = replace(settings, request_timeout_s=1.0, require_token=True, limits_store="database")
+    outage = replace(settings, request_timeout_s=4.0, require_token=True, limits_store="database")
     async with running(create_app(outage)) as client:
         faults = _faults(client, TOKEN_LOOKUP, SESSION_LOOKUP, times=None)
         try:

@@ -51,7 +51,8 @@ async def test_a_lone_request_does_not_wait_for_the_batch_window() -> None:
     try:
         begun = time.perf_counter()
         assert await queue.score(42) == 0.42
-        assert time.perf_counter() - begun < 0.5
+        # Well under the 2 s window, with room for a busy machine's thread hand-offs.
+        assert time.perf_counter() - begun < 1.5
     finally:
         await queue.stop()
 

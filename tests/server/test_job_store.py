@@ -131,14 +131,31 @@ async def test_a_lapsed_lease_requeues_the_job_until_its_attempts_run_out(databa
         await db.dispose()
 
 
-async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(database_url) -> None:
+class LeaseClock:
+    """The job store's clock (leases are stamped and checked by it), moved by hand: a
+    lease's seconds are then the test's, not a busy machine's database round trips."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = utcnow()
+        monkeypatch.setattr("server.jobs.store.utcnow", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(
+    database_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Renewed every half lease for a lease and a half. In real time (sleeps of 0.15 s), a
+    # busy machine's 0.3 s between the last renewal and the expiry would lapse the lease.
+    clock = LeaseClock(monkeypatch)
     db = _database(database_url)
     store = JobStore(db, lease_s=0.3, attempts=3)
     try:
         ids = await _queue(store, 2)
         await store.claim("w1", MODEL, 2)
         for _ in range(3):
-            await asyncio.sleep(0.15)
+            clock.advance(0.15)
             assert await store.renew("w1", ids) == 2
         assert (await store.expire()).requeued == 0
         assert await store.release("w1") == 2
@@ -149,17 +166,20 @@ async def test_renewing_keeps_a_lease_and_release_gives_jobs_back(database_url) 
         await db.dispose()
 
 
-async def test_a_job_the_worker_no_longer_runs_is_not_renewed_but_lapses(database_url) -> None:
+async def test_a_job_the_worker_no_longer_runs_is_not_renewed_but_lapses(
+    database_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A worker whose `finish` failed on a dropped connection (or whose claim's reply was
     # lost) still holds the row; renewing only what it runs lets the lease lapse, so the
     # job goes back to the queue instead of staying 'running' while the worker lives.
+    clock = LeaseClock(monkeypatch)
     db = _database(database_url)
     store = JobStore(db, lease_s=0.3, attempts=3)
     try:
         running, orphan = await _queue(store, 2)
         await store.claim("w1", MODEL, 2)
         for _ in range(3):
-            await asyncio.sleep(0.15)
+            clock.advance(0.15)
             assert await store.renew("w1", [running]) == 1
         assert await store.renew("w1", []) == 0
         expired = await store.expire()

@@ -305,7 +305,8 @@ async def test_a_model_that_fails_to_load_makes_the_server_unready(
         raise OSError("checkpoint not found")
 
     async with running(create_app(sqlite_settings, model_loader=broken)) as client:
-        await asyncio.sleep(0.2)
+        # Until the load has failed on the model thread (a fixed 0.2 s stood in for it).
+        await client.app.state.model_host.wait_ready(within_s=30)
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "checkpoint not found" in ready.json()["error"]
         for response in (

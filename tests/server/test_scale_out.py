@@ -384,6 +384,17 @@ async def _claimed(store: JobStore, identity: Any) -> Any:
     raise AssertionError("the API never queued the job")
 
 
+async def _relayed(api: AppClient, job_id: int, text: str) -> None:
+    """Until the API process has read `text` (the job's whole text so far) and queued it for
+    each stream on the job: what the worker writes next then reaches them as its own piece."""
+    streams = api.app.state.model_host.queue.streams
+
+    def relayed() -> bool:
+        return bool(streams.get(job_id)) and all(s.sent == len(text) for s in streams[job_id])
+
+    await until(relayed)
+
+
 async def test_a_streamed_answer_is_relayed_as_the_worker_writes_it(api, settings) -> None:
     from server.db.answers import new_answer
 
@@ -397,7 +408,7 @@ async def test_a_streamed_answer_is_relayed_as_the_worker_writes_it(api, setting
         assert job.kind == "ask" and job.question["stream"] is True
         for text in ("The tex", "The texture is", "The texture is smooth."):
             assert await store.progress(job.id, "fake", text)
-            await asyncio.sleep(0.3)  # the API relays each step before the next
+            await _relayed(api, job.id, text)  # the API relays each step before the next
         async with store.db.write() as session:
             session.add(
                 new_answer(
@@ -681,7 +692,7 @@ async def test_waiting_requests_get_no_workers_once_the_last_worker_is_gone(api,
             api.post("/v1/ask", json={"sha256": sha, "aspect": "texture"}, headers=SSE)
         )
         await until(lambda: host.queue.depth == 3)
-        await asyncio.sleep(0.3)  # the stream has relayed its text so far
+        await _relayed(api, job.id, "The ed")  # the stream has relayed its text so far
         await run_sql(settings.database_url, "UPDATE workers SET stopped_at = :t", t=utcnow())
         async with asyncio.timeout(20):  # not the 120 s request timeout
             analysed, asked, streamed = await asyncio.gather(analysing, asking, streaming)
