@@ -9,11 +9,13 @@ server's CORS examples name); the Chrome Web Store signs the package itself, giv
 ID and refuses an upload whose manifest carries a key ("key field is not allowed in
 manifest").
 
-Before writing, it checks that every file the manifest names is in the package (the service
-worker, popup, options page, icons, the framed panel), and that no file in it refers to a
-path left out. The ZIP is reproducible: entries sorted, fixed timestamps and permissions, so
-the same tree gives the same bytes (the SHA-256 printed at the end can be compared with a
-rebuild). Prints the file count, size and digest; exits 1 with the reason when a check fails.
+Before writing, it checks the manifest against the rules the store checks on upload (name,
+description and version lengths and shapes, a 128-pixel icon), that every file the manifest
+names is in the package (the service worker, popup, options page, icons, the framed panel),
+and that no file in it refers to a path left out. The ZIP is reproducible: entries sorted,
+fixed timestamps and permissions, so the same tree gives the same bytes (the SHA-256 printed
+at the end can be compared with a rebuild). Prints the file count, size and digest; exits 1
+with the reason when a check fails.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_DIR = REPO_ROOT / "extension"
 LEFT_OUT_DIRS = frozenset({"tests", "node_modules"})
 LEFT_OUT_SUFFIXES = frozenset({".md", ".mjs"})  # the README; Node's test helpers (.mjs)
+MAX_NAME_CHARS = 75  # the Chrome Web Store's limits
+MAX_DESCRIPTION_CHARS = 132
+VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,4})(\.(0|[1-9][0-9]{0,4})){0,3}")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a ZIP can say: no build time in the bytes
 FILE_MODE = 0o100644 << 16  # a regular file, rw-r--r--
 # Paths the shipped scripts and pages load: a quoted string naming a file with one of these
@@ -64,6 +69,35 @@ def shipped_files(source: Path) -> list[PurePosixPath]:
 def store_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest as the store takes it: without the `key` that pins an unpacked copy's ID."""
     return {name: value for name, value in manifest.items() if name != "key"}
+
+
+def store_rule_problems(manifest: dict[str, Any]) -> list[str]:
+    """Where the manifest breaks a rule the Chrome Web Store checks on upload: a name of at
+    most 75 characters, a description of at most 132, a version of one to four integers
+    0-65535 without leading zeros and not all zero, and a 128-pixel icon."""
+    problems = []
+    name, description = manifest.get("name"), manifest.get("description", "")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS:
+        problems.append(f"the name must be 1 to {MAX_NAME_CHARS} characters: {name!r}")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
+        problems.append(
+            f"the description must be at most {MAX_DESCRIPTION_CHARS} characters "
+            f"(it has {len(description)})"
+        )
+    version = manifest.get("version")
+    parts = version.split(".") if isinstance(version, str) else []
+    if not (
+        VERSION_RE.fullmatch(str(version))
+        and all(int(part) <= 65535 for part in parts)
+        and any(int(part) for part in parts)
+    ):
+        problems.append(
+            f"the version must be 1 to 4 dot-separated integers 0-65535, without leading "
+            f"zeros and not all zero: {version!r}"
+        )
+    if "128" not in manifest.get("icons", {}):
+        problems.append("the icons must include a 128-pixel one")
+    return problems
 
 
 def manifest_paths(manifest: dict[str, Any]) -> Iterator[str]:
@@ -129,6 +163,9 @@ def missing_references(source: Path, files: list[PurePosixPath]) -> list[str]:
 def build(source: Path, out: Path) -> tuple[int, int, str]:
     """Write the package of `source` to `out`; returns (files, bytes, SHA-256 hex)."""
     manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    rules = store_rule_problems(manifest)
+    if rules:
+        raise PackageError("; ".join(rules))
     files = shipped_files(source)
     held = {str(path) for path in files}
     absent = sorted({path for path in manifest_paths(manifest) if path not in held})

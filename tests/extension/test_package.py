@@ -97,6 +97,37 @@ def test_a_tree_missing_a_file_it_loads_is_refused_and_no_package_is_left(
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"description": "x" * 133}, "the description must be at most 132 characters (it has 133)"),
+        ({"name": "F" * 76}, "the name must be 1 to 75 characters"),
+        ({"version": "1.02"}, "the version must be 1 to 4 dot-separated integers"),
+        ({"version": "0.0"}, "not all zero: '0.0'"),
+        ({"version": "1.65536"}, "integers 0-65535"),
+        ({"version": "1.2.3.4.5"}, "the version must be 1 to 4"),
+        ({"icons": {"48": "icons/icon48.png"}}, "the icons must include a 128-pixel one"),
+    ],
+)
+def test_a_manifest_the_store_would_refuse_is_refused_here(
+    tmp_path: Path, change: dict[str, Any], named: str
+) -> None:
+    source = tmp_path / "extension"
+    shutil.copytree(EXTENSION_DIR, source)
+    manifest = json.loads((source / "manifest.json").read_text())
+    (source / "manifest.json").write_text(json.dumps({**manifest, **change}))
+    result = package(tmp_path / "refused.zip", source)
+    assert result.returncode == 1
+    assert named in result.stderr, result.stderr
+
+
+def test_the_extensions_manifest_keeps_the_stores_rules() -> None:
+    # The description had 136 characters: the store refuses more than 132 on upload.
+    manifest = json.loads((EXTENSION_DIR / "manifest.json").read_text())
+    assert len(manifest["description"]) <= 132
+    assert len(manifest["name"]) <= 75
+
+
 def test_a_path_out_of_the_package_is_refused_and_a_bare_file_name_is_not_a_path(
     tmp_path: Path,
 ) -> None:
