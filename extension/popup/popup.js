@@ -73,7 +73,11 @@ async function showRecent() {
     verdict.textContent = entry.verdict;
     const where = document.createElement('div');
     where.className = 'hint';
-    where.textContent = `${entry.imageUrl} · ${new Date(entry.at).toLocaleTimeString()}`;
+    // The address may break anywhere (a long URL has no spaces); the time stays on one line.
+    const at = document.createElement('span');
+    at.className = 'at';
+    at.textContent = new Date(entry.at).toLocaleTimeString();
+    where.append(`${entry.imageUrl} · `, at);
     li.append(verdict, where);
     ol.append(li);
   }

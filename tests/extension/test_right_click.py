@@ -310,5 +310,48 @@ def test_popup_shows_server_status_and_recent_checks(
     recent = popup.locator("#recent li")
     expect(recent).to_have_count(1)
     assert src in recent.first.inner_text()
-    assert recent.first.locator("span").inner_text().split(" (")[0] in HEADLINES
+    assert recent.first.locator("span").first.inner_text().split(" (")[0] in HEADLINES
     popup.screenshot(path=str(artifacts_dir / "extension-popup.png"))
+
+
+# How many lines the time of each recent check takes in the popup: a Range over the text
+# after the " · " that follows the address, however the line is split into elements.
+TIME_LINES = """() => [...document.querySelectorAll('#recent li .hint')].map((hint) => {
+    const walker = document.createTreeWalker(hint, NodeFilter.SHOW_TEXT);
+    const texts = [];
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) texts.push(node);
+    const range = document.createRange();
+    let skip = hint.textContent.lastIndexOf(' · ') + 3;
+    for (const node of texts) {
+      if (skip <= node.textContent.length) { range.setStart(node, skip); break; }
+      skip -= node.textContent.length;
+    }
+    const last = texts[texts.length - 1];
+    range.setEnd(last, last.textContent.length);
+    const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+    return new Set(rects.map((r) => Math.round(r.top))).size;
+})"""
+
+
+def test_the_popup_breaks_a_long_image_address_but_never_the_time_of_a_check(
+    browser: Any,
+) -> None:
+    # The address and the time shared one line that broke anywhere: "4:25:54 P" / "M".
+    at = 1764347154000  # an afternoon, so the time has a day-period in 12-hour locales
+    checks = [
+        {
+            "sha256": f"{n:064x}",
+            "imageUrl": "https://img.example/" + "a" * n + ".png",
+            "pageUrl": None,
+            "verdict": "Likely authentic (12%)",
+            "label": "real",
+            "at": at,
+        }
+        for n in range(10, 10 + 10 * 5, 5)
+    ]
+    browser.worker.evaluate("(list) => chrome.storage.local.set({recentChecks: list})", checks)
+    popup = browser.context.new_page()
+    popup.set_viewport_size({"width": 360, "height": 480})
+    popup.goto(browser.extension_url("popup/popup.html"))
+    popup.locator("#recent li").nth(len(checks) - 1).wait_for()
+    assert popup.evaluate(TIME_LINES) == [1] * len(checks)
