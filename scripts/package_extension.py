@@ -160,15 +160,33 @@ def missing_references(source: Path, files: list[PurePosixPath]) -> list[str]:
     return problems
 
 
-def build(source: Path, out: Path) -> tuple[int, int, str]:
-    """Write the package of `source` to `out`; returns (files, bytes, SHA-256 hex)."""
-    manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+def read_manifest(source: Path) -> dict[str, Any]:
+    """`source`'s manifest, once it keeps the store's rules (else PackageError says how not)."""
+    path = source / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PackageError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise PackageError(f"{path} holds no JSON object")
     rules = store_rule_problems(manifest)
     if rules:
         raise PackageError("; ".join(rules))
+    return manifest
+
+
+def build(source: Path, out: Path) -> tuple[int, int, str]:
+    """Write the package of `source` to `out`; returns (files, bytes, SHA-256 hex)."""
+    manifest = read_manifest(source)
     files = shipped_files(source)
     held = {str(path) for path in files}
-    absent = sorted({path for path in manifest_paths(manifest) if path not in held})
+    try:
+        named = set(manifest_paths(manifest))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise PackageError(
+            f"the manifest names its files in an unexpected shape ({exc!r})"
+        ) from exc
+    absent = sorted(str(path) for path in named if path not in held)
     if absent:
         raise PackageError(f"the manifest names files the package lacks: {', '.join(absent)}")
     problems = missing_references(source, files)
@@ -196,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="ZIP to write (default: dist/…-<version>.zip)")
     args = parser.parse_args(argv)
     try:
-        version = json.loads((args.source / "manifest.json").read_text(encoding="utf-8"))["version"]
+        version = read_manifest(args.source)["version"]  # a checked version: digits and dots
         out = args.out or REPO_ROOT / "dist" / f"fakescope-extension-{version}.zip"
         count, size, digest = build(args.source, out)
-    except (PackageError, OSError, ValueError, KeyError) as exc:
+    except (PackageError, OSError) as exc:
         print(f"package_extension: {exc}", file=sys.stderr)
         return 1
     print(f"{out}: {count} files, {size:,} bytes, version {version}")

@@ -121,6 +121,34 @@ def test_a_manifest_the_store_would_refuse_is_refused_here(
     assert named in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("manifest", "named"),
+    [
+        ("{not json", "cannot read"),
+        ("[1, 2]", "holds no JSON object"),
+        (None, "unexpected shape (KeyError('background'))"),
+    ],
+)
+def test_a_manifest_that_cannot_be_read_is_one_line_not_a_traceback(
+    tmp_path: Path, manifest: str | None, named: str
+) -> None:
+    source = tmp_path / "extension"
+    shutil.copytree(EXTENSION_DIR, source)
+    if manifest is None:  # well-formed, without its service worker
+        original = json.loads((source / "manifest.json").read_text())
+        manifest = json.dumps({k: v for k, v in original.items() if k != "background"})
+    (source / "manifest.json").write_text(manifest)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--source", str(source)],  # the default name reads it too
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert named in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_the_extensions_manifest_keeps_the_stores_rules() -> None:
     # The description had 136 characters: the store refuses more than 132 on upload.
     manifest = json.loads((EXTENSION_DIR / "manifest.json").read_text())
