@@ -66,7 +66,7 @@
     li { margin: 3px 0; }
     .tag { display: inline-block; font-size: 11px; color: #444; border: 1px solid #bbb; border-radius: 4px; padding: 0 4px; margin-left: 4px; }
     .row { display: flex; gap: 6px; align-items: center; margin: 6px 0; }
-    .row > select, .row > input { flex: 1; min-width: 0; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
+    .row > select, .row > input:not([type="radio"]) { flex: 1; min-width: 0; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
     label { font-size: 13px; color: #333; }
     textarea { width: 100%; min-height: 56px; padding: 4px 6px; border: 1px solid #777; border-radius: 5px; background: #fff; }
     .explanation { max-height: 12em; overflow: auto; overscroll-behavior: contain; white-space: pre-wrap; }
