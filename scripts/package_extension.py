@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import posixpath
 import re
 import sys
 import zipfile
@@ -122,16 +123,8 @@ def _resolve(referrer: PurePosixPath, reference: str) -> PurePosixPath | None:
     A path that climbs out of the package comes back starting with `..` (never held)."""
     if "://" in reference or reference.startswith("//"):
         return None
-    base = PurePosixPath() if reference.startswith("/") else referrer.parent
-    parts: list[str] = []
-    for part in (base / reference.lstrip("/")).parts:
-        if part == "..":
-            if not parts:
-                return PurePosixPath("..", reference)
-            parts.pop()
-        elif part != ".":
-            parts.append(part)
-    return PurePosixPath(*parts)
+    base = "" if reference.startswith("/") else str(referrer.parent)
+    return PurePosixPath(posixpath.normpath(posixpath.join(base, reference.lstrip("/"))))
 
 
 def missing_references(source: Path, files: list[PurePosixPath]) -> list[str]:
@@ -148,7 +141,10 @@ def missing_references(source: Path, files: list[PurePosixPath]) -> list[str]:
     for relative in files:
         if relative.suffix not in {".js", ".html", ".css"}:
             continue
-        text = (source / relative).read_text(encoding="utf-8")
+        try:
+            text = (source / relative).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:  # Chrome refuses to load such a script or page too
+            raise PackageError(f"{relative} is not UTF-8 ({exc.reason})") from exc
         references = {match[1] for match in REFERENCE_RE.findall(text)}
         if relative.suffix != ".html":
             references = {reference for reference in references if "/" in reference}

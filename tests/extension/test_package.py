@@ -171,6 +171,15 @@ def test_a_path_out_of_the_package_is_refused_and_a_bare_file_name_is_not_a_path
     assert "worker/check.js refers to ../../server/static/review.js" in result.stderr
 
 
+def test_a_script_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "extension"
+    shutil.copytree(EXTENSION_DIR, source)
+    (source / "lib" / "verdict.js").write_bytes(b"// caf\xe9\nexport const x = 1;\n")
+    result = package(tmp_path / "latin1.zip", source)
+    assert result.returncode == 1
+    assert "lib/verdict.js is not UTF-8" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_symbolic_link_in_the_tree_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "extension"
     shutil.copytree(EXTENSION_DIR, source)
