@@ -19,9 +19,11 @@ from panel_helpers import panel
 SCRIPT = REPO_ROOT / "scripts" / "package_extension.py"
 
 
-def package(out: Path, source: Path = EXTENSION_DIR) -> subprocess.CompletedProcess[str]:
+def package(out: Path | None, source: Path = EXTENSION_DIR) -> subprocess.CompletedProcess[str]:
+    """The script on `source`, writing `out` (None: its default name, made from the version)."""
+    where = ["--out", str(out)] if out is not None else []
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--source", str(source), "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--source", str(source), *where],
         capture_output=True,
         text=True,
         timeout=60,
@@ -34,6 +36,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = package(out)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A copy of the extension that a test may break."""
+    copy = tmp_path / "extension"
+    shutil.copytree(EXTENSION_DIR, copy)
+    return copy
 
 
 @pytest.fixture
@@ -85,10 +95,8 @@ def test_the_same_tree_packages_to_the_same_bytes(built: Path, tmp_path: Path) -
     ],
 )
 def test_a_tree_missing_a_file_it_loads_is_refused_and_no_package_is_left(
-    tmp_path: Path, remove: str, named: str
+    tmp_path: Path, source: Path, remove: str, named: str
 ) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
     (source / remove).unlink()
     out = tmp_path / "broken.zip"
     result = package(out, source)
@@ -110,10 +118,8 @@ def test_a_tree_missing_a_file_it_loads_is_refused_and_no_package_is_left(
     ],
 )
 def test_a_manifest_the_store_would_refuse_is_refused_here(
-    tmp_path: Path, change: dict[str, Any], named: str
+    tmp_path: Path, source: Path, change: dict[str, Any], named: str
 ) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
     manifest = json.loads((source / "manifest.json").read_text())
     (source / "manifest.json").write_text(json.dumps({**manifest, **change}))
     result = package(tmp_path / "refused.zip", source)
@@ -130,20 +136,13 @@ def test_a_manifest_the_store_would_refuse_is_refused_here(
     ],
 )
 def test_a_manifest_that_cannot_be_read_is_one_line_not_a_traceback(
-    tmp_path: Path, manifest: str | None, named: str
+    source: Path, manifest: str | None, named: str
 ) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
     if manifest is None:  # well-formed, without its service worker
         original = json.loads((source / "manifest.json").read_text())
         manifest = json.dumps({k: v for k, v in original.items() if k != "background"})
     (source / "manifest.json").write_text(manifest)
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--source", str(source)],  # the default name reads it too
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = package(None, source)  # the default file name reads the manifest too
     assert result.returncode == 1
     assert named in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -157,10 +156,8 @@ def test_the_extensions_manifest_keeps_the_stores_rules() -> None:
 
 
 def test_a_path_out_of_the_package_is_refused_and_a_bare_file_name_is_not_a_path(
-    tmp_path: Path,
+    tmp_path: Path, source: Path
 ) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
     worker = source / "worker" / "check.js"
     named = "const downloadName = 'verdict.json';\n"  # a name only: no folder, not loaded
     worker.write_text(named + worker.read_text())
@@ -171,18 +168,14 @@ def test_a_path_out_of_the_package_is_refused_and_a_bare_file_name_is_not_a_path
     assert "worker/check.js refers to ../../server/static/review.js" in result.stderr
 
 
-def test_a_script_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
+def test_a_script_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path, source: Path) -> None:
     (source / "lib" / "verdict.js").write_bytes(b"// caf\xe9\nexport const x = 1;\n")
     result = package(tmp_path / "latin1.zip", source)
     assert result.returncode == 1
     assert "lib/verdict.js is not UTF-8" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_symbolic_link_in_the_tree_is_refused(tmp_path: Path) -> None:
-    source = tmp_path / "extension"
-    shutil.copytree(EXTENSION_DIR, source)
+def test_a_symbolic_link_in_the_tree_is_refused(tmp_path: Path, source: Path) -> None:
     (source / "lib" / "elsewhere.js").symlink_to("/etc/hostname")
     result = package(tmp_path / "linked.zip", source)
     assert result.returncode == 1
