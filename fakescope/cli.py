@@ -308,8 +308,15 @@ _UNWIND_ON_SIGTERM = frozenset({"analyze", "ask", "eval", "tiny-model"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["eval", "compare"]:
+        from fakescope.evaluation.cli import compare_parser
+
+        parser = compare_parser()
+        args = parser.parse_args(words[2:])
+    else:
+        parser = build_parser()
+        args = parser.parse_args(words)
     if args.command == "analyze" and args.real_threshold > args.fake_threshold:
         parser.error("--real-threshold must not be above --fake-threshold")
     with _sigterm_raises_terminated(args.command in _UNWIND_ON_SIGTERM):

@@ -74,8 +74,26 @@ def add_commands(subparsers: Any) -> None:
     parser.set_defaults(handler=run_command)
 
 
+def compare_parser() -> argparse.ArgumentParser:
+    """`fakescope eval compare`'s own parser: its help, and its errors, name its two folders.
+
+    `fakescope` hands it the words after `eval compare` (argparse cannot give `eval` both
+    DATASET... positionals and a `compare` subcommand).
+    """
+    parser = argparse.ArgumentParser(
+        prog="fakescope eval compare",
+        description="Print two evaluation runs side by side, subset by subset: AP, AUC, "
+        "accuracy, TPR and TNR in each and B - A, after the settings (datasets, --limit, "
+        "provenance, prompt version...) that differ between them.",
+    )
+    parser.add_argument("run_a", metavar="RUN_A", type=Path, help="the first run's --out folder")
+    parser.add_argument("run_b", metavar="RUN_B", type=Path, help="the second run's --out folder")
+    parser.set_defaults(command="eval", handler=_compare_command)
+    return parser
+
+
 def run_command(args: argparse.Namespace) -> int:
-    if args.datasets[0] == "compare":
+    if args.datasets[0] == "compare":  # options before it: `fakescope eval --quiet compare A B`
         return _compare(args.datasets[1:])
     if not args.model:
         print("fakescope eval: error: --model is required", file=sys.stderr)
@@ -151,7 +169,11 @@ def _print_path(path: Path) -> None:
     sys.stdout.buffer.flush()
 
 
-def _compare(runs: list[str]) -> int:
+def _compare_command(args: argparse.Namespace) -> int:
+    return _compare([args.run_a, args.run_b])
+
+
+def _compare(runs: list[str] | list[Path]) -> int:
     if len(runs) != 2:
         print("fakescope eval compare: error: give exactly two run folders", file=sys.stderr)
         return 2

@@ -125,4 +125,25 @@ def test_eval_without_a_model_or_with_a_bad_dataset_fails_clearly(
     assert "--model is required" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing"), "--model", str(tiny_model_dir)]) == 2
     assert "dataset not found" in capsys.readouterr().err
-    assert main(["eval", "compare", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["eval", "compare", str(tmp_path)])
+    assert refused.value.code == 2
+    assert "fakescope eval compare: error:" in capsys.readouterr().err
+
+
+def test_eval_compare_has_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["eval", "compare", "--help"])
+    assert shown.value.code == 0
+    help_text = capsys.readouterr().out
+    assert help_text.startswith("usage: fakescope eval compare [-h] RUN_A RUN_B")
+    assert "--model" not in help_text  # not `fakescope eval`'s help
+
+
+def test_eval_compare_refuses_options_it_does_not_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["eval", "compare", str(tmp_path), str(tmp_path), "--model", "m"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --model m" in capsys.readouterr().err
