@@ -92,13 +92,18 @@ def create_app(
     """Build the app. `model_loader` replaces loading settings.model (tests inject models)."""
     settings = settings or Settings.from_env()
     metrics = Metrics()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, **settings.pool_options)
     write_engine = (
-        create_engine(settings.database_url, immediate=True)
+        create_engine(settings.database_url, immediate=True, **settings.pool_options)
         if "sqlite" in engine.dialect.name
         else None
     )
     db = Database(engine, write_engine)
+    metrics.watch_pools(
+        {"main": engine.sync_engine.pool}
+        | ({"writes": write_engine.sync_engine.pool} if write_engine is not None else {}),
+        limit=settings.db_pool_size + settings.db_pool_overflow,
+    )
     jobs = JobStore(db, lease_s=settings.job_lease_s, attempts=settings.job_attempts)
     # The API role runs no model: its analyses and answers are jobs for the workers.
     host: ModelHost | RemoteHost = (

@@ -66,6 +66,39 @@ class DeviceMemoryCollector(Collector):
         yield family
 
 
+class ConnectionPoolCollector(Collector):
+    """The database connection pools of this process, read when /metrics is scraped: how
+    many connections are lent to requests and background work, and how many may be.
+
+    `in_use` at `limit` for long means requests are waiting for a connection (and, after
+    FAKESCOPE_DB_POOL_TIMEOUT_S, get 503 `database-busy`).
+    """
+
+    def __init__(self, pools: dict[str, Any], limit: int) -> None:
+        self._pools = pools  # name -> sqlalchemy.pool.QueuePool (or another Pool)
+        self._limit = limit
+
+    def collect(self) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "fakescope_db_pool_connections",
+            "Database connections of this process's pools, by pool and state",
+            labels=["pool", "state"],
+        )
+        limit = GaugeMetricFamily(
+            "fakescope_db_pool_limit",
+            "Most connections a pool opens (FAKESCOPE_DB_POOL_SIZE + FAKESCOPE_DB_POOL_OVERFLOW)",
+            labels=["pool"],
+        )
+        for name, pool in self._pools.items():
+            if not hasattr(pool, "checkedout"):  # a pool without counts (in-memory SQLite)
+                continue
+            connections.add_metric([name, "in_use"], pool.checkedout())
+            connections.add_metric([name, "idle"], pool.checkedin())
+            limit.add_metric([name], self._limit)
+        yield connections
+        yield limit
+
+
 class Metrics:
     """Every metric the server exports; it is also the inference queue's observer."""
 
@@ -148,6 +181,11 @@ class Metrics:
         )
         r.register(DeviceMemoryCollector())
         r.register(GeneratedTokensCollector())
+
+    def watch_pools(self, pools: dict[str, Any], limit: int) -> None:
+        """Export these connection pools' use (name -> SQLAlchemy pool; `limit`: the most
+        connections each opens)."""
+        self.registry.register(ConnectionPoolCollector(pools, limit))
 
     def queue_depth(self, depth: int) -> None:
         self.queue_depth_gauge.set(depth)

@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from fakescope.errors import (
     EmptyImageError,
@@ -227,6 +228,25 @@ def handle_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> R
     )
 
 
+def handle_pool_timeout(request: Request[Any, Any, Any], exc: PoolTimeoutError) -> Response[Any]:
+    """Every pooled connection stayed in use for FAKESCOPE_DB_POOL_TIMEOUT_S: this process has
+    more database work in flight than its pool holds. Nothing was written; a 503 the client
+    may retry, not a 500 (the process is busy, not broken)."""
+    log.warning(
+        "database busy on %s %s: no free connection in the pool: %s",
+        request.method,
+        request.url.path,
+        exc,
+    )
+    return problem_response(
+        503,
+        "every database connection of this server process stayed in use; try again shortly",
+        code="database-busy",
+        headers={"Retry-After": str(RETRY_AFTER_DATABASE_S)},
+        instance=request.url.path,
+    )
+
+
 def cors_refusals(config: CORSConfig, headers: Headers) -> dict[str, str]:
     """What of a preflight the CORS policy refuses, each with a sentence: `origin`,
     `method`, `headers` (the parts Litestar's CORS middleware checks)."""
@@ -342,5 +362,6 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     HTTPException: handle_http_exception,
     ImageError: handle_image_error,
     DBAPIError: handle_database_error,
+    PoolTimeoutError: handle_pool_timeout,
     Exception: handle_unexpected,
 }

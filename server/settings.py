@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 RATE_UNITS = ("second", "minute", "hour", "day")
@@ -143,6 +144,11 @@ class Settings:
     limits_store: str | None = None  # memory | database; None: memory for role all, else database
     admin_session_idle_hours: float = 12.0  # a review page session unused this long ends
     admin_session_max_days: float = 7.0  # and every session ends this long after sign-in
+    # Each engine's connection pool (SQLAlchemy's QueuePool): connections kept open, more
+    # opened under load, and how long a request waits for one before 503 `database-busy`.
+    db_pool_size: int = 5
+    db_pool_overflow: int = 10
+    db_pool_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", self.role.strip().lower())
@@ -155,6 +161,10 @@ class Settings:
         if not self.send_timeout_s > 0:
             raise SettingsError(
                 f"FAKESCOPE_SEND_TIMEOUT_S must be > 0, got {self.send_timeout_s!r}"
+            )
+        if not self.db_pool_timeout_s > 0:
+            raise SettingsError(
+                f"FAKESCOPE_DB_POOL_TIMEOUT_S must be > 0, got {self.db_pool_timeout_s!r}"
             )
         if not self.job_lease_s > 0:
             raise SettingsError(f"FAKESCOPE_JOB_LEASE_S must be > 0, got {self.job_lease_s!r}")
@@ -187,6 +197,17 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def pool_options(self) -> dict[str, Any]:
+        """create_engine's pool arguments (an in-memory SQLite database has no pool to size)."""
+        if self.is_sqlite and ":memory:" in self.database_url:
+            return {}
+        return {
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_pool_overflow,
+            "pool_timeout": self.db_pool_timeout_s,
+        }
 
     @property
     def provenance_only(self) -> bool:
@@ -251,4 +272,7 @@ class Settings:
             limits_store=env.get("FAKESCOPE_LIMITS_STORE") or None,
             admin_session_idle_hours=_float(env, "FAKESCOPE_ADMIN_SESSION_IDLE_HOURS", 12.0),
             admin_session_max_days=_float(env, "FAKESCOPE_ADMIN_SESSION_MAX_DAYS", 7.0),
+            db_pool_size=_int(env, "FAKESCOPE_DB_POOL_SIZE", 5, 1),
+            db_pool_overflow=_int(env, "FAKESCOPE_DB_POOL_OVERFLOW", 10, 0),
+            db_pool_timeout_s=_float(env, "FAKESCOPE_DB_POOL_TIMEOUT_S", 30.0),
         )

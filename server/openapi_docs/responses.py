@@ -215,7 +215,10 @@ BODY_PROBLEMS: dict[int, str] = {
 
 
 # Any route that reads or writes the database may answer this (server/problems.py).
-DATABASE_UNAVAILABLE = "the database is unreachable (`database-unavailable`)"
+DATABASE_UNAVAILABLE = (
+    "the database is unreachable (`database-unavailable`), or every pooled connection of "
+    "this process stayed in use for `FAKESCOPE_DB_POOL_TIMEOUT_S` (`database-busy`)"
+)
 
 
 def problem_responses(
