@@ -148,11 +148,16 @@ async function addSite(event) {
 
 async function grantImageSite(event) {
   event.preventDefault();
-  const site = siteOf($('grant-origin').value.trim());
+  const input = $('grant-origin');
+  const site = siteOf(input.value.trim());
+  // The status is the field's description: an address that is no site marks the field invalid.
   if (!site) {
+    input.setAttribute('aria-invalid', 'true');
     setStatus($('grant-status'), 'Enter an address starting with http:// or https://', false);
+    input.focus();
     return;
   }
+  input.removeAttribute('aria-invalid');
   const granted = await chrome.permissions.request({ origins: [originPattern(site)] });
   setStatus($('grant-status'), granted ? `FakeScope may now read images from ${site}.` : 'Permission was not granted.', granted);
 }

@@ -1,5 +1,5 @@
-// FakeScope review page: keyboard shortcuts. The page works without JavaScript;
-// this only maps keys to the buttons and links already on the page.
+// FakeScope review page: keyboard shortcuts (which the reviewer may turn off). The page works
+// without JavaScript; this only maps keys to the buttons and links already on the page.
 "use strict";
 
 (function () {
@@ -22,12 +22,52 @@
     if (el) el.click();
   }
 
+  // Single-key shortcuts can be turned off (WCAG 2.1.4): speech input types letters, and a
+  // stray f or r would post a decision. The choice is kept in this browser.
+  const SHORTCUTS_KEY = "fakescope-review-shortcuts";
+  const readChoice = () => {
+    try {
+      return window.localStorage.getItem(SHORTCUTS_KEY) !== "off";
+    } catch {
+      return true; // storage blocked: the default, on
+    }
+  };
+  let shortcutsOn = readChoice();
+
+  function applyShortcuts() {
+    document.documentElement.classList.toggle("shortcuts-off", !shortcutsOn);
+    // What assistive technology is told matches what the keys do.
+    document.querySelectorAll("[aria-keyshortcuts], [data-keyshortcuts]").forEach((el) => {
+      const keys = el.getAttribute("aria-keyshortcuts") ?? el.dataset.keyshortcuts;
+      el.dataset.keyshortcuts = keys;
+      if (shortcutsOn) el.setAttribute("aria-keyshortcuts", keys);
+      else el.removeAttribute("aria-keyshortcuts");
+    });
+  }
+
+  const toggle = document.getElementById("shortcuts-on");
+  if (toggle) {
+    toggle.checked = shortcutsOn;
+    toggle.closest(".shortcuts-switch").hidden = false;
+    toggle.addEventListener("change", () => {
+      shortcutsOn = toggle.checked;
+      try {
+        window.localStorage.setItem(SHORTCUTS_KEY, shortcutsOn ? "on" : "off");
+      } catch {
+        // Not kept: it holds for this page.
+      }
+      applyShortcuts();
+    });
+  }
+  applyShortcuts();
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     if (typingTarget(event.target)) {
       if (event.key === "Escape") event.target.blur();
       return;
     }
+    if (!shortcutsOn) return;
     const actions = {
       f: () => click("decide-fake"),
       r: () => click("decide-real"),
