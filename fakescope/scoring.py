@@ -7,7 +7,11 @@ position of the detect prompt carry a score. With ``z_v`` the logit of token ``v
     p_fake = exp(Σ_{v∈T_fake} z_v) / (exp(Σ_{v∈T_fake} z_v) + exp(Σ_{v∈T_real} z_v))
 
 which is the logistic sigmoid of ``Σ_fake z - Σ_real z``: computed that way it never
-overflows, whatever the size of the logits.
+overflows, whatever the size of the logits. It is computed in float64: in float32 every
+margin past about 17 (a confident tuned model, its logits summed over 2-4 variants) would be
+exactly 1.0, and AP and ROC-AUC would lose the ranking of the confident images. A label
+logit that is not finite (inf from an fp16 overflow, NaN) gives a NaN score: no score at all,
+never a sure 1.0 or 0.0.
 """
 
 from __future__ import annotations
@@ -28,16 +32,19 @@ def p_fake_from_logits(
 ) -> torch.Tensor:
     """``p_fake`` for each row of answer-position logits of shape ``(batch, vocab)``.
 
-    Returns a float32 tensor of shape ``(batch,)``. ``fake_ids`` and ``real_ids`` must be
-    non-empty and of the same size, as the formula assumes.
+    Returns a float64 CPU tensor of shape ``(batch,)``, NaN for a row whose label logits are
+    not all finite. ``fake_ids`` and ``real_ids`` must be non-empty and of the same size, as
+    the formula assumes.
     """
     if not fake_ids or len(fake_ids) != len(real_ids):
         raise ValueError("fake_ids and real_ids must be non-empty and of the same size")
-    z = logits.float()
-    sum_fake = z[..., list(fake_ids)].sum(dim=-1)  # Σ_{v∈T_fake} z_v
-    sum_real = z[..., list(real_ids)].sum(dim=-1)  # Σ_{v∈T_real} z_v
+    # Only the label columns, moved to the CPU (some devices have no float64) as float64.
+    z_fake = logits[..., list(fake_ids)].to("cpu", torch.float64)
+    z_real = logits[..., list(real_ids)].to("cpu", torch.float64)
     # exp(a) / (exp(a) + exp(b)) == sigmoid(a - b), without overflow.
-    return torch.sigmoid(sum_fake - sum_real)
+    p_fake = torch.sigmoid(z_fake.sum(dim=-1) - z_real.sum(dim=-1))
+    finite = torch.isfinite(z_fake).all(dim=-1) & torch.isfinite(z_real).all(dim=-1)
+    return torch.where(finite, p_fake, torch.full_like(p_fake, float("nan")))
 
 
 def resolve_label_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:

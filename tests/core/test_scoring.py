@@ -47,7 +47,7 @@ def test_each_row_of_a_batch_is_scored_on_its_own() -> None:
 def test_huge_logits_neither_overflow_nor_give_nan() -> None:
     logits = torch.tensor([[1e4, -1e4], [-1e4, 1e4]], dtype=torch.float16)
     got = p_fake_from_logits(logits, [0], [1])
-    assert got.dtype == torch.float32
+    assert got.dtype == torch.float64
     assert got.tolist() == [1.0, 0.0]
 
 
@@ -87,3 +87,33 @@ def test_variants_count_only_where_both_labels_have_them() -> None:
     fake_ids, real_ids = resolve_label_tokens(tokenizer)
     assert [tokenizer.decode([i]) for i in fake_ids] == ["fake"]
     assert [tokenizer.decode([i]) for i in real_ids] == ["real"]
+
+
+def test_an_infinite_label_logit_is_no_score() -> None:
+    # An fp16 overflow writes inf: the README's contract is "p_fake is then null" (analysis
+    # turns a non-finite p_fake into null and review), so it must not read as a sure 1.0 or 0.0.
+    inf = float("inf")
+    rows = [[inf, 0.0], [0.0, -inf], [-inf, 0.0], [0.0, inf], [inf, inf], [float("nan"), 0.0]]
+    got = p_fake_from_logits(torch.tensor(rows), [0], [1])
+    assert torch.isnan(got).all(), got.tolist()
+    overflowed = torch.tensor([[7e4, 0.0]]).to(torch.float16)  # past fp16's 65504: inf
+    assert torch.isnan(p_fake_from_logits(overflowed, [0], [1])).all()
+
+
+def test_a_non_finite_logit_outside_the_label_tokens_does_not_matter() -> None:
+    got = p_fake_from_logits(torch.tensor([[2.0, 0.0, float("inf"), float("nan")]]), [0], [1])
+    assert got.item() == pytest.approx(1 / (1 + math.exp(-2.0)))
+
+
+def test_confident_scores_keep_their_order() -> None:
+    # A tuned model's label-logit margins reach 20 and more (summed over 2-4 variants): in
+    # float32 every margin past ~17 is exactly 1.0, and AP/ROC-AUC lose the ranking among
+    # the confident images (a confidently wrong real ties with the fakes).
+    margins = [15.0, 20.0, 25.0, 30.0, 35.0]
+    logits = torch.tensor([[m, 0.0] for m in margins])
+    got = p_fake_from_logits(logits, [0], [1]).tolist()
+    assert got == sorted(got) and len(set(got)) == len(got) and max(got) < 1.0
+    for margin, p in zip(margins, got, strict=True):
+        assert p == pytest.approx(1 / (1 + math.exp(-margin)), abs=1e-15)
+    lows = p_fake_from_logits(-logits, [0], [1]).tolist()
+    assert lows == sorted(lows, reverse=True) and min(lows) > 0.0
