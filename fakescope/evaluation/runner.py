@@ -177,7 +177,10 @@ _Loaded = tuple["Image.Image | None", "Inspection | None", str, str]
 
 
 def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
+    """A score as the metrics will read it back: every digit (Python's shortest exact form).
+    Six decimals would make ties of a confident model's scores (1 - 1e-9 and 1 - 1e-8 both
+    "1.000000") and change its AP and ROC-AUC."""
+    return "" if value is None else repr(float(value))
 
 
 def _base_row(prepared: _Prepared, protocol: str) -> dict[str, str]:

@@ -126,7 +126,7 @@ def test_provenance_decides_only_when_switched_on(shared_data: Path, tmp_path: P
     on = {r["key"]: r for r in prediction_rows(tmp_path / "on")}
     assert all(on[str(p)]["decided_by"] == "provenance" for p in comfy)
     assert all(
-        on[str(p)]["score"] == "1.000000" and on[str(p)]["predicted"] == "fake" for p in comfy
+        float(on[str(p)]["score"]) == 1.0 and on[str(p)]["predicted"] == "fake" for p in comfy
     )
     assert all(on[str(p)]["decided_by"] == "model" for p in reals)
 
@@ -222,3 +222,33 @@ def test_the_robustness_sweep_decodes_each_image_once(
     evaluate(dataclasses.replace(config, provenance=provenance), StandInModel())
     assert len(prediction_rows(tmp_path / "out")) == 8 * 12  # every condition was measured
     assert len(decodes) == 8 and set(decodes.values()) == {1}, decodes
+
+
+class _ConfidentModel(StandInModel):
+    """Scores as a confident tuned model gives them: some within 1e-6 of 1."""
+
+    SCORES = {200: 1 - 1e-9, 100: 1 - 1e-8, 150: 0.9, 50: 0.1}  # by the image's red level
+
+    def score(self, images):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return [self.SCORES[im.convert("RGB").getpixel((0, 0))[0]] for im in images]
+
+
+def test_predictions_keep_every_digit_of_p_fake_that_the_metrics_read(tmp_path: Path) -> None:
+    # A fake at 1 - 1e-9 ranks above a (confidently wrong) real at 1 - 1e-8. Written with six
+    # decimals both read back as 1.000000: a tie, and AP/ROC-AUC no longer what the model gave.
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    data = tmp_path / "data"
+    for shade, label in ((200, "fake"), (100, "real"), (150, "fake"), (50, "real")):
+        write_png(data / label / f"{shade}.png", shade)
+    metrics = evaluate(_config(data, tmp_path / "out", bootstrap=0), _ConfidentModel())
+    rows = prediction_rows(tmp_path / "out")
+    exact = {r["key"]: _ConfidentModel.SCORES[int(Path(r["key"]).stem)] for r in rows}
+    labels = [int(r["label"] == "fake") for r in rows]
+    scores = [exact[r["key"]] for r in rows]
+    overall = metrics["datasets"]["wildrf"]["protocols"]["quantitative"]["overall"]
+    assert overall["auc"] == pytest.approx(roc_auc_score(labels, scores)) == 0.75
+    assert overall["ap"] == pytest.approx(average_precision_score(labels, scores))
+    assert overall["ap"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert all(float(r["p_fake"]) == float(r["score"]) == exact[r["key"]] for r in rows)
