@@ -74,7 +74,8 @@ def decide(
         evidence, Indication.FAKE, Strength.STRONG
     )
     if deciding is not None:
-        if p_fake is not None and p_fake <= 1.0 - thresholds.conflict:
+        # The model's P(real) = 1 - p_fake (not p_fake <= 1 - conflict: 1 - 0.9 < 0.1).
+        if p_fake is not None and 1.0 - p_fake >= thresholds.conflict:
             flags.append("conflict_provenance_vs_model")
         return Verdict(FAKE, BY_PROVENANCE, deciding, tuple(flags))
 

@@ -108,3 +108,20 @@ def test_a_non_finite_model_score_is_no_score_and_goes_to_review(p_fake: float) 
 
 def _refuse(constant: str) -> None:
     raise AssertionError(f"{constant} is not JSON")
+
+
+@pytest.mark.parametrize("conflict", [0.7, 0.8, 0.9, 0.95])
+def test_a_model_exactly_as_sure_as_the_conflict_threshold_is_flagged_either_way(
+    conflict: float,
+) -> None:
+    # "A model this sure against the evidence": P(fake) >= conflict against camera metadata,
+    # P(real) >= conflict against a generator tag. p_fake = 0.1 is a model 0.9 sure of "real";
+    # comparing it with 1 - 0.9 (0.09999999999999998 in floating point) missed it.
+    thresholds = Thresholds(conflict=conflict)
+    sure_fake = decide([CAMERA], p_fake=conflict, thresholds=thresholds)
+    assert "conflict_camera_vs_model" in sure_fake.flags
+    as_sure = round(1 - conflict, 12)  # 0.1 for 0.9
+    sure_real = decide([SD_PARAMETERS], p_fake=as_sure, thresholds=thresholds)
+    assert "conflict_provenance_vs_model" in sure_real.flags
+    less_sure = decide([SD_PARAMETERS], p_fake=as_sure + 1e-9, thresholds=thresholds)
+    assert "conflict_provenance_vs_model" not in less_sure.flags
