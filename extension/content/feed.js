@@ -6,7 +6,12 @@
  * Images entering the viewport (IntersectionObserver; MutationObserver catches
  * images added by infinite scroll or lazy loaders that swap `src`) are queued by
  * URL and sent to the worker in debounced batches. The worker hashes the bytes
- * and asks /v1/lookup; no image leaves the browser. Work per page is bounded.
+ * and asks /v1/lookup; no image leaves the browser. Work follows the reader: at most two
+ * batches are in flight (the next waits for an answer), and a batch takes only addresses
+ * still shown near the viewport (an image the page took out, or scrolled far
+ * past, meanwhile is not fetched; it is considered again if it comes back). What is
+ * remembered per address (asked, verdicts) is bounded, oldest forgotten first: a feed
+ * scrolled for hours keeps getting badges.
  *
  * A badge shows only its word (AI?, Real, ?) and the short verdict in its name; its click asks
  * the worker for a panel (the framed extension page, content/overlay.js), which alone shows the
@@ -27,15 +32,18 @@
   if (has('__fakescopeFeed') || !has('__fakescope')) return;
   const { showOverlay, h, keepOnTop, watchExtension, checkExtension } = globalThis.__fakescope;
 
-  const MAX_IMAGES_PER_PAGE = 400;
+  const MAX_REMEMBERED_URLS = 2000;
   const MIN_SIDE_PX = 48;
   const BATCH_SIZE = 24;
+  const MAX_BATCHES_IN_FLIGHT = 2;
   const DEBOUNCE_MS = 300;
   const MAX_ATTACHMENTS = 5;
 
-  const seenUrls = new Set();
+  const seenUrls = new Set(); // addresses asked about (or waiting to be), oldest first
   const queued = new Set();
   const verdicts = new Map(); // url → {view: {label}, short} or {hint}: what a badge says
+  const nearby = new WeakSet(); // images the observer last saw near the viewport
+  let batchesInFlight = 0;
   const badges = new Map(); // img → badge button (in a shadow host of its own)
   let notice = null; // the host of the failure notice
   let timer = null;
@@ -112,6 +120,14 @@
 
   const urlOf = (img) => img.currentSrc || img.src || '';
 
+  /** Adds to a Set or Map kept to MAX_REMEMBERED_URLS entries: the oldest go first. */
+  function remember(memory, key, value) {
+    memory.delete(key);
+    if (memory instanceof Map) memory.set(key, value);
+    else memory.add(key);
+    while (memory.size > MAX_REMEMBERED_URLS) memory.delete(memory.keys().next().value);
+  }
+
   function isWorthChecking(img) {
     const url = urlOf(img);
     if (!/^https?:/i.test(url)) return false;
@@ -121,7 +137,10 @@
 
   const visibility = new IntersectionObserver((entries) => {
     for (const entry of entries) {
-      if (entry.isIntersecting) consider(entry.target);
+      if (entry.isIntersecting) {
+        nearby.add(entry.target);
+        consider(entry.target);
+      } else nearby.delete(entry.target);
     }
   }, { rootMargin: '200px' });
 
@@ -135,21 +154,45 @@
       placeBadge(img, verdicts.get(url));
       return;
     }
-    if (!isWorthChecking(img) || seenUrls.has(url) || seenUrls.size >= MAX_IMAGES_PER_PAGE) return;
-    seenUrls.add(url);
+    if (!isWorthChecking(img) || seenUrls.has(url)) return;
+    remember(seenUrls, url);
     queued.add(url);
     if (queued.size >= BATCH_SIZE) flush();
-    else if (timer === null) timer = setTimeout(flush, DEBOUNCE_MS);
+    else scheduleFlush();
+  }
+
+  function scheduleFlush() {
+    if (timer === null) timer = setTimeout(flush, DEBOUNCE_MS);
+  }
+
+  /**
+   * The next batch: queued addresses that an image near the viewport still shows. The others
+   * (taken out of the page, scrolled far past, showing another source now) are forgotten, so
+   * they are considered afresh should they come near again.
+   */
+  function nextBatch() {
+    const shownNearby = new Set();
+    for (const img of document.images) if (nearby.has(img)) shownNearby.add(urlOf(img));
+    const urls = [];
+    for (const url of queued) {
+      if (urls.length === BATCH_SIZE) break;
+      queued.delete(url);
+      if (shownNearby.has(url)) urls.push(url);
+      else seenUrls.delete(url);
+    }
+    return urls;
   }
 
   async function flush() {
     clearTimeout(timer);
     timer = null;
-    const urls = [...queued].slice(0, BATCH_SIZE);
-    urls.forEach((u) => queued.delete(u));
-    if (queued.size) timer = setTimeout(flush, DEBOUNCE_MS);
+    // The answer of a batch in flight sends the next: work goes at the worker's pace.
+    if (batchesInFlight >= MAX_BATCHES_IN_FLIGHT) return;
+    const urls = nextBatch();
+    if (queued.size) scheduleFlush();
     if (!urls.length) return;
     let reply;
+    batchesInFlight += 1;
     try {
       reply = await chrome.runtime.sendMessage({ type: 'fakescope:lookup', urls });
     } catch {
@@ -157,6 +200,9 @@
       // anything else stops feed mode on this page all the same.
       if (checkExtension()) stop();
       return;
+    } finally {
+      batchesInFlight -= 1;
+      if (queued.size) scheduleFlush();
     }
     if (reply?.stopped) {
       stop(); // feed mode was switched off for this site while the page stayed open
@@ -165,7 +211,7 @@
     if (reply?.failure) showFailureOnce(reply.failure);
     for (const [url, result] of Object.entries(reply?.results ?? {})) {
       if (!result) continue;
-      verdicts.set(url, result);
+      remember(verdicts, url, result);
       for (const img of document.images) if (urlOf(img) === url) placeBadge(img, result);
     }
   }
@@ -348,7 +394,7 @@
   function onCheckResult(message) {
     if (message?.type !== 'fakescope:overlay' || message.state !== 'result' || !message.label || !message.short) return false;
     const result = { view: { label: message.label }, short: message.short };
-    verdicts.set(message.srcUrl, result);
+    remember(verdicts, message.srcUrl, result);
     for (const img of document.images) if (urlOf(img) === message.srcUrl && badges.has(img)) placeBadge(img, result);
     return false;
   }
