@@ -241,6 +241,7 @@ async def record_decision(
         )
         session.add(item)
     item.status = "decided"
+    item.served_label = label  # the latest decision's: the queue is filtered by it
     item.updated_at = now
     decision = ReviewDecision(
         sha256=sha256, label=label, note=note, token_id=principal.token_id, created_at=now

@@ -1,4 +1,9 @@
-"""Reading the review queue: filtered, oldest first, keyset-paginated by SHA-256."""
+"""Reading the review queue: filtered, oldest first, keyset-paginated by SHA-256.
+
+Each page is read from an index of `review_items` (migration 0007): by status and flag
+time, by status, served label and flag time, or by flag time alone. The label served now
+is the item's `served_label` column, kept current by every analysis and decision.
+"""
 
 from __future__ import annotations
 
@@ -126,7 +131,7 @@ async def read_queue(
     before the page (``QueuePage.offset``), for "items 101-200 of 299".
     """
     decided_label = _latest_decision_label()
-    served_label = func.coalesce(decided_label, _latest_analysis(AnalysisRow.label))
+    served_label = ReviewItem.served_label
     conditions = _conditions(filters, served_label)
     total = await session.scalar(select(func.count()).select_from(ReviewItem).where(*conditions))
     query = (
@@ -191,7 +196,7 @@ async def page_before(
     Returns its last item (None when nothing matches before ``first``) and the cursor that
     opens it (None: it is the first page), so the review page can step back a page.
     """
-    served_label = func.coalesce(_latest_decision_label(), _latest_analysis(AnalysisRow.label))
+    served_label = ReviewItem.served_label
     anchor = select(ReviewItem.created_at).where(ReviewItem.sha256 == first).scalar_subquery()
     before = or_(
         ReviewItem.created_at < anchor,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from server.admin.principal import BOOTSTRAP_ADMIN_NAME
 from server.db.inserts import insert_ignoring_duplicates
 from server.db.models import AnalysisRow, ApiToken, Image, ReviewDecision
-from server.db.review import flag_for_review
+from server.db.review import flag_for_review, refresh_served_label
 from server.timefmt import iso_z, utcnow
 
 PROVENANCE_ONLY_KEY = "provenance-only"
@@ -157,6 +157,9 @@ async def store_analysis(
         )
     )
     await flag_for_review(session, sha, analysis["flags"])
+    # An item flagged before (by a report, or an earlier model) now serves this label,
+    # unless a reviewer decided it.
+    await refresh_served_label(session, sha)
 
 
 async def add_explanation(

@@ -108,11 +108,27 @@ class Report(Base):
 
 
 class ReviewItem(Base):
+    """An image flagged for review. The queue is read oldest flag first, by status and by
+    the label served now (`served_label`: the latest decision's, else the latest analysis's,
+    kept here by every write of either, server/db/review.py), each page from an index."""
+
     __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_status_created", "status", "created_at", "sha256"),
+        Index(
+            "ix_review_items_status_label_created",
+            "status",
+            "served_label",
+            "created_at",
+            "sha256",
+        ),
+        Index("ix_review_items_created", "created_at", "sha256"),
+    )
 
     sha256: Mapped[str] = mapped_column(CHAR(64), ForeignKey("images.sha256"), primary_key=True)
     reasons: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    served_label: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -1,13 +1,16 @@
-"""Review state the public API writes: flagging images for human review."""
+"""Review state the public API writes: flagging images for human review, and the label
+each review item serves (`review_items.served_label`), which the queue is filtered by."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.inserts import insert_ignoring_duplicates
-from server.db.models import ReviewItem
+from server.db.models import AnalysisRow, ReviewDecision, ReviewItem
 from server.timefmt import utcnow
 
 USER_REPORT = "user_report"
@@ -27,7 +30,14 @@ async def flag_for_review(
         # re-analysis): the loser's insert does nothing and it merges into the winner's row.
         created = await session.execute(
             insert_ignoring_duplicates(session, ReviewItem)
-            .values(sha256=sha256, reasons=wanted, status="open", created_at=now, updated_at=now)
+            .values(
+                sha256=sha256,
+                reasons=wanted,
+                status="open",
+                served_label=served_label_of(sha256),
+                created_at=now,
+                updated_at=now,
+            )
             .returning(ReviewItem.sha256)
         )
         if created.first() is not None:
@@ -44,3 +54,44 @@ async def flag_for_review(
         item.reasons = merged
         item.status = "open"
         item.updated_at = now
+
+
+def served_label_of(sha256: str) -> Any:
+    """The label an image is served with now, as a scalar subquery: its latest review
+    decision's, else its latest analysis's (None: neither exists)."""
+    decided = (
+        select(ReviewDecision.label)
+        .where(ReviewDecision.sha256 == sha256)
+        .order_by(ReviewDecision.created_at.desc(), ReviewDecision.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    analysed = (
+        select(AnalysisRow.label)
+        .where(AnalysisRow.sha256 == sha256)
+        .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(decided, analysed)
+
+
+async def refresh_served_label(session: AsyncSession, sha256: str) -> None:
+    """Set the image's review item (if it has one) to the label it is served with now, after
+    a new analysis or decision in the caller's transaction.
+
+    On PostgreSQL the item's row is locked first and the label read in a statement of its
+    own, which sees what other transactions committed while this one waited for the lock:
+    of two writers on one image, the later sets the label from both writes.
+    """
+    held = await session.scalar(
+        select(ReviewItem.sha256).where(ReviewItem.sha256 == sha256).with_for_update()
+    )
+    if held is None:
+        return
+    await session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.sha256 == sha256)
+        .values(served_label=served_label_of(sha256))
+        .execution_options(synchronize_session=False)
+    )

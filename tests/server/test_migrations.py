@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -137,6 +138,65 @@ async def test_the_finished_jobs_index_downgrades_and_upgrades_again(database_ur
     finally:
         await upgrade_async(database_url)
     assert await _job_indexes(database_url) == {"ix_jobs_state": ["state"], **finished}
+    assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [
+        (head_revision(),)
+    ]
+
+
+async def test_the_review_queue_migration_fills_the_served_labels_and_downgrades(
+    database_url: str,
+) -> None:
+    # Three flagged images: one analysed twice (the newer analysis serves), one decided
+    # after its analysis (the decision serves), one analysed and never decided.
+    await run_sql(
+        database_url,
+        "INSERT INTO images (sha256, pdq, pdq_quality, format, width, height, bytes, n_frames, "
+        "first_seen_at) SELECT s, :pdq, 100, 'PNG', 8, 8, 100, 1, CURRENT_TIMESTAMP FROM "
+        "(SELECT :a AS s UNION ALL SELECT :b UNION ALL SELECT :c) AS shas",
+        pdq="0" * 64,
+        a="a" * 64,
+        b="b" * 64,
+        c="c" * 64,
+    )
+    analyses = [("a", "m1", "uncertain", 1), ("a", "m2", "fake", 2), ("b", "m1", "fake", 1)]
+    analyses.append(("c", "m1", "real", 1))
+    for sha, model, label, minute in analyses:
+        await run_sql(
+            database_url,
+            "INSERT INTO analyses (sha256, model_key, prompt_version, label, decided_by, mode, "
+            "evidence, flags, timings, created_at) VALUES (:sha, :model, 'v1', :label, 'model', "
+            "'model', '[]', '[]', '{}', :at)",
+            sha=sha * 64,
+            model=model,
+            label=label,
+            at=datetime(2026, 11, 28, 12, minute, tzinfo=UTC),
+        )
+    try:
+        await _downgrade(database_url, "0006")  # review items as they were before 0007
+        for sha in "abc":
+            await run_sql(
+                database_url,
+                "INSERT INTO review_items (sha256, reasons, status, created_at, updated_at) "
+                "VALUES (:sha, '[\"uncertain\"]', 'open', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                sha=sha * 64,
+            )
+        await run_sql(
+            database_url,
+            "INSERT INTO review_decisions (sha256, label, created_at) VALUES (:sha, 'real', :at)",
+            sha="b" * 64,
+            at=datetime(2026, 11, 28, 13, 0, tzinfo=UTC),
+        )
+    finally:
+        await upgrade_async(database_url)
+    served = await run_sql(
+        database_url, "SELECT sha256, served_label FROM review_items ORDER BY sha256"
+    )
+    assert served == [("a" * 64, "fake"), ("b" * 64, "real"), ("c" * 64, "real")]
+    try:
+        await _downgrade(database_url, "0006")
+        assert await run_sql(database_url, "SELECT count(*) FROM review_items") == [(3,)]
+    finally:
+        await upgrade_async(database_url)
     assert await run_sql(database_url, "SELECT version_num FROM alembic_version") == [
         (head_revision(),)
     ]
