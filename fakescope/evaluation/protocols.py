@@ -144,8 +144,20 @@ def mcq_prompt(question: str, options: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+# After "A" or "I", a word that makes the letter the article or the pronoun ("A generated
+# image...", "I think..."), unless it is a verb an option letter takes ("A is correct").
+_WORD_AFTER_ARTICLE = re.compile(r"\s+(?!(?:is|was|would|seems|looks|appears|fits)\b)[a-z]")
+
+
 def parse_mcq_answer(answer: str, n_options: int) -> str | None:
-    """The first standalone option letter in the answer ("B", "(B)", "B. ...")."""
+    """The option letter the answer gives: the first standalone one ("B", "(B)", "B. ...",
+    "The answer is A."), where an "A" or "I" that begins a phrase in prose ("A generated
+    image shows...") is read as the word it is, not as an option."""
     letters = string.ascii_uppercase[:n_options]
-    match = re.search(rf"\b([{letters}])\b", answer)
-    return match.group(1) if match else None
+    for match in re.finditer(rf"\b([{letters}])\b", answer):
+        letter = match.group(1)
+        bracketed = answer[match.start() - 1 : match.start()] == "("
+        if letter in "AI" and not bracketed and _WORD_AFTER_ARTICLE.match(answer, match.end()):
+            continue
+        return letter
+    return None

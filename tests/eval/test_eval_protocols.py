@@ -69,3 +69,22 @@ def test_multiple_choice_prompt_lists_lettered_options() -> None:
     assert parse_mcq_answer("The answer is A.", 2) == "A"
     assert parse_mcq_answer("C", 2) is None
     assert parse_mcq_answer("no idea", 2) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "letter"),
+    [
+        ("A", "A"),
+        ("A.", "A"),
+        ("A. a real photograph", "A"),
+        ("(A) a real photograph", "A"),
+        ("A is correct: the hands are warped", "A"),
+        ("Answer: A", "A"),
+        ("A generated image shows warped text, so the answer is C.", "C"),
+        ("A generated image like this one", None),  # the article, and no option given
+        ("I think it is D", "D"),
+        ("I", "I"),
+    ],
+)
+def test_an_article_or_pronoun_is_not_read_as_an_option(answer: str, letter: str | None) -> None:
+    assert parse_mcq_answer(answer, 9) == letter
