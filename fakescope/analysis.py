@@ -105,6 +105,10 @@ def build_analysis(
     not_finite = p_fake is not None and not math.isfinite(p_fake)
     if not_finite:
         p_fake = None
+    if p_fake is not None:
+        # The verdict reads the p_fake it shows: 0.5999997 is shown as 0.6, and with a fake
+        # threshold of 0.6 it is "fake", not an "uncertain" beside a p_fake of 0.6.
+        p_fake = round(float(p_fake), 6)
     verdict = decide(inspection.evidence, p_fake, thresholds)
     flags = list(verdict.flags)
     if not_finite:
@@ -117,7 +121,7 @@ def build_analysis(
     return Analysis(
         sha256=inspection.image.sha256,
         label=verdict.label,
-        p_fake=None if p_fake is None else round(float(p_fake), 6),
+        p_fake=p_fake,
         decided_by=verdict.decided_by,
         evidence=evidence,
         explanation=explanation,

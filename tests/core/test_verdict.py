@@ -84,8 +84,8 @@ def test_thresholds_are_configurable_and_validated() -> None:
         Thresholds(fake=0.3, real=0.7)
 
 
-class _OverflowingModel:
-    """A model whose logits overflowed (fp16 on a GPU): its p_fake is NaN or inf."""
+class _FixedScoreModel:
+    """A model that gives every image the same p_fake (NaN or inf: its logits overflowed)."""
 
     def __init__(self, p_fake: float) -> None:
         self.p_fake = p_fake
@@ -99,11 +99,23 @@ class _OverflowingModel:
 def test_a_non_finite_model_score_is_no_score_and_goes_to_review(p_fake: float) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 24), (90, 120, 30)).save(buffer, "PNG")
-    analysis = analyze_image(buffer.getvalue(), model=_OverflowingModel(p_fake))  # type: ignore[arg-type]
+    analysis = analyze_image(buffer.getvalue(), model=_FixedScoreModel(p_fake))  # type: ignore[arg-type]
     result = analysis.to_dict()
     assert result["p_fake"] is None and result["label"] == "uncertain"
     assert "model_score_not_finite" in result["flags"]
     json.loads(json.dumps(result, default=str), parse_constant=_refuse)  # no NaN in the JSON
+
+
+@pytest.mark.parametrize(
+    ("p_fake", "shown", "label"),
+    [(0.5999997, 0.6, "fake"), (0.4000004, 0.4, "real"), (0.5999994, 0.599999, "uncertain")],
+)
+def test_the_label_agrees_with_the_p_fake_shown(p_fake: float, shown: float, label: str) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (90, 120, 30)).save(buffer, "PNG")
+    analysis = analyze_image(buffer.getvalue(), model=_FixedScoreModel(p_fake))  # type: ignore[arg-type]
+    result = analysis.to_dict()
+    assert (result["p_fake"], result["label"]) == (shown, label)
 
 
 def _refuse(constant: str) -> None:
