@@ -51,11 +51,14 @@
   function streamAnswer(overlay, request, answer, status, buttons) {
     overlay.askPort?.disconnect();
     answer.textContent = '';
+    // Busy while it streams: a screen reader reads the answer once, whole, not piece by piece.
+    answer.setAttribute('aria-busy', 'true');
     status.textContent = 'Waiting for the answer…';
     buttons.forEach((b) => { b.disabled = true; });
     const port = chrome.runtime.connect({ name: 'fakescope-ask' });
     overlay.askPort = port;
     const finish = (text) => {
+      answer.removeAttribute('aria-busy');
       status.textContent = text;
       buttons.forEach((b) => { b.disabled = false; });
       if (overlay.askPort === port) {

@@ -7,6 +7,7 @@ styles."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -136,3 +137,38 @@ def test_no_text_of_the_extensions_pages_and_panel_is_below_aa_contrast(
     frame.get_by_role("button", name="Send report").click()
     frame.get_by_text("Please say why the verdict is wrong.").wait_for()
     assert frame.evaluate(LOW_CONTRAST) == []
+
+
+def test_a_streaming_answer_is_busy_until_it_ends_so_it_is_read_once_whole(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    released = threading.Event()
+
+    def answer(handler: Any) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        handler.wfile.write(b'event: token\ndata: {"text": "The shadows "}\n\n')
+        handler.wfile.flush()
+        released.wait(30)
+        handler.wfile.write(b'event: token\ndata: {"text": "agree."}\n\n')
+        done = (
+            b'{"answer": "The shadows agree.", "sha256": "x", "created_at": "2026-11-28T00:00:00Z"}'
+        )
+        handler.wfile.write(b"event: done\ndata: " + done + b"\n\n")
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    browser.set_settings(serverUrl=stub_server.url)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/plain.html"))
+    assert browser.check_image(page, page_server.url("/img/check.png"))["ok"]
+    stub_server.routes["POST /v1/ask"] = answer
+    frame = panel(page)
+    frame.get_by_role("button", name="Ask about the aspect").click()
+    until(lambda: frame.locator(".answer").inner_text() == "The shadows ", what="the first piece")
+    assert frame.locator(".answer").get_attribute("aria-busy") == "true"
+    released.set()
+    until(lambda: frame.locator(".status.muted").inner_text() == "Answer complete.", what="end")
+    assert frame.locator(".answer").inner_text() == "The shadows agree."
+    assert frame.locator(".answer").get_attribute("aria-busy") is None
