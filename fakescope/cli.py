@@ -65,7 +65,14 @@ def _load(args: argparse.Namespace) -> ForensicModel | None:
         return None
     from fakescope.loading import load_model
 
-    model = load_model(args.model, quantization=args.quantization, device=args.device)
+    calibration = None
+    if getattr(args, "calibration", None):
+        from fakescope.calibration import Calibration
+
+        calibration = Calibration.load(args.calibration)
+    model = load_model(
+        args.model, quantization=args.quantization, device=args.device, calibration=calibration
+    )
     if model.info.untrained:
         print(
             f"note: {args.model} is an untrained random-weight checkpoint; "
@@ -259,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="verdict, score and evidence for images")
     analyze.add_argument("images", nargs="+", metavar="IMAGE", help="image files; - reads stdin")
     _add_model_options(analyze, required=False)
+    analyze.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="calibrate p_fake with this file, fitted for this model (`fakescope eval calibrate`)",
+    )
     analyze.add_argument("--explain", action="store_true", help="also generate an explanation")
     analyze.add_argument("--json", action="store_true", help="JSON Lines, one object per image")
     analyze.add_argument("--fake-threshold", type=_probability, default=0.6)
@@ -314,11 +326,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         parser = compare_parser()
         args = parser.parse_args(words[2:])
+    elif words[:2] == ["eval", "calibrate"]:
+        from fakescope.evaluation.cli import calibrate_parser
+
+        parser = calibrate_parser()
+        args = parser.parse_args(words[2:])
     else:
         parser = build_parser()
         args = parser.parse_args(words)
     if args.command == "analyze" and args.real_threshold > args.fake_threshold:
         parser.error("--real-threshold must not be above --fake-threshold")
+    if args.command == "analyze" and args.calibration and not args.model:
+        parser.error("--calibration needs --model (it calibrates the model's p_fake)")
     with _sigterm_raises_terminated(args.command in _UNWIND_ON_SIGTERM):
         return _run(args)
 

@@ -47,6 +47,10 @@ class DatasetError(FakeScopeError):
     """An evaluation dataset is missing files or has unknown labels."""
 
 
+class CalibrationError(FakeScopeError):
+    """A calibration file is unreadable or fitted for another model, or cannot be fitted."""
+
+
 class Terminated(KeyboardInterrupt):
     """A `fakescope` command got SIGTERM (`kill`, a scheduler's time limit). Raised where the
     program is, as Ctrl-C raises KeyboardInterrupt, so that the same cleanup runs (a half-written

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -38,6 +38,9 @@ from fakescope.errors import ModelLoadError, QuantizationError
 from fakescope.kernels.nf4_dispatch import POLICIES as KERNEL_POLICIES
 from fakescope.kernels.nf4_dispatch import install_small_batch_kernel
 from fakescope.model import ForensicModel, ModelInfo, model_key
+
+if TYPE_CHECKING:
+    from fakescope.calibration import Calibration
 
 QUANTIZATIONS = ("nf4", "int8", "none")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,6 +67,7 @@ def load_model(
     compile: str | None = None,
     nf4_kernel: str | None = None,
     progress: bool = True,
+    calibration: Calibration | None = None,
 ) -> ForensicModel:
     """Load a checkpoint (local directory or hub id) as a ForensicModel.
 
@@ -74,7 +78,9 @@ def load_model(
     CUDA with NF4, decode steps of 2 to 16 rows take the Triton kernel of
     kernels/nf4_matmul.py for each weight shape where it checks out and times faster than
     bitsandbytes (``triton`` / ``bitsandbytes`` force one; the outcome is in
-    ``ForensicModel.kernel_report``).
+    ``ForensicModel.kernel_report``). ``calibration``: every p_fake the model gives is
+    calibrated with it, and its key says so (``+cal-<digest>``); it must have been fitted for
+    this checkpoint, revision and quantization, else CalibrationError before any weight loads.
     Raises ModelLoadError (missing or unrecognised checkpoint, bad device or dtype) and
     QuantizationError (unknown mode, or bitsandbytes unavailable).
     """
@@ -94,6 +100,8 @@ def load_model(
             f"expected one of {', '.join(KERNEL_POLICIES)}"
         )
     _check_source(model)
+    if calibration is not None:
+        calibration.check_model(model_key(model, _revision(model), quant))
 
     with _progress_bars(progress):
         say(f"loading config of {model}")
@@ -112,6 +120,7 @@ def load_model(
         dtype=_dtype_name(torch_dtype),
         family=family,
         untrained=bool(getattr(config, "fakescope_untrained", False)),
+        calibration=calibration,
     )
     try:
         forensic = ForensicModel(weights, processor, info, compile_layers=compile_layers)
@@ -333,13 +342,21 @@ def _silence_int8_cast_warning() -> None:
 
 
 def expected_model_key(
-    model: str, *, quantization: str | None = None, device: str | None = None
+    model: str,
+    *,
+    quantization: str | None = None,
+    device: str | None = None,
+    calibration: Calibration | None = None,
 ) -> str:
     """The `ModelInfo.key` that `load_model` with these arguments will give, read from the
     checkpoint's files without loading its weights (seconds before a load of minutes).
-    Raises what `load_model` raises for a bad device or quantization."""
+    Raises what `load_model` raises for a bad device, quantization or calibration."""
     quant = _resolve_quantization(quantization, _resolve_device(device))
-    return model_key(model, _revision(model), quant)
+    base = model_key(model, _revision(model), quant)
+    if calibration is None:
+        return base
+    calibration.check_model(base)
+    return calibration.key_of(base)
 
 
 def _revision(model: str) -> str | None:

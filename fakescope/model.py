@@ -4,7 +4,8 @@ The scoring path reads top to bottom:
 
     images ──prepare_detect──► inputs (chat template, left padding)
            ──forward (one pass, last position only)──► answer-position logits
-           ──p_fake_from_logits──► p_fake per image
+           ──margin_from_logits──► margin per image
+           ──sigmoid (or the model's calibration, calibration.py)──► p_fake per image
 
 Left padding puts the answer position last in every row, so one slice reads it for the
 whole batch; the attention mask hides the padding and explicit position ids keep every
@@ -28,7 +29,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -40,16 +41,27 @@ from fakescope.cuda_graphs import GraphCaptureError, VerdictGraphs
 from fakescope.kernels.nf4_dispatch import KernelReport
 from fakescope.pixels import ClipPixels
 from fakescope.prompts import DETECT_PROMPT
-from fakescope.scoring import p_fake_from_logits, resolve_label_tokens
+from fakescope.scoring import margin_from_logits, resolve_label_tokens
+
+if TYPE_CHECKING:
+    from fakescope.calibration import Calibration
 
 logger = logging.getLogger(__name__)
 
 _PIXEL_THREADS = 4  # preprocessing threads for a large detect batch
 
 
-def model_key(model_id: str, revision: str | None, quantization: str) -> str:
-    """The cache identity of a checkpoint loaded with a quantization (`ModelInfo.key`)."""
-    return f"{model_id}@{revision or '-'}:{quantization}"
+def model_key(
+    model_id: str,
+    revision: str | None,
+    quantization: str,
+    calibration: Calibration | None = None,
+) -> str:
+    """The cache identity of a checkpoint loaded with a quantization (`ModelInfo.key`), and
+    with a calibration where one is applied (`+cal-<digest of a, b>`): a calibrated p_fake is
+    another answer than the raw one, and must never be served for it (or the other way)."""
+    key = f"{model_id}@{revision or '-'}:{quantization}"
+    return calibration.key_of(key) if calibration is not None else key
 
 
 @dataclass(frozen=True)
@@ -63,10 +75,18 @@ class ModelInfo:
     dtype: str
     family: str  # config.model_type: "llava", "llava_next", "qwen2_vl", ...
     untrained: bool  # random weights (tiny / benchmark checkpoints): outputs mean nothing
+    # Platt scaling applied to every p_fake the model gives (None: the raw TPE p_fake).
+    calibration: Calibration | None = None
 
     @property
     def key(self) -> str:
-        """Cache identity: the same key means the same weights, quantized the same way."""
+        """Cache identity: the same key means the same weights, quantized the same way, and
+        the same calibration of p_fake (or none)."""
+        return model_key(self.id, self.revision, self.quantization, self.calibration)
+
+    @property
+    def base_key(self) -> str:
+        """The identity of the weights alone: what a calibration is fitted for."""
         return model_key(self.id, self.revision, self.quantization)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +96,7 @@ class ModelInfo:
             "quantization": self.quantization,
             "untrained": self.untrained,
             "family": self.family,
+            "calibration": self.calibration.describe() if self.calibration else None,
         }
 
 
@@ -210,6 +231,9 @@ class ForensicModel(Answering):
     def score_inputs(self, inputs: BatchFeature) -> list[float]:
         """``p_fake`` for inputs made by ``prepare_detect``: one forward pass.
 
+        Every p_fake the model gives leaves here (``score`` comes through too): with a
+        calibration in ``info``, it is the calibrated one, computed from the margin itself.
+
         On a GPU, small LLaVA batches replay the forward as a CUDA graph (the same
         computation, without the Python and launch overhead that dominates at batch 1).
         """
@@ -221,8 +245,11 @@ class ForensicModel(Answering):
                 extra["logits_to_keep"] = 1  # only the answer position's logits are needed
             logits = run_compiled(self.compiled_layers, lambda: self.model(**batch, **extra).logits)
             answer_logits = logits[:, -1, :]  # left padding: the answer position is last
-        p_fake = p_fake_from_logits(answer_logits, self.fake_ids, self.real_ids)
-        return [float(p) for p in p_fake.cpu()]
+        margin = margin_from_logits(answer_logits, self.fake_ids, self.real_ids)
+        calibration = self.info.calibration
+        if calibration is not None:
+            return [float(p) for p in calibration.apply_margin(margin.numpy())]
+        return [float(p) for p in torch.sigmoid(margin)]
 
     def warm_up(self, max_batch: int) -> None:
         """Compile and capture now what the first requests would otherwise wait for.

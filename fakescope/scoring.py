@@ -36,15 +36,24 @@ def p_fake_from_logits(
     not all finite. ``fake_ids`` and ``real_ids`` must be non-empty and of the same size, as
     the formula assumes.
     """
+    # exp(a) / (exp(a) + exp(b)) == sigmoid(a - b), without overflow.
+    return torch.sigmoid(margin_from_logits(logits, fake_ids, real_ids))
+
+
+def margin_from_logits(
+    logits: torch.Tensor, fake_ids: Sequence[int], real_ids: Sequence[int]
+) -> torch.Tensor:
+    """The TPE margin ``Σ_fake z - Σ_real z`` of each row (``p_fake = sigmoid(margin)``): the
+    quantity calibration (calibration.py) rescales. Float64 on the CPU, NaN for a row whose
+    label logits are not all finite."""
     if not fake_ids or len(fake_ids) != len(real_ids):
         raise ValueError("fake_ids and real_ids must be non-empty and of the same size")
     # Only the label columns, moved to the CPU (some devices have no float64) as float64.
     z_fake = logits[..., list(fake_ids)].to("cpu", torch.float64)
     z_real = logits[..., list(real_ids)].to("cpu", torch.float64)
-    # exp(a) / (exp(a) + exp(b)) == sigmoid(a - b), without overflow.
-    p_fake = torch.sigmoid(z_fake.sum(dim=-1) - z_real.sum(dim=-1))
+    margin = z_fake.sum(dim=-1) - z_real.sum(dim=-1)
     finite = torch.isfinite(z_fake).all(dim=-1) & torch.isfinite(z_real).all(dim=-1)
-    return torch.where(finite, p_fake, torch.full_like(p_fake, float("nan")))
+    return torch.where(finite, margin, torch.full_like(margin, float("nan")))
 
 
 def resolve_label_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:

@@ -108,6 +108,8 @@ class Settings:
     device: str | None = None
     compile: str | None = None
     nf4_kernel: str | None = None
+    # A calibration file (`fakescope eval calibrate`) for the model's p_fake; None: raw p_fake.
+    calibration: str | None = None
     max_upload_bytes: int = 25 * MIB
     max_pixels: int = 64_000_000
     queue_size: int = 64
@@ -188,11 +190,26 @@ class Settings:
             raise SettingsError("thresholds must satisfy 0 <= real <= fake <= 1")
         if self.compile is not None and self.compile.strip().lower() not in COMPILE_MODES:
             raise SettingsError(f"FAKESCOPE_COMPILE must be auto, on or off, got {self.compile!r}")
+        if self.calibration is not None:
+            self.load_calibration()  # a file that is no calibration is refused at startup
         if self.nf4_kernel is not None and self.nf4_kernel.strip().lower() not in NF4_KERNELS:
             raise SettingsError(
                 "FAKESCOPE_NF4_KERNEL must be auto, triton or bitsandbytes, "
                 f"got {self.nf4_kernel!r}"
             )
+
+    def load_calibration(self) -> Any:
+        """The `fakescope.calibration.Calibration` read from FAKESCOPE_CALIBRATION, or None;
+        SettingsError in one line for a file that is not one."""
+        if self.calibration is None:
+            return None
+        from fakescope.calibration import Calibration
+        from fakescope.errors import CalibrationError
+
+        try:
+            return Calibration.load(self.calibration)
+        except CalibrationError as exc:
+            raise SettingsError(f"FAKESCOPE_CALIBRATION: {exc}") from exc
 
     @property
     def is_sqlite(self) -> bool:
@@ -243,6 +260,7 @@ class Settings:
             device=env.get("FAKESCOPE_DEVICE") or None,
             compile=env.get("FAKESCOPE_COMPILE") or None,
             nf4_kernel=env.get("FAKESCOPE_NF4_KERNEL") or None,
+            calibration=env.get("FAKESCOPE_CALIBRATION") or None,
             max_upload_bytes=_int(env, "FAKESCOPE_MAX_UPLOAD_BYTES", 25 * MIB, 1),
             max_pixels=_pixel_limit(env),
             queue_size=_int(env, "FAKESCOPE_QUEUE_SIZE", 64, 1),

@@ -8,6 +8,7 @@
 - `protocols`: the quantitative (p_fake) and closed-ended (generated answer) protocols.
 - `runner`: batched, resumable predictions written to `predictions.csv`.
 - `results`: prediction rows to metrics; `evaluate`: one run end to end.
-- `report`, `plots`: its outputs (report.md, PNG curves); `compare`: two runs side by side.
+- `report`, `plots`: its outputs (report.md, PNG curves, the reliability diagram); `compare`:
+  two runs side by side; `calibrate`: Platt scaling of p_fake fitted on a finished run.
 - `output_files`: every output written whole (beside its name, then renamed) or not at all.
 """

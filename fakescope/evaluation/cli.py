@@ -16,8 +16,9 @@ from fakescope.errors import Terminated
 from fakescope.evaluation.output_files import readable
 
 USAGE = (
-    "fakescope eval DATASET... --model M [--out DIR] [--fresh] [options]\n"
-    "       fakescope eval compare RUN_A RUN_B"
+    "fakescope eval DATASET... --model M [--out DIR] [--calibration FILE] [--fresh] [options]\n"
+    "       fakescope eval compare RUN_A RUN_B\n"
+    "       fakescope eval calibrate RUN_DIR --out FILE [--dataset NAME]..."
 )
 DATASETS_HELP = (
     "PATH or NAME=PATH of: a folder tree with 0_real/1_fake or real/fake folders (WildRF); "
@@ -32,12 +33,19 @@ def add_commands(subparsers: Any) -> None:
         "eval",
         help="benchmark a checkpoint: metrics, report, plots, per-image predictions",
         usage=USAGE,
-        description="Evaluate a checkpoint on datasets, or compare two evaluation runs.",
+        description="Evaluate a checkpoint on datasets, compare two evaluation runs, or fit "
+        "a calibration of p_fake on a run.",
     )
     parser.add_argument("datasets", nargs="+", metavar="DATASET", help=DATASETS_HELP)
     parser.add_argument("--model", help="checkpoint directory or hub id (required unless compare)")
     parser.add_argument("--quantization", choices=("nf4", "int8", "none"))
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: CUDA if available)")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="FILE",
+        help="calibrate p_fake with this file (`fakescope eval calibrate`) before measuring",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("eval-out"), help="output folder (resumes)"
     )
@@ -92,9 +100,49 @@ def compare_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def calibrate_parser() -> argparse.ArgumentParser:
+    """`fakescope eval calibrate`'s own parser (handed the words after `eval calibrate`)."""
+    parser = argparse.ArgumentParser(
+        prog="fakescope eval calibrate",
+        description="Fit Platt scaling of p_fake (sigmoid(a * margin + b)) on a finished "
+        "run's quantitative predictions (the model's own p_fake of its clean images), write it "
+        "to --out, and print ECE and Brier score before and after. Measured on the images it "
+        "was fitted on, these flatter it: fit on one dataset, evaluate on another.",
+    )
+    parser.add_argument("run", metavar="RUN_DIR", type=Path, help="a finished run's --out folder")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the calibration file to write"
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fit on this dataset of the run only (repeatable; default: all of them)",
+    )
+    parser.set_defaults(command="eval", handler=_calibrate_command)
+    return parser
+
+
+def _calibrate_command(args: argparse.Namespace) -> int:
+    from fakescope.evaluation.calibrate import calibrate_run, summary
+
+    calibration = calibrate_run(args.run, args.dataset)
+    calibration.save(args.out)
+    print(summary(calibration, args.out))
+    return 0
+
+
 def run_command(args: argparse.Namespace) -> int:
     if args.datasets[0] == "compare":  # options before it: `fakescope eval --quiet compare A B`
         return _compare(args.datasets[1:])
+    if args.datasets[0] == "calibrate":  # `fakescope eval --quiet calibrate RUN`
+        print(
+            "fakescope eval: error: give calibrate's options after it: "
+            "fakescope eval calibrate RUN_DIR --out FILE",
+            file=sys.stderr,
+        )
+        return 2
     if not args.model:
         print("fakescope eval: error: --model is required", file=sys.stderr)
         return 2
@@ -124,6 +172,7 @@ def run_command(args: argparse.Namespace) -> int:
         datasets=list(args.datasets),
         model=args.model,
         out=args.out,
+        calibration=args.calibration,
         quantization=args.quantization,
         device=args.device,
         protocol=args.protocol,

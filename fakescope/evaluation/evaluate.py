@@ -23,7 +23,7 @@ from typing import Any
 from fakescope.errors import DatasetError, FakeScopeError
 from fakescope.evaluation import output_files
 from fakescope.evaluation.datasets import LABEL_NAMES, Dataset, limit_samples, load_dataset
-from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
+from fakescope.evaluation.plots import PR_FILE, RELIABILITY_FILE, ROBUSTNESS_FILE, ROC_FILE
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE, EvalModel
 from fakescope.evaluation.report import REPORT_FILE
 from fakescope.evaluation.results import build_metrics
@@ -45,7 +45,7 @@ PROTOCOL_CHOICES = {
 
 
 RUN_FILE, PREDICTIONS_FILE, METRICS_FILE = "run.json", "predictions.csv", "metrics.json"
-FIGURE_FILES = (PR_FILE, ROC_FILE, ROBUSTNESS_FILE)
+FIGURE_FILES = (PR_FILE, ROC_FILE, RELIABILITY_FILE, ROBUSTNESS_FILE)
 # Everything `fakescope eval` writes into --out (`--fresh` removes these and nothing else).
 OUTPUT_FILES = (RUN_FILE, PREDICTIONS_FILE, METRICS_FILE, REPORT_FILE, *FIGURE_FILES)
 _HOW = "use another --out folder, or add --fresh to clear it"
@@ -80,6 +80,7 @@ class EvalConfig:
     skip_missing: bool = False
     progress: bool = True
     fresh: bool = False  # clear the folder's previous outputs instead of resuming
+    calibration: Path | None = None  # a calibration file applied to p_fake (when loading)
 
 
 def _load_datasets(config: EvalConfig) -> list[Dataset]:
@@ -227,20 +228,24 @@ def _start_run(out: Path, record: dict[str, Any]) -> None:
 
 
 def _load_model(config: EvalConfig) -> EvalModel:
+    from fakescope.calibration import Calibration
     from fakescope.loading import load_model
 
+    calibration = Calibration.load(config.calibration) if config.calibration else None
     model = load_model(
         config.model,
         quantization=config.quantization,
         device=config.device,
         progress=config.progress,
+        calibration=calibration,
     )
     return model
 
 
 def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, Any]:
     """Run (or resume) an evaluation into `config.out`; returns the metrics written there.
-    One run at a time per folder: another one already writing there is OutputInUseError."""
+    One run at a time per folder: another one already writing there is OutputInUseError.
+    A `model` given is used as it is (`config.calibration` applies to the model loaded here)."""
     datasets = _load_datasets(config)
     protocols = PROTOCOL_CHOICES[config.protocol]
     conditions = sweep_conditions(config.robustness)

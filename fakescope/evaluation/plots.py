@@ -1,7 +1,9 @@
-"""PNG figures of a run: precision-recall and ROC curves, AP against each degradation.
+"""PNG figures of a run: precision-recall and ROC curves, reliability (calibration), AP
+against each degradation.
 
 A figure is drawn only when it has something to show: curves need a dataset with both fakes
-and reals, the robustness figure an AP under some condition. A figure a run cannot draw is
+and reals, the reliability diagram a dataset with a p_fake, the robustness figure an AP under
+some condition. A figure a run cannot draw is
 removed from the output folder, so that an earlier run's is never taken for this one's.
 """
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PR_FILE, ROC_FILE, ROBUSTNESS_FILE = "pr_curves.png", "roc_curves.png", "robustness.png"
+RELIABILITY_FILE = "reliability.png"
 # x position of the undegraded image on each family's axis
 _CLEAN_LEVEL = {"jpeg": 100.0, "downscale": 1.0, "crop": 1.0, "screenshot": 1.0}
 
@@ -102,6 +105,58 @@ def write_curves(
     return True
 
 
+def calibration_entries(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(dataset, calibration measures) of each dataset whose quantitative protocol measured
+    some p_fake."""
+    found = []
+    for name, entry in metrics["datasets"].items():
+        measured = entry.get("protocols", {}).get(QUANTITATIVE, {}).get("calibration")
+        if measured and measured.get("n"):
+            found.append((name, measured))
+    return found
+
+
+def write_reliability(out: Path, metrics: dict[str, Any], note: str) -> bool:
+    """The reliability diagram: per dataset, the share of fakes against the mean p_fake of each
+    equal-width bin (on the diagonal: calibrated), and how many images each bin holds; False
+    when no dataset has a p_fake."""
+    entries = calibration_entries(metrics)
+    if not entries:
+        return False
+    fig, (ax, counts_ax) = _figure(ncols=2, width=5.0)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="calibrated")
+    for name, measured in entries:
+        filled = [b for b in measured["reliability"] if b["n"]]
+        label = f"{readable(name)} (ECE {measured['ece']:.3f}, Brier {measured['brier']:.3f})"
+        drawn = ax.plot(
+            [b["mean_p_fake"] for b in filled],
+            [b["share_fake"] for b in filled],
+            marker="o",
+            label=label,
+        )
+        edges = [b["low"] for b in measured["reliability"]] + [1.0]
+        counts_ax.stairs(
+            [b["n"] for b in measured["reliability"]], edges, color=drawn[0].get_color()
+        )
+    ax.set(
+        xlabel="mean p_fake in the bin",
+        ylabel="share of fakes in the bin",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    counts_ax.set(xlabel="p_fake", ylabel="images", xlim=(0, 1))
+    for axis in (ax, counts_ax):
+        axis.grid(alpha=0.3)
+    bins = entries[0][1]["bins"]
+    _save(
+        fig,
+        out / RELIABILITY_FILE,
+        f"Reliability of the model's own p_fake ({bins} equal-width bins){note}",
+    )
+    return True
+
+
 def _robustness_points(
     per_condition: dict[str, Any], family: str
 ) -> list[tuple[float, float, str]]:
@@ -155,13 +210,21 @@ def write_plots(
     """Draw what the run can show; returns the file names written (others are removed)."""
     untrained = "\nUNTRAINED model: chance by construction" if metrics["run"]["untrained"] else ""
     scored = "\nscore = p_fake, or 1 where provenance evidence decided"
+    calibrated = (metrics["run"].get("model") or {}).get("calibration")
+    raw_or_not = (
+        f"\np_fake calibrated (Platt, {calibrated['digest']})"
+        if calibrated
+        else "\nraw p_fake (no calibration applied)"
+    )
     written: list[str] = []
     if QUANTITATIVE in metrics["run"]["protocols"]:
         note = (scored if metrics["run"]["provenance"] else "") + untrained
         if write_curves(out, rows, datasets, note):
             written += [PR_FILE, ROC_FILE]
+        if write_reliability(out, metrics, raw_or_not + untrained):
+            written.append(RELIABILITY_FILE)
         if metrics.get("robustness") and write_robustness(out, metrics["robustness"], untrained):
             written.append(ROBUSTNESS_FILE)
-    for name in {PR_FILE, ROC_FILE, ROBUSTNESS_FILE} - set(written):
+    for name in {PR_FILE, ROC_FILE, RELIABILITY_FILE, ROBUSTNESS_FILE} - set(written):
         (out / name).unlink(missing_ok=True)
     return written

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from fakescope.evaluation import output_files
-from fakescope.evaluation.plots import PR_FILE, ROBUSTNESS_FILE, ROC_FILE
+from fakescope.evaluation.plots import (
+    PR_FILE,
+    RELIABILITY_FILE,
+    ROBUSTNESS_FILE,
+    ROC_FILE,
+    calibration_entries,
+)
 from fakescope.evaluation.protocols import CLOSED, QUANTITATIVE
 
 REPORT_FILE = "report.md"
@@ -205,6 +211,46 @@ def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _calibration_section(metrics: dict[str, Any], figures: list[str]) -> list[str]:
+    """ECE and Brier score per dataset, what they were measured on, and the reliability figure."""
+    run = metrics["run"]
+    calibration = (run.get("model") or {}).get("calibration")
+    if calibration:
+        applied = (
+            f"calibrated by Platt scaling, sigmoid({calibration['a']:.6g} * margin + "
+            f"{calibration['b']:.6g}) (`--calibration`, digest {calibration['digest']}). If "
+            "the calibration was fitted on these same images, these numbers flatter it"
+        )
+    else:
+        applied = "raw, as token-based probability estimation gives it (no `--calibration`)"
+    provenance = (
+        ", also for the images where provenance decided (their reported score is 1, which "
+        "says nothing of the model)"
+        if run["provenance"]
+        else ""
+    )
+    lines = [
+        "## Calibration",
+        "",
+        "Does p_fake mean what it says (of the images scored 0.8, are 80% fakes)? Expected "
+        "calibration error (ECE): p_fake cut into 15 equal-width bins over [0, 1], the gap "
+        "between each bin's share of fakes and its mean p_fake, weighted by the bin's share of "
+        "the images. Brier score: the mean of (p_fake - label)², label 1 for fake. Lower is "
+        "better for both; 0 is perfect. Measured on the model's own p_fake (the `p_fake` column "
+        f"of `predictions.csv`, clean images, quantitative protocol){provenance}. "
+        f"p_fake here is {applied}. `fakescope eval calibrate` fits a calibration on a run.",
+        "",
+    ]
+    entries = calibration_entries(metrics)
+    if not entries:
+        return [*lines, "No image has a finite p_fake: nothing to measure.", ""]
+    rows = [[name, str(m["n"]), fmt(m["ece"]), fmt(m["brier"])] for name, m in entries]
+    lines += [*_table(["dataset", "images", "ECE (15 bins)", "Brier score"], rows), ""]
+    if RELIABILITY_FILE in figures:
+        lines += [f"![reliability diagram]({RELIABILITY_FILE})", ""]
+    return lines
+
+
 def _robustness_section(robustness: dict[str, Any], figures: list[str]) -> list[str]:
     if not robustness:
         return []
@@ -267,6 +313,7 @@ def render_report(metrics: dict[str, Any]) -> str:
             lines += [f"![precision-recall]({PR_FILE}) ![ROC]({ROC_FILE})", ""]
         else:
             lines += ["No curves: no dataset has both fakes and reals with a p_fake.", ""]
+        lines += _calibration_section(metrics, figures)
     lines += _robustness_section(metrics.get("robustness", {}), figures)
     lines += ["Per-image predictions: `predictions.csv`; all numbers: `metrics.json`.", ""]
     return "\n".join(lines)

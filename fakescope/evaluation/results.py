@@ -66,17 +66,34 @@ def _select(
     ]
 
 
-def _protocol_metrics(rows: list[dict[str, str]], bootstrap: int, seed: int) -> dict[str, Any]:
+def _protocol_metrics(
+    rows: list[dict[str, str]], bootstrap: int, seed: int, protocol: str = QUANTITATIVE
+) -> dict[str, Any]:
     usable = [r for r in rows if not failed(r)]
     items = _scored(usable, model_only=False)
     subsets = subset_metrics(items, bootstrap=bootstrap, seed=seed)
     overall = group_metrics(items, bootstrap=bootstrap, seed=seed)
     overall["decided_by_provenance"] = sum(r["decided_by"] == "provenance" for r in usable)
-    return {
+    result = {
         "overall": overall,
         "subsets": subsets,
         "mean_ap": mean_ap(subsets),
         "errors": len(rows) - len(usable),
+    }
+    if protocol == QUANTITATIVE:
+        result["calibration"] = calibration_of(usable)
+    return result
+
+
+def calibration_of(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
+    """ECE (equal-width bins), Brier score and the reliability table of the model's own p_fake
+    (the `p_fake` column: where provenance decided, not its score of 1), finite ones only."""
+    from fakescope.calibration import calibration_metrics
+
+    scored = [(p, _LABELS[r["label"]]) for r in rows if (p := _float(r["p_fake"])) is not None]
+    return {
+        **calibration_metrics([p for p, _ in scored], [y for _, y in scored]),
+        "score": "model p_fake",
     }
 
 
@@ -168,7 +185,7 @@ def build_metrics(
         entry: dict[str, Any] = {"layout": dataset.layout, "n_missing": len(dataset.missing)}
         if dataset.samples:
             entry["protocols"] = {
-                p: _protocol_metrics(_select(rows, dataset, CLEAN, p), bootstrap, seed)
+                p: _protocol_metrics(_select(rows, dataset, CLEAN, p), bootstrap, seed, p)
                 for p in protocols
             }
             if QUANTITATIVE in protocols:

@@ -31,10 +31,15 @@ class ModelState(StrEnum):
 
 
 class CheckpointLoader:
-    """Loads settings.model; `expected_key` tells its cache identity before the weights load."""
+    """Loads settings.model; `expected_key` tells its cache identity before the weights load.
+
+    With FAKESCOPE_CALIBRATION, the model's p_fake are calibrated, and both keys say so
+    (`+cal-<digest>`): analyses cached without it are not served as calibrated ones.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.calibration = settings.load_calibration()
 
     @property
     def model(self) -> str:
@@ -45,7 +50,10 @@ class CheckpointLoader:
         from fakescope.loading import expected_model_key
 
         return expected_model_key(
-            self.model, quantization=self.settings.quantization, device=self.settings.device
+            self.model,
+            quantization=self.settings.quantization,
+            device=self.settings.device,
+            calibration=self.calibration,
         )
 
     def __call__(self) -> Any:
@@ -59,6 +67,7 @@ class CheckpointLoader:
             compile=settings.compile,
             nf4_kernel=settings.nf4_kernel,
             progress=False,
+            calibration=self.calibration,
         )
         # Graph captures and compilation happen now, before /readyz says ready, rather
         # than in the first requests of each batch size.

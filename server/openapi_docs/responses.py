@@ -65,6 +65,15 @@ class Problem(msgspec.Struct):
     ] = msgspec.UNSET
 
 
+class CalibrationFacts(msgspec.Struct):
+    """The Platt scaling applied to p_fake: p_fake = sigmoid(a * margin + b)."""
+
+    a: Annotated[float, _meta("Slope on the TPE margin (sum of fake- minus real-token logits)")]
+    b: Annotated[float, _meta("Intercept")]
+    digest: Annotated[str, _meta("12 hex digits naming a and b (the cache key's +cal- suffix)")]
+    method: Literal["platt"]
+
+
 class ModelFacts(msgspec.Struct):
     """The model that made an analysis or answer."""
 
@@ -73,6 +82,13 @@ class ModelFacts(msgspec.Struct):
     quantization: Annotated[str, _meta("nf4, int8 or none")]
     untrained: Annotated[bool, _meta("Random weights (test checkpoints): outputs mean nothing")]
     family: Annotated[str, _meta("The architecture family (config.model_type)")]
+    calibration: Annotated[
+        CalibrationFacts | None,
+        _meta(
+            "The calibration p_fake went through (FAKESCOPE_CALIBRATION); null: the raw "
+            "token-based estimate. Absent from analyses stored before this field existed"
+        ),
+    ] = None
 
 
 class EvidenceItem(msgspec.Struct):

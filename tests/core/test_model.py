@@ -105,6 +105,7 @@ def test_tiny_model_info_says_untrained(tiny_model: ForensicModel) -> None:
         "quantization": "none",
         "untrained": True,
         "family": "llava",
+        "calibration": None,
     }
 
 

@@ -117,7 +117,8 @@ def test_one_class_only_draws_no_curves_and_the_report_says_so(tmp_path: Path) -
     metrics = evaluate(
         _config(_tree(tmp_path / "data", reals=0), out, robustness=True), StandInModel()
     )
-    assert metrics["figures"] == []
+    # Calibration is measured with one class too: the reliability diagram is drawn.
+    assert metrics["figures"] == ["reliability.png"]
     for name in ("pr_curves.png", "roc_curves.png", "robustness.png"):
         assert not (out / name).exists(), name
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -134,9 +135,15 @@ def test_one_class_only_draws_no_curves_and_the_report_says_so(tmp_path: Path) -
 def test_a_run_with_both_classes_draws_and_links_its_figures(tmp_path: Path) -> None:
     out = tmp_path / "out"
     metrics = evaluate(_config(_tree(tmp_path / "data"), out, robustness=True), StandInModel())
-    assert metrics["figures"] == ["pr_curves.png", "roc_curves.png", "robustness.png"]
+    assert metrics["figures"] == [
+        "pr_curves.png",
+        "roc_curves.png",
+        "reliability.png",
+        "robustness.png",
+    ]
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "![precision-recall](pr_curves.png)" in report
+    assert "![reliability diagram](reliability.png)" in report
     assert "![AP against degradation](robustness.png)" in report
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
     assert json.loads((out / "metrics.json").read_text())["figures"] == metrics["figures"]

@@ -71,7 +71,8 @@ def test_metrics_json_is_utf8_with_readable_names_and_every_figure_is_drawn(
     assert list(metrics["datasets"][name]["protocols"]["quantitative"]["subsets"]) == ["plat\\xe9"]
     assert metrics["run"]["datasets"][name]["source"].endswith("/fake_\\xff")
     assert list(metrics["robustness"]) == [name]
-    assert metrics["figures"] == ["pr_curves.png", "roc_curves.png", "robustness.png"]
+    figures = ["pr_curves.png", "roc_curves.png", "reliability.png", "robustness.png"]
+    assert metrics["figures"] == figures
     for figure in metrics["figures"]:
         assert (run[1] / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
