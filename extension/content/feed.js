@@ -13,6 +13,11 @@
  * remembered per address (asked, verdicts) is bounded, oldest forgotten first: a feed
  * scrolled for hours keeps getting badges.
  *
+ * A badge is shown only while its image is near the viewport (the IntersectionObserver's
+ * margin): the others wait hidden, with no box, nothing to lay out and nothing to do per frame,
+ * so what a scrolled frame costs does not grow with the badges on the page; one comes back, the
+ * same verdict in the same place, when its image comes near again (scrolled to, or Tab).
+ *
  * A badge shows only its word (AI?, Real, ?) and the short verdict in its name; its click asks
  * the worker for a panel (the framed extension page, content/overlay.js), which alone shows the
  * explanation, the evidence and the forms.
@@ -45,6 +50,7 @@
   const nearby = new WeakSet(); // images the observer last saw near the viewport
   let batchesInFlight = 0;
   const badges = new Map(); // img → badge button (in a shadow host of its own)
+  const shown = new Set(); // images whose badge is shown: near the viewport (or focused)
   let notice = null; // the host of the failure notice
   let timer = null;
   let failureShown = false;
@@ -73,9 +79,9 @@
   const AROUND_IMAGE = 'a[href], button, summary, label, [role=link], [role=button]';
 
   /** A shadow host (tag `tag`) for one badge or the notice, isolated from the page's styles. */
-  function isolatedHost(tag, content) {
+  function isolatedHost(tag, ...content) {
     const host = document.createElement(tag);
-    host.attachShadow({ mode: 'open' }).append(h('style', {}, STYLE), content);
+    host.attachShadow({ mode: 'open' }).append(h('style', {}, STYLE), ...content);
     return host;
   }
 
@@ -140,7 +146,10 @@
       if (entry.isIntersecting) {
         nearby.add(entry.target);
         consider(entry.target);
-      } else nearby.delete(entry.target);
+      } else {
+        nearby.delete(entry.target);
+        hideBadge(entry.target);
+      }
     }
   }, { rootMargin: '200px' });
 
@@ -212,7 +221,8 @@
     for (const [url, result] of Object.entries(reply?.results ?? {})) {
       if (!result) continue;
       remember(verdicts, url, result);
-      for (const img of document.images) if (urlOf(img) === url) placeBadge(img, result);
+      // Images far away now get theirs when they come near again (consider).
+      for (const img of document.images) if (urlOf(img) === url && nearby.has(img)) placeBadge(img, result);
     }
   }
 
@@ -232,12 +242,19 @@
     }, 50);
   }
 
+  /**
+   * The badge of an image with a verdict (or hint): made, or given its new words; shown (in the
+   * next frame, in place) if the image is near the viewport, else left hidden until it is.
+   */
   function placeBadge(img, result) {
     let badge = badges.get(img);
     if (!badge) {
       badge = h('button', { type: 'button' });
       badge.attachments = 0;
-      isolatedHost('fakescope-badge', badge);
+      badge.dataset.src = urlOf(img);
+      // Hidden (`media` all) while its image is far from the viewport: no box, no top-layer work.
+      badge.far = h('style', { media: 'all' }, ':host { display: none !important; }');
+      isolatedHost('fakescope-badge', badge, badge.far);
       badge.addEventListener('click', (event) => {
         event.preventDefault();
         event.stopPropagation();
@@ -248,8 +265,17 @@
       });
       badges.set(img, badge);
     }
+    // The same verdict again (its image came near once more) changes nothing in the page.
+    if (badge.result !== result) writeBadge(badge, result);
+    if (nearby.has(img)) {
+      shown.add(img);
+      scheduleReposition();
+    }
+  }
+
+  /** A badge's words, look and name for a verdict or a hint. */
+  function writeBadge(badge, result) {
     badge.result = result;
-    badge.dataset.src = urlOf(img);
     const { label } = result.hint ?? result.view;
     const word = label === 'fake' ? 'AI?' : label === 'real' ? 'Real' : '?';
     const short = result.hint?.short ?? result.short;
@@ -287,7 +313,6 @@
     // The name starts with the visible word (WCAG 2.5.3, label in name: a voice user says it).
     badge.setAttribute('aria-label', `${word}, FakeScope: ${short}. Show details`);
     badge.title = `FakeScope: ${short}`;
-    positionBadge(img, badge);
   }
 
   /**
@@ -310,13 +335,45 @@
   function removeBadge(img) {
     badges.get(img)?.getRootNode().host.remove();
     badges.delete(img);
+    shown.delete(img);
   }
 
-  /** Where a badge goes: over its image's top-left corner, or nowhere (`null`: it is removed). */
-  function badgePlace(img, badge) {
+  /**
+   * The badge of an image gone far from the viewport waits hidden: no box, and no work in the
+   * frames that scroll (scheduleReposition moves only the badges shown). One with the keyboard
+   * focus stays, so the focus is not lost; the badge of an image taken out of the page goes.
+   */
+  function hideBadge(img) {
+    const badge = badges.get(img);
+    if (!badge) return;
+    if (!img.isConnected) removeBadge(img);
+    else if (badge.getRootNode().host !== document.activeElement) {
+      shown.delete(img);
+      badge.far.media = 'all';
+    }
+  }
+
+  /** Badges of images the page took out, or that show another source now, go (hidden ones too). */
+  function dropBadgesOfImagesGone() {
+    for (const [img, badge] of badges) {
+      if (!img.isConnected || urlOf(img) !== badge.dataset.src) removeBadge(img);
+    }
+  }
+
+  /**
+   * Whether a badge still belongs to its image, which is still in the page: then it is in its
+   * place in the page (attachBadge) and shown, ready to be measured.
+   */
+  function stillFits(img, badge) {
     // Gone, or now showing another image (a carousel or a recycled list row): the verdict was
     // for the old image, so the badge goes; the new image is considered on its own.
-    if (!img.isConnected || urlOf(img) !== badge.dataset.src || !attachBadge(img, badge)) return null;
+    if (!img.isConnected || urlOf(img) !== badge.dataset.src || !attachBadge(img, badge)) return false;
+    if (badge.far.media !== 'not all') badge.far.media = 'not all';
+    return true;
+  }
+
+  /** Where a badge goes: over its image's top-left corner. */
+  function badgePlace(img, badge) {
     const rect = img.getBoundingClientRect();
     // Relative to the host, which sits at the top-left of its containing block (the page's
     // initial one, in the top layer): the badge moves with the page when it scrolls.
@@ -328,18 +385,10 @@
     };
   }
 
-  function moveBadge(img, badge, place) {
-    if (!place) {
-      removeBadge(img);
-      return;
-    }
+  function moveBadge(badge, place) {
     badge.hidden = place.hidden;
     badge.style.top = `${place.top}px`;
     badge.style.left = `${place.left}px`;
-  }
-
-  function positionBadge(img, badge) {
-    moveBadge(img, badge, badgePlace(img, badge));
   }
 
   let repositionScheduled = false;
@@ -348,9 +397,16 @@
     repositionScheduled = true;
     requestAnimationFrame(() => {
       repositionScheduled = false;
-      // Every place measured first, then every badge moved: one layout, not one per badge.
-      const places = [...badges].map(([img, badge]) => [img, badge, badgePlace(img, badge)]);
-      for (const [img, badge, place] of places) moveBadge(img, badge, place);
+      // Only the badges shown: the cost of a frame does not grow with the badges hidden far
+      // away. Those that no longer fit go; every place is measured, then every badge moved: one
+      // layout, not one per badge.
+      const fitting = [];
+      for (const img of [...shown]) {
+        if (stillFits(img, badges.get(img))) fitting.push(img);
+        else removeBadge(img);
+      }
+      const places = fitting.map((img) => [badges.get(img), badgePlace(img, badges.get(img))]);
+      for (const [badge, place] of places) moveBadge(badge, place);
     });
   }
 
@@ -370,6 +426,7 @@
       }
       record.addedNodes.forEach(observeImagesIn);
     }
+    dropBadgesOfImagesGone();
     scheduleReposition();
   });
 

@@ -195,3 +195,78 @@ def test_a_failed_lookup_is_said_once_in_a_notice_over_the_page(
     page.get_by_role("button", name="Dismiss the FakeScope notice").click()
     expect(page.locator("fakescope-notice")).to_have_count(0)
     assert badge_count(page) == 0
+
+
+# Three linked posts, each a long way (more than a screen and feed mode's margin) from the next.
+FAR_POSTS_PAGE = """<!doctype html><html><head><title>Far posts</title>
+<style>body { margin: 20px; } img { display: block; } .gap { height: 2400px; }</style>
+</head><body>
+<a id="link-1" href="/posts/1"><img id="pic-1" src="/img/known.png" width="240" height="180"
+  alt="first post"></a><div class="gap"></div>
+<a id="link-2" href="/posts/2"><img id="pic-2" src="/img/lazy.png" width="240" height="180"
+  alt="second post"></a><div class="gap"></div>
+<a id="link-3" href="/posts/3"><img id="pic-3" src="/img/later.png" width="240" height="180"
+  alt="third post"></a><div class="gap"></div>
+</body></html>"""
+
+# Whether a badge (by its image's address) has a box on the page, and its verdict.
+BADGE_SHOWN = """(src) => {
+    const button = [...document.querySelectorAll('fakescope-badge')]
+        .map((host) => host.shadowRoot.querySelector('button'))
+        .find((b) => b?.dataset.src === src);
+    return { shown: Boolean(button?.checkVisibility()), label: button?.dataset.label ?? null };
+}"""
+
+
+def test_badges_far_from_the_viewport_are_hidden_and_come_back_in_place_when_scrolled_or_tabbed_to(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    knows_every_image(stub_server)
+    browser.set_settings(serverUrl=stub_server.url)
+    page_server.pages["/far-posts.html"] = FAR_POSTS_PAGE
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/far-posts.html"))
+    sources = {
+        n: page_server.url(f"/img/{name}")
+        for n, name in enumerate(("known.png", "lazy.png", "later.png"), start=1)
+    }
+
+    def state(n: int) -> dict[str, Any]:
+        return dict(page.evaluate(BADGE_SHOWN, sources[n]))
+
+    # Each post scrolled to gets its badge over its image.
+    labels = {}
+    for n, src in sources.items():
+        page.locator(f"#pic-{n}").scroll_into_view_if_needed()
+        until(lambda n=n, src=src: on_its_image(page, f"#pic-{n}", src), what=f"post {n}'s badge")
+        labels[n] = state(n)["label"]
+    assert all(labels.values())
+
+    # Back at the top, the badges of the posts far below wait hidden (no box, out of the tab
+    # order): a long feed scrolls without moving them. They stay in the page after their image.
+    page.evaluate("window.scrollTo(0, 0)")
+    until(
+        lambda: [state(n)["shown"] for n in sources] == [True, False, False],
+        what="only the badge near the viewport shown",
+    )
+    assert page.locator("fakescope-badge").count() == 3
+    assert on_its_image(page, "#pic-1", sources[1])
+
+    # Tab to the next post's link: the page scrolls to it, and its badge comes next in the
+    # tab order, over its image, with the same verdict.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert focused(page) == "badge known.png"
+    page.keyboard.press("Tab")
+    assert focused(page) == "link-2"
+    until(lambda: on_its_image(page, "#pic-2", sources[2]), what="post 2's badge back in place")
+    page.keyboard.press("Tab")
+    assert focused(page) == "badge lazy.png"
+    assert state(2) == {"shown": True, "label": labels[2]}
+    until(lambda: not state(1)["shown"], what="post 1's badge hidden, far above now")
+
+    # Scrolled to again, a hidden badge shows the same verdict in the same place.
+    page.evaluate("document.getElementById('pic-3').scrollIntoView()")
+    until(lambda: on_its_image(page, "#pic-3", sources[3]), what="post 3's badge back in place")
+    assert state(3) == {"shown": True, "label": labels[3]}
