@@ -42,6 +42,11 @@
   const BATCH_SIZE = 24;
   const MAX_BATCHES_IN_FLIGHT = 2;
   const DEBOUNCE_MS = 300;
+  // A lookup turned away for a passing reason is asked again after this, doubled for each
+  // turn-away in a row (up to the longest), back to the first after one that went through.
+  const RETRY_FIRST_MS = 1500;
+  const RETRY_LONGEST_MS = 60_000;
+  let retryMs = RETRY_FIRST_MS;
   const MAX_ATTACHMENTS = 5;
 
   const seenUrls = new Set(); // addresses asked about (or waiting to be), oldest first
@@ -218,12 +223,29 @@
       return;
     }
     if (reply?.failure) showFailureOnce(reply.failure);
+    if (reply?.retry?.length) askAgainLater(reply.retry);
+    else retryMs = RETRY_FIRST_MS;
     for (const [url, result] of Object.entries(reply?.results ?? {})) {
       if (!result) continue;
       remember(verdicts, url, result);
       // Images far away now get theirs when they come near again (consider).
       for (const img of document.images) if (urlOf(img) === url && nearby.has(img)) placeBadge(img, result);
     }
+  }
+
+  /**
+   * Addresses the worker could not look up now (its queue, shared by every tab, was full; the
+   * server timed out, was unreachable or busy): no longer counted as asked, and considered
+   * again later if their image is still near, later each time it happens again.
+   */
+  function askAgainLater(urls) {
+    const later = new Set(urls);
+    later.forEach((url) => seenUrls.delete(url));
+    setTimeout(() => {
+      if (globalThis.__fakescopeFeed !== feed) return; // feed mode stopped meanwhile
+      for (const img of document.images) if (nearby.has(img) && later.has(urlOf(img))) consider(img);
+    }, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_LONGEST_MS);
   }
 
   function showFailureOnce(failure) {

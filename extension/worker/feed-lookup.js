@@ -14,7 +14,7 @@ import { fetchImageBytes } from './image-bytes.js';
 import { LOOKUP_MAX_KEYS, lookupKey, lookupKeyWeight, runLookupBatch } from '../lib/lookup.js';
 import { pdqFromImageBytes } from '../lib/pdq.js';
 import { ApiError, describeFailure } from '../lib/problem.js';
-import { BatchQueue, createLimiter } from '../lib/queue.js';
+import { BatchQueue, QueueFullError, createLimiter } from '../lib/queue.js';
 import { clientFor, currentSettings } from './server-client.js';
 import { framePanels, hostOf, measureFrame, openPanel } from './panels.js';
 import { analyses, cacheKey, feedHints, imageHashes, imagePdqs, rememberable } from './session-caches.js';
@@ -75,6 +75,12 @@ async function fingerprints(url, scope) {
   return { sha256, pdq };
 }
 
+/** A server failure that may well pass: a timeout, no connection, or 429/502/503/504. */
+function isPassing(error) {
+  if (!(error instanceof ApiError)) return false;
+  return error.kind === 'timeout' || error.kind === 'network' || [429, 502, 503, 504].includes(error.status);
+}
+
 /**
  * Feed lookups for images visible on a page: fingerprint each image here, ask the server
  * for cached verdicts only. An image with no verdict of its own may get a *hint*: it looks
@@ -97,6 +103,10 @@ export async function lookupImages(urls, sender) {
   // Feed mode runs in top frames; a frame's page sits in its tab's page.
   const scope = feedScope(sender?.url ?? '', sender?.frameId === 0 ? sender?.url : sender?.tab?.url);
   const results = {};
+  // Addresses whose lookup did not happen for a passing reason (the lookup queue had no room:
+  // the feeds of many tabs at once; the server timed out, was unreachable or busy): the page
+  // asks again later, rather than leaving those images without a badge for good.
+  const retry = [];
   let failure = null;
   await Promise.all(
     urls.slice(0, MAX_LOOKUP_URLS_PER_MESSAGE).map(async (url) => {
@@ -133,10 +143,11 @@ export async function lookupImages(urls, sender) {
       } catch (error) {
         // An image the worker cannot read simply gets no badge; a server failure is reported once.
         if (error instanceof ApiError) failure ??= describeFailure(error);
+        if (error instanceof QueueFullError || isPassing(error)) retry.push(url);
       }
     }),
   );
-  return { ok: failure === null, results, aspects: ASPECTS, failure };
+  return { ok: failure === null, results, aspects: ASPECTS, failure, retry };
 }
 
 /**

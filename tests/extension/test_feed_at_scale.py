@@ -311,3 +311,76 @@ def test_images_taken_out_of_the_page_are_not_kept_alive(
     assert page.evaluate("window.dropAll()") == 60
     page.wait_for_timeout(500)
     assert page.evaluate("window.stillAlive()") == 0
+
+
+def test_images_the_workers_full_queue_turned_away_are_asked_again(
+    until: Any, browser: Any, stub_server: Any, lookups: Lookups, feed_site: FeedSite
+) -> None:
+    """Eight feeds at once, 48 new pictures each, while the server holds every lookup: 384
+    images for a worker whose lookup queue holds 256. Those it had no room for (and any whose
+    lookup timed out meanwhile) are asked again later; each page ends with every picture badged
+    (before, they were skipped for good)."""
+    release = threading.Event()
+    answer = stub_server.routes["POST /v1/lookup"]
+
+    def slow_lookup(handler: Any) -> None:
+        release.wait(10)  # under the extension's 15-s lookup timeout
+        answer(handler)
+
+    stub_server.routes["POST /v1/lookup"] = slow_lookup
+    pages = [open_feed(browser, stub_server, feed_site, until)]
+    pages += [browser.context.new_page() for _ in range(7)]
+    for k, page in enumerate(pages):
+        if k:
+            page.goto(f"{feed_site.origin}/feed.html")
+        page.bring_to_front()  # hidden tabs see nothing near their viewport
+        page.evaluate("([first, count]) => window.append(first, count)", [5000 + 100 * k, 48])
+        page.wait_for_timeout(300)
+    pictures = {
+        f"/img/{5000 + 100 * k + n}.png" for k in range(8) for n in range(48) if n % 10 != 9
+    }
+    # Every picture fetched and hashed by the worker, so every lookup key was queued or refused.
+    until(lambda: pictures <= set(feed_site.worker_fetches), 30, what="the worker's fingerprints")
+    release.set()
+    for k, page in enumerate(pages):
+        page.bring_to_front()  # a hidden tab draws no badges (they are placed in frames)
+        until(
+            lambda page=page: not page.evaluate("window.screenBadged()")["missing"],
+            60,
+            what=f"a badge on every picture of feed {k}",
+        )
+
+
+def test_a_lookup_the_server_turned_away_is_asked_again(
+    until: Any, browser: Any, stub_server: Any, lookups: Lookups, feed_site: FeedSite
+) -> None:
+    """The server answers the first two lookups 503 (a restart, an overloaded database): the
+    page says so once, and its pictures are looked up again and badged."""
+    answer = stub_server.routes["POST /v1/lookup"]
+    refused: list[int] = []
+
+    def flaky_lookup(handler: Any) -> None:
+        if len(refused) < 2:
+            refused.append(1)
+            handler.reply(
+                503,
+                {
+                    "type": "urn:fakescope:problem:database-unavailable",
+                    "title": "Service unavailable",
+                    "status": 503,
+                    "detail": "the database could not be reached",
+                },
+            )
+            return
+        answer(handler)
+
+    stub_server.routes["POST /v1/lookup"] = flaky_lookup
+    page = open_feed(browser, stub_server, feed_site, until)
+    page.evaluate("([first, count]) => window.append(first, count)", [6000, 40])
+    until(
+        lambda: not page.evaluate("window.screenBadged()")["missing"],
+        60,
+        what="a badge on every picture after the server came back",
+    )
+    assert len(refused) == 2
+    assert page.locator("fakescope-notice").count() == 1  # the failure was said, once
