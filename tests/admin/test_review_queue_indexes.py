@@ -23,7 +23,7 @@ from server.admin.review_queue import QueueFilters, page_before, read_queue
 from server.admin.roles import Role
 from server.db.analyses import Identity, store_analysis
 from server.db.engine import create_engine
-from server.db.models import Image, ReviewItem
+from server.db.models import AnalysisRow, Image, ReviewItem
 from server.db.review import USER_REPORT, flag_for_review
 from server.timefmt import utcnow
 
@@ -254,3 +254,58 @@ async def test_stepping_back_a_page_reads_an_index_too(database_url: str) -> Non
     )
     assert len(plans) == 1, plans
     assert _reads_in_queue_order(plans[0], "ix_review_items_status_label_created"), plans
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_of_two_processes_storing_analyses_of_one_image_the_later_sets_its_label(
+    database_url: str,
+) -> None:
+    """Two API processes store new analyses of one flagged image at the same moment (a rolling
+    upgrade: two models). The one that stored first (the older analysis) reaches the item's
+    label last: it waits for the other's lock, then reads both analyses, and the item serves the
+    newer one's label. Read in the same statement as the update, its label would have missed the
+    analysis committed while it waited."""
+    from server.db.database import Database
+    from server.db.review import refresh_served_label
+
+    sha = _sha(7)
+    one, other = Database(create_engine(database_url)), Database(create_engine(database_url))
+    try:
+        async with one.write() as session:
+            await store_analysis(
+                session, _analysis(sha, "uncertain", ["uncertain"]), Identity("old", "v1")
+            )
+        async with other.write() as racing:
+            # The older analysis: inserted as store_analysis does, its label not set yet.
+            older = _analysis(sha, "real")
+            await racing.execute(
+                insert(AnalysisRow).values(
+                    sha256=sha,
+                    model_key="model-c",
+                    prompt_version="v1",
+                    label="real",
+                    p_fake=older["p_fake"],
+                    decided_by="model",
+                    mode="model",
+                    evidence=[],
+                    flags=[],
+                    timings={},
+                    created_at=utcnow(),
+                )
+            )
+            await asyncio.sleep(0.01)
+            async with one.write() as session:  # the newer analysis, stored whole
+                await store_analysis(session, _analysis(sha, "fake"), Identity("model-b", "v1"))
+                waiting = asyncio.create_task(refresh_served_label(racing, sha))
+                await asyncio.sleep(0.5)
+                assert not waiting.done(), "the older writer did not wait for the item's lock"
+            await waiting
+        async with one.read() as session:
+            served = await session.scalar(
+                select(ReviewItem.served_label).where(ReviewItem.sha256 == sha)
+            )
+        assert served == "fake"  # model-b's analysis is the newer one
+    finally:
+        await one.dispose()
+        await other.dispose()
