@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_panel import CHROMIUM_ARGS, EXTENSION_DIR, chromium
+from bench_panel import with_extension
 from PIL import Image
 
 STEP = 80  # posts appended per screen
@@ -177,23 +177,10 @@ def run(posts: int, workdir: Path) -> dict[str, Any]:
     origin = f"http://localhost:{site.server_address[1]}"
     try:
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(workdir / "profile"),
-                executable_path=chromium(),
-                headless=True,
-                args=[
-                    f"--disable-extensions-except={EXTENSION_DIR}",
-                    f"--load-extension={EXTENSION_DIR}",
-                    *CHROMIUM_ARGS,
-                ],
-                viewport={"width": 1000, "height": 800},
+            context, worker = with_extension(
+                playwright, workdir, viewport={"width": 1000, "height": 800}
             )
             try:
-                worker = (
-                    context.service_workers[0]
-                    if context.service_workers
-                    else (context.wait_for_event("serviceworker", timeout=20_000))
-                )
                 worker.evaluate(
                     "async (s) => chrome.storage.local.set({settings: s})",
                     {

@@ -195,6 +195,28 @@ def measure(worker: Any, context: Any, pages: Pages, count: int) -> dict[str, li
     return times
 
 
+def with_extension(playwright: Any, workdir: Path, **options: Any) -> tuple[Any, Any]:
+    """Headless Chromium with the extension loaded, in a profile under `workdir`: its browser
+    context and the extension's service worker (`options`: more launch options, a viewport)."""
+    context = playwright.chromium.launch_persistent_context(
+        str(workdir / "profile"),
+        executable_path=chromium(),
+        headless=True,
+        args=[
+            f"--disable-extensions-except={EXTENSION_DIR}",
+            f"--load-extension={EXTENSION_DIR}",
+            *CHROMIUM_ARGS,
+        ],
+        **options,
+    )
+    worker = (
+        context.service_workers[0]
+        if context.service_workers
+        else context.wait_for_event("serviceworker", timeout=20_000)
+    )
+    return context, worker
+
+
 def run(count: int, workdir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
@@ -202,22 +224,8 @@ def run(count: int, workdir: Path) -> dict[str, Any]:
     process, server = start_server(workdir)
     try:
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(workdir / "profile"),
-                executable_path=chromium(),
-                headless=True,
-                args=[
-                    f"--disable-extensions-except={EXTENSION_DIR}",
-                    f"--load-extension={EXTENSION_DIR}",
-                    *CHROMIUM_ARGS,
-                ],
-            )
+            context, worker = with_extension(playwright, workdir)
             try:
-                worker = (
-                    context.service_workers[0]
-                    if context.service_workers
-                    else (context.wait_for_event("serviceworker", timeout=20_000))
-                )
                 worker.evaluate(
                     "async (url) => chrome.storage.local.set({settings: {serverUrl: url}})", server
                 )
