@@ -56,6 +56,9 @@
   let batchesInFlight = 0;
   const badges = new Map(); // img → badge button (in a shadow host of its own)
   const shown = new Set(); // images whose badge is shown: near the viewport (or focused)
+  // The image whose badge opened the panel open now: its badge stays shown, scrolled far or not,
+  // so that closing the panel gives the focus back to it (a hidden badge cannot take it).
+  let panelOf = null;
   let notice = null; // the host of the failure notice
   let timer = null;
   let failureShown = false;
@@ -283,6 +286,7 @@
         // Only the user opens a panel: a page script's click() (the badge's root is open) would
         // take the focus whenever it liked.
         if (!event.isTrusted) return;
+        panelOf = img;
         openPanel(img);
       });
       badges.set(img, badge);
@@ -369,7 +373,7 @@
     const badge = badges.get(img);
     if (!badge) return;
     if (!img.isConnected) removeBadge(img);
-    else if (badge.getRootNode().host !== document.activeElement) {
+    else if (img !== panelOf && badge.getRootNode().host !== document.activeElement) {
       shown.delete(img);
       badge.far.media = 'all';
     }
@@ -447,6 +451,12 @@
         visibility.observe(record.target);
       }
       record.addedNodes.forEach(observeImagesIn);
+    }
+    if (panelOf && !document.querySelector('fakescope-overlay')) {
+      // Its panel closed (the focus is back on the badge, or elsewhere): hidden again if far.
+      const img = panelOf;
+      panelOf = null;
+      if (!nearby.has(img)) hideBadge(img);
     }
     dropBadgesOfImagesGone();
     scheduleReposition();

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from feed_helpers import knows_every_image, switch_feed_mode_on
-from panel_helpers import focused_in_panel, panel
+from panel_helpers import focused_in_panel, panel, press_escape_in_panel
 
 pytestmark = pytest.mark.browser
 
@@ -270,3 +270,29 @@ def test_badges_far_from_the_viewport_are_hidden_and_come_back_in_place_when_scr
     page.evaluate("document.getElementById('pic-3').scrollIntoView()")
     until(lambda: on_its_image(page, "#pic-3", sources[3]), what="post 3's badge back in place")
     assert state(3) == {"shown": True, "label": labels[3]}
+
+
+def test_a_badge_whose_panel_is_open_gets_the_focus_back_after_its_image_is_scrolled_far(
+    until: Any, browser: Any, stub_server: Any, page_server: Any
+) -> None:
+    """The panel of a badge stays open while the reader scrolls far from its image: on
+    Escape the focus goes back to that badge, not to the page's body."""
+    from playwright.sync_api import expect
+
+    knows_every_image(stub_server)
+    browser.set_settings(serverUrl=stub_server.url)
+    page_server.pages["/far-posts.html"] = FAR_POSTS_PAGE
+    switch_feed_mode_on(browser, page_server.origin, until)
+    page = browser.context.new_page()
+    page.goto(page_server.url("/far-posts.html"))
+    known = page_server.url("/img/known.png")
+    until(lambda: on_its_image(page, "#pic-1", known), what="post 1's badge")
+
+    badge(page, known).focus()
+    page.keyboard.press("Enter")
+    until(lambda: focused_in_panel(page), what="the focus in the panel")
+    page.evaluate("document.getElementById('pic-3').scrollIntoView()")
+    page.wait_for_timeout(500)  # long enough for the observer to see post 1 far away
+    press_escape_in_panel(page)
+    expect(page.locator("fakescope-overlay")).to_have_count(0)
+    assert focused(page) == "badge known.png"
