@@ -45,6 +45,9 @@ P_ONE_MARGIN = 36.7368005696771
 P_ZERO_MARGIN = -744.4400719213812
 _NEWTON_STEPS = 100
 _KEY_SUFFIX = "+cal-"
+# What to do about a file that is not a calibration, said at the end of each such error.
+_WRITE_ONE = "give the file `fakescope eval calibrate RUN_DIR --out FILE` wrote"
+_FIT_AGAIN = "fit it again (`fakescope eval calibrate RUN_DIR --out FILE`)"
 
 FloatArray = NDArray[np.float64]
 
@@ -67,6 +70,13 @@ def margin_from_p(p_fake: ArrayLike) -> FloatArray:
     margin = np.where(p >= 1.0, P_ONE_MARGIN, margin)
     margin = np.where(p <= 0.0, P_ZERO_MARGIN, margin)
     return np.where((p >= 0.0) & (p <= 1.0), margin, np.nan)
+
+
+def platt_formula(a: float, b: float) -> str:
+    """``sigmoid(a * margin + b)`` with these a and b, written as a reader expects (``- 0.08``,
+    not ``+ -0.08``)."""
+    sign = "-" if math.copysign(1.0, b) < 0 else "+"
+    return f"sigmoid({a:.6g} * margin {sign} {abs(b):.6g})"
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,10 @@ class Calibration:
         """Calibrated p_fake from raw p_fake, where the margin itself was not kept."""
         return self.apply_margin(margin_from_p(p_fake))
 
+    def formula(self) -> str:
+        """``sigmoid(a * margin + b)`` with this a and b (see `platt_formula`)."""
+        return platt_formula(self.a, self.b)
+
     def describe(self) -> dict[str, Any]:
         """What an analysis says about it (`model.calibration`)."""
         return {"a": self.a, "b": self.b, "digest": self.digest, "method": "platt"}
@@ -147,45 +161,61 @@ class Calibration:
             with path.open("rb") as fh:
                 raw = fh.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
-            raise CalibrationError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+            raise CalibrationError(
+                f"{path}: cannot read the calibration file ({exc.strerror or exc}); {_WRITE_ONE}"
+            ) from exc
         if len(raw) > MAX_FILE_BYTES:
-            raise CalibrationError(f"{path}: over 1 MiB, not a calibration file")
+            raise CalibrationError(f"{path}: over 1 MiB, not a calibration file; {_WRITE_ONE}")
         try:
             value = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise CalibrationError(f"{path}: not UTF-8 text, not a calibration file") from exc
+            raise CalibrationError(
+                f"{path}: not UTF-8 text, not a calibration file; {_WRITE_ONE}"
+            ) from exc
         except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+            raise CalibrationError(
+                f"{path}: not JSON ({exc.msg} at line {exc.lineno}), not a calibration file; "
+                f"{_WRITE_ONE}"
+            ) from exc
         except RecursionError as exc:
-            raise CalibrationError(f"{path}: JSON nested too deeply") from exc
+            raise CalibrationError(
+                f"{path}: JSON nested too deeply, not a calibration file; {_WRITE_ONE}"
+            ) from exc
         return cls.from_json(value, str(path))
 
     @classmethod
     def from_json(cls, value: Any, source: str) -> Calibration:
         if not isinstance(value, dict) or value.get("format") != FORMAT:
             raise CalibrationError(
-                f'{source}: not a calibration file (no "format": "{FORMAT}"; '
-                "`fakescope eval calibrate` writes them)"
+                f'{source}: not a calibration file (no "format": "{FORMAT}"); {_WRITE_ONE}'
             )
         if value.get("version") != VERSION:
             raise CalibrationError(
-                f"{source}: calibration file version {value.get('version')!r}; this FakeScope "
-                f"reads version {VERSION}"
+                f"{source}: calibration file version {value.get('version')!r}, and this "
+                f"FakeScope reads version {VERSION}; {_FIT_AGAIN}"
             )
         numbers = {}
         for name in ("a", "b"):
             number = value.get(name)
             if isinstance(number, bool) or not isinstance(number, int | float):
-                raise CalibrationError(f"{source}: {name} is {number!r}, not a number")
+                raise CalibrationError(
+                    f"{source}: {name} is {number!r}, not a number; {_FIT_AGAIN}"
+                )
             if not math.isfinite(number):
-                raise CalibrationError(f"{source}: {name} is {number!r}, not a finite number")
+                raise CalibrationError(
+                    f"{source}: {name} is {number!r}, not a finite number; {_FIT_AGAIN}"
+                )
             numbers[name] = float(number)
         key = value.get("model_key")
         if not isinstance(key, str) or not key:
-            raise CalibrationError(f"{source}: model_key is {key!r}, not a model's key")
+            raise CalibrationError(
+                f"{source}: model_key is {key!r}, not a model's key; {_FIT_AGAIN}"
+            )
         fitted_on, fit_metrics = value.get("fitted_on", {}), value.get("fit_metrics", {})
         if not isinstance(fitted_on, dict) or not isinstance(fit_metrics, dict):
-            raise CalibrationError(f"{source}: fitted_on and fit_metrics must be JSON objects")
+            raise CalibrationError(
+                f"{source}: fitted_on and fit_metrics must be JSON objects; {_FIT_AGAIN}"
+            )
         return cls(numbers["a"], numbers["b"], key, fitted_on, fit_metrics, source)
 
 

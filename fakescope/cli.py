@@ -94,6 +94,8 @@ def _human_line(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"{path}: error: {result['error']['type']}: {result['error']['detail']}"
     score = "n/a" if result["p_fake"] is None else f"{result['p_fake']:.3f}"
+    if result["p_fake"] is not None and ((result.get("model") or {}).get("calibration")):
+        score += " calibrated"  # with --calibration: not the raw token-based p_fake
     line = f"{path}: {result['label']} (p_fake {score}, decided by {result['decided_by']})"
     if result.get("untrained"):
         line += " [untrained model: the score means nothing]"

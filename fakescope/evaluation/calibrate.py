@@ -121,7 +121,7 @@ def summary(calibration: Calibration, out: Path) -> str:
         f"model: {calibration.model_key}",
         f"fitted on: {', '.join(fitted.get('datasets', []))} of {fitted.get('run')} "
         f"({fitted.get('n_fake')} fakes, {fitted.get('n_real')} reals)",
-        f"p_fake = sigmoid({calibration.a:.6g} * margin + {calibration.b:.6g})  "
+        f"p_fake = {calibration.formula()}  "
         f"(digest {calibration.digest}: the model key gets +cal-{calibration.digest})",
         f"ECE ({scores.get('bins')} equal-width bins): {number(scores.get('ece_before'))} -> "
         f"{number(scores.get('ece_after'))}",

@@ -125,10 +125,17 @@ def calibrate_parser() -> argparse.ArgumentParser:
 
 
 def _calibrate_command(args: argparse.Namespace) -> int:
+    from fakescope.errors import CalibrationError
     from fakescope.evaluation.calibrate import calibrate_run, summary
 
     calibration = calibrate_run(args.run, args.dataset)
-    calibration.save(args.out)
+    try:
+        calibration.save(args.out)
+    except OSError as exc:  # a folder that does not exist, --out naming a folder, no permission
+        raise CalibrationError(
+            f"{args.out}: cannot write the calibration file ({exc.strerror or exc}); give "
+            "--out a file name in a folder that exists"
+        ) from exc
     print(summary(calibration, args.out))
     return 0
 

@@ -2,7 +2,8 @@
 
 A difference means something only between like and like: the table says, per row, when the two
 runs measured different numbers of fakes or reals there, and lists first every setting that
-differs between them (datasets' sources, --limit, provenance, prompt version, ...).
+differs between them (datasets' sources, --limit, provenance, prompt version, the calibration
+of p_fake, ...). Calibration (ECE, Brier score) follows, per dataset both runs measured it for.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from typing import Any
 
 from fakescope.errors import DatasetError
 from fakescope.evaluation.output_files import readable, readable_tree
+from fakescope.evaluation.protocols import QUANTITATIVE
 
 COMPARED = ("ap", "auc", "accuracy", "tpr", "tnr")
+CALIBRATION_MEASURES = ("ece", "brier")
 
 
 def load_run(path: Path) -> dict[str, Any]:
     """A run folder (or its metrics.json)."""
+    if not path.exists():
+        raise DatasetError(f"{path}: no such folder; give a `fakescope eval --out` folder")
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file() and (path / "run.json").is_file():
         raise DatasetError(
@@ -55,12 +60,20 @@ def _check_shape(run: dict[str, Any], file: Path) -> None:
             if name in (*COMPARED, "mean_ap") and not isinstance(number, int | float | None):
                 raise DatasetError(f"{file}: {where}.{name} is {number!r}, not a number")
 
+    def calibration(value: Any, where: str) -> None:
+        for name in CALIBRATION_MEASURES:
+            number = part(value, where).get(name)
+            if isinstance(number, bool) or not isinstance(number, int | float | None):
+                raise DatasetError(f"{file}: {where}.{name} is {number!r}, not a number")
+
     for name, entry in run["datasets"].items():
         entry = part(entry, f"datasets.{name}")
         protocols = part(entry.get("protocols", {}), f"datasets.{name}.protocols")
         for protocol, measured in protocols.items():
             where = f"datasets.{name}.protocols.{protocol}"
             metrics(measured, where)
+            if measured.get("calibration") is not None:
+                calibration(measured["calibration"], f"{where}.calibration")
             metrics(measured.get("overall", {}), f"{where}.overall")
             for subset, values in part(measured.get("subsets", {}), f"{where}.subsets").items():
                 metrics(values, f"{where}.subsets.{subset}")
@@ -71,7 +84,9 @@ def _check_shape(run: dict[str, Any], file: Path) -> None:
             for condition, values in part(conditions, f"robustness.{name}.{protocol}").items():
                 metrics(values, f"robustness.{name}.{protocol}.{condition}")
     settings = part(run.get("run", {}), "run")
-    part(settings.get("model", {}), "run.model")
+    model = part(settings.get("model", {}), "run.model")
+    if model.get("calibration") is not None:
+        part(model["calibration"], "run.model.calibration")
     for name, dataset in part(settings.get("datasets", {}), "run.datasets").items():
         part(dataset, f"run.datasets.{name}")
 
@@ -103,6 +118,22 @@ def _images_cell(ma: dict[str, Any], mb: dict[str, Any]) -> str:
     return a if a == b else f"{a} ≠ {b} (!)"
 
 
+def _calibration_applied(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The calibration a run applied to p_fake (`run.model.calibration`), None for raw p_fake
+    (runs made before calibration existed have no such field: theirs is raw too)."""
+    applied = (run.get("model") or {}).get("calibration")
+    return applied or None
+
+
+def _calibration_text(applied: dict[str, Any] | None) -> str:
+    if applied is None:
+        return "raw p_fake"
+    return (
+        f"{applied.get('method', 'platt')} {applied.get('digest')} "
+        f"(a={applied.get('a')!r}, b={applied.get('b')!r})"
+    )
+
+
 def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """One line per setting that differs between two runs' `metrics.json`."""
     ra, rb = a.get("run", {}), b.get("run", {})
@@ -111,6 +142,11 @@ def setting_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         for key in _SETTINGS
         if ra.get(key) != rb.get(key)
     ]
+    cal_a, cal_b = _calibration_applied(ra), _calibration_applied(rb)
+    if cal_a != cal_b:
+        lines.append(
+            f"calibration of p_fake: A {_calibration_text(cal_a)}, B {_calibration_text(cal_b)}"
+        )
     da, db = ra.get("datasets", {}), rb.get("datasets", {})
     for name in sorted(set(da) & set(db)):
         # The resolved folder when the run recorded it: `x=PATH` and `PATH` read the same.
@@ -154,6 +190,45 @@ def _rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _calibration_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """ECE and Brier score of the model's own p_fake, A, B and B - A, per dataset both runs
+    measured them for (runs made before calibration was measured have none)."""
+
+    def measured(run: dict[str, Any], name: str) -> dict[str, Any] | None:
+        entry = run["datasets"].get(name, {}).get("protocols", {}).get(QUANTITATIVE, {})
+        found = entry.get("calibration")
+        return found if found and found.get("n") else None
+
+    header = ["dataset", "images"]
+    for name in CALIBRATION_MEASURES:
+        header += [f"{name} A", f"{name} B", f"Δ{name}"]
+    table = [header]
+    bins = set()
+    for name in sorted(set(a["datasets"]) & set(b["datasets"])):
+        ma, mb = measured(a, name), measured(b, name)
+        if ma is None or mb is None:
+            continue
+        bins |= {ma.get("bins"), mb.get("bins")}
+        images = str(ma["n"]) if ma["n"] == mb["n"] else f"{ma['n']} ≠ {mb['n']} (!)"
+        cells = [name, images]
+        for measure in CALIBRATION_MEASURES:
+            va, vb = ma.get(measure), mb.get(measure)
+            cells += [_cell(va), _cell(vb), _delta(va, vb)]
+        table.append(cells)
+    if len(table) == 1:
+        return []
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    binned = f"over {bins.pop()} equal-width bins" if len(bins) == 1 else "binned differently"
+    lines = [
+        "",
+        "Calibration of the model's own p_fake (quantitative protocol, clean images; ECE "
+        f"{binned}, and Brier score; lower is better):",
+    ]
+    for row in table:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return lines
+
+
 def compare_runs(run_a: Path, run_b: Path) -> str:
     """A plain-text table: each metric in A, in B, and B - A.
 
@@ -184,7 +259,9 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
         lines += [f"  - {line}" for line in differences] + [""]
     for row in table:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    if any("(!)" in row[3] for row in table[1:]):
+    calibration = _calibration_lines(a, b)
+    lines += calibration
+    if any("(!)" in row[3] for row in table[1:]) or any("(!)" in line for line in calibration):
         lines.append(
             "(!): the runs measured different images there (f: fakes, r: reals, q: questions); "
             "its differences are not like with like"

@@ -120,6 +120,8 @@ def write_reliability(out: Path, metrics: dict[str, Any], note: str) -> bool:
     """The reliability diagram: per dataset, the share of fakes against the mean p_fake of each
     equal-width bin (on the diagonal: calibrated), and how many images each bin holds; False
     when no dataset has a p_fake."""
+    from matplotlib.ticker import MaxNLocator
+
     entries = calibration_entries(metrics)
     if not entries:
         return False
@@ -145,7 +147,8 @@ def write_reliability(out: Path, metrics: dict[str, Any], note: str) -> bool:
         ylim=(0, 1.02),
     )
     ax.legend(loc="upper left", fontsize=8)
-    counts_ax.set(xlabel="p_fake", ylabel="images", xlim=(0, 1))
+    counts_ax.set(xlabel="p_fake (bin)", ylabel="images in the bin", xlim=(0, 1))
+    counts_ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 images
     for axis in (ax, counts_ax):
         axis.grid(alpha=0.3)
     bins = entries[0][1]["bins"]

@@ -213,12 +213,14 @@ def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
 
 def _calibration_section(metrics: dict[str, Any], figures: list[str]) -> list[str]:
     """ECE and Brier score per dataset, what they were measured on, and the reliability figure."""
+    from fakescope.calibration import platt_formula
+
     run = metrics["run"]
     calibration = (run.get("model") or {}).get("calibration")
     if calibration:
         applied = (
-            f"calibrated by Platt scaling, sigmoid({calibration['a']:.6g} * margin + "
-            f"{calibration['b']:.6g}) (`--calibration`, digest {calibration['digest']}). If "
+            f"calibrated by Platt scaling, {platt_formula(calibration['a'], calibration['b'])} "
+            f"(`--calibration`, digest {calibration['digest']}). If "
             "the calibration was fitted on these same images, these numbers flatter it"
         )
     else:
@@ -268,6 +270,18 @@ def _robustness_section(robustness: dict[str, Any], figures: list[str]) -> list[
     return [*lines, f"![AP against degradation]({ROBUSTNESS_FILE})", ""]
 
 
+def _calibration_note(model: dict[str, Any]) -> str:
+    """What the run's model line says of a calibration applied: every p_fake below (accuracies
+    at 0.5 included) is the calibrated one."""
+    calibration = model.get("calibration")
+    if not calibration:
+        return ""
+    return (
+        f"; p_fake calibrated (Platt scaling, digest {calibration['digest']}): every p_fake and "
+        "accuracy below reads the calibrated value"
+    )
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     run = metrics["run"]
     model = run["model"]
@@ -277,7 +291,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     lines += _duplicate_warning(metrics)
     lines += [
         f"- model: `{model.get('id')}` (quantization {model.get('quantization', '?')}, "
-        f"revision {model.get('revision') or '-'})",
+        f"revision {model.get('revision') or '-'}){_calibration_note(model)}",
         f"- protocols: {', '.join(run['protocols'])}; provenance evidence "
         f"{'on' if run['provenance'] else 'off (model alone)'}; "
         f"prompt version {run['prompt_version']}",

@@ -103,7 +103,7 @@ def test_a_fit_records_what_it_was_fitted_on_and_round_trips(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "cannot read it"),
+        (None, "cannot read the calibration file"),
         (b"\xff\xfe", "not UTF-8"),
         (b"{not json", "not JSON"),
         (b"[]", "not a calibration file"),
@@ -113,7 +113,7 @@ def test_a_fit_records_what_it_was_fitted_on_and_round_trips(tmp_path: Path) -> 
         (b'{"format": "fakescope-calibration", "version": 1, "a": 1, "b": 0}', "model_key"),
     ],
 )
-def test_a_bad_file_is_one_line_naming_it(
+def test_a_bad_file_is_one_line_naming_it_and_what_to_do(
     tmp_path: Path, content: bytes | None, message: str
 ) -> None:
     path = tmp_path / "cal.json"
@@ -123,6 +123,15 @@ def test_a_bad_file_is_one_line_naming_it(
         Calibration.load(path)
     text = str(caught.value)
     assert text.startswith(str(path)) and "\n" not in text
+    # ... and says where a good one comes from.
+    assert text.endswith("`fakescope eval calibrate RUN_DIR --out FILE` wrote") or text.endswith(
+        "fit it again (`fakescope eval calibrate RUN_DIR --out FILE`)"
+    )
+
+
+@pytest.mark.parametrize(("b", "shown"), [(-0.0824006, "- 0.0824006"), (0.5, "+ 0.5")])
+def test_the_formula_reads_as_written_by_hand(b: float, shown: str) -> None:
+    assert Calibration(0.189814, b, "m").formula() == f"sigmoid(0.189814 * margin {shown})"
 
 
 def test_the_cache_identity_changes_with_the_calibration() -> None:
@@ -211,3 +220,14 @@ def test_analyze_with_calibration_reports_the_calibrated_p_fake(
     assert calibrated["p_fake"] == pytest.approx(expected, abs=1e-4)
     status, _, err = run_main(capsys, "analyze", str(image), "--calibration", str(path))
     assert status == 2 and "--calibration needs --model" in err
+
+
+def test_plain_analyze_marks_a_calibrated_p_fake() -> None:
+    from fakescope.cli import _human_line
+
+    result = {"path": "a.png", "label": "uncertain", "p_fake": 0.491672, "decided_by": "model",
+              "evidence": [], "explanation": None,
+              "model": {"id": "m", "calibration": {"digest": "ab88ebb051e2"}}}  # fmt: skip
+    assert _human_line(result) == "a.png: uncertain (p_fake 0.492 calibrated, decided by model)"
+    raw = {**result, "model": {"id": "m", "calibration": None}}
+    assert _human_line(raw) == "a.png: uncertain (p_fake 0.492, decided by model)"

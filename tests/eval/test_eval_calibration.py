@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_helpers import StandInModel, write_png
 
 from fakescope.calibration import Calibration
 from fakescope.cli import main
+from fakescope.errors import DatasetError
 from fakescope.evaluation.evaluate import EvalConfig, evaluate
 
 FAKE_SHADE, REAL_SHADE = 230, 25  # the stand-in's p_fake is the red level / 255
@@ -106,7 +108,9 @@ def test_calibrate_refuses_what_it_cannot_fit_in_one_line(
     assert main(["eval", "calibrate", str(out), "--out", target, "--dataset", "nope"]) == 2
     assert "no dataset named 'nope'" in capsys.readouterr().err
     assert main(["eval", "calibrate", str(tmp_path / "empty"), "--out", target]) == 2
-    assert "no metrics.json" in capsys.readouterr().err
+    assert f"{tmp_path / 'empty'}: no such folder; give a `fakescope eval --out` folder" in (
+        capsys.readouterr().err
+    )
     assert not Path(target).exists()
 
 
@@ -121,3 +125,146 @@ def test_eval_refuses_a_calibration_fitted_for_another_model(
     error = capsys.readouterr().err
     assert "fitted for the model another-model@-:none, not " in error
     assert str(tiny_model_dir) in error and error.count("\n") == 1
+
+
+class _CalibratedInfo:
+    """A stand-in's identity with a calibration applied, as `ModelInfo` gives it."""
+
+    def __init__(self, calibration: Calibration) -> None:
+        self.calibration = calibration
+        self.untrained = True
+        self.base = StandInModel().info
+
+    @property
+    def key(self) -> str:
+        return self.calibration.key_of(self.base.key)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.base.to_dict(), "calibration": self.calibration.describe()}
+
+
+class _CalibratedStandIn(StandInModel):
+    """The stand-in whose p_fake go through a calibration, as `--calibration` makes a model's."""
+
+    def __init__(self, calibration: Calibration) -> None:
+        super().__init__()
+        self.info = _CalibratedInfo(calibration)  # type: ignore[assignment]
+        self.calibration = calibration
+
+    def score(self, images):  # type: ignore[no-untyped-def]
+        return [float(p) for p in self.calibration.apply_p(super().score(images))]
+
+
+def _stand_in_run(out: Path, data: Path, model: StandInModel) -> dict:  # type: ignore[type-arg]
+    config = EvalConfig(datasets=[f"data={data}"], model="m", out=out, bootstrap=0, progress=False)
+    return evaluate(config, model)
+
+
+def test_compare_shows_ece_and_brier_and_lists_a_calibration_that_differs(
+    tmp_path: Path,
+) -> None:
+    from fakescope.evaluation.compare import compare_runs
+    from fakescope.evaluation.report import fmt
+
+    data = _tree(tmp_path / "data", [FAKE_SHADE, 180, REAL_SHADE], [REAL_SHADE, 90])
+    first = Calibration(0.5, -0.25, StandInModel().info.key)
+    second = Calibration(2.0, 0.125, StandInModel().info.key)
+    raw = _stand_in_run(tmp_path / "raw", data, StandInModel())
+    calibrated = _stand_in_run(tmp_path / "cal1", data, _CalibratedStandIn(first))
+    _stand_in_run(tmp_path / "cal2", data, _CalibratedStandIn(second))
+
+    text = compare_runs(tmp_path / "raw", tmp_path / "cal1")
+    settings = text.split("Settings that differ")[1].split("\n\n")[0]
+    assert f"calibration of p_fake: A raw p_fake, B platt {first.digest}" in settings
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("dataset  images"))
+    assert header.split() == ["dataset", "images", "ece", "A", "ece", "B", "Δece",
+                              "brier", "A", "brier", "B", "Δbrier"]  # fmt: skip
+    row = lines[lines.index(header) + 1].split()
+    ma = raw["datasets"]["data"]["protocols"]["quantitative"]["calibration"]
+    mb = calibrated["datasets"]["data"]["protocols"]["quantitative"]["calibration"]
+    assert ma["ece"] != mb["ece"] and ma["brier"] != mb["brier"]
+    assert row == [
+        "data", "5",
+        fmt(ma["ece"]), fmt(mb["ece"]), f"{mb['ece'] - ma['ece']:+.3f}",
+        fmt(ma["brier"]), fmt(mb["brier"]), f"{mb['brier'] - ma['brier']:+.3f}",
+    ]  # fmt: skip
+
+    two = compare_runs(tmp_path / "cal1", tmp_path / "cal2")
+    assert f"A platt {first.digest} (a=0.5, b=-0.25), B platt {second.digest}" in two
+    # Like with like: nothing listed, the calibration table still shown.
+    same = compare_runs(tmp_path / "cal1", tmp_path / "cal1")
+    assert "Settings that differ" not in same and "Δece" in same
+
+
+def test_compare_leaves_out_calibration_a_run_did_not_measure(tmp_path: Path) -> None:
+    """A run made before calibration was measured: no ECE row, and its p_fake count as raw."""
+    from fakescope.evaluation.compare import compare_runs
+
+    data = _tree(tmp_path / "data", [FAKE_SHADE], [REAL_SHADE])
+    _stand_in_run(tmp_path / "new", data, StandInModel())
+    _stand_in_run(tmp_path / "old", data, StandInModel())
+    metrics_file = tmp_path / "old" / "metrics.json"
+    old = json.loads(metrics_file.read_text())
+    del old["datasets"]["data"]["protocols"]["quantitative"]["calibration"]
+    old["run"]["model"].pop("calibration", None)
+    metrics_file.write_text(json.dumps(old))
+    text = compare_runs(tmp_path / "old", tmp_path / "new")
+    assert "Δece" not in text and "Settings that differ" not in text
+    # A damaged calibration entry is refused in one line naming the part.
+    old["datasets"]["data"]["protocols"]["quantitative"]["calibration"] = {"ece": "low"}
+    metrics_file.write_text(json.dumps(old))
+    with pytest.raises(DatasetError, match=r"quantitative\.calibration\.ece is 'low', not a"):
+        compare_runs(tmp_path / "old", tmp_path / "new")
+
+
+def test_a_calibrated_runs_report_says_so_where_it_names_the_model(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "data", [FAKE_SHADE], [REAL_SHADE])
+    calibration = Calibration(0.5, -0.25, StandInModel().info.key)
+    _stand_in_run(tmp_path / "run", data, _CalibratedStandIn(calibration))
+    report = (tmp_path / "run" / "report.md").read_text()
+    model_line = next(line for line in report.splitlines() if line.startswith("- model:"))
+    assert f"p_fake calibrated (Platt scaling, digest {calibration.digest})" in model_line
+    assert "sigmoid(0.5 * margin - 0.25)" in report and "+ -" not in report
+    _stand_in_run(tmp_path / "raw", data, StandInModel())
+    raw_report = (tmp_path / "raw" / "report.md").read_text()
+    assert "calibrated" not in next(
+        line for line in raw_report.splitlines() if line.startswith("- model:")
+    )
+
+
+def test_the_reliability_diagram_counts_whole_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakescope.evaluation import plots
+
+    drawn: list[tuple[Path, Any]] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, title: drawn.append((path, fig)))
+    data = _tree(tmp_path / "data", [FAKE_SHADE, FAKE_SHADE], [REAL_SHADE])  # bins of 1 and 2
+    _stand_in_run(tmp_path / "run", data, StandInModel())
+    (figure,) = [fig for path, fig in drawn if path.name == "reliability.png"]
+    figure.canvas.draw()
+    counts_axis = figure.axes[1]
+    ticks = [t for t in counts_axis.get_yticks() if t <= counts_axis.get_ylim()[1]]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    assert counts_axis.get_ylabel() == "images in the bin"
+
+
+def test_calibrate_says_in_one_line_when_it_cannot_write_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tree(tmp_path / "data", [FAKE_SHADE, 180], [REAL_SHADE, 90])
+    _stand_in_run(tmp_path / "run", data, StandInModel())
+    for target in (tmp_path / "no-such-folder" / "cal.json", tmp_path / "run"):
+        assert main(["eval", "calibrate", str(tmp_path / "run"), "--out", str(target)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"fakescope: error: {target}: cannot write the calibration file")
+        assert "give --out a file name in a folder that exists" in error
+        assert error.count("\n") == 1
+
+
+def test_calibrate_prints_the_formula_as_written_by_hand(tmp_path: Path) -> None:
+    from fakescope.evaluation.calibrate import summary
+
+    printed = summary(Calibration(0.5, -0.25, "m"), tmp_path / "cal.json")
+    assert "p_fake = sigmoid(0.5 * margin - 0.25)" in printed and "+ -" not in printed
