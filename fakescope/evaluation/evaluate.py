@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fakescope.errors import DatasetError, FakeScopeError
 from fakescope.evaluation import output_files
@@ -36,6 +36,9 @@ from fakescope.evaluation.runner import (
     planned_ids,
     run_predictions,
 )
+
+if TYPE_CHECKING:
+    from fakescope.calibration import Calibration
 
 PROTOCOL_CHOICES = {
     "quantitative": [QUANTITATIVE],
@@ -227,11 +230,17 @@ def _start_run(out: Path, record: dict[str, Any]) -> None:
     output_files.write_text(out / REPORT_FILE, output_files.readable("\n".join(note)))
 
 
-def _load_model(config: EvalConfig) -> EvalModel:
+def _read_calibration(config: EvalConfig) -> Calibration | None:
+    """The calibration file given, read before anything is written (a bad one leaves no
+    --out folder behind)."""
     from fakescope.calibration import Calibration
+
+    return Calibration.load(config.calibration) if config.calibration else None
+
+
+def _load_model(config: EvalConfig, calibration: Calibration | None) -> EvalModel:
     from fakescope.loading import load_model
 
-    calibration = Calibration.load(config.calibration) if config.calibration else None
     model = load_model(
         config.model,
         quantization=config.quantization,
@@ -251,10 +260,13 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     conditions = sweep_conditions(config.robustness)
     plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
     sources = {d.name: str(d.source) for d in datasets if d.source is not None}
+    calibration = _read_calibration(config) if model is None else None
     config.out.mkdir(parents=True, exist_ok=True)
     try:
         with output_files.held_alone(config.out):
-            return _evaluate_alone(config, model, datasets, protocols, conditions, plan, sources)
+            return _evaluate_alone(
+                config, model, datasets, protocols, conditions, plan, sources, calibration
+            )
     except output_files.FolderInUse:
         raise OutputInUseError(
             f"another fakescope eval is writing into {config.out}; wait for it to end, or use "
@@ -270,6 +282,7 @@ def _evaluate_alone(
     conditions: list[Any],
     plan: Plan,
     sources: dict[str, str],
+    calibration: Calibration | None,
 ) -> dict[str, Any]:
     """`evaluate` while this process alone writes into `config.out`."""
     from fakescope.evaluation import plots, report
@@ -284,7 +297,7 @@ def _evaluate_alone(
         _check_sources(config.out, stored, sources)
         store = PredictionStore(config.out / PREDICTIONS_FILE)
         _check_covered(config.out, store, plan)
-    model = model if model is not None else _load_model(config)
+    model = model if model is not None else _load_model(config, calibration)
     untrained = bool(getattr(model.info, "untrained", False))
     if untrained and config.progress:
         print(

@@ -127,6 +127,20 @@ def test_eval_refuses_a_calibration_fitted_for_another_model(
     assert str(tiny_model_dir) in error and error.count("\n") == 1
 
 
+def test_eval_with_a_calibration_that_is_no_calibration_leaves_no_out_folder(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _tree(tmp_path / "data", [200], [30])
+    broken = tmp_path / "cal.json"
+    broken.write_text("not json")
+    out = tmp_path / "run"
+    code = main(["eval", str(data), "--model", str(tiny_model_dir), "--out", str(out),
+                 "--quiet", "--calibration", str(broken)])  # fmt: skip
+    assert code == 2
+    assert str(broken) in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was written
+
+
 class _CalibratedInfo:
     """A stand-in's identity with a calibration applied, as `ModelInfo` gives it."""
 
