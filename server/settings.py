@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 MIB = 1024 * 1024
 RATE_UNITS = ("second", "minute", "hour", "day")
 
@@ -218,7 +220,7 @@ class Settings:
     @property
     def pool_options(self) -> dict[str, Any]:
         """create_engine's pool arguments (an in-memory SQLite database has no pool to size)."""
-        if self.is_sqlite and ":memory:" in self.database_url:
+        if self.is_sqlite and _sqlite_in_memory(self.database_url):
             return {}
         return {
             "pool_size": self.db_pool_size,
@@ -294,3 +296,10 @@ class Settings:
             db_pool_overflow=_int(env, "FAKESCOPE_DB_POOL_OVERFLOW", 10, 0),
             db_pool_timeout_s=_float(env, "FAKESCOPE_DB_POOL_TIMEOUT_S", 30.0),
         )
+
+
+def _sqlite_in_memory(url: str) -> bool:
+    """Whether SQLAlchemy opens this SQLite URL in memory, with one static connection and no
+    pool to size: `sqlite://`, `:memory:`, or a `mode=memory` URI (as its dialect decides)."""
+    parsed = make_url(url)
+    return parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"

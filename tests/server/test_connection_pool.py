@@ -129,3 +129,15 @@ def test_pool_settings_are_read_from_the_environment_and_checked() -> None:
         Settings.from_env({"FAKESCOPE_DB_POOL_TIMEOUT_S": "0"})
     memory = Settings(database_url="sqlite+aiosqlite:///:memory:")
     assert memory.pool_options == {}  # no pool to size
+
+
+async def test_an_in_memory_sqlite_url_without_memory_in_it_gets_no_pool_arguments() -> None:
+    # SQLAlchemy's own spelling of an in-memory database opens one static connection, as
+    # ":memory:" does: pool sizes were passed to it and create_engine refused them
+    # (TypeError), so the app could not start.
+    from server.db.engine import create_engine
+
+    settings = Settings(database_url="sqlite+aiosqlite://")
+    assert settings.pool_options == {}
+    engine = create_engine(settings.database_url, **settings.pool_options)
+    await engine.dispose()
