@@ -55,6 +55,14 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)  # could not connect at all
 
 
+def is_transient_or_busy(error: BaseException) -> bool:
+    """`is_transient`, or every connection of this process's pool stayed in use for
+    FAKESCOPE_DB_POOL_TIMEOUT_S (SQLAlchemy's own TimeoutError, not a DBAPIError): nothing
+    is wrong with the work, and it may well succeed a moment later. For background loops
+    that would otherwise take a busy pool for a bug."""
+    return is_transient(error) or isinstance(error, exc.TimeoutError)
+
+
 def sqlite_lock_held(error: sqlite3.Error) -> bool:
     """Whether SQLite refused for a lock another connection holds, which it gives up.
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from server.background import cancel_and_wait
 from server.db.analyses import PROVENANCE_ONLY_KEY, Identity
-from server.db.database import Database, is_transient
+from server.db.database import Database, is_transient, is_transient_or_busy
 from server.db.notify import Wakeups
 from server.inference.host import ModelState
 from server.jobs import registry
@@ -336,7 +336,8 @@ class RemoteHost:
     async def _poll(self) -> None:
         """Resolve waiting futures and feed streams from the jobs table, one query for all.
 
-        Reads that fail with a dropped connection are tried again with growing pauses. Each
+        Reads that fail with a dropped connection, or that find every pooled connection in
+        use for FAKESCOPE_DB_POOL_TIMEOUT_S, are tried again with growing pauses. Each
         waiting request rides out the outage for the whole retry budget, counted from when
         the outage began or from when it started waiting, whichever came later; then it
         gets 503 `database-unavailable` (its job goes on: asked again, a request joins its
@@ -367,7 +368,7 @@ class RemoteHost:
                     ids, finished_only=not waiting.streams, read_from=read_from
                 )
             except Exception as exc:
-                if not is_transient(exc):
+                if not is_transient_or_busy(exc):
                     failing_since = None
                     backoff.reset()
                     self._give_up_on_error(ids, exc)

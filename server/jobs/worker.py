@@ -21,7 +21,7 @@ from server.analyze.service import AnalysisService, busy_problem
 from server.ask.questions import Question
 from server.ask.service import AskService, parse_event
 from server.background import cancel_and_wait
-from server.db.database import is_transient
+from server.db.database import is_transient_or_busy
 from server.db.notify import Wakeups
 from server.inference.host import ModelHost, ModelState
 from server.inference.queue_jobs import QueueFullError
@@ -187,9 +187,10 @@ class JobWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if is_transient(exc) and job.attempts < self.jobs.attempts:
-                # The database connection dropped under the job, not the job's fault:
-                # another try (here or on another worker) most likely succeeds.
+            if is_transient_or_busy(exc) and job.attempts < self.jobs.attempts:
+                # The database connection dropped under the job (or the pool stayed
+                # full), not the job's fault: another try (here or on another worker)
+                # most likely succeeds.
                 log.warning("job %d met a database error; queued again: %s", job.id, exc)
                 try:
                     await self.jobs.requeue(job.id, self.id)

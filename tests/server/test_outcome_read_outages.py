@@ -25,6 +25,7 @@ import pytest
 from db_faults import dropped_connection
 from server_helpers import until
 from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.jobs.remote_host import RemoteHost
 from server.jobs.store import DONE, JobOutcome
@@ -179,3 +180,20 @@ async def test_an_outcome_read_that_fails_for_another_reason_fails_the_requests_
     jobs.error = None
     jobs.finished.add(2)
     assert (await _waiting(remote)).id == 2
+
+
+async def test_an_outcome_read_that_finds_the_pool_full_is_tried_again_not_failed_as_a_bug(
+    host: tuple[RemoteHost, OutcomeReads, FakeClock],
+) -> None:
+    # Every pooled connection stayed in use for FAKESCOPE_DB_POOL_TIMEOUT_S: SQLAlchemy's own
+    # TimeoutError, not a DBAPIError. It was taken for a bug: every waiting request, and
+    # every /v1/ask stream relayed, got 500 `internal-error` at once.
+    remote, jobs, _clock = host
+    jobs.error = PoolTimeoutError("QueuePool limit of size 1 overflow 1 reached")
+    waiting = _waiting(remote)
+    await until(lambda: jobs.reads >= 2)  # tried again, the request still waits
+    assert not waiting.done()
+    jobs.error = None
+    jobs.finished.add(1)
+    outcome = await waiting
+    assert outcome.id == 1 and outcome.state == DONE

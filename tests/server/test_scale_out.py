@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from server_helpers import (
     upload,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server.app import create_app
 from server.db.database import Database
@@ -462,17 +463,22 @@ def _dropped_connection() -> DBAPIError:
 
 
 async def _runs_again_after_a_dropped_connection(
-    worker: AppClient, settings: Settings, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str
+    worker: AppClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    owner: Any,
+    name: str,
+    error: Callable[[], Exception] = _dropped_connection,
 ) -> None:
-    """`owner.name` meets a dropped connection once: the job still ends done, on its
-    second attempt, with `owner.name` called twice."""
+    """`owner.name` meets a dropped connection (or `error`) once: the job still ends done,
+    on its second attempt, with `owner.name` called twice."""
     real = getattr(owner, name)
     calls: list[int] = []
 
     async def once_dropped(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
-            raise _dropped_connection()
+            raise error()
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, once_dropped)
@@ -498,6 +504,22 @@ async def test_a_job_that_meets_a_dropped_connection_runs_again(
     # the queue and runs again (not a 503 `worker-error` for its client).
     analyses = worker.app.state.job_worker.analyses
     await _runs_again_after_a_dropped_connection(worker, settings, monkeypatch, analyses, "analyze")
+
+
+async def test_a_job_that_waits_out_a_full_connection_pool_runs_again(
+    worker, settings, monkeypatch
+) -> None:
+    # Every pooled connection of the worker stayed in use (SQLAlchemy's TimeoutError, not a
+    # DBAPIError): busy, not broken. The job failed for good, 503 `worker-error`.
+    analyses = worker.app.state.job_worker.analyses
+    await _runs_again_after_a_dropped_connection(
+        worker,
+        settings,
+        monkeypatch,
+        analyses,
+        "analyze",
+        lambda: PoolTimeoutError("QueuePool limit of size 1 overflow 1 reached"),
+    )
 
 
 async def test_a_job_whose_finish_was_lost_is_not_left_running(
