@@ -132,13 +132,14 @@ async def store_analysis(
     sha = analysis["sha256"]
     facts = {"n_frames": 1, **analysis["image"]}  # one frame unless the core says otherwise
     now = utcnow()
-    await session.execute(
+    inserted = await session.execute(
         insert_ignoring_duplicates(session, Image).values(
             sha256=sha,
             **{name: facts[name] for name in IMAGE_FACTS},
             first_seen_at=now,
         )
     )
+    known_image = inserted.rowcount == 0  # type: ignore[attr-defined]
     await session.execute(
         insert(AnalysisRow).values(
             sha256=sha,
@@ -157,9 +158,10 @@ async def store_analysis(
         )
     )
     await flag_for_review(session, sha, analysis["flags"])
-    # An item flagged before (by a report, or an earlier model) now serves this label,
-    # unless a reviewer decided it.
-    await refresh_served_label(session, sha)
+    if known_image:
+        # An item flagged before (by a report, or an earlier model) now serves this label,
+        # unless a reviewer decided it. A new image has no item but the one just made.
+        await refresh_served_label(session, sha)
 
 
 async def add_explanation(
