@@ -238,9 +238,10 @@ def _read_calibration(config: EvalConfig) -> Calibration | None:
     return Calibration.load(config.calibration) if config.calibration else None
 
 
-def _load_model(config: EvalConfig, calibration: Calibration | None) -> EvalModel:
+def _load_model(config: EvalConfig) -> EvalModel:
     from fakescope.loading import load_model
 
+    calibration = _read_calibration(config)
     model = load_model(
         config.model,
         quantization=config.quantization,
@@ -260,13 +261,12 @@ def evaluate(config: EvalConfig, model: EvalModel | None = None) -> dict[str, An
     conditions = sweep_conditions(config.robustness)
     plan = Plan(datasets, protocols, conditions, config.provenance, config.batch_size)
     sources = {d.name: str(d.source) for d in datasets if d.source is not None}
-    calibration = _read_calibration(config) if model is None else None
+    if model is None:
+        _read_calibration(config)  # a bad file is refused before --out is made
     config.out.mkdir(parents=True, exist_ok=True)
     try:
         with output_files.held_alone(config.out):
-            return _evaluate_alone(
-                config, model, datasets, protocols, conditions, plan, sources, calibration
-            )
+            return _evaluate_alone(config, model, datasets, protocols, conditions, plan, sources)
     except output_files.FolderInUse:
         raise OutputInUseError(
             f"another fakescope eval is writing into {config.out}; wait for it to end, or use "
@@ -282,7 +282,6 @@ def _evaluate_alone(
     conditions: list[Any],
     plan: Plan,
     sources: dict[str, str],
-    calibration: Calibration | None,
 ) -> dict[str, Any]:
     """`evaluate` while this process alone writes into `config.out`."""
     from fakescope.evaluation import plots, report
@@ -297,7 +296,7 @@ def _evaluate_alone(
         _check_sources(config.out, stored, sources)
         store = PredictionStore(config.out / PREDICTIONS_FILE)
         _check_covered(config.out, store, plan)
-    model = model if model is not None else _load_model(config, calibration)
+    model = model if model is not None else _load_model(config)
     untrained = bool(getattr(model.info, "untrained", False))
     if untrained and config.progress:
         print(
